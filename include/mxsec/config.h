@@ -1,0 +1,79 @@
+// config.h - mxsec configuration: Postfix-style "key = value" files.
+//
+// Contract (DESIGN.md): `#` starts a comment line, blank lines are ignored,
+// a line that starts with whitespace continues the previous one (as in
+// Postfix main.cf), every key must be known, every value must parse. Any
+// problem is reported with the file, the line and the key; the caller maps
+// a failed load to EX_CONFIG (78), or to EX_TEMPFAIL in `deliver`.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "mxsec/status.h"
+
+namespace mxsec {
+
+enum class DnssecValidation { kResolver, kLocal, kOff };
+const char* DnssecValidationName(DnssecValidation v);
+
+struct ResolverAddress {
+  std::string address;  // IPv4 or IPv6 literal, no brackets
+  uint16_t port = 53;
+  std::string ToString() const;  // "127.0.0.1:53", "[::1]:53"
+};
+
+struct Config {
+  std::string source = "(defaults)";  // file the values came from
+
+  std::vector<ResolverAddress> dns_resolver;  // empty: /etc/resolv.conf
+  DnssecValidation dnssec_validation = DnssecValidation::kResolver;
+  bool dnssec_trust_remote_resolver = false;
+  std::string dnssec_probe;
+  std::string trust_anchor_file = "/usr/share/dns/root.key";
+  std::string ca_file;  // empty: system trust store
+  int smtp_port = 25;
+  std::string helo_name;  // empty: the host's FQDN
+  std::string state_dir = "/var/lib/mxsec";
+  std::string queue_dir = "/var/spool/mxsec";
+  bool dane = true;
+  bool mta_sts = true;
+  std::string local_policy_file;
+
+  // Timeouts in seconds. DNS: per try; SMTP: RFC 5321 §4.5.3.2.
+  int dns_timeout = 5;
+  int dns_tries = 2;
+  int mta_sts_connect_timeout = 10;
+  int mta_sts_fetch_timeout = 60;
+  int smtp_connect_timeout = 30;
+  int smtp_greeting_timeout = 300;
+  int smtp_helo_timeout = 300;
+  int smtp_starttls_timeout = 300;
+  int smtp_mail_timeout = 300;
+  int smtp_rcpt_timeout = 300;
+  int smtp_data_init_timeout = 120;
+  int smtp_data_xfer_timeout = 180;
+  int smtp_data_done_timeout = 600;
+  int smtp_quit_timeout = 300;
+};
+
+// Where the configuration comes from when --config is not given.
+std::string DefaultConfigPath();  // $MXSEC_CONFIG, else /etc/mxsec/mxsec.conf
+
+// Loads `path` into `out`, then applies `overrides` ("key=value", as from
+// -o). When `must_exist` is false and the file does not exist, the defaults
+// are used (a missing default file is not an error; an unreadable one is).
+Status LoadConfig(const std::string& path, bool must_exist, const std::vector<std::string>& overrides,
+                  Config* out);
+
+// Parses configuration text (for tests); `name` is used in messages.
+Status ParseConfigText(const std::string& text, const std::string& name, Config* out);
+
+// Applies one "key=value" override; `origin` names it in messages.
+Status ApplyConfigSetting(const std::string& key, const std::string& value, const std::string& origin,
+                          Config* out);
+
+// Reads nameservers from resolv.conf-style text.
+std::vector<ResolverAddress> ParseResolvConf(const std::string& text);
+
+}  // namespace mxsec

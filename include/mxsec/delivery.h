@@ -1,0 +1,87 @@
+// delivery.h - delivering one message to the recipients of one domain,
+// with the domain's TLS policy enforced host by host.
+//
+// DeliverDomain walks the usable MX hosts of a DomainPolicy in preference
+// order (equal preferences shuffled), every address of each host, and runs
+// an SMTP session (smtp_client.h) with the TLS requirement of that host.
+// A host that cannot be used (connection failure, 4xx, TLS required and not
+// possible) moves on to the next; a 5xx to RCPT is final for that recipient
+// only; a recipient is never sent to a host whose policy was not met.
+// For an opportunistic host whose TLS handshake failed, one new plaintext
+// connection is made (RFC 7435); for every other host a TLS failure is final
+// for that host.
+//
+// Every session is recorded through an AttemptLog (domain, host, address,
+// policy, TLS, verification, outcome, RFC 8460 failure type) for reports.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mxsec/clock.h"
+#include "mxsec/policy.h"
+#include "mxsec/smtp_client.h"
+#include "mxsec/smtp_proto.h"
+
+namespace mxsec {
+
+struct AttemptRecord {
+  int64_t time = 0;
+  std::string domain, mx, address;
+  uint16_t port = 25;
+  std::string policy, mechanism, host_tls;
+  std::string tls_version, tls_cipher, verification;
+  bool verified = false;
+  std::string outcome;       // "delivered", "partial", "deferred", "bounced", "host-failed", "probe-ok"
+  std::string code, detail;
+  std::string failure_type;  // RFC 8460 result type or ""
+};
+
+class AttemptLog {
+ public:
+  virtual ~AttemptLog() = default;
+  virtual Status Record(const AttemptRecord& record) = 0;
+};
+
+// `<state_dir>/delivery.sqlite`, table `attempts` (shared by processes).
+Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path);
+
+struct RecipientOutcome {
+  Mailbox recipient;
+  RcptStatus status = RcptStatus::kDeferred;
+  std::string code;     // RFC 3463
+  std::string reply;    // the server's reply or our reason
+  bool reached = false; // a server was reached for this recipient
+  std::string relay_host, relay_address;
+  uint16_t relay_port = 0;
+  TlsInfo tls;
+};
+
+using SessionRunner = std::function<SessionResult(const std::string& address, uint16_t port,
+                                                  const SessionOptions& options, const Envelope* envelope,
+                                                  int64_t now)>;
+
+struct DeliveryOptions {
+  std::string helo_name;
+  uint16_t port = 25;
+  SmtpTimeouts timeouts;
+  std::string ca_file;
+  SessionRunner session = RunSmtpSession;   // tests substitute a fake
+  bool shuffle_equal_preferences = true;
+  // Called for every host that failed, with a line for the log.
+  std::function<void(const std::string&)> log;
+};
+
+// Delivers `message` from `sender` to `recipients` (all in policy.domain).
+// Returns one outcome per recipient, in order.
+std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
+                                            const std::vector<Mailbox>& recipients,
+                                            const PreparedMessage& message, const DeliveryOptions& options,
+                                            AttemptLog* log, Clock* clock);
+
+// The session options that enforce `mx`'s policy (shared by deliver and probe).
+SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options);
+
+}  // namespace mxsec

@@ -1,0 +1,160 @@
+// dns.h - DNS lookups with their DNSSEC status.
+//
+// Two layers, each behind an interface so tests can replace it:
+//   DnsTransport  sends questions to the configured resolver(s) and returns
+//                 what came back (rcode, AD bit, answer records), nothing
+//                 more. The ldns implementation sends a batch of questions
+//                 concurrently over one UDP socket (TCP on truncation) and
+//                 matches every reply to its question (ID, QR, name, type).
+//   Resolver      answers questions with a classified outcome (records,
+//                 NODATA, NXDOMAIN, failure), the DNSSEC status (secure /
+//                 insecure / bogus / indeterminate, RFC 4035 §4.3) and the
+//                 CNAME chain that was followed. ResolverModeResolver
+//                 derives the status from the AD bit of a validating
+//                 resolver; a SERVFAIL is asked again with CD set to tell
+//                 bogus data from an unreachable zone.
+// Promise: a failure is never reported as "no data". A timeout, SERVFAIL,
+// REFUSED, malformed or mismatched reply is a failure with status bogus or
+// indeterminate, and the policy layer treats it as such.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mxsec/config.h"
+#include "mxsec/status.h"
+
+namespace mxsec {
+
+enum class DnssecStatus { kSecure, kInsecure, kBogus, kIndeterminate };
+const char* DnssecStatusName(DnssecStatus s);
+// The weaker of two statuses for a chain of answers: any failure wins,
+// then insecure, then secure.
+DnssecStatus WeakerStatus(DnssecStatus a, DnssecStatus b);
+
+enum class RrType : uint16_t {
+  kA = 1, kNS = 2, kCNAME = 5, kSOA = 6, kMX = 15, kTXT = 16, kAAAA = 28, kDNAME = 39, kDS = 43,
+  kRRSIG = 46, kNSEC = 47, kDNSKEY = 48, kNSEC3 = 50, kTLSA = 52,
+};
+std::string RrTypeName(RrType t);
+
+struct TlsaRecord {
+  uint8_t usage = 0;
+  uint8_t selector = 0;
+  uint8_t matching = 0;
+  std::vector<uint8_t> data;
+  std::string DataHex() const;
+  std::string ToString() const;  // "3 1 1 ab12..."
+  bool operator==(const TlsaRecord&) const = default;
+};
+
+struct DnsRecord {
+  std::string owner;  // normal form (lowercase, no trailing dot)
+  RrType type = RrType::kA;
+  uint32_t ttl = 0;
+  std::string text;        // A/AAAA: address; CNAME/DNAME: target (normal form); TXT: strings concatenated
+  uint16_t preference = 0; // MX
+  std::string exchange;    // MX: normal form; "" for the null MX target "."
+  TlsaRecord tlsa;         // TLSA
+};
+
+struct DnsQuestion {
+  std::string name;  // normal form
+  RrType type = RrType::kA;
+  bool operator==(const DnsQuestion&) const = default;
+};
+
+// --- Transport layer ---
+
+enum class DnsRcode { kNoError, kNxDomain, kServFail, kRefused, kOther };
+
+struct DnsResponse {
+  bool answered = false;  // false: timeout or network error (see error)
+  DnsRcode rcode = DnsRcode::kOther;
+  int rcode_value = 0;
+  bool ad = false;
+  bool tc = false;
+  std::vector<DnsRecord> answer;  // answer section, RRSIGs dropped
+  std::string ede;                // RFC 8914 extended error, "7 (Signature Expired)", or ""
+  std::string error;              // when !answered or malformed
+  std::string server;             // which resolver answered
+};
+
+class DnsTransport {
+ public:
+  virtual ~DnsTransport() = default;
+  // Asks every question (recursion desired, EDNS0 DO=1; CD=1 when
+  // `checking_disabled`) and returns one response per question, in order.
+  // Must be safe to call from several threads at once.
+  virtual std::vector<DnsResponse> QueryMany(const std::vector<DnsQuestion>& questions,
+                                             bool checking_disabled) = 0;
+};
+
+struct DnsTransportOptions {
+  std::vector<ResolverAddress> servers;
+  int timeout_ms = 5000;  // per try
+  int tries = 2;          // per server
+};
+std::unique_ptr<DnsTransport> NewLdnsTransport(const DnsTransportOptions& options);
+
+// Parses a DNS reply in wire format for `question` (used by the transport
+// and by tests with hostile packets). Records not belonging to the answer
+// chain of the question are kept; Resolver filters them.
+DnsResponse ParseDnsReply(const uint8_t* wire, size_t len, const DnsQuestion& question, uint16_t expected_id,
+                          std::string* mismatch);
+
+// --- Resolver layer ---
+
+enum class DnsOutcome {
+  kRecords,   // records of the asked type at the end of the chain
+  kNoData,    // name exists, no records of that type
+  kNxDomain,  // name does not exist
+  kFailure,   // SERVFAIL, REFUSED, timeout, malformed: unknown
+};
+const char* DnsOutcomeName(DnsOutcome o);
+
+struct DnsAnswer {
+  DnsQuestion question;
+  DnsOutcome outcome = DnsOutcome::kFailure;
+  DnssecStatus dnssec = DnssecStatus::kIndeterminate;
+  std::vector<std::string> chain;   // CNAME targets followed, in order
+  std::string final_name;           // question.name or the last CNAME target
+  std::vector<DnsRecord> records;   // of question.type at final_name
+  uint32_t ttl = 0;                 // minimum TTL of records
+  std::string reason;               // for failures: "SERVFAIL from 127.0.0.1:53 (EDE 7 ...)", "timeout"
+  bool failed() const { return outcome == DnsOutcome::kFailure; }
+};
+
+class Resolver {
+ public:
+  virtual ~Resolver() = default;
+  // Answers every question, CNAME chains followed (at most 8 hops), one
+  // answer per question in order. Thread-safe.
+  virtual std::vector<DnsAnswer> LookupMany(const std::vector<DnsQuestion>& questions) = 0;
+  DnsAnswer Lookup(const DnsQuestion& q) { return LookupMany({q}).front(); }
+  // Whether the status of answers can be trusted for DANE at all, and if
+  // not, why (e.g. the resolver is not on loopback).
+  virtual bool dnssec_trusted() const = 0;
+  virtual std::string dnssec_untrusted_reason() const = 0;
+  // How statuses were obtained, for the policy output ("resolver 127.0.0.1:53 (AD bit)").
+  virtual std::string describe() const = 0;
+};
+
+struct ResolverModeOptions {
+  bool trust_ad = true;                 // false: all answers read as insecure
+  std::string untrusted_reason;         // why trust_ad is false
+  std::string description;
+};
+
+// The resolver-mode resolver: trusts the AD bit of the transport's replies.
+// Does not take ownership of `transport`.
+std::unique_ptr<Resolver> NewResolverModeResolver(DnsTransport* transport, const ResolverModeOptions& options);
+
+// Classifies one transport response for `q` (the resolver-mode rules of
+// notes §1.3); `cd_retry` is the CD=1 response for a SERVFAIL, or null.
+// Exposed for tests.
+DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const DnsResponse* cd_retry, bool trust_ad);
+
+}  // namespace mxsec

@@ -1,0 +1,125 @@
+// policy.h - the per-domain TLS decision (DESIGN.md "The decision").
+//
+// Given a destination domain, the engine looks up its MX hosts, their
+// addresses, TLSA records (DANE, RFC 7672) and MTA-STS policy (RFC 8461),
+// and decides for every MX host how it may be used:
+//   dane     TLS required, authenticated by the TLSA records
+//   encrypt  TLS required, not authenticated (secure but unusable TLSA)
+//   pkix     TLS required, certificate valid for the MX name (MTA-STS enforce)
+//   may      opportunistic: STARTTLS when offered, plaintext otherwise
+//   skip     do not use this host now (DNS failure, not in the MTA-STS
+//            policy, no address)
+// and for the domain: must-tls (every usable host requires TLS),
+// opportunistic, defer (no host usable now) or fail (null MX, nonexistent
+// domain, no host with an address).
+//
+// Security promises:
+//   - a DNS failure is never read as "no DANE": a bogus or indeterminate MX
+//     answer defers the domain, a bogus or indeterminate TLSA answer takes
+//     that host out of use (RFC 7672 §2.1.1, §2.2.3);
+//   - DANE is considered only when the MX RRset and the host's address
+//     records are secure and the resolver's AD bit is trusted;
+//   - DANE wins over MTA-STS for a host where it applies (RFC 8461 §2);
+//   - an unexpired cached MTA-STS policy keeps being enforced when the
+//     policy cannot be fetched or the TXT record disappears (RFC 8461 §5).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mxsec/clock.h"
+#include "mxsec/dns.h"
+#include "mxsec/mta_sts.h"
+
+namespace mxsec {
+
+enum class Verdict { kMustTls, kOpportunistic, kDefer, kFail };
+enum class Mechanism { kDane, kMtaSts, kLocal, kNone };
+enum class HostTls { kDane, kEncrypt, kPkix, kMay, kSkip };
+const char* VerdictName(Verdict v);      // "must-tls", "opportunistic", "defer", "fail"
+const char* MechanismName(Mechanism m);  // "dane", "mta-sts", "local", "none"
+const char* HostTlsName(HostTls t);      // "dane", "encrypt", "pkix", "may", "skip"
+
+struct MxPolicy {
+  std::string host;                    // MX exchange name, normal form
+  uint16_t preference = 0;
+  DnssecStatus dnssec = DnssecStatus::kIndeterminate;  // of the address records
+  std::vector<std::string> addresses;
+  std::vector<std::string> cname_chain;  // CNAMEs followed for the address lookup
+  HostTls tls = HostTls::kSkip;
+  std::vector<TlsaRecord> tlsa;        // all records of the RRset that decided (usable first)
+  std::string tlsa_base;               // name under _25._tcp. that carried the TLSA RRset
+  DnssecStatus tlsa_dnssec = DnssecStatus::kIndeterminate;
+  bool tlsa_looked_up = false;
+  std::string reason;
+};
+
+struct StsState {
+  StsMode mode = StsMode::kNone;
+  std::string id;
+  int64_t max_age = 0;
+  std::vector<std::string> mx;
+  std::string source;                  // "fetched" or "cache"
+  std::optional<std::string> error;    // why a fetch failed, or the TXT was unusable
+  int64_t expires_at = 0;
+};
+
+struct DomainPolicy {
+  std::string domain;
+  Verdict verdict = Verdict::kDefer;
+  Mechanism mechanism = Mechanism::kNone;
+  std::string reason;
+  std::string status_code;             // RFC 3463 code for defer/fail ("4.4.3", "5.1.10"), else ""
+  DnssecStatus dnssec = DnssecStatus::kIndeterminate;  // of the MX answer
+  std::vector<std::string> mx_chain;   // CNAMEs followed for the MX lookup
+  bool implicit_mx = false;
+  std::vector<MxPolicy> mx;
+  std::optional<StsState> mta_sts;
+  std::vector<std::string> notes;      // things worth logging that did not change the decision
+  std::string dnssec_source;           // how statuses were obtained
+};
+
+struct PolicyOptions {
+  bool dane = true;
+  bool mta_sts = true;
+  std::string dane_off_reason;         // when !dane: why (shown in the output)
+  size_t max_mx_hosts = 20;            // hosts beyond this (by preference) are ignored
+  size_t parallelism = 64;             // domains resolved at once by ResolveMany
+};
+
+// Creates one fetcher per worker thread (fetchers need not be thread-safe).
+using StsFetcherFactory = std::function<std::unique_ptr<StsFetcher>()>;
+
+class PolicyEngine {
+ public:
+  // None of the pointers is owned; all must outlive the engine. `cache` may
+  // be shared by several engines and processes.
+  PolicyEngine(Resolver* resolver, StsFetcherFactory fetchers, StsCache* cache, Clock* clock,
+               PolicyOptions options);
+  PolicyEngine(const PolicyEngine&) = delete;
+  PolicyEngine& operator=(const PolicyEngine&) = delete;
+
+  // `domain` must be in normal form (NormalizeHostName).
+  DomainPolicy Resolve(const std::string& domain);
+  // Resolves many domains concurrently; result i belongs to domains[i].
+  std::vector<DomainPolicy> ResolveMany(const std::vector<std::string>& domains);
+
+ private:
+  DomainPolicy ResolveWith(const std::string& domain, StsFetcher* fetcher);
+
+  Resolver* resolver_;
+  StsFetcherFactory fetchers_;
+  StsCache* cache_;
+  Clock* clock_;
+  PolicyOptions options_;
+};
+
+// The DESIGN.md `policy --json` object, one line, no trailing newline.
+std::string PolicyToJsonLine(const DomainPolicy& policy);
+// The readable form printed by `mxsec policy` (several lines, ends with \n).
+std::string PolicyToText(const DomainPolicy& policy);
+
+}  // namespace mxsec

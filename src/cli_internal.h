@@ -1,0 +1,44 @@
+// cli_internal.h - what the command implementations of the mxsec program
+// share: global options, the policy runtime, error helpers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mxsec/config.h"
+#include "mxsec/dns.h"
+#include "mxsec/mta_sts.h"
+#include "mxsec/policy.h"
+
+namespace mxsec {
+
+extern const char* kUsage;
+
+struct GlobalOptions {
+  std::string config_path;
+  bool config_explicit = false;
+  std::vector<std::string> overrides;
+  int verbose = 0;
+};
+
+// Everything a command needs to decide policies: resolver, cache, engine.
+struct Runtime {
+  std::unique_ptr<DnsTransport> transport;
+  std::unique_ptr<Resolver> resolver;
+  std::unique_ptr<StsCache> cache;
+  std::unique_ptr<PolicyEngine> engine;
+};
+
+// Builds the runtime; an error says what in the configuration is wrong.
+Status BuildRuntime(const Config& cfg, Runtime* rt);
+// Prints "mxsec: <msg>" on stderr and returns `code`.
+int Fail(int code, const std::string& msg);
+// mkdir -p; false with errno set on failure.
+bool MakeDirs(const std::string& path);
+
+int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
+int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
+int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
+
+}  // namespace mxsec

@@ -1,0 +1,271 @@
+// delivery.cc - one message to the recipients of one domain, host by host
+// (see delivery.h for the promises), and the SQLite log of attempts.
+#include "mxsec/delivery.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <mutex>
+#include <random>
+
+namespace mxsec {
+
+namespace {
+
+struct DbClose { void operator()(sqlite3* d) const { sqlite3_close_v2(d); } };
+
+class SqliteAttemptLog : public AttemptLog {
+ public:
+  explicit SqliteAttemptLog(sqlite3* db) : db_(db) {}
+
+  Status Record(const AttemptRecord& r) override {
+    std::lock_guard<std::mutex> l(mu_);
+    static const char* kSql =
+        "INSERT INTO attempts (time, domain, mx, address, port, policy, mechanism, host_tls, tls_version,"
+        " tls_cipher, verification, verified, outcome, code, detail, failure_type)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)";
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), kSql, -1, &st, nullptr) != SQLITE_OK)
+      return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
+    int i = 1;
+    auto text = [&](const std::string& s) { sqlite3_bind_text(st, i++, s.c_str(), -1, SQLITE_TRANSIENT); };
+    sqlite3_bind_int64(st, i++, r.time);
+    text(r.domain);
+    text(r.mx);
+    text(r.address);
+    sqlite3_bind_int(st, i++, r.port);
+    text(r.policy);
+    text(r.mechanism);
+    text(r.host_tls);
+    text(r.tls_version);
+    text(r.tls_cipher);
+    text(r.verification);
+    sqlite3_bind_int(st, i++, r.verified ? 1 : 0);
+    text(r.outcome);
+    text(r.code);
+    text(r.detail);
+    text(r.failure_type);
+    if (sqlite3_step(st) != SQLITE_DONE)
+      return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
+    return Status::Ok();
+  }
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<sqlite3, DbClose> db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  std::unique_ptr<sqlite3, DbClose> db(raw);
+  if (rc != SQLITE_OK) return Status::Error(path + ": " + (raw ? sqlite3_errmsg(raw) : "cannot open"));
+  sqlite3_busy_timeout(db.get(), 5000);
+  char* err = nullptr;
+  rc = sqlite3_exec(db.get(),
+                    "PRAGMA journal_mode=WAL;"
+                    "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
+                    " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
+                    " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
+                    " failure_type TEXT);",
+                    nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = path + ": " + (err ? err : "cannot create table");
+    sqlite3_free(err);
+    return Status::Error(msg);
+  }
+  return std::unique_ptr<AttemptLog>(new SqliteAttemptLog(db.release()));
+}
+
+SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options) {
+  SessionOptions o;
+  o.helo_name = options.helo_name;
+  o.tls = mx.tls;
+  o.timeouts = options.timeouts;
+  o.ca_file = options.ca_file;
+  o.pkix_host = mx.host;
+  o.sni = mx.host;
+  if (mx.tls == HostTls::kDane) {
+    for (const TlsaRecord& t : mx.tlsa) o.tlsa.push_back(t);
+    // RFC 7672 §3.2.2 reference identifiers for DANE-TA; SNI is the TLSA
+    // base domain (§8.1).
+    std::string base = mx.tlsa_base.empty() ? mx.host : mx.tlsa_base;
+    o.sni = base;
+    o.dane_names.push_back(base);
+    if (base != mx.host) o.dane_names.push_back(mx.host);
+    o.dane_names.push_back(policy.domain);
+    if (!policy.mx_chain.empty()) o.dane_names.push_back(policy.mx_chain.back());
+  }
+  return o;
+}
+
+namespace {
+
+std::string Relay(const std::string& host, const std::string& address, uint16_t port) {
+  return host + "[" + address + "]:" + std::to_string(port);
+}
+
+AttemptRecord BaseRecord(const DomainPolicy& p, const MxPolicy& mx, const std::string& address, uint16_t port,
+                         int64_t now) {
+  AttemptRecord r;
+  r.time = now;
+  r.domain = p.domain;
+  r.mx = mx.host;
+  r.address = address;
+  r.port = port;
+  r.policy = VerdictName(p.verdict);
+  r.mechanism = MechanismName(p.mechanism);
+  r.host_tls = HostTlsName(mx.tls);
+  return r;
+}
+
+void FillTls(AttemptRecord* r, const TlsInfo& tls) {
+  if (!tls.used) return;
+  r->tls_version = tls.version;
+  r->tls_cipher = tls.cipher;
+  r->verification = tls.verification;
+  r->verified = tls.verified;
+}
+
+}  // namespace
+
+std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
+                                            const std::vector<Mailbox>& recipients,
+                                            const PreparedMessage& message, const DeliveryOptions& options,
+                                            AttemptLog* log, Clock* clock) {
+  std::vector<RecipientOutcome> out(recipients.size());
+  for (size_t i = 0; i < recipients.size(); ++i) out[i].recipient = recipients[i];
+
+  if (policy.verdict == Verdict::kFail || policy.verdict == Verdict::kDefer) {
+    for (RecipientOutcome& o : out) {
+      o.status = policy.verdict == Verdict::kFail ? RcptStatus::kBounced : RcptStatus::kDeferred;
+      o.code = policy.status_code.empty() ? (policy.verdict == Verdict::kFail ? "5.4.4" : "4.4.3") : policy.status_code;
+      o.reply = policy.domain + ": " + policy.reason;
+    }
+    return out;
+  }
+
+  // Usable hosts by preference; equal preferences in random order
+  // (RFC 5321 §5.1) so that load spreads as the domain intended.
+  std::vector<const MxPolicy*> hosts;
+  for (const MxPolicy& m : policy.mx)
+    if (m.tls != HostTls::kSkip && !m.addresses.empty()) hosts.push_back(&m);
+  if (options.shuffle_equal_preferences) {
+    std::random_device rd;
+    std::mt19937 rng(rd());
+    for (size_t b = 0; b < hosts.size();) {
+      size_t e = b;
+      while (e < hosts.size() && hosts[e]->preference == hosts[b]->preference) ++e;
+      std::shuffle(hosts.begin() + static_cast<long>(b), hosts.begin() + static_cast<long>(e), rng);
+      b = e;
+    }
+  }
+
+  std::vector<size_t> pending(recipients.size());
+  for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+  std::string last_code = "4.4.1", last_reply = policy.domain + ": no MX host could be reached";
+
+  for (const MxPolicy* mx : hosts) {
+    if (pending.empty()) break;
+    for (const std::string& address : mx->addresses) {
+      if (pending.empty()) break;
+      SessionOptions so = SessionOptionsFor(policy, *mx, options);
+      Envelope env;
+      env.sender = sender;
+      env.message = &message;
+      for (size_t i : pending) env.recipients.push_back(recipients[i]);
+      const std::string relay = Relay(mx->host, address, options.port);
+
+      SessionResult sr = options.session(address, options.port, so, &env, clock->Now());
+      AttemptRecord rec = BaseRecord(policy, *mx, address, options.port, clock->Now());
+      FillTls(&rec, sr.tls);
+      if (sr.host_failed && sr.retry_plaintext && mx->tls == HostTls::kMay) {
+        rec.outcome = "host-failed";
+        rec.code = sr.code;
+        rec.detail = sr.error + "; retrying without TLS (opportunistic)";
+        rec.failure_type = sr.failure_type;
+        if (log) (void)log->Record(rec);
+        if (options.log) options.log(relay + ": " + sr.error + "; opportunistic TLS: retrying without TLS");
+        so.no_tls = true;
+        sr = options.session(address, options.port, so, &env, clock->Now());
+        rec = BaseRecord(policy, *mx, address, options.port, clock->Now());
+        FillTls(&rec, sr.tls);
+      }
+      if (sr.host_failed) {
+        rec.outcome = "host-failed";
+        rec.code = sr.code;
+        rec.detail = sr.error;
+        rec.failure_type = sr.failure_type;
+        if (log) (void)log->Record(rec);
+        last_code = sr.code.empty() ? "4.4.1" : sr.code;
+        last_reply = relay + ": " + sr.error;
+        if (options.log) options.log(last_reply);
+        for (size_t i : pending) {
+          if (!sr.connected) continue;
+          // The host was reached and refused by our policy or its own
+          // doing: name it in the recipient's line.
+          out[i].reached = true;
+          out[i].relay_host = mx->host;
+          out[i].relay_address = address;
+          out[i].relay_port = options.port;
+          out[i].tls = sr.tls;
+          out[i].code = last_code;
+          out[i].reply = last_reply;
+          out[i].status = RcptStatus::kDeferred;
+        }
+        continue;
+      }
+      // A transaction ran: settle what the server settled.
+      std::vector<size_t> still;
+      size_t delivered = 0, bounced = 0, deferred = 0;
+      for (size_t k = 0; k < pending.size(); ++k) {
+        size_t i = pending[k];
+        const RcptResult& rr = k < sr.recipients.size() ? sr.recipients[k]
+                                                        : RcptResult{RcptStatus::kDeferred, "4.4.2", "no result", true};
+        RecipientOutcome& o = out[i];
+        o.reached = true;
+        o.relay_host = mx->host;
+        o.relay_address = address;
+        o.relay_port = options.port;
+        o.tls = sr.tls;
+        o.status = rr.status;
+        o.code = rr.code;
+        o.reply = rr.reply;
+        if (rr.status == RcptStatus::kDelivered) ++delivered;
+        else if (rr.status == RcptStatus::kBounced) ++bounced;
+        else {
+          ++deferred;
+          if (rr.try_next_host) still.push_back(i);
+        }
+      }
+      rec.outcome = deferred == 0 && bounced == 0 ? "delivered"
+                    : delivered == 0 && deferred == 0 ? "bounced"
+                    : delivered == 0 && bounced == 0  ? "deferred"
+                                                      : "partial";
+      rec.code = sr.recipients.empty() ? "" : sr.recipients.front().code;
+      rec.detail = sr.recipients.empty() ? "" : sr.recipients.front().reply;
+      if (log) (void)log->Record(rec);
+      pending = still;
+      if (!pending.empty()) {
+        last_code = out[pending.front()].code;
+        last_reply = relay + ": " + out[pending.front()].reply;
+      }
+    }
+  }
+  for (size_t i : pending) {
+    RecipientOutcome& o = out[i];
+    // The last host that answered keeps its word (a 4xx, a TLS failure);
+    // otherwise the last connection error explains the deferral.
+    if (o.status == RcptStatus::kDeferred && !o.code.empty() && o.relay_host.size()) continue;
+    o.status = RcptStatus::kDeferred;
+    o.code = last_code.empty() || last_code[0] != '4' ? "4.4.1" : last_code;
+    o.reply = last_reply;
+  }
+  return out;
+}
+
+}  // namespace mxsec

@@ -1,0 +1,218 @@
+// dns.cc - classification of DNS responses and the resolver-mode resolver.
+//
+// Resolver mode (notes §1.3): a validating resolver on loopback sets AD on
+// secure answers and returns SERVFAIL for bogus ones. We ask with DO=1 and
+// read AD as "secure"; a SERVFAIL is asked again with CD=1: if data comes
+// back the zone is bogus, otherwise the answer is indeterminate. Both are
+// failures, never "no data": the decision layer must not confuse an attack
+// on DNS with the absence of TLSA records.
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "mxsec/dns.h"
+#include "mxsec/domain_name.h"
+
+namespace mxsec {
+
+const char* DnssecStatusName(DnssecStatus s) {
+  switch (s) {
+    case DnssecStatus::kSecure: return "secure";
+    case DnssecStatus::kInsecure: return "insecure";
+    case DnssecStatus::kBogus: return "bogus";
+    case DnssecStatus::kIndeterminate: return "indeterminate";
+  }
+  return "?";
+}
+
+DnssecStatus WeakerStatus(DnssecStatus a, DnssecStatus b) {
+  auto rank = [](DnssecStatus s) {
+    switch (s) {
+      case DnssecStatus::kSecure: return 0;
+      case DnssecStatus::kInsecure: return 1;
+      case DnssecStatus::kIndeterminate: return 2;
+      case DnssecStatus::kBogus: return 3;
+    }
+    return 3;
+  };
+  return rank(a) >= rank(b) ? a : b;
+}
+
+const char* DnsOutcomeName(DnsOutcome o) {
+  switch (o) {
+    case DnsOutcome::kRecords: return "records";
+    case DnsOutcome::kNoData: return "nodata";
+    case DnsOutcome::kNxDomain: return "nxdomain";
+    case DnsOutcome::kFailure: return "failure";
+  }
+  return "?";
+}
+
+std::string RrTypeName(RrType t) {
+  switch (t) {
+    case RrType::kA: return "A";
+    case RrType::kNS: return "NS";
+    case RrType::kCNAME: return "CNAME";
+    case RrType::kSOA: return "SOA";
+    case RrType::kMX: return "MX";
+    case RrType::kTXT: return "TXT";
+    case RrType::kAAAA: return "AAAA";
+    case RrType::kDNAME: return "DNAME";
+    case RrType::kDS: return "DS";
+    case RrType::kRRSIG: return "RRSIG";
+    case RrType::kNSEC: return "NSEC";
+    case RrType::kDNSKEY: return "DNSKEY";
+    case RrType::kNSEC3: return "NSEC3";
+    case RrType::kTLSA: return "TLSA";
+  }
+  return "TYPE" + std::to_string(static_cast<int>(t));
+}
+
+std::string TlsaRecord::DataHex() const {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(data.size() * 2);
+  for (uint8_t b : data) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+std::string TlsaRecord::ToString() const {
+  return std::to_string(usage) + " " + std::to_string(selector) + " " + std::to_string(matching) + " " + DataHex();
+}
+
+namespace {
+
+constexpr int kMaxChain = 8;
+
+std::string RcodeText(const DnsResponse& r) {
+  switch (r.rcode) {
+    case DnsRcode::kServFail: return "SERVFAIL";
+    case DnsRcode::kRefused: return "REFUSED";
+    case DnsRcode::kNxDomain: return "NXDOMAIN";
+    case DnsRcode::kNoError: return "NOERROR";
+    case DnsRcode::kOther: return "RCODE " + std::to_string(r.rcode_value);
+  }
+  return "?";
+}
+
+}  // namespace
+
+DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const DnsResponse* cd_retry, bool trust_ad) {
+  DnsAnswer a;
+  a.question = q;
+  a.final_name = q.name;
+  std::string where = r.server.empty() ? "" : " from " + r.server;
+  if (!r.answered) {
+    a.outcome = DnsOutcome::kFailure;
+    a.dnssec = DnssecStatus::kIndeterminate;
+    a.reason = r.error.empty() ? "no answer" + where : r.error;
+    return a;
+  }
+  if (r.rcode != DnsRcode::kNoError && r.rcode != DnsRcode::kNxDomain) {
+    a.outcome = DnsOutcome::kFailure;
+    a.dnssec = DnssecStatus::kIndeterminate;
+    a.reason = RcodeText(r) + where;
+    if (!r.ede.empty()) a.reason += " (extended error " + r.ede + ")";
+    if (r.rcode == DnsRcode::kServFail && cd_retry && cd_retry->answered &&
+        (cd_retry->rcode == DnsRcode::kNoError || cd_retry->rcode == DnsRcode::kNxDomain)) {
+      // The data exists but the validator rejected it: bogus (RFC 4035 §4.3).
+      a.dnssec = DnssecStatus::kBogus;
+      a.reason += "; DNSSEC validation failed (data returned with CD=1)";
+    }
+    return a;
+  }
+
+  // Follow the CNAME chain inside the answer section; only records that
+  // belong to the chain count (anything else is ignored, as a resolver
+  // could be handed unrelated records by a hostile authority).
+  std::string name = q.name;
+  std::set<std::string> seen{name};
+  if (q.type != RrType::kCNAME) {
+    for (int hop = 0; hop <= kMaxChain; ++hop) {
+      const DnsRecord* cname = nullptr;
+      for (const DnsRecord& rec : r.answer) {
+        if (rec.type == RrType::kCNAME && rec.owner == name) { cname = &rec; break; }
+      }
+      if (!cname) break;
+      if (hop == kMaxChain || seen.count(cname->text)) {
+        a.outcome = DnsOutcome::kFailure;
+        a.dnssec = DnssecStatus::kIndeterminate;
+        a.reason = hop == kMaxChain ? "CNAME chain longer than " + std::to_string(kMaxChain) + " hops"
+                                    : "CNAME loop at " + cname->text;
+        return a;
+      }
+      seen.insert(cname->text);
+      a.chain.push_back(cname->text);
+      name = cname->text;
+    }
+  }
+  a.final_name = name;
+  bool first = true;
+  for (const DnsRecord& rec : r.answer) {
+    if (rec.type == q.type && rec.owner == name) {
+      a.records.push_back(rec);
+      a.ttl = first ? rec.ttl : std::min(a.ttl, rec.ttl);
+      first = false;
+    }
+  }
+  if (!a.records.empty()) {
+    a.outcome = DnsOutcome::kRecords;
+  } else if (r.rcode == DnsRcode::kNxDomain) {
+    a.outcome = DnsOutcome::kNxDomain;
+  } else {
+    a.outcome = DnsOutcome::kNoData;
+  }
+  a.dnssec = (trust_ad && r.ad) ? DnssecStatus::kSecure : DnssecStatus::kInsecure;
+  return a;
+}
+
+namespace {
+
+class ResolverModeResolver : public Resolver {
+ public:
+  ResolverModeResolver(DnsTransport* transport, ResolverModeOptions options)
+      : transport_(transport), options_(std::move(options)) {}
+
+  std::vector<DnsAnswer> LookupMany(const std::vector<DnsQuestion>& questions) override {
+    std::vector<DnsResponse> responses = transport_->QueryMany(questions, false);
+    // Ask the SERVFAILs again with CD=1 to tell bogus from unreachable.
+    std::vector<size_t> failed;
+    std::vector<DnsQuestion> retry;
+    for (size_t i = 0; i < responses.size(); ++i) {
+      if (responses[i].answered && responses[i].rcode == DnsRcode::kServFail) {
+        failed.push_back(i);
+        retry.push_back(questions[i]);
+      }
+    }
+    std::vector<DnsResponse> cd;
+    if (!retry.empty()) cd = transport_->QueryMany(retry, true);
+    std::vector<DnsAnswer> out;
+    out.reserve(questions.size());
+    for (size_t i = 0; i < questions.size(); ++i) {
+      const DnsResponse* cd_retry = nullptr;
+      auto it = std::find(failed.begin(), failed.end(), i);
+      if (it != failed.end()) cd_retry = &cd[static_cast<size_t>(it - failed.begin())];
+      out.push_back(ClassifyResponse(questions[i], responses[i], cd_retry, options_.trust_ad));
+    }
+    return out;
+  }
+
+  bool dnssec_trusted() const override { return options_.trust_ad; }
+  std::string dnssec_untrusted_reason() const override { return options_.untrusted_reason; }
+  std::string describe() const override { return options_.description; }
+
+ private:
+  DnsTransport* transport_;
+  ResolverModeOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Resolver> NewResolverModeResolver(DnsTransport* transport, const ResolverModeOptions& options) {
+  return std::make_unique<ResolverModeResolver>(transport, options);
+}
+
+}  // namespace mxsec

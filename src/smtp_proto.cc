@@ -1,0 +1,494 @@
+// smtp_proto.cc - the SMTP wire format (RFC 5321, RFC 3463, RFC 6531),
+// without any I/O.
+//
+// Everything here sits between mxsec and a hostile peer or a hostile
+// command line, so the module promises:
+//   - a server reply is either parsed exactly or refused: no guessing at
+//     malformed lines, and no input can make a reply use unbounded memory
+//     (kMaxLine per line, kMaxLines per reply);
+//   - no string this module builds for the wire contains a CR or LF that
+//     it did not put there itself: envelope addresses with control
+//     characters are refused, and message data never carries a bare CR or
+//     bare LF (SMTP smuggling, CVE-2023-51764 family);
+//   - message data is transformed in one O(n) pass and never folded or
+//     otherwise rewritten beyond line-ending normalisation and dot-stuffing;
+//   - nothing throws; every refusal says what was wrong and where.
+#include "mxsec/smtp_proto.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "mxsec/domain_name.h"
+
+namespace mxsec {
+
+namespace {
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// Text from the peer or the command line ends up in logs and bounce
+// messages: show it, but never let it carry terminal escapes or line breaks.
+std::string Printable(std::string_view s, size_t max = 80) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i == max) {
+      out += "...";
+      break;
+    }
+    unsigned char u = static_cast<unsigned char>(s[i]);
+    if (u < 0x20 || u >= 0x7f) {
+      char buf[8];
+      snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += s[i];
+    }
+  }
+  return out + "\"";
+}
+
+// Length of the RFC 3463 code (class.subject.detail, subject and detail
+// 1-3 digits) at the start of `s`, or 0. The code must end the text or be
+// followed by a space, so "5.1.10" is not read as "5.1.1".
+size_t EnhancedCodeLength(std::string_view s) {
+  if (s.size() < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.') return 0;
+  size_t i = 2;
+  for (int field = 0; field < 2; ++field) {
+    size_t start = i;
+    while (i < s.size() && IsDigit(s[i]) && i - start < 4) ++i;
+    size_t digits = i - start;
+    if (digits < 1 || digits > 3) return 0;
+    if (field == 0) {
+      if (i >= s.size() || s[i] != '.') return 0;
+      ++i;
+    }
+  }
+  if (i < s.size() && s[i] != ' ') return 0;
+  return i;
+}
+
+// Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms,
+// no surrogates, nothing above U+10FFFF) starting at s[i], or 0.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  auto at = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = at(i);
+  size_t need;
+  unsigned char lo = 0x80, hi = 0xbf;  // bounds for the second byte
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    need = 1;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    need = 2;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    need = 3;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (s.size() - i <= need) return 0;
+  if (at(i + 1) < lo || at(i + 1) > hi) return 0;
+  for (size_t k = 2; k <= need; ++k) {
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
+  }
+  return need + 1;
+}
+
+// RFC 5322 atext; RFC 6531 adds UTF8-non-ascii, which the caller checks.
+bool IsAtext(char c) {
+  if (IsAlpha(c) || IsDigit(c)) return true;
+  return std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr && c != '\0';
+}
+
+// A domain with U-labels. Without an IDNA library we cannot map it to
+// A-labels or fold non-ASCII case; we check the structure (labels of LDH
+// ASCII and UTF-8, lengths) and lowercase the ASCII letters.
+Result<std::string> NormalizeUtf8Domain(std::string_view name) {
+  std::string out = AsciiLower(name);
+  if (!out.empty() && out.back() == '.') out.pop_back();
+  if (out.size() > 253) return Status::Error("domain is longer than 253 octets");
+  size_t start = 0;
+  while (start <= out.size()) {
+    size_t dot = out.find('.', start);
+    if (dot == std::string::npos) dot = out.size();
+    std::string_view label(out.data() + start, dot - start);
+    if (label.empty()) return Status::Error("domain has an empty label");
+    if (label.size() > 63) return Status::Error("domain has a label longer than 63 octets");
+    if (label.front() == '-' || label.back() == '-')
+      return Status::Error("domain has a label that starts or ends with a hyphen");
+    for (char c : label) {
+      if (static_cast<unsigned char>(c) < 0x80 && !IsAlpha(c) && !IsDigit(c) && c != '-')
+        return Status::Error("domain has a character other than letters, digits, hyphen");
+    }
+    start = dot + 1;
+  }
+  return out;
+}
+
+// RFC 5321 §4.1.3. Only the IPv4 form and the "IPv6:" tag are defined;
+// a General-address-literal with another tag cannot be routed by anyone.
+bool IsAddressLiteral(std::string_view lit) {
+  if (lit.size() < 3 || lit.front() != '[' || lit.back() != ']') return false;
+  std::string inner(lit.substr(1, lit.size() - 2));
+  in_addr a4;
+  in6_addr a6;
+  if (inner.size() > 5 && AsciiLower(inner.substr(0, 5)) == "ipv6:")
+    return inet_pton(AF_INET6, inner.c_str() + 5, &a6) == 1;
+  return inet_pton(AF_INET, inner.c_str(), &a4) == 1;
+}
+
+// A Mailbox can be filled in by hand, bypassing ParseMailbox: a command
+// must still never carry a line break the server would take as a second
+// command. The server will refuse the mangled address, which is the safe
+// outcome.
+std::string NoLineBreaks(std::string s) {
+  for (char& c : s) {
+    if (c == '\r' || c == '\n' || c == '\0') c = '?';
+  }
+  return s;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- replies
+
+std::string SmtpReply::Summary() const {
+  constexpr size_t kMax = 300;
+  std::string out = std::to_string(code);
+  for (size_t i = 0; i < lines.size() && out.size() <= kMax; ++i) {
+    if (i == 0) {
+      if (lines[i].empty()) continue;
+      out += ' ';
+    } else {
+      out += " / ";
+    }
+    for (char c : lines[i]) {
+      unsigned char u = static_cast<unsigned char>(c);
+      out += (u < 0x20 || u >= 0x7f) ? '?' : c;
+      if (out.size() > kMax) break;
+    }
+  }
+  if (out.size() > kMax) {
+    out.resize(kMax - 3);
+    out += "...";
+  }
+  return out;
+}
+
+void ReplyReader::Feed(std::string_view bytes) {
+  // Compact only when the consumed prefix is at least half the buffer, so
+  // each byte is moved O(1) times in total however the input is split.
+  if (pos_ == buf_.size()) {
+    buf_.clear();
+    pos_ = 0;
+  } else if (pos_ >= 4096 && pos_ >= buf_.size() / 2) {
+    buf_.erase(0, pos_);
+    pos_ = 0;
+  }
+  buf_.append(bytes);
+}
+
+// An error does not consume anything: the malformed bytes stay at the front
+// of the buffer, so every later Next() fails the same way. That is what
+// makes the reader unusable after an error without a separate flag.
+//
+// There is no member to remember how far an incomplete reply was scanned,
+// so each call rescans it; that costs at most kMaxLines memchr() calls over
+// at most kMaxLines * kMaxLine bytes.
+Result<std::optional<SmtpReply>> ReplyReader::Next() {
+  const char* base = buf_.data();
+  const size_t end = buf_.size();
+
+  struct Line {
+    std::string_view text;  // without the terminator
+    size_t next;            // offset after the terminator
+  };
+  // Finds the line at p: a Line, nullopt when incomplete, or an error.
+  auto scan = [&](size_t p) -> Result<std::optional<Line>> {
+    size_t avail = end - p;
+    const void* lf = std::memchr(base + p, '\n', std::min(avail, kMaxLine + 2));
+    if (lf == nullptr) {
+      // kMaxLine octets and a CR may still be waiting for their LF.
+      if (avail > kMaxLine + 1 || (avail == kMaxLine + 1 && base[end - 1] != '\r'))
+        return Status::Error("reply line longer than " + std::to_string(kMaxLine) + " octets");
+      return std::optional<Line>();
+    }
+    size_t lf_at = static_cast<size_t>(static_cast<const char*>(lf) - base);
+    size_t len = lf_at - p;
+    if (len > 0 && base[lf_at - 1] == '\r') --len;
+    if (len > kMaxLine)
+      return Status::Error("reply line longer than " + std::to_string(kMaxLine) + " octets");
+    return std::optional<Line>(Line{std::string_view(base + p, len), lf_at + 1});
+  };
+
+  // First pass: validate and find the end without building strings, so
+  // that polling an incomplete reply allocates nothing.
+  size_t p = pos_;
+  int code = 0;
+  size_t count = 0;
+  for (;;) {
+    if (p >= end) return std::optional<SmtpReply>();
+    auto line = scan(p);
+    if (!line.ok()) return line.status();
+    if (!line.value()) return std::optional<SmtpReply>();
+    std::string_view t = line.value()->text;
+    ++count;
+    if (t.size() < 3 || t[0] < '2' || t[0] > '5' || !IsDigit(t[1]) || !IsDigit(t[2]) ||
+        (t.size() > 3 && t[3] != ' ' && t[3] != '-'))
+      return Status::Error("malformed reply line " + Printable(t, 60));
+    int this_code = (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
+    if (count == 1) {
+      code = this_code;
+    } else if (this_code != code) {
+      return Status::Error("reply code changed from " + std::to_string(code) + " to " +
+                           std::to_string(this_code) + " within one reply");
+    }
+    p = line.value()->next;
+    if (t.size() == 3 || t[3] == ' ') break;
+    if (count >= kMaxLines)
+      return Status::Error("reply has more than " + std::to_string(kMaxLines) + " lines");
+  }
+
+  SmtpReply reply;
+  reply.code = code;
+  reply.lines.reserve(count);
+  for (size_t q = pos_; q < p;) {
+    Line line = *scan(q).value();
+    reply.lines.emplace_back(line.text.size() > 4 ? line.text.substr(4) : std::string_view());
+    q = line.next;
+  }
+  std::string_view first = reply.lines.front();
+  size_t elen = EnhancedCodeLength(first);
+  if (elen > 0 && first[0] - '0' == code / 100) reply.enhanced = std::string(first.substr(0, elen));
+  pos_ = p;
+  return std::optional<SmtpReply>(std::move(reply));
+}
+
+// ------------------------------------------------------------------- EHLO
+
+EhloCapabilities ParseEhlo(const SmtpReply& reply) {
+  EhloCapabilities caps;
+  if (reply.code != 250) return caps;
+  for (size_t i = 1; i < reply.lines.size(); ++i) {
+    std::string_view line = reply.lines[i];
+    size_t sp = line.find(' ');
+    std::string_view keyword = line.substr(0, sp);
+    std::string_view params = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+    // ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+    bool ok = !keyword.empty() && keyword[0] != '-';
+    for (char c : keyword) ok = ok && (IsAlpha(c) || IsDigit(c) || c == '-');
+    if (!ok) continue;
+    std::string kw(keyword);
+    for (char& c : kw) {
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    while (!params.empty() && (params.front() == ' ' || params.front() == '\t')) params.remove_prefix(1);
+    while (!params.empty() && (params.back() == ' ' || params.back() == '\t')) params.remove_suffix(1);
+
+    if (kw == "SIZE") {
+      // A limit we cannot read is treated as no announcement at all rather
+      // than as "no limit": then we never send SIZE= it might misread.
+      if (params.empty()) {
+        caps.size = 0;
+      } else {
+        uint64_t v = 0;
+        bool good = params.size() <= 19;
+        for (char c : params) {
+          good = good && IsDigit(c);
+          if (good) v = v * 10 + static_cast<uint64_t>(c - '0');
+        }
+        caps.size = good ? std::optional<uint64_t>(v) : std::nullopt;
+      }
+    } else if (kw == "STARTTLS") {
+      caps.starttls = true;
+    } else if (kw == "PIPELINING") {
+      caps.pipelining = true;
+    } else if (kw == "8BITMIME") {
+      caps.eightbitmime = true;
+    } else if (kw == "SMTPUTF8") {
+      caps.smtputf8 = true;
+    } else if (kw == "ENHANCEDSTATUSCODES") {
+      caps.enhancedstatuscodes = true;
+    } else if (kw == "CHUNKING") {
+      caps.chunking = true;
+    } else if (kw == "REQUIRETLS") {
+      caps.requiretls = true;
+    }
+    caps.keywords.push_back(std::move(kw));
+  }
+  return caps;
+}
+
+// -------------------------------------------------------------- addresses
+
+std::string Mailbox::ToString() const {
+  if (local.empty() && domain.empty()) return "";
+  return local + "@" + domain;
+}
+
+Result<Mailbox> ParseMailbox(std::string_view address, bool allow_null) {
+  const std::string shown = Printable(address);
+  auto fail = [&](const std::string& why) { return Status::Error("address " + shown + ": " + why); };
+
+  // Callers sometimes pass the address in its SMTP path form ("<a@b>",
+  // sendmail habit); strip exactly one pair.
+  std::string_view a = address;
+  if (!a.empty() && a.front() == '<') {
+    if (a.size() < 2 || a.back() != '>') return fail("'<' without a matching '>'");
+    a = a.substr(1, a.size() - 2);
+  }
+  if (a.empty()) {
+    if (allow_null) return Mailbox{};
+    return Status::Error("empty address");
+  }
+
+  bool utf8 = false;
+  for (size_t i = 0; i < a.size();) {
+    unsigned char u = static_cast<unsigned char>(a[i]);
+    if (u < 0x20 || u == 0x7f) return fail("control character in address");
+    size_t n = Utf8SequenceLength(a, i);
+    if (n == 0) return fail("invalid UTF-8");
+    if (n > 1) utf8 = true;
+    i += n;
+  }
+
+  // Local-part = Dot-string / Quoted-string (RFC 5321 §4.1.2, RFC 6531 §3.3).
+  size_t at;
+  if (a.front() == '"') {
+    size_t i = 1;
+    for (;;) {
+      if (i >= a.size()) return fail("unterminated quoted local part");
+      char c = a[i];
+      if (c == '"') break;
+      if (c == '\\') {
+        // quoted-pairSMTP = "\" %d32-126 (RFC 6531 does not extend it)
+        if (i + 1 >= a.size() || static_cast<unsigned char>(a[i + 1]) >= 0x80)
+          return fail("bad backslash escape in quoted local part");
+        i += 2;
+        continue;
+      }
+      ++i;
+    }
+    at = i + 1;
+    if (at >= a.size() || a[at] != '@') return fail("quoted local part not followed by '@'");
+    if (at == 2) return fail("empty local part");
+  } else {
+    at = 0;
+    while (at < a.size() && a[at] != '@') {
+      char c = a[at];
+      if (c != '.' && !IsAtext(c) && static_cast<unsigned char>(c) < 0x80) {
+        if (c == ' ') return fail("space outside quotes");
+        return fail(std::string("character '") + c + "' not allowed outside quotes");
+      }
+      ++at;
+    }
+    if (at == a.size()) return fail("missing '@'");
+    if (at == 0) return fail("empty local part");
+    std::string_view local = a.substr(0, at);
+    if (local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos)
+      return fail("local part has a leading, trailing or doubled '.' (quote it)");
+  }
+  std::string_view local = a.substr(0, at);
+  std::string_view domain = a.substr(at + 1);
+  if (local.size() > 64)
+    return fail("local part is " + std::to_string(local.size()) + " octets; SMTP allows 64");
+  if (domain.empty()) return fail("empty domain");
+  if (domain.find('@') != std::string_view::npos) return fail("more than one '@' outside quotes");
+
+  Mailbox mb;
+  mb.local = std::string(local);
+  mb.utf8 = utf8;
+  if (domain.front() == '[') {
+    // Kept as given: a literal has no normal form the server would prefer.
+    if (!IsAddressLiteral(domain)) return fail("bad address literal");
+    mb.domain = std::string(domain);
+  } else {
+    bool ascii = true;
+    for (char c : domain) ascii = ascii && static_cast<unsigned char>(c) < 0x80;
+    auto d = ascii ? NormalizeHostName(domain) : NormalizeUtf8Domain(domain);
+    if (!d.ok()) return fail(d.error());
+    mb.domain = std::move(d.value());
+  }
+  // RFC 5321 §4.5.3.1.3: the path "<local@domain>" is at most 256 octets.
+  size_t path = mb.local.size() + 1 + mb.domain.size() + 2;
+  if (path > 256) return fail("path is " + std::to_string(path) + " octets; SMTP allows 256");
+  return mb;
+}
+
+std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps, uint64_t size, bool eight_bit) {
+  std::string cmd = "MAIL FROM:<" + NoLineBreaks(sender.ToString()) + ">";
+  if (caps.size && size > 0) cmd += " SIZE=" + std::to_string(size);
+  if (eight_bit && caps.eightbitmime) cmd += " BODY=8BITMIME";
+  // Only the sender is known here. A UTF-8 recipient also needs SMTPUTF8 on
+  // MAIL FROM (RFC 6531 §3.4): the caller appends it in that case, and
+  // refuses (5.6.7) when the server does not offer it.
+  if (sender.utf8 && caps.smtputf8) cmd += " SMTPUTF8";
+  return cmd;
+}
+
+std::string RcptToCommand(const Mailbox& rcpt) {
+  return "RCPT TO:<" + NoLineBreaks(rcpt.ToString()) + ">";
+}
+
+// ----------------------------------------------------------- message data
+
+Result<PreparedMessage> PrepareMessage(std::string_view raw, const MessageOptions& options) {
+  constexpr size_t kMaxText = 998;  // RFC 5321 §4.5.3.1.6, without CRLF
+  PreparedMessage out;
+  // Most input already has CRLF or LF endings; a little slack covers
+  // dot-stuffing and LF→CRLF growth without repeated reallocation.
+  out.data.reserve(raw.size() + raw.size() / 32 + 8);
+  bool over = false;
+
+  const char* s = raw.data();
+  const size_t n = raw.size();
+  size_t i = 0;
+  while (i < n) {
+    ++out.lines;
+    const size_t start = i;
+    for (; i < n; ++i) {
+      unsigned char c = static_cast<unsigned char>(s[i]);
+      if (c == '\r' || c == '\n') break;
+      if (c >= 0x80) {
+        out.eight_bit = true;
+      } else if (c == 0 && !options.allow_nul) {
+        return Status::Error("NUL byte on line " + std::to_string(out.lines));
+      }
+    }
+    const size_t len = i - start;
+    // Measured before stuffing: the extra '.' is transport and is removed
+    // by the receiver, so it does not count against the 998.
+    if (len > kMaxText)
+      return Status::Error("line " + std::to_string(out.lines) + " is " + std::to_string(len) +
+                           " octets long; SMTP allows " + std::to_string(kMaxText));
+    if (i < n) i += (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') ? 2 : 1;
+    out.content_size += len + 2;
+    if (options.max_size != 0 && out.content_size > options.max_size && !over) {
+      // Keep counting for the error message, stop building the data.
+      over = true;
+      std::string().swap(out.data);
+    }
+    if (!over) {
+      if (len > 0 && s[start] == '.') out.data += '.';
+      out.data.append(s + start, len);
+      out.data += "\r\n";
+    }
+  }
+  if (over)
+    return Status::Error("message is " + std::to_string(out.content_size) + " octets, limit " +
+                         std::to_string(options.max_size));
+  // The terminator is CRLF "." CRLF whose first CRLF ends the last line;
+  // an empty message therefore is just ".\r\n".
+  out.data += ".\r\n";
+  return out;
+}
+
+std::string LeadingEnhancedCode(std::string_view text) {
+  return std::string(text.substr(0, EnhancedCodeLength(text)));
+}
+
+}  // namespace mxsec

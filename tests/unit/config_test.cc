@@ -1,0 +1,73 @@
+// config_test.cc - strict configuration parsing.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+#include "mxsec/config.h"
+
+using namespace mxsec;
+
+TEST_CASE("config: keys, comments, continuation lines") {
+  Config c;
+  Status s = ParseConfigText(
+      "# comment\n\ndns_resolver = 127.0.0.1, 127.0.0.2:5353,\n   [::1]:53\n"
+      "dnssec_validation = resolver\ndane = no\nmta_sts=yes\nsmtp_port = 2525\nstate_dir = /tmp/x\n"
+      "helo_name = Mail.Example.ORG\nsmtp_data_done_timeout = 900\n",
+      "test.conf", &c);
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  REQUIRE(c.dns_resolver.size() == 3);
+  CHECK(c.dns_resolver[1].port == 5353);
+  CHECK(c.dns_resolver[2].address == "::1");
+  CHECK(c.dns_resolver[2].ToString() == "[::1]:53");
+  CHECK_FALSE(c.dane);
+  CHECK(c.smtp_port == 2525);
+  CHECK(c.helo_name == "mail.example.org");
+  CHECK(c.smtp_data_done_timeout == 900);
+}
+
+TEST_CASE("config: errors name file, line and key") {
+  Config c;
+  Status s = ParseConfigText("dane = yes\nfoo = bar\n", "/etc/mxsec/mxsec.conf", &c);
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("/etc/mxsec/mxsec.conf:2") != std::string::npos);
+  CHECK(s.message().find("\"foo\"") != std::string::npos);
+
+  for (const char* bad : {"dane = yess", "smtp_port = 0", "smtp_port = 70000", "dns_resolver = example.org",
+                          "dnssec_validation = maybe", "no equals sign", "= value", " indented = first",
+                          "helo_name = bad_name", "state_dir =", "dns_resolver = 1.2.3.4:99999"}) {
+    Config d;
+    Status e = ParseConfigText(std::string(bad) + "\n", "f.conf", &d);
+    CHECK_MESSAGE(!e.ok(), bad);
+    CHECK(e.message().find("f.conf:1") != std::string::npos);
+  }
+}
+
+TEST_CASE("config: file loading and -o overrides") {
+  Config c;
+  CHECK(LoadConfig("/nonexistent/mxsec.conf", false, {}, &c).ok());
+  Status s = LoadConfig("/nonexistent/mxsec.conf", true, {}, &c);
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("/nonexistent/mxsec.conf") != std::string::npos);
+
+  char path[] = "/tmp/mxsec-config-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::ofstream(path) << "dane = yes\nsmtp_port = 25\n";
+  Config d;
+  REQUIRE(LoadConfig(path, true, {"dane=no", "smtp_port = 2525"}, &d).ok());
+  CHECK_FALSE(d.dane);
+  CHECK(d.smtp_port == 2525);
+  s = LoadConfig(path, true, {"bogus_key=1"}, &d);
+  CHECK(s.message().find("-o bogus_key=1") != std::string::npos);
+  remove(path);
+}
+
+TEST_CASE("config: resolv.conf nameservers") {
+  auto r = ParseResolvConf("search example.org\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nnameserver junk\n");
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].address == "127.0.0.53");
+  CHECK(r[1].address == "fe80::1");
+}

@@ -1,0 +1,219 @@
+// delivery_test.cc - MX iteration and per-recipient outcomes of
+// DeliverDomain, with a fake SMTP session.
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include "mxsec/delivery.h"
+
+using namespace mxsec;
+
+namespace {
+
+MxPolicy Host(const std::string& name, uint16_t pref, HostTls tls, std::vector<std::string> addrs) {
+  MxPolicy m;
+  m.host = name;
+  m.preference = pref;
+  m.tls = tls;
+  m.addresses = std::move(addrs);
+  return m;
+}
+
+Mailbox Box(const std::string& local, const std::string& domain = "example.org") {
+  Mailbox m;
+  m.local = local;
+  m.domain = domain;
+  return m;
+}
+
+struct Call {
+  std::string address;
+  SessionOptions options;
+  size_t recipients;
+};
+
+// Scripted sessions keyed by address.
+struct FakeSessions {
+  std::map<std::string, std::function<SessionResult(const SessionOptions&, const Envelope*)>> by_address;
+  std::vector<Call> calls;
+  SessionRunner Runner() {
+    return [this](const std::string& a, uint16_t, const SessionOptions& o, const Envelope* e, int64_t) {
+      calls.push_back({a, o, e ? e->recipients.size() : 0});
+      auto it = by_address.find(a);
+      if (it == by_address.end()) {
+        SessionResult r;
+        r.host_failed = true;
+        r.code = "4.4.1";
+        r.error = "connect: Connection refused";
+        return r;
+      }
+      return it->second(o, e);
+    };
+  }
+};
+
+SessionResult AllDelivered(const Envelope* e) {
+  SessionResult r;
+  r.connected = true;
+  r.tls.used = true;
+  r.tls.version = "TLS1.3";
+  for (size_t i = 0; i < e->recipients.size(); ++i)
+    r.recipients.push_back({RcptStatus::kDelivered, "2.0.0", "250 2.0.0 Ok", false});
+  return r;
+}
+
+class MemoryLog : public AttemptLog {
+ public:
+  Status Record(const AttemptRecord& r) override {
+    records.push_back(r);
+    return Status::Ok();
+  }
+  std::vector<AttemptRecord> records;
+};
+
+struct Run {
+  DomainPolicy policy;
+  FakeSessions fake;
+  MemoryLog log;
+  FakeClock clock;
+  PreparedMessage msg;
+  std::vector<RecipientOutcome> Go(std::vector<Mailbox> rcpts) {
+    DeliveryOptions o;
+    o.helo_name = "client.example";
+    o.session = fake.Runner();
+    o.shuffle_equal_preferences = false;
+    policy.domain = "example.org";
+    policy.verdict = Verdict::kMustTls;
+    return DeliverDomain(policy, Box("sender"), rcpts, msg, o, &log, &clock);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("delivery: a failed preferred host moves on to the backup, every address tried") {
+  Run r;
+  r.policy.mx = {Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1", "192.0.2.2"}),
+                 Host("mx2.example.org", 20, HostTls::kDane, {"192.0.2.3"})};
+  r.fake.by_address["192.0.2.3"] = [](const SessionOptions&, const Envelope* e) { return AllDelivered(e); };
+  auto out = r.Go({Box("a")});
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  CHECK(out[0].relay_host == "mx2.example.org");
+  CHECK(r.fake.calls.size() == 3);
+  CHECK(r.log.records.size() == 3);
+  CHECK(r.log.records[0].outcome == "host-failed");
+  CHECK(r.log.records[2].outcome == "delivered");
+}
+
+TEST_CASE("delivery: TLS failure on a must-TLS host is never retried in plaintext") {
+  Run r;
+  r.policy.mx = {Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1"})};
+  r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope*) {
+    SessionResult s;
+    s.connected = true;
+    s.host_failed = true;
+    s.retry_plaintext = true;  // even if a session said so
+    s.code = "4.7.5";
+    s.error = "TLS handshake failed";
+    s.failure_type = "validation-failure";
+    return s;
+  };
+  auto out = r.Go({Box("a")});
+  CHECK(out[0].status == RcptStatus::kDeferred);
+  CHECK(out[0].code == "4.7.5");
+  CHECK(out[0].reply.find("TLS handshake failed") != std::string::npos);
+  CHECK(r.fake.calls.size() == 1);
+  CHECK(r.log.records[0].failure_type == "validation-failure");
+}
+
+TEST_CASE("delivery: opportunistic host with a failed handshake gets one plaintext connection") {
+  Run r;
+  r.policy.verdict = Verdict::kOpportunistic;
+  r.policy.mx = {Host("mx1.example.org", 10, HostTls::kMay, {"192.0.2.1"})};
+  r.fake.by_address["192.0.2.1"] = [](const SessionOptions& o, const Envelope* e) {
+    if (!o.no_tls) {
+      SessionResult s;
+      s.connected = true;
+      s.host_failed = true;
+      s.retry_plaintext = true;
+      s.code = "4.7.5";
+      s.error = "TLS handshake failed";
+      return s;
+    }
+    SessionResult s = AllDelivered(e);
+    s.tls.used = false;
+    return s;
+  };
+  DeliveryOptions o;
+  o.session = r.fake.Runner();
+  o.shuffle_equal_preferences = false;
+  r.policy.domain = "example.org";
+  auto out = DeliverDomain(r.policy, Box("s"), {Box("a")}, r.msg, o, &r.log, &r.clock);
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  REQUIRE(r.fake.calls.size() == 2);
+  CHECK(r.fake.calls[1].options.no_tls);
+}
+
+TEST_CASE("delivery: per-recipient outcomes; 4xx recipients try the next host, 5xx are final") {
+  Run r;
+  r.policy.mx = {Host("mx1.example.org", 10, HostTls::kPkix, {"192.0.2.1"}),
+                 Host("mx2.example.org", 20, HostTls::kPkix, {"192.0.2.2"})};
+  r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope* e) {
+    SessionResult s;
+    s.connected = true;
+    for (const Mailbox& m : e->recipients) {
+      if (m.local == "ok") s.recipients.push_back({RcptStatus::kDelivered, "2.0.0", "250 ok", false});
+      else if (m.local == "busy") s.recipients.push_back({RcptStatus::kDeferred, "4.2.0", "451 busy", true});
+      else s.recipients.push_back({RcptStatus::kBounced, "5.1.1", "550 no such user", false});
+    }
+    return s;
+  };
+  auto out = r.Go({Box("ok"), Box("busy"), Box("nobody")});
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  CHECK(out[1].status == RcptStatus::kDeferred);
+  CHECK(out[1].code == "4.2.0");  // the server's word, not the backup's connection error
+  CHECK(out[2].status == RcptStatus::kBounced);
+  REQUIRE(r.fake.calls.size() == 2);
+  CHECK(r.fake.calls[1].recipients == 1);  // only "busy" went on to mx2
+}
+
+TEST_CASE("delivery: defer and fail policies settle every recipient without a connection") {
+  Run r;
+  r.policy.domain = "example.org";
+  DeliveryOptions o;
+  o.session = r.fake.Runner();
+  r.policy.verdict = Verdict::kFail;
+  r.policy.status_code = "5.1.10";
+  r.policy.reason = "null MX";
+  auto out = DeliverDomain(r.policy, Box("s"), {Box("a"), Box("b")}, r.msg, o, &r.log, &r.clock);
+  CHECK(out[0].status == RcptStatus::kBounced);
+  CHECK(out[1].code == "5.1.10");
+  r.policy.verdict = Verdict::kDefer;
+  r.policy.status_code = "4.7.5";
+  out = DeliverDomain(r.policy, Box("s"), {Box("a")}, r.msg, o, &r.log, &r.clock);
+  CHECK(out[0].status == RcptStatus::kDeferred);
+  CHECK(r.fake.calls.empty());
+}
+
+TEST_CASE("delivery: skipped hosts are never contacted; DANE session options carry TLSA, SNI and names") {
+  Run r;
+  MxPolicy dane = Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1"});
+  dane.tlsa_base = "real.example.net";
+  TlsaRecord t;
+  t.usage = 3;
+  t.selector = 1;
+  t.matching = 1;
+  t.data.assign(32, 1);
+  dane.tlsa = {t};
+  r.policy.mx = {Host("mx0.example.org", 5, HostTls::kSkip, {"192.0.2.9"}), dane};
+  r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope* e) { return AllDelivered(e); };
+  auto out = r.Go({Box("a")});
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  REQUIRE(r.fake.calls.size() == 1);
+  const SessionOptions& o = r.fake.calls[0].options;
+  CHECK(r.fake.calls[0].address == "192.0.2.1");
+  CHECK(o.tls == HostTls::kDane);
+  CHECK(o.sni == "real.example.net");
+  CHECK(o.tlsa.size() == 1);
+  CHECK(o.dane_names == std::vector<std::string>{"real.example.net", "mx1.example.org", "example.org"});
+}

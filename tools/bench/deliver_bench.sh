@@ -1,0 +1,87 @@
+#!/bin/bash
+# deliver_bench.sh - `mxsec deliver` against msmtp: M messages of 2 KB
+# delivered over verified TLS to the test bed's Postfix smtpd, one process
+# per message as Postfix's pipe(8) runs it, 4 at a time, both in one run.
+#
+#   tools/bench/deliver_bench.sh [M]      (default 1000; run as root)
+#
+# mxsec does its whole job per message: MX, address, TLSA and MTA-STS
+# lookups, DANE-EE verification (ee.dane.test), then SMTP. msmtp is given
+# the server and checks its certificate against the test bed CA
+# (tls_trust_file, tls_host_override): the fair "just send it over TLS"
+# alternative. Reports messages/s, the ratio, and peak RSS per process;
+# checks that every message arrived in Postfix's Maildir.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+M=${1:-1000}
+TB=/tmp/mxsec-bench-deliver-tb
+WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
+exec 9>/tmp/mxsec-testbed.lock
+flock 9   # one test bed at a time on a machine: its addresses are fixed
+trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+
+[ -f build-release/build.ninja ] || meson setup build-release -Dbuildtype=release >/dev/null
+ninja -C build-release >/dev/null
+MXSEC=$PWD/build-release/mxsec
+command -v msmtp >/dev/null || { echo "msmtp missing: run tools/setup.sh" >&2; exit 1; }
+
+tools/testbed/testbed.sh start "$TB" >/dev/null 2>&1
+. "$TB/env.sh"
+MAILDIR=$TB_MAILDIR
+
+# A 2 KB message; each copy gets a unique token in the Subject.
+body=$(head -c 1500 /dev/zero | tr '\0' 'x' | fold -w 72)
+make_msg() {  # token
+  printf 'From: bench@client.test\nTo: user@ee.dane.test\nSubject: bench %s\nMessage-ID: <%s@client.test>\n\n%s\n' \
+    "$1" "$1" "$body"
+}
+for ((i = 1; i <= M; i++)); do make_msg "mx$i" > "$WORK/mx$i.eml"; make_msg "ms$i" > "$WORK/ms$i.eml"; done
+
+cat > "$WORK/msmtprc" <<EOF2
+defaults
+tls on
+tls_starttls on
+tls_trust_file $TB/pki/ca.pem
+tls_host_override mx.ee.dane.test
+logfile $WORK/msmtp.log
+account bench
+host 127.0.55.1
+port 25
+from bench@client.test
+auth off
+account default : bench
+EOF2
+chmod 600 "$WORK/msmtprc"
+
+run() {  # label prefix command...   (message file as stdin, 4 in parallel)
+  local label=$1 prefix=$2; shift 2
+  local t0 t1
+  t0=$(date +%s.%N)
+  seq 1 "$M" | xargs -P 4 -I{} sh -c \
+    'w=$0; p=$1; i=$2; shift 2; /usr/bin/time -f %M -o "$w/rss.$p.$i" "$@" < "$w/$p$i.eml" > /dev/null 2>&1' \
+    "$WORK" "$prefix" {} "$@"
+  t1=$(date +%s.%N)
+  local el rss
+  el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  rss=$(cat "$WORK"/rss."$prefix".* | sort -n | tail -1)
+  printf '%-34s %8s s %8.1f msg/s %8s KiB peak RSS per process\n' "$label" "$el" \
+    "$(awk -v n="$M" -v t="$el" 'BEGIN { print n / t }')" "$rss"
+  echo "$el" > "$WORK/time.$prefix"
+}
+
+echo "deliver benchmark: $M messages of 2 KB to Postfix smtpd over verified TLS, 4 processes at a time, $(nproc) CPUs"
+run "mxsec deliver (DANE-EE)" mx "$MXSEC" --config "$TB_CONF" -o "state_dir=$WORK/state" deliver \
+  -f bench@client.test -- user@ee.dane.test
+run "msmtp (PKIX, fixed host)" ms msmtp -C "$WORK/msmtprc" user@ee.dane.test
+
+# Everything must have arrived (Postfix delivers to the Maildir asynchronously).
+for ((w = 0; w < 60; w++)); do
+  n_mx=$(grep -l "Subject: bench mx" "$MAILDIR"/new/* "$MAILDIR"/cur/* 2>/dev/null | wc -l || true)
+  n_ms=$(grep -l "Subject: bench ms" "$MAILDIR"/new/* "$MAILDIR"/cur/* 2>/dev/null | wc -l || true)
+  [ "$n_mx" -ge "$M" ] && [ "$n_ms" -ge "$M" ] && break
+  sleep 1
+done
+echo "arrived at Postfix: mxsec $n_mx/$M, msmtp $n_ms/$M"
+awk -v a="$(cat "$WORK/time.mx")" -v b="$(cat "$WORK/time.ms")" \
+  'BEGIN { printf "ratio: mxsec takes %.2fx the time of msmtp per message\n", a / b }'
+[ "$n_mx" -ge "$M" ] && [ "$n_ms" -ge "$M" ]

@@ -1,0 +1,79 @@
+#!/bin/bash
+# run-tests.sh - build mxsec and run every test: the unit tests (plain, and
+# again under AddressSanitizer + UndefinedBehaviorSanitizer) and the
+# integration tests against the loopback test bed. Prints one closing line
+# "N passed, N failed" and exits non-zero if anything failed or did not run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+count() {  # count NAME PASSED FAILED
+  echo "== $1: $2 passed, $3 failed"
+  passed=$((passed + $2))
+  failed=$((failed + $3))
+}
+
+build() {  # build DIR [meson options]
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >/dev/null || return 1
+  fi
+  ninja -C "$dir" >/dev/null || ninja -C "$dir"
+}
+
+run_unit() {  # run_unit NAME BINARY
+  local out
+  out=$("$2" 2>&1)
+  local rc=$?
+  echo "$out" | tail -4
+  local line
+  line=$(echo "$out" | grep -E '^\[doctest\] test cases:' | tail -1)
+  if [ -z "$line" ]; then
+    count "$1" 0 1
+    return
+  fi
+  local p f
+  p=$(echo "$line" | sed -E 's/.*\| *([0-9]+) passed.*/\1/')
+  f=$(echo "$line" | sed -E 's/.*\| *([0-9]+) failed.*/\1/')
+  [ $rc -ne 0 ] && [ "$f" = 0 ] && f=1
+  count "$1" "$p" "$f"
+}
+
+if build build -Dwerror=true; then
+  run_unit unit build/unit_tests
+else
+  echo "build failed"; count build 0 1
+fi
+
+if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    run_unit unit-asan-ubsan build-asan/unit_tests
+else
+  echo "sanitizer build failed"; count build-asan 0 1
+fi
+
+run_integration() {  # run_integration NAME SCRIPT
+  local tb out line
+  tb=$(mktemp -d /tmp/mxsec-tb.XXXXXX)
+  # The test bed's addresses are fixed: one test bed at a time on a machine.
+  out=$(flock /tmp/mxsec-testbed.lock /usr/bin/python3 "$2" --mxsec build/mxsec --testbed "$tb" 2>&1)
+  echo "$out" | grep -vE '\.\.\. ok$' | tail -40
+  line=$(echo "$out" | grep -E '^integration: [0-9]+ passed, [0-9]+ failed' | tail -1)
+  if [ -n "$line" ]; then
+    count "$1" "$(echo "$line" | awk '{print $2}')" "$(echo "$line" | awk '{print $4}')"
+  else
+    count "$1" 0 1
+  fi
+  tools/testbed/testbed.sh stop "$tb" >/dev/null 2>&1 || true
+  rm -rf "$tb"
+}
+
+if [ -x build/mxsec ]; then
+  for suite in tests/integration/test_*.py; do
+    run_integration "integration $(basename "$suite" .py)" "$suite"
+  done
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

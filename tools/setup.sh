@@ -1,0 +1,45 @@
+#!/bin/bash
+# setup.sh - install the Debian packages mxsec needs to build, test and run
+# its loopback test bed. Run as root on Debian bookworm (or newer).
+#
+# Postfix is preseeded to "No configuration" so that installing it never
+# starts or configures a system mail server: the tests run their own.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential meson ninja-build pkg-config cmake
+  libldns-dev libgnutls28-dev libcurl4-gnutls-dev nlohmann-json3-dev doctest-dev libsqlite3-dev
+  # test bed: DNS, DNSSEC tools, HTTPS, certificates
+  nsd unbound ldnsutils knot-dnsutils nginx-light gnutls-bin openssl ca-certificates curl iproute2
+  # SMTP peers for the delivery tests, and the comparison tools of tools/bench
+  postfix swaks python3 python3-aiosmtpd msmtp postfix-mta-sts-resolver
+  # measuring
+  time
+)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh: run as root (apt-get install)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian starts the daemons it installs where an init system runs; the test
+# bed needs their ports on its own addresses only, and the system copies
+# would fight over nothing, but stop them so that no stray server answers.
+for svc in nsd unbound nginx postfix postfix-mta-sts-resolver; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+echo "setup.sh: all packages present"
