@@ -26,6 +26,10 @@ run_unit() {  # run_unit NAME BINARY
   local out
   out=$("$2" 2>&1)
   local rc=$?
+  if [ $rc -ne 0 ]; then
+    # The failing checks with their test case, and any sanitizer report.
+    echo "$out" | grep -B4 -A8 -E 'ERROR|runtime error|Sanitizer' | head -200
+  fi
   echo "$out" | tail -4
   local line
   line=$(echo "$out" | grep -E '^\[doctest\] test cases:' | tail -1)
