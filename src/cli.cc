@@ -25,6 +25,7 @@
 #include "mxsec/domain_name.h"
 #include "mxsec/mta_sts.h"
 #include "mxsec/policy.h"
+#include "mxsec/submission.h"
 
 #ifndef MXSEC_VERSION
 #define MXSEC_VERSION "0.1.0"
@@ -39,7 +40,8 @@ const char* kUsage =
     "  probe [--json] DOMAIN...    connect to each MX, check STARTTLS and authentication, QUIT\n"
     "  deliver [--json] -f SENDER [--] RCPT...  deliver the message on stdin now\n"
     "  serve --listen inet:ADDR:PORT|unix:PATH...  socketmap TLS policy server for Postfix\n"
-    "  sendmail, queue             (not yet available)\n"
+    "  sendmail [sendmail options] [RCPT...]  submit the message on stdin to the queue (also as `sendmail`)\n"
+    "  queue list [--json]|run|flush|delete ID...  the sendmail queue (list: also as `mailq`)\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {
@@ -167,8 +169,23 @@ int RunMxsec(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string prog = argc > 0 ? argv[0] : "mxsec";
   std::string base = prog.substr(prog.rfind('/') == std::string::npos ? 0 : prog.rfind('/') + 1);
+  // Set-group-ID (the queue group, mxsec(8)): the caller must not choose the configuration.
+  const bool privileged = getegid() != getgid() || geteuid() != getuid();
   if (base == "sendmail" || base == "mailq") {
-    return Fail(EX_TEMPFAIL, base + ": sendmail mode is not available in this version; the message was not accepted");
+    // Invoked as sendmail(1)/mailq(1): sendmail options only; the configuration comes from
+    // $MXSEC_CONFIG or the default file (or -C FILE).
+    GlobalOptions g;
+    std::vector<std::string> cfg_overrides;
+    auto opts = ParseSendmailArgs(args);
+    std::string cfile = opts.ok() ? opts->config_file : "";
+    if (privileged && (!cfile.empty() || (getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG"))))
+      return Fail(EX_USAGE, base + ": -C and MXSEC_CONFIG are not allowed in a set-group-ID mxsec");
+    g.config_path = cfile.empty() ? DefaultConfigPath() : cfile;
+    g.config_explicit = !cfile.empty() || (getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG"));
+    Config cfg;
+    Status loaded = LoadConfig(g.config_path, g.config_explicit, {}, &cfg);
+    if (!loaded.ok()) return Fail(EX_CONFIG, base + ": " + loaded.message());
+    return RunSendmail(g, cfg, args, base);
   }
 
   GlobalOptions g;
@@ -197,11 +214,19 @@ int RunMxsec(int argc, char** argv) {
     command = a;
   }
   if (command.empty()) return Fail(EX_USAGE, std::string("no command given\n") + kUsage);
+  if (privileged) {
+    if (g.config_explicit || !g.overrides.empty() || (getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG")))
+      return Fail(EX_USAGE, "--config, -o and MXSEC_CONFIG are not allowed in a set-group-ID mxsec");
+    if (command != "sendmail" && command != "queue")
+      return Fail(EX_USAGE, "only sendmail and queue are allowed in a set-group-ID mxsec");
+  }
 
   // Global options may also follow the command (mxsec policy -o x=y d).
   std::vector<std::string> cmd_args;
+  // Not after `sendmail`: its options are sendmail's (-o, -v, -C).
   for (size_t i = 0; i < rest.size(); ++i) {
     const std::string& a = rest[i];
+    if (command == "sendmail") { cmd_args.push_back(a); continue; }
     if (a == "--") { cmd_args.insert(cmd_args.end(), rest.begin() + static_cast<long>(i), rest.end()); break; }
     if (a == "-v") { ++g.verbose; continue; }
     if (a == "--config" && i + 1 < rest.size()) { g.config_path = rest[++i]; g.config_explicit = true; continue; }
@@ -229,12 +254,16 @@ int RunMxsec(int argc, char** argv) {
   if (!loaded.ok()) return Fail(EX_CONFIG, loaded.message());
   if (command == "policy") return RunPolicy(g, cfg, cmd_args);
   if (command == "sendmail") {
-    return Fail(EX_TEMPFAIL, "sendmail mode is not available in this version; the message was not accepted");
+    if (!loaded.ok()) return Fail(EX_CONFIG, "sendmail: " + loaded.message());
+    return RunSendmail(g, cfg, cmd_args, "sendmail");
   }
   if (command == "probe") return RunProbe(g, cfg, cmd_args);
   if (command == "serve") return RunServe(g, cfg, cmd_args);
   if (command == "queue") {
-    return Fail(EX_UNAVAILABLE, "command \"" + command + "\" is not available in this version");
+    if (privileged && getuid() != 0 && !cmd_args.empty() && cmd_args[0] != "list" && cmd_args[0] != "run" &&
+        cmd_args[0] != "flush")
+      return Fail(EX_NOPERM, "queue " + cmd_args[0] + ": only root may do that");
+    return RunQueue(g, cfg, cmd_args);
   }
   return Fail(EX_USAGE, "unknown command \"" + command + "\"\n" + kUsage);
 }

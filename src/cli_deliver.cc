@@ -27,6 +27,8 @@ namespace {
 
 constexpr size_t kMaxMessageBytes = 256u << 20;  // beyond any real MTA's limit
 
+}  // namespace
+
 std::string DefaultHeloName() {
   char host[256] = {0};
   if (gethostname(host, sizeof host - 1) != 0) return "localhost.localdomain";
@@ -81,6 +83,8 @@ std::unique_ptr<AttemptLog> OpenAttemptLog(const Config& cfg) {
   }
   return std::move(log.value());
 }
+
+namespace {
 
 std::string TlsWord(const TlsInfo& t) {
   if (!t.used) return "none";

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mxsec/config.h"
+#include "mxsec/delivery.h"
 #include "mxsec/dns.h"
 #include "mxsec/mta_sts.h"
 #include "mxsec/policy.h"
@@ -37,6 +38,16 @@ int Fail(int code, const std::string& msg);
 // mkdir -p; false with errno set on failure.
 bool MakeDirs(const std::string& path);
 
+// Shared by deliver and the sendmail queue (cli_deliver.cc).
+std::string DefaultHeloName();
+SmtpTimeouts TimeoutsFrom(const Config& c);
+DeliveryOptions DeliveryOptionsFrom(const Config& cfg);
+// The attempt log in state_dir, or null (with a warning) when it cannot be opened.
+std::unique_ptr<AttemptLog> OpenAttemptLog(const Config& cfg);
+
+int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args,
+                const std::string& invoked_as);
+int RunQueue(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);

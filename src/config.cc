@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include <cerrno>
 #include <cstdlib>
@@ -132,6 +133,31 @@ Setter Int(int Config::*field, int lo, int hi) {
   };
 }
 Setter Timeout(int Config::*field) { return Int(field, 1, 86400); }
+// A duration: seconds, or a number with a unit s, m, h, d or w (Postfix style: "5d").
+Setter Duration(int Config::*field, int lo, int hi) {
+  return [field, lo, hi](const std::string& v, Config* c, std::string* why) {
+    std::string num = v;
+    long mult = 1;
+    if (!num.empty() && !std::isdigit(static_cast<unsigned char>(num.back()))) {
+      switch (std::tolower(static_cast<unsigned char>(num.back()))) {
+        case 's': mult = 1; break;
+        case 'm': mult = 60; break;
+        case 'h': mult = 3600; break;
+        case 'd': mult = 86400; break;
+        case 'w': mult = 7 * 86400; break;
+        default: *why = "\"" + v + "\": unit must be s, m, h, d or w"; return false;
+      }
+      num.pop_back();
+    }
+    int n;
+    if (!ParseInt(num, 0, 999999999, &n) || n * mult < lo || n * mult > hi) {
+      *why = "\"" + v + "\" is not a duration from " + std::to_string(lo) + "s to " + std::to_string(hi) + "s";
+      return false;
+    }
+    c->*field = static_cast<int>(n * mult);
+    return true;
+  };
+}
 
 const std::map<std::string, Setter>& Setters() {
   static const std::map<std::string, Setter> setters = {
@@ -170,6 +196,25 @@ const std::map<std::string, Setter>& Setters() {
       {"dane", Bool(&Config::dane)},
       {"mta_sts", Bool(&Config::mta_sts)},
       {"local_policy_file", Str(&Config::local_policy_file)},
+      {"sender_domain",
+       [](const std::string& v, Config* c, std::string* why) {
+         if (v.empty()) { c->sender_domain.clear(); return true; }
+         auto n = NormalizeHostName(v);
+         if (!n.ok()) { *why = n.error(); return false; }
+         c->sender_domain = n.value();
+         return true;
+       }},
+      {"message_size_limit",
+       [](const std::string& v, Config* c, std::string* why) {
+         bool digits = !v.empty() && v.size() <= 12 &&
+                       std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+         if (!digits) { *why = "\"" + v + "\" is not a number of octets (0: no limit)"; return false; }
+         c->message_size_limit = std::stoll(v);
+         return true;
+       }},
+      {"queue_lifetime", Duration(&Config::queue_lifetime, 0, 100 * 86400)},
+      {"queue_retry_min", Duration(&Config::queue_retry_min, 1, 86400)},
+      {"queue_retry_max", Duration(&Config::queue_retry_max, 1, 7 * 86400)},
       {"dns_timeout", Int(&Config::dns_timeout, 1, 60)},
       {"dns_tries", Int(&Config::dns_tries, 1, 10)},
       {"mta_sts_connect_timeout", Timeout(&Config::mta_sts_connect_timeout)},

@@ -7,6 +7,7 @@
 // a failed load to EX_CONFIG (78), or to EX_TEMPFAIL in `deliver`.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,13 @@ struct Config {
   bool dane = true;
   bool mta_sts = true;
   std::string local_policy_file;
+
+  // Sendmail mode and its queue (durations in seconds).
+  std::string sender_domain;          // empty: helo_name, else the host's FQDN (like Postfix's myorigin)
+  int64_t message_size_limit = 10240000;  // octets; 0: no limit
+  int queue_lifetime = 5 * 86400;     // then deferred recipients bounce; 0: one attempt only
+  int queue_retry_min = 300;          // first retry delay, doubled per attempt ...
+  int queue_retry_max = 4000;         // ... up to this
 
   // Timeouts in seconds. DNS: per try; SMTP: RFC 5321 §4.5.3.2.
   int dns_timeout = 5;

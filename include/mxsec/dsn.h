@@ -1,0 +1,49 @@
+// dsn.h - delivery status notifications (RFC 3464) for the sendmail queue.
+//
+// BuildDsn makes a complete RFC 5322 message: multipart/report;
+// report-type=delivery-status with a human-readable part, a
+// message/delivery-status part (one per-recipient block with Action:
+// failed, Status, Diagnostic-Code and Remote-MTA when a server answered),
+// and the returned message (message/rfc822, or text/rfc822-headers when
+// only headers are asked for or the message is larger than
+// kDsnMaxReturned). Every line ends in LF and is at most 998 octets; the
+// result is always accepted by PrepareMessage.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mxsec {
+
+struct DsnRecipient {
+  std::string address;
+  std::string status;       // RFC 3463 code, e.g. "5.1.1"
+  std::string diagnostic;   // the server's reply or our reason
+  std::string remote_mta;   // host name of the server that answered, or ""
+  bool expired = false;     // bounced because the queue lifetime ran out
+};
+
+struct DsnInput {
+  std::string reporting_mta;   // our host name
+  std::string bounce_domain;   // From: MAILER-DAEMON@<bounce_domain>
+  std::string original_sender; // the To: of the DSN
+  std::string queue_id;
+  std::string envid;           // Original-Envelope-Id, or ""
+  int64_t arrival = 0;
+  int64_t now = 0;
+  bool headers_only = false;
+  std::vector<DsnRecipient> recipients;
+  std::string_view original;   // the queued message
+  std::string message_id;      // without <>
+};
+
+constexpr size_t kDsnMaxReturned = 100000;
+
+std::string BuildDsn(const DsnInput& in);
+
+// RFC 5322 date-time of `t` in UTC: "Mon, 23 Nov 2026 19:12:12 +0000".
+std::string Rfc5322Date(int64_t t);
+
+}  // namespace mxsec

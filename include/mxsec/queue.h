@@ -1,0 +1,162 @@
+// queue.h - the durable retry queue of the sendmail mode.
+//
+// A queued message is two files in the queue directory: ID.msg (the
+// message as submitted, after header edits; never rewritten) and ID.env (the
+// envelope as JSON: sender, recipients with their state, times, the last
+// reason). Promises:
+//   - Submit returns only after both files were written under temporary
+//     names, fsynced, renamed into place and the directory fsynced; ID.env
+//     is renamed last and is the commit mark: an ID.msg without ID.env is
+//     debris of a failed submission (the submitter got an error and kept the
+//     message), removed by the next run;
+//   - files are created mode 0640 (never world-readable or -writable); their
+//     group is the directory's (a set-group-ID queue directory, mxsec(8));
+//   - whoever delivers a message holds an exclusive flock(2) on its ID.msg
+//     (which is never replaced, so the lock is stable): two runners never
+//     deliver one message at the same time, and a runner that loses the
+//     race skips the message; a lock dies with its process (kill -9);
+//   - an envelope is replaced atomically (temporary file, fsync, rename,
+//     directory fsync) after every attempt; recipients marked delivered or
+//     bounced are never tried again;
+//   - a message leaves the queue only when no recipient is pending:
+//     delivered, or bounced with the DSN committed to the queue first (a
+//     crash in between can repeat a DSN, never lose one). A DSN (null
+//     sender) that fails permanently is logged and dropped, never bounced.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mxsec/clock.h"
+#include "mxsec/delivery.h"
+#include "mxsec/status.h"
+
+namespace mxsec {
+
+struct QueuedRecipient {
+  QueuedRecipient() = default;
+  explicit QueuedRecipient(std::string a) : address(std::move(a)) {}
+  std::string address;
+  std::string state = "pending";  // "pending", "delivered", "bounced"
+  std::string code;               // RFC 3463 code of the last result
+  std::string reply;              // the server's reply or our reason
+  std::string relay;              // host[address]:port of the last session, or ""
+  int64_t time = 0;               // of the last result
+};
+
+struct QueuedEnvelope {
+  std::string id;
+  std::string sender;               // "" for the null sender (a DSN)
+  std::vector<QueuedRecipient> recipients;
+  int64_t queued_at = 0;
+  int64_t next_retry = 0;           // not tried by `queue run` before this
+  int attempts = 0;
+  uint64_t size = 0;                // octets of the message file
+  std::string last_reason;
+  bool notify_failure = true;       // -N never clears it
+  bool return_headers_only = false; // -R hdrs
+  std::string envid;                // -V
+  bool is_bounce = false;           // a DSN we generated: never bounced itself
+  size_t pending() const;
+};
+
+std::string EnvelopeToJson(const QueuedEnvelope& env);
+Result<QueuedEnvelope> EnvelopeFromJson(std::string_view json);
+
+// True for a syntactically valid queue ID (what NewQueueId makes).
+bool ValidQueueId(std::string_view id);
+
+// The exclusive lock on one queued message; released when destroyed.
+class QueueLock {
+ public:
+  QueueLock() = default;
+  explicit QueueLock(int fd) : fd_(fd) {}
+  QueueLock(QueueLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  QueueLock& operator=(QueueLock&& o) noexcept;
+  QueueLock(const QueueLock&) = delete;
+  QueueLock& operator=(const QueueLock&) = delete;
+  ~QueueLock();
+  bool held() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  void Release();
+
+ private:
+  int fd_ = -1;
+};
+
+enum class LockState { kLocked, kBusy, kGone };
+
+class Queue {
+ public:
+  // Opens (and with `create`, makes: mode 0750) the queue directory.
+  static Result<Queue> Open(const std::string& dir, bool create);
+  const std::string& dir() const { return dir_; }
+
+  // Queues `message` durably with `env` (its id, size and queued_at are
+  // set here). On success returns the id; with `lock_out` the caller keeps
+  // the message locked (to deliver it now). An error says what failed
+  // ("/var/spool/mxsec: write: No space left on device"), nothing is left
+  // behind, and `*io_error` tells EIO-like failures from transient ones.
+  Result<std::string> Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
+                             bool* io_error = nullptr);
+
+  // IDs with a committed envelope, oldest first.
+  std::vector<std::string> Ids() const;
+  // Tries to lock `id` without waiting.
+  LockState TryLock(const std::string& id, QueueLock* out) const;
+  Result<QueuedEnvelope> ReadEnvelope(const std::string& id) const;
+  Result<std::string> ReadMessage(const std::string& id) const;
+  // Replaces the envelope atomically (the caller holds the lock).
+  Status WriteEnvelope(const QueuedEnvelope& env);
+  // Removes the message (the caller holds the lock): envelope first.
+  Status Remove(const std::string& id);
+  // Removes debris: temporary files and message files without an envelope
+  // that nobody holds locked, older than `min_age` seconds.
+  void Clean(Clock* clock, int64_t min_age);
+
+ private:
+  explicit Queue(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+struct QueueSettings {
+  int lifetime = 5 * 86400;
+  int retry_min = 300;
+  int retry_max = 4000;
+  std::string reporting_mta;   // our host name, for DSNs
+  std::string bounce_domain;   // MAILER-DAEMON@<this> in DSNs
+};
+
+// Seconds until the next attempt after `attempts` failed ones:
+// retry_min * 2^(attempts-1), capped at retry_max.
+int64_t RetryDelay(int attempts, const QueueSettings& s);
+
+// Delivers a message to the recipients of one domain (the policy engine +
+// DeliverDomain in the program, a fake in tests). Called from several
+// threads at once, one per domain.
+using DomainDeliverer = std::function<std::vector<RecipientOutcome>(
+    const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& recipients,
+    const PreparedMessage& message)>;
+
+struct ProcessReport {
+  std::string id;
+  bool skipped = false;       // busy, gone, or not due
+  std::string skip_reason;
+  bool removed = false;       // nothing left pending
+  size_t delivered = 0, deferred = 0, bounced = 0;
+  std::string dsn_id;         // the DSN queued by this attempt, or ""
+  std::string error;          // a local problem (the message stays queued)
+};
+
+// One delivery attempt of queued message `id`. `lock` is the caller's lock
+// (from Submit) or empty (then it is taken here, and the message skipped if
+// busy). Without `force`, a message whose next_retry is in the future is
+// skipped. `log` gets one line per recipient result and per problem.
+ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLock lock, bool force,
+                                   const DomainDeliverer& deliver, Clock* clock, const QueueSettings& settings,
+                                   const std::function<void(const std::string&)>& log);
+
+}  // namespace mxsec

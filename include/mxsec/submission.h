@@ -1,0 +1,75 @@
+// submission.h - the sendmail(1) command line and message preparation of the
+// sendmail mode, without any I/O (unit-tested on their own).
+//
+// ParseSendmailArgs accepts what programs pass to /usr/sbin/sendmail, with
+// getopt semantics (grouped flags "-ti", attached or separate arguments
+// "-fuser" / "-f user", "--" ends the options) and Postfix's choices:
+// legacy -o* and -O options, -G -h -L -n -U -e -c -x -X are accepted and
+// ignored; any other option is an error naming it.
+//
+// EditHeaders implements the submission header rules: a line that is
+// neither a header field nor its continuation ends the header section (an
+// empty line is inserted before it, so it stays in the body, as Postfix
+// does); Bcc fields are removed; To/Cc/Bcc addresses are extracted for -t;
+// From, Date and Message-ID are added when missing. The body is kept byte
+// for byte.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mxsec/status.h"
+
+namespace mxsec {
+
+struct SendmailOptions {
+  enum class Mode { kSend, kListQueue, kRunQueue };
+  enum class Delivery { kBackground, kInteractive, kQueueOnly };
+  Mode mode = Mode::kSend;
+  Delivery delivery = Delivery::kBackground;
+  bool extract_recipients = false;  // -t
+  bool ignore_dots = false;         // -i, -oi
+  std::optional<std::string> sender;  // -f / -r
+  std::optional<std::string> full_name;  // -F
+  int verbose = 0;
+  std::string notify;               // -N
+  std::string ret;                  // -R
+  std::string envid;                // -V
+  std::string config_file;          // -C
+  std::vector<std::string> recipients;
+  std::vector<std::string> ignored; // options accepted and ignored (for -v logging)
+};
+
+// Parses the arguments after the program name. An error is a usage message
+// naming the option ("unknown option -bs", "-f needs an argument").
+Result<SendmailOptions> ParseSendmailArgs(const std::vector<std::string>& args);
+
+// Addresses of an RFC 5322 address list ("A <a@x>, b@y (c), grp: c@z;"):
+// the addr-specs, comments and display names dropped. Errors name the
+// problem ("unterminated quoted string").
+Result<std::vector<std::string>> ParseAddressList(std::string_view value);
+
+struct HeaderEdit {
+  bool extract_recipients = false;
+  std::string from;         // value of a From: field to add if none exists
+  std::string date;         // value of a Date: field to add if none exists
+  std::string message_id;   // value of a Message-ID: field to add if none exists ("<...>")
+};
+
+struct EditedMessage {
+  std::string message;
+  std::vector<std::string> recipients;   // from To/Cc/Bcc, when extracting
+  std::vector<std::string> added;        // names of the fields added
+  bool bcc_removed = false;
+};
+
+Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit);
+
+// Without -i a line of a single "." ends the message (what follows is
+// dropped). Returns the length of the message before that line, or
+// raw.size() when there is none.
+size_t LoneDotEnd(std::string_view raw);
+
+}  // namespace mxsec

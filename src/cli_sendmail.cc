@@ -1,0 +1,459 @@
+// cli_sendmail.cc - `mxsec sendmail` (also run as `sendmail` or `mailq`)
+// and `mxsec queue list|run|flush|delete ID`.
+//
+// sendmail exits 0 only once the message is in the queue durably (queue.h);
+// with -odi it first makes one delivery attempt in the foreground, with -odb
+// (the default) a detached child makes it after the exit, with -odq the
+// queue runner does. Exit codes (DESIGN.md): 64 usage (no recipients, bad
+// option or address), 65 a message that can never be sent (NUL byte, line
+// over 998 octets, over message_size_limit), 75 (74 for an I/O error) when
+// it cannot be queued (the caller keeps the message), 78 configuration.
+// Delivery results are logged to syslog (mail facility) and, in the
+// foreground, to stderr.
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cli_internal.h"
+#include "mxsec/domain_name.h"
+#include "mxsec/dsn.h"
+#include "mxsec/queue.h"
+#include "mxsec/submission.h"
+
+namespace mxsec {
+namespace {
+
+// Beyond this, the input is drained but not kept (no limit configured).
+constexpr size_t kHardMaxMessage = 256u << 20;
+
+std::string SenderDomain(const Config& cfg) {
+  if (!cfg.sender_domain.empty()) return cfg.sender_domain;
+  if (!cfg.helo_name.empty()) return cfg.helo_name;
+  return DefaultHeloName();
+}
+
+QueueSettings SettingsFrom(const Config& cfg) {
+  QueueSettings s;
+  s.lifetime = cfg.queue_lifetime;
+  s.retry_min = cfg.queue_retry_min;
+  s.retry_max = cfg.queue_retry_max;
+  s.reporting_mta = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
+  s.bounce_domain = SenderDomain(cfg);
+  return s;
+}
+
+// Logs to syslog always, and to stderr when `to_stderr`.
+struct Logger {
+  bool to_stderr = true;
+  std::string prefix;
+  std::mutex mu;
+  void operator()(const std::string& line) {
+    std::lock_guard<std::mutex> l(mu);
+    syslog(LOG_INFO, "%s", line.c_str());
+    if (to_stderr) std::cerr << "mxsec: " << prefix << line << "\n";
+  }
+};
+
+// What delivers queued messages: the policy engine and DeliverDomain.
+class Engine {
+ public:
+  Status Init(const Config& cfg, Logger* log) {
+    Status s = BuildRuntime(cfg, &rt_);
+    if (!s.ok()) return s;
+    attempts_ = OpenAttemptLog(cfg);
+    dopt_ = DeliveryOptionsFrom(cfg);
+    dopt_.log = [log](const std::string& line) { (*log)(line); };
+    return Status::Ok();
+  }
+  DomainDeliverer Deliverer() {
+    return [this](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
+                  const PreparedMessage& msg) {
+      auto host = NormalizeHostName(domain);
+      if (!host.ok()) {
+        std::vector<RecipientOutcome> out(rcpts.size());
+        for (size_t i = 0; i < rcpts.size(); ++i) {
+          out[i].recipient = rcpts[i];
+          out[i].status = RcptStatus::kBounced;
+          out[i].code = "5.1.2";
+          out[i].reply = "invalid recipient domain: " + host.error();
+        }
+        return out;
+      }
+      DomainPolicy policy = rt_.engine->Resolve(host.value());
+      return DeliverDomain(policy, sender, rcpts, msg, dopt_, attempts_.get(), SystemClock());
+    };
+  }
+
+ private:
+  Runtime rt_;
+  std::unique_ptr<AttemptLog> attempts_;
+  DeliveryOptions dopt_;
+};
+
+// Delivers `id` (locked by `lock`, or not), then any DSN it produced.
+void DeliverNow(Queue& q, const std::string& id, QueueLock lock, Engine& engine, const QueueSettings& settings,
+                Logger& log) {
+  ProcessReport rep = ProcessQueuedMessage(q, id, std::move(lock), true, engine.Deliverer(), SystemClock(), settings,
+                                           [&](const std::string& l) { log(l); });
+  if (!rep.dsn_id.empty()) {
+    ProcessQueuedMessage(q, rep.dsn_id, QueueLock(), true, engine.Deliverer(), SystemClock(), settings,
+                         [&](const std::string& l) { log(l); });
+  }
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  if (getrandom(raw.data(), bytes, 0) != static_cast<ssize_t>(bytes)) {
+    for (size_t i = 0; i < bytes; ++i) raw[i] = static_cast<char>(rand());
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+// "user@domain" from an address that may lack the domain (-f root, mail root).
+std::string Qualify(const std::string& a, const std::string& domain) {
+  if (a.find('@') != std::string::npos) return a;
+  return a + "@" + domain;
+}
+
+// A display name as an RFC 5322 quoted string when it needs one.
+std::string DisplayName(const std::string& name) {
+  bool plain = !name.empty();
+  for (char c : name) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == ' ' || strchr("!#$%&'*+-/=?^_`{|}~", c))) plain = false;
+  }
+  if (plain) return name;
+  std::string q = "\"";
+  for (char c : name) {
+    if (c == '\r' || c == '\n') continue;
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + "\"";
+}
+
+int ListQueue(const Config& cfg, bool json) {
+  auto q = Queue::Open(cfg.queue_dir, false);
+  if (!q.ok()) {
+    if (errno == ENOENT) {
+      if (!json) std::cout << "Mail queue is empty\n";
+      return EX_OK;
+    }
+    return Fail(EX_TEMPFAIL, "queue: " + q.error());
+  }
+  std::vector<std::string> ids = q->Ids();
+  size_t shown = 0;
+  uint64_t bytes = 0;
+  for (const std::string& id : ids) {
+    QueueLock lock;
+    LockState st = q->TryLock(id, &lock);
+    if (st == LockState::kGone) continue;
+    auto env = q->ReadEnvelope(id);
+    if (!env.ok()) continue;  // finished meanwhile, or written by a newer version
+    lock.Release();
+    const QueuedEnvelope& e = env.value();
+    ++shown;
+    bytes += e.size;
+    if (json) {
+      nlohmann::json j = nlohmann::json::parse(EnvelopeToJson(e));
+      j["active"] = st == LockState::kBusy;
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      continue;
+    }
+    if (shown == 1) std::cout << "-Queue ID-------- --Size-- ----Arrival Time---- -Sender/Recipient-------\n";
+    char when[64];
+    time_t t = static_cast<time_t>(e.queued_at);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
+    char line[256];
+    snprintf(line, sizeof line, "%-17s%s %8llu %-20s ", id.c_str(), st == LockState::kBusy ? "*" : " ",
+             static_cast<unsigned long long>(e.size), when);
+    std::cout << line << (e.sender.empty() ? "MAILER-DAEMON" : e.sender) << "\n";
+    if (!e.last_reason.empty()) std::cout << "(" << e.last_reason << ")\n";
+    for (const QueuedRecipient& r : e.recipients) {
+      if (r.state != "pending") continue;
+      std::cout << std::string(49, ' ') << r.address << "\n";
+    }
+    std::cout << "\n";
+  }
+  if (!json) {
+    if (shown == 0) std::cout << "Mail queue is empty\n";
+    else
+      std::cout << "-- " << (bytes + 1023) / 1024 << " Kbytes in " << shown << " Request" << (shown == 1 ? "" : "s")
+                << ".\n";
+  }
+  std::cout.flush();
+  return std::cout ? EX_OK : EX_IOERR;
+}
+
+// `queue run` (force = false: only messages that are due) and `flush` / sendmail -q (all).
+int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
+  auto q = Queue::Open(cfg.queue_dir, true);
+  if (!q.ok()) return Fail(EX_TEMPFAIL, "queue: " + q.error());
+  Logger log;
+  log.prefix = "queue: ";
+  Engine engine;
+  Status s = engine.Init(cfg, &log);
+  if (!s.ok()) return Fail(EX_CONFIG, s.message());
+  QueueSettings settings = SettingsFrom(cfg);
+  q->Clean(SystemClock(), 3600);
+  size_t done = 0, skipped = 0, errors = 0;
+  // DSNs queued during this run are picked up by the loop over fresh listings.
+  std::set<std::string> seen;
+  for (;;) {
+    std::vector<std::string> ids = q->Ids();
+    bool any = false;
+    for (const std::string& id : ids) {
+      if (!seen.insert(id).second) continue;
+      any = true;
+      ProcessReport rep = ProcessQueuedMessage(q.value(), id, QueueLock(), force, engine.Deliverer(), SystemClock(),
+                                               settings, [&](const std::string& l) { log(l); });
+      if (rep.skipped) {
+        ++skipped;
+        if (g.verbose) log(id + ": skipped: " + rep.skip_reason);
+      } else {
+        ++done;
+      }
+      if (!rep.error.empty()) ++errors;
+    }
+    if (!any) break;
+  }
+  if (g.verbose)
+    log("run finished: " + std::to_string(done) + " processed, " + std::to_string(skipped) + " skipped, " +
+        std::to_string(errors) + " with local errors");
+  return errors ? EX_TEMPFAIL : EX_OK;
+}
+
+}  // namespace
+
+int RunQueue(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  openlog("mxsec", LOG_PID, LOG_MAIL);
+  if (args.empty()) return Fail(EX_USAGE, "queue: expected list, run, flush or delete ID");
+  const std::string& sub = args[0];
+  if (sub == "list") {
+    bool json = false;
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "--json") json = true;
+      else return Fail(EX_USAGE, "queue list: unknown argument \"" + args[i] + "\"");
+    }
+    return ListQueue(cfg, json);
+  }
+  if (sub == "run" || sub == "flush") {
+    if (args.size() > 1) return Fail(EX_USAGE, "queue " + sub + ": unexpected argument \"" + args[1] + "\"");
+    return RunQueueOnce(g, cfg, sub == "flush");
+  }
+  if (sub == "delete") {
+    if (args.size() < 2) return Fail(EX_USAGE, "queue delete: expected one or more queue IDs");
+    auto q = Queue::Open(cfg.queue_dir, false);
+    if (!q.ok()) return Fail(EX_TEMPFAIL, "queue: " + q.error());
+    int code = EX_OK;
+    for (size_t i = 1; i < args.size(); ++i) {
+      const std::string& id = args[i];
+      if (!ValidQueueId(id)) {
+        code = Fail(EX_USAGE, "queue delete: \"" + id + "\" is not a queue ID (17 characters 0-9A-F)");
+        continue;
+      }
+      QueueLock lock;
+      LockState st = q->TryLock(id, &lock);
+      if (st == LockState::kGone) {
+        code = Fail(EX_NOINPUT, "queue delete: " + id + ": no such message in " + cfg.queue_dir);
+        continue;
+      }
+      if (st == LockState::kBusy) {
+        code = Fail(EX_TEMPFAIL, "queue delete: " + id + ": being delivered right now; try again");
+        continue;
+      }
+      Status s = q->Remove(id);
+      if (!s.ok()) {
+        code = Fail(EX_IOERR, "queue delete: " + s.message());
+        continue;
+      }
+      syslog(LOG_INFO, "%s: deleted by an administrator", id.c_str());
+      std::cout << id << ": deleted\n";
+    }
+    return code;
+  }
+  return Fail(EX_USAGE, "queue: unknown subcommand \"" + sub + "\" (list, run, flush, delete ID)");
+}
+
+int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args,
+                const std::string& invoked_as) {
+  openlog("mxsec", LOG_PID, LOG_MAIL);
+  const std::string who = invoked_as + ": ";
+  auto parsed = ParseSendmailArgs(args);
+  if (!parsed.ok())
+    return Fail(EX_USAGE, who + parsed.error() + "\nusage: sendmail [-t] [-i] [-f sender] [-F name] [-odi|-odb|-odq] "
+                                                 "[-N dsn] [-R hdrs|full] [-v] [--] [recipient...]");
+  SendmailOptions o = parsed.value();
+  if (invoked_as == "mailq") o.mode = SendmailOptions::Mode::kListQueue;
+  if (o.mode == SendmailOptions::Mode::kListQueue) return ListQueue(cfg, false);
+  GlobalOptions gg = g;
+  gg.verbose += o.verbose;
+  if (o.mode == SendmailOptions::Mode::kRunQueue) return RunQueueOnce(gg, cfg, true);
+
+  const std::string domain = SenderDomain(cfg);
+  // The envelope sender: -f/-r, else the invoking user at sender_domain.
+  std::string login;
+  std::string gecos;
+  if (passwd* pw = getpwuid(getuid())) {
+    login = pw->pw_name;
+    gecos = pw->pw_gecos ? pw->pw_gecos : "";
+    gecos = gecos.substr(0, gecos.find(','));
+  } else {
+    login = "uid" + std::to_string(getuid());
+  }
+  std::string sender_text;
+  if (o.sender) {
+    sender_text = *o.sender;
+    if (sender_text.size() >= 2 && sender_text.front() == '<' && sender_text.back() == '>')
+      sender_text = sender_text.substr(1, sender_text.size() - 2);
+    if (!sender_text.empty()) sender_text = Qualify(sender_text, domain);
+  } else {
+    sender_text = login + "@" + domain;
+  }
+  auto sender = ParseMailbox(sender_text, true);
+  if (!sender.ok()) return Fail(EX_USAGE, who + "invalid sender address \"" + sender_text + "\": " + sender.error());
+
+  // Command-line recipients (each may be an address list, "A <a@b>, c@d").
+  std::vector<std::string> rcpts;
+  for (const std::string& a : o.recipients) {
+    auto list = ParseAddressList(a);
+    if (!list.ok()) return Fail(EX_USAGE, who + "invalid recipient \"" + a + "\": " + list.error());
+    for (const std::string& r : list.value()) rcpts.push_back(Qualify(r, domain));
+  }
+  if (!o.extract_recipients && rcpts.empty())
+    return Fail(EX_USAGE, who + "no recipients given (name them as arguments, or use -t to take them from the "
+                                "To, Cc and Bcc headers)");
+
+  // The message. Read to the end (a writer is never cut off with SIGPIPE), keep at most the limit + 1.
+  const size_t limit = cfg.message_size_limit > 0 ? static_cast<size_t>(cfg.message_size_limit) : kHardMaxMessage;
+  std::string raw;
+  bool too_big = false;
+  {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(0, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Fail(EX_IOERR, who + "cannot read the message from standard input: " + strerror(errno));
+      }
+      if (n == 0) break;
+      if (raw.size() <= limit + 65536) raw.append(buf, static_cast<size_t>(n));
+      else too_big = true;
+    }
+  }
+  if (!o.ignore_dots) raw.resize(LoneDotEnd(raw));
+  if (too_big || raw.size() > limit)
+    return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
+                                " octets)");
+
+  // Headers: From/Date/Message-ID when missing, Bcc removed, -t recipients.
+  HeaderEdit edit;
+  edit.extract_recipients = o.extract_recipients;
+  std::string from_name = o.full_name ? *o.full_name : (o.sender ? "" : gecos);
+  const std::string shown_sender = sender->ToString().empty() ? "MAILER-DAEMON@" + domain : sender->ToString();
+  edit.from = from_name.empty() ? shown_sender : DisplayName(from_name) + " <" + shown_sender + ">";
+  edit.date = Rfc5322Date(SystemClock()->Now());
+  edit.message_id = "<" + std::to_string(SystemClock()->Now()) + "." + RandomHex(8) + "@" + domain + ">";
+  auto edited = EditHeaders(raw, edit);
+  if (!edited.ok()) return Fail(EX_DATAERR, who + "message refused: " + edited.error());
+  for (const std::string& r : edited->recipients) {
+    std::string q = Qualify(r, domain);
+    auto m = ParseMailbox(q, false);
+    if (!m.ok()) return Fail(EX_DATAERR, who + "message refused: invalid recipient \"" + r + "\" in the headers: " + m.error());
+    rcpts.push_back(q);
+  }
+  if (rcpts.empty())
+    return Fail(EX_USAGE, who + "no recipients: none given as arguments and none found in the To, Cc or Bcc headers");
+  // Each recipient once (domains compare case-insensitively).
+  QueuedEnvelope env;
+  std::set<std::string> have;
+  for (const std::string& r : rcpts) {
+    auto m = ParseMailbox(r, false);
+    if (!m.ok()) return Fail(EX_USAGE, who + "invalid recipient \"" + r + "\": " + m.error());
+    if (!have.insert(m->ToString()).second) continue;
+    env.recipients.push_back(QueuedRecipient{m->ToString()});
+  }
+  env.sender = sender->ToString();
+  env.notify_failure = o.notify.find("never") == std::string::npos;
+  env.return_headers_only = o.ret == "hdrs";
+  env.envid = o.envid;
+
+  MessageOptions mo;
+  mo.max_size = limit;
+  auto prepared = PrepareMessage(edited->message, mo);
+  if (!prepared.ok()) return Fail(EX_DATAERR, who + "message refused, it cannot be sent by SMTP: " + prepared.error());
+
+  auto q = Queue::Open(cfg.queue_dir, true);
+  if (!q.ok())
+    return Fail(EX_TEMPFAIL, who + "cannot queue the message: " + q.error() + "; the message was not accepted");
+  QueueLock lock;
+  bool io_error = false;
+  auto id = q->Submit(edited->message, env, SystemClock(),
+                      o.delivery == SendmailOptions::Delivery::kQueueOnly ? nullptr : &lock, &io_error);
+  if (!id.ok())
+    return Fail(io_error ? EX_IOERR : EX_TEMPFAIL,
+                who + "cannot queue the message: " + id.error() + "; the message was not accepted");
+  syslog(LOG_INFO, "%s: queued: from=<%s> nrcpt=%zu size=%zu uid=%d", id->c_str(), env.sender.c_str(),
+         env.recipients.size(), edited->message.size(), static_cast<int>(getuid()));
+  if (gg.verbose) std::cerr << "mxsec: " << who << "queued as " << id.value() << "\n";
+
+  if (o.delivery == SendmailOptions::Delivery::kQueueOnly) return EX_OK;
+  if (o.delivery == SendmailOptions::Delivery::kBackground) {
+    std::cout.flush();
+    pid_t pid = fork();
+    if (pid < 0) {
+      syslog(LOG_WARNING, "%s: fork failed (%s); left for the queue runner", id->c_str(), strerror(errno));
+      return EX_OK;  // queued: the queue runner delivers it
+    }
+    if (pid > 0) return EX_OK;  // the parent's copy of the lock closes at exit; the child's keeps it
+    // The child: detach from the caller (its terminal and its pipes) and deliver.
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+      if (null > 2) close(null);
+    }
+    for (int fd = 3; fd < 1024; ++fd)
+      if (fd != lock.fd()) close(fd);
+    Logger log;
+    log.to_stderr = false;
+    Engine engine;
+    if (engine.Init(cfg, &log).ok()) DeliverNow(q.value(), id.value(), std::move(lock), engine, SettingsFrom(cfg), log);
+    _exit(0);
+  }
+  // -odi: one attempt now, in the foreground; the message stays queued if it is deferred.
+  Logger log;
+  log.to_stderr = true;
+  log.prefix = who;
+  Engine engine;
+  Status s = engine.Init(cfg, &log);
+  if (!s.ok()) {
+    std::cerr << "mxsec: " << who << "queued as " << id.value() << " but not delivered now: " << s.message() << "\n";
+    return EX_OK;
+  }
+  DeliverNow(q.value(), id.value(), std::move(lock), engine, SettingsFrom(cfg), log);
+  return EX_OK;
+}
+
+}  // namespace mxsec

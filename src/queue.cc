@@ -1,0 +1,598 @@
+// queue.cc - the durable retry queue (see queue.h for the promises).
+//
+// Durability order of Submit: ID.msg written to a temporary name, fsynced,
+// linked to its final name (link fails if the name exists, so an ID is
+// never reused), then ID.env likewise and renamed, then the directory
+// fsynced. Only then is the submission reported as successful.
+#include "mxsec/queue.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "mxsec/dsn.h"
+
+namespace mxsec {
+
+size_t QueuedEnvelope::pending() const {
+  return static_cast<size_t>(std::count_if(recipients.begin(), recipients.end(),
+                                           [](const QueuedRecipient& r) { return r.state == "pending"; }));
+}
+
+std::string EnvelopeToJson(const QueuedEnvelope& e) {
+  nlohmann::json j;
+  j["version"] = 1;
+  j["id"] = e.id;
+  j["sender"] = e.sender;
+  j["queued_at"] = e.queued_at;
+  j["next_retry"] = e.next_retry;
+  j["attempts"] = e.attempts;
+  j["size"] = e.size;
+  j["last_reason"] = e.last_reason;
+  j["notify_failure"] = e.notify_failure;
+  j["return_headers_only"] = e.return_headers_only;
+  j["envid"] = e.envid;
+  j["is_bounce"] = e.is_bounce;
+  j["recipients"] = nlohmann::json::array();
+  for (const QueuedRecipient& r : e.recipients) {
+    j["recipients"].push_back({{"address", r.address},
+                               {"state", r.state},
+                               {"code", r.code},
+                               {"reply", r.reply},
+                               {"relay", r.relay},
+                               {"time", r.time}});
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+Result<QueuedEnvelope> EnvelopeFromJson(std::string_view text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Status::Error("envelope is not a JSON object");
+  try {
+    QueuedEnvelope e;
+    e.id = j.at("id").get<std::string>();
+    e.sender = j.at("sender").get<std::string>();
+    e.queued_at = j.at("queued_at").get<int64_t>();
+    e.next_retry = j.at("next_retry").get<int64_t>();
+    e.attempts = j.at("attempts").get<int>();
+    e.size = j.at("size").get<uint64_t>();
+    e.last_reason = j.value("last_reason", "");
+    e.notify_failure = j.value("notify_failure", true);
+    e.return_headers_only = j.value("return_headers_only", false);
+    e.envid = j.value("envid", "");
+    e.is_bounce = j.value("is_bounce", false);
+    for (const auto& r : j.at("recipients")) {
+      QueuedRecipient q;
+      q.address = r.at("address").get<std::string>();
+      q.state = r.at("state").get<std::string>();
+      if (q.state != "pending" && q.state != "delivered" && q.state != "bounced")
+        return Status::Error("envelope: recipient " + q.address + " has unknown state \"" + q.state + "\"");
+      q.code = r.value("code", "");
+      q.reply = r.value("reply", "");
+      q.relay = r.value("relay", "");
+      q.time = r.value("time", int64_t{0});
+      e.recipients.push_back(std::move(q));
+    }
+    if (e.recipients.empty()) return Status::Error("envelope has no recipients");
+    return e;
+  } catch (const nlohmann::json::exception& ex) {
+    return Status::Error(std::string("envelope: missing or bad field: ") + ex.what());
+  }
+}
+
+bool ValidQueueId(std::string_view id) {
+  if (id.size() != 17) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
+}
+
+QueueLock& QueueLock::operator=(QueueLock&& o) noexcept {
+  if (this != &o) {
+    Release();
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+QueueLock::~QueueLock() { Release(); }
+void QueueLock::Release() {
+  if (fd_ >= 0) close(fd_);  // the flock goes with the last descriptor of the open file
+  fd_ = -1;
+}
+
+namespace {
+
+constexpr mode_t kFileMode = 0640;
+
+std::string NewQueueId(Clock* clock) {
+  timeval tv{};
+  gettimeofday(&tv, nullptr);
+  uint16_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = static_cast<uint16_t>(getpid() ^ tv.tv_usec);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%08llX%05lX%04X", static_cast<unsigned long long>(clock->Now()) & 0xffffffffULL,
+           static_cast<unsigned long>(tv.tv_usec) & 0xfffffUL, rnd);
+  return buf;
+}
+
+std::string Errno(const std::string& what) { return what + ": " + strerror(errno); }
+
+bool IsIoError(int e) { return e == EIO || e == EROFS || e == EBADF || e == EFAULT; }
+
+// Writes all of `data` to `fd` and fsyncs it.
+Status WriteAllSync(int fd, std::string_view data, const std::string& name) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::Error(Errno(name + ": write"));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (fsync(fd) != 0) return Status::Error(Errno(name + ": fsync"));
+  return Status::Ok();
+}
+
+Status FsyncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(Errno(dir + ": open"));
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  errno = err;
+  if (rc != 0) return Status::Error(Errno(dir + ": fsync"));
+  return Status::Ok();
+}
+
+std::string TempName(const std::string& dir, const std::string& what) {
+  uint32_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = static_cast<uint32_t>(getpid());
+  char buf[64];
+  snprintf(buf, sizeof buf, "/.tmp-%s-%d-%08x", what.c_str(), static_cast<int>(getpid()), rnd);
+  return dir + buf;
+}
+
+// Creates `path` exclusively with kFileMode (whatever the umask), writes and fsyncs `data`.
+// Returns the open descriptor (the caller closes it) or an error (the file is removed).
+Result<int> CreateSynced(const std::string& path, std::string_view data) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kFileMode);
+  if (fd < 0) return Status::Error(Errno(path + ": create"));
+  Status s = fchmod(fd, kFileMode) == 0 ? Status::Ok() : Status::Error(Errno(path + ": chmod"));
+  if (s.ok()) s = WriteAllSync(fd, data, path);
+  if (!s.ok()) {
+    int err = errno;
+    close(fd);
+    unlink(path.c_str());
+    errno = err;
+    return s;
+  }
+  return fd;
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(Errno(path));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Status s = Status::Error(Errno(path + ": read"));
+      close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+}  // namespace
+
+Result<Queue> Queue::Open(const std::string& dir, bool create) {
+  struct stat st{};
+  if (stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT || !create) return Status::Error(Errno("queue directory " + dir));
+    // mkdir -p with 0750: never world-accessible; see mxsec(8) for the set-group-ID layout.
+    std::string cur;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+      pos = dir.find('/', pos + 1);
+      cur = dir.substr(0, pos);
+      if (cur.empty()) continue;
+      if (mkdir(cur.c_str(), 0750) != 0 && errno != EEXIST) return Status::Error(Errno("queue directory " + cur));
+    }
+    if (stat(dir.c_str(), &st) != 0) return Status::Error(Errno("queue directory " + dir));
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::Error("queue directory " + dir + " is not a directory");
+  if (st.st_mode & S_IWOTH)
+    return Status::Error("queue directory " + dir + " is world-writable; refusing to use it (see mxsec(8))");
+  return Queue(dir);
+}
+
+Result<std::string> Queue::Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
+                                  bool* io_error) {
+  if (io_error) *io_error = false;
+  auto fail = [&](const Status& s) -> Result<std::string> {
+    if (io_error) *io_error = IsIoError(errno);
+    return s;
+  };
+  const std::string tmp_msg = TempName(dir_, "msg");
+  auto msg_fd = CreateSynced(tmp_msg, message);
+  if (!msg_fd.ok()) return fail(msg_fd.status());
+  // Lock before the message is visible: no runner can take it while we finish (or deliver it).
+  QueueLock lock(msg_fd.value());
+  if (flock(lock.fd(), LOCK_EX) != 0) {
+    Status s = Status::Error(Errno(tmp_msg + ": flock"));
+    unlink(tmp_msg.c_str());
+    return fail(s);
+  }
+  std::string id;
+  for (int tries = 0;; ++tries) {
+    id = NewQueueId(clock);
+    if (link(tmp_msg.c_str(), (dir_ + "/" + id + ".msg").c_str()) == 0) break;
+    if (errno != EEXIST || tries > 100) {
+      Status s = Status::Error(Errno(dir_ + "/" + id + ".msg: link"));
+      unlink(tmp_msg.c_str());
+      return fail(s);
+    }
+  }
+  unlink(tmp_msg.c_str());
+  const std::string msg_path = dir_ + "/" + id + ".msg";
+
+  env.id = id;
+  env.size = message.size();
+  env.queued_at = clock->Now();
+  const std::string tmp_env = TempName(dir_, "env");
+  auto env_fd = CreateSynced(tmp_env, EnvelopeToJson(env));
+  if (!env_fd.ok()) {
+    int err = errno;
+    unlink(msg_path.c_str());
+    errno = err;
+    return fail(env_fd.status());
+  }
+  close(env_fd.value());
+  if (rename(tmp_env.c_str(), (dir_ + "/" + id + ".env").c_str()) != 0) {
+    Status s = Status::Error(Errno(dir_ + "/" + id + ".env: rename"));
+    int err = errno;
+    unlink(tmp_env.c_str());
+    unlink(msg_path.c_str());
+    errno = err;
+    return fail(s);
+  }
+  Status synced = FsyncDir(dir_);
+  if (!synced.ok()) {
+    int err = errno;
+    unlink((dir_ + "/" + id + ".env").c_str());
+    unlink(msg_path.c_str());
+    errno = err;
+    return fail(synced);
+  }
+  if (lock_out) *lock_out = std::move(lock);
+  return id;
+}
+
+std::vector<std::string> Queue::Ids() const {
+  std::vector<std::string> ids;
+  DIR* d = opendir(dir_.c_str());
+  if (!d) return ids;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() == 21 && n.compare(17, 4, ".env") == 0 && ValidQueueId(n.substr(0, 17))) ids.push_back(n.substr(0, 17));
+  }
+  closedir(d);
+  std::sort(ids.begin(), ids.end());  // IDs start with the time: oldest first
+  return ids;
+}
+
+LockState Queue::TryLock(const std::string& id, QueueLock* out) const {
+  if (!ValidQueueId(id)) return LockState::kGone;
+  int fd = open((dir_ + "/" + id + ".msg").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return LockState::kGone;
+  QueueLock lock(fd);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) return LockState::kBusy;
+  // The holder before us may have finished and removed the message.
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || st.st_nlink == 0) return LockState::kGone;
+  if (access((dir_ + "/" + id + ".env").c_str(), F_OK) != 0) return LockState::kGone;
+  *out = std::move(lock);
+  return LockState::kLocked;
+}
+
+Result<QueuedEnvelope> Queue::ReadEnvelope(const std::string& id) const {
+  auto text = ReadFile(dir_ + "/" + id + ".env");
+  if (!text.ok()) return text.status();
+  auto env = EnvelopeFromJson(text.value());
+  if (!env.ok()) return Status::Error(dir_ + "/" + id + ".env: " + env.error());
+  return env;
+}
+
+Result<std::string> Queue::ReadMessage(const std::string& id) const { return ReadFile(dir_ + "/" + id + ".msg"); }
+
+Status Queue::WriteEnvelope(const QueuedEnvelope& env) {
+  const std::string tmp = TempName(dir_, "env");
+  auto fd = CreateSynced(tmp, EnvelopeToJson(env));
+  if (!fd.ok()) return fd.status();
+  close(fd.value());
+  if (rename(tmp.c_str(), (dir_ + "/" + env.id + ".env").c_str()) != 0) {
+    Status s = Status::Error(Errno(dir_ + "/" + env.id + ".env: rename"));
+    unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncDir(dir_);
+}
+
+Status Queue::Remove(const std::string& id) {
+  if (unlink((dir_ + "/" + id + ".env").c_str()) != 0 && errno != ENOENT)
+    return Status::Error(Errno(dir_ + "/" + id + ".env: unlink"));
+  if (unlink((dir_ + "/" + id + ".msg").c_str()) != 0 && errno != ENOENT)
+    return Status::Error(Errno(dir_ + "/" + id + ".msg: unlink"));
+  return FsyncDir(dir_);
+}
+
+void Queue::Clean(Clock* clock, int64_t min_age) {
+  DIR* d = opendir(dir_.c_str());
+  if (!d) return;
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) names.push_back(e->d_name);
+  closedir(d);
+  for (const std::string& n : names) {
+    std::string path = dir_ + "/" + n;
+    struct stat st{};
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (clock->Now() - st.st_mtime < min_age) continue;
+    if (n.rfind(".tmp-", 0) == 0) {
+      unlink(path.c_str());
+    } else if (n.size() == 21 && n.compare(17, 4, ".msg") == 0) {
+      std::string id = n.substr(0, 17);
+      if (access((dir_ + "/" + id + ".env").c_str(), F_OK) == 0) continue;
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      QueueLock lock(fd);
+      // Not locked and still without an envelope: a submission that failed (its caller got an error).
+      if (flock(fd, LOCK_EX | LOCK_NB) == 0 && access((dir_ + "/" + id + ".env").c_str(), F_OK) != 0)
+        unlink(path.c_str());
+    }
+  }
+}
+
+int64_t RetryDelay(int attempts, const QueueSettings& s) {
+  int64_t d = std::max(1, s.retry_min);
+  int64_t cap = std::max(s.retry_max, s.retry_min);
+  for (int i = 1; i < attempts && d < cap; ++i) d *= 2;
+  return std::min(d, cap);
+}
+
+namespace {
+
+std::string RelayOf(const RecipientOutcome& o) {
+  if (o.relay_host.empty()) return "";
+  return o.relay_host + "[" + o.relay_address + "]:" + std::to_string(o.relay_port);
+}
+
+std::string DurationWords(int64_t s) {
+  if (s % 86400 == 0 && s > 0) return std::to_string(s / 86400) + " day" + (s == 86400 ? "" : "s");
+  if (s % 3600 == 0 && s > 0) return std::to_string(s / 3600) + " hour" + (s == 3600 ? "" : "s");
+  return std::to_string(s) + " seconds";
+}
+
+}  // namespace
+
+ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLock lock, bool force,
+                                   const DomainDeliverer& deliver, Clock* clock, const QueueSettings& settings,
+                                   const std::function<void(const std::string&)>& log) {
+  ProcessReport rep;
+  rep.id = id;
+  auto say = [&](const std::string& line) {
+    if (log) log(id + ": " + line);
+  };
+  if (!lock.held()) {
+    LockState st = queue.TryLock(id, &lock);
+    if (st != LockState::kLocked) {
+      rep.skipped = true;
+      rep.skip_reason = st == LockState::kBusy ? "being delivered by another process" : "no longer queued";
+      return rep;
+    }
+  }
+  // Read the envelope only now, under the lock: it is what the last holder left.
+  auto env_r = queue.ReadEnvelope(id);
+  if (!env_r.ok()) {
+    rep.error = env_r.error();
+    say("cannot read the envelope: " + rep.error);
+    return rep;
+  }
+  QueuedEnvelope env = std::move(env_r.value());
+  const int64_t now = clock->Now();
+  if (!force && env.next_retry > now) {
+    rep.skipped = true;
+    rep.skip_reason = "not due before " + Rfc5322Date(env.next_retry);
+    return rep;
+  }
+  auto raw = queue.ReadMessage(id);
+  if (!raw.ok()) {
+    rep.error = raw.error();
+    say("cannot read the message: " + rep.error);
+    return rep;
+  }
+  auto sender = ParseMailbox(env.sender, true);
+  auto prepared = PrepareMessage(raw.value(), MessageOptions{});
+  std::vector<size_t> newly_bounced;
+
+  if (!sender.ok() || !prepared.ok()) {
+    // Checked at submission; a message changed on disk since can never be sent.
+    std::string why = !sender.ok() ? "invalid sender: " + sender.error() : "message cannot be sent: " + prepared.error();
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      QueuedRecipient& r = env.recipients[i];
+      if (r.state != "pending") continue;
+      r.state = "bounced";
+      r.code = "5.6.0";
+      r.reply = why;
+      r.time = now;
+      newly_bounced.push_back(i);
+    }
+  } else {
+    std::map<std::string, std::vector<size_t>> by_domain;
+    std::vector<Mailbox> boxes(env.recipients.size());
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      QueuedRecipient& r = env.recipients[i];
+      if (r.state != "pending") continue;
+      auto m = ParseMailbox(r.address, false);
+      if (!m.ok()) {
+        r.state = "bounced";
+        r.code = "5.1.3";
+        r.reply = "invalid recipient address: " + m.error();
+        r.time = now;
+        newly_bounced.push_back(i);
+        continue;
+      }
+      boxes[i] = m.value();
+      by_domain[m->domain].push_back(i);
+    }
+    std::vector<std::vector<RecipientOutcome>> results(by_domain.size());
+    std::vector<std::thread> workers;
+    size_t k = 0;
+    for (auto& [domain, idx] : by_domain) {
+      workers.emplace_back([&, slot = k, d = domain, ids = idx] {
+        std::vector<Mailbox> rcpts;
+        for (size_t i : ids) rcpts.push_back(boxes[i]);
+        results[slot] = deliver(d, sender.value(), rcpts, prepared.value());
+      });
+      ++k;
+    }
+    for (auto& t : workers) t.join();
+    k = 0;
+    for (auto& [domain, idx] : by_domain) {
+      const auto& got = results[k++];
+      for (size_t j = 0; j < idx.size(); ++j) {
+        QueuedRecipient& r = env.recipients[idx[j]];
+        if (j >= got.size()) {  // a deliverer that answered for fewer recipients: try again later
+          r.code = "4.3.0";
+          r.reply = "internal: no result for this recipient";
+          continue;
+        }
+        const RecipientOutcome& o = got[j];
+        r.code = o.code;
+        r.reply = o.reply;
+        r.relay = RelayOf(o);
+        r.time = now;
+        if (o.status == RcptStatus::kDelivered) {
+          r.state = "delivered";
+        } else if (o.status == RcptStatus::kBounced) {
+          r.state = "bounced";
+          newly_bounced.push_back(idx[j]);
+        } else {
+          env.last_reason = o.code + " " + o.reply;
+        }
+        say(r.address + ": status=" + (r.state == "pending" ? std::string("deferred") : r.state) +
+            " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
+      }
+    }
+  }
+  env.attempts += 1;
+
+  // Past the lifetime: what is still pending bounces (Postfix's maximal_queue_lifetime).
+  if (env.pending() > 0 && now - env.queued_at >= settings.lifetime) {
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      QueuedRecipient& r = env.recipients[i];
+      if (r.state != "pending") continue;
+      r.state = "bounced";
+      r.reply = "message expired after " + DurationWords(settings.lifetime) + " in the queue; last problem: " +
+                (r.code.empty() ? "" : r.code + " ") + r.reply;
+      r.code = "4.4.7";
+      r.time = now;
+      newly_bounced.push_back(i);
+      say(r.address + ": status=bounced code=4.4.7 reply=" + r.reply);
+    }
+  }
+
+  if (!newly_bounced.empty()) {
+    if (env.is_bounce || env.sender.empty()) {
+      say("delivery status notification to <" + (env.recipients.empty() ? "" : env.recipients[0].address) +
+          "> failed permanently; dropped (a bounce is never bounced)");
+    } else if (!env.notify_failure) {
+      say("bounced recipients not reported: the sender asked for no notification (-N never)");
+    } else {
+      DsnInput in;
+      in.reporting_mta = settings.reporting_mta;
+      in.bounce_domain = settings.bounce_domain;
+      in.original_sender = env.sender;
+      in.queue_id = id;
+      in.envid = env.envid;
+      in.arrival = env.queued_at;
+      in.now = now;
+      in.headers_only = env.return_headers_only;
+      in.original = raw.value();
+      in.message_id = id + ".dsn." + std::to_string(now) + "@" + settings.bounce_domain;
+      for (size_t i : newly_bounced) {
+        const QueuedRecipient& r = env.recipients[i];
+        DsnRecipient d;
+        d.address = r.address;
+        d.status = r.code.empty() ? "5.0.0" : r.code;
+        d.diagnostic = r.reply;
+        d.remote_mta = r.relay.substr(0, r.relay.find('['));
+        d.expired = r.code == "4.4.7";
+        in.recipients.push_back(d);
+      }
+      QueuedEnvelope dsn_env;
+      dsn_env.sender = "";
+      dsn_env.is_bounce = true;
+      dsn_env.recipients.push_back(QueuedRecipient{env.sender});
+      dsn_env.next_retry = 0;
+      auto dsn_id = queue.Submit(BuildDsn(in), dsn_env, clock, nullptr);
+      if (!dsn_id.ok()) {
+        // No DSN, no bounce: those recipients stay pending and are tried again.
+        rep.error = "cannot queue the delivery status notification: " + dsn_id.error();
+        say(rep.error);
+        for (size_t i : newly_bounced) env.recipients[i].state = "pending";
+        newly_bounced.clear();
+      } else {
+        rep.dsn_id = dsn_id.value();
+        say("delivery status notification to <" + env.sender + "> queued as " + rep.dsn_id);
+      }
+    }
+  }
+
+  for (const QueuedRecipient& r : env.recipients) {
+    if (r.state == "delivered") ++rep.delivered;
+    else if (r.state == "bounced") ++rep.bounced;
+    else ++rep.deferred;
+  }
+  if (env.pending() == 0) {
+    Status s = queue.Remove(id);
+    if (!s.ok()) {
+      rep.error = s.message();
+      say("cannot remove the finished message: " + rep.error);
+      // Leave an envelope without pending recipients: nothing is sent twice.
+      (void)queue.WriteEnvelope(env);
+      return rep;
+    }
+    rep.removed = true;
+    say("removed from the queue (" + std::to_string(rep.delivered) + " delivered, " + std::to_string(rep.bounced) +
+        " bounced)");
+    return rep;
+  }
+  env.next_retry = now + RetryDelay(env.attempts, settings);
+  Status s = queue.WriteEnvelope(env);
+  if (!s.ok()) {
+    rep.error = s.message();
+    say("cannot update the envelope: " + rep.error);
+  } else {
+    say("deferred, next attempt " + Rfc5322Date(env.next_retry));
+  }
+  return rep;
+}
+
+}  // namespace mxsec

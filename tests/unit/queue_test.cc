@@ -1,0 +1,377 @@
+// queue_test.cc - the durable queue: submission files and modes, locking,
+// per-recipient state, backoff and lifetime with a fake clock, DSNs.
+#include <doctest/doctest.h>
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mxsec/dsn.h"
+#include "mxsec/queue.h"
+
+using namespace mxsec;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/mxsec-queue-test.XXXXXX";
+    path = mkdtemp(tmpl);
+    path += "/q";
+  }
+  ~TempDir() {
+    std::string cmd = "rm -rf '" + path.substr(0, path.rfind('/')) + "'";
+    (void)system(cmd.c_str());
+  }
+};
+
+std::vector<std::string> Files(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(n);
+  }
+  closedir(d);
+  return out;
+}
+
+QueuedEnvelope Env(const std::string& sender, std::vector<std::string> rcpts) {
+  QueuedEnvelope e;
+  e.sender = sender;
+  for (auto& r : rcpts) e.recipients.push_back(QueuedRecipient{r});
+  return e;
+}
+
+const char* kMsg = "From: a@client.test\nTo: x@one.test\nSubject: hi\n\nbody line\n";
+
+// A deliverer that answers per local part: ok* delivered, defer* deferred, reject* bounced 5.1.1.
+struct FakeDeliverer {
+  std::atomic<int> calls{0};
+  std::map<std::string, int> per_rcpt;
+  std::mutex mu;
+  std::vector<std::string> senders;
+  bool defer_all = false;
+  DomainDeliverer Fn() {
+    return [this](const std::string&, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
+                  const PreparedMessage&) {
+      ++calls;
+      std::vector<RecipientOutcome> out;
+      std::lock_guard<std::mutex> l(mu);
+      senders.push_back(sender.ToString());
+      for (const Mailbox& m : rcpts) {
+        ++per_rcpt[m.ToString()];
+        RecipientOutcome o;
+        o.recipient = m;
+        if (!defer_all && m.local.rfind("ok", 0) == 0) {
+          o.status = RcptStatus::kDelivered;
+          o.code = "2.0.0";
+          o.reply = "250 2.0.0 ok";
+        } else if (!defer_all && m.local.rfind("reject", 0) == 0) {
+          o.status = RcptStatus::kBounced;
+          o.code = "5.1.1";
+          o.reply = "550 5.1.1 no such user";
+          o.relay_host = "mx." + m.domain;
+          o.relay_address = "127.0.0.9";
+          o.relay_port = 25;
+        } else {
+          o.status = RcptStatus::kDeferred;
+          o.code = "4.2.0";
+          o.reply = "451 4.2.0 try later";
+        }
+        out.push_back(o);
+      }
+      return out;
+    };
+  }
+};
+
+QueueSettings Settings() {
+  QueueSettings s;
+  s.lifetime = 5 * 86400;
+  s.retry_min = 300;
+  s.retry_max = 4000;
+  s.reporting_mta = "mta.client.test";
+  s.bounce_domain = "client.test";
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("queue: submission writes message and envelope, mode 0640, nothing temporary left") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE_MESSAGE(q.ok(), q.error());
+  struct stat st{};
+  REQUIRE(stat(t.path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0750);
+  auto id = q->Submit(kMsg, Env("a@client.test", {"x@one.test"}), &clock, nullptr);
+  REQUIRE_MESSAGE(id.ok(), id.error());
+  CHECK(ValidQueueId(id.value()));
+  auto files = Files(t.path);
+  CHECK(files.size() == 2);
+  for (const auto& f : files) {
+    CHECK(f.rfind(".tmp", 0) != 0);
+    REQUIRE(stat((t.path + "/" + f).c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0640);
+  }
+  CHECK(q->Ids() == std::vector<std::string>{id.value()});
+  auto env = q->ReadEnvelope(id.value());
+  REQUIRE(env.ok());
+  CHECK(env->queued_at == 1700000000);
+  CHECK(env->size == strlen(kMsg));
+  CHECK(env->recipients[0].state == "pending");
+  CHECK(q->ReadMessage(id.value()).value() == kMsg);
+}
+
+TEST_CASE("queue: a world-writable queue directory is refused") {
+  TempDir t;
+  REQUIRE(mkdir(t.path.c_str(), 0777) == 0);
+  REQUIRE(chmod(t.path.c_str(), 0777) == 0);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE_FALSE(q.ok());
+  CHECK(q.error().find("world-writable") != std::string::npos);
+}
+
+TEST_CASE("queue: envelope JSON round trip and errors") {
+  QueuedEnvelope e = Env("", {"a@b.test"});
+  e.id = "0123456789ABCDEF0";
+  e.is_bounce = true;
+  e.attempts = 3;
+  e.envid = "x1";
+  auto back = EnvelopeFromJson(EnvelopeToJson(e));
+  REQUIRE(back.ok());
+  CHECK(back->sender.empty());
+  CHECK(back->is_bounce);
+  CHECK(back->attempts == 3);
+  CHECK(back->envid == "x1");
+  CHECK_FALSE(EnvelopeFromJson("{").ok());
+  auto bad = EnvelopeFromJson(R"({"id":"x","sender":"","queued_at":1,"next_retry":1,"attempts":0,"size":1,
+      "recipients":[{"address":"a@b","state":"weird"}]})");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().find("weird") != std::string::npos);
+}
+
+TEST_CASE("queue: a held lock makes other runners skip; released, the message is delivered once") {
+  TempDir t;
+  FakeClock clock;
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  QueueLock held;
+  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test"}), &clock, &held);
+  REQUIRE(id.ok());
+  REQUIRE(held.held());
+  QueueLock other;
+  CHECK(q->TryLock(id.value(), &other) == LockState::kBusy);
+  FakeDeliverer fake;
+  ProcessReport skipped = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock,
+                                               Settings(), nullptr);
+  CHECK(skipped.skipped);
+  CHECK(fake.calls == 0);
+  held.Release();
+  ProcessReport done = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), false, fake.Fn(), &clock, Settings(),
+                                            nullptr);
+  CHECK(done.removed);
+  CHECK(fake.calls == 1);
+  CHECK(Files(t.path).empty());
+  CHECK(q->TryLock(id.value(), &other) == LockState::kGone);
+  ProcessReport again = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                             nullptr);
+  CHECK(again.skipped);
+  CHECK(fake.calls == 1);
+}
+
+TEST_CASE("queue: delivered recipients are never retried; backoff doubles up to the cap") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test", "defer@two.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  FakeDeliverer fake;
+  QueueSettings s = Settings();
+  ProcessReport r1 = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
+  CHECK(r1.delivered == 1);
+  CHECK(r1.deferred == 1);
+  CHECK_FALSE(r1.removed);
+  auto env = q->ReadEnvelope(id.value());
+  REQUIRE(env.ok());
+  CHECK(env->attempts == 1);
+  CHECK(env->next_retry == 1700000000 + 300);
+  CHECK(env->last_reason.find("451") != std::string::npos);
+
+  // Not due yet: `queue run` skips it.
+  clock.Advance(299);
+  ProcessReport early = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
+  CHECK(early.skipped);
+  // Due: only the deferred recipient is tried.
+  std::vector<int64_t> delays;
+  for (int i = 0; i < 6; ++i) {
+    clock.Set(q->ReadEnvelope(id.value())->next_retry);
+    int64_t before = clock.Now();
+    ProcessQueuedMessage(q.value(), id.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
+    delays.push_back(q->ReadEnvelope(id.value())->next_retry - before);
+  }
+  CHECK(delays == std::vector<int64_t>{600, 1200, 2400, 4000, 4000, 4000});
+  CHECK(fake.per_rcpt["ok@one.test"] == 1);
+  CHECK(fake.per_rcpt["defer@two.test"] == 7);
+}
+
+TEST_CASE("queue: RetryDelay") {
+  QueueSettings s = Settings();
+  CHECK(RetryDelay(1, s) == 300);
+  CHECK(RetryDelay(2, s) == 600);
+  CHECK(RetryDelay(5, s) == 4000);
+  CHECK(RetryDelay(1000, s) == 4000);
+  s.retry_max = 100;  // a cap below the minimum: the minimum wins
+  CHECK(RetryDelay(3, s) == 300);
+}
+
+TEST_CASE("queue: a permanent failure queues a DSN to the sender from the null sender") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test", "reject@one.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  FakeDeliverer fake;
+  ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                         nullptr);
+  CHECK(r.removed);
+  REQUIRE_FALSE(r.dsn_id.empty());
+  auto env = q->ReadEnvelope(r.dsn_id);
+  REQUIRE(env.ok());
+  CHECK(env->sender.empty());
+  CHECK(env->is_bounce);
+  REQUIRE(env->recipients.size() == 1);
+  CHECK(env->recipients[0].address == "a@client.test");
+  std::string dsn = q->ReadMessage(r.dsn_id).value();
+  CHECK(dsn.find("Content-Type: multipart/report; report-type=delivery-status;") != std::string::npos);
+  CHECK(dsn.find("Final-Recipient: rfc822; reject@one.test") != std::string::npos);
+  CHECK(dsn.find("Status: 5.1.1") != std::string::npos);
+  CHECK(dsn.find("Remote-MTA: dns; mx.one.test") != std::string::npos);
+  CHECK(dsn.find("Diagnostic-Code: smtp; 550 5.1.1 no such user") != std::string::npos);
+  CHECK(dsn.find("ok@one.test") == std::string::npos);  // delivered: not reported
+  CHECK(dsn.find("Subject: hi") != std::string::npos);   // the returned message
+  CHECK(PrepareMessage(dsn, MessageOptions{}).ok());
+
+  // The DSN itself bounces: dropped, never bounced.
+  QueuedEnvelope bounce = Env("", {"reject@client.test"});
+  bounce.is_bounce = true;
+  auto bid = q->Submit(dsn, bounce, &clock, nullptr);
+  REQUIRE(bid.ok());
+  std::vector<std::string> lines;
+  ProcessReport rb = ProcessQueuedMessage(q.value(), bid.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                          [&](const std::string& l) { lines.push_back(l); });
+  CHECK(rb.removed);
+  CHECK(rb.dsn_id.empty());
+  CHECK(q->Ids() == std::vector<std::string>{r.dsn_id});
+  bool dropped = false;
+  for (auto& l : lines) dropped = dropped || l.find("never bounced") != std::string::npos;
+  CHECK(dropped);
+}
+
+TEST_CASE("queue: -N never suppresses the DSN") {
+  TempDir t;
+  FakeClock clock;
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  QueuedEnvelope e = Env("a@client.test", {"reject@one.test"});
+  e.notify_failure = false;
+  auto id = q->Submit(kMsg, e, &clock, nullptr);
+  REQUIRE(id.ok());
+  FakeDeliverer fake;
+  ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                         nullptr);
+  CHECK(r.removed);
+  CHECK(r.dsn_id.empty());
+  CHECK(q->Ids().empty());
+}
+
+TEST_CASE("queue: past the lifetime, deferred recipients bounce with 4.4.7") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, Env("a@client.test", {"defer@one.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  FakeDeliverer fake;
+  QueueSettings s = Settings();
+  s.lifetime = 86400;
+  ProcessReport r1 = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
+  CHECK(r1.deferred == 1);
+  clock.Advance(86399);
+  ProcessReport r2 = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
+  CHECK(r2.deferred == 1);
+  CHECK(r2.dsn_id.empty());
+  clock.Advance(1);
+  ProcessReport r3 = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, s, nullptr);
+  CHECK(r3.removed);
+  CHECK(r3.bounced == 1);
+  REQUIRE_FALSE(r3.dsn_id.empty());
+  std::string dsn = q->ReadMessage(r3.dsn_id).value();
+  CHECK(dsn.find("Status: 4.4.7") != std::string::npos);
+  CHECK(dsn.find("Action: failed") != std::string::npos);
+  CHECK(dsn.find("451 4.2.0 try later") != std::string::npos);
+  CHECK(dsn.find("delivery time expired") != std::string::npos);
+
+  // lifetime 0: one attempt only.
+  s.lifetime = 0;
+  auto id2 = q->Submit(kMsg, Env("a@client.test", {"defer@one.test"}), &clock, nullptr);
+  REQUIRE(id2.ok());
+  ProcessReport r4 = ProcessQueuedMessage(q.value(), id2.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
+  CHECK(r4.removed);
+  CHECK_FALSE(r4.dsn_id.empty());
+}
+
+TEST_CASE("queue: a message file without envelope is debris, removed by Clean; a locked one is kept") {
+  TempDir t;
+  FakeClock clock;
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  QueueLock lock;
+  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test"}), &clock, &lock);
+  REQUIRE(id.ok());
+  REQUIRE(unlink((t.path + "/" + id.value() + ".env").c_str()) == 0);
+  clock.Set(time(nullptr) + 7200);
+  q->Clean(&clock, 3600);
+  CHECK(Files(t.path).size() == 1);  // still locked by its submitter
+  lock.Release();
+  q->Clean(&clock, 3600);
+  CHECK(Files(t.path).empty());
+}
+
+TEST_CASE("dsn: headers-only return and long diagnostics stay within line limits") {
+  DsnInput in;
+  in.reporting_mta = "mta.client.test";
+  in.bounce_domain = "client.test";
+  in.original_sender = "a@client.test";
+  in.queue_id = "0123456789ABCDEF0";
+  in.arrival = 1700000000;
+  in.now = 1700000100;
+  in.headers_only = true;
+  in.message_id = "x@client.test";
+  std::string orig = "Subject: s\r\nFrom: a@client.test\r\n\r\nsecret body\r\n";
+  in.original = orig;
+  in.recipients.push_back(DsnRecipient{"b@one.test", "5.7.1", "550 " + std::string(3000, 'x') + "\x01", "", false});
+  std::string d = BuildDsn(in);
+  CHECK(d.find("secret body") == std::string::npos);
+  CHECK(d.find("text/rfc822-headers") != std::string::npos);
+  CHECK(d.find("Subject: s\n") != std::string::npos);
+  CHECK(d.find('\x01') == std::string::npos);
+  CHECK(d.find("To: <a@client.test>") != std::string::npos);
+  CHECK(PrepareMessage(d, MessageOptions{}).ok());
+  CHECK(Rfc5322Date(0) == "Thu, 01 Jan 1970 00:00:00 +0000");
+}
