@@ -155,7 +155,7 @@ class Lookups {
     std::lock_guard<std::mutex> l(mu_);
     if (!inflight_.insert(domain).second) return;
     queue_.push_back(domain);
-    cv_.notify_one();
+    work_cv_.notify_one();
   }
 
   void Start(int wake_fd) {
@@ -168,7 +168,8 @@ class Lookups {
     {
       std::lock_guard<std::mutex> l(mu_);
       stop_ = true;
-      cv_.notify_all();
+      work_cv_.notify_all();
+      stop_cv_.notify_all();
     }
     for (auto& t : workers_) t.join();
     refresher_.join();
@@ -189,7 +190,7 @@ class Lookups {
       std::shared_ptr<Runtime> rt;
       {
         std::unique_lock<std::mutex> l(mu_);
-        cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+        work_cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
         if (stop_) return;
         domain = queue_.front();
         queue_.pop_front();
@@ -217,14 +218,14 @@ class Lookups {
     for (;;) {
       {
         std::unique_lock<std::mutex> l(mu_);
-        if (cv_.wait_for(l, std::chrono::seconds(5), [&] { return stop_; })) return;
+        if (stop_cv_.wait_for(l, std::chrono::seconds(5), [&] { return stop_; })) return;
         int64_t now = NowSec();
         for (auto it = answers_.begin(); it != answers_.end();) {
           if (it->second.expires - now < kRefreshBefore) {
             if (it->second.used_since_refresh && !inflight_.count(it->first)) {
               inflight_.insert(it->first);
               queue_.push_back(it->first);
-              cv_.notify_one();
+              work_cv_.notify_one();
             } else if (it->second.expires <= now) {
               it = answers_.erase(it);
               continue;
@@ -237,7 +238,12 @@ class Lookups {
   }
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  // Two condition variables: with one shared by the workers and the
+  // refresher, notify_one() for new work could wake the refresher, whose
+  // predicate ignores the queue, and the lookup would wait for the next
+  // notification (seen as a lookup answered TEMP after kLookupTimeout).
+  std::condition_variable work_cv_;  // workers: queue_ not empty, or stop_
+  std::condition_variable stop_cv_;  // the refresher: stop_
   std::shared_ptr<Runtime> rt_;
   std::map<std::string, Answer> answers_;
   std::set<std::string> inflight_;
