@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,12 +28,18 @@ struct GlobalOptions {
 struct Runtime {
   std::unique_ptr<DnsTransport> transport;
   std::unique_ptr<Resolver> resolver;
+  ResolverModeResolver* resolver_mode = nullptr;  // `resolver` in resolver mode, else null
   std::unique_ptr<StsCache> cache;
   std::unique_ptr<PolicyEngine> engine;
 };
 
 // Builds the runtime; an error says what in the configuration is wrong.
 Status BuildRuntime(const Config& cfg, Runtime* rt);
+// Resolver mode: runs the resolver's self-check (dnssec_probe,
+// dnssec_probe_secure) before any decision and logs on stderr, prefixed by
+// `who` ("policy: "), a resolver that does not validate or cannot be
+// checked (with `verbose`, a passing check too). Returns the result.
+std::optional<ResolverCheck> CheckResolver(Runtime* rt, const std::string& who, bool verbose);
 // Prints "mxsec: <msg>" on stderr and returns `code`.
 int Fail(int code, const std::string& msg);
 // mkdir -p; false with errno set on failure.

@@ -180,6 +180,14 @@ const std::map<std::string, Setter>& Setters() {
          c->dnssec_probe = n.value();
          return true;
        }},
+      {"dnssec_probe_secure",
+       [](const std::string& v, Config* c, std::string* why) {
+         if (v.empty() || v == ".") { c->dnssec_probe_secure = v; return true; }
+         auto n = NormalizeDnsName(v);
+         if (!n.ok()) { *why = n.error(); return false; }
+         c->dnssec_probe_secure = n.value();
+         return true;
+       }},
       {"trust_anchor_file", Str(&Config::trust_anchor_file, false)},
       {"ca_file", Str(&Config::ca_file)},
       {"smtp_port", Int(&Config::smtp_port, 1, 65535)},

@@ -6,8 +6,15 @@
 // back the zone is bogus, otherwise the answer is indeterminate. Both are
 // failures, never "no data": the decision layer must not confuse an attack
 // on DNS with the absence of TLSA records.
+//
+// The AD bit means something only if the resolver validates. The
+// self-check (RunSelfCheck) asks a name that must fail validation and one
+// that must validate; a resolver shown not to validate makes DANE
+// unavailable, with that reason, and every answer indeterminate.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <set>
 
 #include "mxsec/dns.h"
@@ -169,14 +176,98 @@ DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const Dns
   return a;
 }
 
+const char* ResolverCheckStatusName(ResolverCheckStatus s) {
+  switch (s) {
+    case ResolverCheckStatus::kValidates: return "validates";
+    case ResolverCheckStatus::kNotValidating: return "not-validating";
+    case ResolverCheckStatus::kInconclusive: return "inconclusive";
+  }
+  return "?";
+}
+
 namespace {
 
-class ResolverModeResolver : public Resolver {
+// "NOERROR, 1 record, AD" / "SERVFAIL (extended error 7 ...)" / "no answer: ..."
+std::string DescribeReply(const DnsResponse& r) {
+  if (!r.answered) return "no answer: " + (r.error.empty() ? std::string("timeout") : r.error);
+  std::string out = RcodeText(r);
+  if (r.rcode == DnsRcode::kNoError || r.rcode == DnsRcode::kNxDomain) {
+    out += ", " + std::to_string(r.answer.size()) + (r.answer.size() == 1 ? " record" : " records");
+    out += r.ad ? ", AD" : ", no AD";
+  }
+  if (!r.ede.empty()) out += " (extended error " + r.ede + ")";
+  return out;
+}
+
+bool HasData(const DnsResponse& r) {
+  return r.answered && (r.rcode == DnsRcode::kNoError || r.rcode == DnsRcode::kNxDomain);
+}
+
+}  // namespace
+
+ResolverCheck EvaluateResolverCheck(const std::string& resolver, const std::string& probe_name,
+                                    const DnsResponse* probe, const std::string& secure_name,
+                                    const DnsResponse* secure) {
+  ResolverCheck c;
+  c.probe_name = probe ? probe_name : "";
+  c.secure_name = secure ? secure_name : "";
+  std::vector<std::string> proofs;   // why the resolver does not validate
+  std::vector<std::string> unknown;  // checks that could not conclude
+  bool all_ok = true;
+  if (probe) {
+    c.probe_result = DescribeReply(*probe);
+    if (probe->answered && probe->rcode == DnsRcode::kServFail) {
+      c.probe_ok = true;  // a validator refuses bogus data (RFC 4035 §5.5)
+    } else if (HasData(*probe)) {
+      all_ok = false;
+      proofs.push_back("answered the name " + probe_name + ", which must fail validation (" + c.probe_result +
+                       ")");
+    } else {
+      all_ok = false;
+      unknown.push_back("the bogus name " + probe_name + " got " + c.probe_result);
+    }
+  }
+  if (secure) {
+    c.secure_result = DescribeReply(*secure);
+    if (HasData(*secure) && secure->ad) {
+      c.secure_ok = true;
+    } else if (HasData(*secure)) {
+      all_ok = false;
+      proofs.push_back("answered the name " + secure_name + ", which must validate, without AD (" +
+                       c.secure_result + ")");
+    } else {
+      all_ok = false;
+      unknown.push_back("the secure name " + secure_name + " got " + c.secure_result);
+    }
+  }
+  if (!proofs.empty()) {
+    c.status = ResolverCheckStatus::kNotValidating;
+    c.summary = "resolver does not validate DNSSEC: " + resolver + " ";
+    for (size_t i = 0; i < proofs.size(); ++i) c.summary += (i ? " and " : "") + proofs[i];
+    c.summary += "; DANE is unavailable until it validates";
+  } else if (all_ok) {
+    c.status = ResolverCheckStatus::kValidates;
+    c.summary = "resolver " + resolver + " validates DNSSEC";
+    if (probe) c.summary += ": " + probe_name + " failed validation (" + c.probe_result + ")";
+    if (secure) c.summary += std::string(probe ? "," : ":") + " " + secure_name + " validated (" + c.secure_result + ")";
+  } else {
+    c.status = ResolverCheckStatus::kInconclusive;
+    c.summary = "resolver check of " + resolver + " inconclusive: ";
+    for (size_t i = 0; i < unknown.size(); ++i) c.summary += (i ? "; " : "") + unknown[i];
+    c.summary += "; its AD bit is still trusted";
+  }
+  return c;
+}
+
+namespace {
+
+class ResolverModeResolverImpl : public ResolverModeResolver {
  public:
-  ResolverModeResolver(DnsTransport* transport, ResolverModeOptions options)
+  ResolverModeResolverImpl(DnsTransport* transport, ResolverModeOptions options)
       : transport_(transport), options_(std::move(options)) {}
 
   std::vector<DnsAnswer> LookupMany(const std::vector<DnsQuestion>& questions) override {
+    const bool not_validating = NotValidating();
     std::vector<DnsResponse> responses = transport_->QueryMany(questions, false);
     // Ask the SERVFAILs again with CD=1 to tell bogus from unreachable.
     std::vector<size_t> failed;
@@ -196,23 +287,83 @@ class ResolverModeResolver : public Resolver {
       auto it = std::find(failed.begin(), failed.end(), i);
       if (it != failed.end()) cd_retry = &cd[static_cast<size_t>(it - failed.begin())];
       out.push_back(ClassifyResponse(questions[i], responses[i], cd_retry, options_.trust_ad));
+      // Without a validator nobody knows whether the data is signed: the
+      // status is indeterminate, never a quiet "insecure".
+      if (not_validating && !out.back().failed()) out.back().dnssec = DnssecStatus::kIndeterminate;
     }
     return out;
   }
 
-  bool dnssec_trusted() const override { return options_.trust_ad; }
-  std::string dnssec_untrusted_reason() const override { return options_.untrusted_reason; }
+  bool dnssec_trusted() const override { return options_.trust_ad && !NotValidating(); }
+  std::string dnssec_untrusted_reason() const override {
+    if (!options_.trust_ad) return options_.untrusted_reason;
+    std::lock_guard<std::mutex> l(mu_);
+    return check_ ? check_->summary : "";
+  }
   std::string describe() const override { return options_.description; }
+  std::optional<ResolverCheck> resolver_check() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    return check_;
+  }
+
+  std::optional<ResolverCheck> RunSelfCheck(int64_t now) override {
+    // An untrusted resolver has DANE off already; nothing to learn.
+    if (!options_.trust_ad) return std::nullopt;
+    std::vector<DnsQuestion> qs;
+    size_t probe_i = SIZE_MAX, secure_i = SIZE_MAX;
+    if (!options_.probe_name.empty()) {
+      probe_i = qs.size();
+      qs.push_back({QuestionName(options_.probe_name), RrType::kA});
+    }
+    if (!options_.secure_name.empty()) {
+      secure_i = qs.size();
+      qs.push_back({QuestionName(options_.secure_name), RrType::kSOA});
+    }
+    if (qs.empty()) return std::nullopt;
+    std::vector<DnsResponse> rs = transport_->QueryMany(qs, false);
+    std::string who;
+    for (const DnsResponse& r : rs) {
+      if (!r.server.empty()) { who = r.server; break; }
+    }
+    if (who.empty()) who = options_.description;
+    ResolverCheck c = EvaluateResolverCheck(who, options_.probe_name, probe_i == SIZE_MAX ? nullptr : &rs[probe_i],
+                                            options_.secure_name, secure_i == SIZE_MAX ? nullptr : &rs[secure_i]);
+    c.checked_at = now;
+    std::lock_guard<std::mutex> l(mu_);
+    if (c.status == ResolverCheckStatus::kInconclusive && check_ &&
+        check_->status == ResolverCheckStatus::kNotValidating) {
+      // A resolver once seen not validating stays so until a check shows
+      // otherwise: a timeout proves nothing.
+      ResolverCheck kept = *check_;
+      kept.summary += " (last re-check inconclusive: " + c.summary + ")";
+      kept.checked_at = now;
+      check_ = kept;
+    } else {
+      check_ = c;
+    }
+    return check_;
+  }
 
  private:
+  // "." (the root) is "" in normal form.
+  static std::string QuestionName(const std::string& n) { return n == "." ? "" : n; }
+
+  bool NotValidating() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return check_ && check_->status == ResolverCheckStatus::kNotValidating;
+  }
+
   DnsTransport* transport_;
   ResolverModeOptions options_;
+  mutable std::mutex mu_;
+  std::optional<ResolverCheck> check_;
 };
 
 }  // namespace
 
-std::unique_ptr<Resolver> NewResolverModeResolver(DnsTransport* transport, const ResolverModeOptions& options) {
-  return std::make_unique<ResolverModeResolver>(transport, options);
+std::unique_ptr<ResolverModeResolver> NewResolverModeResolver(DnsTransport* transport,
+                                                              const ResolverModeOptions& options) {
+  return std::make_unique<ResolverModeResolverImpl>(transport, options);
 }
 
 }  // namespace mxsec

@@ -131,6 +131,7 @@ DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fe
   DomainPolicy p;
   p.domain = domain;
   p.dnssec_source = resolver_->describe();
+  p.resolver_check = resolver_->resolver_check();
   const bool use_sts = options_.mta_sts;
   const bool dane_enabled = options_.dane && resolver_->dnssec_trusted();
   std::string dane_off_reason;

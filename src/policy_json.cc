@@ -54,6 +54,21 @@ std::string PolicyToJsonLine(const DomainPolicy& p) {
   } else {
     j["mta_sts"] = nullptr;
   }
+  if (p.resolver_check) {
+    const ResolverCheck& c = *p.resolver_check;
+    json o;
+    o["status"] = ResolverCheckStatusName(c.status);
+    o["summary"] = c.summary;
+    o["probe"] = c.probe_name.empty() ? json(nullptr)
+                                      : json{{"name", c.probe_name}, {"result", c.probe_result}, {"ok", c.probe_ok}};
+    o["secure"] = c.secure_name.empty()
+                      ? json(nullptr)
+                      : json{{"name", c.secure_name}, {"result", c.secure_result}, {"ok", c.secure_ok}};
+    o["checked_at"] = c.checked_at;
+    j["resolver_check"] = o;
+  } else {
+    j["resolver_check"] = nullptr;
+  }
   if (!p.notes.empty()) j["notes"] = p.notes;
   // Hostile DNS data may hold invalid UTF-8: replace it rather than fail.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -94,6 +109,11 @@ std::string PolicyToText(const DomainPolicy& p) {
   } else {
     o << "  mta-sts: none\n";
   }
+  // A resolver that does not validate, or could not be checked, is worth a
+  // line on every domain: the statuses above depend on it.
+  if (p.resolver_check && p.resolver_check->status != ResolverCheckStatus::kValidates)
+    o << "  resolver check: " << ResolverCheckStatusName(p.resolver_check->status) << ": "
+      << p.resolver_check->summary << "\n";
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   return o.str();
 }

@@ -30,7 +30,8 @@ struct Config {
   std::vector<ResolverAddress> dns_resolver;  // empty: /etc/resolv.conf
   DnssecValidation dnssec_validation = DnssecValidation::kResolver;
   bool dnssec_trust_remote_resolver = false;
-  std::string dnssec_probe;
+  std::string dnssec_probe;                 // "" = not asked
+  std::string dnssec_probe_secure = ".";    // "." = the root, "" = not asked
   std::string trust_anchor_file = "/usr/share/dns/root.key";
   std::string ca_file;  // empty: system trust store
   int smtp_port = 25;

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,41 @@ struct DnsAnswer {
   bool failed() const { return outcome == DnsOutcome::kFailure; }
 };
 
+// --- Resolver self-check (resolver mode) ---
+//
+// A resolver that does not validate (validation switched off, a plain
+// forwarder, a resolver without trust anchor) answers everything without
+// AD: trusting its AD bit would quietly turn every DANE domain into
+// "insecure". So resolver mode asks two names: one that must FAIL
+// validation (`dnssec_probe`: a validating resolver answers SERVFAIL) and
+// one that must validate (`dnssec_probe_secure`: a validating resolver
+// sets AD). Data for the bogus name, or no AD on the secure one, proves
+// the resolver does not validate. A check that cannot conclude (timeout,
+// REFUSED, SERVFAIL for the secure name) proves nothing either way and is
+// reported as inconclusive. The check catches misconfiguration, not a
+// malicious resolver: a resolver on loopback is trusted by design.
+enum class ResolverCheckStatus { kValidates, kNotValidating, kInconclusive };
+const char* ResolverCheckStatusName(ResolverCheckStatus s);  // "validates", "not-validating", "inconclusive"
+
+struct ResolverCheck {
+  ResolverCheckStatus status = ResolverCheckStatus::kInconclusive;
+  std::string summary;        // one sentence for output and logs
+  std::string probe_name;     // the must-fail name ("" when not configured)
+  std::string probe_result;   // what came back: "SERVFAIL", "NOERROR (1 record, no AD)", "timeout ..."
+  bool probe_ok = false;      // the probe failed validation as it must
+  std::string secure_name;    // the must-validate name ("" when not configured)
+  std::string secure_result;
+  bool secure_ok = false;     // the secure name came back with AD
+  int64_t checked_at = 0;     // Unix time of the check
+};
+
+// Evaluates the replies to the two check questions (`probe` for A at
+// `probe_name`, `secure` for SOA at `secure_name`; null when that name is
+// not configured). Pure; exposed for tests.
+ResolverCheck EvaluateResolverCheck(const std::string& resolver, const std::string& probe_name,
+                                    const DnsResponse* probe, const std::string& secure_name,
+                                    const DnsResponse* secure);
+
 class Resolver {
  public:
   virtual ~Resolver() = default;
@@ -140,17 +176,36 @@ class Resolver {
   virtual std::string dnssec_untrusted_reason() const = 0;
   // How statuses were obtained, for the policy output ("resolver 127.0.0.1:53 (AD bit)").
   virtual std::string describe() const = 0;
+  // The last self-check of a validating resolver (resolver mode), or
+  // nullopt when none was made (other modes, fakes).
+  virtual std::optional<ResolverCheck> resolver_check() const { return std::nullopt; }
 };
 
 struct ResolverModeOptions {
   bool trust_ad = true;                 // false: all answers read as insecure
   std::string untrusted_reason;         // why trust_ad is false
   std::string description;
+  std::string probe_name;               // self-check: must fail validation ("" = not asked)
+  std::string secure_name;              // self-check: must validate ("" = not asked)
 };
 
-// The resolver-mode resolver: trusts the AD bit of the transport's replies.
+// The resolver-mode resolver: trusts the AD bit of the transport's replies
+// as long as the resolver is not shown to ignore DNSSEC by its self-check.
+class ResolverModeResolver : public Resolver {
+ public:
+  // Asks the check names (one round trip) and remembers the result; from
+  // then on, while the resolver is known not to validate, dnssec_trusted()
+  // is false, the untrusted reason says "resolver does not validate", and
+  // answers carry status indeterminate (never insecure: we cannot know).
+  // An inconclusive check after a negative one keeps the negative verdict.
+  // Without any check name configured nothing is asked and nullopt is
+  // returned. Thread-safe; `now` is the Unix time recorded in the result.
+  virtual std::optional<ResolverCheck> RunSelfCheck(int64_t now) = 0;
+};
+
 // Does not take ownership of `transport`.
-std::unique_ptr<Resolver> NewResolverModeResolver(DnsTransport* transport, const ResolverModeOptions& options);
+std::unique_ptr<ResolverModeResolver> NewResolverModeResolver(DnsTransport* transport,
+                                                              const ResolverModeOptions& options);
 
 // Classifies one transport response for `q` (the resolver-mode rules of
 // notes §1.3); `cd_retry` is the CD=1 response for a SERVFAIL, or null.

@@ -80,6 +80,7 @@ struct DomainPolicy {
   std::optional<StsState> mta_sts;
   std::vector<std::string> notes;      // things worth logging that did not change the decision
   std::string dnssec_source;           // how statuses were obtained
+  std::optional<ResolverCheck> resolver_check;  // resolver mode: the resolver's last self-check
 };
 
 struct PolicyOptions {

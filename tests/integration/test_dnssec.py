@@ -1,0 +1,307 @@
+#!/usr/bin/python3
+"""Integration tests of DNSSEC trust in resolver mode: the resolver self-check.
+
+mxsec trusts the AD bit of a resolver on loopback. A resolver that does not
+validate sets no AD (or copies it blindly) and hands out bogus data: without
+a check, every DANE domain would quietly read as "insecure" and mail would go
+out with opportunistic TLS. The test bed runs two real resolvers over the same
+signed zones (tools/testbed/testbed.sh): unbound validating (127.0.53.2, the
+test bed's mxsec.conf: dnssec_probe = probe.bogus.test, dnssec_probe_secure =
+test) and unbound with validation off (127.0.53.4). Every test runs the mxsec
+binary against them; nothing is faked.
+
+Usage: test_dnssec.py --mxsec build/mxsec [--testbed DIR] [unittest args]
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
+MXSEC = None
+TB = None
+VALIDATING = "127.0.53.2"
+NOT_VALIDATING = "127.0.53.4"
+SERVE_ADDR = "127.0.57.61"   # this suite's own `mxsec serve`
+SERVE_PORT = 18463
+SENDER = "sender@client.test"
+NOVAL = ("-o", "dns_resolver=" + NOT_VALIDATING)
+
+# Decisions on the validating resolver (the test bed's table).
+EXPECTED = {
+    "ee.dane.test": ("must-tls", "dane", "secure"),
+    "nomx.dane.test": ("must-tls", "dane", "secure"),
+    "mxinsecure.dane.test": ("opportunistic", "none", "secure"),
+    "insecure.test": ("opportunistic", "none", "insecure"),
+    "bogus.test": ("defer", "none", "bogus"),
+    "nosuch.dane.test": ("fail", "none", "secure"),
+    "enforce.sts.test": ("must-tls", "mta-sts", "insecure"),
+}
+DANE_DOMAINS = ["ee.dane.test", "ta.dane.test", "unusable.dane.test", "nomx.dane.test", "mxcname.dane.test"]
+
+
+def setUpModule():
+    subprocess.run([TESTBED, "start", TB], check=True)
+
+
+def tearDownModule():
+    subprocess.run([TESTBED, "stop", TB], check=False)
+
+
+def mxsec(*args, data=None, config=None):
+    cmd = [MXSEC, "--config", config or os.path.join(TB, "mxsec.conf")] + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, input=data)
+
+
+def policy(*domains, extra=()):
+    """(list of JSON objects, stderr) of `mxsec [extra] policy --json DOMAIN...`."""
+    r = mxsec(*extra, "policy", "--json", *domains)
+    if r.returncode != 0:
+        raise AssertionError("mxsec policy exited %d: %s" % (r.returncode, r.stderr))
+    lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    assert len(lines) == len(domains), r.stdout
+    return lines, r.stderr
+
+
+class ValidatingResolver(unittest.TestCase):
+    def test_check_passes_and_decisions_are_unchanged(self):
+        got, err = policy(*EXPECTED)
+        for p in got:
+            want = EXPECTED[p["domain"]]
+            self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), want, json.dumps(p))
+            c = p["resolver_check"]
+            self.assertEqual(c["status"], "validates", json.dumps(c))
+            self.assertEqual(c["probe"]["name"], "probe.bogus.test")
+            self.assertTrue(c["probe"]["ok"])
+            self.assertIn("SERVFAIL", c["probe"]["result"])
+            self.assertEqual(c["secure"]["name"], "test")
+            self.assertTrue(c["secure"]["ok"])
+            self.assertIn("AD", c["secure"]["result"])
+            self.assertNotIn("resolver does not validate", p["reason"])
+        self.assertNotIn("warning", err)
+
+    def test_text_output_has_no_check_line_when_it_passes(self):
+        r = mxsec("policy", "ee.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("must-tls (dane)", r.stdout)
+        self.assertNotIn("resolver check", r.stdout)
+
+    def test_verbose_logs_the_passing_check(self):
+        r = mxsec("-v", "policy", "ee.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("validates DNSSEC", r.stderr)
+
+    def test_secure_name_that_cannot_be_checked_is_inconclusive(self):
+        # _tcp.mx.tlsafail.dane.test is delegated to the REFUSED server: the
+        # validating resolver answers SERVFAIL, which proves nothing.
+        got, err = policy("ee.dane.test", extra=("-o", "dnssec_probe_secure=_tcp.mx.tlsafail.dane.test"))
+        p = got[0]
+        self.assertEqual(p["resolver_check"]["status"], "inconclusive")
+        self.assertFalse(p["resolver_check"]["secure"]["ok"])
+        self.assertIn("inconclusive", err)
+        # The AD bit is still trusted: the decision stands.
+        self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("must-tls", "dane", "secure"))
+
+
+class NonValidatingResolver(unittest.TestCase):
+    def test_check_reports_the_resolver(self):
+        got, err = policy("ee.dane.test", extra=NOVAL)
+        c = got[0]["resolver_check"]
+        self.assertEqual(c["status"], "not-validating", json.dumps(c))
+        self.assertFalse(c["probe"]["ok"])
+        self.assertIn("NOERROR", c["probe"]["result"])
+        self.assertFalse(c["secure"]["ok"])
+        self.assertIn("no AD", c["secure"]["result"])
+        self.assertIn("resolver does not validate", c["summary"])
+        self.assertIn(NOT_VALIDATING, c["summary"])
+        self.assertIn("policy: warning: resolver does not validate", err)
+
+    def test_dane_domains_say_resolver_does_not_validate_never_insecure(self):
+        got, _ = policy(*DANE_DOMAINS, extra=NOVAL)
+        for p in got:
+            self.assertEqual(p["policy"], "opportunistic", json.dumps(p))
+            self.assertEqual(p["mechanism"], "none")
+            self.assertEqual(p["dnssec"], "indeterminate", json.dumps(p))
+            self.assertIn("resolver does not validate", p["reason"])
+            for m in p["mx"]:
+                self.assertEqual(m["tls"], "may")
+                self.assertEqual(m["dnssec"], "indeterminate")
+                self.assertEqual(m["tlsa"], [])
+                self.assertIn("resolver does not validate", m["reason"])
+
+    def test_bogus_data_is_not_read_as_insecure(self):
+        got, _ = policy("bogus.test", "insecure.test", extra=NOVAL)
+        for p in got:
+            # The resolver hands out the bogus zone's data; nobody can tell
+            # its status, and the output says why.
+            self.assertEqual(p["dnssec"], "indeterminate", json.dumps(p))
+            self.assertIn("resolver does not validate", p["reason"])
+
+    def test_mta_sts_is_not_affected(self):
+        got, _ = policy("enforce.sts.test", extra=NOVAL)
+        p = got[0]
+        self.assertEqual((p["policy"], p["mechanism"]), ("must-tls", "mta-sts"), json.dumps(p))
+
+    def test_text_output_names_the_problem(self):
+        r = mxsec(*NOVAL, "policy", "ee.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("resolver check: not-validating: resolver does not validate", r.stdout)
+        self.assertIn("dnssec: indeterminate", r.stdout)
+
+    def test_secure_name_alone_catches_it(self):
+        got, _ = policy("ee.dane.test", extra=NOVAL + ("-o", "dnssec_probe="))
+        p = got[0]
+        self.assertEqual(p["resolver_check"]["status"], "not-validating")
+        self.assertIsNone(p["resolver_check"]["probe"])
+        self.assertIn("without AD", p["resolver_check"]["summary"])
+        self.assertEqual(p["dnssec"], "indeterminate")
+
+    def test_bogus_probe_alone_catches_it(self):
+        got, _ = policy("ee.dane.test", extra=NOVAL + ("-o", "dnssec_probe_secure="))
+        p = got[0]
+        self.assertEqual(p["resolver_check"]["status"], "not-validating")
+        self.assertIsNone(p["resolver_check"]["secure"])
+        self.assertIn("probe.bogus.test", p["resolver_check"]["summary"])
+
+    def test_without_the_check_the_failure_is_silent(self):
+        # What the check is for: with both check names switched off, the
+        # same resolver makes a DANE domain read as plain "insecure".
+        got, err = policy("ee.dane.test", extra=NOVAL + ("-o", "dnssec_probe=", "-o", "dnssec_probe_secure="))
+        p = got[0]
+        self.assertIsNone(p["resolver_check"])
+        self.assertEqual(p["dnssec"], "insecure")
+        self.assertEqual(p["policy"], "opportunistic")
+        self.assertNotIn("resolver does not validate", p["reason"])
+        self.assertNotIn("warning", err)
+
+    def test_probe_command_reports_it(self):
+        r = mxsec(*NOVAL, "probe", "--json", "ee.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["policy"]["resolver_check"]["status"], "not-validating")
+        self.assertIn("resolver does not validate", j["policy"]["reason"])
+        self.assertIn("probe: warning: resolver does not validate", r.stderr)
+        r = mxsec(*NOVAL, "probe", "ee.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("resolver check: not-validating", r.stdout)
+
+    def test_deliver_logs_it(self):
+        msg = ("From: <%s>\nTo: <x@ee.dane.test>\nSubject: dnssec check\n\nbody\n" % SENDER)
+        r = mxsec(*NOVAL, "deliver", "-f", SENDER, "--", "x@ee.dane.test", data=msg)
+        self.assertIn("deliver: warning: resolver does not validate", r.stderr)
+        # Delivered with opportunistic TLS (DANE unavailable, and said so).
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("verify=none", r.stderr)
+        r = mxsec("deliver", "-f", SENDER, "--", "x@ee.dane.test", data=msg)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("warning", r.stderr)
+        self.assertIn("verify=dane", r.stderr)
+
+
+def netstring(s):
+    b = s.encode()
+    return b"%d:%s," % (len(b), b)
+
+
+def socketmap_query(key, timeout=30):
+    with socket.create_connection((SERVE_ADDR, SERVE_PORT), timeout=timeout) as s:
+        s.sendall(netstring("tls_policy " + key))
+        buf = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+            head, _, rest = buf.partition(b":")
+            if head.isdigit() and len(rest) >= int(head) + 1:
+                return rest[:int(head)].decode()
+    raise AssertionError("no socketmap reply for %s: %r" % (key, buf))
+
+
+class Serve(unittest.TestCase):
+    """`mxsec serve` checks its resolver at start and again on SIGHUP."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mxsec-dnssec-")
+        self.conf = os.path.join(self.dir, "mxsec.conf")
+        self.write_conf(NOT_VALIDATING)
+        self.log = []
+        self.proc = subprocess.Popen([MXSEC, "--config", self.conf, "serve", "--listen",
+                                      "inet:%s:%d" % (SERVE_ADDR, SERVE_PORT)],
+                                     stderr=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self.read_log, daemon=True)
+        self.reader.start()
+        self.wait_log("listening on")
+
+    def tearDown(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+        self.proc.stderr.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write_conf(self, resolver):
+        with open(os.path.join(TB, "mxsec.conf")) as f:
+            lines = [l for l in f if not l.startswith("dns_resolver")]
+        with open(self.conf + ".tmp", "w") as f:
+            f.write("dns_resolver = %s\n" % resolver)
+            f.writelines(lines)
+        os.rename(self.conf + ".tmp", self.conf)
+
+    def read_log(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def wait_log(self, text, after=0, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in l for l in self.log[after:]):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError("no log line with %r; log: %s" % (text, "".join(self.log)))
+
+    def test_start_and_reload_check_the_resolver(self):
+        self.wait_log("serve: warning: resolver does not validate")
+        self.assertEqual(socketmap_query("ee.dane.test"), "NOTFOUND ")
+        # Point it at the validating resolver and reload: checked again,
+        # remembered answers dropped, DANE back.
+        self.write_conf(VALIDATING)
+        mark = len(self.log)
+        self.proc.send_signal(signal.SIGHUP)
+        self.wait_log("configuration reloaded", after=mark)
+        self.assertFalse(any("does not validate" in l for l in self.log[mark:]), "".join(self.log[mark:]))
+        self.assertEqual(socketmap_query("ee.dane.test"), "OK dane-only")
+
+
+def main():
+    global MXSEC, TB
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mxsec", required=True)
+    ap.add_argument("--testbed", default=None)
+    args, rest = ap.parse_known_args()
+    MXSEC = os.path.abspath(args.mxsec)
+    TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
+    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+    r = prog.result
+    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
+    passed = r.testsRun - failed - len(r.skipped)
+    # Skips are failures here: a test that did not run proves nothing.
+    failed += len(r.skipped)
+    print("integration: %d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
