@@ -110,11 +110,7 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
                             " is not on loopback: its AD bit could be forged on the path, so DANE is off "
                             "(run a validating resolver on 127.0.0.1, or set dnssec_trust_remote_resolver = yes)";
   }
-  ropt.probe_name = cfg.dnssec_probe;
-  ropt.secure_name = cfg.dnssec_probe_secure;
-  std::unique_ptr<ResolverModeResolver> rm = NewResolverModeResolver(rt->transport.get(), ropt);
-  rt->resolver_mode = rm.get();
-  rt->resolver = std::move(rm);
+  rt->resolver = NewResolverModeResolver(rt->transport.get(), ropt);
 
   if (cfg.mta_sts) {
     std::string why;
@@ -141,17 +137,6 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
   return Status::Ok();
 }
 
-std::optional<ResolverCheck> CheckResolver(Runtime* rt, const std::string& who, bool verbose) {
-  if (!rt->resolver_mode) return std::nullopt;
-  std::optional<ResolverCheck> c = rt->resolver_mode->RunSelfCheck(SystemClock()->Now());
-  if (c && c->status != ResolverCheckStatus::kValidates) {
-    std::cerr << "mxsec: " << who << "warning: " << c->summary << "\n";
-  } else if (c && verbose) {
-    std::cerr << "mxsec: " << who << c->summary << "\n";
-  }
-  return c;
-}
-
 int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
   bool json = false;
   std::vector<std::string> domains;
@@ -169,7 +154,6 @@ int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
-  CheckResolver(&rt, "policy: ", g.verbose > 0);
   std::vector<DomainPolicy> results = rt.engine->ResolveMany(domains);
   for (const DomainPolicy& p : results) {
     if (json) std::cout << PolicyToJsonLine(p) << "\n";
@@ -191,7 +175,6 @@ int RunMxsec(int argc, char** argv) {
     // Invoked as sendmail(1)/mailq(1): sendmail options only; the configuration comes from
     // $MXSEC_CONFIG or the default file (or -C FILE).
     GlobalOptions g;
-    std::vector<std::string> cfg_overrides;
     auto opts = ParseSendmailArgs(args);
     std::string cfile = opts.ok() ? opts->config_file : "";
     if (privileged && (!cfile.empty() || (getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG"))))

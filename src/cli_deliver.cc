@@ -4,8 +4,11 @@
 // never bounce one for a local reason. Every failure that is not about the
 // message or its recipients exits 75 (EX_TEMPFAIL) with a 4.x.x first line;
 // the first stdout line always starts with an RFC 3463 code, which pipe(8)
-// puts into the DSN. A result line per recipient goes to stderr.
+// puts into the DSN. A result line per recipient goes to stderr; when
+// stderr is the same pipe as stdout (pipe(8) reads both through one), every
+// stderr line is held back until the status line has been written.
 #include <netdb.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -15,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "cli_internal.h"
@@ -112,9 +116,41 @@ int ExitCodeFor(const std::vector<RecipientOutcome>& all) {
   return EX_OK;
 }
 
+// pipe(8) gives the command one pipe for stdout and stderr and takes the
+// DSN status code from the start of what it reads. Diagnostics written to
+// std::cerr before the status line (warnings, per-recipient lines; stderr
+// is unbuffered, stdout is not) would push the code out of first place and
+// Postfix would fall back to 4.3.0/5.3.0. So while this object lives, and
+// stdout and stderr are the same pipe or socket, std::cerr is collected; the
+// destructor flushes stdout first, then writes what was collected.
+class HoldDiagnostics {
+ public:
+  HoldDiagnostics() {
+    struct stat out, err;
+    if (fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 && out.st_dev == err.st_dev &&
+        out.st_ino == err.st_ino && (S_ISFIFO(out.st_mode) || S_ISSOCK(out.st_mode))) {
+      saved_ = std::cerr.rdbuf(held_.rdbuf());
+    }
+  }
+  ~HoldDiagnostics() {
+    if (!saved_) return;
+    std::cout.flush();
+    std::cerr.rdbuf(saved_);
+    std::cerr << held_.str();
+    std::cerr.flush();
+  }
+  HoldDiagnostics(const HoldDiagnostics&) = delete;
+  HoldDiagnostics& operator=(const HoldDiagnostics&) = delete;
+
+ private:
+  std::ostringstream held_;
+  std::streambuf* saved_ = nullptr;
+};
+
 }  // namespace
 
 int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  HoldDiagnostics hold;
   // Usage problems exit 75 too: a broken master.cf must defer, not bounce.
   auto usage = [](const std::string& why) {
     std::cout << "4.3.5 mxsec deliver: " << why << "\n";
@@ -173,7 +209,6 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return usage(built.message());
-  CheckResolver(&rt, "deliver: ", g.verbose > 0);
   std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
   DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
   std::mutex log_mu;
@@ -290,7 +325,6 @@ int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
-  CheckResolver(&rt, "probe: ", g.verbose > 0);
   std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
   DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
 

@@ -365,6 +365,10 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
     return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
                                 " octets)");
 
+  // A message that can never be sent is refused with the line number of the input as given.
+  auto checked = PrepareMessage(raw, MessageOptions{});
+  if (!checked.ok()) return Fail(EX_DATAERR, who + "message refused, it cannot be sent by SMTP: " + checked.error());
+
   // Headers: From/Date/Message-ID when missing, Bcc removed, -t recipients.
   HeaderEdit edit;
   edit.extract_recipients = o.extract_recipients;
@@ -397,10 +401,9 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
   env.return_headers_only = o.ret == "hdrs";
   env.envid = o.envid;
 
-  MessageOptions mo;
-  mo.max_size = limit;
-  auto prepared = PrepareMessage(edited->message, mo);
-  if (!prepared.ok()) return Fail(EX_DATAERR, who + "message refused, it cannot be sent by SMTP: " + prepared.error());
+  if (edited->message.size() > limit)
+    return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
+                                " octets) with the headers added");
 
   auto q = Queue::Open(cfg.queue_dir, true);
   if (!q.ok())

@@ -14,6 +14,8 @@ packages=(
   nsd unbound ldnsutils knot-dnsutils nginx-light gnutls-bin openssl ca-certificates curl iproute2
   # SMTP peers for the delivery tests, and the comparison tools of tools/bench
   postfix swaks python3 python3-aiosmtpd msmtp postfix-mta-sts-resolver
+  # real programs that submit through sendmail(1) (tests/integration/test_sendmail.py)
+  bsd-mailx
   # measuring
   time
 )

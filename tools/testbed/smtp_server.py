@@ -18,7 +18,12 @@ Modes (testbed.sh gives each its own address):
               succeeds, serves normally: a client vulnerable to response injection delivers
   greet421    "421 4.3.2 too busy, try later" at connect, then close
   rcpt        honest STARTTLS server (mx-ee chain); RCPT local part "defer*" -> 451 4.2.0,
-              "reject*" -> 550 5.1.1, else 250; records the accepted recipients only
+              "reject*" -> 550 5.1.1, else 250; records the accepted recipients only.
+              Destinations that work later (for retry tests): "later*" -> 451 4.2.0 the
+              first time this process sees that address, 250 afterwards; "stall*" -> after
+              the final "." of the first message with that recipient, no reply at all (the
+              client waits in DATA; nothing is recorded) until the client closes; later
+              messages to it are accepted
   silent      accepts the connection and never sends anything (until the client closes)
   hsfail      offers STARTTLS, answers "220 2.0.0 go ahead", then sends "this is not TLS"
               and closes; a client that never sends STARTTLS delivers in plaintext
@@ -55,11 +60,24 @@ SIZE_LIMIT = 10240000
 IDLE_TIMEOUT = 300          # seconds without a byte from the client -> 421 and close
 SILENT_LIMIT = 900          # the silent server gives up on a client after this long
 
+# addresses (lowercase) that already got their one "later*" 451 / "stall*" stall
+ONCE_LOCK = threading.Lock()
+ONCE_SEEN = set()
+
 LOG_LOCK = threading.Lock()
 LOG_FILE = None
 COUNT_LOCK = threading.Lock()
 COUNTS = {}
 RECORD_DIR = None
+
+
+def first_time(key):
+    """True the first time KEY is seen by this process."""
+    with ONCE_LOCK:
+        if key in ONCE_SEEN:
+            return False
+        ONCE_SEEN.add(key)
+        return True
 
 
 def log(fmt, *args):
@@ -296,6 +314,9 @@ class Session:
         if self.mode == "rcpt" and local.startswith("reject"):
             self.send("550 5.1.1 no such user\r\n")
             return
+        if self.mode == "rcpt" and local.startswith("later") and first_time("later:" + addr.lower()):
+            self.send("451 4.2.0 not yet, try again later\r\n")
+            return
         if len(self.rcpt_to) >= 1000:
             self.send("452 4.5.3 Error: too many recipients\r\n")
             return
@@ -331,6 +352,12 @@ class Session:
                 raise Closed("message too big")
             parts.append(line)
         data = b"".join(parts)
+        if self.mode == "rcpt":
+            stall = [r for r in self.rcpt_to if r.rpartition("@")[0].lower().startswith("stall")]
+            if any(first_time("stall:" + r.lower()) for r in stall):
+                self.log("stalling after the final dot for %s (no reply, not recorded)", stall)
+                self.silent()
+                raise Closed("stalled in DATA")
         rec = {
             "mode": self.mode,
             "local": self.local,

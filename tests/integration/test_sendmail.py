@@ -1,0 +1,614 @@
+#!/usr/bin/python3
+"""Integration tests of `mxsec sendmail` (also run as `sendmail` / `mailq`) and `mxsec queue`.
+
+Real programs submit (bsd-mailx's mail(1) with its sendmail variable pointed at a link named
+`sendmail`, and a plain pipe with the arguments Debian's cron passes); the receiving ends are the
+test bed's Postfix (catch-all Maildir, DIR/postfix/mail/catchall) and the scripted `rcpt` server
+(127.0.56.4: defer* -> 451, reject* -> 550, later* -> 451 once then 250, stall* -> no reply after the
+final dot of the first message; every accepted message recorded as DIR/smtp/rcpt/<n>.json).
+Every test has its own queue directory (its own configuration file: the test bed's plus
+queue_dir and sender_domain) and checks what arrived, with which envelope and headers, and what
+the queue holds afterwards.
+
+Usage: test_sendmail.py --mxsec build/mxsec [--testbed DIR] [unittest args]
+"""
+import argparse
+import email
+import email.policy
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
+MXSEC = None
+TB = None
+BIN = None      # directory with the links `sendmail` and `mailq` to MXSEC
+
+SENDER = "sender@insecure.test"   # its domain is the test bed's Postfix (127.0.55.2): DSNs arrive there
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_IOERR, EX_TEMPFAIL = 0, 64, 65, 66, 74, 75
+
+
+def setUpModule():
+    global BIN
+    subprocess.run([TESTBED, "start", TB], check=True)
+    BIN = tempfile.mkdtemp(prefix="mxsec-sendmail-bin.")
+    os.symlink(MXSEC, os.path.join(BIN, "sendmail"))
+    os.symlink(MXSEC, os.path.join(BIN, "mailq"))
+
+
+def tearDownModule():
+    subprocess.run([TESTBED, "stop", TB], check=False)
+    shutil.rmtree(BIN, ignore_errors=True)
+
+
+def new_token(name):
+    return "%s-%s" % (name, uuid.uuid4().hex[:12])
+
+
+class Queue:
+    """A queue directory of its own and a configuration file using it."""
+
+    count = 0
+
+    def __init__(self, extra=(), queue_dir=None):
+        Queue.count += 1
+        self.dir = queue_dir or os.path.join(TB, "queues", "q%d" % Queue.count)
+        self.conf = os.path.join(TB, "queues", "q%d.conf" % Queue.count)
+        os.makedirs(os.path.dirname(self.conf), exist_ok=True)
+        with open(os.path.join(TB, "mxsec.conf")) as f:
+            base = f.read()
+        with open(self.conf, "w") as f:
+            f.write(base + "\nqueue_dir = %s\nsender_domain = insecure.test\n" % self.dir)
+            for line in extra:
+                f.write(line + "\n")
+        self.env = dict(os.environ, MXSEC_CONFIG=self.conf)
+
+    def run(self, args, data=b"", timeout=120, prog=None):
+        """`mxsec ARGS` (or the link PROG with ARGS) with the configuration in $MXSEC_CONFIG."""
+        cmd = [os.path.join(BIN, prog) if prog else MXSEC] + list(args)
+        return subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, env=self.env)
+
+    def sendmail(self, args, data, **kw):
+        return self.run(["sendmail"] + list(args), data, **kw)
+
+    def listing(self):
+        p = self.run(["queue", "list", "--json"])
+        assert p.returncode == 0, p.stderr
+        return [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
+
+    def files(self):
+        return sorted(os.listdir(self.dir)) if os.path.isdir(self.dir) else []
+
+
+def message(tok, to="someone@insecure.test", extra="", body=None, date=True):
+    head = "To: %s\nSubject: sendmail test %s\n%s" % (to, tok, extra)
+    if date:
+        head += "Date: Mon, 23 Nov 2026 10:00:00 +0000\n"
+    return (head + "\n" + (body if body is not None else "Body of %s.\nSecond line.\n" % tok)).encode()
+
+
+def diag(p):
+    return "\n  exit: %s\n  stdout: %s\n  stderr: %s" % (
+        p.returncode, p.stdout.decode("utf-8", "replace").strip(), p.stderr.decode("utf-8", "replace").strip())
+
+
+# ---------------------------------------------------------------------------------------------------
+# the receiving ends (as in test_deliver.py)
+# ---------------------------------------------------------------------------------------------------
+def maildir_files():
+    d = os.path.join(TB, "postfix", "mail", "catchall")
+    return sorted(glob.glob(os.path.join(d, "new", "*")) + glob.glob(os.path.join(d, "cur", "*")))
+
+
+def postfix_queue_files():
+    q = os.path.join(TB, "postfix", "spool")
+    out = []
+    for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
+        for dirpath, _, files in os.walk(os.path.join(q, sub)):
+            out += [os.path.join(dirpath, f) for f in files]
+    return out
+
+
+def postfix_settle(timeout=20):
+    deadline = time.monotonic() + timeout
+    while postfix_queue_files() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+class Received:
+    def __init__(self, raw):
+        self.raw = raw
+        self.msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+        self.return_path = (self.msg.get("Return-Path") or "").strip()
+        self.delivered_to = (self.msg.get("Delivered-To") or "").strip().lower()
+        self.head, _, self.body = raw.partition(b"\n\n")
+
+
+def postfix_find(tok):
+    out = []
+    for f in maildir_files():
+        try:
+            with open(f, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            continue
+        if tok.encode() in raw:
+            out.append(Received(raw))
+    return out
+
+
+def postfix_wait(tok, count=1, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = postfix_find(tok)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def postfix_exactly(tok, count):
+    """The messages carrying TOK once Postfix has nothing left in its queue (no more can come)."""
+    found = postfix_wait(tok, count)
+    postfix_settle()
+    return postfix_find(tok)
+
+
+def records(tok):
+    out = []
+    for f in sorted(glob.glob(os.path.join(TB, "smtp", "rcpt", "*.json"))):
+        with open(f) as fh:
+            r = json.load(fh)
+        if tok in r["data"]:
+            out.append(r)
+    return out
+
+
+def records_wait(tok, count=1, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = records(tok)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def queue_wait_empty(q, timeout=30):
+    deadline = time.monotonic() + timeout
+    while q.listing() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return q.listing()
+
+
+def dsn_parts(rec):
+    """(text of the message/delivery-status part, the returned message part) of a received DSN."""
+    status = returned = None
+    for part in rec.msg.walk():
+        ct = part.get_content_type()
+        if ct == "message/delivery-status":
+            status = "\n".join(str(p) for p in part.get_payload())
+        elif ct in ("message/rfc822", "text/rfc822-headers"):
+            returned = part.as_string()
+    return status, returned
+
+
+# ---------------------------------------------------------------------------------------------------
+class SubmissionTest(unittest.TestCase):
+    def test_cron_style_pipe_background_delivery(self):
+        """What Debian's cron runs: sendmail -FCronDaemon -i -B8BITMIME -oem root@..., default -odb."""
+        q = Queue()
+        tok = new_token("cron")
+        data = ("From: root (Cron Daemon)\nTo: admin@insecure.test\nSubject: Cron <root@host> job %s\n"
+                "MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\nthe job said %s\n" % (tok, tok)).encode()
+        p = q.run(["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "admin@insecure.test"], data, prog="sendmail")
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        got = postfix_wait(tok)
+        self.assertEqual(len(got), 1, "not delivered in the background" + diag(p))
+        m = got[0]
+        self.assertEqual(m.return_path, "<root@insecure.test>")   # the invoking user at sender_domain
+        self.assertEqual(m.delivered_to, "admin@insecure.test")
+        # present: kept (the receiving Postfix qualifies the bare "root" for its local client)
+        self.assertRegex(m.msg["From"], r"^root(@postfix\.testbed)? \(Cron Daemon\)$")
+        self.assertIsNotNone(m.msg["Date"])                          # missing: added
+        self.assertRegex(m.msg["Message-ID"], r"^<[^@<>]+@insecure\.test>$")
+        self.assertIn(("the job said %s\n" % tok).encode(), m.body)
+        self.assertEqual(queue_wait_empty(q), [])
+        self.assertEqual(len(postfix_exactly(tok, 1)), 1)
+
+    def test_bsd_mailx(self):
+        """mail(1) with its sendmail variable set to a link named sendmail (it runs sendmail -i -t -f ...)."""
+        q = Queue()
+        tok = new_token("mailx")
+        rc = os.path.join(TB, "queues", "mailrc-" + tok)
+        with open(rc, "w") as f:
+            f.write("set sendmail=%s\n" % os.path.join(BIN, "sendmail"))
+        env = dict(q.env, MAILRC=rc, HOME=TB)
+        p = subprocess.run(["mail", "-s", "mailx test " + tok, "-r", SENDER, "-c", "copy@insecure.test",
+                            "first@insecure.test"], input=("hello from mailx %s\n" % tok).encode(),
+                           capture_output=True, env=env, timeout=60)
+        self.assertEqual(p.returncode, 0, diag(p))
+        got = postfix_wait(tok, 2)
+        self.assertEqual(sorted(m.delivered_to for m in got), ["copy@insecure.test", "first@insecure.test"])
+        for m in got:
+            self.assertEqual(m.return_path, "<%s>" % SENDER)
+            self.assertEqual(m.msg["Subject"], "mailx test " + tok)
+            self.assertEqual(m.msg["From"], SENDER)
+            self.assertEqual(m.msg["To"], "first@insecure.test")
+            self.assertEqual(m.msg["Cc"], "copy@insecure.test")
+            self.assertIsNotNone(m.msg["Message-ID"])
+            self.assertIn(("hello from mailx %s" % tok).encode(), m.body)
+        self.assertEqual(queue_wait_empty(q), [])
+
+    def test_t_with_bcc_removed_but_delivered(self):
+        q = Queue()
+        tok = new_token("bcc")
+        data = message(tok, to="A <to-%s@insecure.test>" % tok,
+                       extra="Cc: cc-%s@insecure.test\nBcc: hidden-%s@insecure.test,\n  hidden2-%s@insecure.test\n"
+                       % (tok, tok, tok))
+        p = q.sendmail(["-t", "-odi", "-f", SENDER, "arg-%s@insecure.test" % tok], data)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        got = postfix_exactly(tok, 5)
+        want = sorted(("%s-%s@insecure.test" % (w, tok)).lower() for w in ("to", "cc", "hidden", "hidden2", "arg"))
+        self.assertEqual(sorted(m.delivered_to for m in got), want)
+        for m in got:
+            self.assertIsNone(m.msg["Bcc"])
+            # Only Postfix's Delivered-To/X-Original-To of a hidden copy name it; the message itself never does.
+            head = b"\n".join(l for l in m.head.split(b"\n")
+                              if not l.startswith((b"Delivered-To:", b"X-Original-To:")))
+            self.assertNotIn(b"hidden", head)
+            self.assertEqual(m.msg["From"], SENDER)
+        self.assertEqual(q.listing(), [])
+
+    def test_t_without_recipients_is_usage_error(self):
+        q = Queue()
+        p = q.sendmail(["-t", "-f", SENDER], b"Subject: nobody\n\nx\n")
+        self.assertEqual(p.returncode, EX_USAGE, diag(p))
+        self.assertIn(b"no recipients", p.stderr)
+        self.assertEqual(q.files(), [])
+
+    def test_full_name_and_added_from(self):
+        q = Queue()
+        tok = new_token("fullname")
+        p = q.sendmail(["-odi", "-F", "Backup Job, Host 1", "-f", "backup", "who@insecure.test"],
+                       ("Subject: %s\n\nbody\n" % tok).encode())
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [m] = postfix_wait(tok)
+        self.assertEqual(m.return_path, "<backup@insecure.test>")   # -f without domain: sender_domain added
+        self.assertEqual(m.msg["From"], '"Backup Job, Host 1" <backup@insecure.test>')
+
+
+class QueueTest(unittest.TestCase):
+    def test_deferral_then_success_only_deferred_recipient_retried(self):
+        q = Queue()
+        tok = new_token("later")
+        ok, later = "ok-%s@rcpt.insecure.test" % tok, "later-%s@rcpt.insecure.test" % tok
+        p = q.sendmail(["-odi", "-f", SENDER, ok, later], message(tok, to=ok))
+        self.assertEqual(p.returncode, EX_OK, diag(p))   # queued: the deferral is the queue's business
+        self.assertEqual([r["rcpt_to"] for r in records_wait(tok)], [[ok]])
+        [e] = q.listing()
+        self.assertEqual([(r["address"], r["state"]) for r in e["recipients"]], [(ok, "delivered"), (later, "pending")])
+        self.assertIn("451", e["last_reason"])
+        self.assertEqual(e["attempts"], 1)
+        self.assertGreater(e["next_retry"], time.time() + 200)   # queue_retry_min = 300 s
+        # `queue run` leaves a message that is not due alone.
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(len(records(tok)), 1)
+        self.assertEqual(len(q.listing()), 1)
+        # mailq shows it, with the reason and the pending recipient only.
+        m = q.run([], prog="mailq")
+        self.assertEqual(m.returncode, EX_OK, diag(m))
+        self.assertIn(e["id"].encode(), m.stdout)
+        self.assertIn(later.encode(), m.stdout)
+        self.assertNotIn(ok.encode(), m.stdout)
+        self.assertIn(b"451", m.stdout)
+        # flush (= sendmail -q) tries it now: the destination works by now; only `later` is sent.
+        r = q.run(["-q"], prog="sendmail")
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        recs = records_wait(tok, 2)
+        self.assertEqual([x["rcpt_to"] for x in recs], [[ok], [later]])
+        self.assertEqual(recs[1]["mail_from"], SENDER)
+        self.assertEqual(q.listing(), [])
+        self.assertEqual(q.files(), [])
+
+    def test_queue_run_delivers_due_messages(self):
+        q = Queue()
+        tok = new_token("odq")
+        p = q.sendmail(["-odq", "-f", SENDER, "odq@insecure.test"], message(tok))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        self.assertEqual(postfix_find(tok), [])
+        [e] = q.listing()
+        self.assertEqual(e["attempts"], 0)
+        # Files in the queue: never world-writable (nor world-readable).
+        self.assertFalse(os.stat(q.dir).st_mode & stat.S_IWOTH)
+        for f in q.files():
+            mode = os.stat(os.path.join(q.dir, f)).st_mode
+            self.assertEqual(mode & 0o077, mode & 0o040, "%s: mode %o" % (f, mode))
+            self.assertFalse(mode & 0o007, "%s: mode %o" % (f, mode))
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(len(postfix_exactly(tok, 1)), 1)
+        self.assertEqual(q.listing(), [])
+
+    def test_sigkill_in_data_then_delivered_exactly_once(self):
+        q = Queue()
+        tok = new_token("stall")
+        rcpt = "stall-%s@rcpt.insecure.test" % tok
+        log = os.path.join(TB, "smtp", "server.log")
+        proc = subprocess.Popen([MXSEC, "sendmail", "-odi", "-f", SENDER, rcpt], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=q.env)
+        proc.stdin.write(message(tok, to=rcpt))
+        proc.stdin.close()
+        # Wait until the server has the whole message and sendmail waits for the reply to the final dot.
+        deadline = time.monotonic() + 60
+        stalled = False
+        while time.monotonic() < deadline and not stalled:
+            with open(log, errors="replace") as f:
+                stalled = ("stalling after the final dot for ['%s']" % rcpt) in f.read()
+            time.sleep(0.1)
+        self.assertTrue(stalled, "the server never got to the end of DATA")
+        self.assertIsNone(proc.poll())
+        proc.kill()   # SIGKILL
+        proc.wait()
+        self.assertEqual(proc.returncode, -signal.SIGKILL)
+        proc.stdout.close()
+        proc.stderr.close()
+        [e] = q.listing()
+        self.assertEqual([(r["address"], r["state"]) for r in e["recipients"]], [(rcpt, "pending")])
+        self.assertFalse(e["active"])   # the lock died with the process
+        self.assertEqual(records(tok), [])
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(len(records_wait(tok)), 1)
+        self.assertEqual(q.listing(), [])
+        r = q.run(["queue", "flush"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        time.sleep(0.5)
+        self.assertEqual(len(records(tok)), 1)
+
+    def test_two_concurrent_runs_deliver_each_message_once(self):
+        q = Queue()
+        tok = new_token("conc")
+        n = 30
+        for i in range(n):
+            p = q.sendmail(["-odq", "-f", SENDER, "c%d-%s@insecure.test" % (i, tok)],
+                           message("%s-m%d-" % (tok, i)))
+            self.assertEqual(p.returncode, EX_OK, diag(p))
+        self.assertEqual(len(q.listing()), n)
+        cmd = [MXSEC, "queue", "run"]
+        a = subprocess.Popen(cmd, env=q.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        b = subprocess.Popen(cmd, env=q.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out_a, err_a = a.communicate(timeout=300)
+        out_b, err_b = b.communicate(timeout=300)
+        self.assertEqual((a.returncode, b.returncode), (0, 0), (err_a + err_b).decode())
+        got = postfix_exactly(tok, n)
+        self.assertEqual(len(got), n)
+        for i in range(n):
+            self.assertEqual(len([m for m in got if ("%s-m%d-" % (tok, i)).encode() in m.raw]), 1, "message %d" % i)
+        # Both runners did part of the work or one did all; each message was delivered by exactly one.
+        delivered = (err_a + err_b).decode().count("status=delivered")
+        self.assertEqual(delivered, n, (err_a + err_b).decode())
+        self.assertEqual(q.listing(), [])
+
+    def test_delete_and_mailq(self):
+        q = Queue()
+        tok = new_token("delete")
+        p = q.sendmail(["-odq", "-f", SENDER, "del@insecure.test"], message(tok))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [e] = q.listing()
+        r = q.run(["-bp"], prog="sendmail")
+        self.assertIn(e["id"].encode(), r.stdout)
+        self.assertIn(b"1 Request.", r.stdout)
+        r = q.run(["queue", "delete", e["id"]])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(q.files(), [])
+        r = q.run(["queue", "delete", e["id"]])
+        self.assertEqual(r.returncode, EX_NOINPUT, diag(r))
+        r = q.run(["queue", "delete", "nonsense"])
+        self.assertEqual(r.returncode, EX_USAGE, diag(r))
+        r = q.run([], prog="mailq")
+        self.assertEqual(r.stdout, b"Mail queue is empty\n")
+        q.run(["queue", "run"])
+        self.assertEqual(postfix_find(tok), [])
+
+
+class BounceTest(unittest.TestCase):
+    def test_permanent_550_produces_dsn_at_sender_domain(self):
+        q = Queue()
+        tok = new_token("dsn")
+        rcpt = "reject-%s@rcpt.insecure.test" % tok
+        sender = "owner-%s@insecure.test" % tok
+        p = q.sendmail(["-odi", "-f", sender, rcpt], message(tok, to=rcpt))
+        self.assertEqual(p.returncode, EX_OK, diag(p))   # accepted; the failure is reported by DSN
+        got = postfix_wait(tok)
+        self.assertEqual(len(got), 1)
+        d = got[0]
+        self.assertEqual(d.return_path, "<>")
+        self.assertEqual(d.delivered_to, sender)
+        self.assertEqual(d.msg.get_content_type(), "multipart/report")
+        self.assertEqual(d.msg.get_param("report-type"), "delivery-status")
+        self.assertIn("MAILER-DAEMON@insecure.test", d.msg["From"])
+        status, returned = dsn_parts(d)
+        self.assertIsNotNone(status, d.raw.decode())
+        self.assertIn("Final-Recipient: rfc822; " + rcpt, status)
+        self.assertIn("Action: failed", status)
+        self.assertIn("Status: 5.1.1", status)
+        self.assertIn("Diagnostic-Code: smtp; 550 5.1.1", status)
+        self.assertIn("Remote-MTA: dns; mx.rcpt.insecure.test", status)
+        self.assertIn("sendmail test " + tok, returned)
+        self.assertEqual(records(tok), [])
+        self.assertEqual(q.listing(), [])
+
+    def test_lifetime_expiry_bounces(self):
+        q = Queue()
+        tok = new_token("expire")
+        rcpt = "defer-%s@rcpt.insecure.test" % tok
+        p = q.sendmail(["-odq", "-f", SENDER, rcpt], message(tok, to=rcpt))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        r = q.run(["queue", "run"])   # first attempt: deferred, kept
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        [e] = q.listing()
+        self.assertEqual(e["recipients"][0]["state"], "pending")
+        # A runner whose lifetime is over: the last attempt fails too, the message bounces.
+        r = q.run(["-o", "queue_lifetime=0", "queue", "flush"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        got = postfix_wait(tok)
+        self.assertEqual(len(got), 1, diag(r))
+        d = got[0]
+        self.assertEqual(d.return_path, "<>")
+        self.assertEqual(d.delivered_to, SENDER)
+        status, returned = dsn_parts(d)
+        self.assertIn("Final-Recipient: rfc822; " + rcpt, status)
+        self.assertIn("Action: failed", status)
+        self.assertIn("Status: 4.4.7", status)
+        self.assertIn("451 4.2.0", status)
+        self.assertIn(b"expired", d.raw)
+        self.assertEqual(q.listing(), [])
+
+    def test_bounce_is_never_bounced(self):
+        q = Queue()
+        tok = new_token("double")
+        sender = "reject-sender-%s@rcpt.insecure.test" % tok    # its DSN is refused too
+        rcpt = "reject-%s@rcpt.insecure.test" % tok
+        p = q.sendmail(["-odi", "-f", sender, rcpt], message(tok, to=rcpt))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        self.assertIn(b"never bounced", p.stderr)
+        self.assertEqual(q.listing(), [])
+        self.assertEqual(records(tok), [])
+        self.assertEqual(postfix_exactly(tok, 0), [])
+
+    def test_notify_never_suppresses_the_dsn(self):
+        q = Queue()
+        tok = new_token("nevernotify")
+        rcpt = "reject-%s@rcpt.insecure.test" % tok
+        p = q.sendmail(["-odi", "-N", "never", "-f", SENDER, rcpt], message(tok, to=rcpt))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        self.assertEqual(q.listing(), [])
+        self.assertEqual(postfix_exactly(tok, 0), [])
+
+
+class MalformedTest(unittest.TestCase):
+    def test_no_recipients(self):
+        q = Queue()
+        p = q.sendmail(["-f", SENDER], b"Subject: x\n\nbody\n")
+        self.assertEqual(p.returncode, EX_USAGE, diag(p))
+        self.assertIn(b"no recipients", p.stderr)
+        self.assertEqual(q.files(), [])
+
+    def test_unknown_option_named(self):
+        q = Queue()
+        p = q.sendmail(["-bs"], b"")
+        self.assertEqual(p.returncode, EX_USAGE, diag(p))
+        self.assertIn(b"-bs", p.stderr)
+        p = q.run(["-Z", "a@insecure.test"], b"", prog="sendmail")
+        self.assertEqual(p.returncode, EX_USAGE, diag(p))
+        self.assertIn(b"-Z", p.stderr)
+
+    def test_invalid_recipient(self):
+        q = Queue()
+        p = q.sendmail(["-f", SENDER, "bad address@@x"], b"Subject: x\n\nbody\n")
+        self.assertEqual(p.returncode, EX_USAGE, diag(p))
+        self.assertIn(b"bad address@@x", p.stderr)
+        self.assertEqual(q.files(), [])
+
+    def test_nul_byte_refused(self):
+        q = Queue()
+        p = q.sendmail(["-f", SENDER, "nul@insecure.test"], b"Subject: x\n\nline one\nline\x00two\n")
+        self.assertEqual(p.returncode, EX_DATAERR, diag(p))
+        self.assertIn(b"NUL byte on line 4", p.stderr)
+        self.assertEqual(q.files(), [])
+
+    def test_header_line_without_colon_starts_the_body(self):
+        q = Queue()
+        tok = new_token("nocolon")
+        data = ("Subject: %s\nthis line has no colon\nSecond: body line\n" % tok).encode()
+        p = q.sendmail(["-odi", "-f", SENDER, "nocolon@insecure.test"], data)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [m] = postfix_wait(tok)
+        self.assertEqual(m.msg["Subject"], tok)
+        self.assertIsNone(m.msg["Second"])
+        self.assertTrue(m.body.startswith(b"this line has no colon\nSecond: body line\n"), m.raw)
+
+    def test_message_over_the_size_limit_refused(self):
+        q = Queue()
+        big = b"x" * 1000 + b"\n"
+        data = b"Subject: big\n\n" + big * (10 * 1024 * 1024 // len(big) + 1)   # 10 MB > 10240000
+        p = q.sendmail(["-f", SENDER, "big@insecure.test"], data)
+        self.assertEqual(p.returncode, EX_DATAERR, diag(p))
+        self.assertIn(b"message_size_limit", p.stderr)
+        self.assertEqual(q.files(), [])
+
+    def test_large_message_under_the_limit_delivered_intact(self):
+        q = Queue(extra=["message_size_limit = 20000000"])
+        tok = new_token("large")
+        line = b"y" * 900 + b"\n"
+        body = line * (9 * 1024 * 1024 // len(line))   # 9 MB: under Postfix's 10240000 too
+        data = ("Subject: %s\n\n" % tok).encode() + body
+        p = q.sendmail(["-odi", "-f", SENDER, "large@insecure.test"], data, timeout=300)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [m] = postfix_wait(tok, timeout=60)
+        self.assertEqual(m.body, body)
+
+    def test_lone_dot_ends_message_unless_i(self):
+        q = Queue()
+        tok = new_token("dot")
+        data = ("Subject: %s\n\nbefore\n.\nafter\n" % tok).encode()
+        p = q.sendmail(["-odi", "-f", SENDER, "dot1@insecure.test"], data)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        p = q.sendmail(["-odi", "-i", "-f", SENDER, "dot2@insecure.test"], data)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        got = {m.delivered_to: m for m in postfix_wait(tok, 2)}
+        self.assertEqual(got["dot1@insecure.test"].body, b"before\n")
+        self.assertEqual(got["dot2@insecure.test"].body, b"before\n.\nafter\n")
+
+    def test_full_disk_is_tempfail_never_ok(self):
+        mnt = tempfile.mkdtemp(prefix="mxsec-full.", dir=TB)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0750", "tmpfs", mnt], check=True)
+        try:
+            q = Queue(queue_dir=mnt)
+            tok = new_token("full")
+            small = q.sendmail(["-odq", "-f", SENDER, "full@insecure.test"], message(tok))
+            self.assertEqual(small.returncode, EX_OK, diag(small))   # the directory works ...
+            before = q.files()
+            big = message(tok, body=("z" * 899 + "\n") * 200)   # 200 KB
+            p = q.sendmail(["-odq", "-f", SENDER, "full@insecure.test"], big)   # ... until it is full
+            self.assertIn(p.returncode, (EX_IOERR, EX_TEMPFAIL), diag(p))
+            self.assertIn(b"No space left on device", p.stderr)
+            self.assertIn(b"not accepted", p.stderr)
+            self.assertEqual(q.files(), before)   # nothing half-written left behind
+            self.assertEqual(len(q.listing()), 1)
+        finally:
+            subprocess.run(["umount", mnt], check=False)
+            os.rmdir(mnt)
+
+
+def main():
+    global MXSEC, TB
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mxsec", required=True)
+    ap.add_argument("--testbed", default=None)
+    args, rest = ap.parse_known_args()
+    MXSEC = os.path.abspath(args.mxsec)
+    TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
+    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
+    r = prog.result
+    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
+    passed = r.testsRun - failed - len(r.skipped)
+    # Skips are failures here: a test that did not run proves nothing.
+    failed += len(r.skipped)
+    print("integration: %d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
