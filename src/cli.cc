@@ -170,7 +170,7 @@ int RunMxsec(int argc, char** argv) {
   std::string prog = argc > 0 ? argv[0] : "mxsec";
   std::string base = prog.substr(prog.rfind('/') == std::string::npos ? 0 : prog.rfind('/') + 1);
   // Set-group-ID (the queue group, mxsec(8)): the caller must not choose the configuration.
-  const bool privileged = getegid() != getgid() || geteuid() != getuid();
+  const bool privileged = (getegid() != getgid() || geteuid() != getuid()) && getuid() != 0;
   if (base == "sendmail" || base == "mailq") {
     // Invoked as sendmail(1)/mailq(1): sendmail options only; the configuration comes from
     // $MXSEC_CONFIG or the default file (or -C FILE).
