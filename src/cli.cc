@@ -110,7 +110,11 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
                             " is not on loopback: its AD bit could be forged on the path, so DANE is off "
                             "(run a validating resolver on 127.0.0.1, or set dnssec_trust_remote_resolver = yes)";
   }
-  rt->resolver = NewResolverModeResolver(rt->transport.get(), ropt);
+  ropt.probe_name = cfg.dnssec_probe;
+  ropt.secure_name = cfg.dnssec_probe_secure;
+  std::unique_ptr<ResolverModeResolver> rm = NewResolverModeResolver(rt->transport.get(), ropt);
+  rt->resolver_mode = rm.get();
+  rt->resolver = std::move(rm);
 
   if (cfg.mta_sts) {
     std::string why;
@@ -137,6 +141,17 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
   return Status::Ok();
 }
 
+std::optional<ResolverCheck> CheckResolver(Runtime* rt, const std::string& who, bool verbose) {
+  if (!rt->resolver_mode) return std::nullopt;
+  std::optional<ResolverCheck> c = rt->resolver_mode->RunSelfCheck(SystemClock()->Now());
+  if (c && c->status != ResolverCheckStatus::kValidates) {
+    std::cerr << "mxsec: " << who << "warning: " << c->summary << "\n";
+  } else if (c && verbose) {
+    std::cerr << "mxsec: " << who << c->summary << "\n";
+  }
+  return c;
+}
+
 int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
   bool json = false;
   std::vector<std::string> domains;
@@ -154,6 +169,7 @@ int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
+  CheckResolver(&rt, "policy: ", g.verbose > 0);
   std::vector<DomainPolicy> results = rt.engine->ResolveMany(domains);
   for (const DomainPolicy& p : results) {
     if (json) std::cout << PolicyToJsonLine(p) << "\n";

@@ -209,6 +209,7 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return usage(built.message());
+  CheckResolver(&rt, "deliver: ", g.verbose > 0);
   std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
   DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
   std::mutex log_mu;
@@ -325,6 +326,7 @@ int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
+  CheckResolver(&rt, "probe: ", g.verbose > 0);
   std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
   DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
 

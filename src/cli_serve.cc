@@ -15,6 +15,8 @@
 // and nothing else; a lookup slower than kLookupTimeout is answered TEMP
 // (Postfix defers, never sends in clear); SIGHUP reloads the configuration
 // (a bad one is logged and the old one kept); SIGTERM/SIGINT stop cleanly.
+// In resolver mode the resolver's self-check (does it validate DNSSEC?)
+// runs at start, on SIGHUP and every kResolverCheckInterval seconds.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -33,6 +35,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <iostream>
 #include <map>
@@ -56,6 +59,7 @@ constexpr int kIdleTimeout = 300;      // seconds a connection may sit idle betw
 constexpr int kLookupTimeout = 20;     // seconds before a waiting request gets TEMP
 constexpr size_t kMaxConnections = 4096;
 constexpr size_t kWorkers = 16;
+constexpr int kResolverCheckInterval = 300;  // seconds between self-checks of the resolver
 
 using Clock = std::chrono::steady_clock;
 int64_t NowSec() { return std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count(); }
@@ -138,6 +142,7 @@ class Lookups {
     std::lock_guard<std::mutex> l(mu_);
     rt_ = std::move(rt);
     answers_.clear();
+    last_check_ = NowSec();  // the caller checked the new resolver
   }
 
   // The cached answer, if fresh.
@@ -212,10 +217,37 @@ class Lookups {
     }
   }
 
+  // Re-runs the resolver's self-check every kResolverCheckInterval: a
+  // resolver whose validation is switched off while we run must not turn
+  // DANE domains quietly insecure. When the verdict changes, every
+  // remembered answer is dropped, since it was decided under the old one.
+  void MaybeCheckResolver() {
+    std::shared_ptr<Runtime> rt;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (NowSec() - last_check_ < kResolverCheckInterval) return;
+      last_check_ = NowSec();
+      rt = rt_;
+    }
+    if (!rt->resolver_mode) return;
+    std::optional<ResolverCheck> before = rt->resolver_mode->resolver_check();
+    std::optional<ResolverCheck> after = rt->resolver_mode->RunSelfCheck(std::time(nullptr));
+    if (!after) return;
+    bool changed = !before || before->status != after->status;
+    if (changed || after->status != ResolverCheckStatus::kValidates) {
+      Log(std::string(after->status == ResolverCheckStatus::kValidates ? "" : "warning: ") + after->summary);
+    }
+    if (changed) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (rt_ == rt) answers_.clear();
+    }
+  }
+
   // Renews answers that were used and expire soon, so that busy domains
   // never wait for DNS or HTTPS; unused answers are let go.
   void Refresh() {
     for (;;) {
+      MaybeCheckResolver();
       {
         std::unique_lock<std::mutex> l(mu_);
         if (stop_cv_.wait_for(l, std::chrono::seconds(5), [&] { return stop_; })) return;
@@ -253,6 +285,7 @@ class Lookups {
   std::thread refresher_;
   int wake_fd_ = -1;
   bool stop_ = false;
+  int64_t last_check_ = NowSec();  // RunServe checks before the first lookup
 };
 
 struct Conn {
@@ -304,6 +337,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
   auto rt = std::make_shared<Runtime>();
   Status built = BuildRuntime(cfg_in, rt.get());
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
+  CheckResolver(rt.get(), "serve: ", g.verbose > 0);
 
   std::vector<Listener> listeners;
   for (const std::string& s : specs) {
@@ -410,6 +444,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
             auto fresh = std::make_shared<Runtime>();
             if (s.ok()) s = BuildRuntime(cfg, fresh.get());
             if (s.ok()) {
+              CheckResolver(fresh.get(), "serve: ", g.verbose > 0);
               resolver.SetRuntime(fresh);
               Log("configuration reloaded");
             } else {

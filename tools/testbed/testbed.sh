@@ -23,6 +23,9 @@
 #     unbound returns SERVFAIL at once: the "indeterminate" case).
 #   - unbound, validating, trust anchor = DS of the test. KSK (DIR/dns/test-anchor.ds), cache TTLs capped
 #     at 5 s, EDE on, remote control on the unix socket DIR/dns/unbound.ctl. This is mxsec's resolver.
+#   - a second unbound with validation OFF (module-config "iterator", no trust anchor, same stub zone, remote
+#     control on DIR/dns/unbound-noval.ctl): a resolver that lies by omission. It answers bogus.test with data
+#     and never sets AD; mxsec's resolver self-check must notice (tests: -o dns_resolver=127.0.53.4).
 #   - nginx serving https://mta-sts.<domain>/.well-known/mta-sts.txt from DIR/www/<domain>/.well-known/
 #     with a certificate (DIR/pki/web.pem) from the private CA DIR/pki/ca.pem (generated at start).
 #   - Postfix, a private instance (config DIR/postfix/etc, queue DIR/postfix/spool, log DIR/postfix/maillog,
@@ -45,6 +48,7 @@
 #   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test
 #   127.0.53.2:53    unbound (validating resolver)     mxsec.conf: dns_resolver = 127.0.53.2
 #   127.0.53.3:53    nsd with no zones (REFUSED)       dead.dane.test
+#   127.0.53.4:53    unbound, NOT validating           resolver self-check tests (dnssec_probe answered, no AD)
 #   127.0.54.1:443   nginx (MTA-STS policies)          mta-sts.*.sts.test, mta-sts.both.dane.test
 #   127.0.55.1:25    Postfix, DANE hosts               mx.ee/mx.ta/mx.unusable/mx.tlsafail/plain/nomx/mx.bK.dane.test,
 #                                                      alias.mxcname2.dane.test, mx.bogus.test, probe.bogus.test;
@@ -137,7 +141,9 @@
 # bogus.test            defer (dnssec bogus)     (none)                        DS in test. but the zone's RRSIGs expired
 #                                                                              (EDE 7 Signature Expired); with +cd: MX 10
 #                                                                              mx.bogus.test, TLSA 3 1 1 at _25._tcp.mx.bogus.test
-# probe.bogus.test      (A lookup is bogus)                                    a name that must fail validation
+# probe.bogus.test      (A lookup is bogus)                                    a name that must fail validation:
+#                                                                              mxsec.conf dnssec_probe (self-check;
+#                                                                              dnssec_probe_secure = test, AD expected)
 # insecure.test         opportunistic (none)     10 mx.insecure.test = may     provably insecure (NS, no DS): its TLSA 3 1 1
 #                                                                              must be ignored (tlsa [])
 # strip.insecure.test   opportunistic (none)     10 mx.strip.insecure.test =   127.0.56.1 (no STARTTLS); likewise, each with
@@ -224,6 +230,7 @@ umask 022
 NSD_ADDR=127.0.53.1
 UNBOUND_ADDR=127.0.53.2
 REFUSED_ADDR=127.0.53.3
+NOVAL_ADDR=127.0.53.4   # unbound without validation
 NGINX_ADDR=127.0.54.1
 SMTP_DANE_ADDR=127.0.55.1
 SMTP_INSECURE_ADDR=127.0.55.2
@@ -248,7 +255,7 @@ ZONE_TTL=300
 # sts.test domains that get MX + TXT + mta-sts A records and a policy directory
 STS_DOMAINS=(enforce testing none wildcard redirect ctype big chunked syntax notfound cached idchange badtxt hugeage notxt
              strip wrongname expired tstrip)
-DAEMONS=(smtp postfix nginx unbound nsd-refused nsd)   # stop order
+DAEMONS=(smtp postfix nginx unbound-noval unbound nsd-refused nsd)   # stop order
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 prog=${0##*/}
@@ -271,6 +278,7 @@ daemon_info() {
         nsd)         echo "$d/dns/nsd.pid $d/dns/nsd.conf $d/dns/nsd.log nsd" ;;
         nsd-refused) echo "$d/dns/nsd-refused.pid $d/dns/nsd-refused.conf $d/dns/nsd-refused.log nsd" ;;
         unbound)     echo "$d/dns/unbound.pid $d/dns/unbound.conf $d/dns/unbound.log unbound" ;;
+        unbound-noval) echo "$d/dns/unbound-noval.pid $d/dns/unbound-noval.conf $d/dns/unbound-noval.log unbound" ;;
         nginx)       echo "$d/nginx/nginx.pid $d/nginx/nginx.conf $d/nginx/error.log nginx" ;;
         # Postfix's master gets its config through the environment: it is recognised by its working
         # directory, the queue directory
@@ -366,7 +374,7 @@ cmd_status() {
     local d n pid rc=0
     d=$(resolve_dir "${1:-}")
     [ -f "$d/$MARKER" ] || { msg "no test bed in $d"; return 1; }
-    for n in nsd nsd-refused unbound nginx postfix smtp; do
+    for n in nsd nsd-refused unbound unbound-noval nginx postfix smtp; do
         if pid=$(running_pid "$d" "$n"); then
             echo "$n: running (pid $pid)"
         else
@@ -798,9 +806,43 @@ stub-zone:
     name: "test."
     stub-addr: $NSD_ADDR@$DNS_PORT
 EOF
+    local nctl=$d/unbound-noval.ctl
+    [ ${#nctl} -lt 100 ] || die "DIR path too long for unbound's control socket ($nctl): use a shorter DIR"
+    cat > "$d/unbound-noval.conf" <<EOF
+# unbound WITHOUT validation ($NOVAL_ADDR:$DNS_PORT): same stub zone, no trust anchor, iterator only.
+# It hands out bogus data and never sets AD: mxsec's resolver self-check must catch it.
+server:
+    verbosity: 1
+    interface: $NOVAL_ADDR
+    port: $DNS_PORT
+    so-reuseport: no
+    do-ip6: no
+    num-threads: 1
+    access-control: 127.0.0.0/8 allow
+    username: ""
+    chroot: ""
+    directory: "$d"
+    pidfile: "$d/unbound-noval.pid"
+    logfile: "$d/unbound-noval.log"
+    use-syslog: no
+    log-time-ascii: yes
+    module-config: "iterator"
+    do-not-query-localhost: no
+    local-zone: "test." nodefault
+    cache-max-ttl: 5
+    cache-max-negative-ttl: 5
+remote-control:
+    control-enable: yes
+    control-interface: "$nctl"
+    control-use-cert: no
+stub-zone:
+    name: "test."
+    stub-addr: $NSD_ADDR@$DNS_PORT
+EOF
     run nsd-checkconf "$d/nsd.conf"
     run nsd-checkconf "$d/nsd-refused.conf"
     run unbound-checkconf "$d/unbound.conf"
+    run unbound-checkconf "$d/unbound-noval.conf"
 }
 
 policy_file() {  # domain content(printf %b)
@@ -1016,6 +1058,8 @@ write_client_files() {
     cat > "$TB/mxsec.conf" <<EOF
 dns_resolver = $UNBOUND_ADDR
 dnssec_validation = resolver
+dnssec_probe = probe.bogus.test
+dnssec_probe_secure = test
 ca_file = $TB/pki/ca.pem
 state_dir = $TB/state
 queue_dir = $TB/queue
@@ -1027,6 +1071,7 @@ EOF
         echo "TB_NSD=$NSD_ADDR"
         echo "TB_UNBOUND=$UNBOUND_ADDR"
         echo "TB_REFUSED=$REFUSED_ADDR"
+        echo "TB_UNBOUND_NOVAL=$NOVAL_ADDR"
         echo "TB_NGINX=$NGINX_ADDR"
         printf 'TB_CA=%q\n' "$TB/pki/ca.pem"
         printf 'TB_CONF=%q\n' "$TB/mxsec.conf"
@@ -1042,7 +1087,7 @@ EOF
             echo "TB_SCRIPTED_${m^^}=${SCRIPTED[$m]}"
             vars+=" TB_SCRIPTED_${m^^}"
         done
-        echo "export TB_DIR TB_NSD TB_UNBOUND TB_REFUSED TB_NGINX TB_CA TB_CONF TB_SMTP_DANE TB_SMTP_INSECURE TB_SMTP_STS"
+        echo "export TB_DIR TB_NSD TB_UNBOUND TB_UNBOUND_NOVAL TB_REFUSED TB_NGINX TB_CA TB_CONF TB_SMTP_DANE TB_SMTP_INSECURE TB_SMTP_STS"
         echo "export TB_MAILDIR TB_MAILLOG TB_POSTFIX_ETC TB_SCRIPTED$vars"
     } > "$TB/env.sh"
 }
@@ -1058,6 +1103,12 @@ probe_unbound() {
     local out
     out=$(kdig @"$UNBOUND_ADDR" -p "$DNS_PORT" +timeout=1 +retry=0 +dnssec SOA test. 2>/dev/null) || return 1
     grep -q 'status: NOERROR' <<<"$out" && grep -q '^;; Flags:.* ad[; ]' <<<"$out" &&
+        grep -q "SOA.*ns.test. hostmaster.test. $SERIAL " <<<"$out"
+}
+probe_unbound_noval() {  # answers from the zone, and without AD: it does not validate
+    local out
+    out=$(kdig @"$NOVAL_ADDR" -p "$DNS_PORT" +timeout=1 +retry=0 +dnssec SOA test. 2>/dev/null) || return 1
+    grep -q 'status: NOERROR' <<<"$out" && ! grep -q '^;; Flags:.* ad[; ]' <<<"$out" &&
         grep -q "SOA.*ns.test. hostmaster.test. $SERIAL " <<<"$out"
 }
 probe_nginx() {
@@ -1139,6 +1190,7 @@ cmd_start() {
     check_free "$NSD_ADDR" "$DNS_PORT" u nsd;              check_free "$NSD_ADDR" "$DNS_PORT" t nsd
     check_free "$REFUSED_ADDR" "$DNS_PORT" u nsd-refused;  check_free "$REFUSED_ADDR" "$DNS_PORT" t nsd-refused
     check_free "$UNBOUND_ADDR" "$DNS_PORT" u unbound;      check_free "$UNBOUND_ADDR" "$DNS_PORT" t unbound
+    check_free "$NOVAL_ADDR" "$DNS_PORT" u unbound-noval;  check_free "$NOVAL_ADDR" "$DNS_PORT" t unbound-noval
     check_free "$NGINX_ADDR" "$HTTPS_PORT" t nginx
     check_free "$SMTP_DANE_ADDR" "$SMTP_PORT" t postfix
     check_free "$SMTP_INSECURE_ADDR" "$SMTP_PORT" t postfix
@@ -1158,6 +1210,7 @@ cmd_start() {
     start_daemon nsd probe_nsd nsd -c "$TB/dns/nsd.conf"
     start_daemon nsd-refused probe_refused nsd -c "$TB/dns/nsd-refused.conf"
     start_daemon unbound probe_unbound unbound -c "$TB/dns/unbound.conf"
+    start_daemon unbound-noval probe_unbound_noval unbound -c "$TB/dns/unbound-noval.conf"
     start_daemon nginx probe_nginx nginx -p "$TB/nginx/" -e "$TB/nginx/error.log" -c "$TB/nginx/nginx.conf"
     start_daemon postfix probe_postfix postfix -c "$TB/postfix/etc" start
     local listen=()
@@ -1230,6 +1283,8 @@ cmd_edit_txt() {  # mode(set|del) DIR OWNER [VALUE]
     unbound-control -c "$d/dns/unbound.conf" flush_zone sts.test >/dev/null ||
         die "unbound-control flush_zone sts.test failed; see $d/dns/unbound.log"
     unbound-control -c "$d/dns/unbound.conf" flush_requestlist >/dev/null 2>&1 || true
+    unbound-control -c "$d/dns/unbound-noval.conf" flush_zone sts.test >/dev/null 2>&1 ||
+        msg "warning: unbound-control flush_zone sts.test failed for the non-validating unbound"
     flock -u 9
     if [ "$mode" = set ]; then
         msg "sts.test serial $serial: TXT $owner set to $rdata"
