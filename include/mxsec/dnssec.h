@@ -1,0 +1,114 @@
+// dnssec.h - building blocks of in-process DNSSEC validation
+// (`dnssec_validation = local`, issue 6).
+//
+// NOT a validator yet: `dnssec_validation = local` stays refused until the
+// chain walk (DNSKEY/DS down the delegation path), the NSEC/NSEC3 proofs
+// (insecure delegation, NXDOMAIN, NODATA, wildcards), CNAME chains and the
+// key cache are built on these pieces and checked against unbound on the
+// test bed. What is here is complete and unit-tested on its own:
+//   - loading trust anchors (DS or DNSKEY records) from a file;
+//   - checking the signatures of one RRset with a trusted DNSKEY set, with
+//     the checks ldns's low-level verifier leaves to its caller (notes
+//     §5.4): the signer name equals the key set's owner and encloses the
+//     RRset's owner, the key has the zone bit and not the REVOKE bit, the
+//     label count is sane (and tells a wildcard expansion), the validity
+//     window holds with a clock-skew allowance;
+//   - authenticating a zone's DNSKEY RRset from the parent's DS RRset or
+//     from trust anchors.
+// Every result says why, and which key tags were used, so that the policy
+// output can show how a status was reached. An algorithm or digest we
+// cannot verify (or that is marked unsupported) gives kUnsupported: the
+// caller treats that zone as insecure (RFC 6840 §5.2, RFC 4035 §5.2),
+// never as secure and never as bogus. Anything else that does not verify
+// is bogus, including missing signatures.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mxsec/status.h"
+
+// ldns's record list, kept opaque here: its headers pull in OpenSSL.
+struct ldns_struct_rr_list;
+
+namespace mxsec {
+
+// An owned list of resource records (RAII over ldns_rr_list). Move-only.
+class RrList {
+ public:
+  RrList();
+  explicit RrList(ldns_struct_rr_list* adopt);  // takes ownership; null = empty
+  ~RrList();
+  RrList(RrList&& o) noexcept;
+  RrList& operator=(RrList&& o) noexcept;
+  RrList(const RrList&) = delete;
+  RrList& operator=(const RrList&) = delete;
+
+  // Records in zone-file presentation form, one per line ("owner TTL IN
+  // TYPE rdata"; ';' comments and blank lines skipped; names must be
+  // absolute). `name` is used in messages ("root.key:3: ...").
+  static Result<RrList> FromText(const std::string& text, const std::string& name);
+  // A copy of the records of `type` (all when 0) at `owner` (any owner when
+  // empty; normal form, "." or "" for the root).
+  RrList Select(uint16_t type, const std::string& owner = "") const;
+  RrList Clone() const;
+  void Append(const RrList& other);  // copies other's records
+
+  size_t size() const;
+  bool empty() const { return size() == 0; }
+  ldns_struct_rr_list* get() const { return list_; }
+  std::string ToString() const;  // presentation form, one record per line
+
+ private:
+  ldns_struct_rr_list* list_;
+};
+
+// Trust anchors: DS or DNSKEY records, nothing else; at least one. A
+// DNSKEY anchor must have the zone bit. Errors name the file and line.
+Result<RrList> ParseTrustAnchors(const std::string& text, const std::string& name);
+Result<RrList> LoadTrustAnchors(const std::string& path);
+
+enum class SigStatus { kValid, kBogus, kUnsupported };
+const char* SigStatusName(SigStatus s);  // "valid", "bogus", "unsupported"
+
+struct SigCheckOptions {
+  int64_t now = 0;                   // Unix time of the check
+  int64_t skew = 300;                // seconds of allowance on both ends of a validity window
+  std::set<uint8_t> unsupported_algorithms;  // treated as unknown (kUnsupported), e.g. RFC 8624 MUST NOTs
+  std::set<uint8_t> unsupported_digests;     // DS digest types treated as unknown
+};
+// The DNSKEY algorithms RFC 8624 §3.1 says MUST NOT be used for
+// validation (1 RSAMD5, 3 DSA, 6 DSA-NSEC3-SHA1, 12 ECC-GOST), and DS digest
+// type 3 (GOST).
+SigCheckOptions DefaultSigCheckOptions(int64_t now);
+
+struct SigResult {
+  SigStatus status = SigStatus::kBogus;
+  std::string reason;                // why (for bogus/unsupported), or what validated
+  std::vector<uint16_t> key_tags;    // keys whose signature verified (kValid)
+  std::string signer;                // zone that signed (normal form, "." for the root)
+  bool wildcard = false;             // the RRset is a wildcard expansion (RRSIG labels < owner labels)
+  std::string wildcard_source;       // then: the wildcard's name, "*.<closest encloser>"
+  uint32_t ttl_limit = 0;            // min(original TTL, seconds to signature expiry) of the verifying RRSIG
+};
+
+// Checks the RRSIGs `sigs` over `rrset` (records of one owner, type and
+// class) with `keys`, an already trusted DNSKEY RRset of one zone. Valid
+// when at least one RRSIG covering the type, by that zone, within its
+// window (± skew), made by a zone key of the set (matching tag and
+// algorithm, zone bit, not revoked), verifies. kUnsupported when no RRSIG
+// uses an algorithm we can verify; bogus otherwise (no RRSIG at all, wrong
+// signer, expired, no such key, bad signature...).
+SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& keys, const SigCheckOptions& o);
+
+// Authenticates the DNSKEY RRset of a zone: some DNSKEY that matches one
+// of `ds` (the parent's validated DS RRset for the zone, or DS trust
+// anchors) or is itself one of the DNSKEY trust anchors in `ds`, must sign
+// the whole DNSKEY RRset (`sigs`). kUnsupported when no DS/anchor has a
+// digest type and algorithm we support (the zone is then insecure); bogus
+// when supported ones exist but none matches a key that signs the set.
+SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList& ds, const SigCheckOptions& o);
+
+}  // namespace mxsec

@@ -1,0 +1,414 @@
+// dnssec.cc - building blocks of in-process DNSSEC validation (see
+// dnssec.h for what is promised, and what is not built yet).
+//
+// ldns does the cryptography (ldns_verify_rrsig_time, ldns_key_rr2ds); this
+// module adds what ldns's low-level functions leave to the caller (notes
+// §5.4): signer/owner relations, zone and REVOKE bits, label counts, the
+// skew allowance, and the line between "cannot verify" (unsupported:
+// insecure) and "does not verify" (bogus).
+// C++ headers first: ldns/common.h redefines false/true as macros.
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mxsec/dnssec.h"
+
+#include <ldns/ldns.h>
+
+namespace mxsec {
+namespace {
+
+struct RdfFree { void operator()(ldns_rdf* r) const { ldns_rdf_deep_free(r); } };
+struct RrFree { void operator()(ldns_rr* r) const { ldns_rr_free(r); } };
+struct MallocFree { void operator()(void* p) const { free(p); } };
+using RdfPtr = std::unique_ptr<ldns_rdf, RdfFree>;
+using RrPtr = std::unique_ptr<ldns_rr, RrFree>;
+
+RdfPtr NameRdf(const std::string& owner) {
+  std::string n = owner.empty() || owner == "." ? "." : owner + ".";
+  return RdfPtr(ldns_dname_new_frm_str(n.c_str()));
+}
+
+std::string NameText(const ldns_rdf* rdf) {
+  std::unique_ptr<char, MallocFree> s(ldns_rdf2str(rdf));
+  if (!s) return "?";
+  std::string n(s.get());
+  if (n.size() > 1 && n.back() == '.') n.pop_back();
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(tolower(c)); });
+  return n;
+}
+
+std::string RrText(const ldns_rr* rr) {
+  std::unique_ptr<char, MallocFree> s(ldns_rr2str(rr));
+  std::string t = s ? s.get() : "?";
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+  return t;
+}
+
+std::string Trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+bool SameName(const ldns_rdf* a, const ldns_rdf* b) { return ldns_dname_compare(a, b) == 0; }
+
+// `name` is `zone` or below it.
+bool AtOrBelow(const ldns_rdf* name, const ldns_rdf* zone) {
+  return SameName(name, zone) || ldns_dname_is_subdomain(name, zone);
+}
+
+bool AlgorithmUsable(uint8_t alg, const SigCheckOptions& o) {
+  return !o.unsupported_algorithms.count(alg) && ldns_key_algo_supported(alg) != 0;
+}
+
+bool DigestUsable(uint8_t digest, const SigCheckOptions& o) {
+  if (o.unsupported_digests.count(digest)) return false;
+  return digest == LDNS_SHA1 || digest == LDNS_SHA256 || digest == LDNS_SHA384;
+}
+
+// The number of labels of `owner` as RRSIG counts them (RFC 4034 §3.1.3):
+// the root is 0, a leading "*" label does not count.
+uint8_t SigLabels(const ldns_rdf* owner) {
+  uint8_t n = ldns_dname_label_count(owner);
+  if (n > 0 && ldns_rdf_size(owner) >= 2 && ldns_rdf_data(owner)[0] == 1 && ldns_rdf_data(owner)[1] == '*') --n;
+  return n;
+}
+
+std::string Join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+}  // namespace
+
+// --- RrList ---
+
+RrList::RrList() : list_(ldns_rr_list_new()) {}
+RrList::RrList(ldns_struct_rr_list* adopt) : list_(adopt ? adopt : ldns_rr_list_new()) {}
+RrList::~RrList() {
+  if (list_) ldns_rr_list_deep_free(list_);
+}
+RrList::RrList(RrList&& o) noexcept : list_(o.list_) { o.list_ = ldns_rr_list_new(); }
+RrList& RrList::operator=(RrList&& o) noexcept {
+  std::swap(list_, o.list_);
+  return *this;
+}
+
+size_t RrList::size() const { return list_ ? ldns_rr_list_rr_count(list_) : 0; }
+
+Result<RrList> RrList::FromText(const std::string& text, const std::string& name) {
+  RrList out;
+  std::stringstream ss(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(ss, line)) {
+    ++lineno;
+    std::string t = Trim(line);
+    if (t.empty() || t[0] == ';' || t[0] == '#') continue;
+    const std::string where = name + ":" + std::to_string(lineno) + ": ";
+    if (t[0] == '$') return Status::Error(where + "zone file directives are not supported: " + t.substr(0, 40));
+    ldns_rr* rr = nullptr;
+    ldns_status s = ldns_rr_new_frm_str(&rr, t.c_str(), 0, nullptr, nullptr);
+    if (s != LDNS_STATUS_OK || !rr) {
+      return Status::Error(where + "not a resource record (" + ldns_get_errorstr_by_id(s) + "): " + t.substr(0, 60));
+    }
+    ldns_rr_list_push_rr(out.list_, rr);
+  }
+  return out;
+}
+
+RrList RrList::Select(uint16_t type, const std::string& owner) const {
+  RrList out;
+  RdfPtr want = owner.empty() ? nullptr : NameRdf(owner);
+  for (size_t i = 0; i < size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(list_, i);
+    if (type != 0 && ldns_rr_get_type(rr) != type) continue;
+    if (want && !SameName(ldns_rr_owner(rr), want.get())) continue;
+    ldns_rr_list_push_rr(out.list_, ldns_rr_clone(rr));
+  }
+  return out;
+}
+
+RrList RrList::Clone() const { return Select(0); }
+
+void RrList::Append(const RrList& other) {
+  for (size_t i = 0; i < other.size(); ++i) ldns_rr_list_push_rr(list_, ldns_rr_clone(ldns_rr_list_rr(other.list_, i)));
+}
+
+std::string RrList::ToString() const {
+  std::string out;
+  for (size_t i = 0; i < size(); ++i) out += RrText(ldns_rr_list_rr(list_, i)) + "\n";
+  return out;
+}
+
+// --- Trust anchors ---
+
+Result<RrList> ParseTrustAnchors(const std::string& text, const std::string& name) {
+  auto parsed = RrList::FromText(text, name);
+  if (!parsed.ok()) return parsed.status();
+  RrList list = std::move(parsed.value());
+  if (list.empty()) return Status::Error(name + ": no DS or DNSKEY records (no trust anchor)");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(list.get(), i);
+    ldns_rr_type t = ldns_rr_get_type(rr);
+    if (t != LDNS_RR_TYPE_DS && t != LDNS_RR_TYPE_DNSKEY) {
+      return Status::Error(name + ": only DS and DNSKEY records can be trust anchors, not " + RrText(rr).substr(0, 80));
+    }
+    if (t == LDNS_RR_TYPE_DNSKEY && !(ldns_rdf2native_int16(ldns_rr_dnskey_flags(rr)) & LDNS_KEY_ZONE_KEY)) {
+      return Status::Error(name + ": DNSKEY anchor without the zone key bit: " + RrText(rr).substr(0, 80));
+    }
+  }
+  return list;
+}
+
+Result<RrList> LoadTrustAnchors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Error(path + ": cannot read the trust anchor file: " + strerror(errno));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) return Status::Error(path + ": read error");
+  return ParseTrustAnchors(buf.str(), path);
+}
+
+// --- Signatures ---
+
+const char* SigStatusName(SigStatus s) {
+  switch (s) {
+    case SigStatus::kValid: return "valid";
+    case SigStatus::kBogus: return "bogus";
+    case SigStatus::kUnsupported: return "unsupported";
+  }
+  return "?";
+}
+
+SigCheckOptions DefaultSigCheckOptions(int64_t now) {
+  SigCheckOptions o;
+  o.now = now;
+  o.unsupported_algorithms = {1, 3, 6, 12};
+  o.unsupported_digests = {3};
+  return o;
+}
+
+SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& keys, const SigCheckOptions& o) {
+  SigResult r;
+  r.status = SigStatus::kBogus;
+  if (rrset.empty()) {
+    r.reason = "empty RRset";
+    return r;
+  }
+  const ldns_rr* first = ldns_rr_list_rr(rrset.get(), 0);
+  const ldns_rdf* owner = ldns_rr_owner(first);
+  const ldns_rr_type type = ldns_rr_get_type(first);
+  std::unique_ptr<char, MallocFree> type_name(ldns_rr_type2str(type));
+  const std::string what = NameText(owner) + " " + (type_name ? type_name.get() : "?");
+  for (size_t i = 1; i < rrset.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(rrset.get(), i);
+    if (ldns_rr_get_type(rr) != type || !SameName(ldns_rr_owner(rr), owner) ||
+        ldns_rr_get_class(rr) != ldns_rr_get_class(first)) {
+      r.reason = "not one RRset: " + RrText(rr).substr(0, 80);
+      return r;
+    }
+  }
+  const ldns_rr* zone_key = nullptr;
+  for (size_t i = 0; i < keys.size() && !zone_key; ++i) {
+    if (ldns_rr_get_type(ldns_rr_list_rr(keys.get(), i)) == LDNS_RR_TYPE_DNSKEY) zone_key = ldns_rr_list_rr(keys.get(), i);
+  }
+  if (!zone_key) {
+    r.reason = "no DNSKEY to check " + what + " with";
+    return r;
+  }
+  const ldns_rdf* zone = ldns_rr_owner(zone_key);
+
+  std::vector<std::string> problems;
+  bool any_sig = false, any_supported = false;
+  for (size_t i = 0; i < sigs.size(); ++i) {
+    ldns_rr* sig = ldns_rr_list_rr(sigs.get(), i);
+    if (ldns_rr_get_type(sig) != LDNS_RR_TYPE_RRSIG || ldns_rr_rd_count(sig) < 9) continue;
+    if (!SameName(ldns_rr_owner(sig), owner)) continue;
+    if (ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(sig)) != type) continue;
+    any_sig = true;
+    const uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
+    const uint16_t tag = ldns_rdf2native_int16(ldns_rr_rrsig_keytag(sig));
+    const std::string sig_name = "RRSIG tag " + std::to_string(tag) + " alg " + std::to_string(alg);
+    if (!AlgorithmUsable(alg, o)) {
+      problems.push_back(sig_name + ": algorithm not supported");
+      continue;
+    }
+    any_supported = true;
+    const ldns_rdf* signer = ldns_rr_rrsig_signame(sig);
+    if (!SameName(signer, zone)) {
+      problems.push_back(sig_name + ": signed by " + NameText(signer) + ", not by the zone " + NameText(zone));
+      continue;
+    }
+    if (!AtOrBelow(owner, signer)) {
+      problems.push_back(sig_name + ": signer " + NameText(signer) + " does not enclose " + NameText(owner));
+      continue;
+    }
+    const uint8_t labels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig));
+    const uint8_t owner_labels = SigLabels(owner);
+    if (labels > owner_labels) {
+      problems.push_back(sig_name + ": label count " + std::to_string(labels) + " exceeds the owner's " +
+                         std::to_string(owner_labels));
+      continue;
+    }
+    // RFC 4034 §3.1.5 times are 32-bit; read them as Unix times (valid
+    // until 2106).
+    const int64_t inception = static_cast<uint32_t>(ldns_rdf2native_int32(ldns_rr_rrsig_inception(sig)));
+    const int64_t expiration = static_cast<uint32_t>(ldns_rdf2native_int32(ldns_rr_rrsig_expiration(sig)));
+    if (o.now + o.skew < inception) {
+      problems.push_back(sig_name + ": not valid before " + std::to_string(inception) + " (now " +
+                         std::to_string(o.now) + ")");
+      continue;
+    }
+    if (o.now - o.skew > expiration) {
+      problems.push_back(sig_name + ": signature expired at " + std::to_string(expiration) + " (now " +
+                         std::to_string(o.now) + ")");
+      continue;
+    }
+    // Inside the skew allowance, verify as of the nearest valid instant.
+    const time_t check_time = static_cast<time_t>(std::clamp(o.now, inception, expiration));
+    bool key_found = false;
+    for (size_t k = 0; k < keys.size(); ++k) {
+      ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+      if (ldns_rr_get_type(key) != LDNS_RR_TYPE_DNSKEY || ldns_rr_rd_count(key) < 4) continue;
+      if (!SameName(ldns_rr_owner(key), zone)) continue;
+      if (ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) != alg || ldns_calc_keytag(key) != tag) continue;
+      const uint16_t flags = ldns_rdf2native_int16(ldns_rr_dnskey_flags(key));
+      if (!(flags & LDNS_KEY_ZONE_KEY)) {
+        problems.push_back(sig_name + ": key " + std::to_string(tag) + " is not a zone key");
+        continue;
+      }
+      if (flags & LDNS_KEY_REVOKE_KEY) {
+        problems.push_back(sig_name + ": key " + std::to_string(tag) + " is revoked");
+        continue;
+      }
+      key_found = true;
+      ldns_status s = ldns_verify_rrsig_time(rrset.get(), sig, key, check_time);
+      if (s != LDNS_STATUS_OK) {
+        problems.push_back(sig_name + ": does not verify (" + ldns_get_errorstr_by_id(s) + ")");
+        continue;
+      }
+      r.status = SigStatus::kValid;
+      r.key_tags = {tag};
+      r.signer = NameText(zone);
+      r.wildcard = labels < owner_labels;
+      if (r.wildcard) {
+        RdfPtr encloser(ldns_dname_clone_from(owner, static_cast<uint16_t>(ldns_dname_label_count(owner) - labels)));
+        r.wildcard_source = "*." + (encloser ? NameText(encloser.get()) : std::string("?"));
+        if (r.wildcard_source == "*..") r.wildcard_source = "*";
+      }
+      const int64_t until_expiry = std::max<int64_t>(0, expiration - o.now);
+      r.ttl_limit = static_cast<uint32_t>(
+          std::min<int64_t>(ldns_rdf2native_int32(ldns_rr_rrsig_origttl(sig)), until_expiry));
+      r.reason = what + " signed by " + r.signer + " key " + std::to_string(tag) +
+                 (r.wildcard ? " (wildcard expansion of " + r.wildcard_source + ")" : "");
+      return r;
+    }
+    if (!key_found) {
+      problems.push_back(sig_name + ": no zone key with that tag and algorithm in the DNSKEY set of " +
+                         NameText(zone));
+    }
+  }
+  if (!any_sig) {
+    r.reason = "no RRSIG over " + what + ": signatures missing or stripped";
+    return r;
+  }
+  if (!any_supported) {
+    r.status = SigStatus::kUnsupported;
+    r.reason = what + ": no signature with an algorithm we can verify (" + Join(problems, "; ") + ")";
+    return r;
+  }
+  r.reason = what + ": " + Join(problems, "; ");
+  return r;
+}
+
+SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList& ds, const SigCheckOptions& o) {
+  SigResult r;
+  r.status = SigStatus::kBogus;
+  RrList keys = dnskeys.Select(LDNS_RR_TYPE_DNSKEY);
+  if (keys.empty()) {
+    r.reason = "no DNSKEY records";
+    return r;
+  }
+  const ldns_rdf* zone = ldns_rr_owner(ldns_rr_list_rr(keys.get(), 0));
+  const std::string zone_name = NameText(zone);
+  std::vector<std::string> problems;
+  std::vector<std::pair<const ldns_rr*, std::string>> candidates;  // key, what vouches for it
+  size_t usable_anchors = 0;
+  for (size_t i = 0; i < ds.size(); ++i) {
+    const ldns_rr* a = ldns_rr_list_rr(ds.get(), i);
+    if (!SameName(ldns_rr_owner(a), zone)) continue;
+    if (ldns_rr_get_type(a) == LDNS_RR_TYPE_DS && ldns_rr_rd_count(a) >= 4) {
+      const uint16_t tag = ldns_rdf2native_int16(ldns_rr_rdf(a, 0));
+      const uint8_t alg = ldns_rdf2native_int8(ldns_rr_rdf(a, 1));
+      const uint8_t digest = ldns_rdf2native_int8(ldns_rr_rdf(a, 2));
+      const std::string ds_name = "DS " + std::to_string(tag) + " alg " + std::to_string(alg) + " digest " +
+                                  std::to_string(digest);
+      if (!AlgorithmUsable(alg, o) || !DigestUsable(digest, o)) {
+        problems.push_back(ds_name + ": algorithm or digest type not supported");
+        continue;
+      }
+      ++usable_anchors;
+      bool matched = false;
+      for (size_t k = 0; k < keys.size(); ++k) {
+        const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+        if (ldns_rr_rd_count(key) < 4 || ldns_calc_keytag(key) != tag ||
+            ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) != alg)
+          continue;
+        RrPtr computed(ldns_key_rr2ds(key, static_cast<ldns_hash>(digest)));
+        if (!computed || ldns_rr_rd_count(computed.get()) < 4) continue;
+        if (ldns_rdf_compare(ldns_rr_rdf(computed.get(), 3), ldns_rr_rdf(a, 3)) != 0) continue;
+        matched = true;
+        candidates.emplace_back(key, ds_name);
+      }
+      if (!matched) problems.push_back(ds_name + ": matches no DNSKEY of " + zone_name + " (digest mismatch or key missing)");
+    } else if (ldns_rr_get_type(a) == LDNS_RR_TYPE_DNSKEY && ldns_rr_rd_count(a) >= 4) {
+      const uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(a));
+      const std::string anchor_name = "DNSKEY anchor " + std::to_string(ldns_calc_keytag(a));
+      if (!AlgorithmUsable(alg, o)) {
+        problems.push_back(anchor_name + ": algorithm " + std::to_string(alg) + " not supported");
+        continue;
+      }
+      ++usable_anchors;
+      bool matched = false;
+      for (size_t k = 0; k < keys.size(); ++k) {
+        const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+        bool same = ldns_rr_rd_count(key) == ldns_rr_rd_count(a);
+        for (size_t f = 0; same && f < ldns_rr_rd_count(a); ++f)
+          same = ldns_rdf_compare(ldns_rr_rdf(key, f), ldns_rr_rdf(a, f)) == 0;
+        if (!same) continue;
+        matched = true;
+        candidates.emplace_back(key, anchor_name);
+      }
+      if (!matched) problems.push_back(anchor_name + ": not in the DNSKEY set of " + zone_name);
+    }
+  }
+  for (const auto& [key, why] : candidates) {
+    RrList one;
+    ldns_rr_list_push_rr(one.get(), ldns_rr_clone(key));
+    SigResult s = VerifyRrset(keys, sigs, one, o);
+    if (s.status == SigStatus::kValid) {
+      s.reason = "DNSKEY set of " + zone_name + " authenticated by " + why + " (key " +
+                 std::to_string(ldns_calc_keytag(key)) + ")";
+      return s;
+    }
+    problems.push_back(why + ": " + s.reason);
+  }
+  if (usable_anchors == 0) {
+    r.status = SigStatus::kUnsupported;
+    r.reason = "no DS or trust anchor for " + zone_name + " that we can use" +
+               (problems.empty() ? "" : " (" + Join(problems, "; ") + ")");
+    return r;
+  }
+  r.reason = "DNSKEY set of " + zone_name + " not authenticated: " + Join(problems, "; ");
+  return r;
+}
+
+}  // namespace mxsec

@@ -1,0 +1,352 @@
+// dnssec_test.cc - the building blocks of local DNSSEC validation: trust
+// anchors, RRset signatures, DNSKEY sets authenticated by DS. Keys and
+// signatures are made in the test with ldns, so every case (expired,
+// not yet valid, wrong key, stripped, tampered, revoked, wildcard,
+// unsupported algorithm, DS mismatch) is built on purpose.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "mxsec/dnssec.h"
+
+#include <ldns/ldns.h>
+
+using namespace mxsec;
+
+namespace {
+
+constexpr int64_t kNow = 1700000000;
+
+bool Contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A signing key of a zone (RAII), with its DNSKEY record.
+class Key {
+ public:
+  Key(const std::string& zone, uint16_t flags, ldns_signing_algorithm alg = LDNS_SIGN_ECDSAP256SHA256,
+      uint16_t bits = 256) {
+    key_ = ldns_key_new_frm_algorithm(alg, bits);
+    REQUIRE(key_ != nullptr);
+    ldns_key_set_pubkey_owner(key_, ldns_dname_new_frm_str((zone == "." ? "." : zone + ".").c_str()));
+    ldns_key_set_flags(key_, flags);
+    rr_ = ldns_key2rr(key_);
+    REQUIRE(rr_ != nullptr);
+    tag_ = ldns_calc_keytag(rr_);
+    ldns_key_set_keytag(key_, tag_);
+  }
+  ~Key() {
+    ldns_key_deep_free(key_);
+    ldns_rr_free(rr_);
+  }
+  Key(const Key&) = delete;
+  Key& operator=(const Key&) = delete;
+  ldns_key* get() const { return key_; }
+  ldns_rr* rr() const { return rr_; }
+  uint16_t tag() const { return tag_; }
+  RrList Dnskey() const {
+    RrList l;
+    ldns_rr_list_push_rr(l.get(), ldns_rr_clone(rr_));
+    return l;
+  }
+
+ private:
+  ldns_key* key_ = nullptr;
+  ldns_rr* rr_ = nullptr;
+  uint16_t tag_ = 0;
+};
+
+RrList Records(const std::string& text) {
+  auto r = RrList::FromText(text, "test");
+  REQUIRE(r.ok());
+  return std::move(r.value());
+}
+
+RrList Sign(const RrList& rrset, const std::vector<const Key*>& keys, int64_t inception = kNow - 3600,
+            int64_t expiration = kNow + 86400) {
+  ldns_key_list* kl = ldns_key_list_new();
+  for (const Key* k : keys) {
+    ldns_key_set_inception(k->get(), static_cast<uint32_t>(inception));
+    ldns_key_set_expiration(k->get(), static_cast<uint32_t>(expiration));
+    ldns_key_list_push_key(kl, k->get());
+  }
+  ldns_rr_list* sigs = ldns_sign_public(rrset.get(), kl);
+  // The keys stay ours: empty the list before freeing it (popping the
+  // last key makes ldns free the array twice).
+  ldns_key_list_set_key_count(kl, 0);
+  ldns_key_list_free(kl);
+  REQUIRE(sigs != nullptr);
+  return RrList(sigs);
+}
+
+RrList Join(const RrList& a, const RrList& b) {
+  RrList out = a.Clone();
+  out.Append(b);
+  return out;
+}
+
+// Replaces the owner name of every record.
+void Rename(RrList* l, const std::string& owner) {
+  for (size_t i = 0; i < l->size(); ++i) {
+    ldns_rr* rr = ldns_rr_list_rr(l->get(), i);
+    ldns_rdf* old = ldns_rr_owner(rr);
+    ldns_rr_set_owner(rr, ldns_dname_new_frm_str((owner + ".").c_str()));
+    ldns_rdf_deep_free(old);
+  }
+}
+
+RrList Ds(const Key& k, ldns_hash digest = LDNS_SHA256) {
+  RrList l;
+  ldns_rr* ds = ldns_key_rr2ds(k.rr(), digest);
+  REQUIRE(ds != nullptr);
+  ldns_rr_list_push_rr(l.get(), ds);
+  return l;
+}
+
+SigCheckOptions Opts() { return DefaultSigCheckOptions(kNow); }
+
+const char* kA = "mx.example.test. 300 IN A 192.0.2.1\nmx.example.test. 300 IN A 192.0.2.2\n";
+
+}  // namespace
+
+TEST_CASE("dnssec: trust anchor files") {
+  Key ksk("test", 257);
+  RrList ds = Ds(ksk);
+  std::string text = "; the test. KSK\n\n" + ds.ToString() + "# and as a key\n" +
+                     Key("example", 257).Dnskey().ToString();
+  auto a = ParseTrustAnchors(text, "anchors");
+  REQUIRE(a.ok());
+  CHECK(a->size() == 2);
+  CHECK(a->Select(LDNS_RR_TYPE_DS, "test").size() == 1);
+  CHECK(a->Select(LDNS_RR_TYPE_DNSKEY, "example").size() == 1);
+  CHECK(a->Select(LDNS_RR_TYPE_DS, "example").empty());
+
+  // The Debian dns-root-data root.key (KSK-2017, as a DS record).
+  auto root = ParseTrustAnchors(
+      ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n", "root.key");
+  REQUIRE(root.ok());
+  CHECK(root->Select(LDNS_RR_TYPE_DS, ".").size() == 1);
+
+  auto bad = ParseTrustAnchors("; ok\nexample. 300 IN A 192.0.2.1\n", "f");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(Contains(bad.error(), "only DS and DNSKEY"));
+  bad = ParseTrustAnchors("\n\nthis is not a record\n", "f");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(Contains(bad.error(), "f:3:"));
+  bad = ParseTrustAnchors("; nothing\n", "f");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(Contains(bad.error(), "no DS or DNSKEY"));
+  bad = ParseTrustAnchors("$ORIGIN test.\n", "f");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(Contains(bad.error(), "f:1:"));
+  Key nonzone("test", 0);
+  bad = ParseTrustAnchors(nonzone.Dnskey().ToString(), "f");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(Contains(bad.error(), "zone key bit"));
+  auto missing = LoadTrustAnchors("/nonexistent/root.key");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(Contains(missing.error(), "/nonexistent/root.key"));
+}
+
+TEST_CASE("dnssec: a good signature, and the key tag and signer it reports") {
+  Key zsk("example.test", 256);
+  RrList a = Records(kA);
+  SigResult r = VerifyRrset(a, Sign(a, {&zsk}), zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kValid);
+  CHECK(r.key_tags == std::vector<uint16_t>{zsk.tag()});
+  CHECK(r.signer == "example.test");
+  CHECK_FALSE(r.wildcard);
+  CHECK(r.ttl_limit == 300);
+  // Signatures over other RRsets in the list are ignored, the right one is found.
+  RrList other = Records("other.example.test. 300 IN A 192.0.2.9\n");
+  RrList sigs = Join(Sign(other, {&zsk}), Sign(a, {&zsk}));
+  CHECK(VerifyRrset(a, sigs, zsk.Dnskey(), Opts()).status == SigStatus::kValid);
+  // The TTL limit follows the signature's expiry when that is sooner.
+  r = VerifyRrset(a, Sign(a, {&zsk}, kNow - 10, kNow + 100), zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kValid);
+  CHECK(r.ttl_limit == 100);
+}
+
+TEST_CASE("dnssec: validity windows with a clock-skew allowance") {
+  Key zsk("example.test", 256);
+  RrList a = Records(kA);
+  SigCheckOptions o = Opts();
+  o.skew = 300;
+  SigResult r = VerifyRrset(a, Sign(a, {&zsk}, kNow - 86400, kNow - 1000), zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "expired"));
+  CHECK(VerifyRrset(a, Sign(a, {&zsk}, kNow - 86400, kNow - 100), zsk.Dnskey(), o).status == SigStatus::kValid);
+  r = VerifyRrset(a, Sign(a, {&zsk}, kNow + 1000, kNow + 86400), zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "not valid before"));
+  CHECK(VerifyRrset(a, Sign(a, {&zsk}, kNow + 100, kNow + 86400), zsk.Dnskey(), o).status == SigStatus::kValid);
+  o.skew = 0;
+  CHECK(VerifyRrset(a, Sign(a, {&zsk}, kNow + 100, kNow + 86400), zsk.Dnskey(), o).status == SigStatus::kBogus);
+}
+
+TEST_CASE("dnssec: bogus signatures") {
+  Key zsk("example.test", 256);
+  Key other("example.test", 256);
+  RrList a = Records(kA);
+
+  // Stripped: no RRSIG at all is bogus, never insecure.
+  SigResult r = VerifyRrset(a, RrList(), zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "missing or stripped"));
+
+  // Signed by a key that is not in the DNSKEY set.
+  r = VerifyRrset(a, Sign(a, {&other}), zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "no zone key with that tag"));
+
+  // Data changed after signing.
+  RrList sigs = Sign(a, {&zsk});
+  RrList changed = Records("mx.example.test. 300 IN A 192.0.2.1\nmx.example.test. 300 IN A 198.51.100.66\n");
+  r = VerifyRrset(changed, sigs, zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "does not verify"));
+
+  // A key of another zone: wrong signer for this key set, and a signer that
+  // does not enclose the owner.
+  Key elsewhere("other.test", 256);
+  RrList foreign = Sign(a, {&elsewhere});
+  r = VerifyRrset(a, foreign, zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "not by the zone example.test"));
+  r = VerifyRrset(a, foreign, elsewhere.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "does not enclose"));
+
+  // Keys without the zone bit, or revoked, do not count.
+  // (ldns will not sign with a non-zone key: take a zone key's record,
+  // clear its zone bit, and point the RRSIG at the resulting key tag.)
+  RrList nonzone = zsk.Dnskey();
+  ldns_rr* nz = ldns_rr_list_rr(nonzone.get(), 0);
+  ldns_rdf_data(ldns_rr_rdf(nz, 0))[0] = 0;
+  RrList nzsigs = Sign(a, {&zsk});
+  ldns_rdf* tag = ldns_rr_rdf(ldns_rr_list_rr(nzsigs.get(), 0), 6);
+  ldns_write_uint16(ldns_rdf_data(tag), ldns_calc_keytag(nz));
+  r = VerifyRrset(a, nzsigs, nonzone, Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(r.reason, "not a zone key"), r.reason);
+  Key revoked("example.test", 256 | 128);
+  r = VerifyRrset(a, Sign(a, {&revoked}), revoked.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "revoked"));
+
+  // Not one RRset; an empty key set.
+  RrList mixed = Join(a, Records("www.example.test. 300 IN A 192.0.2.3\n"));
+  CHECK(Contains(VerifyRrset(mixed, sigs, zsk.Dnskey(), Opts()).reason, "not one RRset"));
+  CHECK(VerifyRrset(a, sigs, RrList(), Opts()).status == SigStatus::kBogus);
+}
+
+TEST_CASE("dnssec: an algorithm we cannot verify makes the answer unsupported, not bogus") {
+  Key zsk("example.test", 256);
+  RrList a = Records(kA);
+  RrList sigs = Sign(a, {&zsk});
+  SigCheckOptions o = Opts();
+  o.unsupported_algorithms.insert(LDNS_ECDSAP256SHA256);
+  SigResult r = VerifyRrset(a, sigs, zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kUnsupported);
+  CHECK(Contains(r.reason, "not supported"));
+  // With a second signature by a supported algorithm, that one decides.
+  Key rsa("example.test", 256, LDNS_SIGN_RSASHA256, 1024);
+  RrList both = Sign(a, {&zsk, &rsa});
+  RrList keys = Join(zsk.Dnskey(), rsa.Dnskey());
+  r = VerifyRrset(a, both, keys, o);
+  CHECK(r.status == SigStatus::kValid);
+  CHECK(r.key_tags == std::vector<uint16_t>{rsa.tag()});
+  // ... and when that one is bad, the answer is bogus.
+  r = VerifyRrset(a, Sign(a, {&zsk}), keys, Opts());
+  CHECK(r.status == SigStatus::kValid);
+  RrList changed = Records("mx.example.test. 300 IN A 192.0.2.1\n");
+  CHECK(VerifyRrset(changed, both, keys, o).status == SigStatus::kBogus);
+  // The RFC 8624 MUST NOT algorithms are off by default.
+  CHECK(Opts().unsupported_algorithms.count(1));
+  CHECK(Opts().unsupported_algorithms.count(3));
+  CHECK(Opts().unsupported_digests.count(3));
+}
+
+TEST_CASE("dnssec: wildcard expansions are recognised from the label count") {
+  Key zsk("example.test", 256);
+  RrList wild = Records("*.w.example.test. 300 IN TLSA 3 1 1 "
+                        "0000000000000000000000000000000000000000000000000000000000000000\n");
+  RrList sigs = Sign(wild, {&zsk});
+  // A wildcard RRset verifies as itself...
+  SigResult r = VerifyRrset(wild, sigs, zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kValid);
+  CHECK_FALSE(r.wildcard);
+  // ... and as an expansion at a name below it (the proof that no closer
+  // name exists is the caller's job).
+  RrList expanded = wild.Clone();
+  RrList expanded_sigs = sigs.Clone();
+  Rename(&expanded, "_25._tcp.mx.w.example.test");
+  Rename(&expanded_sigs, "_25._tcp.mx.w.example.test");
+  r = VerifyRrset(expanded, expanded_sigs, zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kValid);
+  CHECK(r.wildcard);
+  CHECK(r.wildcard_source == "*.w.example.test");
+  // A signature claiming more labels than the owner has is bogus.
+  RrList a = Records("deep.mx.example.test. 300 IN A 192.0.2.1\n");
+  RrList asigs = Sign(a, {&zsk});
+  Rename(&a, "mx.example.test");
+  Rename(&asigs, "mx.example.test");
+  r = VerifyRrset(a, asigs, zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "label count"));
+}
+
+TEST_CASE("dnssec: DNSKEY sets authenticated by DS records or key anchors") {
+  Key ksk("example.test", 257);
+  Key zsk("example.test", 256);
+  RrList keys = Join(ksk.Dnskey(), zsk.Dnskey());
+  RrList sigs = Sign(keys, {&ksk});
+
+  SigResult r = VerifyDnskeys(keys, sigs, Ds(ksk), Opts());
+  CHECK(r.status == SigStatus::kValid);
+  CHECK(r.key_tags == std::vector<uint16_t>{ksk.tag()});
+  CHECK(Contains(r.reason, "authenticated by DS " + std::to_string(ksk.tag())));
+  CHECK(VerifyDnskeys(keys, sigs, Ds(ksk, LDNS_SHA1), Opts()).status == SigStatus::kValid);
+  CHECK(VerifyDnskeys(keys, sigs, Ds(ksk, LDNS_SHA384), Opts()).status == SigStatus::kValid);
+
+  // DS digest mismatch.
+  RrList bad = Ds(ksk);
+  ldns_rdf* digest = ldns_rr_rdf(ldns_rr_list_rr(bad.get(), 0), 3);
+  ldns_rdf_data(digest)[0] ^= 0xff;
+  r = VerifyDnskeys(keys, sigs, bad, Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "digest mismatch"));
+
+  // The DS names the ZSK, but only the KSK signs the DNSKEY set.
+  r = VerifyDnskeys(keys, sigs, Ds(zsk), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  // The DNSKEY set is unsigned (stripped).
+  CHECK(VerifyDnskeys(keys, RrList(), Ds(ksk), Opts()).status == SigStatus::kBogus);
+  // A DS of another zone does not count: nothing usable for this zone.
+  Key foreign("other.test", 257);
+  CHECK(VerifyDnskeys(keys, sigs, Ds(foreign), Opts()).status == SigStatus::kUnsupported);
+
+  // Only unsupported digest types or algorithms: the zone is insecure.
+  SigCheckOptions o = Opts();
+  o.unsupported_digests.insert(LDNS_SHA256);
+  r = VerifyDnskeys(keys, sigs, Ds(ksk), o);
+  CHECK(r.status == SigStatus::kUnsupported);
+  o = Opts();
+  o.unsupported_algorithms.insert(LDNS_ECDSAP256SHA256);
+  CHECK(VerifyDnskeys(keys, sigs, Ds(ksk), o).status == SigStatus::kUnsupported);
+  // ... but one supported DS that fails makes it bogus even next to an unsupported one.
+  RrList mix = Records("example.test. 300 IN DS " + std::to_string(ksk.tag()) +
+                        " 13 3 00000000000000000000000000000000000000000000000000000000000000ff\n");
+  CHECK(VerifyDnskeys(keys, sigs, mix, Opts()).status == SigStatus::kUnsupported);  // GOST: unsupported
+  mix.Append(bad);
+  CHECK(VerifyDnskeys(keys, sigs, mix, Opts()).status == SigStatus::kBogus);
+
+  // A DNSKEY trust anchor: it must be in the set and sign it.
+  r = VerifyDnskeys(keys, sigs, ksk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kValid);
+  CHECK(Contains(r.reason, "DNSKEY anchor"));
+  Key stranger("example.test", 257);
+  r = VerifyDnskeys(keys, sigs, stranger.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "not in the DNSKEY set"));
+  CHECK(VerifyDnskeys(RrList(), sigs, Ds(ksk), Opts()).status == SigStatus::kBogus);
+}
