@@ -442,6 +442,7 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
     }
     if (pid > 0) return EX_OK;  // the parent's copy of the lock closes at exit; the child's keeps it
     // The child: detach from the caller (its terminal and its pipes) and deliver.
+    closelog();  // its socket is among the descriptors closed below; syslog(3) reopens it
     setsid();
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
