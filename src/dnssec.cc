@@ -1,7 +1,7 @@
 // dnssec.cc - building blocks of in-process DNSSEC validation (see
 // dnssec.h for what is promised, and what is not built yet).
 //
-// ldns does the cryptography (ldns_verify_rrsig_time, ldns_key_rr2ds); this
+// ldns does the cryptography and NSEC3 hashing (ldns_verify_rrsig_time, ldns_key_rr2ds); this
 // module adds what ldns's low-level functions leave to the caller (notes
 // §5.4): signer/owner relations, zone and REVOKE bits, label counts, the
 // skew allowance, and the line between "cannot verify" (unsupported:
@@ -409,6 +409,305 @@ SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList&
   }
   r.reason = "DNSKEY set of " + zone_name + " not authenticated: " + Join(problems, "; ");
   return r;
+}
+
+// --- Denial of existence ---
+
+namespace {
+
+constexpr uint16_t kMaxNsec3Iterations = 150;  // RFC 9276 §3.2: above this, treat as insecure
+
+// The parent of `name`, or null for the root.
+RdfPtr Parent(const ldns_rdf* name) {
+  if (ldns_dname_label_count(name) == 0) return nullptr;
+  return RdfPtr(ldns_dname_left_chop(name));
+}
+
+RdfPtr Wildcard(const ldns_rdf* encloser) {
+  RdfPtr w(ldns_dname_new_frm_str("*"));
+  if (!w || ldns_dname_cat(w.get(), encloser) != LDNS_STATUS_OK) return nullptr;
+  return w;
+}
+
+bool HasType(const ldns_rr* nsec, ldns_rr_type t) {
+  const ldns_rdf* bitmap = ldns_rr_get_type(nsec) == LDNS_RR_TYPE_NSEC ? ldns_rr_rdf(nsec, 1) : ldns_rr_rdf(nsec, 5);
+  return bitmap && ldns_nsec_bitmap_covers_type(bitmap, t);
+}
+
+// The NSEC span owner < name < next in canonical order (the last NSEC of a
+// zone points back to the apex).
+bool NsecCovers(const ldns_rr* nsec, const ldns_rdf* name) {
+  const ldns_rdf* owner = ldns_rr_owner(nsec);
+  const ldns_rdf* next = ldns_rr_rdf(nsec, 0);
+  if (ldns_dname_compare(name, owner) <= 0) return false;
+  return ldns_dname_compare(name, next) < 0 || ldns_dname_compare(next, owner) <= 0;
+}
+
+std::string LowerText(const ldns_rdf* rdf) {
+  std::unique_ptr<char, MallocFree> s(ldns_rdf2str(rdf));
+  std::string t = s ? s.get() : "";
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(tolower(c)); });
+  if (!t.empty() && t.back() == '.') t.pop_back();
+  return t;
+}
+
+// NSEC3 records of one parameter set, with hashing and span checks on the
+// base32hex text of the hashes (whose order is the order of the hashes).
+class Nsec3Set {
+ public:
+  explicit Nsec3Set(std::vector<const ldns_rr*> records) : records_(std::move(records)) {}
+  std::string Hash(const ldns_rdf* name) const {
+    RdfPtr h(ldns_nsec3_hash_name_frm_nsec3(records_.front(), name));
+    return h ? LowerText(h.get()) : "";
+  }
+  static std::string OwnerHash(const ldns_rr* r) {
+    std::string o = LowerText(ldns_rr_owner(r));
+    return o.substr(0, o.find('.'));
+  }
+  const ldns_rr* Match(const ldns_rdf* name) const {
+    std::string h = Hash(name);
+    for (const ldns_rr* r : records_)
+      if (!h.empty() && OwnerHash(r) == h) return r;
+    return nullptr;
+  }
+  const ldns_rr* Cover(const ldns_rdf* name) const {
+    std::string h = Hash(name);
+    if (h.empty()) return nullptr;
+    for (const ldns_rr* r : records_) {
+      std::string owner = OwnerHash(r), next = LowerText(ldns_rr_rdf(r, 4));
+      if (h <= owner) continue;
+      if (h < next || next <= owner) return r;
+    }
+    return nullptr;
+  }
+
+ private:
+  std::vector<const ldns_rr*> records_;
+};
+
+}  // namespace
+
+DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
+                          const RrList& keys, const SigCheckOptions& o) {
+  DenialResult d;
+  d.status = SigStatus::kBogus;
+  RdfPtr qn = NameRdf(qname);
+  const ldns_rr* zone_key = nullptr;
+  for (size_t i = 0; i < keys.size() && !zone_key; ++i)
+    if (ldns_rr_get_type(ldns_rr_list_rr(keys.get(), i)) == LDNS_RR_TYPE_DNSKEY) zone_key = ldns_rr_list_rr(keys.get(), i);
+  if (!qn || !zone_key) {
+    d.reason = "no name or no zone keys";
+    return d;
+  }
+  const ldns_rdf* zone = ldns_rr_owner(zone_key);
+  if (!AtOrBelow(qn.get(), zone)) {
+    d.reason = qname + " is not in the zone " + NameText(zone);
+    return d;
+  }
+  if (what == Denial::kNoDs) qtype = LDNS_RR_TYPE_DS;
+  std::unique_ptr<char, MallocFree> tn(ldns_rr_type2str(static_cast<ldns_rr_type>(qtype)));
+  const std::string type_name = tn ? tn.get() : "?";
+
+  // Only NSEC/NSEC3 RRsets that verify with the zone's keys count.
+  RrList verified;
+  std::vector<std::string> rejected;
+  std::vector<std::string> seen;
+  for (size_t i = 0; i < auth.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(auth.get(), i);
+    ldns_rr_type t = ldns_rr_get_type(rr);
+    if (t != LDNS_RR_TYPE_NSEC && t != LDNS_RR_TYPE_NSEC3) continue;
+    std::string key = LowerText(ldns_rr_owner(rr)) + "/" + std::to_string(t);
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+    seen.push_back(key);
+    std::string owner = LowerText(ldns_rr_owner(rr));
+    RrList rrset = auth.Select(t, owner);
+    SigResult s = VerifyRrset(rrset, auth, keys, o);
+    if (s.status != SigStatus::kValid || s.wildcard) {
+      rejected.push_back(s.wildcard ? owner + ": wildcard-expanded " + (t == LDNS_RR_TYPE_NSEC ? "NSEC" : "NSEC3")
+                                    : s.reason);
+      continue;
+    }
+    if (std::find(d.key_tags.begin(), d.key_tags.end(), s.key_tags.front()) == d.key_tags.end())
+      d.key_tags.push_back(s.key_tags.front());
+    verified.Append(rrset);
+  }
+  auto fail = [&](const std::string& why) {
+    d.status = SigStatus::kBogus;
+    d.reason = why + (rejected.empty() ? "" : " (records rejected: " + Join(rejected, "; ") + ")");
+    d.key_tags.clear();
+    return d;
+  };
+  std::vector<const ldns_rr*> nsecs, nsec3s;
+  for (size_t i = 0; i < verified.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(verified.get(), i);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC && ldns_rr_rd_count(rr) >= 1) nsecs.push_back(rr);
+    // An empty non-terminal's NSEC3 has no type bitmap at all.
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3 && ldns_rr_rd_count(rr) >= 5) nsec3s.push_back(rr);
+  }
+  const std::string claim = what == Denial::kNoDs     ? "no DS at the delegation " + qname
+                            : what == Denial::kNoData ? "no " + type_name + " at " + qname
+                                                      : qname + " does not exist";
+  // The bitmap of a record at the name itself, for NODATA and no-DS.
+  auto check_bitmap = [&](const ldns_rr* at, const std::string& where) -> bool {
+    if (what == Denial::kNoDs) {
+      if (HasType(at, LDNS_RR_TYPE_SOA)) { fail(where + " is from the child zone (SOA), not the parent"); return false; }
+      if (!HasType(at, LDNS_RR_TYPE_NS)) { fail(where + ": " + qname + " is not a delegation (no NS)"); return false; }
+      if (HasType(at, LDNS_RR_TYPE_DS)) { fail(where + " lists a DS record"); return false; }
+      return true;
+    }
+    if (qtype == LDNS_RR_TYPE_DS && HasType(at, LDNS_RR_TYPE_SOA)) {
+      fail(where + " is from the child zone (SOA): it cannot deny the parent's DS");
+      return false;
+    }
+    if (HasType(at, static_cast<ldns_rr_type>(qtype)) || HasType(at, LDNS_RR_TYPE_CNAME)) {
+      fail(where + " lists " + type_name + " or CNAME");
+      return false;
+    }
+    // NS without SOA: the parent side of a delegation knows nothing of the child's data.
+    if (qtype != LDNS_RR_TYPE_DS && HasType(at, LDNS_RR_TYPE_NS) && !HasType(at, LDNS_RR_TYPE_SOA)) {
+      fail(where + " is a delegation point: it cannot deny " + type_name);
+      return false;
+    }
+    return true;
+  };
+
+  if (!nsecs.empty()) {
+    d.method = "NSEC";
+    const ldns_rr* at = nullptr;
+    for (const ldns_rr* r : nsecs)
+      if (SameName(ldns_rr_owner(r), qn.get())) at = r;
+    if (what != Denial::kNxDomain && at) {
+      if (!check_bitmap(at, "NSEC at " + qname)) return d;
+      d.status = SigStatus::kValid;
+      d.reason = claim + " (NSEC at " + qname + ")";
+      return d;
+    }
+    if (what == Denial::kNoDs) return fail("no NSEC at " + qname + " to prove " + claim);
+    if (at) return fail("NSEC at " + qname + ": the name exists");
+    // The name is covered: find the closest encloser, then the wildcard.
+    const ldns_rr* cover = nullptr;
+    for (const ldns_rr* r : nsecs)
+      if (NsecCovers(r, qn.get())) cover = r;
+    if (!cover) return fail("no NSEC covers " + qname);
+    const ldns_rdf* cover_owner = ldns_rr_owner(cover);
+    // A covering NSEC whose next name lies below qname: qname is an empty
+    // non-terminal. It exists (no NXDOMAIN) and has no data at all.
+    if (ldns_dname_is_subdomain(ldns_rr_rdf(cover, 0), qn.get())) {
+      if (what == Denial::kNxDomain) return fail(qname + " is an empty non-terminal: it exists");
+      d.status = SigStatus::kValid;
+      d.reason = claim + " (NSEC " + NameText(cover_owner) + ": " + qname + " is an empty non-terminal)";
+      return d;
+    }
+    if (ldns_dname_is_subdomain(qn.get(), cover_owner) &&
+        ((HasType(cover, LDNS_RR_TYPE_NS) && !HasType(cover, LDNS_RR_TYPE_SOA)) || HasType(cover, LDNS_RR_TYPE_DNAME)))
+      return fail("the covering NSEC at " + NameText(cover_owner) + " is a delegation or DNAME above " + qname);
+    RdfPtr ce = Parent(qn.get());
+    while (ce && !SameName(ce.get(), zone) &&
+           !(AtOrBelow(cover_owner, ce.get()) || AtOrBelow(ldns_rr_rdf(cover, 0), ce.get())))
+      ce = Parent(ce.get());
+    if (!ce) return fail("no closest encloser for " + qname);
+    RdfPtr wc = Wildcard(ce.get());
+    const ldns_rr* wc_at = nullptr;
+    const ldns_rr* wc_cover = nullptr;
+    for (const ldns_rr* r : nsecs) {
+      if (wc && SameName(ldns_rr_owner(r), wc.get())) wc_at = r;
+      if (wc && NsecCovers(r, wc.get())) wc_cover = r;
+    }
+    if (what == Denial::kNxDomain) {
+      if (wc_at) return fail("the wildcard " + NameText(wc.get()) + " exists: " + qname + " would match it");
+      if (!wc_cover) return fail("no NSEC proves that " + (wc ? NameText(wc.get()) : std::string("*")) + " does not exist");
+      d.status = SigStatus::kValid;
+      d.reason = claim + " (NSEC " + NameText(cover_owner) + " covers it, closest encloser " + NameText(ce.get()) +
+                 ", no wildcard)";
+      return d;
+    }
+    // NODATA at a wildcard (RFC 4035 §3.1.3.4).
+    if (!wc_at) return fail("no NSEC at " + qname + " or at the wildcard that would answer it");
+    if (!check_bitmap(wc_at, "NSEC at " + NameText(wc.get()))) return d;
+    d.status = SigStatus::kValid;
+    d.wildcard = true;
+    d.reason = claim + " (wildcard " + NameText(wc.get()) + " has no " + type_name + ")";
+    return d;
+  }
+
+  if (nsec3s.empty()) return fail("no signed NSEC or NSEC3 records to prove " + claim);
+  d.method = "NSEC3";
+  // One parameter set: that of the first record (others are ignored).
+  const ldns_rr* first = nsec3s.front();
+  if (ldns_nsec3_algorithm(first) != 1) {
+    d.status = SigStatus::kUnsupported;
+    d.reason = "NSEC3 hash algorithm " + std::to_string(ldns_nsec3_algorithm(first)) + " not supported: insecure";
+    return d;
+  }
+  if (ldns_nsec3_iterations(first) > kMaxNsec3Iterations) {
+    d.status = SigStatus::kUnsupported;
+    d.reason = "NSEC3 with " + std::to_string(ldns_nsec3_iterations(first)) +
+               " iterations (more than 150, RFC 9276): insecure";
+    return d;
+  }
+  std::vector<const ldns_rr*> same;
+  for (const ldns_rr* r : nsec3s) {
+    if (ldns_nsec3_algorithm(r) != ldns_nsec3_algorithm(first) ||
+        ldns_nsec3_iterations(r) != ldns_nsec3_iterations(first) ||
+        ldns_rdf_compare(ldns_rr_rdf(r, 3), ldns_rr_rdf(first, 3)) != 0)
+      continue;
+    // Owner: exactly one label (the hash) above the zone.
+    RdfPtr parent = Parent(ldns_rr_owner(r));
+    if (!parent || !SameName(parent.get(), zone)) continue;
+    same.push_back(r);
+  }
+  Nsec3Set set(same);
+  const ldns_rr* at = set.Match(qn.get());
+  if (what != Denial::kNxDomain && at) {
+    if (!check_bitmap(at, "NSEC3 matching " + qname)) return d;
+    d.status = SigStatus::kValid;
+    d.reason = claim + " (NSEC3 matching " + qname + ")";
+    return d;
+  }
+  if (what == Denial::kNxDomain && at) return fail("an NSEC3 matches " + qname + ": the name exists");
+  // Closest encloser proof (RFC 5155 §8.3): the closest provable encloser
+  // matches, the next closer name is covered.
+  RdfPtr ce = Parent(qn.get());
+  RdfPtr next_closer(ldns_rdf_clone(qn.get()));
+  while (ce && !set.Match(ce.get())) {
+    if (SameName(ce.get(), zone)) { ce.reset(); break; }
+    next_closer.reset(ldns_rdf_clone(ce.get()));
+    ce = Parent(ce.get());
+  }
+  if (!ce) return fail("no NSEC3 proves a closest encloser of " + qname);
+  const ldns_rr* ce_rr = set.Match(ce.get());
+  if (!SameName(ce.get(), zone) &&
+      ((HasType(ce_rr, LDNS_RR_TYPE_NS) && !HasType(ce_rr, LDNS_RR_TYPE_SOA)) || HasType(ce_rr, LDNS_RR_TYPE_DNAME)))
+    return fail("the closest encloser " + NameText(ce.get()) + " is a delegation or DNAME");
+  const ldns_rr* nc_cover = set.Cover(next_closer.get());
+  if (!nc_cover) return fail("no NSEC3 covers the next closer name " + NameText(next_closer.get()));
+  if (what == Denial::kNoDs || (what == Denial::kNoData && qtype == LDNS_RR_TYPE_DS)) {
+    // RFC 5155 §8.6: no matching NSEC3 for a DS query; an opt-out span over
+    // the next closer name says an unsigned delegation may be there.
+    if (!ldns_nsec3_optout(nc_cover)) return fail("no NSEC3 matches " + qname + " and the span is not opt-out");
+    d.status = SigStatus::kValid;
+    d.opt_out = true;
+    d.reason = claim + " (NSEC3 opt-out span covers " + NameText(next_closer.get()) + ": insecure)";
+    return d;
+  }
+  RdfPtr wc = Wildcard(ce.get());
+  if (what == Denial::kNxDomain) {
+    if (wc && set.Match(wc.get())) return fail("the wildcard " + NameText(wc.get()) + " exists");
+    if (!wc || !set.Cover(wc.get())) return fail("no NSEC3 covers the wildcard at " + NameText(ce.get()));
+    d.status = SigStatus::kValid;
+    d.opt_out = ldns_nsec3_optout(nc_cover);
+    d.reason = claim + " (NSEC3: closest encloser " + NameText(ce.get()) + ", next closer and wildcard covered" +
+               (d.opt_out ? "; opt-out span: insecure" : "") + ")";
+    return d;
+  }
+  // NODATA at a wildcard (RFC 5155 §8.7).
+  const ldns_rr* wc_at = wc ? set.Match(wc.get()) : nullptr;
+  if (!wc_at) return fail("no NSEC3 matches " + qname + " or the wildcard that would answer it");
+  if (!check_bitmap(wc_at, "NSEC3 matching " + NameText(wc.get()))) return d;
+  d.status = SigStatus::kValid;
+  d.wildcard = true;
+  d.reason = claim + " (NSEC3: wildcard " + NameText(wc.get()) + " has no " + type_name + ")";
+  return d;
 }
 
 }  // namespace mxsec

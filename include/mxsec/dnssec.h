@@ -14,7 +14,10 @@
 //     label count is sane (and tells a wildcard expansion), the validity
 //     window holds with a clock-skew allowance;
 //   - authenticating a zone's DNSKEY RRset from the parent's DS RRset or
-//     from trust anchors.
+//     from trust anchors;
+//   - checking NSEC and NSEC3 denials (NODATA, NXDOMAIN with its wildcard
+//     proof, insecure delegation incl. NSEC3 opt-out) made of records that
+//     verify with the zone's keys.
 // Every result says why, and which key tags were used, so that the policy
 // output can show how a status was reached. An algorithm or digest we
 // cannot verify (or that is marked unsupported) gives kUnsupported: the
@@ -110,5 +113,35 @@ SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& key
 // digest type and algorithm we support (the zone is then insecure); bogus
 // when supported ones exist but none matches a key that signs the set.
 SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList& ds, const SigCheckOptions& o);
+
+// --- Authenticated denial of existence (RFC 4035 §5.4, RFC 5155 §8) ---
+
+enum class Denial {
+  kNoData,   // the name exists and has no record of the type (nor a CNAME)
+  kNxDomain, // the name does not exist, and no wildcard could have answered
+  kNoDs,     // the name is a delegation (NS) without DS: an insecure delegation
+};
+
+struct DenialResult {
+  // kValid: proven. kUnsupported: the proof uses NSEC3 parameters we do
+  // not process (hash algorithm other than SHA-1, more than 150 iterations,
+  // RFC 9276 §3.2): the caller treats the answer as insecure. kBogus: not
+  // proven (no or unsigned records, a record that contradicts the claim).
+  SigStatus status = SigStatus::kBogus;
+  std::string reason;
+  std::string method;            // "NSEC", "NSEC3"
+  bool opt_out = false;          // proven only up to an NSEC3 opt-out span: insecure, not secure
+  bool wildcard = false;         // kNoData proven at the wildcard that would have answered
+  std::vector<uint16_t> key_tags;
+};
+
+// Checks that the NSEC or NSEC3 records in `auth` (with their RRSIGs;
+// other records are ignored) prove `what` for `qname` (normal form) and
+// `qtype` (ignored for kNoDs). Only records whose signatures verify with
+// `keys` (the zone's authenticated DNSKEY set) count; NSEC/NSEC3 records
+// must belong to that zone and must not be wildcard expansions. An NSEC
+// at a delegation point above `qname` proves nothing below it.
+DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
+                          const RrList& keys, const SigCheckOptions& o);
 
 }  // namespace mxsec

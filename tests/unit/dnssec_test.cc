@@ -5,6 +5,7 @@
 // unsupported algorithm, DS mismatch) is built on purpose.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -349,4 +350,178 @@ TEST_CASE("dnssec: DNSKEY sets authenticated by DS records or key anchors") {
   CHECK(r.status == SigStatus::kBogus);
   CHECK(Contains(r.reason, "not in the DNSKEY set"));
   CHECK(VerifyDnskeys(RrList(), sigs, Ds(ksk), Opts()).status == SigStatus::kBogus);
+}
+
+// --- Denial of existence ---
+
+namespace {
+
+// Signs every RRset of `records` (NSEC or NSEC3 chains made by hand).
+RrList SignEach(const RrList& records, const Key& key) {
+  RrList out = records.Clone();
+  for (size_t i = 0; i < records.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(records.get(), i);
+    char* owner = ldns_rdf2str(ldns_rr_owner(rr));
+    std::string o = owner;
+    free(owner);
+    RrList one = records.Select(ldns_rr_get_type(rr), o.substr(0, o.size() - 1));
+    out.Append(Sign(one, {&key}));
+  }
+  return out;
+}
+
+// example.test, NSEC: apex, a (A), deleg (NS, no DS: insecure delegation),
+// mx (A), sec (NS DS: secure delegation), *.w (TLSA).
+const char* kNsecChain =
+    "example.test. 300 IN NSEC a.example.test. SOA NS RRSIG NSEC DNSKEY\n"
+    "a.example.test. 300 IN NSEC deleg.example.test. A RRSIG NSEC\n"
+    "deleg.example.test. 300 IN NSEC mx.example.test. NS\n"
+    "mx.example.test. 300 IN NSEC sec.example.test. A RRSIG NSEC\n"
+    "sec.example.test. 300 IN NSEC *.w.example.test. NS DS RRSIG NSEC\n"
+    "*.w.example.test. 300 IN NSEC example.test. TLSA RRSIG NSEC\n";
+
+std::string Hash(const std::string& name, uint16_t iterations = 0) {
+  ldns_rdf* n = ldns_dname_new_frm_str((name + ".").c_str());
+  ldns_rdf* h = ldns_nsec3_hash_name(n, 1, iterations, 0, nullptr);
+  char* s = ldns_rdf2str(h);
+  std::string out = s;
+  free(s);
+  ldns_rdf_deep_free(n);
+  ldns_rdf_deep_free(h);
+  for (char& c : out) c = static_cast<char>(tolower(c));
+  if (!out.empty() && out.back() == '.') out.pop_back();
+  return out;
+}
+
+// An NSEC3 chain (SHA-1, no salt) over names with their type bitmaps.
+RrList Nsec3Chain(const std::vector<std::pair<std::string, std::string>>& names, int flags, uint16_t iterations = 0) {
+  std::vector<std::pair<std::string, std::string>> hashed;
+  for (const auto& [n, types] : names) hashed.emplace_back(Hash(n, iterations), types);
+  std::sort(hashed.begin(), hashed.end());
+  std::string text;
+  for (size_t i = 0; i < hashed.size(); ++i) {
+    const std::string& next = hashed[(i + 1) % hashed.size()].first;
+    text += hashed[i].first + ".example.test. 300 IN NSEC3 1 " + std::to_string(flags) + " " +
+            std::to_string(iterations) + " - " + next + " " + hashed[i].second + "\n";
+  }
+  return Records(text);
+}
+
+const std::vector<std::pair<std::string, std::string>> kNsec3Names = {
+    {"example.test", "SOA NS RRSIG DNSKEY NSEC3PARAM"},
+    {"a.example.test", "A RRSIG"},
+    {"deleg2.example.test", "NS"},
+    {"mx.example.test", "A RRSIG"},
+    {"sec.example.test", "NS DS RRSIG"},
+    {"w.example.test", ""},
+    {"*.w.example.test", "TLSA RRSIG"},
+};
+
+}  // namespace
+
+TEST_CASE("dnssec: NSEC denials") {
+  Key zsk("example.test", 256);
+  RrList keys = zsk.Dnskey();
+  RrList chain = Records(kNsecChain);
+  RrList auth = SignEach(chain, zsk);
+  auto deny = [&](const std::string& name, uint16_t type, Denial what, const RrList& a) {
+    return VerifyDenial(name, type, what, a, keys, Opts());
+  };
+  DenialResult d = deny("mx.example.test", LDNS_RR_TYPE_TLSA, Denial::kNoData, auth);
+  CHECK(d.status == SigStatus::kValid);
+  CHECK(d.method == "NSEC");
+  CHECK(d.key_tags == std::vector<uint16_t>{zsk.tag()});
+  CHECK(deny("mx.example.test", LDNS_RR_TYPE_A, Denial::kNoData, auth).status == SigStatus::kBogus);
+  // NODATA at a delegation point proves nothing about the child's data.
+  CHECK(deny("deleg.example.test", LDNS_RR_TYPE_TLSA, Denial::kNoData, auth).status == SigStatus::kBogus);
+
+  d = deny("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(Contains(d.reason, "closest encloser example.test"));
+  CHECK(deny("mx.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, auth).status == SigStatus::kBogus);
+  // Without the NSEC that denies the wildcard, NXDOMAIN is not proven.
+  RrList partial = SignEach(Records("mx.example.test. 300 IN NSEC sec.example.test. A RRSIG NSEC\n"), zsk);
+  d = deny("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, partial);
+  CHECK(d.status == SigStatus::kBogus);
+  CHECK(Contains(d.reason, "does not exist"));
+  // Below *.w the wildcard answers: no NXDOMAIN, but a wildcard NODATA.
+  CHECK(deny("foo.w.example.test", LDNS_RR_TYPE_A, Denial::kNxDomain, auth).status == SigStatus::kBogus);
+  d = deny("foo.w.example.test", LDNS_RR_TYPE_A, Denial::kNoData, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.wildcard);
+  CHECK(deny("foo.w.example.test", LDNS_RR_TYPE_TLSA, Denial::kNoData, auth).status == SigStatus::kBogus);
+
+  // w.example.test is an empty non-terminal (*.w exists): NODATA, not NXDOMAIN.
+  CHECK(deny("w.example.test", LDNS_RR_TYPE_A, Denial::kNxDomain, auth).status == SigStatus::kBogus);
+  CHECK(deny("w.example.test", LDNS_RR_TYPE_A, Denial::kNoData, auth).status == SigStatus::kValid);
+  // DS NODATA: from the parent side of a delegation, not from a zone apex.
+  CHECK(deny("deleg.example.test", LDNS_RR_TYPE_DS, Denial::kNoData, auth).status == SigStatus::kValid);
+  CHECK(deny("example.test", LDNS_RR_TYPE_DS, Denial::kNoData, auth).status == SigStatus::kBogus);
+
+  // Insecure delegation: NS without DS.
+  d = deny("deleg.example.test", 0, Denial::kNoDs, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK_FALSE(d.opt_out);
+  CHECK(deny("sec.example.test", 0, Denial::kNoDs, auth).status == SigStatus::kBogus);    // has DS
+  CHECK(deny("mx.example.test", 0, Denial::kNoDs, auth).status == SigStatus::kBogus);     // not a delegation
+  CHECK(deny("example.test", 0, Denial::kNoDs, auth).status == SigStatus::kBogus);        // apex: child side
+
+  // Stripped or foreign signatures: nothing is proven.
+  CHECK(deny("deleg.example.test", 0, Denial::kNoDs, chain).status == SigStatus::kBogus);
+  Key other("example.test", 256);
+  RrList forged = SignEach(chain, other);
+  d = deny("deleg.example.test", 0, Denial::kNoDs, forged);
+  CHECK(d.status == SigStatus::kBogus);
+  CHECK(Contains(d.reason, "rejected"));
+  // Names outside the zone are refused.
+  CHECK(deny("other.test", LDNS_RR_TYPE_A, Denial::kNxDomain, auth).status == SigStatus::kBogus);
+}
+
+TEST_CASE("dnssec: NSEC3 denials, opt-out, iteration limit") {
+  Key zsk("example.test", 256);
+  RrList keys = zsk.Dnskey();
+  RrList auth = SignEach(Nsec3Chain(kNsec3Names, 0), zsk);
+  auto deny = [&](const std::string& name, uint16_t type, Denial what, const RrList& a) {
+    return VerifyDenial(name, type, what, a, keys, Opts());
+  };
+  DenialResult d = deny("mx.example.test", LDNS_RR_TYPE_TLSA, Denial::kNoData, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.method == "NSEC3");
+  CHECK(deny("mx.example.test", LDNS_RR_TYPE_A, Denial::kNoData, auth).status == SigStatus::kBogus);
+
+  d = deny("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK_FALSE(d.opt_out);
+  CHECK(deny("a.example.test", LDNS_RR_TYPE_A, Denial::kNxDomain, auth).status == SigStatus::kBogus);
+  CHECK(deny("foo.w.example.test", LDNS_RR_TYPE_A, Denial::kNxDomain, auth).status == SigStatus::kBogus);
+  d = deny("foo.w.example.test", LDNS_RR_TYPE_A, Denial::kNoData, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.wildcard);
+  // The empty non-terminal w has its own NSEC3 (no types).
+  CHECK(deny("w.example.test", LDNS_RR_TYPE_A, Denial::kNxDomain, auth).status == SigStatus::kBogus);
+  CHECK(deny("w.example.test", LDNS_RR_TYPE_A, Denial::kNoData, auth).status == SigStatus::kValid);
+
+  d = deny("deleg2.example.test", 0, Denial::kNoDs, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK_FALSE(d.opt_out);
+  CHECK(deny("sec.example.test", 0, Denial::kNoDs, auth).status == SigStatus::kBogus);
+  // deleg is not in this chain and the chain has no opt-out: not proven.
+  CHECK(deny("deleg.example.test", 0, Denial::kNoDs, auth).status == SigStatus::kBogus);
+
+  // Opt-out: the unsigned delegation deleg is left out of the chain.
+  RrList optout = SignEach(Nsec3Chain(kNsec3Names, 1), zsk);
+  d = deny("deleg.example.test", 0, Denial::kNoDs, optout);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.opt_out);
+  CHECK(deny("sec.example.test", 0, Denial::kNoDs, optout).status == SigStatus::kBogus);
+  d = deny("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, optout);
+  CHECK(d.status == SigStatus::kValid);
+  CHECK(d.opt_out);  // an NXDOMAIN under opt-out is only insecure
+
+  // Stripped signatures; too many iterations (RFC 9276).
+  CHECK(deny("deleg2.example.test", 0, Denial::kNoDs, Nsec3Chain(kNsec3Names, 0)).status == SigStatus::kBogus);
+  RrList costly = SignEach(Nsec3Chain(kNsec3Names, 0, 200), zsk);
+  d = deny("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, costly);
+  CHECK(d.status == SigStatus::kUnsupported);
+  CHECK(Contains(d.reason, "iterations"));
 }
