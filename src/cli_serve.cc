@@ -205,10 +205,14 @@ class Lookups {
       std::string reply = PostfixPolicyReply(p);
       {
         std::lock_guard<std::mutex> l(mu_);
-        Answer& a = answers_[domain];
-        a.reply = reply;
-        a.expires = NowSec() + (reply.rfind("TEMP", 0) == 0 ? kTempAnswerTtl : kAnswerTtl);
-        a.used_since_refresh = false;
+        // Decided under a configuration that SIGHUP replaced meanwhile: the
+        // clients waiting for it get it, but it is not kept as an answer.
+        if (rt_ == rt) {
+          Answer& a = answers_[domain];
+          a.reply = reply;
+          a.expires = NowSec() + (reply.rfind("TEMP", 0) == 0 ? kTempAnswerTtl : kAnswerTtl);
+          a.used_since_refresh = false;
+        }
         inflight_.erase(domain);
         finished_.emplace_back(domain, reply);
       }

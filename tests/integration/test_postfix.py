@@ -472,7 +472,13 @@ class PostfixCase(unittest.TestCase):
 
     def assertInQueueDeferred(self, qid, rcpts, reason_re):
         """QID sits in the deferred queue with exactly RCPTS, each with a delay reason matching REASON_RE."""
-        q = postqueue()
+        # qmgr logs the deferral before it moves the queue file from active/ to deferred/
+        deadline = time.monotonic() + 30
+        while True:
+            q = postqueue()
+            if q.get(qid, {}).get("queue_name") == "deferred" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         self.assertIn(qid, q, "message %s is not in the queue: %s" % (qid, q))
         m = q[qid]
         self.assertEqual(m["queue_name"], "deferred", m)
