@@ -18,6 +18,8 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -25,6 +27,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "cli_internal.h"
 #include "mxsec/domain_name.h"
@@ -37,6 +40,8 @@ namespace {
 
 // Beyond this, the input is drained but not kept (no limit configured).
 constexpr size_t kHardMaxMessage = 256u << 20;
+// Messages a queue run delivers at the same time.
+constexpr size_t kRunnerThreads = 8;
 
 std::string SenderDomain(const Config& cfg) {
   if (!cfg.sender_domain.empty()) return cfg.sender_domain;
@@ -215,31 +220,39 @@ int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
   if (!s.ok()) return Fail(EX_CONFIG, s.message());
   QueueSettings settings = SettingsFrom(cfg);
   q->Clean(SystemClock(), 3600);
-  size_t done = 0, skipped = 0, errors = 0;
+  std::atomic<size_t> done{0}, skipped{0}, errors{0};
   // DSNs queued during this run are picked up by the loop over fresh listings.
   std::set<std::string> seen;
+  const DomainDeliverer deliver = engine.Deliverer();
   for (;;) {
-    std::vector<std::string> ids = q->Ids();
-    bool any = false;
-    for (const std::string& id : ids) {
-      if (!seen.insert(id).second) continue;
-      any = true;
-      ProcessReport rep = ProcessQueuedMessage(q.value(), id, QueueLock(), force, engine.Deliverer(), SystemClock(),
-                                               settings, [&](const std::string& l) { log(l); });
-      if (rep.skipped) {
-        ++skipped;
-        if (g.verbose) log(id + ": skipped: " + rep.skip_reason);
-      } else {
-        ++done;
+    std::vector<std::string> batch;
+    for (const std::string& id : q->Ids())
+      if (seen.insert(id).second) batch.push_back(id);
+    if (batch.empty()) break;
+    // Several messages at a time (each waits mostly on the network); the per-message
+    // lock keeps them apart, and apart from other runners.
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i = next++; i < batch.size(); i = next++) {
+        ProcessReport rep = ProcessQueuedMessage(q.value(), batch[i], QueueLock(), force, deliver, SystemClock(),
+                                                 settings, [&](const std::string& l) { log(l); });
+        if (rep.skipped) {
+          ++skipped;
+          if (g.verbose) log(batch[i] + ": skipped: " + rep.skip_reason);
+        } else {
+          ++done;
+        }
+        if (!rep.error.empty()) ++errors;
       }
-      if (!rep.error.empty()) ++errors;
-    }
-    if (!any) break;
+    };
+    std::vector<std::thread> workers;
+    for (size_t k = 0; k < std::min(kRunnerThreads, batch.size()); ++k) workers.emplace_back(worker);
+    for (auto& t : workers) t.join();
   }
   if (g.verbose)
-    log("run finished: " + std::to_string(done) + " processed, " + std::to_string(skipped) + " skipped, " +
-        std::to_string(errors) + " with local errors");
-  return errors ? EX_TEMPFAIL : EX_OK;
+    log("run finished: " + std::to_string(done.load()) + " processed, " + std::to_string(skipped.load()) +
+        " skipped, " + std::to_string(errors.load()) + " with local errors");
+  return errors.load() ? EX_TEMPFAIL : EX_OK;
 }
 
 }  // namespace
@@ -372,6 +385,7 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
   // Headers: From/Date/Message-ID when missing, Bcc removed, -t recipients.
   HeaderEdit edit;
   edit.extract_recipients = o.extract_recipients;
+  edit.qualify_domain = domain;
   std::string from_name = o.full_name ? *o.full_name : (o.sender ? "" : gecos);
   const std::string shown_sender = sender->ToString().empty() ? "MAILER-DAEMON@" + domain : sender->ToString();
   edit.from = from_name.empty() ? shown_sender : DisplayName(from_name) + " <" + shown_sender + ">";
@@ -429,6 +443,7 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
     }
     if (pid > 0) return EX_OK;  // the parent's copy of the lock closes at exit; the child's keeps it
     // The child: detach from the caller (its terminal and its pipes) and deliver.
+    closelog();  // its socket is among the descriptors closed below; syslog(3) reopens it
     setsid();
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {

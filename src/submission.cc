@@ -174,6 +174,97 @@ Result<std::vector<std::string>> ParseAddressList(std::string_view v) {
   return out;
 }
 
+std::string QualifyAddressField(std::string_view v, const std::string& domain) {
+  // Split at top-level commas, remembering for each element where an unqualified
+  // address ends (where "@domain" goes), if it has one.
+  std::vector<size_t> inserts;
+  size_t elem_start = 0;
+  auto finish = [&](size_t end) {
+    std::string_view e = v.substr(elem_start, end - elem_start);
+    // Scan the element outside quotes and comments.
+    int depth = 0;
+    bool quoted = false, has_at = false, has_colon = false, has_quote = false;
+    size_t lt = std::string_view::npos, gt = std::string_view::npos;
+    size_t atom_e = std::string_view::npos;
+    int atoms = 0;
+    bool in_atom = false;
+    for (size_t i = 0; i < e.size(); ++i) {
+      char c = e[i];
+      if (quoted) {
+        if (c == '\\') ++i;
+        else if (c == '"') quoted = false;
+        continue;
+      }
+      if (depth > 0) {
+        if (c == '\\') ++i;
+        else if (c == '(') ++depth;
+        else if (c == ')') --depth;
+        continue;
+      }
+      bool atext = std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-/=?^_`{|}~.").find(c) != std::string_view::npos;
+      if (atext && lt == std::string_view::npos) {
+        if (!in_atom) {
+          ++atoms;
+          in_atom = true;
+        }
+        atom_e = i + 1;
+        continue;
+      }
+      in_atom = false;
+      if (c == '"') { quoted = true; has_quote = true; }
+      else if (c == '(') depth = 1;
+      else if (c == '@') has_at = true;
+      else if (c == ':' || c == ';') has_colon = true;
+      else if (c == '<' && lt == std::string_view::npos) lt = i;
+      else if (c == '>' && lt != std::string_view::npos && gt == std::string_view::npos) gt = i;
+    }
+    if (has_colon) return;
+    if (lt != std::string_view::npos) {
+      if (gt == std::string_view::npos) return;
+      std::string_view inner = e.substr(lt + 1, gt - lt - 1);
+      bool ok = !inner.empty() && inner.find_first_of("@\"() \t\r\n") == std::string_view::npos;
+      if (ok) inserts.push_back(elem_start + gt);
+      return;
+    }
+    if (has_at || has_quote || atoms != 1) return;
+    inserts.push_back(elem_start + atom_e);
+  };
+  int depth = 0;
+  bool quoted = false, angle = false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (quoted) {
+      if (c == '\\') ++i;
+      else if (c == '"') quoted = false;
+      continue;
+    }
+    if (depth > 0) {
+      if (c == '\\') ++i;
+      else if (c == '(') ++depth;
+      else if (c == ')') --depth;
+      continue;
+    }
+    if (c == '"') quoted = true;
+    else if (c == '(') depth = 1;
+    else if (c == '<') angle = true;
+    else if (c == '>') angle = false;
+    else if (c == ',' && !angle) {
+      finish(i);
+      elem_start = i + 1;
+    }
+  }
+  finish(v.size());
+  std::string out;
+  size_t prev = 0;
+  for (size_t pos : inserts) {
+    out.append(v.substr(prev, pos - prev));
+    out += "@" + domain;
+    prev = pos;
+  }
+  out.append(v.substr(prev));
+  return out;
+}
+
 size_t LoneDotEnd(std::string_view raw) {
   size_t pos = 0;
   while (pos < raw.size()) {
@@ -244,6 +335,14 @@ Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit) 
     }
     if (f.name == "bcc") {  // never shown to the recipients
       out.bcc_removed = true;
+      continue;
+    }
+    if (!edit.qualify_domain.empty() &&
+        (f.name == "from" || f.name == "sender" || f.name == "reply-to" || f.name == "to" || f.name == "cc")) {
+      size_t colon = f.text.find(':');
+      std::string value = QualifyAddressField(std::string_view(f.text).substr(colon + 1), edit.qualify_domain);
+      if (value != std::string_view(f.text).substr(colon + 1)) out.qualified = true;
+      head += f.text.substr(0, colon + 1) + value;
       continue;
     }
     head += f.text;

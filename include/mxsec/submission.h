@@ -56,6 +56,10 @@ struct HeaderEdit {
   std::string from;         // value of a From: field to add if none exists
   std::string date;         // value of a Date: field to add if none exists
   std::string message_id;   // value of a Message-ID: field to add if none exists ("<...>")
+  // When set, addresses without a domain in From, Sender, Reply-To, To and Cc
+  // ("root (Cron Daemon)", "Admin <admin>") get "@" + this domain, as
+  // Postfix's cleanup does; everything else in those fields is kept as is.
+  std::string qualify_domain;
 };
 
 struct EditedMessage {
@@ -63,9 +67,15 @@ struct EditedMessage {
   std::vector<std::string> recipients;   // from To/Cc/Bcc, when extracting
   std::vector<std::string> added;        // names of the fields added
   bool bcc_removed = false;
+  bool qualified = false;                // an address in a header got its domain
 };
 
 Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit);
+
+// `value` (a field body, possibly folded) with "@" + `domain` added to every
+// address of its address list that has none. Elements it cannot read with
+// certainty (groups, quoted local parts) are left alone.
+std::string QualifyAddressField(std::string_view value, const std::string& domain);
 
 // Without -i a line of a single "." ends the message (what follows is
 // dropped). Returns the length of the message before that line, or

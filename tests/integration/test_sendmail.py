@@ -217,8 +217,8 @@ class SubmissionTest(unittest.TestCase):
         m = got[0]
         self.assertEqual(m.return_path, "<root@insecure.test>")   # the invoking user at sender_domain
         self.assertEqual(m.delivered_to, "admin@insecure.test")
-        # present: kept (the receiving Postfix qualifies the bare "root" for its local client)
-        self.assertRegex(m.msg["From"], r"^root(@postfix\.testbed)? \(Cron Daemon\)$")
+        # present: kept, the bare "root" qualified with sender_domain (as Postfix's cleanup does)
+        self.assertEqual(m.msg["From"], "root@insecure.test (Cron Daemon)")
         self.assertIsNotNone(m.msg["Date"])                          # missing: added
         self.assertRegex(m.msg["Message-ID"], r"^<[^@<>]+@insecure\.test>$")
         self.assertIn(("the job said %s\n" % tok).encode(), m.body)
@@ -420,6 +420,60 @@ class QueueTest(unittest.TestCase):
         self.assertEqual(r.stdout, b"Mail queue is empty\n")
         q.run(["queue", "run"])
         self.assertEqual(postfix_find(tok), [])
+
+
+class UnprivilegedTest(unittest.TestCase):
+    """Submission by a user who is not root: the group model of mxsec(8) (a 2770 root:GROUP queue)."""
+
+    def as_nobody(self, args, data, env, groups="mail"):
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--groups=" + groups] + args
+        return subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=120)
+
+    def test_group_member_submits_runner_delivers(self):
+        qdir = os.path.join(TB, "queues", "unpriv-" + uuid.uuid4().hex[:8])
+        os.makedirs(os.path.dirname(qdir), exist_ok=True)
+        subprocess.run(["install", "-d", "-o", "root", "-g", "mail", "-m", "2770", qdir], check=True)
+        q = Queue(queue_dir=qdir)
+        os.chmod(q.conf, 0o644)
+        tok = new_token("unpriv")
+        p = self.as_nobody([MXSEC, "sendmail", "-odq", "unpriv-%s@insecure.test" % tok], message(tok), q.env)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [e] = q.listing()
+        self.assertEqual(e["sender"], "nobody@insecure.test")   # the real user, not root
+        for f in q.files():
+            st = os.stat(os.path.join(qdir, f))
+            self.assertEqual(st.st_gid, 8, f)                    # the queue's group (set-group-ID directory)
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o640, f)
+        # Someone outside the group cannot submit (and gets a clear error, not exit 0).
+        p = self.as_nobody([MXSEC, "sendmail", "-odq", "x@insecure.test"], message(tok), q.env, groups="nogroup")
+        self.assertEqual(p.returncode, EX_TEMPFAIL, diag(p))
+        self.assertIn(b"Permission denied", p.stderr)
+        self.assertIn(b"not accepted", p.stderr)
+        # ... nor read the queued mail.
+        p = self.as_nobody(["cat", os.path.join(qdir, e["id"] + ".msg")], b"", q.env, groups="nogroup")
+        self.assertNotEqual(p.returncode, 0)
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        [m] = postfix_wait(tok)
+        self.assertEqual(m.return_path, "<nobody@insecure.test>")
+        self.assertEqual(q.listing(), [])
+
+    def test_set_group_id_mxsec_refuses_another_configuration(self):
+        d = tempfile.mkdtemp(prefix="sgid.", dir=TB)
+        os.chmod(d, 0o755)
+        exe = os.path.join(d, "mxsec")
+        shutil.copy(MXSEC, exe)
+        os.chown(exe, 0, 8)
+        os.chmod(exe, 0o2755)
+        q = Queue()
+        os.chmod(q.conf, 0o644)
+        p = self.as_nobody([exe, "--config", q.conf, "policy", "insecure.test"], b"", q.env, groups="nogroup")
+        self.assertEqual(p.returncode, EX_USAGE, diag(p))
+        self.assertIn(b"set-group-ID", p.stderr)
+        p = self.as_nobody([exe, "sendmail", "-odq", "a@insecure.test"], b"x\n", q.env, groups="nogroup")
+        self.assertEqual(p.returncode, EX_USAGE, diag(p))     # MXSEC_CONFIG is in the environment
+        self.assertIn(b"MXSEC_CONFIG", p.stderr)
+        self.assertEqual(q.files(), [])
 
 
 class BounceTest(unittest.TestCase):

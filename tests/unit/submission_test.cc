@@ -153,3 +153,23 @@ TEST_CASE("lone dot ends the message unless -i") {
   CHECK(LoneDotEnd(".") == 0);
   CHECK(LoneDotEnd("a\n. \n") == 5);
 }
+
+TEST_CASE("headers: addresses without a domain are qualified, nothing else changes") {
+  CHECK(QualifyAddressField(" root (Cron Daemon)\n", "x.test") == " root@x.test (Cron Daemon)\n");
+  CHECK(QualifyAddressField(" Admin <admin>, b@y.test,\n\t\"Doe, J\" <jd>", "x.test") ==
+        " Admin <admin@x.test>, b@y.test,\n\t\"Doe, J\" <jd@x.test>");
+  CHECK(QualifyAddressField(" a@b.test (x, y)", "x.test") == " a@b.test (x, y)");
+  CHECK(QualifyAddressField(" undisclosed-recipients:;", "x.test") == " undisclosed-recipients:;");
+  CHECK(QualifyAddressField(" John Doe", "x.test") == " John Doe");   // not an address: left alone
+  CHECK(QualifyAddressField(" \"quoted local\"", "x.test") == " \"quoted local\"");
+  CHECK(QualifyAddressField(" <>", "x.test") == " <>");
+  CHECK(QualifyAddressField(" root", "x.test") == " root@x.test");
+
+  HeaderEdit e;
+  e.qualify_domain = "x.test";
+  auto r = EditHeaders("From: root (Cron Daemon)\nTo: admin\nSubject: root\nX-Other: root\n\nroot\n", e);
+  REQUIRE(r.ok());
+  CHECK(r->message ==
+        "From: root@x.test (Cron Daemon)\nTo: admin@x.test\nSubject: root\nX-Other: root\n\nroot\n");
+  CHECK(r->qualified);
+}
