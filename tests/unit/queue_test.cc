@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mxsec/config.h"
 #include "mxsec/dsn.h"
 #include "mxsec/queue.h"
 
@@ -374,4 +375,30 @@ TEST_CASE("dsn: headers-only return and long diagnostics stay within line limits
   CHECK(d.find("To: <a@client.test>") != std::string::npos);
   CHECK(PrepareMessage(d, MessageOptions{}).ok());
   CHECK(Rfc5322Date(0) == "Thu, 01 Jan 1970 00:00:00 +0000");
+}
+
+TEST_CASE("config: queue keys and durations") {
+  Config c;
+  Status s = ParseConfigText(
+      "queue_lifetime = 2d\nqueue_retry_min = 90s\nqueue_retry_max = 1h\nmessage_size_limit = 0\n"
+      "sender_domain = Example.ORG\n",
+      "q.conf", &c);
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  CHECK(c.queue_lifetime == 2 * 86400);
+  CHECK(c.queue_retry_min == 90);
+  CHECK(c.queue_retry_max == 3600);
+  CHECK(c.message_size_limit == 0);
+  CHECK(c.sender_domain == "example.org");
+  Config d;
+  CHECK(d.queue_lifetime == 5 * 86400);
+  CHECK(d.message_size_limit == 10240000);
+  CHECK(ParseConfigText("queue_lifetime = 0\n", "q.conf", &d).ok());
+  CHECK(d.queue_lifetime == 0);
+  Status bad = ParseConfigText("queue_lifetime = 5x\n", "q.conf", &d);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.message().find("q.conf:1") != std::string::npos);
+  CHECK(bad.message().find("queue_lifetime") != std::string::npos);
+  CHECK_FALSE(ParseConfigText("queue_retry_min = 0\n", "q.conf", &d).ok());
+  CHECK_FALSE(ParseConfigText("message_size_limit = 10M\n", "q.conf", &d).ok());
+  CHECK_FALSE(ParseConfigText("queue_lifetime = 101d\n", "q.conf", &d).ok());
 }
