@@ -108,7 +108,11 @@ std::string BuildDsn(const DsnInput& in) {
 
   m += "--" + b + "\n";
   if (whole) {
-    m += "Content-Description: Undelivered Message\nContent-Type: message/rfc822\n\n";
+    m += "Content-Description: Undelivered Message\nContent-Type: message/rfc822\n";
+    // RFC 2046 §5.2.1: a message/rfc822 part is 7bit, 8bit or binary; say so when it is not 7bit.
+    bool eight_bit = false;
+    for (char c : in.original) eight_bit = eight_bit || static_cast<unsigned char>(c) >= 0x80;
+    m += eight_bit ? "Content-Transfer-Encoding: 8bit\n\n" : "\n";
     // The message as queued, with LF line ends; its lines are <= 998 octets (checked at submission).
     std::string body;
     body.reserve(in.original.size());

@@ -402,3 +402,19 @@ TEST_CASE("config: queue keys and durations") {
   CHECK_FALSE(ParseConfigText("message_size_limit = 10M\n", "q.conf", &d).ok());
   CHECK_FALSE(ParseConfigText("queue_lifetime = 101d\n", "q.conf", &d).ok());
 }
+
+TEST_CASE("dsn: an 8-bit returned message is declared 8bit") {
+  DsnInput in;
+  in.reporting_mta = "mta.client.test";
+  in.bounce_domain = "client.test";
+  in.original_sender = "a@client.test";
+  in.queue_id = "0123456789ABCDEF0";
+  in.message_id = "x@client.test";
+  std::string orig = "Subject: s\n\ncaf\xc3\xa9\n";
+  in.original = orig;
+  in.recipients.push_back(DsnRecipient{"b@one.test", "5.1.1", "550 5.1.1 no", "mx.one.test", false});
+  std::string d = BuildDsn(in);
+  CHECK(d.find("Content-Type: message/rfc822\nContent-Transfer-Encoding: 8bit\n\nSubject: s\n") != std::string::npos);
+  in.original = "Subject: s\n\nplain\n";
+  CHECK(BuildDsn(in).find("Content-Transfer-Encoding") == std::string::npos);
+}
