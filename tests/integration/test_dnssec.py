@@ -207,6 +207,67 @@ class NonValidatingResolver(unittest.TestCase):
         self.assertIn("verify=dane", r.stderr)
 
 
+# The DNSSEC variants of the test bed (NSEC3, opt-out, wildcard TLSA, CNAME
+# into an insecure zone, DS mismatch) as the validating resolver sees them.
+VARIANTS = {
+    "nsec3.test": ("must-tls", "dane", "secure"),
+    "unsigned.nsec3.test": ("opportunistic", "none", "insecure"),
+    "wild.nsec3.test": ("must-tls", "dane", "secure"),
+    "cnins.nsec3.test": ("opportunistic", "none", "secure"),
+    "nosuch.nsec3.test": ("fail", "none", "secure"),
+    "optout.test": ("must-tls", "dane", "secure"),
+    "child.optout.test": ("opportunistic", "none", "insecure"),
+    "nosuch.optout.test": ("fail", "none", "insecure"),
+    "dsbad.test": ("defer", "none", "bogus"),
+}
+
+
+def host(p, name):
+    for m in p["mx"]:
+        if m["host"] == name:
+            return m
+    raise AssertionError("no MX %s in %s" % (name, json.dumps(p)))
+
+
+class Variants(unittest.TestCase):
+    def test_decisions(self):
+        got, _ = policy(*VARIANTS)
+        for p in got:
+            self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), VARIANTS[p["domain"]], json.dumps(p))
+
+    def test_insecure_delegation_by_nsec3_ignores_its_tlsa(self):
+        got, _ = policy("unsigned.nsec3.test", "child.optout.test")
+        for p in got:
+            m = p["mx"][0]
+            self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []), json.dumps(p))
+
+    def test_wildcard_tlsa(self):
+        p = policy("wild.nsec3.test")[0][0]
+        m = host(p, "mx.wild.nsec3.test")
+        self.assertEqual(m["tls"], "dane")
+        self.assertEqual(m["tlsa_dnssec"], "secure")
+        self.assertEqual([(t["usage"], t["selector"], t["matching"]) for t in m["tlsa"]], [(3, 1, 1)])
+
+    def test_cname_from_secure_to_insecure_zone(self):
+        p = policy("cnins.nsec3.test")[0][0]
+        m = host(p, "alias.cnins.nsec3.test")
+        self.assertEqual(m["cname_chain"], ["mx.unsigned.nsec3.test"])
+        self.assertEqual((m["tls"], m["dnssec"]), ("may", "insecure"))
+        self.assertFalse(m.get("tlsa_dnssec"))
+        self.assertIn("insecure", m["reason"])
+
+    def test_ds_mismatch_is_bogus(self):
+        p = policy("dsbad.test")[0][0]
+        self.assertEqual(p["mx"], [])
+        self.assertIn("do not validate", p["reason"])
+
+    def test_non_validating_resolver_hides_the_ds_mismatch_and_says_so(self):
+        p = policy("dsbad.test", extra=NOVAL)[0][0]
+        self.assertEqual(p["policy"], "opportunistic")
+        self.assertEqual(p["dnssec"], "indeterminate")
+        self.assertIn("resolver does not validate", p["reason"])
+
+
 def netstring(s):
     b = s.encode()
     return b"%d:%s," % (len(b), b)

@@ -45,7 +45,8 @@
 #     decoded), "tls", "tls_version", "tls_cipher", "sni", "peer", "helo", ...}; log DIR/smtp/server.log.
 #
 # Address plan (fixed; defined once below):
-#   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test
+#   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test; nsec3.test
+#                    unsigned.nsec3.test optout.test child.optout.test dsbad.test (DNSSEC variants)
 #   127.0.53.2:53    unbound (validating resolver)     mxsec.conf: dns_resolver = 127.0.53.2
 #   127.0.53.3:53    nsd with no zones (REFUSED)       dead.dane.test
 #   127.0.53.4:53    unbound, NOT validating           resolver self-check tests (dnssec_probe answered, no AD)
@@ -152,6 +153,18 @@
 #                                                                              insecure.test .4, silent.insecure.test .5,
 #                                                                              hsfail.insecure.test .6, wrongname.insecure.test .7
 # nosuch.test           fail 5.1.2               (none)                        secure NXDOMAIN, dnssec secure
+# --- DNSSEC variants (issue 6): signed zones under test. with DS unless said -------------------------------
+# nsec3.test            must-tls (dane)          10 mx.nsec3.test = dane       zone signed with NSEC3 (SHA-1, 0 iterations)
+# unsigned.nsec3.test   opportunistic (none)     10 mx.unsigned.nsec3.test     insecure delegation (NS, no DS) proven by
+#                                                   = may                      NSEC3; its TLSA 3 1 1 must be ignored
+# wild.nsec3.test       must-tls (dane)          10 mx.wild.nsec3.test = dane  TLSA from the wildcard *._tcp.mx.wild
+# cnins.nsec3.test      opportunistic (none)     10 alias.cnins.nsec3.test =   secure MX, host CNAME into the insecure
+#                                                   may                        unsigned.nsec3.test: no DANE
+# nosuch.nsec3.test     fail 5.1.2               (none)                        NXDOMAIN proven by NSEC3, dnssec secure
+# optout.test           must-tls (dane)          10 mx.optout.test = dane      NSEC3 with opt-out
+# child.optout.test     opportunistic (none)     10 mx.child.optout.test = may insecure delegation with no NSEC3 of its own,
+#                                                                              covered by an opt-out span (RFC 5155 §6)
+# dsbad.test            defer (dnssec bogus)     (none)                        the DS in test. matches no DNSKEY
 # --- MTA-STS: sts.test is unsigned (insecure, no DANE anywhere); MX hosts A 127.0.55.3, mta-sts.X A
 #     127.0.54.1; mx patterns of valid policies cover the MX hosts; max_age 86400 unless said. ------------
 # enforce.sts.test      must-tls (mta-sts)       10 mx1.enforce.sts.test = pkix, id enf1; mode enforce; mx mx1.enforce.sts.test,
@@ -675,8 +688,58 @@ EOF
         done
     } > "$z/sts.test.zone"
 
+    # DNSSEC variants (issue 6): nsec3.test signed with NSEC3, optout.test with NSEC3 opt-out, each with an
+    # unsigned child zone (insecure delegation: NS, no DS); dsbad.test signed, its DS in test. does not match.
+    {
+        echo "\$ORIGIN nsec3.test."
+        soa
+        cat <<EOF
+@                        IN MX    10 mx
+mx                       IN A     $SMTP_DANE_ADDR
+_25._tcp.mx              IN TLSA  3 1 1 $EE_SPKI256
+wild                     IN MX    10 mx.wild
+mx.wild                  IN A     $SMTP_DANE_ADDR
+*._tcp.mx.wild           IN TLSA  3 1 1 $EE_SPKI256
+cnins                    IN MX    10 alias.cnins
+alias.cnins              IN CNAME mx.unsigned.nsec3.test.
+unsigned                 IN NS    ns.test.
+EOF
+    } > "$z/nsec3.test.zone"
+    {
+        echo "\$ORIGIN unsigned.nsec3.test."
+        soa
+        echo "@ IN MX 10 mx"
+        echo "mx IN A $SMTP_INSECURE_ADDR"
+        echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+    } > "$z/unsigned.nsec3.test.zone"
+    {
+        echo "\$ORIGIN optout.test."
+        soa
+        echo "@ IN MX 10 mx"
+        echo "mx IN A $SMTP_DANE_ADDR"
+        echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+        # the delegation to child.optout.test is added after signing (below)
+    } > "$z/optout.test.zone"
+    {
+        echo "\$ORIGIN child.optout.test."
+        soa
+        echo "@ IN MX 10 mx"
+        echo "mx IN A $SMTP_INSECURE_ADDR"
+        echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+    } > "$z/child.optout.test.zone"
+    {
+        echo "\$ORIGIN dsbad.test."
+        soa
+        echo "@ IN MX 10 mx"
+        echo "mx IN A $SMTP_DANE_ADDR"
+        echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+    } > "$z/dsbad.test.zone"
+
     # keys for the signed zones
     keygen dane.test;  DANE_KSK=$KSK;  DANE_ZSK=$ZSK
+    keygen nsec3.test;  NSEC3_KSK=$KSK;  NSEC3_ZSK=$ZSK
+    keygen optout.test; OPTOUT_KSK=$KSK; OPTOUT_ZSK=$ZSK
+    keygen dsbad.test;  DSBAD_KSK=$KSK;  DSBAD_ZSK=$ZSK
     keygen bogus.test; BOGUS_KSK=$KSK; BOGUS_ZSK=$ZSK
     keygen test;       TEST_KSK=$KSK;  TEST_ZSK=$ZSK
     cp "$TEST_KSK.ds" "$TB/dns/test-anchor.ds"
@@ -692,10 +755,19 @@ EOF
         cat "$BOGUS_KSK.ds"
         echo "insecure  IN NS  ns.test."
         echo "sts       IN NS  ns.test."
+        echo "nsec3     IN NS  ns.test."
+        cat "$NSEC3_KSK.ds"
+        echo "optout    IN NS  ns.test."
+        cat "$OPTOUT_KSK.ds"
+        echo "dsbad     IN NS  ns.test."
+        # the DS digest with its last hex digit changed: matches no key of dsbad.test
+        awk '{ d = $NF; c = substr(d, length(d)); $NF = substr(d, 1, length(d) - 1) (c == "0" ? "1" : "0"); print }' \
+            "$DSBAD_KSK.ds"
     } > "$z/test.zone"
 
     local zone
-    for zone in test dane.test bogus.test insecure.test sts.test; do
+    for zone in test dane.test bogus.test insecure.test sts.test nsec3.test unsigned.nsec3.test optout.test \
+                child.optout.test dsbad.test; do
         run nsd-checkzone "$zone" "$z/$zone.zone"
     done
 
@@ -707,6 +779,14 @@ EOF
     run ldns-signzone -i "$inc" -e "$exp" -f "$z/dane.test.zone.signed" "$z/dane.test.zone" "$DANE_KSK" "$DANE_ZSK"
     run ldns-signzone -i 20200101 -e 20200201 -f "$z/bogus.test.zone.signed" "$z/bogus.test.zone" \
         "$BOGUS_KSK" "$BOGUS_ZSK"
+    run ldns-signzone -n -t 0 -i "$inc" -e "$exp" -f "$z/nsec3.test.zone.signed" "$z/nsec3.test.zone" \
+        "$NSEC3_KSK" "$NSEC3_ZSK"
+    run ldns-signzone -n -t 0 -p -i "$inc" -e "$exp" -f "$z/optout.test.zone.signed" "$z/optout.test.zone" \
+        "$OPTOUT_KSK" "$OPTOUT_ZSK"
+    # A real opt-out span: ldns-signzone -p sets the flag but keeps unsigned delegations in the NSEC3 chain,
+    # so the delegation is added only now. It has no NSEC3 of its own; an opt-out NSEC3 covers its hash.
+    echo "child.optout.test. $ZONE_TTL IN NS ns.test." >> "$z/optout.test.zone.signed"
+    run ldns-signzone -i "$inc" -e "$exp" -f "$z/dsbad.test.zone.signed" "$z/dsbad.test.zone" "$DSBAD_KSK" "$DSBAD_ZSK"
 }
 
 write_dns_configs() {
@@ -750,6 +830,21 @@ zone:
 zone:
     name: "sts.test."
     zonefile: "sts.test.zone"
+zone:
+    name: "nsec3.test."
+    zonefile: "nsec3.test.zone.signed"
+zone:
+    name: "unsigned.nsec3.test."
+    zonefile: "unsigned.nsec3.test.zone"
+zone:
+    name: "optout.test."
+    zonefile: "optout.test.zone.signed"
+zone:
+    name: "child.optout.test."
+    zonefile: "child.optout.test.zone"
+zone:
+    name: "dsbad.test."
+    zonefile: "dsbad.test.zone.signed"
 EOF
     cat > "$d/nsd-refused.conf" <<EOF
 # nsd without zones: answers REFUSED to every query ($REFUSED_ADDR:$DNS_PORT)
