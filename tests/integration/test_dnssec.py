@@ -219,6 +219,7 @@ VARIANTS = {
     "child.optout.test": ("opportunistic", "none", "insecure"),
     "nosuch.optout.test": ("fail", "none", "insecure"),
     "dsbad.test": ("defer", "none", "bogus"),
+    "rrsigstrip.test": ("defer", "none", "bogus"),
 }
 
 
@@ -260,6 +261,15 @@ class Variants(unittest.TestCase):
         p = policy("dsbad.test")[0][0]
         self.assertEqual(p["mx"], [])
         self.assertIn("do not validate", p["reason"])
+
+    def test_stripped_signatures_are_bogus_never_insecure(self):
+        # rrsigstrip.test is signed (DS in test.) but its only server is a
+        # proxy that deletes every RRSIG.
+        p = policy("rrsigstrip.test")[0][0]
+        self.assertEqual((p["policy"], p["dnssec"]), ("defer", "bogus"))
+        self.assertEqual(p["status_code"], "4.4.3")
+        self.assertRegex(p["reason"], r"extended error (6 DNSSEC Bogus|10 RRSIGs Missing)")
+        self.assertIn("data returned with CD=1", p["reason"])
 
     def test_non_validating_resolver_hides_the_ds_mismatch_and_says_so(self):
         p = policy("dsbad.test", extra=NOVAL)[0][0]

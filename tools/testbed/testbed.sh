@@ -20,12 +20,16 @@
 #     start with fresh ECDSAP256SHA256 keys (KSK + ZSK per zone, NSEC), signatures valid from an hour ago
 #     for 30 days; bogus.test is signed with signatures that expired in 2020.
 #   - a second nsd without zones: it answers REFUSED to everything (a delegation to it is lame, so
-#     unbound returns SERVFAIL at once: the "indeterminate" case).
+#     unbound returns SERVFAIL at once: the "indeterminate" case). Exception: it hosts rrsigstrip.test, which is
+#     reached only through the RRSIG-stripping proxy below.
 #   - unbound, validating, trust anchor = DS of the test. KSK (DIR/dns/test-anchor.ds), cache TTLs capped
 #     at 5 s, EDE on, remote control on the unix socket DIR/dns/unbound.ctl. This is mxsec's resolver.
 #   - a second unbound with validation OFF (module-config "iterator", no trust anchor, same stub zone, remote
 #     control on DIR/dns/unbound-noval.ctl): a resolver that lies by omission. It answers bogus.test with data
 #     and never sets AD; mxsec's resolver self-check must notice (tests: -o dns_resolver=127.0.53.4).
+#   - dns_strip_proxy.py (tools/testbed, /usr/bin/python3): a UDP forwarder to the second nsd that deletes every
+#     RRSIG from the replies (log DIR/dns/strip.log): the only way to rrsigstrip.test, whose DS is in test. (The
+#     second nsd hosts that one zone; it must not be on the first nsd, which unbound asks for all of test.)
 #   - nginx serving https://mta-sts.<domain>/.well-known/mta-sts.txt from DIR/www/<domain>/.well-known/
 #     with a certificate (DIR/pki/web.pem) from the private CA DIR/pki/ca.pem (generated at start).
 #   - Postfix, a private instance (config DIR/postfix/etc, queue DIR/postfix/spool, log DIR/postfix/maillog,
@@ -48,8 +52,11 @@
 #   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test; nsec3.test
 #                    unsigned.nsec3.test optout.test child.optout.test dsbad.test (DNSSEC variants)
 #   127.0.53.2:53    unbound (validating resolver)     mxsec.conf: dns_resolver = 127.0.53.2
-#   127.0.53.3:53    nsd with no zones (REFUSED)       dead.dane.test
+#   127.0.53.3:53    nsd, REFUSED for all but          dead.dane.test; also hosts rrsigstrip.test (through
+#                    rrsigstrip.test                   the stripping proxy only)
 #   127.0.53.4:53    unbound, NOT validating           resolver self-check tests (dnssec_probe answered, no AD)
+#   127.0.53.5:53    dns_strip_proxy.py (UDP)          ns-strip.test: rrsigstrip.test's answers (from the nsd at
+#                                                      127.0.53.3, its only host) without RRSIGs
 #   127.0.54.1:443   nginx (MTA-STS policies)          mta-sts.*.sts.test, mta-sts.both.dane.test
 #   127.0.55.1:25    Postfix, DANE hosts               mx.ee/mx.ta/mx.unusable/mx.tlsafail/plain/nomx/mx.bK.dane.test,
 #                                                      alias.mxcname2.dane.test, mx.bogus.test, probe.bogus.test;
@@ -165,6 +172,10 @@
 # child.optout.test     opportunistic (none)     10 mx.child.optout.test = may insecure delegation with no NSEC3 of its own,
 #                                                                              covered by an opt-out span (RFC 5155 §6)
 # dsbad.test            defer (dnssec bogus)     (none)                        the DS in test. matches no DNSKEY
+# rrsigstrip.test       defer (dnssec bogus)     (none)                        signed, DS in test., but delegated to
+#                                                                              127.0.53.5 (ns-strip.test), a proxy that
+#                                                                              deletes every RRSIG: stripped signatures
+#                                                                              are bogus, never insecure
 # --- MTA-STS: sts.test is unsigned (insecure, no DANE anywhere); MX hosts A 127.0.55.3, mta-sts.X A
 #     127.0.54.1; mx patterns of valid policies cover the MX hosts; max_age 86400 unless said. ------------
 # enforce.sts.test      must-tls (mta-sts)       10 mx1.enforce.sts.test = pkix, id enf1; mode enforce; mx mx1.enforce.sts.test,
@@ -244,6 +255,7 @@ NSD_ADDR=127.0.53.1
 UNBOUND_ADDR=127.0.53.2
 REFUSED_ADDR=127.0.53.3
 NOVAL_ADDR=127.0.53.4   # unbound without validation
+STRIP_ADDR=127.0.53.5   # dns_strip_proxy.py: nsd's answers without RRSIGs
 NGINX_ADDR=127.0.54.1
 SMTP_DANE_ADDR=127.0.55.1
 SMTP_INSECURE_ADDR=127.0.55.2
@@ -268,7 +280,7 @@ ZONE_TTL=300
 # sts.test domains that get MX + TXT + mta-sts A records and a policy directory
 STS_DOMAINS=(enforce testing none wildcard redirect ctype big chunked syntax notfound cached idchange badtxt hugeage notxt
              strip wrongname expired tstrip)
-DAEMONS=(smtp postfix nginx unbound-noval unbound nsd-refused nsd)   # stop order
+DAEMONS=(smtp postfix nginx unbound-noval unbound dnsstrip nsd-refused nsd)   # stop order
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 prog=${0##*/}
@@ -292,6 +304,7 @@ daemon_info() {
         nsd-refused) echo "$d/dns/nsd-refused.pid $d/dns/nsd-refused.conf $d/dns/nsd-refused.log nsd" ;;
         unbound)     echo "$d/dns/unbound.pid $d/dns/unbound.conf $d/dns/unbound.log unbound" ;;
         unbound-noval) echo "$d/dns/unbound-noval.pid $d/dns/unbound-noval.conf $d/dns/unbound-noval.log unbound" ;;
+        dnsstrip)    echo "$d/dns/strip.pid $d/dns/strip.pid $d/dns/strip.log python3" ;;
         nginx)       echo "$d/nginx/nginx.pid $d/nginx/nginx.conf $d/nginx/error.log nginx" ;;
         # Postfix's master gets its config through the environment: it is recognised by its working
         # directory, the queue directory
@@ -387,7 +400,7 @@ cmd_status() {
     local d n pid rc=0
     d=$(resolve_dir "${1:-}")
     [ -f "$d/$MARKER" ] || { msg "no test bed in $d"; return 1; }
-    for n in nsd nsd-refused unbound unbound-noval nginx postfix smtp; do
+    for n in nsd nsd-refused dnsstrip unbound unbound-noval nginx postfix smtp; do
         if pid=$(running_pid "$d" "$n"); then
             echo "$n: running (pid $pid)"
         else
@@ -734,12 +747,20 @@ EOF
         echo "mx IN A $SMTP_DANE_ADDR"
         echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
     } > "$z/dsbad.test.zone"
+    {
+        echo "\$ORIGIN rrsigstrip.test."
+        soa
+        echo "@ IN MX 10 mx"
+        echo "mx IN A $SMTP_DANE_ADDR"
+        echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+    } > "$z/rrsigstrip.test.zone"
 
     # keys for the signed zones
     keygen dane.test;  DANE_KSK=$KSK;  DANE_ZSK=$ZSK
     keygen nsec3.test;  NSEC3_KSK=$KSK;  NSEC3_ZSK=$ZSK
     keygen optout.test; OPTOUT_KSK=$KSK; OPTOUT_ZSK=$ZSK
     keygen dsbad.test;  DSBAD_KSK=$KSK;  DSBAD_ZSK=$ZSK
+    keygen rrsigstrip.test; STRIPZ_KSK=$KSK; STRIPZ_ZSK=$ZSK
     keygen bogus.test; BOGUS_KSK=$KSK; BOGUS_ZSK=$ZSK
     keygen test;       TEST_KSK=$KSK;  TEST_ZSK=$ZSK
     cp "$TEST_KSK.ds" "$TB/dns/test-anchor.ds"
@@ -759,6 +780,10 @@ EOF
         cat "$NSEC3_KSK.ds"
         echo "optout    IN NS  ns.test."
         cat "$OPTOUT_KSK.ds"
+        # signed, with DS, but delegated to ns-strip.test: the RRSIG-stripping proxy in front of nsd
+        echo "rrsigstrip IN NS ns-strip.test."
+        cat "$STRIPZ_KSK.ds"
+        echo "ns-strip  IN A   $STRIP_ADDR"
         echo "dsbad     IN NS  ns.test."
         # the DS digest with its last hex digit changed: matches no key of dsbad.test
         awk '{ d = $NF; c = substr(d, length(d)); $NF = substr(d, 1, length(d) - 1) (c == "0" ? "1" : "0"); print }' \
@@ -767,7 +792,7 @@ EOF
 
     local zone
     for zone in test dane.test bogus.test insecure.test sts.test nsec3.test unsigned.nsec3.test optout.test \
-                child.optout.test dsbad.test; do
+                child.optout.test dsbad.test rrsigstrip.test; do
         run nsd-checkzone "$zone" "$z/$zone.zone"
     done
 
@@ -787,6 +812,8 @@ EOF
     # so the delegation is added only now. It has no NSEC3 of its own; an opt-out NSEC3 covers its hash.
     echo "child.optout.test. $ZONE_TTL IN NS ns.test." >> "$z/optout.test.zone.signed"
     run ldns-signzone -i "$inc" -e "$exp" -f "$z/dsbad.test.zone.signed" "$z/dsbad.test.zone" "$DSBAD_KSK" "$DSBAD_ZSK"
+    run ldns-signzone -i "$inc" -e "$exp" -f "$z/rrsigstrip.test.zone.signed" "$z/rrsigstrip.test.zone" \
+        "$STRIPZ_KSK" "$STRIPZ_ZSK"
 }
 
 write_dns_configs() {
@@ -866,6 +893,10 @@ server:
     logfile: "$d/nsd-refused.log"
 remote-control:
     control-enable: no
+# the one zone it serves, reached only through the RRSIG-stripping proxy ($STRIP_ADDR); everything else: REFUSED
+zone:
+    name: "rrsigstrip.test."
+    zonefile: "$d/zones/rrsigstrip.test.zone.signed"
 EOF
     local ctl=$d/unbound.ctl
     [ ${#ctl} -lt 100 ] || die "DIR path too long for unbound's control socket ($ctl): use a shorter DIR"
@@ -1200,6 +1231,12 @@ probe_unbound() {
     grep -q 'status: NOERROR' <<<"$out" && grep -q '^;; Flags:.* ad[; ]' <<<"$out" &&
         grep -q "SOA.*ns.test. hostmaster.test. $SERIAL " <<<"$out"
 }
+probe_dnsstrip() {  # nsd's signed answer, without its RRSIGs
+    local out
+    out=$(kdig @"$STRIP_ADDR" -p "$DNS_PORT" +timeout=1 +retry=0 +norec +dnssec SOA rrsigstrip.test. 2>/dev/null) || return 1
+    grep -q 'status: NOERROR' <<<"$out" && grep -q "SOA.*ns.test. hostmaster.test. $SERIAL " <<<"$out" &&
+        ! grep -q 'RRSIG' <<<"$out"
+}
 probe_unbound_noval() {  # answers from the zone, and without AD: it does not validate
     local out
     out=$(kdig @"$NOVAL_ADDR" -p "$DNS_PORT" +timeout=1 +retry=0 +dnssec SOA test. 2>/dev/null) || return 1
@@ -1286,6 +1323,7 @@ cmd_start() {
     check_free "$REFUSED_ADDR" "$DNS_PORT" u nsd-refused;  check_free "$REFUSED_ADDR" "$DNS_PORT" t nsd-refused
     check_free "$UNBOUND_ADDR" "$DNS_PORT" u unbound;      check_free "$UNBOUND_ADDR" "$DNS_PORT" t unbound
     check_free "$NOVAL_ADDR" "$DNS_PORT" u unbound-noval;  check_free "$NOVAL_ADDR" "$DNS_PORT" t unbound-noval
+    check_free "$STRIP_ADDR" "$DNS_PORT" u dnsstrip
     check_free "$NGINX_ADDR" "$HTTPS_PORT" t nginx
     check_free "$SMTP_DANE_ADDR" "$SMTP_PORT" t postfix
     check_free "$SMTP_INSECURE_ADDR" "$SMTP_PORT" t postfix
@@ -1304,6 +1342,8 @@ cmd_start() {
 
     start_daemon nsd probe_nsd nsd -c "$TB/dns/nsd.conf"
     start_daemon nsd-refused probe_refused nsd -c "$TB/dns/nsd-refused.conf"
+    start_daemon dnsstrip probe_dnsstrip /usr/bin/python3 "$HERE/dns_strip_proxy.py" --listen "$STRIP_ADDR:$DNS_PORT" \
+        --upstream "$REFUSED_ADDR:$DNS_PORT" --pidfile "$TB/dns/strip.pid" --log "$TB/dns/strip.log"
     start_daemon unbound probe_unbound unbound -c "$TB/dns/unbound.conf"
     start_daemon unbound-noval probe_unbound_noval unbound -c "$TB/dns/unbound-noval.conf"
     start_daemon nginx probe_nginx nginx -p "$TB/nginx/" -e "$TB/nginx/error.log" -c "$TB/nginx/nginx.conf"
