@@ -220,6 +220,8 @@ VARIANTS = {
     "nosuch.optout.test": ("fail", "none", "insecure"),
     "dsbad.test": ("defer", "none", "bogus"),
     "rrsigstrip.test": ("defer", "none", "bogus"),
+    "wrongkey.test": ("defer", "none", "bogus"),
+    "unsupalg.test": ("opportunistic", "none", "insecure"),
 }
 
 
@@ -236,8 +238,9 @@ class Variants(unittest.TestCase):
         for p in got:
             self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), VARIANTS[p["domain"]], json.dumps(p))
 
-    def test_insecure_delegation_by_nsec3_ignores_its_tlsa(self):
-        got, _ = policy("unsigned.nsec3.test", "child.optout.test")
+    def test_insecure_delegations_ignore_their_tlsa(self):
+        # by NSEC3, by an NSEC3 opt-out span, by a DS of an unsupported algorithm
+        got, _ = policy("unsigned.nsec3.test", "child.optout.test", "unsupalg.test")
         for p in got:
             m = p["mx"][0]
             self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []), json.dumps(p))
@@ -260,6 +263,11 @@ class Variants(unittest.TestCase):
     def test_ds_mismatch_is_bogus(self):
         p = policy("dsbad.test")[0][0]
         self.assertEqual(p["mx"], [])
+        self.assertIn("do not validate", p["reason"])
+
+    def test_signature_by_a_key_not_in_the_dnskey_set_is_bogus(self):
+        p = policy("wrongkey.test")[0][0]
+        self.assertEqual((p["policy"], p["dnssec"], p["mx"]), ("defer", "bogus", []))
         self.assertIn("do not validate", p["reason"])
 
     def test_stripped_signatures_are_bogus_never_insecure(self):

@@ -50,7 +50,8 @@
 #
 # Address plan (fixed; defined once below):
 #   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test; nsec3.test
-#                    unsigned.nsec3.test optout.test child.optout.test dsbad.test (DNSSEC variants)
+#                    unsigned.nsec3.test optout.test child.optout.test dsbad.test wrongkey.test unsupalg.test
+#                    (DNSSEC variants)
 #   127.0.53.2:53    unbound (validating resolver)     mxsec.conf: dns_resolver = 127.0.53.2
 #   127.0.53.3:53    nsd, REFUSED for all but          dead.dane.test; also hosts rrsigstrip.test (through
 #                    rrsigstrip.test                   the stripping proxy only)
@@ -172,6 +173,10 @@
 # child.optout.test     opportunistic (none)     10 mx.child.optout.test = may insecure delegation with no NSEC3 of its own,
 #                                                                              covered by an opt-out span (RFC 5155 §6)
 # dsbad.test            defer (dnssec bogus)     (none)                        the DS in test. matches no DNSKEY
+# wrongkey.test         defer (dnssec bogus)     (none)                        DNSKEY set valid, but the data is signed by
+#                                                                              a key that is not in it
+# unsupalg.test         opportunistic (none)     10 mx.unsupalg.test = may     signed, but the DS names algorithm 253:
+#                                                                              unsupported → insecure; TLSA ignored
 # rrsigstrip.test       defer (dnssec bogus)     (none)                        signed, DS in test., but delegated to
 #                                                                              127.0.53.5 (ns-strip.test), a proxy that
 #                                                                              deletes every RRSIG: stripped signatures
@@ -761,6 +766,27 @@ EOF
     keygen optout.test; OPTOUT_KSK=$KSK; OPTOUT_ZSK=$ZSK
     keygen dsbad.test;  DSBAD_KSK=$KSK;  DSBAD_ZSK=$ZSK
     keygen rrsigstrip.test; STRIPZ_KSK=$KSK; STRIPZ_ZSK=$ZSK
+    keygen wrongkey.test; WRONGKEY_KSK=$KSK; WRONGKEY_ZSK=$ZSK
+    WRONGKEY_ZSK2=$TB/dns/keys/$(cd "$TB/dns/keys" && ldns-keygen -a ECDSAP256SHA256 wrongkey.test) ||
+        die "ldns-keygen failed for wrongkey.test"
+    keygen unsupalg.test; UNSUPALG_KSK=$KSK; UNSUPALG_ZSK=$ZSK
+    # wrongkey.test: its DNSKEY set (KSK + ZSK) is in the zone file and signed by the KSK, every other RRset
+    # only by a second ZSK that is not in the DNSKEY set (signed with -d: keys not added)
+    {
+        echo "\$ORIGIN wrongkey.test."
+        soa
+        cat "$WRONGKEY_KSK.key" "$WRONGKEY_ZSK.key"
+        echo "@ IN MX 10 mx"
+        echo "mx IN A $SMTP_DANE_ADDR"
+        echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+    } > "$z/wrongkey.test.zone"
+    {
+        echo "\$ORIGIN unsupalg.test."
+        soa
+        echo "@ IN MX 10 mx"
+        echo "mx IN A $SMTP_INSECURE_ADDR"
+        echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+    } > "$z/unsupalg.test.zone"
     keygen bogus.test; BOGUS_KSK=$KSK; BOGUS_ZSK=$ZSK
     keygen test;       TEST_KSK=$KSK;  TEST_ZSK=$ZSK
     cp "$TEST_KSK.ds" "$TB/dns/test-anchor.ds"
@@ -784,6 +810,12 @@ EOF
         echo "rrsigstrip IN NS ns-strip.test."
         cat "$STRIPZ_KSK.ds"
         echo "ns-strip  IN A   $STRIP_ADDR"
+        echo "wrongkey  IN NS  ns.test."
+        cat "$WRONGKEY_KSK.ds"
+        # unsupalg.test is signed (ECDSA), but its only DS names algorithm 253 (PRIVATEDNS), which no validator
+        # supports: the delegation is insecure (RFC 4035 §5.2)
+        echo "unsupalg  IN NS  ns.test."
+        awk '{ $5 = 253; print }' "$UNSUPALG_KSK.ds"
         echo "dsbad     IN NS  ns.test."
         # the DS digest with its last hex digit changed: matches no key of dsbad.test
         awk '{ d = $NF; c = substr(d, length(d)); $NF = substr(d, 1, length(d) - 1) (c == "0" ? "1" : "0"); print }' \
@@ -792,7 +824,7 @@ EOF
 
     local zone
     for zone in test dane.test bogus.test insecure.test sts.test nsec3.test unsigned.nsec3.test optout.test \
-                child.optout.test dsbad.test rrsigstrip.test; do
+                child.optout.test dsbad.test rrsigstrip.test wrongkey.test unsupalg.test; do
         run nsd-checkzone "$zone" "$z/$zone.zone"
     done
 
@@ -814,6 +846,10 @@ EOF
     run ldns-signzone -i "$inc" -e "$exp" -f "$z/dsbad.test.zone.signed" "$z/dsbad.test.zone" "$DSBAD_KSK" "$DSBAD_ZSK"
     run ldns-signzone -i "$inc" -e "$exp" -f "$z/rrsigstrip.test.zone.signed" "$z/rrsigstrip.test.zone" \
         "$STRIPZ_KSK" "$STRIPZ_ZSK"
+    run ldns-signzone -d -i "$inc" -e "$exp" -f "$z/wrongkey.test.zone.signed" "$z/wrongkey.test.zone" \
+        "$WRONGKEY_KSK" "$WRONGKEY_ZSK2"
+    run ldns-signzone -i "$inc" -e "$exp" -f "$z/unsupalg.test.zone.signed" "$z/unsupalg.test.zone" \
+        "$UNSUPALG_KSK" "$UNSUPALG_ZSK"
 }
 
 write_dns_configs() {
@@ -872,6 +908,12 @@ zone:
 zone:
     name: "dsbad.test."
     zonefile: "dsbad.test.zone.signed"
+zone:
+    name: "wrongkey.test."
+    zonefile: "wrongkey.test.zone.signed"
+zone:
+    name: "unsupalg.test."
+    zonefile: "unsupalg.test.zone.signed"
 EOF
     cat > "$d/nsd-refused.conf" <<EOF
 # nsd without zones: answers REFUSED to every query ($REFUSED_ADDR:$DNS_PORT)
