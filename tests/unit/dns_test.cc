@@ -189,19 +189,29 @@ class ScriptedServer {
   using Handler = std::function<std::vector<std::vector<uint8_t>>(uint16_t id, const std::string& qname,
                                                                   ldns_rr_type qtype, bool tcp)>;
   explicit ScriptedServer(Handler h) : handler_(std::move(h)) {
-    udp_ = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(udp_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    socklen_t l = sizeof sa;
-    getsockname(udp_, reinterpret_cast<sockaddr*>(&sa), &l);
-    port_ = ntohs(sa.sin_port);
-    tcp_ = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    REQUIRE(bind(tcp_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    listen(tcp_, 4);
+    // The UDP port the kernel picks may be in use for TCP by another
+    // process (other tests run alongside): try ports until both bind.
+    bool bound = false;
+    for (int attempt = 0; attempt < 100 && !bound; ++attempt) {
+      udp_ = socket(AF_INET, SOCK_DGRAM, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      REQUIRE(bind(udp_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+      socklen_t l = sizeof sa;
+      getsockname(udp_, reinterpret_cast<sockaddr*>(&sa), &l);
+      port_ = ntohs(sa.sin_port);
+      tcp_ = socket(AF_INET, SOCK_STREAM, 0);
+      int one = 1;
+      setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (bind(tcp_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 && listen(tcp_, 4) == 0) {
+        bound = true;
+      } else {
+        close(udp_);
+        close(tcp_);
+      }
+    }
+    REQUIRE(bound);
     thread_ = std::thread([this] { Loop(); });
   }
   ~ScriptedServer() {
