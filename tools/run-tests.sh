@@ -6,6 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh machine gets the Debian packages first (a no-op when present).
+bash tools/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
 passed=0
 failed=0
 count() {  # count NAME PASSED FAILED
