@@ -78,6 +78,12 @@ struct DnsResponse {
   bool ad = false;
   bool tc = false;
   std::vector<DnsRecord> answer;  // answer section, RRSIGs dropped
+  // For local validation (resolver mode ignores them): every IN record of
+  // the answer and of the authority section, RRSIGs included, in
+  // presentation form as ldns prints it (absolute names, one record per
+  // string, no newline); RrList::FromText reads them back.
+  std::vector<std::string> answer_rrs;
+  std::vector<std::string> authority_rrs;
   std::string ede;                // RFC 8914 extended error, "7 (Signature Expired)", or ""
   std::string error;              // when !answered or malformed
   std::string server;             // which resolver answered
@@ -102,7 +108,8 @@ std::unique_ptr<DnsTransport> NewLdnsTransport(const DnsTransportOptions& option
 
 // Parses a DNS reply in wire format for `question` (used by the transport
 // and by tests with hostile packets). Records not belonging to the answer
-// chain of the question are kept; Resolver filters them.
+// chain of the question are kept; Resolver filters them. At most 512
+// records are kept per section (answer, answer_rrs, authority_rrs).
 DnsResponse ParseDnsReply(const uint8_t* wire, size_t len, const DnsQuestion& question, uint16_t expected_id,
                           std::string* mismatch);
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mxsec/dns.h"
 #include "mxsec/dnssec.h"
 
 #include <ldns/ldns.h>
@@ -524,4 +525,108 @@ TEST_CASE("dnssec: NSEC3 denials, opt-out, iteration limit") {
   d = deny("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, costly);
   CHECK(d.status == SigStatus::kUnsupported);
   CHECK(Contains(d.reason, "iterations"));
+}
+
+// --- What the transport keeps for the validator ---
+
+namespace {
+
+// A reply in wire form with the given records in the answer and authority sections.
+std::vector<uint8_t> WireReply(uint16_t id, const std::string& qname, ldns_rr_type qtype, const RrList& answer,
+                               const RrList& authority, ldns_pkt_rcode rcode = LDNS_RCODE_NOERROR) {
+  ldns_pkt* p = ldns_pkt_new();
+  ldns_pkt_set_id(p, id);
+  ldns_pkt_set_qr(p, true);
+  ldns_pkt_set_rcode(p, rcode);
+  ldns_rr* q = ldns_rr_new();
+  ldns_rr_set_owner(q, ldns_dname_new_frm_str((qname + ".").c_str()));
+  ldns_rr_set_type(q, qtype);
+  ldns_rr_set_class(q, LDNS_RR_CLASS_IN);
+  ldns_rr_set_question(q, true);
+  ldns_pkt_push_rr(p, LDNS_SECTION_QUESTION, q);
+  for (size_t i = 0; i < answer.size(); ++i)
+    ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, ldns_rr_clone(ldns_rr_list_rr(answer.get(), i)));
+  for (size_t i = 0; i < authority.size(); ++i)
+    ldns_pkt_push_rr(p, LDNS_SECTION_AUTHORITY, ldns_rr_clone(ldns_rr_list_rr(authority.get(), i)));
+  uint8_t* buf = nullptr;
+  size_t len = 0;
+  REQUIRE(ldns_pkt2wire(&buf, p, &len) == LDNS_STATUS_OK);
+  std::vector<uint8_t> out(buf, buf + len);
+  free(buf);
+  ldns_pkt_free(p);
+  return out;
+}
+
+RrList FromLines(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& l : lines) {
+    CHECK(l.find('\n') == std::string::npos);
+    text += l + "\n";
+  }
+  return Records(text);
+}
+
+}  // namespace
+
+TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and they still verify") {
+  Key ksk("example.test", 257);
+  Key zsk("example.test", 256);
+  RrList keys = Join(ksk.Dnskey(), zsk.Dnskey());
+  RrList a = Records(kA);
+  RrList answer = Join(a, Sign(a, {&zsk}));
+
+  // A positive answer: resolver-mode view without RRSIGs, validator view with them.
+  std::string mismatch;
+  auto wire = WireReply(42, "mx.example.test", LDNS_RR_TYPE_A, answer, RrList());
+  DnsResponse r = ParseDnsReply(wire.data(), wire.size(), {"mx.example.test", RrType::kA}, 42, &mismatch);
+  REQUIRE(mismatch.empty());
+  REQUIRE(r.answer.size() == 2);
+  for (const auto& rec : r.answer) CHECK(rec.type == RrType::kA);
+  CHECK(r.answer_rrs.size() == 3);
+  CHECK(r.authority_rrs.empty());
+  RrList back = FromLines(r.answer_rrs);
+  SigResult v = VerifyRrset(back.Select(LDNS_RR_TYPE_A, "mx.example.test"), back.Select(LDNS_RR_TYPE_RRSIG), keys,
+                            Opts());
+  CHECK_MESSAGE(v.status == SigStatus::kValid, v.reason);
+  CHECK(v.key_tags == std::vector<uint16_t>{zsk.tag()});
+
+  // A DNSKEY answer (ldns prints a comment after each key) and a DS:
+  // both read back to the same records, and the key set still verifies.
+  RrList ds = Ds(ksk);
+  wire = WireReply(43, "example.test", LDNS_RR_TYPE_DNSKEY, Join(keys, Sign(keys, {&ksk})), RrList());
+  r = ParseDnsReply(wire.data(), wire.size(), {"example.test", RrType::kDNSKEY}, 43, &mismatch);
+  REQUIRE(mismatch.empty());
+  REQUIRE(r.answer_rrs.size() == 3);
+  back = FromLines(r.answer_rrs);
+  v = VerifyDnskeys(back.Select(LDNS_RR_TYPE_DNSKEY), back.Select(LDNS_RR_TYPE_RRSIG), ds, Opts());
+  CHECK_MESSAGE(v.status == SigStatus::kValid, v.reason);
+  wire = WireReply(44, "example.test", LDNS_RR_TYPE_DS, ds, RrList());
+  r = ParseDnsReply(wire.data(), wire.size(), {"example.test", RrType::kDS}, 44, &mismatch);
+  REQUIRE(mismatch.empty());
+  REQUIRE(r.answer_rrs.size() == 1);
+  CHECK(FromLines(r.answer_rrs).ToString() == ds.ToString());
+
+  // A NODATA answer: SOA, NSEC and their RRSIGs in the authority section
+  // come back and still prove the denial.
+  RrList soa = Records("example.test. 300 IN SOA ns.example.test. h.example.test. 1 7200 3600 1209600 300\n");
+  RrList auth = Join(Join(soa, Sign(soa, {&zsk})), SignEach(Records(kNsecChain), zsk));
+  wire = WireReply(45, "mx.example.test", LDNS_RR_TYPE_TLSA, RrList(), auth);
+  r = ParseDnsReply(wire.data(), wire.size(), {"mx.example.test", RrType::kTLSA}, 45, &mismatch);
+  REQUIRE(mismatch.empty());
+  CHECK(r.answer.empty());
+  CHECK(r.answer_rrs.empty());
+  CHECK(r.authority_rrs.size() == auth.size());
+  back = FromLines(r.authority_rrs);
+  DenialResult d = VerifyDenial("mx.example.test", LDNS_RR_TYPE_TLSA, Denial::kNoData, back, keys, Opts());
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.method == "NSEC");
+  // An NXDOMAIN keeps its authority section too.
+  wire = WireReply(46, "nosuch.example.test", LDNS_RR_TYPE_TLSA, RrList(), auth, LDNS_RCODE_NXDOMAIN);
+  r = ParseDnsReply(wire.data(), wire.size(), {"nosuch.example.test", RrType::kTLSA}, 46, &mismatch);
+  REQUIRE(mismatch.empty());
+  CHECK(r.rcode == DnsRcode::kNxDomain);
+  CHECK(r.authority_rrs.size() == auth.size());
+  d = VerifyDenial("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, FromLines(r.authority_rrs), keys,
+                   Opts());
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
 }
