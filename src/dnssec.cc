@@ -485,6 +485,35 @@ class Nsec3Set {
   std::vector<const ldns_rr*> records_;
 };
 
+// The NSEC and NSEC3 RRsets of `auth` whose signatures verify with `keys`
+// (wildcard expansions excluded); the key tags used and the reasons for
+// rejected records are appended.
+RrList VerifiedDenialRecords(const RrList& auth, const RrList& keys, const SigCheckOptions& o,
+                             std::vector<uint16_t>* key_tags, std::vector<std::string>* rejected) {
+  RrList verified;
+  std::vector<std::string> seen;
+  for (size_t i = 0; i < auth.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(auth.get(), i);
+    ldns_rr_type t = ldns_rr_get_type(rr);
+    if (t != LDNS_RR_TYPE_NSEC && t != LDNS_RR_TYPE_NSEC3) continue;
+    std::string key = LowerText(ldns_rr_owner(rr)) + "/" + std::to_string(t);
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+    seen.push_back(key);
+    std::string owner = LowerText(ldns_rr_owner(rr));
+    RrList rrset = auth.Select(t, owner);
+    SigResult s = VerifyRrset(rrset, auth, keys, o);
+    if (s.status != SigStatus::kValid || s.wildcard) {
+      rejected->push_back(s.wildcard ? owner + ": wildcard-expanded " + (t == LDNS_RR_TYPE_NSEC ? "NSEC" : "NSEC3")
+                                     : s.reason);
+      continue;
+    }
+    if (std::find(key_tags->begin(), key_tags->end(), s.key_tags.front()) == key_tags->end())
+      key_tags->push_back(s.key_tags.front());
+    verified.Append(rrset);
+  }
+  return verified;
+}
+
 }  // namespace
 
 DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
@@ -509,28 +538,8 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
   const std::string type_name = tn ? tn.get() : "?";
 
   // Only NSEC/NSEC3 RRsets that verify with the zone's keys count.
-  RrList verified;
   std::vector<std::string> rejected;
-  std::vector<std::string> seen;
-  for (size_t i = 0; i < auth.size(); ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(auth.get(), i);
-    ldns_rr_type t = ldns_rr_get_type(rr);
-    if (t != LDNS_RR_TYPE_NSEC && t != LDNS_RR_TYPE_NSEC3) continue;
-    std::string key = LowerText(ldns_rr_owner(rr)) + "/" + std::to_string(t);
-    if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
-    seen.push_back(key);
-    std::string owner = LowerText(ldns_rr_owner(rr));
-    RrList rrset = auth.Select(t, owner);
-    SigResult s = VerifyRrset(rrset, auth, keys, o);
-    if (s.status != SigStatus::kValid || s.wildcard) {
-      rejected.push_back(s.wildcard ? owner + ": wildcard-expanded " + (t == LDNS_RR_TYPE_NSEC ? "NSEC" : "NSEC3")
-                                    : s.reason);
-      continue;
-    }
-    if (std::find(d.key_tags.begin(), d.key_tags.end(), s.key_tags.front()) == d.key_tags.end())
-      d.key_tags.push_back(s.key_tags.front());
-    verified.Append(rrset);
-  }
+  RrList verified = VerifiedDenialRecords(auth, keys, o, &d.key_tags, &rejected);
   auto fail = [&](const std::string& why) {
     d.status = SigStatus::kBogus;
     d.reason = why + (rejected.empty() ? "" : " (records rejected: " + Join(rejected, "; ") + ")");
@@ -707,6 +716,94 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
   d.status = SigStatus::kValid;
   d.wildcard = true;
   d.reason = claim + " (NSEC3: wildcard " + NameText(wc.get()) + " has no " + type_name + ")";
+  return d;
+}
+
+DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& wildcard_source, const RrList& auth,
+                                  const RrList& keys, const SigCheckOptions& o) {
+  DenialResult d;
+  d.status = SigStatus::kBogus;
+  d.wildcard = true;
+  RdfPtr qn = NameRdf(qname);
+  RdfPtr source = NameRdf(wildcard_source);
+  const ldns_rr* zone_key = nullptr;
+  for (size_t i = 0; i < keys.size() && !zone_key; ++i)
+    if (ldns_rr_get_type(ldns_rr_list_rr(keys.get(), i)) == LDNS_RR_TYPE_DNSKEY) zone_key = ldns_rr_list_rr(keys.get(), i);
+  if (!qn || !source || !zone_key || ldns_dname_label_count(source.get()) == 0) {
+    d.reason = "no name, wildcard or zone keys";
+    return d;
+  }
+  const ldns_rdf* zone = ldns_rr_owner(zone_key);
+  RdfPtr ce = Parent(source.get());
+  if (!ce || !AtOrBelow(ce.get(), zone) || !ldns_dname_is_subdomain(qn.get(), ce.get())) {
+    d.reason = qname + " is not below the closest encloser of " + wildcard_source + " in the zone " + NameText(zone);
+    return d;
+  }
+  // The next closer name: one label more than the closest encloser, toward qname.
+  RdfPtr next_closer(ldns_rdf_clone(qn.get()));
+  while (next_closer && ldns_dname_label_count(next_closer.get()) > ldns_dname_label_count(ce.get()) + 1)
+    next_closer = Parent(next_closer.get());
+  if (!next_closer) {
+    d.reason = "no next closer name";
+    return d;
+  }
+  std::vector<std::string> rejected;
+  RrList verified = VerifiedDenialRecords(auth, keys, o, &d.key_tags, &rejected);
+  auto fail = [&](const std::string& why) {
+    d.status = SigStatus::kBogus;
+    d.reason = why + (rejected.empty() ? "" : " (records rejected: " + Join(rejected, "; ") + ")");
+    d.key_tags.clear();
+    return d;
+  };
+  std::vector<const ldns_rr*> nsecs, nsec3s;
+  for (size_t i = 0; i < verified.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(verified.get(), i);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC && ldns_rr_rd_count(rr) >= 1) nsecs.push_back(rr);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3 && ldns_rr_rd_count(rr) >= 5) nsec3s.push_back(rr);
+  }
+  const std::string claim = qname + " is answered by the wildcard " + wildcard_source;
+  if (!nsecs.empty()) {
+    // RFC 4035 §5.3.4: an NSEC proves that no closer match exists: it must
+    // cover qname and the next closer name (else a name between qname and
+    // the wildcard's encloser exists and the wildcard could not apply).
+    d.method = "NSEC";
+    for (const ldns_rr* r : nsecs) {
+      if (!NsecCovers(r, qn.get()) || !(SameName(next_closer.get(), qn.get()) || NsecCovers(r, next_closer.get())))
+        continue;
+      if (ldns_dname_is_subdomain(ldns_rr_rdf(r, 0), qn.get())) continue;  // qname is an empty non-terminal
+      d.status = SigStatus::kValid;
+      d.reason = claim + " (NSEC " + NameText(ldns_rr_owner(r)) + " covers " + qname + ")";
+      return d;
+    }
+    return fail("no NSEC proves that " + qname + " and " + NameText(next_closer.get()) + " do not exist");
+  }
+  if (nsec3s.empty()) return fail("no signed NSEC or NSEC3 records to prove that " + claim);
+  d.method = "NSEC3";
+  const ldns_rr* first = nsec3s.front();
+  if (ldns_nsec3_algorithm(first) != 1 || ldns_nsec3_iterations(first) > kMaxNsec3Iterations) {
+    d.status = SigStatus::kUnsupported;
+    d.reason = "NSEC3 with hash algorithm " + std::to_string(ldns_nsec3_algorithm(first)) + " and " +
+               std::to_string(ldns_nsec3_iterations(first)) + " iterations not processed: insecure";
+    return d;
+  }
+  std::vector<const ldns_rr*> same;
+  for (const ldns_rr* r : nsec3s) {
+    if (ldns_nsec3_algorithm(r) != ldns_nsec3_algorithm(first) ||
+        ldns_nsec3_iterations(r) != ldns_nsec3_iterations(first) ||
+        ldns_rdf_compare(ldns_rr_rdf(r, 3), ldns_rr_rdf(first, 3)) != 0)
+      continue;
+    RdfPtr parent = Parent(ldns_rr_owner(r));
+    if (!parent || !SameName(parent.get(), zone)) continue;
+    same.push_back(r);
+  }
+  Nsec3Set set(same);
+  // RFC 5155 §8.8: the next closer name must be covered.
+  const ldns_rr* cover = set.Cover(next_closer.get());
+  if (!cover) return fail("no NSEC3 covers the next closer name " + NameText(next_closer.get()));
+  d.status = SigStatus::kValid;
+  d.opt_out = ldns_nsec3_optout(cover);
+  d.reason = claim + " (NSEC3 covers the next closer name " + NameText(next_closer.get()) +
+             (d.opt_out ? "; opt-out span: insecure" : "") + ")";
   return d;
 }
 

@@ -144,4 +144,14 @@ struct DenialResult {
 DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
                           const RrList& keys, const SigCheckOptions& o);
 
+// Checks the proof that comes with a wildcard expansion (RFC 4035 §5.3.4,
+// RFC 5155 §8.8): `qname` was answered by `wildcard_source` ("*.<closest
+// encloser>", from VerifyRrset), so signed NSEC/NSEC3 records of the zone
+// in `auth` must show that the next closer name (and for NSEC, qname)
+// does not exist. kValid with opt_out set when only an opt-out span
+// covers it (insecure); kUnsupported for NSEC3 parameters we do not
+// process; kBogus otherwise.
+DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& wildcard_source, const RrList& auth,
+                                  const RrList& keys, const SigCheckOptions& o);
+
 }  // namespace mxsec

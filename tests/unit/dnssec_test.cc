@@ -630,3 +630,37 @@ TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and the
                    Opts());
   CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
 }
+
+TEST_CASE("dnssec: the proof that comes with a wildcard expansion") {
+  Key zsk("example.test", 256);
+  RrList keys = zsk.Dnskey();
+  RrList nsec = SignEach(Records(kNsecChain), zsk);
+  DenialResult d = VerifyWildcardAnswer("foo.w.example.test", "*.w.example.test", nsec, keys, Opts());
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.method == "NSEC");
+  CHECK(d.wildcard);
+  // A name that exists, or a wildcard replayed under an existing name
+  // (mx.example.test exists, so *.example.test cannot answer below it).
+  CHECK(VerifyWildcardAnswer("a.example.test", "*.example.test", nsec, keys, Opts()).status == SigStatus::kBogus);
+  d = VerifyWildcardAnswer("x.mx.example.test", "*.example.test", nsec, keys, Opts());
+  CHECK(d.status == SigStatus::kBogus);
+  CHECK(Contains(d.reason, "mx.example.test"));
+  // Unsigned records prove nothing; a source that does not enclose qname is refused.
+  CHECK(VerifyWildcardAnswer("foo.w.example.test", "*.w.example.test", Records(kNsecChain), keys, Opts()).status ==
+        SigStatus::kBogus);
+  CHECK(VerifyWildcardAnswer("foo.v.example.test", "*.w.example.test", nsec, keys, Opts()).status ==
+        SigStatus::kBogus);
+
+  RrList nsec3 = SignEach(Nsec3Chain(kNsec3Names, 0), zsk);
+  d = VerifyWildcardAnswer("foo.w.example.test", "*.w.example.test", nsec3, keys, Opts());
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.method == "NSEC3");
+  CHECK_FALSE(d.opt_out);
+  CHECK(VerifyWildcardAnswer("x.mx.example.test", "*.example.test", nsec3, keys, Opts()).status == SigStatus::kBogus);
+  CHECK(VerifyWildcardAnswer("foo.w.example.test", "*.w.example.test", Nsec3Chain(kNsec3Names, 0), keys, Opts())
+            .status == SigStatus::kBogus);
+  d = VerifyWildcardAnswer("foo.w.example.test", "*.w.example.test", SignEach(Nsec3Chain(kNsec3Names, 1), zsk), keys,
+                           Opts());
+  CHECK(d.status == SigStatus::kValid);
+  CHECK(d.opt_out);
+}
