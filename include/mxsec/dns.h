@@ -132,6 +132,9 @@ struct DnsAnswer {
   std::vector<DnsRecord> records;   // of question.type at final_name
   uint32_t ttl = 0;                 // minimum TTL of records
   std::string reason;               // for failures: "SERVFAIL from 127.0.0.1:53 (EDE 7 ...)", "timeout"
+  // Local validation only: how the status of each hop was reached (zones
+  // walked from the anchor, key tags), one line per hop; empty otherwise.
+  std::vector<std::string> validation;
   bool failed() const { return outcome == DnsOutcome::kFailure; }
 };
 

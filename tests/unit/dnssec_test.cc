@@ -6,11 +6,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "mxsec/dns.h"
 #include "mxsec/dnssec.h"
+#include "mxsec/local_validator.h"
 
 #include <ldns/ldns.h>
 
@@ -663,4 +666,273 @@ TEST_CASE("dnssec: the proof that comes with a wildcard expansion") {
                            Opts());
   CHECK(d.status == SigStatus::kValid);
   CHECK(d.opt_out);
+}
+
+// --- The local validating resolver, on a fake transport ---
+
+namespace {
+
+// Replies built as wire packets and parsed as the real transport does.
+class FakeDnssecTransport : public DnsTransport {
+ public:
+  void Set(const std::string& name, ldns_rr_type type, const RrList& answer, const RrList& authority,
+           ldns_pkt_rcode rcode = LDNS_RCODE_NOERROR) {
+    auto wire = WireReply(7, name, type, answer, authority, rcode);
+    std::string mismatch;
+    DnsResponse r = ParseDnsReply(wire.data(), wire.size(), {name, static_cast<RrType>(type)}, 7, &mismatch);
+    REQUIRE(mismatch.empty());
+    r.server = "fake";
+    std::lock_guard<std::mutex> l(mu_);
+    replies_[{name, type}] = r;
+  }
+  void Drop(const std::string& name, ldns_rr_type type) {
+    std::lock_guard<std::mutex> l(mu_);
+    replies_.erase({name, type});
+  }
+  std::vector<DnsResponse> QueryMany(const std::vector<DnsQuestion>& questions, bool cd) override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<DnsResponse> out;
+    for (const auto& q : questions) {
+      CHECK(cd);  // local validation always asks with CD
+      ++asked_[{q.name, static_cast<int>(q.type)}];
+      auto it = replies_.find({q.name, static_cast<int>(q.type)});
+      DnsResponse r;
+      if (it != replies_.end()) {
+        r = it->second;
+      } else {
+        r.error = "timeout: no answer from fake";
+      }
+      out.push_back(r);
+    }
+    return out;
+  }
+  int Asked(const std::string& name, ldns_rr_type type) {
+    std::lock_guard<std::mutex> l(mu_);
+    return asked_[{name, static_cast<int>(type)}];
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<std::string, int>, DnsResponse> replies_;
+  std::map<std::pair<std::string, int>, int> asked_;
+};
+
+// test. (anchored by its KSK's DS) delegates sec.test (signed, DS) and
+// ins.test (unsigned, NSEC without DS).
+struct TestTree {
+  Key ksk_t{"test", 257}, zsk_t{"test", 256}, ksk_s{"sec.test", 257}, zsk_s{"sec.test", 256};
+  RrList keys_t = Join(ksk_t.Dnskey(), zsk_t.Dnskey());
+  RrList keys_s = Join(ksk_s.Dnskey(), zsk_s.Dnskey());
+  RrList soa_t = Records("test. 300 IN SOA ns.test. h.test. 1 7200 3600 1209600 300\n");
+  RrList soa_s = Records("sec.test. 300 IN SOA ns.sec.test. h.sec.test. 1 7200 3600 1209600 300\n");
+  RrList nsec_t = Records(
+      "test. 300 IN NSEC ins.test. SOA NS RRSIG NSEC DNSKEY\n"
+      "ins.test. 300 IN NSEC sec.test. NS\n"
+      "sec.test. 300 IN NSEC test. NS DS RRSIG NSEC\n");
+  RrList nsec_s = Records(
+      "sec.test. 300 IN NSEC alias.sec.test. SOA NS RRSIG NSEC DNSKEY\n"
+      "alias.sec.test. 300 IN NSEC mx.sec.test. CNAME RRSIG NSEC\n"
+      "mx.sec.test. 300 IN NSEC *.w.sec.test. A RRSIG NSEC\n"
+      "*.w.sec.test. 300 IN NSEC sec.test. TLSA RRSIG NSEC\n");
+  FakeDnssecTransport t;
+
+  RrList Signed(const RrList& rrset, const Key& k) { return Join(rrset, Sign(rrset, {&k})); }
+  RrList SignedNsec(const RrList& nsecs, const RrList& soa, const Key& k) {
+    return Join(Signed(soa, k), SignEach(nsecs, k));
+  }
+
+  TestTree() {
+    t.Set("test", LDNS_RR_TYPE_DNSKEY, Signed(keys_t, ksk_t), RrList());
+    t.Set("sec.test", LDNS_RR_TYPE_DS, Signed(Ds(ksk_s), zsk_t), RrList());
+    t.Set("sec.test", LDNS_RR_TYPE_DNSKEY, Signed(keys_s, ksk_s), RrList());
+    t.Set("ins.test", LDNS_RR_TYPE_DS, RrList(), SignedNsec(nsec_t.Select(0, "ins.test"), soa_t, zsk_t));
+    t.Set("mx.sec.test", LDNS_RR_TYPE_DS, RrList(), SignedNsec(nsec_s.Select(0, "mx.sec.test"), soa_s, zsk_s));
+    t.Set("mx.sec.test", LDNS_RR_TYPE_A, Signed(Records("mx.sec.test. 300 IN A 192.0.2.1\n"), zsk_s), RrList());
+    t.Set("mx.ins.test", LDNS_RR_TYPE_A, Records("mx.ins.test. 300 IN A 192.0.2.2\n"), RrList());
+    t.Set("alias.sec.test", LDNS_RR_TYPE_A,
+          Join(Signed(Records("alias.sec.test. 300 IN CNAME mx.ins.test.\n"), zsk_s),
+               Records("mx.ins.test. 300 IN A 192.0.2.2\n")),
+          RrList());
+    t.Set("mx.sec.test", LDNS_RR_TYPE_TLSA, RrList(), SignedNsec(nsec_s.Select(0, "mx.sec.test"), soa_s, zsk_s));
+    RrList nx = nsec_s.Select(0, "mx.sec.test");
+    nx.Append(nsec_s.Select(0, "sec.test"));
+    t.Set("nosuch.sec.test", LDNS_RR_TYPE_TLSA, RrList(), SignedNsec(nx, soa_s, zsk_s), LDNS_RCODE_NXDOMAIN);
+    // The wildcard *.w.sec.test answers foo.w.sec.test.
+    RrList wild = Records("*.w.sec.test. 300 IN TLSA 3 1 1 "
+                          "0000000000000000000000000000000000000000000000000000000000000000\n");
+    RrList wsig = Sign(wild, {&zsk_s});
+    Rename(&wild, "foo.w.sec.test");
+    Rename(&wsig, "foo.w.sec.test");
+    t.Set("foo.w.sec.test", LDNS_RR_TYPE_TLSA, Join(wild, wsig), SignEach(nsec_s.Select(0, "*.w.sec.test"), zsk_s));
+  }
+
+  std::unique_ptr<Resolver> Validator(const RrList& anchors) {
+    LocalValidatorOptions o;
+    o.description = "local validation (test)";
+    o.now = [] { return kNow; };
+    return NewLocalValidatingResolver(&t, anchors.Clone(), o);
+  }
+};
+
+bool Mentions(const DnsAnswer& a, const std::string& part) {
+  for (const auto& v : a.validation)
+    if (Contains(v, part)) return true;
+  return Contains(a.reason, part);
+}
+
+}  // namespace
+
+TEST_CASE("local validator: secure, insecure and mixed answers, walked from the trust anchor") {
+  TestTree tree;
+  auto res = tree.Validator(Ds(tree.ksk_t));
+  CHECK(res->dnssec_trusted());
+
+  DnsAnswer a = res->Lookup({"mx.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  REQUIRE(a.outcome == DnsOutcome::kRecords);
+  CHECK(a.records.size() == 1);
+  REQUIRE(a.validation.size() == 1);
+  CHECK(Mentions(a, "key " + std::to_string(tree.zsk_s.tag())));
+  CHECK(Mentions(a, "DNSKEY " + std::to_string(tree.ksk_t.tag())));
+
+  a = res->Lookup({"mx.ins.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kInsecure, a.reason);
+  CHECK(a.outcome == DnsOutcome::kRecords);
+  CHECK(Mentions(a, "insecure delegation"));
+
+  // CNAME from a secure zone into an insecure one: each hop has its status.
+  a = res->Lookup({"alias.sec.test", RrType::kA});
+  CHECK(a.outcome == DnsOutcome::kRecords);
+  CHECK(a.chain == std::vector<std::string>{"mx.ins.test"});
+  CHECK(a.dnssec == DnssecStatus::kInsecure);
+  REQUIRE(a.validation.size() == 2);
+  CHECK(Contains(a.validation[0], "secure: CNAME alias.sec.test"));
+  CHECK(Contains(a.validation[1], "insecure: A mx.ins.test"));
+
+  // Secure NODATA and NXDOMAIN, and a wildcard answer with its proof.
+  a = res->Lookup({"mx.sec.test", RrType::kTLSA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(a.outcome == DnsOutcome::kNoData);
+  a = res->Lookup({"nosuch.sec.test", RrType::kTLSA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(a.outcome == DnsOutcome::kNxDomain);
+  a = res->Lookup({"foo.w.sec.test", RrType::kTLSA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(a.outcome == DnsOutcome::kRecords);
+  CHECK(Mentions(a, "wildcard"));
+
+  // The DNSKEY and DS sets were fetched once and cached for all lookups.
+  CHECK(tree.t.Asked("test", LDNS_RR_TYPE_DNSKEY) == 1);
+  CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DS) == 1);
+  CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DNSKEY) == 1);
+  CHECK(tree.t.Asked("ins.test", LDNS_RR_TYPE_DS) == 1);
+
+  // Several questions at once, from several threads.
+  std::vector<DnsQuestion> qs = {{"mx.sec.test", RrType::kA}, {"mx.ins.test", RrType::kA}};
+  auto many = res->LookupMany(qs);
+  REQUIRE(many.size() == 2);
+  CHECK(many[0].dnssec == DnssecStatus::kSecure);
+  CHECK(many[1].dnssec == DnssecStatus::kInsecure);
+}
+
+TEST_CASE("local validator: what must be bogus or indeterminate is a failure") {
+  TestTree tree;
+  auto res = tree.Validator(Ds(tree.ksk_t));
+
+  // Stripped signatures in a secure zone.
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, Records("mx.sec.test. 300 IN A 192.0.2.1\n"), RrList());
+  DnsAnswer a = res->Lookup({"mx.sec.test", RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  CHECK(a.records.empty());
+  CHECK(Contains(a.reason, "no signature in the secure zone sec.test"));
+
+  // An expired signature; a signature by a key not in the DNSKEY set.
+  RrList rr = Records("mx.sec.test. 300 IN A 192.0.2.1\n");
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, Join(rr, Sign(rr, {&tree.zsk_s}, kNow - 7200, kNow - 3600)), RrList());
+  a = res->Lookup({"mx.sec.test", RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  Key stranger("sec.test", 256);
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, Join(rr, Sign(rr, {&stranger})), RrList());
+  CHECK(res->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kBogus);
+
+  // A denial without signatures, a wildcard answer without its proof.
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_TLSA, RrList(), Join(tree.soa_s, tree.nsec_s.Select(0, "mx.sec.test")));
+  a = res->Lookup({"mx.sec.test", RrType::kTLSA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  RrList wild = Records("*.w.sec.test. 300 IN TLSA 3 1 1 "
+                        "0000000000000000000000000000000000000000000000000000000000000000\n");
+  RrList wsig = Sign(wild, {&tree.zsk_s});
+  Rename(&wild, "foo.w.sec.test");
+  Rename(&wsig, "foo.w.sec.test");
+  tree.t.Set("foo.w.sec.test", LDNS_RR_TYPE_TLSA, Join(wild, wsig), RrList());
+  a = res->Lookup({"foo.w.sec.test", RrType::kTLSA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+
+  // An unsigned delegation claimed without proof: the secure zone's
+  // insecure child is ins.test, not sec.test.
+  tree.t.Set("nosuch.sec.test", LDNS_RR_TYPE_TLSA, RrList(), tree.soa_s, LDNS_RCODE_NXDOMAIN);
+  // (Until the walk can ask DS at nosuch.sec.test, the status is unknown.)
+  CHECK(res->Lookup({"nosuch.sec.test", RrType::kTLSA}).dnssec == DnssecStatus::kIndeterminate);
+  RrList nx = tree.nsec_s.Select(0, "mx.sec.test");
+  nx.Append(tree.nsec_s.Select(0, "sec.test"));
+  tree.t.Set("nosuch.sec.test", LDNS_RR_TYPE_DS, RrList(), tree.SignedNsec(nx, tree.soa_s, tree.zsk_s),
+             LDNS_RCODE_NXDOMAIN);
+  a = res->Lookup({"nosuch.sec.test", RrType::kTLSA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+
+  // No reply: indeterminate, never "no data".
+  a = res->Lookup({"gone.sec.test", RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kIndeterminate);
+}
+
+TEST_CASE("local validator: DS mismatch, unreachable keys, names outside the anchor") {
+  {
+    // The anchor does not match test.'s keys: everything below is bogus.
+    TestTree tree;
+    Key other("test", 257);
+    auto res = tree.Validator(Ds(other));
+    DnsAnswer a = res->Lookup({"mx.sec.test", RrType::kA});
+    CHECK(a.failed());
+    CHECK(a.dnssec == DnssecStatus::kBogus);
+    CHECK(Contains(a.reason, "trust anchor"));
+    CHECK(res->Lookup({"mx.ins.test", RrType::kA}).dnssec == DnssecStatus::kBogus);
+  }
+  {
+    // sec.test's DS names a key that is not in its DNSKEY set.
+    TestTree tree;
+    Key other("sec.test", 257);
+    tree.t.Set("sec.test", LDNS_RR_TYPE_DS, tree.Signed(Ds(other), tree.zsk_t), RrList());
+    auto res = tree.Validator(Ds(tree.ksk_t));
+    DnsAnswer a = res->Lookup({"mx.sec.test", RrType::kA});
+    CHECK(a.failed());
+    CHECK(a.dnssec == DnssecStatus::kBogus);
+    CHECK(Contains(a.reason, "DNSKEY set of sec.test"));
+    // A bogus fact is not cached: once the DS is right, the zone validates.
+    tree.t.Set("sec.test", LDNS_RR_TYPE_DS, tree.Signed(Ds(tree.ksk_s), tree.zsk_t), RrList());
+    CHECK(res->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kSecure);
+  }
+  {
+    // The DNSKEY set cannot be fetched: indeterminate.
+    TestTree tree;
+    tree.t.Drop("sec.test", LDNS_RR_TYPE_DNSKEY);
+    auto res = tree.Validator(Ds(tree.ksk_t));
+    DnsAnswer a = res->Lookup({"mx.sec.test", RrType::kA});
+    CHECK(a.failed());
+    CHECK(a.dnssec == DnssecStatus::kIndeterminate);
+  }
+  {
+    // A name that no trust anchor covers is insecure.
+    TestTree tree;
+    tree.t.Set("mx.example", LDNS_RR_TYPE_A, Records("mx.example. 300 IN A 192.0.2.3\n"), RrList());
+    auto res = tree.Validator(Ds(tree.ksk_t));
+    DnsAnswer a = res->Lookup({"mx.example", RrType::kA});
+    CHECK(a.dnssec == DnssecStatus::kInsecure);
+    CHECK(a.outcome == DnsOutcome::kRecords);
+  }
 }

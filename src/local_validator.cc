@@ -1,0 +1,532 @@
+// local_validator.cc - in-process DNSSEC validation (see local_validator.h).
+//
+// Conservative by construction: every path that cannot prove "secure" or
+// "insecure" ends in bogus (something did not verify) or indeterminate
+// (the data could not be fetched). Facts are cached only once proven;
+// failures are never cached, so a transient outage is asked again.
+// C++ headers first: ldns/common.h redefines false/true as macros.
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mxsec/local_validator.h"
+
+#include <ldns/ldns.h>
+
+namespace mxsec {
+namespace {
+
+struct MallocFree { void operator()(void* p) const { free(p); } };
+
+// Normal form of an ldns name: lowercase, no trailing dot, "" for the root.
+std::string NormalName(const ldns_rdf* rdf) {
+  std::unique_ptr<char, MallocFree> s(ldns_rdf2str(rdf));
+  std::string n = s ? s.get() : "";
+  if (!n.empty() && n.back() == '.') n.pop_back();
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(tolower(c)); });
+  return n;
+}
+
+// RrList::Select takes "." for the root ("" would mean any owner).
+std::string Sel(const std::string& n) { return n.empty() ? "." : n; }
+std::string Shown(const std::string& n) { return n.empty() ? "." : n; }
+
+bool AtOrBelow(const std::string& name, const std::string& zone) {
+  if (zone.empty()) return true;
+  return name == zone || (name.size() > zone.size() && name.compare(name.size() - zone.size(), zone.size(), zone) == 0 &&
+                          name[name.size() - zone.size() - 1] == '.');
+}
+
+// The names from just below `zone` down to `name` (inclusive), top first.
+std::vector<std::string> PathBelow(const std::string& name, const std::string& zone) {
+  std::vector<std::string> out;
+  std::string n = name;
+  while (n != zone && !n.empty()) {
+    out.push_back(n);
+    size_t dot = n.find('.');
+    n = dot == std::string::npos ? "" : n.substr(dot + 1);
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+std::string Tags(const std::vector<uint16_t>& tags) {
+  std::string out;
+  for (uint16_t t : tags) out += (out.empty() ? "" : ",") + std::to_string(t);
+  return out.empty() ? "-" : out;
+}
+
+// The signer of the first RRSIG at `owner` covering `type`, "" when none
+// ("." stays distinguishable: the root signer is returned as ".").
+std::string SignerOf(const RrList& list, const std::string& owner, uint16_t type) {
+  RrList sigs = list.Select(LDNS_RR_TYPE_RRSIG, Sel(owner));
+  for (size_t i = 0; i < sigs.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(sigs.get(), i);
+    const ldns_rdf* covered = ldns_rr_rrsig_typecovered(rr);
+    const ldns_rdf* signer = ldns_rr_rrsig_signame(rr);
+    if (!covered || !signer || ldns_rdf2rr_type(covered) != type) continue;
+    return Shown(NormalName(signer));
+  }
+  return "";
+}
+
+// The signer of the denial records (NSEC, NSEC3, else SOA) of an authority section.
+std::string DenialSigner(const RrList& auth) {
+  for (uint16_t t : {LDNS_RR_TYPE_NSEC, LDNS_RR_TYPE_NSEC3, LDNS_RR_TYPE_SOA}) {
+    for (size_t i = 0; i < auth.size(); ++i) {
+      const ldns_rr* rr = ldns_rr_list_rr(auth.get(), i);
+      if (ldns_rr_get_type(rr) != LDNS_RR_TYPE_RRSIG) continue;
+      const ldns_rdf* covered = ldns_rr_rrsig_typecovered(rr);
+      const ldns_rdf* signer = ldns_rr_rrsig_signame(rr);
+      if (covered && signer && ldns_rdf2rr_type(covered) == t) return Shown(NormalName(signer));
+    }
+  }
+  return "";
+}
+
+Result<RrList> ListOf(const std::vector<std::string>& lines, const std::string& what) {
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  return RrList::FromText(text, what);
+}
+
+// What a DS query at a name below a secure zone proved.
+enum class CutKind { kSecureZone, kInsecure, kNotCut, kNoName };
+
+struct CutFact {
+  CutKind kind = CutKind::kNotCut;
+  std::shared_ptr<const RrList> keys;  // kSecureZone: the zone's authenticated DNSKEY set
+  std::string note;                    // for the provenance: "DS 123 -> DNSKEY 123", "no DS (NSEC3 opt-out)"
+  int64_t expires = 0;
+};
+
+// Result of a step that may fail: status kSecure means `fact` holds.
+struct Step {
+  DnssecStatus status = DnssecStatus::kSecure;
+  std::string reason;
+  CutFact fact;
+};
+
+// The zone that holds a name, as far as the walk from the anchor proved it.
+struct ZoneWalk {
+  DnssecStatus status = DnssecStatus::kIndeterminate;  // secure: `zone` and `keys` are authenticated
+  std::string zone;                                    // normal form, "" = root
+  std::shared_ptr<const RrList> keys;
+  std::string reason;                                  // insecure/bogus/indeterminate: why
+  std::vector<std::string> path;                       // "test: anchor DS -> DNSKEY 123", ...
+};
+
+struct HopResult {
+  DnssecStatus status = DnssecStatus::kIndeterminate;
+  std::string note;
+};
+
+class LocalValidatingResolver : public Resolver {
+ public:
+  LocalValidatingResolver(DnsTransport* transport, RrList anchors, LocalValidatorOptions options)
+      : transport_(transport), anchors_(std::move(anchors)), options_(std::move(options)) {
+    for (size_t i = 0; i < anchors_.size(); ++i) {
+      std::string owner = NormalName(ldns_rr_owner(ldns_rr_list_rr(anchors_.get(), i)));
+      if (std::find(anchor_zones_.begin(), anchor_zones_.end(), owner) == anchor_zones_.end())
+        anchor_zones_.push_back(owner);
+    }
+  }
+
+  std::vector<DnsAnswer> LookupMany(const std::vector<DnsQuestion>& questions) override {
+    std::vector<DnsResponse> responses = transport_->QueryMany(questions, true);
+    std::vector<DnsAnswer> out;
+    out.reserve(questions.size());
+    for (size_t i = 0; i < questions.size(); ++i) out.push_back(Validate(questions[i], responses[i]));
+    return out;
+  }
+
+  bool dnssec_trusted() const override { return true; }
+  std::string dnssec_untrusted_reason() const override { return ""; }
+  std::string describe() const override { return options_.description; }
+
+ private:
+  int64_t Now() const {
+    if (options_.now) return options_.now();
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  SigCheckOptions Opts() const { return DefaultSigCheckOptions(Now()); }
+
+  // One question with DO+CD; false (and `err`) when nothing usable came back.
+  bool Fetch(const DnsQuestion& q, DnsResponse* r, RrList* ans, RrList* auth, std::string* err) {
+    *r = transport_->QueryMany({q}, true).front();
+    const std::string what = RrTypeName(q.type) + " " + Shown(q.name);
+    if (!r->answered) {
+      *err = what + ": " + (r->error.empty() ? "no answer" : r->error);
+      return false;
+    }
+    if (r->rcode != DnsRcode::kNoError && r->rcode != DnsRcode::kNxDomain) {
+      *err = what + ": rcode " + std::to_string(r->rcode_value) + (r->server.empty() ? "" : " from " + r->server);
+      return false;
+    }
+    auto a = ListOf(r->answer_rrs, what + " answer");
+    auto b = ListOf(r->authority_rrs, what + " authority");
+    if (!a.ok() || !b.ok()) {
+      *err = a.ok() ? b.error() : a.error();
+      return false;
+    }
+    *ans = std::move(a.value());
+    *auth = std::move(b.value());
+    return true;
+  }
+
+  bool Cached(const std::string& name, CutFact* fact) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = cache_.find(name);
+    if (it == cache_.end()) return false;
+    if (it->second.expires <= Now()) {
+      cache_.erase(it);
+      return false;
+    }
+    *fact = it->second;
+    return true;
+  }
+
+  void Remember(const std::string& name, CutFact fact, uint32_t ttl_limit) {
+    int64_t life = options_.cache_seconds;
+    if (ttl_limit > 0 && ttl_limit < life) life = ttl_limit;
+    fact.expires = Now() + life;
+    std::lock_guard<std::mutex> l(mu_);
+    if (cache_.size() >= options_.cache_entries) cache_.clear();
+    cache_[name] = std::move(fact);
+  }
+
+  // The DNSKEY set of an anchored zone, authenticated by the anchors.
+  Step AnchorZone(const std::string& zone) {
+    Step s;
+    if (Cached(" anchor " + zone, &s.fact)) return s;
+    DnsResponse r;
+    RrList ans, auth;
+    std::string err;
+    if (!Fetch({zone, RrType::kDNSKEY}, &r, &ans, &auth, &err)) {
+      s.status = DnssecStatus::kIndeterminate;
+      s.reason = err;
+      return s;
+    }
+    RrList keys = ans.Select(LDNS_RR_TYPE_DNSKEY, Sel(zone));
+    SigResult v = VerifyDnskeys(keys, ans, anchors_.Select(0, Sel(zone)), Opts());
+    if (v.status == SigStatus::kValid) {
+      s.fact.kind = CutKind::kSecureZone;
+      s.fact.keys = std::make_shared<const RrList>(std::move(keys));
+      s.fact.note = "trust anchor -> DNSKEY " + Tags(v.key_tags);
+      Remember(" anchor " + zone, s.fact, v.ttl_limit);
+    } else if (v.status == SigStatus::kUnsupported) {
+      s.fact.kind = CutKind::kInsecure;
+      s.fact.note = "trust anchor unusable: " + v.reason;
+      Remember(" anchor " + zone, s.fact, 0);
+    } else {
+      s.status = DnssecStatus::kBogus;
+      s.reason = "DNSKEY set of " + Shown(zone) + " does not match the trust anchor: " + v.reason;
+    }
+    return s;
+  }
+
+  // What the parent zone (`keys`) says about `name` in reply to DS.
+  Step Cut(const std::string& name, const RrList& keys) {
+    Step s;
+    if (Cached(name, &s.fact)) return s;
+    DnsResponse r;
+    RrList ans, auth;
+    std::string err;
+    const SigCheckOptions o = Opts();
+    if (!Fetch({name, RrType::kDS}, &r, &ans, &auth, &err)) {
+      s.status = DnssecStatus::kIndeterminate;
+      s.reason = err;
+      return s;
+    }
+    auto bogus = [&](const std::string& why) {
+      s.status = DnssecStatus::kBogus;
+      s.reason = why;
+      return s;
+    };
+    RrList ds = ans.Select(LDNS_RR_TYPE_DS, name);
+    if (!ds.empty()) {
+      SigResult v = VerifyRrset(ds, ans, keys, o);
+      if (v.status != SigStatus::kValid) return bogus("DS of " + name + ": " + v.reason);
+      DnsResponse kr;
+      RrList kans, kauth;
+      if (!Fetch({name, RrType::kDNSKEY}, &kr, &kans, &kauth, &err)) {
+        s.status = DnssecStatus::kIndeterminate;
+        s.reason = err;
+        return s;
+      }
+      RrList child = kans.Select(LDNS_RR_TYPE_DNSKEY, name);
+      SigResult k = VerifyDnskeys(child, kans, ds, o);
+      if (k.status == SigStatus::kBogus) return bogus("DNSKEY set of " + name + ": " + k.reason);
+      if (k.status == SigStatus::kUnsupported) {
+        s.fact.kind = CutKind::kInsecure;
+        s.fact.note = "DS " + Tags(v.key_tags) + " signed; " + k.reason + ": insecure";
+        Remember(name, s.fact, v.ttl_limit);
+        return s;
+      }
+      s.fact.kind = CutKind::kSecureZone;
+      s.fact.keys = std::make_shared<const RrList>(std::move(child));
+      s.fact.note = "DS (signed by " + Tags(v.key_tags) + ") -> DNSKEY " + Tags(k.key_tags);
+      Remember(name, s.fact, std::min(v.ttl_limit, k.ttl_limit));
+      return s;
+    }
+    if (r.rcode == DnsRcode::kNxDomain) {
+      DenialResult d = VerifyDenial(name, LDNS_RR_TYPE_DS, Denial::kNxDomain, auth, keys, o);
+      if (d.status == SigStatus::kBogus) return bogus("NXDOMAIN for DS " + name + " not proven: " + d.reason);
+      s.fact.kind = (d.status == SigStatus::kUnsupported || d.opt_out) ? CutKind::kInsecure : CutKind::kNoName;
+      s.fact.note = d.reason;
+      Remember(name, s.fact, 0);
+      return s;
+    }
+    RrList cname = ans.Select(LDNS_RR_TYPE_CNAME, name);
+    if (!cname.empty()) {
+      // A CNAME owner cannot be a zone cut (no NS beside it).
+      SigResult v = VerifyRrset(cname, ans, keys, o);
+      if (v.status != SigStatus::kValid || v.wildcard)
+        return bogus("CNAME at " + name + " (in reply to DS): " + (v.wildcard ? "wildcard expansion" : v.reason));
+      s.fact.kind = CutKind::kNotCut;
+      s.fact.note = "CNAME, not a zone cut";
+      Remember(name, s.fact, v.ttl_limit);
+      return s;
+    }
+    DenialResult nods = VerifyDenial(name, LDNS_RR_TYPE_DS, Denial::kNoDs, auth, keys, o);
+    if (nods.status != SigStatus::kBogus) {
+      s.fact.kind = CutKind::kInsecure;
+      s.fact.note = "insecure delegation: " + nods.reason;
+      Remember(name, s.fact, 0);
+      return s;
+    }
+    DenialResult nodata = VerifyDenial(name, LDNS_RR_TYPE_DS, Denial::kNoData, auth, keys, o);
+    if (nodata.status == SigStatus::kBogus)
+      return bogus("no DS at " + name + " and no proof of it: " + nods.reason + "; " + nodata.reason);
+    if (nodata.status == SigStatus::kUnsupported || nodata.opt_out) {
+      s.fact.kind = CutKind::kInsecure;
+      s.fact.note = "possibly an unsigned delegation: " + nodata.reason;
+    } else {
+      s.fact.kind = CutKind::kNotCut;
+      s.fact.note = "not a zone cut";
+    }
+    Remember(name, s.fact, 0);
+    return s;
+  }
+
+  // Walks from the trust anchor down to `name` (inclusive) and returns the
+  // deepest zone proven secure at or above it, or why there is none.
+  ZoneWalk Walk(const std::string& name) {
+    ZoneWalk w;
+    std::string anchor;
+    bool found = false;
+    for (const std::string& z : anchor_zones_) {
+      if (AtOrBelow(name, z) && (!found || z.size() > anchor.size())) {
+        anchor = z;
+        found = true;
+      }
+    }
+    if (!found) {
+      w.status = DnssecStatus::kInsecure;
+      w.reason = "no trust anchor covers " + Shown(name);
+      return w;
+    }
+    Step s = AnchorZone(anchor);
+    if (s.status != DnssecStatus::kSecure) {
+      w.status = s.status;
+      w.reason = s.reason;
+      return w;
+    }
+    w.path.push_back(Shown(anchor) + ": " + s.fact.note);
+    if (s.fact.kind == CutKind::kInsecure) {
+      w.status = DnssecStatus::kInsecure;
+      w.reason = s.fact.note;
+      return w;
+    }
+    w.zone = anchor;
+    w.keys = s.fact.keys;
+    for (const std::string& c : PathBelow(name, anchor)) {
+      Step cut = Cut(c, *w.keys);
+      if (cut.status != DnssecStatus::kSecure) {
+        w.status = cut.status;
+        w.reason = cut.reason;
+        return w;
+      }
+      if (cut.fact.kind == CutKind::kNotCut) continue;
+      w.path.push_back(c + ": " + cut.fact.note);
+      if (cut.fact.kind == CutKind::kInsecure) {
+        w.status = DnssecStatus::kInsecure;
+        w.reason = c + ": " + cut.fact.note;
+        return w;
+      }
+      if (cut.fact.kind == CutKind::kNoName) break;  // nothing below exists; the zone above answers for it
+      w.zone = c;
+      w.keys = cut.fact.keys;
+    }
+    w.status = DnssecStatus::kSecure;
+    return w;
+  }
+
+  static std::string PathText(const ZoneWalk& w) {
+    std::string out;
+    for (const auto& p : w.path) out += (out.empty() ? "" : "; ") + p;
+    return out;
+  }
+
+  // The zone `signer` (normal form; "." for the root), proven secure, or why not.
+  ZoneWalk SignerZone(const std::string& signer, const std::string& owner, HopResult* h) {
+    const std::string s = signer == "." ? "" : signer;
+    if (!AtOrBelow(owner, s)) {
+      h->status = DnssecStatus::kBogus;
+      h->note = "signer " + signer + " does not enclose " + Shown(owner);
+      return {};
+    }
+    ZoneWalk w = Walk(s);
+    if (w.status == DnssecStatus::kSecure && w.zone != s) {
+      h->status = DnssecStatus::kBogus;
+      h->note = "signer " + signer + " is not a secure zone (" + PathText(w) + ")";
+      w.status = DnssecStatus::kBogus;
+      return w;
+    }
+    if (w.status != DnssecStatus::kSecure) {
+      h->status = w.status;
+      h->note = w.reason;
+    }
+    return w;
+  }
+
+  // An RRset without signatures: insecure if a delegation above it is
+  // proven insecure, bogus if it sits in a secure zone.
+  HopResult Unsigned(const std::string& owner, const std::string& what) {
+    HopResult h;
+    ZoneWalk w = Walk(owner);
+    h.status = w.status == DnssecStatus::kSecure ? DnssecStatus::kBogus : w.status;
+    h.note = w.status == DnssecStatus::kSecure
+                 ? what + ": no signature in the secure zone " + Shown(w.zone) + " (" + PathText(w) + ")"
+                 : what + ": " + w.reason;
+    return h;
+  }
+
+  HopResult CheckRrset(const std::string& owner, RrType type, const RrList& ans, const RrList& auth) {
+    const std::string what = RrTypeName(type) + " " + Shown(owner);
+    RrList rrset = ans.Select(static_cast<uint16_t>(type), Sel(owner));
+    std::string signer = SignerOf(ans, owner, static_cast<uint16_t>(type));
+    if (signer.empty()) return Unsigned(owner, what);
+    HopResult h;
+    ZoneWalk w = SignerZone(signer, owner, &h);
+    if (w.status != DnssecStatus::kSecure) {
+      h.note = what + ": " + h.note;
+      return h;
+    }
+    const SigCheckOptions o = Opts();
+    SigResult v = VerifyRrset(rrset, ans, *w.keys, o);
+    if (v.status != SigStatus::kValid) {
+      // The zone's keys are authenticated with an algorithm we verify, so
+      // an RRset signed only with one we cannot is not acceptable either.
+      h.status = DnssecStatus::kBogus;
+      h.note = what + ": " + v.reason + " (" + PathText(w) + ")";
+      return h;
+    }
+    h.status = DnssecStatus::kSecure;
+    h.note = what + ": signed by " + Shown(w.zone) + " key " + Tags(v.key_tags) + " (" + PathText(w) + ")";
+    if (v.wildcard) {
+      DenialResult d = VerifyWildcardAnswer(owner, v.wildcard_source, auth, *w.keys, o);
+      if (d.status == SigStatus::kBogus) {
+        h.status = DnssecStatus::kBogus;
+        h.note = what + ": wildcard expansion of " + v.wildcard_source + " without proof: " + d.reason;
+      } else {
+        if (d.status == SigStatus::kUnsupported || d.opt_out) h.status = DnssecStatus::kInsecure;
+        h.note += "; " + d.reason;
+      }
+    }
+    return h;
+  }
+
+  HopResult CheckDenial(const std::string& name, RrType type, Denial what, const RrList& auth) {
+    const std::string claim = (what == Denial::kNxDomain ? "NXDOMAIN " : "NODATA ") + RrTypeName(type) + " " +
+                              Shown(name);
+    std::string signer = DenialSigner(auth);
+    if (signer.empty()) return Unsigned(name, claim);
+    HopResult h;
+    ZoneWalk w = SignerZone(signer, name, &h);
+    if (w.status != DnssecStatus::kSecure) {
+      h.note = claim + ": " + h.note;
+      return h;
+    }
+    DenialResult d = VerifyDenial(name, static_cast<uint16_t>(type), what, auth, *w.keys, Opts());
+    if (d.status == SigStatus::kBogus) {
+      h.status = DnssecStatus::kBogus;
+      h.note = claim + ": not proven: " + d.reason + " (" + PathText(w) + ")";
+      return h;
+    }
+    h.status = (d.status == SigStatus::kUnsupported || d.opt_out) ? DnssecStatus::kInsecure : DnssecStatus::kSecure;
+    h.note = claim + ": " + d.reason + ", keys " + Tags(d.key_tags) + " of " + Shown(w.zone) + " (" + PathText(w) +
+             ")";
+    return h;
+  }
+
+  DnsAnswer Validate(const DnsQuestion& q, const DnsResponse& r) {
+    DnsAnswer a = ClassifyResponse(q, r, nullptr, false);
+    if (a.failed()) {
+      a.dnssec = DnssecStatus::kIndeterminate;
+      return a;
+    }
+    auto ans = ListOf(r.answer_rrs, "answer");
+    auto auth = ListOf(r.authority_rrs, "authority");
+    if (!ans.ok() || !auth.ok()) {
+      a.outcome = DnsOutcome::kFailure;
+      a.dnssec = DnssecStatus::kIndeterminate;
+      a.records.clear();
+      a.reason = "unreadable reply: " + (ans.ok() ? auth.error() : ans.error());
+      return a;
+    }
+    std::vector<HopResult> hops;
+    std::string owner = q.name;
+    for (const std::string& target : a.chain) {
+      hops.push_back(CheckRrset(owner, RrType::kCNAME, *ans, *auth));
+      owner = target;
+    }
+    if (a.outcome == DnsOutcome::kRecords) {
+      hops.push_back(CheckRrset(a.final_name, q.type, *ans, *auth));
+    } else {
+      hops.push_back(CheckDenial(a.final_name, q.type,
+                                 a.outcome == DnsOutcome::kNxDomain ? Denial::kNxDomain : Denial::kNoData, *auth));
+    }
+    DnssecStatus status = DnssecStatus::kSecure;
+    std::string problems;
+    for (const HopResult& h : hops) {
+      status = WeakerStatus(status, h.status);
+      a.validation.push_back(std::string(DnssecStatusName(h.status)) + ": " + h.note);
+      if (h.status == DnssecStatus::kBogus || h.status == DnssecStatus::kIndeterminate)
+        problems += (problems.empty() ? "" : "; ") + h.note;
+    }
+    a.dnssec = status;
+    if (status == DnssecStatus::kBogus || status == DnssecStatus::kIndeterminate) {
+      // As a validating resolver would: no data from an answer that does
+      // not validate.
+      a.outcome = DnsOutcome::kFailure;
+      a.records.clear();
+      a.ttl = 0;
+      a.reason = (status == DnssecStatus::kBogus ? "DNSSEC validation failed: " : "DNSSEC status unknown: ") +
+                 problems;
+    }
+    return a;
+  }
+
+  DnsTransport* transport_;
+  RrList anchors_;
+  std::vector<std::string> anchor_zones_;
+  LocalValidatorOptions options_;
+  std::mutex mu_;
+  std::map<std::string, CutFact> cache_;
+};
+
+}  // namespace
+
+std::unique_ptr<Resolver> NewLocalValidatingResolver(DnsTransport* transport, RrList anchors,
+                                                     LocalValidatorOptions options) {
+  return std::make_unique<LocalValidatingResolver>(transport, std::move(anchors), std::move(options));
+}
+
+}  // namespace mxsec
