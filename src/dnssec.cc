@@ -475,8 +475,9 @@ class Nsec3Set {
     if (h.empty()) return nullptr;
     for (const ldns_rr* r : records_) {
       std::string owner = OwnerHash(r), next = LowerText(ldns_rr_rdf(r, 4));
-      if (h <= owner) continue;
-      if (h < next || next <= owner) return r;
+      // The last NSEC3 of the chain wraps around to the first hash: it
+      // covers hashes above its owner and hashes below the first one.
+      if (next <= owner ? (h > owner || h < next) : (h > owner && h < next)) return r;
     }
     return nullptr;
   }

@@ -522,6 +522,21 @@ TEST_CASE("dnssec: NSEC3 denials, opt-out, iteration limit") {
   CHECK(d.status == SigStatus::kValid);
   CHECK(d.opt_out);  // an NXDOMAIN under opt-out is only insecure
 
+  // A hash below the first one of the chain is covered by the last NSEC3,
+  // which wraps around (the test bed's nosuch.optout.test).
+  std::string low_hash_name, first_hash = Hash(kNsec3Names.front().first);
+  for (const auto& [n, types] : kNsec3Names) first_hash = std::min(first_hash, Hash(n));
+  for (int i = 0; i < 10000 && low_hash_name.empty(); ++i) {
+    std::string n = "n" + std::to_string(i) + ".example.test";
+    if (Hash(n) < first_hash) low_hash_name = n;
+  }
+  REQUIRE_FALSE(low_hash_name.empty());
+  d = deny(low_hash_name, LDNS_RR_TYPE_TLSA, Denial::kNxDomain, auth);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  d = deny(low_hash_name, LDNS_RR_TYPE_TLSA, Denial::kNxDomain, optout);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  CHECK(d.opt_out);
+
   // Stripped signatures; too many iterations (RFC 9276).
   CHECK(deny("deleg2.example.test", 0, Denial::kNoDs, Nsec3Chain(kNsec3Names, 0)).status == SigStatus::kBogus);
   RrList costly = SignEach(Nsec3Chain(kNsec3Names, 0, 200), zsk);
