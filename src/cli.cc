@@ -23,6 +23,7 @@
 #include "mxsec/config.h"
 #include "mxsec/dns.h"
 #include "mxsec/domain_name.h"
+#include "mxsec/local_validator.h"
 #include "mxsec/mta_sts.h"
 #include "mxsec/policy.h"
 #include "mxsec/submission.h"
@@ -73,8 +74,6 @@ std::vector<ResolverAddress> ResolversFor(const Config& cfg) {
 // Builds the runtime from the configuration; an error names what is wrong
 // with the configuration (the caller picks the exit code).
 Status BuildRuntime(const Config& cfg, Runtime* rt) {
-  if (cfg.dnssec_validation == DnssecValidation::kLocal)
-    return Status::Error(cfg.source + ": dnssec_validation = local is not available in this version; use resolver");
   if (!cfg.local_policy_file.empty())
     return Status::Error(cfg.source + ": local_policy_file is not available in this version");
 
@@ -110,11 +109,21 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
                             " is not on loopback: its AD bit could be forged on the path, so DANE is off "
                             "(run a validating resolver on 127.0.0.1, or set dnssec_trust_remote_resolver = yes)";
   }
-  ropt.probe_name = cfg.dnssec_probe;
-  ropt.secure_name = cfg.dnssec_probe_secure;
-  std::unique_ptr<ResolverModeResolver> rm = NewResolverModeResolver(rt->transport.get(), ropt);
-  rt->resolver_mode = rm.get();
-  rt->resolver = std::move(rm);
+  if (cfg.dnssec_validation == DnssecValidation::kLocal) {
+    // The resolver only fetches (DO+CD); signatures are checked here, so
+    // where it runs does not matter.
+    auto anchors = LoadTrustAnchors(cfg.trust_anchor_file);
+    if (!anchors.ok()) return Status::Error(cfg.source + ": trust_anchor_file: " + anchors.error());
+    LocalValidatorOptions lopt;
+    lopt.description = "local validation (trust anchor " + cfg.trust_anchor_file + ") via resolver " + names;
+    rt->resolver = NewLocalValidatingResolver(rt->transport.get(), std::move(anchors.value()), lopt);
+  } else {
+    ropt.probe_name = cfg.dnssec_probe;
+    ropt.secure_name = cfg.dnssec_probe_secure;
+    std::unique_ptr<ResolverModeResolver> rm = NewResolverModeResolver(rt->transport.get(), ropt);
+    rt->resolver_mode = rm.get();
+    rt->resolver = std::move(rm);
+  }
 
   if (cfg.mta_sts) {
     std::string why;

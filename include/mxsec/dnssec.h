@@ -1,11 +1,9 @@
 // dnssec.h - building blocks of in-process DNSSEC validation
 // (`dnssec_validation = local`, issue 6).
 //
-// NOT a validator yet: `dnssec_validation = local` stays refused until the
-// chain walk (DNSKEY/DS down the delegation path), the NSEC/NSEC3 proofs
-// (insecure delegation, NXDOMAIN, NODATA, wildcards), CNAME chains and the
-// key cache are built on these pieces and checked against unbound on the
-// test bed. What is here is complete and unit-tested on its own:
+// The validator itself (chain walk, cache, CNAME chains) is
+// LocalValidatingResolver (local_validator.h); what is here is each check
+// on its own, unit-tested:
 //   - loading trust anchors (DS or DNSKEY records) from a file;
 //   - checking the signatures of one RRset with a trusted DNSKEY set, with
 //     the checks ldns's low-level verifier leaves to its caller (notes

@@ -8,7 +8,10 @@ out with opportunistic TLS. The test bed runs two real resolvers over the same
 signed zones (tools/testbed/testbed.sh): unbound validating (127.0.53.2, the
 test bed's mxsec.conf: dnssec_probe = probe.bogus.test, dnssec_probe_secure =
 test) and unbound with validation off (127.0.53.4). Every test runs the mxsec
-binary against them; nothing is faked.
+binary against them; nothing is faked. LocalValidation runs the same domains
+with `dnssec_validation = local` (validation in process from the DS of test.)
+and expects the same decisions, through either resolver and never "secure"
+or "insecure" through a path that strips signatures.
 
 Usage: test_dnssec.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
@@ -284,6 +287,81 @@ class Variants(unittest.TestCase):
         self.assertEqual(p["policy"], "opportunistic")
         self.assertEqual(p["dnssec"], "indeterminate")
         self.assertIn("resolver does not validate", p["reason"])
+
+
+# Local validation (`dnssec_validation = local`): the same signed zones,
+# validated in process from the DS of test. (DIR/dns/test-anchor.ds); the
+# resolver only fetches with DO+CD. Every decision must be the one the
+# validating resolver reaches, whichever resolver fetches the data.
+ALL_DOMAINS = dict(EXPECTED, **VARIANTS)
+for _d in DANE_DOMAINS:
+    ALL_DOMAINS.setdefault(_d, ("must-tls", "dane", "secure"))
+STRIP_ADDR = "127.0.57.62"   # this suite's own RRSIG-stripping proxy in front of the validating resolver
+
+
+def local(*more):
+    return ("-o", "dnssec_validation=local", "-o", "trust_anchor_file=" + os.path.join(TB, "dns", "test-anchor.ds")) + more
+
+
+def decision(p):
+    return (p["policy"], p["mechanism"], p["dnssec"],
+            [(m["host"], m["tls"], m.get("dnssec"), m.get("tlsa_dnssec")) for m in p["mx"]])
+
+
+class LocalValidation(unittest.TestCase):
+    def test_same_decisions_as_the_validating_resolver(self):
+        domains = sorted(ALL_DOMAINS)
+        want, _ = policy(*domains)
+        got, err = policy(*domains, extra=local())
+        for w, g in zip(want, got):
+            self.assertEqual(g["domain"], w["domain"])
+            self.assertEqual(ALL_DOMAINS[w["domain"]], (w["policy"], w["mechanism"], w["dnssec"]), json.dumps(w))
+            self.assertEqual(decision(g), decision(w), json.dumps(g))
+            self.assertIn("local validation", g["dnssec_source"], json.dumps(g))
+        self.assertNotIn("warning", err)
+
+    def test_a_non_validating_resolver_is_enough(self):
+        # The resolver that hides the DS mismatch in resolver mode: local
+        # validation does not depend on it, and nothing is "indeterminate".
+        domains = sorted(ALL_DOMAINS)
+        want, _ = policy(*domains)
+        got, _ = policy(*domains, extra=local(*NOVAL))
+        for w, g in zip(want, got):
+            self.assertEqual(decision(g), decision(w), json.dumps(g))
+
+    def test_bogus_cases_say_why(self):
+        got, _ = policy("bogus.test", "dsbad.test", "wrongkey.test", "rrsigstrip.test", extra=local())
+        for p in got:
+            self.assertEqual((p["policy"], p["dnssec"], p["mx"]), ("defer", "bogus", []), json.dumps(p))
+            self.assertIn("DNSSEC validation failed", p["reason"])
+        self.assertIn("trust anchor", got[0]["dnssec_source"])
+
+    def test_a_path_that_strips_every_rrsig_makes_everything_bogus(self):
+        # A stripping proxy in front of the validating resolver: not one
+        # domain under the anchor may read as secure or insecure.
+        proc = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "tools", "testbed", "dns_strip_proxy.py"),
+                                 "--listen", STRIP_ADDR + ":53", "--upstream", VALIDATING + ":53",
+                                 "--pidfile", os.path.join(TB, "dns", "strip-local.pid"),
+                                 "--log", os.path.join(TB, "dns", "strip-local.log"), "--foreground"])
+        try:
+            deadline = time.time() + 30
+            while not os.path.exists(os.path.join(TB, "dns", "strip-local.pid")):
+                self.assertLess(time.time(), deadline, "strip proxy did not start")
+                time.sleep(0.1)
+            domains = ["ee.dane.test", "insecure.test", "nsec3.test", "unsigned.nsec3.test", "child.optout.test",
+                       "nosuch.dane.test", "unsupalg.test"]
+            got, _ = policy(*domains, extra=local("-o", "dns_resolver=" + STRIP_ADDR))
+            for p in got:
+                self.assertEqual((p["policy"], p["dnssec"]), ("defer", "bogus"), json.dumps(p))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+    def test_a_missing_anchor_file_is_a_configuration_error(self):
+        r = mxsec("-o", "dnssec_validation=local", "-o", "trust_anchor_file=" + os.path.join(TB, "no-such.key"),
+                  "policy", "ee.dane.test")
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("no-such.key", r.stderr)
 
 
 def netstring(s):
