@@ -147,6 +147,7 @@ class LocalValidatingResolver : public Resolver {
   bool dnssec_trusted() const override { return true; }
   std::string dnssec_untrusted_reason() const override { return ""; }
   std::string describe() const override { return options_.description; }
+  std::string dnssec_mode() const override { return "local"; }
 
  private:
   int64_t Now() const {
@@ -404,7 +405,7 @@ class LocalValidatingResolver : public Resolver {
     h.status = w.status == DnssecStatus::kSecure ? DnssecStatus::kBogus : w.status;
     h.note = w.status == DnssecStatus::kSecure
                  ? what + ": no signature in the secure zone " + Shown(w.zone) + " (" + PathText(w) + ")"
-                 : what + ": " + w.reason;
+                 : what + ": " + w.reason + (w.path.empty() ? "" : " (" + PathText(w) + ")");
     return h;
   }
 

@@ -132,6 +132,14 @@ DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fe
   p.domain = domain;
   p.dnssec_source = resolver_->describe();
   p.resolver_check = resolver_->resolver_check();
+  // Every lookup, with how its DNSSEC status was reached (issue 6).
+  const std::string dnssec_mode = resolver_->dnssec_mode();
+  auto Trace = [&dnssec_mode](const std::vector<DnsAnswer>& answers, DomainPolicy* out) {
+    for (const DnsAnswer& a : answers) {
+      out->lookups.push_back({a.question.name, RrTypeName(a.question.type), DnsOutcomeName(a.outcome), a.dnssec,
+                              dnssec_mode, a.validation});
+    }
+  };
   const bool use_sts = options_.mta_sts;
   const bool dane_enabled = options_.dane && resolver_->dnssec_trusted();
   std::string dane_off_reason;
@@ -145,6 +153,7 @@ DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fe
   std::vector<DnsQuestion> q1{{domain, RrType::kMX}};
   if (use_sts) q1.push_back({"_mta-sts." + domain, RrType::kTXT});
   std::vector<DnsAnswer> a1 = resolver_->LookupMany(q1);
+  Trace(a1, &p);
   const DnsAnswer& mx_answer = a1[0];
   p.dnssec = mx_answer.dnssec;
   p.mx_chain = mx_answer.chain;
@@ -273,6 +282,7 @@ DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fe
     q2.push_back({sts_host, RrType::kAAAA});
   }
   std::vector<DnsAnswer> a2 = resolver_->LookupMany(q2);
+  Trace(a2, &p);
 
   std::vector<bool> addr_failed(p.mx.size(), false);
   for (size_t i = 0; i < p.mx.size(); ++i) {
@@ -302,6 +312,7 @@ DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fe
   }
   std::vector<DnsAnswer> a3;
   if (!q3.empty()) a3 = resolver_->LookupMany(q3);
+  Trace(a3, &p);
 
   std::vector<bool> dane_failed(p.mx.size(), false);
   for (size_t i = 0; i < p.mx.size(); ++i) {

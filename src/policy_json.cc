@@ -40,6 +40,12 @@ std::string PolicyToJsonLine(const DomainPolicy& p) {
     mxs.push_back(o);
   }
   j["mx"] = mxs;
+  json lookups = json::array();
+  for (const LookupTrace& t : p.lookups) {
+    lookups.push_back({{"name", t.name}, {"type", t.type}, {"outcome", t.outcome},
+                       {"dnssec", DnssecStatusName(t.dnssec)}, {"mode", t.mode}, {"how", t.how}});
+  }
+  j["lookups"] = lookups;
   if (p.mta_sts) {
     const StsState& s = *p.mta_sts;
     json o;

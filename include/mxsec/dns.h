@@ -186,6 +186,8 @@ class Resolver {
   virtual std::string dnssec_untrusted_reason() const = 0;
   // How statuses were obtained, for the policy output ("resolver 127.0.0.1:53 (AD bit)").
   virtual std::string describe() const = 0;
+  // The DNSSEC mode of the answers: "resolver" (AD bit) or "local".
+  virtual std::string dnssec_mode() const { return "resolver"; }
   // The last self-check of a validating resolver (resolver mode), or
   // nullopt when none was made (other modes, fakes).
   virtual std::optional<ResolverCheck> resolver_check() const { return std::nullopt; }

@@ -67,6 +67,16 @@ struct StsState {
   int64_t expires_at = 0;
 };
 
+// How the DNSSEC status of one lookup was reached (issue 6, item 4).
+struct LookupTrace {
+  std::string name;                    // question name, normal form
+  std::string type;                    // "MX", "TLSA", ...
+  std::string outcome;                 // DnsOutcomeName
+  DnssecStatus dnssec = DnssecStatus::kIndeterminate;
+  std::string mode;                    // Resolver::dnssec_mode(): "resolver" (AD bit) or "local"
+  std::vector<std::string> how;        // local: per hop, the zones walked from the anchor and the key tags
+};
+
 struct DomainPolicy {
   std::string domain;
   Verdict verdict = Verdict::kDefer;
@@ -81,6 +91,7 @@ struct DomainPolicy {
   std::vector<std::string> notes;      // things worth logging that did not change the decision
   std::string dnssec_source;           // how statuses were obtained
   std::optional<ResolverCheck> resolver_check;  // resolver mode: the resolver's last self-check
+  std::vector<LookupTrace> lookups;    // every DNS lookup made for the decision, in order
 };
 
 struct PolicyOptions {

@@ -357,6 +357,32 @@ class LocalValidation(unittest.TestCase):
             proc.terminate()
             proc.wait(timeout=30)
 
+    def test_lookups_show_the_chain_of_zones_and_key_tags(self):
+        with open(os.path.join(TB, "dns", "test-anchor.ds")) as f:
+            anchor_tag = int(f.read().split()[3])   # "test. IN DS TAG ALG DIGEST-TYPE DIGEST"
+        p = policy("ee.dane.test", "cnins.nsec3.test", extra=local())[0]
+        mx = [l for l in p[0]["lookups"] if l["type"] == "MX"][0]
+        self.assertEqual((mx["name"], mx["mode"], mx["dnssec"], mx["outcome"]),
+                         ("ee.dane.test", "local", "secure", "records"))
+        self.assertEqual(len(mx["how"]), 1, json.dumps(mx))
+        self.assertRegex(mx["how"][0], r"^secure: MX ee\.dane\.test: signed by dane\.test key \d+ "
+                         r"\(test: trust anchor -> DNSKEY %d; dane\.test: DS \(signed by \d+\) -> DNSKEY \d+\)$"
+                         % anchor_tag)
+        tlsa = [l for l in p[0]["lookups"] if l["type"] == "TLSA"][0]
+        self.assertEqual((tlsa["name"], tlsa["dnssec"]), ("_25._tcp.mx.ee.dane.test", "secure"))
+        # A CNAME chain: one line per hop, each with its own status.
+        a = [l for l in p[1]["lookups"] if l["type"] == "A" and l["name"] == "alias.cnins.nsec3.test"][0]
+        self.assertEqual(a["dnssec"], "insecure")
+        self.assertEqual(len(a["how"]), 2, json.dumps(a))
+        self.assertRegex(a["how"][0], r"^secure: CNAME alias\.cnins\.nsec3\.test: signed by nsec3\.test")
+        self.assertRegex(a["how"][1], r"^insecure: A mx\.unsigned\.nsec3\.test: unsigned\.nsec3\.test: "
+                         r"insecure delegation: .*NSEC3")
+        # Resolver mode says so, with nothing to show per hop.
+        r = policy("ee.dane.test")[0][0]
+        self.assertTrue(r["lookups"])
+        for l in r["lookups"]:
+            self.assertEqual((l["mode"], l["how"]), ("resolver", []), json.dumps(l))
+
     def test_a_missing_anchor_file_is_a_configuration_error(self):
         r = mxsec("-o", "dnssec_validation=local", "-o", "trust_anchor_file=" + os.path.join(TB, "no-such.key"),
                   "policy", "ee.dane.test")

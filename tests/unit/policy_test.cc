@@ -442,6 +442,32 @@ TEST_CASE("policy: JSON line has the DESIGN.md fields") {
   CHECK(j.find('\n') == std::string::npos);
 }
 
+TEST_CASE("policy: every lookup is listed with its status and mode (issue 6 provenance)") {
+  Bed b;
+  b.OneMx(S, S);
+  b.dns.Records("_25._tcp.mx1.example.org", RrType::kTLSA, S, {TlsaRec("_25._tcp.mx1.example.org", 3, 1, 1)});
+  DomainPolicy p = b.Run("example.org");
+  auto find = [&](const std::string& name, const std::string& type) -> const LookupTrace* {
+    for (const LookupTrace& t : p.lookups)
+      if (t.name == name && t.type == type) return &t;
+    return nullptr;
+  };
+  const LookupTrace* mx = find("example.org", "MX");
+  REQUIRE(mx != nullptr);
+  CHECK(mx->outcome == "records");
+  CHECK(mx->dnssec == DnssecStatus::kSecure);
+  CHECK(mx->mode == "resolver");
+  CHECK(mx->how.empty());
+  const LookupTrace* tlsa = find("_25._tcp.mx1.example.org", "TLSA");
+  REQUIRE(tlsa != nullptr);
+  CHECK(tlsa->dnssec == DnssecStatus::kSecure);
+  CHECK(find("mx1.example.org", "A") != nullptr);
+  std::string j = PolicyToJsonLine(p);
+  CHECK(j.find("\"lookups\":[{") != std::string::npos);
+  CHECK(j.find("{\"dnssec\":\"secure\",\"how\":[],\"mode\":\"resolver\",\"name\":\"example.org\","
+               "\"outcome\":\"records\",\"type\":\"MX\"}") != std::string::npos);
+}
+
 namespace {
 // A cache whose reads fail, as a locked or damaged SQLite file does.
 class BrokenCache : public StsCache {
