@@ -88,6 +88,17 @@ std::string DenialSigner(const RrList& auth) {
   return "";
 }
 
+// The smallest TTL of the records of `list` (0 when empty): how long a
+// denial made of them may be reused.
+uint32_t MinTtl(const RrList& list) {
+  uint32_t ttl = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    uint32_t t = ldns_rr_ttl(ldns_rr_list_rr(list.get(), i));
+    if (i == 0 || t < ttl) ttl = t;
+  }
+  return ttl;
+}
+
 Result<RrList> ListOf(const std::vector<std::string>& lines, const std::string& what) {
   std::string text;
   for (const auto& l : lines) text += l + "\n";
@@ -193,9 +204,10 @@ class LocalValidatingResolver : public Resolver {
     return true;
   }
 
-  void Remember(const std::string& name, CutFact fact, uint32_t ttl_limit) {
-    int64_t life = options_.cache_seconds;
-    if (ttl_limit > 0 && ttl_limit < life) life = ttl_limit;
+  // Keeps a proven fact for min(ttl, cache_seconds); a TTL of 0 is not kept.
+  void Remember(const std::string& name, CutFact fact, uint32_t ttl) {
+    int64_t life = std::min<int64_t>(options_.cache_seconds, ttl);
+    if (life <= 0) return;
     fact.expires = Now() + life;
     std::lock_guard<std::mutex> l(mu_);
     if (cache_.size() >= options_.cache_entries) cache_.clear();
@@ -224,7 +236,7 @@ class LocalValidatingResolver : public Resolver {
     } else if (v.status == SigStatus::kUnsupported) {
       s.fact.kind = CutKind::kInsecure;
       s.fact.note = "trust anchor unusable: " + v.reason;
-      Remember(" anchor " + zone, s.fact, 0);
+      Remember(" anchor " + zone, s.fact, MinTtl(ans));
     } else {
       s.status = DnssecStatus::kBogus;
       s.reason = "DNSKEY set of " + Shown(zone) + " does not match the trust anchor: " + v.reason;
@@ -281,7 +293,7 @@ class LocalValidatingResolver : public Resolver {
       if (d.status == SigStatus::kBogus) return bogus("NXDOMAIN for DS " + name + " not proven: " + d.reason);
       s.fact.kind = (d.status == SigStatus::kUnsupported || d.opt_out) ? CutKind::kInsecure : CutKind::kNoName;
       s.fact.note = d.reason;
-      Remember(name, s.fact, 0);
+      Remember(name, s.fact, MinTtl(auth));
       return s;
     }
     RrList cname = ans.Select(LDNS_RR_TYPE_CNAME, name);
@@ -299,7 +311,7 @@ class LocalValidatingResolver : public Resolver {
     if (nods.status != SigStatus::kBogus) {
       s.fact.kind = CutKind::kInsecure;
       s.fact.note = "insecure delegation: " + nods.reason;
-      Remember(name, s.fact, 0);
+      Remember(name, s.fact, MinTtl(auth));
       return s;
     }
     DenialResult nodata = VerifyDenial(name, LDNS_RR_TYPE_DS, Denial::kNoData, auth, keys, o);
@@ -312,7 +324,7 @@ class LocalValidatingResolver : public Resolver {
       s.fact.kind = CutKind::kNotCut;
       s.fact.note = "not a zone cut";
     }
-    Remember(name, s.fact, 0);
+    Remember(name, s.fact, MinTtl(auth));
     return s;
   }
 

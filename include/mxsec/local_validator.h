@@ -11,8 +11,10 @@
 //     DS), a signed NSEC/NSEC3 denial of DS at a delegation makes
 //     everything below insecure, a signed NODATA for DS shows the name is
 //     not a zone cut. Validated DNSKEY sets and cut facts are cached per
-//     process, shared by all lookups, for at most min(signature TTL limit,
-//     cache_seconds);
+//     process, shared by all lookups, for min(TTL, cache_seconds): the
+//     signature's TTL limit (original TTL, time to expiry) for DS/DNSKEY,
+//     the smallest TTL of the denial records for proofs; failures are not
+//     cached;
 //   - RRsets must verify with the keys of that zone (wildcard expansions
 //     also need the proof that the next closer name does not exist);
 //     NXDOMAIN and NODATA need a signed NSEC/NSEC3 proof; an unsigned

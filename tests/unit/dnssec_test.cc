@@ -951,3 +951,31 @@ TEST_CASE("local validator: DS mismatch, unreachable keys, names outside the anc
     CHECK(a.outcome == DnsOutcome::kRecords);
   }
 }
+
+TEST_CASE("local validator: cached facts expire with their TTL") {
+  TestTree tree;
+  int64_t now = kNow;
+  LocalValidatorOptions o;
+  o.now = [&now] { return now; };
+  auto res = NewLocalValidatingResolver(&tree.t, Ds(tree.ksk_t), o);
+  CHECK(res->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kSecure);
+  CHECK(res->Lookup({"mx.ins.test", RrType::kA}).dnssec == DnssecStatus::kInsecure);
+  // The NSEC denial of ins.test's DS has TTL 300; ldns gives DNSKEY and DS
+  // records TTL 3600.
+  auto ask_both = [&] {
+    CHECK(res->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kSecure);
+    CHECK(res->Lookup({"mx.ins.test", RrType::kA}).dnssec == DnssecStatus::kInsecure);
+  };
+  now += 299;
+  ask_both();
+  CHECK(tree.t.Asked("ins.test", LDNS_RR_TYPE_DS) == 1);
+  now += 2;
+  ask_both();
+  CHECK(tree.t.Asked("ins.test", LDNS_RR_TYPE_DS) == 2);
+  CHECK(tree.t.Asked("test", LDNS_RR_TYPE_DNSKEY) == 1);
+  CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DNSKEY) == 1);
+  now = kNow + 3601;
+  ask_both();
+  CHECK(tree.t.Asked("test", LDNS_RR_TYPE_DNSKEY) == 2);
+  CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DNSKEY) == 2);
+}
