@@ -979,3 +979,25 @@ TEST_CASE("local validator: cached facts expire with their TTL") {
   CHECK(tree.t.Asked("test", LDNS_RR_TYPE_DNSKEY) == 2);
   CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DNSKEY) == 2);
 }
+
+TEST_CASE("local validator: the chain from a root trust anchor") {
+  // The default anchor is the root's (dns-root-data): the walk starts at "."
+  // and test. is reached by its DS in the root zone.
+  TestTree tree;
+  Key ksk_r(".", 257), zsk_r(".", 256);
+  RrList keys_r = Join(ksk_r.Dnskey(), zsk_r.Dnskey());
+  tree.t.Set("", LDNS_RR_TYPE_DNSKEY, tree.Signed(keys_r, ksk_r), RrList());
+  tree.t.Set("test", LDNS_RR_TYPE_DS, tree.Signed(Ds(tree.ksk_t), zsk_r), RrList());
+  auto res = tree.Validator(Ds(ksk_r));
+  DnsAnswer a = res->Lookup({"mx.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(Mentions(a, ".: trust anchor -> DNSKEY " + std::to_string(ksk_r.tag())));
+  CHECK(Mentions(a, "test: DS"));
+  CHECK(res->Lookup({"mx.ins.test", RrType::kA}).dnssec == DnssecStatus::kInsecure);
+  CHECK(tree.t.Asked("", LDNS_RR_TYPE_DNSKEY) == 1);
+  // test.'s DS signed by a key that is not the root's: bogus below.
+  Key stranger(".", 256);
+  tree.t.Set("test", LDNS_RR_TYPE_DS, tree.Signed(Ds(tree.ksk_t), stranger), RrList());
+  auto res2 = tree.Validator(Ds(ksk_r));
+  CHECK(res2->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kBogus);
+}
