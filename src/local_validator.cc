@@ -134,6 +134,7 @@ struct ZoneWalk {
 struct HopResult {
   DnssecStatus status = DnssecStatus::kIndeterminate;
   std::string note;
+  uint32_t ttl_limit = 0;  // secure RRsets: min(original TTL, seconds to signature expiry)
 };
 
 class LocalValidatingResolver : public Resolver {
@@ -442,6 +443,7 @@ class LocalValidatingResolver : public Resolver {
       return h;
     }
     h.status = DnssecStatus::kSecure;
+    h.ttl_limit = v.ttl_limit;
     h.note = what + ": signed by " + Shown(w.zone) + " key " + Tags(v.key_tags) + " (" + PathText(w) + ")";
     if (v.wildcard) {
       DenialResult d = VerifyWildcardAnswer(owner, v.wildcard_source, auth, *w.keys, o);
@@ -510,6 +512,8 @@ class LocalValidatingResolver : public Resolver {
     std::string problems;
     for (const HopResult& h : hops) {
       status = WeakerStatus(status, h.status);
+      // RFC 4035 §5.3.3: validated data lives no longer than its signature.
+      if (h.ttl_limit > 0 && a.outcome == DnsOutcome::kRecords) a.ttl = std::min(a.ttl, h.ttl_limit);
       a.validation.push_back(std::string(DnssecStatusName(h.status)) + ": " + h.note);
       if (h.status == DnssecStatus::kBogus || h.status == DnssecStatus::kIndeterminate)
         problems += (problems.empty() ? "" : "; ") + h.note;

@@ -862,6 +862,13 @@ TEST_CASE("local validator: what must be bogus or indeterminate is a failure") {
   CHECK(a.records.empty());
   CHECK(Contains(a.reason, "no signature in the secure zone sec.test"));
 
+  // A signature that expires before the TTL runs out limits the answer's TTL.
+  RrList soon = Records("mx.sec.test. 300 IN A 192.0.2.1\n");
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, Join(soon, Sign(soon, {&tree.zsk_s}, kNow - 3600, kNow + 100)), RrList());
+  a = res->Lookup({"mx.sec.test", RrType::kA});
+  CHECK(a.dnssec == DnssecStatus::kSecure);
+  CHECK(a.ttl == 100);
+
   // An expired signature; a signature by a key not in the DNSKEY set.
   RrList rr = Records("mx.sec.test. 300 IN A 192.0.2.1\n");
   tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, Join(rr, Sign(rr, {&tree.zsk_s}, kNow - 7200, kNow - 3600)), RrList());
