@@ -19,6 +19,8 @@ cd "$(dirname "$0")/../.."
 MXSEC=$(readlink -f "${1:-build/mxsec}")
 N=${2:-200}
 [ -x "$MXSEC" ] || { echo "no mxsec binary at $MXSEC" >&2; exit 1; }
+exec 9>/tmp/mxsec-testbed.lock
+flock 9   # one test bed at a time on a machine: its addresses are fixed
 TB=$(mktemp -d /tmp/mxsec-tb.XXXXXX)
 WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
 trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
