@@ -515,6 +515,50 @@ RrList VerifiedDenialRecords(const RrList& auth, const RrList& keys, const SigCh
   return verified;
 }
 
+// The NSEC and NSEC3 records of `verified`, for the proofs. An empty
+// non-terminal's NSEC3 has no type bitmap at all (5 rdata fields, not 6).
+void SplitDenialRecords(const RrList& verified, std::vector<const ldns_rr*>* nsecs,
+                        std::vector<const ldns_rr*>* nsec3s) {
+  for (size_t i = 0; i < verified.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(verified.get(), i);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC && ldns_rr_rd_count(rr) >= 1) nsecs->push_back(rr);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3 && ldns_rr_rd_count(rr) >= 5) nsec3s->push_back(rr);
+  }
+}
+
+// The NSEC3 chain a proof may use: one parameter set, that of the first
+// record (others are ignored), and only records owned exactly one label
+// (the hash) below `zone`. `unsupported` is set, and the chain empty, when
+// that parameter set is one we do not process (a hash algorithm other than
+// SHA-1, more than kMaxNsec3Iterations): the zone is then insecure.
+struct Nsec3Chain {
+  std::vector<const ldns_rr*> records;
+  std::string unsupported;
+};
+Nsec3Chain SelectNsec3Chain(const std::vector<const ldns_rr*>& nsec3s, const ldns_rdf* zone) {
+  Nsec3Chain chain;
+  const ldns_rr* first = nsec3s.front();
+  if (ldns_nsec3_algorithm(first) != 1) {
+    chain.unsupported = "NSEC3 hash algorithm " + std::to_string(ldns_nsec3_algorithm(first)) + " not supported: insecure";
+    return chain;
+  }
+  if (ldns_nsec3_iterations(first) > kMaxNsec3Iterations) {
+    chain.unsupported = "NSEC3 with " + std::to_string(ldns_nsec3_iterations(first)) +
+                        " iterations (more than 150, RFC 9276): insecure";
+    return chain;
+  }
+  for (const ldns_rr* r : nsec3s) {
+    if (ldns_nsec3_algorithm(r) != ldns_nsec3_algorithm(first) ||
+        ldns_nsec3_iterations(r) != ldns_nsec3_iterations(first) ||
+        ldns_rdf_compare(ldns_rr_rdf(r, 3), ldns_rr_rdf(first, 3)) != 0)
+      continue;
+    RdfPtr parent = Parent(ldns_rr_owner(r));
+    if (!parent || !SameName(parent.get(), zone)) continue;
+    chain.records.push_back(r);
+  }
+  return chain;
+}
+
 }  // namespace
 
 DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
@@ -548,12 +592,7 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
     return d;
   };
   std::vector<const ldns_rr*> nsecs, nsec3s;
-  for (size_t i = 0; i < verified.size(); ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(verified.get(), i);
-    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC && ldns_rr_rd_count(rr) >= 1) nsecs.push_back(rr);
-    // An empty non-terminal's NSEC3 has no type bitmap at all.
-    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3 && ldns_rr_rd_count(rr) >= 5) nsec3s.push_back(rr);
-  }
+  SplitDenialRecords(verified, &nsecs, &nsec3s);
   const std::string claim = what == Denial::kNoDs     ? "no DS at the delegation " + qname
                             : what == Denial::kNoData ? "no " + type_name + " at " + qname
                                                       : qname + " does not exist";
@@ -642,31 +681,13 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
 
   if (nsec3s.empty()) return fail("no signed NSEC or NSEC3 records to prove " + claim);
   d.method = "NSEC3";
-  // One parameter set: that of the first record (others are ignored).
-  const ldns_rr* first = nsec3s.front();
-  if (ldns_nsec3_algorithm(first) != 1) {
+  Nsec3Chain chain = SelectNsec3Chain(nsec3s, zone);
+  if (!chain.unsupported.empty()) {
     d.status = SigStatus::kUnsupported;
-    d.reason = "NSEC3 hash algorithm " + std::to_string(ldns_nsec3_algorithm(first)) + " not supported: insecure";
+    d.reason = chain.unsupported;
     return d;
   }
-  if (ldns_nsec3_iterations(first) > kMaxNsec3Iterations) {
-    d.status = SigStatus::kUnsupported;
-    d.reason = "NSEC3 with " + std::to_string(ldns_nsec3_iterations(first)) +
-               " iterations (more than 150, RFC 9276): insecure";
-    return d;
-  }
-  std::vector<const ldns_rr*> same;
-  for (const ldns_rr* r : nsec3s) {
-    if (ldns_nsec3_algorithm(r) != ldns_nsec3_algorithm(first) ||
-        ldns_nsec3_iterations(r) != ldns_nsec3_iterations(first) ||
-        ldns_rdf_compare(ldns_rr_rdf(r, 3), ldns_rr_rdf(first, 3)) != 0)
-      continue;
-    // Owner: exactly one label (the hash) above the zone.
-    RdfPtr parent = Parent(ldns_rr_owner(r));
-    if (!parent || !SameName(parent.get(), zone)) continue;
-    same.push_back(r);
-  }
-  Nsec3Set set(same);
+  Nsec3Set set(chain.records);
   const ldns_rr* at = set.Match(qn.get());
   if (what != Denial::kNxDomain && at) {
     if (!check_bitmap(at, "NSEC3 matching " + qname)) return d;
@@ -757,11 +778,7 @@ DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& w
     return d;
   };
   std::vector<const ldns_rr*> nsecs, nsec3s;
-  for (size_t i = 0; i < verified.size(); ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(verified.get(), i);
-    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC && ldns_rr_rd_count(rr) >= 1) nsecs.push_back(rr);
-    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3 && ldns_rr_rd_count(rr) >= 5) nsec3s.push_back(rr);
-  }
+  SplitDenialRecords(verified, &nsecs, &nsec3s);
   const std::string claim = qname + " is answered by the wildcard " + wildcard_source;
   if (!nsecs.empty()) {
     // RFC 4035 §5.3.4: an NSEC proves that no closer match exists: it must
@@ -780,24 +797,13 @@ DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& w
   }
   if (nsec3s.empty()) return fail("no signed NSEC or NSEC3 records to prove that " + claim);
   d.method = "NSEC3";
-  const ldns_rr* first = nsec3s.front();
-  if (ldns_nsec3_algorithm(first) != 1 || ldns_nsec3_iterations(first) > kMaxNsec3Iterations) {
+  Nsec3Chain chain = SelectNsec3Chain(nsec3s, zone);
+  if (!chain.unsupported.empty()) {
     d.status = SigStatus::kUnsupported;
-    d.reason = "NSEC3 with hash algorithm " + std::to_string(ldns_nsec3_algorithm(first)) + " and " +
-               std::to_string(ldns_nsec3_iterations(first)) + " iterations not processed: insecure";
+    d.reason = chain.unsupported;
     return d;
   }
-  std::vector<const ldns_rr*> same;
-  for (const ldns_rr* r : nsec3s) {
-    if (ldns_nsec3_algorithm(r) != ldns_nsec3_algorithm(first) ||
-        ldns_nsec3_iterations(r) != ldns_nsec3_iterations(first) ||
-        ldns_rdf_compare(ldns_rr_rdf(r, 3), ldns_rr_rdf(first, 3)) != 0)
-      continue;
-    RdfPtr parent = Parent(ldns_rr_owner(r));
-    if (!parent || !SameName(parent.get(), zone)) continue;
-    same.push_back(r);
-  }
-  Nsec3Set set(same);
+  Nsec3Set set(chain.records);
   // RFC 5155 §8.8: the next closer name must be covered.
   const ldns_rr* cover = set.Cover(next_closer.get());
   if (!cover) return fail("no NSEC3 covers the next closer name " + NameText(next_closer.get()));
