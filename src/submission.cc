@@ -108,6 +108,30 @@ Result<SendmailOptions> ParseSendmailArgs(const std::vector<std::string>& args) 
   return o;
 }
 
+namespace {
+
+// RFC 5322 §3.2.4 quoted-string or §3.2.2 (nested) comment starting at
+// v[i] ('"' or '('), backslash escapes honoured: the index just past its
+// end, or npos when it is not terminated.
+size_t SkipQuotedOrComment(std::string_view v, size_t i) {
+  if (v[i] == '"') {
+    for (++i; i < v.size(); ++i) {
+      if (v[i] == '\\') ++i;
+      else if (v[i] == '"') return i + 1;
+    }
+    return std::string_view::npos;
+  }
+  int depth = 0;
+  for (; i < v.size(); ++i) {
+    if (v[i] == '\\') ++i;
+    else if (v[i] == '(') ++depth;
+    else if (v[i] == ')' && --depth == 0) return i + 1;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
 Result<std::vector<std::string>> ParseAddressList(std::string_view v) {
   // A small RFC 5322 §3.4 tokenizer: quoted strings, comments, <angle-addr>,
   // group "name: a, b;" and plain addr-specs separated by commas.
@@ -128,26 +152,14 @@ Result<std::vector<std::string>> ParseAddressList(std::string_view v) {
   };
   for (size_t i = 0; i < v.size(); ++i) {
     char c = v[i];
-    if (c == '"') {
-      std::string q = "\"";
-      ++i;
-      for (; i < v.size() && v[i] != '"'; ++i) {
-        if (v[i] == '\\' && i + 1 < v.size()) q += v[i++];
-        q += v[i];
-      }
-      if (i >= v.size()) return Status::Error("unterminated quoted string in \"" + std::string(v.substr(0, 200)) + "\"");
-      q += '"';
-      cur += q;
-    } else if (c == '(') {
-      int depth = 1;
-      for (++i; i < v.size() && depth > 0; ++i) {
-        if (v[i] == '\\') ++i;
-        else if (v[i] == '(') ++depth;
-        else if (v[i] == ')') --depth;
-      }
-      if (depth > 0) return Status::Error("unterminated comment in \"" + std::string(v.substr(0, 200)) + "\"");
-      --i;
-      cur += ' ';
+    if (c == '"' || c == '(') {
+      size_t end = SkipQuotedOrComment(v, i);
+      if (end == std::string_view::npos)
+        return Status::Error(std::string(c == '"' ? "unterminated quoted string" : "unterminated comment") + " in \"" +
+                             std::string(v.substr(0, 200)) + "\"");
+      if (c == '"') cur += v.substr(i, end - i);
+      else cur += ' ';
+      i = end - 1;
     } else if (c == '<') {
       size_t close = v.find('>', i);
       if (close == std::string_view::npos)
@@ -182,25 +194,13 @@ std::string QualifyAddressField(std::string_view v, const std::string& domain) {
   auto finish = [&](size_t end) {
     std::string_view e = v.substr(elem_start, end - elem_start);
     // Scan the element outside quotes and comments.
-    int depth = 0;
-    bool quoted = false, has_at = false, has_colon = false, has_quote = false;
+    bool has_at = false, has_colon = false, has_quote = false;
     size_t lt = std::string_view::npos, gt = std::string_view::npos;
     size_t atom_e = std::string_view::npos;
     int atoms = 0;
     bool in_atom = false;
     for (size_t i = 0; i < e.size(); ++i) {
       char c = e[i];
-      if (quoted) {
-        if (c == '\\') ++i;
-        else if (c == '"') quoted = false;
-        continue;
-      }
-      if (depth > 0) {
-        if (c == '\\') ++i;
-        else if (c == '(') ++depth;
-        else if (c == ')') --depth;
-        continue;
-      }
       bool atext = std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-/=?^_`{|}~.").find(c) != std::string_view::npos;
       if (atext && lt == std::string_view::npos) {
         if (!in_atom) {
@@ -211,8 +211,12 @@ std::string QualifyAddressField(std::string_view v, const std::string& domain) {
         continue;
       }
       in_atom = false;
-      if (c == '"') { quoted = true; has_quote = true; }
-      else if (c == '(') depth = 1;
+      if (c == '"' || c == '(') {
+        if (c == '"') has_quote = true;
+        size_t end = SkipQuotedOrComment(e, i);
+        if (end == std::string_view::npos) break;  // unterminated: the rest is inside it
+        i = end - 1;
+      }
       else if (c == '@') has_at = true;
       else if (c == ':' || c == ';') has_colon = true;
       else if (c == '<' && lt == std::string_view::npos) lt = i;
@@ -229,23 +233,14 @@ std::string QualifyAddressField(std::string_view v, const std::string& domain) {
     if (has_at || has_quote || atoms != 1) return;
     inserts.push_back(elem_start + atom_e);
   };
-  int depth = 0;
-  bool quoted = false, angle = false;
+  bool angle = false;
   for (size_t i = 0; i < v.size(); ++i) {
     char c = v[i];
-    if (quoted) {
-      if (c == '\\') ++i;
-      else if (c == '"') quoted = false;
-      continue;
+    if (c == '"' || c == '(') {
+      size_t end = SkipQuotedOrComment(v, i);
+      if (end == std::string_view::npos) break;  // unterminated: the rest is inside it
+      i = end - 1;
     }
-    if (depth > 0) {
-      if (c == '\\') ++i;
-      else if (c == '(') ++depth;
-      else if (c == ')') --depth;
-      continue;
-    }
-    if (c == '"') quoted = true;
-    else if (c == '(') depth = 1;
     else if (c == '<') angle = true;
     else if (c == '>') angle = false;
     else if (c == ',' && !angle) {

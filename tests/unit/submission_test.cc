@@ -81,6 +81,8 @@ TEST_CASE("address lists") {
   CHECK(r->empty());
   CHECK(ParseAddressList("root").value() == std::vector<std::string>{"root"});
   CHECK_FALSE(ParseAddressList("\"unterminated <a@b>").ok());
+  CHECK_FALSE(ParseAddressList("a@b (nested (unterminated)").ok());
+  CHECK(ParseAddressList("\"x\\\" y\" <a@b>, c@d (p (q, r))").value() == std::vector<std::string>{"a@b", "c@d"});
   CHECK_FALSE(ParseAddressList("Name <a@b").ok());
   CHECK_FALSE(ParseAddressList("John Doe").ok());
   CHECK(ParseAddressList("<@relay.test:u@v.test>").value() == std::vector<std::string>{"u@v.test"});
@@ -164,6 +166,10 @@ TEST_CASE("headers: addresses without a domain are qualified, nothing else chang
   CHECK(QualifyAddressField(" \"quoted local\"", "x.test") == " \"quoted local\"");
   CHECK(QualifyAddressField(" <>", "x.test") == " <>");
   CHECK(QualifyAddressField(" root", "x.test") == " root@x.test");
+  // Nested comments and escapes: a ',' or '<' inside them separates nothing.
+  CHECK(QualifyAddressField(" root (a (b, <c>) \\) d), ops", "x.test") == " root@x.test (a (b, <c>) \\) d), ops@x.test");
+  CHECK(QualifyAddressField(" \"a\\\", b\" <u>, v", "x.test") == " \"a\\\", b\" <u@x.test>, v@x.test");
+  CHECK(QualifyAddressField(" root (unterminated, b", "x.test") == " root@x.test (unterminated, b");
 
   HeaderEdit e;
   e.qualify_domain = "x.test";
