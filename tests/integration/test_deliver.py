@@ -13,7 +13,6 @@ testbed.sh has the table of domains and expected outcomes.
 
 Usage: test_deliver.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
-import argparse
 import email
 import email.utils
 import glob
@@ -23,13 +22,12 @@ import re
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
+
+import harness
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
 MXSEC = None
 TB = None
 
@@ -47,11 +45,11 @@ STATUS_CODE = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 
 
 def setUpModule():
-    subprocess.run([TESTBED, "start", TB], check=True)
+    harness.start_testbed(TB)
 
 
 def tearDownModule():
-    subprocess.run([TESTBED, "stop", TB], check=False)
+    harness.stop_testbed(TB)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -799,21 +797,7 @@ class Probe(DeliverCase):
 
 
 def main():
-    global MXSEC, TB
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mxsec", required=True)
-    ap.add_argument("--testbed", default=None)
-    args, rest = ap.parse_known_args()
-    MXSEC = os.path.abspath(args.mxsec)
-    TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
-    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    passed = r.testsRun - failed - len(r.skipped)
-    # Skips are failures here: a test that did not run proves nothing.
-    failed += len(r.skipped)
-    print("integration: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    harness.main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ or "insecure" through a path that strips signatures.
 
 Usage: test_dnssec.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
-import argparse
 import json
 import os
 import shutil
@@ -28,8 +27,9 @@ import threading
 import time
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
+import harness
+
+from harness import ROOT
 MXSEC = None
 TB = None
 VALIDATING = "127.0.53.2"
@@ -53,11 +53,11 @@ DANE_DOMAINS = ["ee.dane.test", "ta.dane.test", "unusable.dane.test", "nomx.dane
 
 
 def setUpModule():
-    subprocess.run([TESTBED, "start", TB], check=True)
+    harness.start_testbed(TB)
 
 
 def tearDownModule():
-    subprocess.run([TESTBED, "stop", TB], check=False)
+    harness.stop_testbed(TB)
 
 
 def mxsec(*args, data=None, config=None):
@@ -469,21 +469,7 @@ class Serve(unittest.TestCase):
 
 
 def main():
-    global MXSEC, TB
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mxsec", required=True)
-    ap.add_argument("--testbed", default=None)
-    args, rest = ap.parse_known_args()
-    MXSEC = os.path.abspath(args.mxsec)
-    TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
-    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    passed = r.testsRun - failed - len(r.skipped)
-    # Skips are failures here: a test that did not run proves nothing.
-    failed += len(r.skipped)
-    print("integration: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    harness.main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

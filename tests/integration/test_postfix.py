@@ -27,7 +27,6 @@ the test bed's Maildir, where the tests read them.
 
 Usage: test_postfix.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
-import argparse
 import email
 import email.utils
 import glob
@@ -42,14 +41,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
+
+import harness
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
+from harness import ROOT
 SNIPPETS = os.path.join(ROOT, "policy", "postfix")
 MXSEC = None
 TB = None
@@ -259,7 +258,7 @@ def setUpModule():
     # 1,000 client sockets in one test, besides everything else
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
-    subprocess.run([TESTBED, "start", TB], check=True)
+    harness.start_testbed(TB)
     try:
         write_client_config()
         os.makedirs(os.path.join(TB, "serve"), exist_ok=True)
@@ -275,7 +274,7 @@ def setUpModule():
 def tearDownModule():
     stop_client_postfix()
     stop_process(SERVE)
-    subprocess.run([TESTBED, "stop", TB], check=False)
+    harness.stop_testbed(TB)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1021,21 +1020,7 @@ class ServeLifecycle(PostfixCase):
 
 
 def main():
-    global MXSEC, TB
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mxsec", required=True)
-    ap.add_argument("--testbed", default=None)
-    args, rest = ap.parse_known_args()
-    MXSEC = os.path.abspath(args.mxsec)
-    TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
-    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    passed = r.testsRun - failed - len(r.skipped)
-    # Skips are failures here: a test that did not run proves nothing.
-    failed += len(r.skipped)
-    print("integration: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    harness.main(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ the queue holds afterwards.
 
 Usage: test_sendmail.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
-import argparse
 import email
 import email.policy
 import glob
@@ -27,10 +26,10 @@ import sys
 import tempfile
 import time
 import unittest
+
+import harness
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
 MXSEC = None
 TB = None
 BIN = None      # directory with the links `sendmail` and `mailq` to MXSEC
@@ -41,14 +40,14 @@ EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_IOERR, EX_TEMPFAIL = 0, 64, 65, 66, 
 
 def setUpModule():
     global BIN
-    subprocess.run([TESTBED, "start", TB], check=True)
+    harness.start_testbed(TB)
     BIN = tempfile.mkdtemp(prefix="mxsec-sendmail-bin.")
     os.symlink(MXSEC, os.path.join(BIN, "sendmail"))
     os.symlink(MXSEC, os.path.join(BIN, "mailq"))
 
 
 def tearDownModule():
-    subprocess.run([TESTBED, "stop", TB], check=False)
+    harness.stop_testbed(TB)
     shutil.rmtree(BIN, ignore_errors=True)
 
 
@@ -647,21 +646,7 @@ class MalformedTest(unittest.TestCase):
 
 
 def main():
-    global MXSEC, TB
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mxsec", required=True)
-    ap.add_argument("--testbed", default=None)
-    args, rest = ap.parse_known_args()
-    MXSEC = os.path.abspath(args.mxsec)
-    TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
-    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
-    r = prog.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    passed = r.testsRun - failed - len(r.skipped)
-    # Skips are failures here: a test that did not run proves nothing.
-    failed += len(r.skipped)
-    print("integration: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    harness.main(sys.modules[__name__])
 
 
 if __name__ == "__main__":
