@@ -852,6 +852,44 @@ EOF
         "$UNSUPALG_KSK" "$UNSUPALG_ZSK"
 }
 
+# write_unbound_conf DIR NAME ADDR WHAT SERVER_LINES: DIR/NAME.conf, an unbound on ADDR:$DNS_PORT
+# with its pid file, log and control socket DIR/NAME.{pid,log,ctl}, stub zone test. at nsd.
+write_unbound_conf() {
+    local d=$1 name=$2 addr=$3 what=$4 extra=$5
+    local ctl=$d/$name.ctl
+    [ ${#ctl} -lt 100 ] || die "DIR path too long for unbound's control socket ($ctl): use a shorter DIR"
+    cat > "$d/$name.conf" <<EOF
+# unbound ($addr:$DNS_PORT), $what
+server:
+    verbosity: 1
+    interface: $addr
+    port: $DNS_PORT
+    so-reuseport: no
+    do-ip6: no
+    num-threads: 1
+    access-control: 127.0.0.0/8 allow
+    username: ""
+    chroot: ""
+    directory: "$d"
+    pidfile: "$d/$name.pid"
+    logfile: "$d/$name.log"
+    use-syslog: no
+    log-time-ascii: yes
+    do-not-query-localhost: no
+    local-zone: "test." nodefault
+    cache-max-ttl: 5
+    cache-max-negative-ttl: 5
+$extra
+remote-control:
+    control-enable: yes
+    control-interface: "$ctl"
+    control-use-cert: no
+stub-zone:
+    name: "test."
+    stub-addr: $NSD_ADDR@$DNS_PORT
+EOF
+}
+
 write_dns_configs() {
     local d=$TB/dns
     cat > "$d/nsd.conf" <<EOF
@@ -940,73 +978,16 @@ zone:
     name: "rrsigstrip.test."
     zonefile: "$d/zones/rrsigstrip.test.zone.signed"
 EOF
-    local ctl=$d/unbound.ctl
-    [ ${#ctl} -lt 100 ] || die "DIR path too long for unbound's control socket ($ctl): use a shorter DIR"
-    cat > "$d/unbound.conf" <<EOF
-# unbound, validating resolver of the test bed ($UNBOUND_ADDR:$DNS_PORT), trust anchor: DS of test.
-server:
-    verbosity: 1
-    interface: $UNBOUND_ADDR
-    port: $DNS_PORT
-    so-reuseport: no
-    do-ip6: no
-    num-threads: 1
-    access-control: 127.0.0.0/8 allow
-    username: ""
-    chroot: ""
-    directory: "$d"
-    pidfile: "$d/unbound.pid"
-    logfile: "$d/unbound.log"
-    use-syslog: no
-    log-time-ascii: yes
-    val-log-level: 2
-    do-not-query-localhost: no
-    trust-anchor-file: "$d/test-anchor.ds"
-    local-zone: "test." nodefault
-    ede: yes
-    cache-max-ttl: 5
-    cache-max-negative-ttl: 5
-remote-control:
-    control-enable: yes
-    control-interface: "$ctl"
-    control-use-cert: no
-stub-zone:
-    name: "test."
-    stub-addr: $NSD_ADDR@$DNS_PORT
-EOF
-    local nctl=$d/unbound-noval.ctl
-    [ ${#nctl} -lt 100 ] || die "DIR path too long for unbound's control socket ($nctl): use a shorter DIR"
-    cat > "$d/unbound-noval.conf" <<EOF
-# unbound WITHOUT validation ($NOVAL_ADDR:$DNS_PORT): same stub zone, no trust anchor, iterator only.
-# It hands out bogus data and never sets AD: mxsec's resolver self-check must catch it.
-server:
-    verbosity: 1
-    interface: $NOVAL_ADDR
-    port: $DNS_PORT
-    so-reuseport: no
-    do-ip6: no
-    num-threads: 1
-    access-control: 127.0.0.0/8 allow
-    username: ""
-    chroot: ""
-    directory: "$d"
-    pidfile: "$d/unbound-noval.pid"
-    logfile: "$d/unbound-noval.log"
-    use-syslog: no
-    log-time-ascii: yes
-    module-config: "iterator"
-    do-not-query-localhost: no
-    local-zone: "test." nodefault
-    cache-max-ttl: 5
-    cache-max-negative-ttl: 5
-remote-control:
-    control-enable: yes
-    control-interface: "$nctl"
-    control-use-cert: no
-stub-zone:
-    name: "test."
-    stub-addr: $NSD_ADDR@$DNS_PORT
-EOF
+    # The validating resolver (mxsec's) and one that does not validate: same stub zone.
+    write_unbound_conf "$d" unbound "$UNBOUND_ADDR" \
+        "validating resolver of the test bed, trust anchor: DS of test." \
+        "    val-log-level: 2
+    trust-anchor-file: \"$d/test-anchor.ds\"
+    ede: yes"
+    write_unbound_conf "$d" unbound-noval "$NOVAL_ADDR" \
+        "WITHOUT validation: no trust anchor, iterator only. It hands out bogus data and never sets AD:
+# mxsec's resolver self-check must catch it." \
+        "    module-config: \"iterator\""
     run nsd-checkconf "$d/nsd.conf"
     run nsd-checkconf "$d/nsd-refused.conf"
     run unbound-checkconf "$d/unbound.conf"
