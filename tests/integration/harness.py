@@ -6,14 +6,18 @@ The command line tools/run-tests.sh gives each suite (--mxsec PATH [--testbed DI
 failed: a test that did not run proves nothing.
 """
 import argparse
+import glob
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
+TB = None   # the test bed directory of this run (main() sets it)
 
 
 def start_testbed(tb):
@@ -24,14 +28,44 @@ def stop_testbed(tb):
     subprocess.run([TESTBED, "stop", tb], check=False)
 
 
+def new_token(name):
+    """A string unique to one test, put in a message to find it at the receiving end."""
+    return "%s-%s" % (name, uuid.uuid4().hex[:12])
+
+
+def maildir_files():
+    """The messages the test bed's Postfix has delivered to its catch-all Maildir."""
+    d = os.path.join(TB, "postfix", "mail", "catchall")
+    return sorted(glob.glob(os.path.join(d, "new", "*")) + glob.glob(os.path.join(d, "cur", "*")))
+
+
+def postfix_queue_files():
+    q = os.path.join(TB, "postfix", "spool")
+    out = []
+    for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
+        for dirpath, _, files in os.walk(os.path.join(q, sub)):
+            out += [os.path.join(dirpath, f) for f in files]
+    return out
+
+
+def postfix_settle(timeout=20):
+    """Wait until the test bed Postfix's queue is empty: what it accepted is in the Maildir by then."""
+    deadline = time.monotonic() + timeout
+    while postfix_queue_files() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not postfix_queue_files()
+
+
 def main(suite):
     """Runs the tests of module `suite` after setting its MXSEC and TB globals; exits 0 iff all passed."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--mxsec", required=True)
     ap.add_argument("--testbed", default=None)
     args, rest = ap.parse_known_args()
+    global TB
+    TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
     suite.MXSEC = os.path.abspath(args.mxsec)
-    suite.TB = os.path.abspath(args.testbed or tempfile.mkdtemp(prefix="mxsec-tb-"))
+    suite.TB = TB
     prog = unittest.main(module=suite, argv=[sys.argv[0]] + rest, exit=False, verbosity=2)
     r = prog.result
     failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)

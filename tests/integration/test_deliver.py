@@ -26,7 +26,7 @@ import time
 import unittest
 
 import harness
-import uuid
+from harness import new_token, maildir_files, postfix_queue_files, postfix_settle
 
 MXSEC = None
 TB = None
@@ -86,10 +86,6 @@ def run_mxsec(args, data=b"", timeout=180):
     return Result(cmd, p, time.monotonic() - t0)
 
 
-def new_token(name):
-    return "%s-%s" % (name, uuid.uuid4().hex[:12])
-
-
 def message(tok, rcpts, body=None, eol="\n"):
     """A small RFC 5322 message carrying TOK in Subject and Message-ID, lines ended by EOL (pipe(8) gives
     LF); BODY is str or bytes (bytes are used as they are)."""
@@ -121,28 +117,6 @@ def deliver(*rcpts, tok=None, data=None, sender=SENDER, opts=(), json_out=False,
 # ---------------------------------------------------------------------------------------------------
 # the receiving ends
 # ---------------------------------------------------------------------------------------------------
-def maildir_files():
-    d = os.path.join(TB, "postfix", "mail", "catchall")
-    return sorted(glob.glob(os.path.join(d, "new", "*")) + glob.glob(os.path.join(d, "cur", "*")))
-
-
-def postfix_queue_files():
-    q = os.path.join(TB, "postfix", "spool")
-    out = []
-    for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
-        for dirpath, _, files in os.walk(os.path.join(q, sub)):
-            out += [os.path.join(dirpath, f) for f in files]
-    return out
-
-
-def postfix_settle(timeout=15):
-    """Wait until the Postfix queue is empty: what was accepted is in the Maildir by then."""
-    deadline = time.monotonic() + timeout
-    while postfix_queue_files() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return not postfix_queue_files()
-
-
 class Received:
     """A message in the Postfix Maildir."""
 

@@ -48,7 +48,7 @@ import unittest
 import harness
 import uuid
 
-from harness import ROOT
+from harness import ROOT, new_token, maildir_files
 SNIPPETS = os.path.join(ROOT, "policy", "postfix")
 MXSEC = None
 TB = None
@@ -67,10 +67,6 @@ PF_STS = "sts.postfix.testbed"
 CLIENT = None       # DIR/client
 ETC = None          # DIR/client/etc
 SERVE = None        # the main `mxsec serve` process (Popen)
-
-
-def new_token(name):
-    return "%s-%s" % (name, uuid.uuid4().hex[:12])
 
 
 def run(cmd, **kw):
@@ -374,11 +370,6 @@ def dsn_of(qid):
 # ---------------------------------------------------------------------------------------------------
 # the receiving ends (the test bed)
 # ---------------------------------------------------------------------------------------------------
-def maildir_files():
-    d = os.path.join(TB, "postfix", "mail", "catchall")
-    return sorted(glob.glob(os.path.join(d, "new", "*")) + glob.glob(os.path.join(d, "cur", "*")))
-
-
 class Received:
     def __init__(self, path, raw):
         self.path = path

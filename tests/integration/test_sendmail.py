@@ -28,6 +28,7 @@ import time
 import unittest
 
 import harness
+from harness import new_token, maildir_files, postfix_queue_files, postfix_settle
 import uuid
 
 MXSEC = None
@@ -49,10 +50,6 @@ def setUpModule():
 def tearDownModule():
     harness.stop_testbed(TB)
     shutil.rmtree(BIN, ignore_errors=True)
-
-
-def new_token(name):
-    return "%s-%s" % (name, uuid.uuid4().hex[:12])
 
 
 class Queue:
@@ -105,26 +102,6 @@ def diag(p):
 # ---------------------------------------------------------------------------------------------------
 # the receiving ends (as in test_deliver.py)
 # ---------------------------------------------------------------------------------------------------
-def maildir_files():
-    d = os.path.join(TB, "postfix", "mail", "catchall")
-    return sorted(glob.glob(os.path.join(d, "new", "*")) + glob.glob(os.path.join(d, "cur", "*")))
-
-
-def postfix_queue_files():
-    q = os.path.join(TB, "postfix", "spool")
-    out = []
-    for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
-        for dirpath, _, files in os.walk(os.path.join(q, sub)):
-            out += [os.path.join(dirpath, f) for f in files]
-    return out
-
-
-def postfix_settle(timeout=20):
-    deadline = time.monotonic() + timeout
-    while postfix_queue_files() and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
 class Received:
     def __init__(self, raw):
         self.raw = raw
