@@ -1,7 +1,8 @@
 // dnssec.cc - building blocks of in-process DNSSEC validation (see
 // dnssec.h for what is promised, and what is not built yet).
 //
-// ldns does the cryptography and NSEC3 hashing (ldns_verify_rrsig_time, ldns_key_rr2ds); this
+// ldns does the cryptography and NSEC3 hashing (ldns_verify_rrsig_time, ldns_key_rr2ds;
+// for ECDSA, its EVP verifier with keys parsed once per process); this
 // module adds what ldns's low-level functions leave to the caller (notes
 // §5.4): signer/owner relations, zone and REVOKE bits, label counts, the
 // skew allowance, and the line between "cannot verify" (unsupported:
@@ -10,6 +11,8 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -112,7 +115,95 @@ std::string TripleKey(const RrList& rrset, const ldns_rr* sig, const ldns_rr* ke
   return out;
 }
 
+struct BufferFree { void operator()(ldns_buffer* b) const { ldns_buffer_free(b); } };
+struct RrListDeepFree { void operator()(ldns_rr_list* l) const { ldns_rr_list_deep_free(l); } };
+using BufferPtr = std::unique_ptr<ldns_buffer, BufferFree>;
+
+// ECDSA public keys parsed once per process. ldns_verify_rrsig_time
+// rebuilds the OpenSSL key (curve group included) from the DNSKEY on every
+// call, which costs about as much as the verification itself; a zone's
+// few keys sign every answer from it. Keyed by algorithm and key bytes;
+// shared_ptr so that emptying the cache never frees a key in use.
+std::shared_ptr<EVP_PKEY> EcdsaKey(uint8_t alg, const ldns_rdf* key_data) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<EVP_PKEY>> keys;
+  std::string id(1, static_cast<char>(alg));
+  id.append(reinterpret_cast<const char*>(ldns_rdf_data(key_data)), ldns_rdf_size(key_data));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = keys.find(id);
+    if (it != keys.end()) return it->second;
+  }
+  EVP_PKEY* raw = ldns_ecdsa2pkey_raw(ldns_rdf_data(key_data), ldns_rdf_size(key_data), alg);
+  if (!raw) return nullptr;
+  std::shared_ptr<EVP_PKEY> key(raw, EVP_PKEY_free);
+  std::lock_guard<std::mutex> l(mu);
+  if (keys.size() >= 1000) keys.clear();
+  keys.emplace(std::move(id), key);
+  return key;
+}
+
+// The data an RRSIG signs (RFC 4034 §3.1.8.1, §6): the RRSIG RDATA
+// without the signature, then the RRset in canonical form (original TTL,
+// lowercase names, wildcard owner restored from the label count) and
+// canonical order. The same steps as ldns's own verifier takes.
+BufferPtr SignedData(const ldns_rr_list* rrset, const ldns_rr* sig) {
+  std::unique_ptr<ldns_rr_list, RrListDeepFree> clone(ldns_rr_list_clone(rrset));
+  if (!clone || ldns_rr_rd_count(sig) < 9) return nullptr;
+  const uint32_t orig_ttl = ldns_rdf2native_int32(ldns_rr_rrsig_origttl(sig));
+  const uint8_t labels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig));
+  for (size_t i = 0; i < ldns_rr_list_rr_count(clone.get()); ++i) {
+    ldns_rr* rr = ldns_rr_list_rr(clone.get(), i);
+    const ldns_rdf* owner = ldns_rr_owner(rr);
+    if (labels < ldns_dname_label_count(owner)) {
+      RdfPtr closest(ldns_dname_clone_from(owner, static_cast<uint16_t>(ldns_dname_label_count(owner) - labels)));
+      RdfPtr wildcard(ldns_dname_new_frm_str("*"));
+      if (!closest || !wildcard || ldns_dname_cat(wildcard.get(), closest.get()) != LDNS_STATUS_OK) return nullptr;
+      ldns_rdf* old = ldns_rr_owner(rr);
+      ldns_rr_set_owner(rr, wildcard.release());
+      ldns_rdf_deep_free(old);
+    }
+    ldns_rr_set_ttl(rr, orig_ttl);
+    ldns_rr2canonical(rr);
+  }
+  ldns_rr_list_sort(clone.get());
+  BufferPtr buf(ldns_buffer_new(LDNS_MAX_PACKETLEN));
+  if (!buf || ldns_rrsig2buffer_wire(buf.get(), sig) != LDNS_STATUS_OK ||
+      ldns_rr_list2buffer_wire(buf.get(), clone.get()) != LDNS_STATUS_OK)
+    return nullptr;
+  return buf;
+}
+
 }  // namespace
+
+namespace internal {
+
+bool VerifySignatureCrypto(const ldns_rr_list* rrset, const ldns_rr* sig, const ldns_rr* key, int64_t check_time,
+                           std::string* error) {
+  const uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
+  if ((alg == LDNS_ECDSAP256SHA256 || alg == LDNS_ECDSAP384SHA384) && ldns_rr_rd_count(key) >= 4 &&
+      ldns_rr_rd_count(sig) >= 9) {
+    std::shared_ptr<EVP_PKEY> pkey = EcdsaKey(alg, ldns_rr_dnskey_key(key));
+    BufferPtr data = SignedData(rrset, sig);
+    BufferPtr der(ldns_buffer_new(LDNS_MAX_PACKETLEN));
+    if (!pkey || !data || !der || ldns_convert_ecdsa_rrsig_rdf2asn1(der.get(), ldns_rr_rrsig_sig(sig)) != LDNS_STATUS_OK) {
+      *error = "cannot prepare the ECDSA verification";
+      return false;
+    }
+    ldns_status s = ldns_verify_rrsig_evp_raw(ldns_buffer_begin(der.get()), ldns_buffer_position(der.get()), data.get(),
+                                              pkey.get(), alg == LDNS_ECDSAP256SHA256 ? EVP_sha256() : EVP_sha384());
+    if (s != LDNS_STATUS_OK) *error = ldns_get_errorstr_by_id(s);
+    return s == LDNS_STATUS_OK;
+  }
+  // Every other algorithm: ldns's verifier, which also checks the window
+  // at `check_time` (the caller has checked it already).
+  ldns_status s = ldns_verify_rrsig_time(const_cast<ldns_rr_list*>(rrset), const_cast<ldns_rr*>(sig),
+                                         const_cast<ldns_rr*>(key), static_cast<time_t>(check_time));
+  if (s != LDNS_STATUS_OK) *error = ldns_get_errorstr_by_id(s);
+  return s == LDNS_STATUS_OK;
+}
+
+}  // namespace internal
 
 // --- VerifiedSignatures ---
 
@@ -347,9 +438,9 @@ SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& key
       // the checks above were made again.
       const std::string triple = o.verified ? TripleKey(rrset, sig, key) : "";
       if (triple.empty() || !o.verified->Contains(triple, o.now)) {
-        ldns_status s = ldns_verify_rrsig_time(rrset.get(), sig, key, check_time);
-        if (s != LDNS_STATUS_OK) {
-          problems.push_back(sig_name + ": does not verify (" + ldns_get_errorstr_by_id(s) + ")");
+        std::string error;
+        if (!internal::VerifySignatureCrypto(rrset.get(), sig, key, check_time, &error)) {
+          problems.push_back(sig_name + ": does not verify (" + error + ")");
           continue;
         }
         if (!triple.empty()) o.verified->Add(triple, expiration + o.skew, o.now);

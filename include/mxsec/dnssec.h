@@ -33,8 +33,9 @@
 
 #include "mxsec/status.h"
 
-// ldns's record list, kept opaque here: its headers pull in OpenSSL.
+// ldns's record types, kept opaque here: its headers pull in OpenSSL.
 struct ldns_struct_rr_list;
+struct ldns_struct_rr;
 
 namespace mxsec {
 
@@ -180,5 +181,16 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
 // process; kBogus otherwise.
 DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& wildcard_source, const RrList& auth,
                                   const RrList& keys, const SigCheckOptions& o);
+
+namespace internal {
+// The public-key operation alone of checking RRSIG `sig` over `rrset` with
+// DNSKEY `key` (no name, flag or window checks: VerifyRrset makes those);
+// `check_time` lies inside the signature's window. ECDSA keys are parsed
+// once per process; other algorithms go to ldns_verify_rrsig_time. False
+// with `error` when the signature does not verify. Exposed for the unit
+// tests, which hold it to ldns_verify_rrsig_time's answers.
+bool VerifySignatureCrypto(const ldns_struct_rr_list* rrset, const ldns_struct_rr* sig, const ldns_struct_rr* key,
+                           int64_t check_time, std::string* error);
+}  // namespace internal
 
 }  // namespace mxsec

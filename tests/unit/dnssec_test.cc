@@ -302,6 +302,59 @@ TEST_CASE("dnssec: remembered signatures skip only the public-key operation") {
   CHECK_FALSE(memo.Contains("y", kNow + 11));
 }
 
+TEST_CASE("dnssec: the ECDSA fast path agrees with ldns's verifier") {
+  // VerifySignatureCrypto verifies ECDSA itself (keys parsed once); it
+  // must say yes and no exactly where ldns_verify_rrsig_time does.
+  struct Alg {
+    ldns_signing_algorithm alg;
+    uint16_t bits;
+  };
+  for (Alg a : {Alg{LDNS_SIGN_ECDSAP256SHA256, 256}, Alg{LDNS_SIGN_ECDSAP384SHA384, 384},
+                Alg{LDNS_SIGN_RSASHA256, 1024}}) {
+    CAPTURE(a.alg);
+    Key zsk("example.test", 256, a.alg, a.bits);
+    Key other("example.test", 256, a.alg, a.bits);
+    auto agree = [&](const RrList& rrset, const RrList& sigs, const Key& key, bool expected) {
+      REQUIRE(sigs.size() >= 1);
+      ldns_rr* sig = ldns_rr_list_rr(sigs.get(), 0);
+      std::string error;
+      bool fast = internal::VerifySignatureCrypto(rrset.get(), sig, key.rr(), kNow, &error);
+      bool ldns = ldns_verify_rrsig_time(rrset.get(), sig, key.rr(), kNow) == LDNS_STATUS_OK;
+      CHECK(fast == ldns);
+      CHECK(fast == expected);
+      CHECK(error.empty() == fast);
+    };
+    // Several records, names in the RDATA, signed in canonical form and
+    // presented in another order and case, with another TTL.
+    RrList mx = Records(
+        "example.test. 300 IN MX 20 mx2.example.test.\n"
+        "example.test. 300 IN MX 10 mx1.example.test.\n");
+    RrList sigs = Sign(mx, {&zsk});
+    RrList shown = Records(
+        "Example.TEST. 77 IN MX 10 MX1.Example.test.\n"
+        "EXAMPLE.test. 77 IN MX 20 mx2.example.TEST.\n");
+    agree(mx, sigs, zsk, true);
+    agree(shown, sigs, zsk, true);
+    agree(mx, sigs, other, false);
+    agree(Records("example.test. 300 IN MX 10 mx1.example.test.\n"), sigs, zsk, false);
+    agree(Records("example.test. 300 IN MX 10 mx1.example.test.\nexample.test. 300 IN MX 20 evil.example.\n"), sigs,
+          zsk, false);
+    RrList forged = sigs.Clone();
+    ldns_rdf* sigdata = ldns_rr_rrsig_sig(ldns_rr_list_rr(forged.get(), 0));
+    ldns_rdf_data(sigdata)[ldns_rdf_size(sigdata) - 3] ^= 0x01;
+    agree(mx, forged, zsk, false);
+    // A wildcard expansion: the signature is over "*.w.example.test".
+    RrList wild = Records("*.w.example.test. 300 IN TXT \"x\"\n");
+    RrList wsigs = Sign(wild, {&zsk});
+    RrList expanded = wild.Clone();
+    Rename(&expanded, "a.b.w.example.test");
+    agree(expanded, wsigs, zsk, true);
+    RrList elsewhere = wild.Clone();
+    Rename(&elsewhere, "a.b.v.example.test");
+    agree(elsewhere, wsigs, zsk, false);
+  }
+}
+
 TEST_CASE("dnssec: an algorithm we cannot verify makes the answer unsupported, not bogus") {
   Key zsk("example.test", 256);
   RrList a = Records(kA);
