@@ -125,8 +125,10 @@ using BufferPtr = std::unique_ptr<ldns_buffer, BufferFree>;
 // few keys sign every answer from it. Keyed by algorithm and key bytes;
 // shared_ptr so that emptying the cache never frees a key in use.
 std::shared_ptr<EVP_PKEY> EcdsaKey(uint8_t alg, const ldns_rdf* key_data) {
-  static std::mutex mu;
-  static std::map<std::string, std::shared_ptr<EVP_PKEY>> keys;
+  // Never destroyed: freeing keys after OpenSSL's own atexit cleanup
+  // could crash at exit.
+  static std::mutex& mu = *new std::mutex;
+  static auto& keys = *new std::map<std::string, std::shared_ptr<EVP_PKEY>>;
   std::string id(1, static_cast<char>(alg));
   id.append(reinterpret_cast<const char*>(ldns_rdf_data(key_data)), ldns_rdf_size(key_data));
   {
