@@ -23,7 +23,7 @@ exec 9>/tmp/mxsec-testbed.lock
 flock 9   # one test bed at a time on a machine: its addresses are fixed
 TB=$(mktemp -d /tmp/mxsec-tb.XXXXXX)
 WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
-trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK" "$TB"' EXIT
 
 TB_BULK=$N tools/testbed/testbed.sh start "$TB" >/dev/null
 CONF=$TB/mxsec.conf

@@ -21,7 +21,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-1000}
 TB=/tmp/mxsec-bench-tb
 WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
-trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK" "$TB"' EXIT
 
 [ -f build-release/build.ninja ] || meson setup build-release -Dbuildtype=release >/dev/null
 ninja -C build-release >/dev/null

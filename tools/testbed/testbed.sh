@@ -1451,6 +1451,11 @@ cmd_edit_txt() {  # mode(set|del) DIR OWNER [VALUE]
     fi
 }
 
+# The callers hold /tmp/mxsec-testbed.lock on fd 9 while they use the test
+# bed; daemons started here must not inherit it, or a daemon that outlives
+# its test bed would keep every later run waiting for the lock.
+exec 9>&-
+
 case ${1:-} in
     start)   [ $# -eq 2 ] || usage; cmd_start "$2" ;;
     stop)    [ $# -eq 2 ] || usage; cmd_stop "$2" ;;
