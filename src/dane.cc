@@ -4,7 +4,13 @@
 namespace mxsec {
 
 std::string TlsaOwnerName(const std::string& host, int port) {
-  return "_" + std::to_string(port) + "._tcp." + host;
+  // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) about
+  // "literal" + std::string&&.
+  std::string owner = "_";
+  owner += std::to_string(port);
+  owner += "._tcp.";
+  owner += host;
+  return owner;
 }
 
 std::string TlsaUnusableReason(const TlsaRecord& r) {

@@ -188,7 +188,11 @@ void Fail(Transfer& t, std::string error) {
 
 bool CurlStsFetcher::Setup(Transfer& t, const std::string& domain) {
   CURL* h = t.easy.get();
-  const std::string port = options_.port == 443 ? "" : ":" + std::to_string(options_.port);
+  std::string port;  // not ":" + std::to_string(...): GCC 12 warns falsely (-Wrestrict) about that form
+  if (options_.port != 443) {
+    port = ":";
+    port += std::to_string(options_.port);
+  }
   const std::string url = "https://" + t.host + port + "/.well-known/mta-sts.txt";
   CURLcode rc = CURLE_OK;
   auto set = [&rc](CURLcode r) {
