@@ -373,7 +373,10 @@ class LocalValidation(unittest.TestCase):
                 self.assertLess(time.time(), deadline, "strip proxy did not start")
                 time.sleep(0.1)
             domains = ["ee.dane.test", "insecure.test", "nsec3.test", "unsigned.nsec3.test", "child.optout.test",
-                       "nosuch.dane.test", "unsupalg.test"]
+                       "nosuch.dane.test", "unsupalg.test",
+                       # a stripped DNAME (its synthesized CNAME is unsigned anyway), and an unsigned DNAME
+                       # in the insecure zone redirecting to stripped data
+                       "b.dn.dane.test", "b.dnins.dane.test", "ee.dnsec.insecure.test"]
             got, _ = policy(*domains, extra=local("-o", "dns_resolver=" + STRIP_ADDR))
             for p in got:
                 self.assertEqual((p["policy"], p["dnssec"]), ("defer", "bogus"), json.dumps(p))
