@@ -1042,6 +1042,17 @@ TEST_CASE("local validator: a CNAME synthesized from a signed DNAME takes the DN
   a = res->Lookup({"mx.dn.sec.test", RrType::kA});
   CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
   CHECK(Contains(a.validation[0], "secure: CNAME mx.dn.sec.test: signed by sec.test"));
+
+  // Two DNAMEs in one answer, each explaining its own hop.
+  RrList chain = Join(tree.Signed(Records("x.sec.test. 300 IN DNAME dn.sec.test.\n"), tree.zsk_s), dname);
+  chain.Append(Records("mx.x.sec.test. 300 IN CNAME mx.dn.sec.test.\nmx.dn.sec.test. 300 IN CNAME mx.sec.test.\n"));
+  tree.t.Set("mx.x.sec.test", LDNS_RR_TYPE_A, Join(chain, a_mx), RrList());
+  a = res->Lookup({"mx.x.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(a.chain == std::vector<std::string>{"mx.dn.sec.test", "mx.sec.test"});
+  REQUIRE(a.validation.size() == 3);
+  CHECK(Contains(a.validation[0], "secure: CNAME mx.x.sec.test: DNAME x.sec.test -> dn.sec.test, signed by"));
+  CHECK(Contains(a.validation[1], "secure: CNAME mx.dn.sec.test: DNAME dn.sec.test -> sec.test, signed by"));
 }
 
 TEST_CASE("local validator: a DNAME that does not explain the CNAME, or cannot be trusted, is bogus") {
