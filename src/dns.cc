@@ -105,7 +105,50 @@ std::string RcodeText(const DnsResponse& r) {
   return "?";
 }
 
+// Octets of a name in normal form on the wire: one length octet per label,
+// the root's zero octet; an escape (\. or \DDD) is one octet.
+size_t WireLength(const std::string& n) {
+  if (n.empty()) return 1;
+  size_t octets = 0, labels = 1;
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (n[i] == '.') {
+      ++labels;
+      continue;
+    }
+    if (n[i] == '\\') i += (i + 1 < n.size() && n[i + 1] >= '0' && n[i + 1] <= '9') ? 3 : 1;
+    ++octets;
+  }
+  return octets + labels + 1;
+}
+
+bool StrictlyBelow(const std::string& name, const std::string& owner) {
+  if (owner.empty()) return !name.empty();
+  return name.size() > owner.size() + 1 && name.compare(name.size() - owner.size(), owner.size(), owner) == 0 &&
+         name[name.size() - owner.size() - 1] == '.';
+}
+
+// The DNAME in the answer that redirects `name` (at its deepest ancestor), or null.
+const DnsRecord* DnameAbove(const std::vector<DnsRecord>& answer, const std::string& name) {
+  const DnsRecord* best = nullptr;
+  for (const DnsRecord& rec : answer) {
+    if (rec.type != RrType::kDNAME || !StrictlyBelow(name, rec.owner)) continue;
+    if (!best || rec.owner.size() > best->owner.size()) best = &rec;
+  }
+  return best;
+}
+
 }  // namespace
+
+Result<std::string> DnameSubstitute(const std::string& name, const std::string& owner, const std::string& target) {
+  if (!StrictlyBelow(name, owner))
+    return Status::Error("DNAME at " + (owner.empty() ? "." : owner) + " does not apply to " + name);
+  std::string prefix = name.substr(0, owner.empty() ? name.size() : name.size() - owner.size() - 1);
+  std::string out = target.empty() ? prefix : prefix + "." + target;
+  if (WireLength(out) > 255)
+    return Status::Error("DNAME " + owner + " -> " + (target.empty() ? "." : target) + " makes " + name +
+                         " longer than 255 octets");
+  return out;
+}
 
 DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const DnsResponse* cd_retry, bool trust_ad) {
   DnsAnswer a;
@@ -132,28 +175,51 @@ DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const Dns
     return a;
   }
 
-  // Follow the CNAME chain inside the answer section; only records that
-  // belong to the chain count (anything else is ignored, as a resolver
+  // Follow the CNAME chain (and DNAME redirections) inside the answer
+  // section; only records that belong to the chain count (anything else is ignored, as a resolver
   // could be handed unrelated records by a hostile authority).
   std::string name = q.name;
   std::set<std::string> seen{name};
   if (q.type != RrType::kCNAME) {
     for (int hop = 0; hop <= kMaxChain; ++hop) {
-      const DnsRecord* cname = nullptr;
+      std::string next;
+      bool found = false;
       for (const DnsRecord& rec : r.answer) {
-        if (rec.type == RrType::kCNAME && rec.owner == name) { cname = &rec; break; }
+        if (rec.type == RrType::kCNAME && rec.owner == name) {
+          next = rec.text;
+          found = true;
+          break;
+        }
       }
-      if (!cname) break;
-      if (hop == kMaxChain || seen.count(cname->text)) {
+      const DnsRecord* dname = found ? nullptr : DnameAbove(r.answer, name);
+      if (dname && std::none_of(r.answer.begin(), r.answer.end(), [&](const DnsRecord& rec) {
+            return rec.type == q.type && rec.owner == name;
+          })) {
+        // The name is redirected by a DNAME but the answer lacks the CNAME
+        // that is only its copy (RFC 6672 §2.2, §3.1): follow the DNAME
+        // itself, or a resolver that leaves the CNAME out would make the
+        // name read as "no data".
+        auto sub = DnameSubstitute(name, dname->owner, dname->text);
+        if (!sub.ok()) {
+          a.outcome = DnsOutcome::kFailure;
+          a.dnssec = DnssecStatus::kIndeterminate;
+          a.reason = sub.error();
+          return a;
+        }
+        next = sub.value();
+        found = true;
+      }
+      if (!found) break;
+      if (hop == kMaxChain || seen.count(next)) {
         a.outcome = DnsOutcome::kFailure;
         a.dnssec = DnssecStatus::kIndeterminate;
         a.reason = hop == kMaxChain ? "CNAME chain longer than " + std::to_string(kMaxChain) + " hops"
-                                    : "CNAME loop at " + cname->text;
+                                    : "CNAME loop at " + next;
         return a;
       }
-      seen.insert(cname->text);
-      a.chain.push_back(cname->text);
-      name = cname->text;
+      seen.insert(next);
+      a.chain.push_back(next);
+      name = next;
     }
   }
   a.final_name = name;

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -138,6 +139,7 @@ struct HopResult {
   DnssecStatus status = DnssecStatus::kIndeterminate;
   std::string note;
   uint32_t ttl_limit = 0;  // secure RRsets: min(original TTL, seconds to signature expiry)
+  bool wildcard = false;   // the RRset verified as a wildcard expansion
 };
 
 class LocalValidatingResolver : public Resolver {
@@ -473,6 +475,7 @@ class LocalValidatingResolver : public Resolver {
     }
     h.status = DnssecStatus::kSecure;
     h.ttl_limit = v.ttl_limit;
+    h.wildcard = v.wildcard;
     h.note = what + ": signed by " + Shown(w.zone) + " key " + Tags(v.key_tags) + " (" + PathText(w) + ")";
     if (v.wildcard) {
       DenialResult d = VerifyWildcardAnswer(owner, v.wildcard_source, auth, *w.keys, o);
@@ -483,6 +486,59 @@ class LocalValidatingResolver : public Resolver {
         if (d.status == SigStatus::kUnsupported || d.opt_out) h.status = DnssecStatus::kInsecure;
         h.note += "; " + d.reason;
       }
+    }
+    return h;
+  }
+
+  // A CNAME hop `owner` -> `target` without signatures, explained by a
+  // DNAME in the answer at an ancestor of `owner`: servers synthesize that
+  // CNAME and do not sign it (RFC 4035 §3; RFC 6672), so the DNAME
+  // RRset carries the proof. nullopt when no DNAME in `ans` applies to
+  // `owner`. Otherwise the hop has the DNAME's status (validated like any
+  // RRset, its signer zone walked from the anchor) if substituting it in
+  // `owner` gives exactly `target`; a CNAME that does not match, a
+  // substitution longer than 255 octets, or a DNAME that is a wildcard
+  // expansion (RFC 6672: its use is discouraged and validators cannot
+  // check it reliably) is bogus.
+  std::optional<HopResult> DnameHop(const std::string& owner, const std::string& target, const RrList& ans,
+                                    const RrList& auth) {
+    const std::string what = "CNAME " + Shown(owner);
+    std::vector<std::pair<std::string, std::string>> dnames;  // (owner, target), deepest owner first
+    for (size_t i = 0; i < ans.size(); ++i) {
+      const ldns_rr* rr = ldns_rr_list_rr(ans.get(), i);
+      if (ldns_rr_get_type(rr) != LDNS_RR_TYPE_DNAME || ldns_rr_rd_count(rr) < 1) continue;
+      std::string d = NormalName(ldns_rr_owner(rr));
+      if (d == owner || !AtOrBelow(owner, d)) continue;
+      std::pair<std::string, std::string> dn(d, NormalName(ldns_rr_rdf(rr, 0)));
+      if (std::find(dnames.begin(), dnames.end(), dn) == dnames.end()) dnames.push_back(std::move(dn));
+    }
+    if (dnames.empty()) return std::nullopt;
+    std::stable_sort(dnames.begin(), dnames.end(),
+                     [](const auto& x, const auto& y) { return x.first.size() > y.first.size(); });
+    HopResult h;
+    h.status = DnssecStatus::kBogus;
+    bool matched = false;
+    for (const auto& [downer, dtarget] : dnames) {
+      const std::string dname = "DNAME " + Shown(downer) + " -> " + Shown(dtarget);
+      auto sub = DnameSubstitute(owner, downer, dtarget);
+      if (!sub.ok() || sub.value() != target) {
+        if (!matched && h.note.empty())
+          h.note = what + ": unsigned, and not what " + dname + " makes of it (" +
+                   (sub.ok() ? Shown(sub.value()) + ", not " + Shown(target) : sub.error()) + ")";
+        continue;
+      }
+      HopResult d = CheckRrset(downer, RrType::kDNAME, ans, auth);
+      if (d.wildcard) {
+        d.status = DnssecStatus::kBogus;
+        d.note = "DNAME " + Shown(downer) + ": a wildcard expansion, which cannot be validated";
+      }
+      // CheckRrset says "DNAME <owner>: <how>"; the hop says which CNAME it explains.
+      const std::string prefix = "DNAME " + Shown(downer) + ": ";
+      std::string how = d.note.compare(0, prefix.size(), prefix) == 0 ? d.note.substr(prefix.size()) : d.note;
+      d.note = what + ": " + dname + ", " + how;
+      // Two DNAMEs that both yield the target: the stronger proof counts.
+      if (!matched || WeakerStatus(h.status, d.status) == h.status) h = std::move(d);
+      matched = true;
     }
     return h;
   }
@@ -521,7 +577,9 @@ class LocalValidatingResolver : public Resolver {
     std::vector<HopResult> hops;
     std::string owner = q.name;
     for (const std::string& target : a.chain) {
-      hops.push_back(CheckRrset(owner, RrType::kCNAME, ans, auth));
+      std::optional<HopResult> dname;
+      if (SignerOf(ans, owner, LDNS_RR_TYPE_CNAME).empty()) dname = DnameHop(owner, target, ans, auth);
+      hops.push_back(dname ? std::move(*dname) : CheckRrset(owner, RrType::kCNAME, ans, auth));
       owner = target;
     }
     if (a.outcome == DnsOutcome::kRecords) {

@@ -179,7 +179,7 @@ ResolverCheck EvaluateResolverCheck(const std::string& resolver, const std::stri
 class Resolver {
  public:
   virtual ~Resolver() = default;
-  // Answers every question, CNAME chains followed (at most 8 hops), one
+  // Answers every question, CNAME chains and DNAMEs followed (at most 8 hops), one
   // answer per question in order. Thread-safe.
   virtual std::vector<DnsAnswer> LookupMany(const std::vector<DnsQuestion>& questions) = 0;
   DnsAnswer Lookup(const DnsQuestion& q) { return LookupMany({q}).front(); }
@@ -224,7 +224,17 @@ std::unique_ptr<ResolverModeResolver> NewResolverModeResolver(DnsTransport* tran
 
 // Classifies one transport response for `q` (the resolver-mode rules of
 // notes §1.3); `cd_retry` is the CD=1 response for a SERVFAIL, or null.
-// Exposed for tests.
+// The chain follows the CNAME at each name; where an answer has no CNAME
+// but a DNAME at an ancestor of the name, the hop is synthesized from the
+// DNAME (RFC 6672 §3.1), so a resolver that leaves the CNAME out cannot
+// make a redirected name read as "no data". Exposed for tests.
 DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const DnsResponse* cd_retry, bool trust_ad);
+
+// RFC 6672 §2.2: what a DNAME at `owner` pointing to `target` makes of
+// `name` (all normal form, "" = the root): the suffix `owner` of `name`
+// replaced by `target`. Fails when `name` is not strictly below `owner`
+// (a DNAME does not redirect its own owner) or the result exceeds 255
+// octets (a server answers YXDOMAIN then).
+Result<std::string> DnameSubstitute(const std::string& name, const std::string& owner, const std::string& target);
 
 }  // namespace mxsec

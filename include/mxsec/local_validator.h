@@ -21,7 +21,10 @@
 //     answer is insecure only when the walk proves an insecure delegation
 //     above it, and bogus otherwise;
 //   - every hop of a CNAME chain is validated on its own; the answer gets
-//     the weakest status of its hops.
+//     the weakest status of its hops. A hop synthesized from a DNAME (an
+//     unsigned CNAME, or none) takes the status of the DNAME RRset, if the
+//     CNAME is exactly the DNAME substitution (RFC 6672) and the DNAME is
+//     not a wildcard expansion; otherwise it is bogus.
 // A DS algorithm or digest we cannot verify, or NSEC3 parameters we do not
 // process, make the zone insecure (RFC 6840 §5.2, RFC 9276), never secure.
 // Bogus and indeterminate answers are failures (outcome kFailure), as a

@@ -225,6 +225,10 @@ VARIANTS = {
     "rrsigstrip.test": ("defer", "none", "bogus"),
     "wrongkey.test": ("defer", "none", "bogus"),
     "unsupalg.test": ("opportunistic", "none", "insecure"),
+    # DNAME (RFC 6672): a signed DNAME and the unsigned CNAME synthesized from it
+    "b.dn.dane.test": ("must-tls", "dane", "secure"),
+    "b.dnins.dane.test": ("opportunistic", "none", "insecure"),
+    "ee.dnsec.insecure.test": ("opportunistic", "none", "insecure"),
 }
 
 
@@ -262,6 +266,26 @@ class Variants(unittest.TestCase):
         self.assertEqual((m["tls"], m["dnssec"]), ("may", "insecure"))
         self.assertFalse(m.get("tlsa_dnssec"))
         self.assertIn("insecure", m["reason"])
+
+    def test_dname_into_a_secure_zone(self):
+        # dn.dane.test DNAME dname.nsec3.test: MX, host address and TLSA all
+        # reached through it.
+        p = policy("b.dn.dane.test")[0][0]
+        self.assertEqual(p["mx_cname_chain"], ["b.dname.nsec3.test"])
+        m = host(p, "mx.b.dn.dane.test")
+        self.assertEqual(m["cname_chain"], ["mx.b.dname.nsec3.test"])
+        self.assertEqual((m["tls"], m["dnssec"], m["tlsa_dnssec"]), ("dane", "secure", "secure"), json.dumps(p))
+        self.assertEqual(m["tlsa_base"], "mx.b.dname.nsec3.test")
+
+    def test_dname_into_and_in_an_insecure_zone(self):
+        got, _ = policy("b.dnins.dane.test", "ee.dnsec.insecure.test")
+        self.assertEqual(got[0]["mx_cname_chain"], ["b.dnt.insecure.test"])
+        self.assertEqual((got[0]["mx"][0]["host"], got[0]["mx"][0]["tls"]), ("mx.insecure.test", "may"))
+        # The unsigned DNAME makes the MX answer insecure although ee.dane.test is signed.
+        self.assertEqual(got[1]["mx_cname_chain"], ["ee.dane.test"])
+        m = host(got[1], "mx.ee.dane.test")
+        self.assertEqual(m["tls"], "may")
+        self.assertFalse(m.get("tlsa_dnssec"))
 
     def test_ds_mismatch_is_bogus(self):
         p = policy("dsbad.test")[0][0]
@@ -349,7 +373,10 @@ class LocalValidation(unittest.TestCase):
                 self.assertLess(time.time(), deadline, "strip proxy did not start")
                 time.sleep(0.1)
             domains = ["ee.dane.test", "insecure.test", "nsec3.test", "unsigned.nsec3.test", "child.optout.test",
-                       "nosuch.dane.test", "unsupalg.test"]
+                       "nosuch.dane.test", "unsupalg.test",
+                       # a stripped DNAME (its synthesized CNAME is unsigned anyway), and an unsigned DNAME
+                       # in the insecure zone redirecting to stripped data
+                       "b.dn.dane.test", "b.dnins.dane.test", "ee.dnsec.insecure.test"]
             got, _ = policy(*domains, extra=local("-o", "dns_resolver=" + STRIP_ADDR))
             for p in got:
                 self.assertEqual((p["policy"], p["dnssec"]), ("defer", "bogus"), json.dumps(p))
@@ -382,6 +409,20 @@ class LocalValidation(unittest.TestCase):
         self.assertTrue(r["lookups"])
         for l in r["lookups"]:
             self.assertEqual((l["mode"], l["how"]), ("resolver", []), json.dumps(l))
+
+    def test_dname_hops_show_the_dname_and_its_status(self):
+        got, _ = policy("b.dn.dane.test", "ee.dnsec.insecure.test", extra=local())
+        mx = [l for l in got[0]["lookups"] if l["type"] == "MX"][0]
+        self.assertEqual((mx["name"], mx["dnssec"], mx["outcome"]), ("b.dn.dane.test", "secure", "records"))
+        self.assertEqual(len(mx["how"]), 2, json.dumps(mx))
+        self.assertRegex(mx["how"][0], r"^secure: CNAME b\.dn\.dane\.test: DNAME dn\.dane\.test -> "
+                         r"dname\.nsec3\.test, signed by dane\.test key \d+ \(test: trust anchor")
+        self.assertRegex(mx["how"][1], r"^secure: MX b\.dname\.nsec3\.test: signed by nsec3\.test key \d+")
+        mx = [l for l in got[1]["lookups"] if l["type"] == "MX"][0]
+        self.assertEqual(mx["dnssec"], "insecure")
+        self.assertRegex(mx["how"][0], r"^insecure: CNAME ee\.dnsec\.insecure\.test: DNAME dnsec\.insecure\.test -> "
+                         r"dane\.test, insecure\.test: insecure delegation")
+        self.assertRegex(mx["how"][1], r"^secure: MX ee\.dane\.test: signed by dane\.test")
 
     def test_a_missing_anchor_file_is_a_configuration_error(self):
         r = mxsec("-o", "dnssec_validation=local", "-o", "trust_anchor_file=" + os.path.join(TB, "no-such.key"),

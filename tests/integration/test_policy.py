@@ -160,6 +160,28 @@ class Dane(unittest.TestCase):
         self.assertEqual(p["mx_cname_chain"], ["ee.dane.test"])
         self.assertEqual(host(p, "mx.ee.dane.test")["tls"], "dane")
 
+    def test_dname_into_a_secure_dane_zone(self):
+        # dn.dane.test DNAME dname.nsec3.test: the MX, the host's address and
+        # its TLSA are reached through the signed DNAME and unsigned
+        # synthesized CNAMEs.
+        p = policy("b.dn.dane.test")
+        self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("must-tls", "dane", "secure"))
+        self.assertEqual(p["mx_cname_chain"], ["b.dname.nsec3.test"])
+        m = host(p, "mx.b.dn.dane.test")
+        self.assertEqual((m["tls"], m["dnssec"], m["tlsa_dnssec"]), ("dane", "secure", "secure"))
+        self.assertEqual(m["cname_chain"], ["mx.b.dname.nsec3.test"])
+
+    def test_dname_into_an_insecure_zone(self):
+        p = policy("b.dnins.dane.test")
+        self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("opportunistic", "none", "insecure"))
+        m = host(p, "mx.insecure.test")
+        self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []))
+
+    def test_unsigned_dname_into_a_secure_zone(self):
+        p = policy("ee.dnsec.insecure.test")
+        self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("opportunistic", "none", "insecure"))
+        self.assertEqual(host(p, "mx.ee.dane.test")["tls"], "may")
+
     def test_null_mx_fails(self):
         p = policy("nullmx.dane.test")
         self.assertEqual(p["policy"], "fail")

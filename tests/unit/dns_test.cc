@@ -396,3 +396,64 @@ TEST_CASE("dns: mutated replies never crash the parser or the classifier") {
   CHECK(parsed > 100);
   CHECK(rejected > 100);
 }
+
+TEST_CASE("dns: DNAME substitution and chains through DNAMEs") {
+  CHECK(DnameSubstitute("a.b.dn.example", "dn.example", "target.test").value() == "a.b.target.test");
+  CHECK(DnameSubstitute("a.example", "", "x.test").value() == "a.example.x.test");  // DNAME at the root
+  CHECK(DnameSubstitute("a.dn.example", "dn.example", "").value() == "a");          // DNAME to the root
+  CHECK_FALSE(DnameSubstitute("dn.example", "dn.example", "t.test").ok());  // the owner itself is not redirected
+  CHECK_FALSE(DnameSubstitute("xdn.example", "dn.example", "t.test").ok());
+  CHECK_FALSE(DnameSubstitute("a.other.example", "dn.example", "t.test").ok());
+  // 255 octets on the wire at most: 4 labels of 63 = 4 * 64 + 1 = 257 octets.
+  const std::string l63(63, 'x');
+  auto too_long = DnameSubstitute(l63 + "." + l63 + ".dn", "dn", l63 + "." + l63);
+  CHECK_FALSE(too_long.ok());
+  CHECK(too_long.error().find("longer than 255 octets") != std::string::npos);
+  // 3 x 63 + 61 = 254 octets fits; an escape (\DDD) is one octet.
+  CHECK(DnameSubstitute(l63 + "." + l63 + ".dn", "dn", l63 + "." + std::string(61, 'y')).ok());
+  CHECK(DnameSubstitute(l63 + "." + l63 + ".dn", "dn", l63 + ".\\046" + std::string(60, 'y')).ok());
+
+  auto rec = [](RrType t, std::string owner, std::string text) {
+    DnsRecord r;
+    r.owner = std::move(owner);
+    r.type = t;
+    r.text = std::move(text);
+    r.ttl = 300;
+    return r;
+  };
+  DnsQuestion q{"mx.dn.example", RrType::kA};
+  DnsResponse r;
+  r.answered = true;
+  r.rcode = DnsRcode::kNoError;
+  r.ad = true;
+  // DNAME plus its synthesized CNAME, as servers send them.
+  r.answer = {rec(RrType::kDNAME, "dn.example", "target.test"), rec(RrType::kCNAME, "mx.dn.example", "mx.target.test"),
+              rec(RrType::kA, "mx.target.test", "192.0.2.1")};
+  DnsAnswer a = ClassifyResponse(q, r, nullptr, true);
+  CHECK(a.outcome == DnsOutcome::kRecords);
+  CHECK(a.chain == std::vector<std::string>{"mx.target.test"});
+  CHECK(a.dnssec == DnssecStatus::kSecure);
+  // Without the CNAME the DNAME is followed: never "no data" for a redirected name.
+  r.answer.erase(r.answer.begin() + 1);
+  a = ClassifyResponse(q, r, nullptr, true);
+  CHECK(a.outcome == DnsOutcome::kRecords);
+  CHECK(a.final_name == "mx.target.test");
+  REQUIRE(a.records.size() == 1);
+  // Data at the name itself wins over a DNAME above it that has nothing to do with the chain.
+  r.answer.push_back(rec(RrType::kA, "mx.dn.example", "192.0.2.9"));
+  a = ClassifyResponse(q, r, nullptr, true);
+  CHECK(a.chain.empty());
+  REQUIRE(a.records.size() == 1);
+  CHECK(a.records[0].text == "192.0.2.9");
+  // A DNAME into its own subtree never ends: the chain limit stops it.
+  r.answer = {rec(RrType::kDNAME, "dn.example", "x.dn.example")};
+  a = ClassifyResponse(q, r, nullptr, true);
+  CHECK(a.failed());
+  CHECK(a.reason.find("longer than") != std::string::npos);
+  // A substitution that would exceed 255 octets is a failure, not "no data".
+  DnsQuestion longq{l63 + "." + l63 + ".dn.example", RrType::kA};
+  r.answer = {rec(RrType::kDNAME, "dn.example", l63 + "." + l63 + ".test")};
+  a = ClassifyResponse(longq, r, nullptr, true);
+  CHECK(a.failed());
+  CHECK(a.reason.find("longer than 255 octets") != std::string::npos);
+}

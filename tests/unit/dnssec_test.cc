@@ -1157,3 +1157,145 @@ TEST_CASE("local validator: the chain from a root trust anchor") {
   auto res2 = tree.Validator(Ds(ksk_r));
   CHECK(res2->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kBogus);
 }
+
+// --- DNAME (RFC 6672): the synthesized CNAME is unsigned, the DNAME carries the proof ---
+
+TEST_CASE("local validator: a CNAME synthesized from a signed DNAME takes the DNAME's status") {
+  TestTree tree;
+  auto res = tree.Validator(Ds(tree.ksk_t));
+  RrList dname = tree.Signed(Records("dn.sec.test. 300 IN DNAME sec.test.\n"), tree.zsk_s);
+  RrList a_mx = tree.Signed(Records("mx.sec.test. 300 IN A 192.0.2.1\n"), tree.zsk_s);
+  RrList cname = Records("mx.dn.sec.test. 300 IN CNAME mx.sec.test.\n");
+  tree.t.Set("mx.dn.sec.test", LDNS_RR_TYPE_A, Join(Join(dname, cname), a_mx), RrList());
+  DnsAnswer a = res->Lookup({"mx.dn.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(a.outcome == DnsOutcome::kRecords);
+  CHECK(a.chain == std::vector<std::string>{"mx.sec.test"});
+  REQUIRE(a.validation.size() == 2);
+  CHECK(Contains(a.validation[0], "secure: CNAME mx.dn.sec.test: DNAME dn.sec.test -> sec.test, signed by sec.test key " +
+                                      std::to_string(tree.zsk_s.tag())));
+  CHECK(Contains(a.validation[1], "secure: A mx.sec.test"));
+  // The walk stops at the DNAME's signer: no DS query below the DNAME owner.
+  CHECK(tree.t.Asked("dn.sec.test", LDNS_RR_TYPE_DS) == 0);
+  CHECK(tree.t.Asked("mx.dn.sec.test", LDNS_RR_TYPE_DS) == 0);
+
+  // A resolver that leaves the CNAME out: the hop is synthesized here, same proof.
+  tree.t.Set("mx.dn.sec.test", LDNS_RR_TYPE_A, Join(dname, a_mx), RrList());
+  a = res->Lookup({"mx.dn.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(a.chain == std::vector<std::string>{"mx.sec.test"});
+  CHECK(Mentions(a, "DNAME dn.sec.test -> sec.test, signed by sec.test"));
+
+  // A signature on the synthesized CNAME itself is checked as any CNAME's.
+  tree.t.Set("mx.dn.sec.test", LDNS_RR_TYPE_A, Join(Join(dname, tree.Signed(cname, tree.zsk_s)), a_mx), RrList());
+  a = res->Lookup({"mx.dn.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(Contains(a.validation[0], "secure: CNAME mx.dn.sec.test: signed by sec.test"));
+
+  // Two DNAMEs in one answer, each explaining its own hop.
+  RrList chain = Join(tree.Signed(Records("x.sec.test. 300 IN DNAME dn.sec.test.\n"), tree.zsk_s), dname);
+  chain.Append(Records("mx.x.sec.test. 300 IN CNAME mx.dn.sec.test.\nmx.dn.sec.test. 300 IN CNAME mx.sec.test.\n"));
+  tree.t.Set("mx.x.sec.test", LDNS_RR_TYPE_A, Join(chain, a_mx), RrList());
+  a = res->Lookup({"mx.x.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  CHECK(a.chain == std::vector<std::string>{"mx.dn.sec.test", "mx.sec.test"});
+  REQUIRE(a.validation.size() == 3);
+  CHECK(Contains(a.validation[0], "secure: CNAME mx.x.sec.test: DNAME x.sec.test -> dn.sec.test, signed by"));
+  CHECK(Contains(a.validation[1], "secure: CNAME mx.dn.sec.test: DNAME dn.sec.test -> sec.test, signed by"));
+}
+
+TEST_CASE("local validator: a DNAME that does not explain the CNAME, or cannot be trusted, is bogus") {
+  TestTree tree;
+  auto res = tree.Validator(Ds(tree.ksk_t));
+  RrList dname = tree.Signed(Records("dn.sec.test. 300 IN DNAME sec.test.\n"), tree.zsk_s);
+  RrList a_mx = tree.Signed(Records("mx.sec.test. 300 IN A 192.0.2.1\n"), tree.zsk_s);
+
+  // Mismatch: the unsigned CNAME points elsewhere than the DNAME says.
+  tree.t.Set("mx.dn.sec.test", LDNS_RR_TYPE_A,
+             Join(Join(dname, Records("mx.dn.sec.test. 300 IN CNAME mx.ins.test.\n")),
+                  Records("mx.ins.test. 300 IN A 192.0.2.2\n")),
+             RrList());
+  DnsAnswer a = res->Lookup({"mx.dn.sec.test", RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  CHECK(a.records.empty());
+  CHECK(Contains(a.reason, "not what DNAME dn.sec.test -> sec.test makes of it (mx.sec.test, not mx.ins.test)"));
+
+  // The substitution would exceed 255 octets (a server answers YXDOMAIN):
+  // a CNAME claimed for it is forged.
+  const std::string l63a(63, 'a'), l63b(63, 'b'), l63c(63, 'c'), l63d(63, 'd');
+  const std::string longq = l63a + "." + l63b + ".dn.sec.test";
+  RrList longdname =
+      tree.Signed(Records("dn.sec.test. 300 IN DNAME " + l63c + "." + l63d + ".sec.test.\n"), tree.zsk_s);
+  tree.t.Set(longq, LDNS_RR_TYPE_A, Join(Join(longdname, Records(longq + ". 300 IN CNAME mx.sec.test.\n")), a_mx),
+             RrList());
+  a = res->Lookup({longq, RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  CHECK(Contains(a.reason, "longer than 255 octets"));
+
+  // A wildcard DNAME (*.wd.sec.test expanded at x.wd.sec.test): RFC 6672,
+  // its expansion cannot be validated.
+  RrList wild = Records("*.wd.sec.test. 300 IN DNAME sec.test.\n");
+  RrList wsig = Sign(wild, {&tree.zsk_s});
+  Rename(&wild, "x.wd.sec.test");
+  Rename(&wsig, "x.wd.sec.test");
+  tree.t.Set("mx.x.wd.sec.test", LDNS_RR_TYPE_A,
+             Join(Join(Join(wild, wsig), Records("mx.x.wd.sec.test. 300 IN CNAME mx.sec.test.\n")), a_mx),
+             SignEach(tree.nsec_s.Select(0, "*.w.sec.test"), tree.zsk_s));  // proves x.wd.sec.test does not exist
+  a = res->Lookup({"mx.x.wd.sec.test", RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  CHECK(Contains(a.reason, "CNAME mx.x.wd.sec.test: DNAME x.wd.sec.test -> sec.test, a wildcard expansion"));
+
+  // The DNAME's signature stripped in the secure zone (dn.sec.test is
+  // proven not to be a zone cut): bogus, never insecure.
+  RrList nx = tree.nsec_s.Select(0, "alias.sec.test");
+  nx.Append(tree.nsec_s.Select(0, "sec.test"));
+  tree.t.Set("dn.sec.test", LDNS_RR_TYPE_DS, RrList(), tree.SignedNsec(nx, tree.soa_s, tree.zsk_s),
+             LDNS_RCODE_NXDOMAIN);
+  tree.t.Set("mx.dn.sec.test", LDNS_RR_TYPE_A,
+             Join(Join(Records("dn.sec.test. 300 IN DNAME sec.test.\n"),
+                       Records("mx.dn.sec.test. 300 IN CNAME mx.sec.test.\n")),
+                  a_mx),
+             RrList());
+  a = res->Lookup({"mx.dn.sec.test", RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  CHECK(Contains(a.reason, "DNAME dn.sec.test -> sec.test, no signature in the secure zone sec.test"));
+
+  // A DNAME signed by a key that is not in sec.test's DNSKEY set.
+  Key stranger("sec.test", 256);
+  tree.t.Set("mx.dn.sec.test", LDNS_RR_TYPE_A,
+             Join(Join(tree.Signed(Records("dn.sec.test. 300 IN DNAME sec.test.\n"), stranger),
+                       Records("mx.dn.sec.test. 300 IN CNAME mx.sec.test.\n")),
+                  a_mx),
+             RrList());
+  CHECK(res->Lookup({"mx.dn.sec.test", RrType::kA}).dnssec == DnssecStatus::kBogus);
+}
+
+TEST_CASE("local validator: a DNAME in an insecure zone makes its hop insecure") {
+  TestTree tree;
+  auto res = tree.Validator(Ds(tree.ksk_t));
+  // ins.test is an insecure delegation: its unsigned DNAME redirects into
+  // the secure sec.test; the answer is only as strong as its weakest hop.
+  tree.t.Set("mx.dn.ins.test", LDNS_RR_TYPE_A,
+             Join(Join(Records("dn.ins.test. 300 IN DNAME sec.test.\n"),
+                       Records("mx.dn.ins.test. 300 IN CNAME mx.sec.test.\n")),
+                  tree.Signed(Records("mx.sec.test. 300 IN A 192.0.2.1\n"), tree.zsk_s)),
+             RrList());
+  DnsAnswer a = res->Lookup({"mx.dn.ins.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kInsecure, a.reason);
+  CHECK(a.outcome == DnsOutcome::kRecords);
+  REQUIRE(a.validation.size() == 2);
+  CHECK(Contains(a.validation[0], "insecure: CNAME mx.dn.ins.test: DNAME dn.ins.test -> sec.test, "));
+  CHECK(Contains(a.validation[0], "insecure delegation"));
+  CHECK(Contains(a.validation[1], "secure: A mx.sec.test"));
+  // A mismatch is bogus even there.
+  tree.t.Set("mx.dn.ins.test", LDNS_RR_TYPE_A,
+             Join(Join(Records("dn.ins.test. 300 IN DNAME sec.test.\n"),
+                       Records("mx.dn.ins.test. 300 IN CNAME mx.ins.test.\n")),
+                  Records("mx.ins.test. 300 IN A 192.0.2.2\n")),
+             RrList());
+  CHECK(res->Lookup({"mx.dn.ins.test", RrType::kA}).dnssec == DnssecStatus::kBogus);
+}

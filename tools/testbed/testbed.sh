@@ -117,6 +117,13 @@
 #                                                                              SNI alias.mxcname2.dane.test
 # cname.dane.test       must-tls (dane)          10 mx.ee.dane.test = dane     the domain is a CNAME → ee.dane.test (MX lookup
 #                                                                              follows it; mx_cname_chain [ee.dane.test])
+# b.dn.dane.test        must-tls (dane)          10 mx.b.dn.dane.test = dane   DNAME dn.dane.test → dname.nsec3.test (signed,
+#                                                                              NSEC3): MX, host address (mx.b.dname.nsec3.test)
+#                                                                              and TXT are reached through the signed DNAME and
+#                                                                              the unsigned CNAME synthesized from it (RFC 6672);
+#                                                                              TLSA 3 1 1 at _25._tcp.mx.b.dname.nsec3.test
+# b.dnins.dane.test     opportunistic (none)     10 mx.insecure.test = may     signed DNAME dnins.dane.test → dnt.insecure.test:
+#                                                                              into the insecure zone, MX 10 mx (TLSA ignored)
 # nullmx.dane.test      fail 5.1.10              (none)                        null MX "0 .": no address lookups
 # nomx.dane.test        must-tls (dane)          0 nomx.dane.test = dane       secure NODATA for MX → implicit MX; A secure;
 #                                                                              TLSA 3 1 1 at _25._tcp.nomx.dane.test
@@ -160,6 +167,9 @@
 #                                                                              127.0.56.2, greet.insecure.test .3, rcpt.
 #                                                                              insecure.test .4, silent.insecure.test .5,
 #                                                                              hsfail.insecure.test .6, wrongname.insecure.test .7
+# ee.dnsec.insecure.test opportunistic (none)    10 mx.ee.dane.test = may      unsigned DNAME dnsec.insecure.test → dane.test:
+#                                                                              the MX of ee.dane.test, but the DNAME hop is
+#                                                                              insecure, so is the MX answer (no TLSA lookup)
 # nosuch.test           fail 5.1.2               (none)                        secure NXDOMAIN, dnssec secure
 # --- DNSSEC variants (issue 6): signed zones under test. with DS unless said -------------------------------
 # nsec3.test            must-tls (dane)          10 mx.nsec3.test = dane       zone signed with NSEC3 (SHA-1, 0 iterations)
@@ -591,6 +601,8 @@ alias.mxcname2           IN CNAME plain.dane.test.
 _25._tcp.alias.mxcname2  IN TLSA  3 1 1 $EE_SPKI256
 plain                    IN A     $SMTP_DANE_ADDR
 cname                    IN CNAME ee.dane.test.
+dn                       IN DNAME dname.nsec3.test.
+dnins                    IN DNAME dnt.insecure.test.
 nullmx                   IN MX    0 .
 nomx                     IN A     $SMTP_DANE_ADDR
 _25._tcp.nomx            IN TLSA  3 1 1 $EE_SPKI256
@@ -660,6 +672,8 @@ EOF
 @                        IN MX    10 mx
 mx                       IN A     $SMTP_INSECURE_ADDR
 _25._tcp.mx              IN TLSA  3 1 1 $EE_SPKI256
+b.dnt                    IN MX    10 mx
+dnsec                    IN DNAME dane.test.
 EOF
         # scripted servers: NAME.insecure.test MX 10 mx.NAME.insecure.test
         local n
@@ -720,6 +734,9 @@ mx.wild                  IN A     $SMTP_DANE_ADDR
 *._tcp.mx.wild           IN TLSA  3 1 1 $EE_SPKI256
 cnins                    IN MX    10 alias.cnins
 alias.cnins              IN CNAME mx.unsigned.nsec3.test.
+b.dname                  IN MX    10 mx.b.dn.dane.test.
+mx.b.dname               IN A     $SMTP_DANE_ADDR
+_25._tcp.mx.b.dname      IN TLSA  3 1 1 $EE_SPKI256
 unsigned                 IN NS    ns.test.
 EOF
     } > "$z/nsec3.test.zone"
