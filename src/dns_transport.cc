@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mxsec/dns.h"
+#include "mxsec/dnssec.h"
 #include "mxsec/domain_name.h"
 
 #include <arpa/inet.h>
@@ -198,19 +199,17 @@ DnsRecord ConvertRecord(const ldns_rr* rr) {
   return rec;
 }
 
-// Appends the IN records of `list` (at most `max`) in presentation form,
-// for the local validator, which reads them back into ldns records.
-void KeepPresentation(const ldns_rr_list* list, size_t max, std::vector<std::string>* out) {
+// The IN records of `list` (at most `max`), copied for the local
+// validator; the packet they came from is freed after parsing.
+std::shared_ptr<const RrList> KeepRecords(const ldns_rr_list* list, size_t max) {
+  ldns_rr_list* out = ldns_rr_list_new();
   size_t count = list ? ldns_rr_list_rr_count(list) : 0;
-  for (size_t i = 0; i < count && out->size() < max; ++i) {
+  for (size_t i = 0; i < count && ldns_rr_list_rr_count(out) < max; ++i) {
     const ldns_rr* rr = ldns_rr_list_rr(list, i);
     if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN) continue;
-    std::unique_ptr<char, MallocFree> s(ldns_rr2str(rr));
-    if (!s) continue;
-    std::string text(s.get());
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-    out->push_back(std::move(text));
+    ldns_rr_list_push_rr(out, ldns_rr_clone(rr));
   }
+  return std::make_shared<const RrList>(out);
 }
 
 }  // namespace
@@ -265,8 +264,8 @@ DnsResponse ParseDnsReply(const uint8_t* wire, size_t len, const DnsQuestion& qu
     if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG) continue;
     r.answer.push_back(ConvertRecord(rr));
   }
-  KeepPresentation(ans, kMaxRecords, &r.answer_rrs);
-  KeepPresentation(ldns_pkt_authority(p.get()), kMaxRecords, &r.authority_rrs);
+  r.answer_rrs = KeepRecords(ans, kMaxRecords);
+  r.authority_rrs = KeepRecords(ldns_pkt_authority(p.get()), kMaxRecords);
   return r;
 }
 

@@ -86,7 +86,60 @@ std::string Join(const std::vector<std::string>& parts, const std::string& sep) 
   return out;
 }
 
+// Appends `rr` in wire form (uncompressed, TTL zeroed), length first, to
+// the key of a verified triple. False when ldns cannot encode it.
+bool AppendTripleKey(const ldns_rr* rr, std::string* key) {
+  uint8_t* wire = nullptr;
+  size_t size = 0;
+  if (ldns_rr2wire(&wire, rr, LDNS_SECTION_ANSWER, &size) != LDNS_STATUS_OK || !wire) return false;
+  std::unique_ptr<uint8_t, MallocFree> owned(wire);
+  const size_t ttl_at = ldns_rdf_size(ldns_rr_owner(rr)) + 4;
+  if (size < ttl_at + 4) return false;
+  std::memset(wire + ttl_at, 0, 4);
+  const uint32_t n = static_cast<uint32_t>(size);
+  key->append(reinterpret_cast<const char*>(&n), sizeof n);
+  key->append(reinterpret_cast<const char*>(wire), size);
+  return true;
+}
+
+// The key of the triple (RRset, RRSIG, DNSKEY), "" when it cannot be made.
+std::string TripleKey(const RrList& rrset, const ldns_rr* sig, const ldns_rr* key) {
+  std::string out;
+  if (!AppendTripleKey(key, &out) || !AppendTripleKey(sig, &out)) return "";
+  for (size_t i = 0; i < rrset.size(); ++i) {
+    if (!AppendTripleKey(ldns_rr_list_rr(rrset.get(), i), &out)) return "";
+  }
+  return out;
+}
+
 }  // namespace
+
+// --- VerifiedSignatures ---
+
+bool VerifiedSignatures::Contains(const std::string& triple, int64_t now) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = entries_.find(triple);
+  if (it == entries_.end()) return false;
+  if (now > it->second) {
+    entries_.erase(it);
+    return false;
+  }
+  return true;
+}
+
+void VerifiedSignatures::Add(std::string triple, int64_t usable_until, int64_t now) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (entries_.size() >= max_entries_) {
+    std::erase_if(entries_, [now](const auto& e) { return now > e.second; });
+    if (entries_.size() >= max_entries_) entries_.clear();
+  }
+  entries_[std::move(triple)] = usable_until;
+}
+
+size_t VerifiedSignatures::size() {
+  std::lock_guard<std::mutex> l(mu_);
+  return entries_.size();
+}
 
 // --- RrList ---
 
@@ -290,10 +343,16 @@ SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& key
         continue;
       }
       key_found = true;
-      ldns_status s = ldns_verify_rrsig_time(rrset.get(), sig, key, check_time);
-      if (s != LDNS_STATUS_OK) {
-        problems.push_back(sig_name + ": does not verify (" + ldns_get_errorstr_by_id(s) + ")");
-        continue;
+      // Only the public-key operation is skipped for a remembered triple;
+      // the checks above were made again.
+      const std::string triple = o.verified ? TripleKey(rrset, sig, key) : "";
+      if (triple.empty() || !o.verified->Contains(triple, o.now)) {
+        ldns_status s = ldns_verify_rrsig_time(rrset.get(), sig, key, check_time);
+        if (s != LDNS_STATUS_OK) {
+          problems.push_back(sig_name + ": does not verify (" + ldns_get_errorstr_by_id(s) + ")");
+          continue;
+        }
+        if (!triple.empty()) o.verified->Add(triple, expiration + o.skew, o.now);
       }
       r.status = SigStatus::kValid;
       r.key_tags = {tag};

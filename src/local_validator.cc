@@ -7,9 +7,12 @@
 // C++ headers first: ldns/common.h redefines false/true as macros.
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,10 +102,10 @@ uint32_t MinTtl(const RrList& list) {
   return ttl;
 }
 
-Result<RrList> ListOf(const std::vector<std::string>& lines, const std::string& what) {
-  std::string text;
-  for (const auto& l : lines) text += l + "\n";
-  return RrList::FromText(text, what);
+// A section of a parsed response; an unparsed (null) one is empty.
+const RrList& Section(const std::shared_ptr<const RrList>& list) {
+  static const RrList kEmpty;
+  return list ? *list : kEmpty;
 }
 
 // What a DS query at a name below a secure zone proved.
@@ -140,7 +143,10 @@ struct HopResult {
 class LocalValidatingResolver : public Resolver {
  public:
   LocalValidatingResolver(DnsTransport* transport, RrList anchors, LocalValidatorOptions options)
-      : transport_(transport), anchors_(std::move(anchors)), options_(std::move(options)) {
+      : transport_(transport),
+        anchors_(std::move(anchors)),
+        options_(std::move(options)),
+        verified_(options_.verified_entries) {
     for (size_t i = 0; i < anchors_.size(); ++i) {
       std::string owner = NormalName(ldns_rr_owner(ldns_rr_list_rr(anchors_.get(), i)));
       if (std::find(anchor_zones_.begin(), anchor_zones_.end(), owner) == anchor_zones_.end())
@@ -168,10 +174,14 @@ class LocalValidatingResolver : public Resolver {
         .count();
   }
 
-  SigCheckOptions Opts() const { return DefaultSigCheckOptions(Now()); }
+  SigCheckOptions Opts() {
+    SigCheckOptions o = DefaultSigCheckOptions(Now());
+    o.verified = &verified_;
+    return o;
+  }
 
   // One question with DO+CD; false (and `err`) when nothing usable came back.
-  bool Fetch(const DnsQuestion& q, DnsResponse* r, RrList* ans, RrList* auth, std::string* err) {
+  bool Fetch(const DnsQuestion& q, DnsResponse* r, std::string* err) {
     *r = transport_->QueryMany({q}, true).front();
     const std::string what = RrTypeName(q.type) + " " + Shown(q.name);
     if (!r->answered) {
@@ -182,26 +192,6 @@ class LocalValidatingResolver : public Resolver {
       *err = what + ": rcode " + std::to_string(r->rcode_value) + (r->server.empty() ? "" : " from " + r->server);
       return false;
     }
-    auto a = ListOf(r->answer_rrs, what + " answer");
-    auto b = ListOf(r->authority_rrs, what + " authority");
-    if (!a.ok() || !b.ok()) {
-      *err = a.ok() ? b.error() : a.error();
-      return false;
-    }
-    *ans = std::move(a.value());
-    *auth = std::move(b.value());
-    return true;
-  }
-
-  bool Cached(const std::string& name, CutFact* fact) {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = cache_.find(name);
-    if (it == cache_.end()) return false;
-    if (it->second.expires <= Now()) {
-      cache_.erase(it);
-      return false;
-    }
-    *fact = it->second;
     return true;
   }
 
@@ -215,18 +205,57 @@ class LocalValidatingResolver : public Resolver {
     cache_[name] = std::move(fact);
   }
 
-  // The DNSKEY set of an anchored zone, authenticated by the anchors.
+  // Runs `establish` for the fact `key` unless it is cached, with at most
+  // one thread establishing a given fact at a time: lookups running side
+  // by side (ResolveMany, serve) that miss the cache for the same zone
+  // wait for the first one and take its cached result, instead of asking
+  // the same DS/DNSKEY questions again. A fact that could not be
+  // established is not cached, so a waiter then tries for itself.
+  Step Once(const std::string& key, const std::function<Step()>& establish) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      fetched_.wait(l, [&] { return !in_flight_.count(key); });
+      auto it = cache_.find(key);
+      if (it != cache_.end() && it->second.expires > Now()) {
+        Step s;
+        s.fact = it->second;
+        return s;
+      }
+      in_flight_.insert(key);
+    }
+    struct Done {
+      LocalValidatingResolver* self;
+      const std::string& key;
+      ~Done() {
+        {
+          std::lock_guard<std::mutex> l(self->mu_);
+          self->in_flight_.erase(key);
+        }
+        self->fetched_.notify_all();
+      }
+    } done{this, key};
+    return establish();
+  }
+
   Step AnchorZone(const std::string& zone) {
+    return Once(" anchor " + zone, [&] { return EstablishAnchorZone(zone); });
+  }
+
+  Step Cut(const std::string& name, const RrList& keys) {
+    return Once(name, [&] { return EstablishCut(name, keys); });
+  }
+
+  // The DNSKEY set of an anchored zone, authenticated by the anchors.
+  Step EstablishAnchorZone(const std::string& zone) {
     Step s;
-    if (Cached(" anchor " + zone, &s.fact)) return s;
     DnsResponse r;
-    RrList ans, auth;
     std::string err;
-    if (!Fetch({zone, RrType::kDNSKEY}, &r, &ans, &auth, &err)) {
+    if (!Fetch({zone, RrType::kDNSKEY}, &r, &err)) {
       s.status = DnssecStatus::kIndeterminate;
       s.reason = err;
       return s;
     }
+    const RrList& ans = Section(r.answer_rrs);
     RrList keys = ans.Select(LDNS_RR_TYPE_DNSKEY, Sel(zone));
     SigResult v = VerifyDnskeys(keys, ans, anchors_.Select(0, Sel(zone)), Opts());
     if (v.status == SigStatus::kValid) {
@@ -246,18 +275,18 @@ class LocalValidatingResolver : public Resolver {
   }
 
   // What the parent zone (`keys`) says about `name` in reply to DS.
-  Step Cut(const std::string& name, const RrList& keys) {
+  Step EstablishCut(const std::string& name, const RrList& keys) {
     Step s;
-    if (Cached(name, &s.fact)) return s;
     DnsResponse r;
-    RrList ans, auth;
     std::string err;
     const SigCheckOptions o = Opts();
-    if (!Fetch({name, RrType::kDS}, &r, &ans, &auth, &err)) {
+    if (!Fetch({name, RrType::kDS}, &r, &err)) {
       s.status = DnssecStatus::kIndeterminate;
       s.reason = err;
       return s;
     }
+    const RrList& ans = Section(r.answer_rrs);
+    const RrList& auth = Section(r.authority_rrs);
     auto bogus = [&](const std::string& why) {
       s.status = DnssecStatus::kBogus;
       s.reason = why;
@@ -268,12 +297,12 @@ class LocalValidatingResolver : public Resolver {
       SigResult v = VerifyRrset(ds, ans, keys, o);
       if (v.status != SigStatus::kValid) return bogus("DS of " + name + ": " + v.reason);
       DnsResponse kr;
-      RrList kans, kauth;
-      if (!Fetch({name, RrType::kDNSKEY}, &kr, &kans, &kauth, &err)) {
+      if (!Fetch({name, RrType::kDNSKEY}, &kr, &err)) {
         s.status = DnssecStatus::kIndeterminate;
         s.reason = err;
         return s;
       }
+      const RrList& kans = Section(kr.answer_rrs);
       RrList child = kans.Select(LDNS_RR_TYPE_DNSKEY, name);
       SigResult k = VerifyDnskeys(child, kans, ds, o);
       if (k.status == SigStatus::kBogus) return bogus("DNSKEY set of " + name + ": " + k.reason);
@@ -487,26 +516,19 @@ class LocalValidatingResolver : public Resolver {
       a.dnssec = DnssecStatus::kIndeterminate;
       return a;
     }
-    auto ans = ListOf(r.answer_rrs, "answer");
-    auto auth = ListOf(r.authority_rrs, "authority");
-    if (!ans.ok() || !auth.ok()) {
-      a.outcome = DnsOutcome::kFailure;
-      a.dnssec = DnssecStatus::kIndeterminate;
-      a.records.clear();
-      a.reason = "unreadable reply: " + (ans.ok() ? auth.error() : ans.error());
-      return a;
-    }
+    const RrList& ans = Section(r.answer_rrs);
+    const RrList& auth = Section(r.authority_rrs);
     std::vector<HopResult> hops;
     std::string owner = q.name;
     for (const std::string& target : a.chain) {
-      hops.push_back(CheckRrset(owner, RrType::kCNAME, *ans, *auth));
+      hops.push_back(CheckRrset(owner, RrType::kCNAME, ans, auth));
       owner = target;
     }
     if (a.outcome == DnsOutcome::kRecords) {
-      hops.push_back(CheckRrset(a.final_name, q.type, *ans, *auth));
+      hops.push_back(CheckRrset(a.final_name, q.type, ans, auth));
     } else {
       hops.push_back(CheckDenial(a.final_name, q.type,
-                                 a.outcome == DnsOutcome::kNxDomain ? Denial::kNxDomain : Denial::kNoData, *auth));
+                                 a.outcome == DnsOutcome::kNxDomain ? Denial::kNxDomain : Denial::kNoData, auth));
     }
     DnssecStatus status = DnssecStatus::kSecure;
     std::string problems;
@@ -537,6 +559,9 @@ class LocalValidatingResolver : public Resolver {
   LocalValidatorOptions options_;
   std::mutex mu_;
   std::map<std::string, CutFact> cache_;
+  std::set<std::string> in_flight_;      // facts being established (Once)
+  std::condition_variable fetched_;      // signalled when one is done
+  VerifiedSignatures verified_;
 };
 
 }  // namespace

@@ -29,6 +29,8 @@
 
 namespace mxsec {
 
+class RrList;  // dnssec.h
+
 enum class DnssecStatus { kSecure, kInsecure, kBogus, kIndeterminate };
 const char* DnssecStatusName(DnssecStatus s);
 // The weaker of two statuses for a chain of answers: any failure wins,
@@ -79,11 +81,12 @@ struct DnsResponse {
   bool tc = false;
   std::vector<DnsRecord> answer;  // answer section, RRSIGs dropped
   // For local validation (resolver mode ignores them): every IN record of
-  // the answer and of the authority section, RRSIGs included, in
-  // presentation form as ldns prints it (absolute names, one record per
-  // string, no newline); RrList::FromText reads them back.
-  std::vector<std::string> answer_rrs;
-  std::vector<std::string> authority_rrs;
+  // the answer and of the authority section, RRSIGs included, as parsed
+  // from the wire (never null after ParseDnsReply; null in a response that
+  // was not parsed, which the validator reads as empty sections). Shared
+  // and immutable, so copying a response stays cheap.
+  std::shared_ptr<const RrList> answer_rrs;
+  std::shared_ptr<const RrList> authority_rrs;
   std::string ede;                // RFC 8914 extended error, "7 (Signature Expired)", or ""
   std::string error;              // when !answered or malformed
   std::string server;             // which resolver answered

@@ -25,8 +25,10 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "mxsec/status.h"
@@ -71,6 +73,32 @@ class RrList {
 Result<RrList> ParseTrustAnchors(const std::string& text, const std::string& name);
 Result<RrList> LoadTrustAnchors(const std::string& path);
 
+// Signatures already verified. The same RRset, RRSIG and DNSKEY verify
+// the same way every time, so once the public-key operation has succeeded
+// for a triple it is remembered until the signature expires, and later
+// checks of the same triple skip it; every other check (validity window,
+// signer, key flags, label count) is still made on every use. Entries are
+// keyed by the exact records (owner, type, class, RDATA; TTLs aside, as
+// the signature covers the original TTL), never by a hash, so no other
+// data can ever be taken for a verified triple. Failures are not kept.
+// Bounded: when full, expired entries go, and if that is not enough,
+// all. Thread-safe.
+class VerifiedSignatures {
+ public:
+  explicit VerifiedSignatures(size_t max_entries = 20000) : max_entries_(max_entries) {}
+  VerifiedSignatures(const VerifiedSignatures&) = delete;
+  VerifiedSignatures& operator=(const VerifiedSignatures&) = delete;
+
+  bool Contains(const std::string& triple, int64_t now);
+  void Add(std::string triple, int64_t usable_until, int64_t now);
+  size_t size();
+
+ private:
+  std::mutex mu_;
+  size_t max_entries_;
+  std::unordered_map<std::string, int64_t> entries_;  // triple -> last second it may be used
+};
+
 enum class SigStatus { kValid, kBogus, kUnsupported };
 const char* SigStatusName(SigStatus s);  // "valid", "bogus", "unsupported"
 
@@ -79,6 +107,7 @@ struct SigCheckOptions {
   int64_t skew = 300;                // seconds of allowance on both ends of a validity window
   std::set<uint8_t> unsupported_algorithms;  // treated as unknown (kUnsupported), e.g. RFC 8624 MUST NOTs
   std::set<uint8_t> unsupported_digests;     // DS digest types treated as unknown
+  VerifiedSignatures* verified = nullptr;    // when set: remembers verified signatures (not owned)
 };
 // The DNSKEY algorithms RFC 8624 §3.1 says MUST NOT be used for
 // validation (1 RSAMD5, 3 DSA, 6 DSA-NSEC3-SHA1, 12 ECC-GOST), and DS digest

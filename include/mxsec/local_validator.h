@@ -44,6 +44,7 @@ struct LocalValidatorOptions {
   std::function<int64_t()> now;       // Unix time for signature windows and the cache; null = system clock
   int64_t cache_seconds = 3600;       // upper bound on how long a validated DNSKEY/DS fact is reused
   size_t cache_entries = 10000;       // the cache is emptied when it grows past this
+  size_t verified_entries = 10000;    // bound on remembered verified signatures (VerifiedSignatures)
 };
 
 // `anchors` are the trust anchors (DS or DNSKEY records, ParseTrustAnchors).

@@ -6,6 +6,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <map>
 #include <mutex>
 #include <string>
@@ -242,6 +245,61 @@ TEST_CASE("dnssec: bogus signatures") {
   RrList mixed = Join(a, Records("www.example.test. 300 IN A 192.0.2.3\n"));
   CHECK(Contains(VerifyRrset(mixed, sigs, zsk.Dnskey(), Opts()).reason, "not one RRset"));
   CHECK(VerifyRrset(a, sigs, RrList(), Opts()).status == SigStatus::kBogus);
+}
+
+TEST_CASE("dnssec: remembered signatures skip only the public-key operation") {
+  Key zsk("example.test", 256);
+  RrList a = Records(kA);
+  RrList sigs = Sign(a, {&zsk}, kNow - 3600, kNow + 1000);
+  VerifiedSignatures memo(4);
+  SigCheckOptions o = Opts();
+  o.verified = &memo;
+
+  // Verified once, then remembered; the same RRset with a lower TTL (as a
+  // resolver's cache hands it out) is the same triple.
+  CHECK(VerifyRrset(a, sigs, zsk.Dnskey(), o).status == SigStatus::kValid);
+  CHECK(memo.size() == 1);
+  RrList aged = Records("mx.example.test. 17 IN A 192.0.2.1\nmx.example.test. 17 IN A 192.0.2.2\n");
+  CHECK(VerifyRrset(aged, sigs, zsk.Dnskey(), o).status == SigStatus::kValid);
+  CHECK(memo.size() == 1);
+
+  // Other data under the remembered signature never rides on it.
+  RrList changed = Records("mx.example.test. 300 IN A 192.0.2.1\nmx.example.test. 300 IN A 198.51.100.66\n");
+  SigResult r = VerifyRrset(changed, sigs, zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "does not verify"));
+  RrList fewer = Records("mx.example.test. 300 IN A 192.0.2.1\n");
+  CHECK(VerifyRrset(fewer, sigs, zsk.Dnskey(), o).status == SigStatus::kBogus);
+  CHECK(memo.size() == 1);  // failures are not kept
+
+  // A signature whose bytes changed is another triple, and does not verify.
+  RrList forged = sigs.Clone();
+  ldns_rdf* sigdata = ldns_rr_rdf(ldns_rr_list_rr(forged.get(), 0), 8);
+  ldns_rdf_data(sigdata)[5] ^= 0x55;
+  CHECK(VerifyRrset(a, forged, zsk.Dnskey(), o).status == SigStatus::kBogus);
+
+  // The validity window is checked on every use: once past expiry (and
+  // the skew), the remembered triple does not make it valid.
+  o.now = kNow + 1000 + o.skew + 1;
+  r = VerifyRrset(a, sigs, zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "expired"));
+  // Nor does the same signature with a key the zone no longer has.
+  o.now = kNow;
+  Key other("example.test", 256);
+  CHECK(VerifyRrset(a, sigs, other.Dnskey(), o).status == SigStatus::kBogus);
+
+  // Bounded: past the limit, expired entries go first, then all.
+  for (int i = 0; i < 6; ++i) {
+    RrList one = Records("n" + std::to_string(i) + ".example.test. 300 IN A 192.0.2.1\n");
+    CHECK(VerifyRrset(one, Sign(one, {&zsk}), zsk.Dnskey(), o).status == SigStatus::kValid);
+    CHECK(memo.size() <= 4);
+  }
+  memo.Add("x", kNow - 1, kNow);
+  CHECK_FALSE(memo.Contains("x", kNow));
+  memo.Add("y", kNow + 10, kNow);
+  CHECK(memo.Contains("y", kNow + 10));
+  CHECK_FALSE(memo.Contains("y", kNow + 11));
 }
 
 TEST_CASE("dnssec: an algorithm we cannot verify makes the answer unsupported, not bogus") {
@@ -575,13 +633,10 @@ std::vector<uint8_t> WireReply(uint16_t id, const std::string& qname, ldns_rr_ty
   return out;
 }
 
-RrList FromLines(const std::vector<std::string>& lines) {
-  std::string text;
-  for (const auto& l : lines) {
-    CHECK(l.find('\n') == std::string::npos);
-    text += l + "\n";
-  }
-  return Records(text);
+// A section kept by ParseDnsReply for the local validator.
+RrList FromSection(const std::shared_ptr<const RrList>& section) {
+  REQUIRE(section);
+  return section->Clone();
 }
 
 }  // namespace
@@ -600,9 +655,9 @@ TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and the
   REQUIRE(mismatch.empty());
   REQUIRE(r.answer.size() == 2);
   for (const auto& rec : r.answer) CHECK(rec.type == RrType::kA);
-  CHECK(r.answer_rrs.size() == 3);
-  CHECK(r.authority_rrs.empty());
-  RrList back = FromLines(r.answer_rrs);
+  CHECK(r.answer_rrs->size() == 3);
+  CHECK(r.authority_rrs->empty());
+  RrList back = FromSection(r.answer_rrs);
   SigResult v = VerifyRrset(back.Select(LDNS_RR_TYPE_A, "mx.example.test"), back.Select(LDNS_RR_TYPE_RRSIG), keys,
                             Opts());
   CHECK_MESSAGE(v.status == SigStatus::kValid, v.reason);
@@ -614,15 +669,15 @@ TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and the
   wire = WireReply(43, "example.test", LDNS_RR_TYPE_DNSKEY, Join(keys, Sign(keys, {&ksk})), RrList());
   r = ParseDnsReply(wire.data(), wire.size(), {"example.test", RrType::kDNSKEY}, 43, &mismatch);
   REQUIRE(mismatch.empty());
-  REQUIRE(r.answer_rrs.size() == 3);
-  back = FromLines(r.answer_rrs);
+  REQUIRE(r.answer_rrs->size() == 3);
+  back = FromSection(r.answer_rrs);
   v = VerifyDnskeys(back.Select(LDNS_RR_TYPE_DNSKEY), back.Select(LDNS_RR_TYPE_RRSIG), ds, Opts());
   CHECK_MESSAGE(v.status == SigStatus::kValid, v.reason);
   wire = WireReply(44, "example.test", LDNS_RR_TYPE_DS, ds, RrList());
   r = ParseDnsReply(wire.data(), wire.size(), {"example.test", RrType::kDS}, 44, &mismatch);
   REQUIRE(mismatch.empty());
-  REQUIRE(r.answer_rrs.size() == 1);
-  CHECK(FromLines(r.answer_rrs).ToString() == ds.ToString());
+  REQUIRE(r.answer_rrs->size() == 1);
+  CHECK(FromSection(r.answer_rrs).ToString() == ds.ToString());
 
   // A NODATA answer: SOA, NSEC and their RRSIGs in the authority section
   // come back and still prove the denial.
@@ -632,9 +687,9 @@ TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and the
   r = ParseDnsReply(wire.data(), wire.size(), {"mx.example.test", RrType::kTLSA}, 45, &mismatch);
   REQUIRE(mismatch.empty());
   CHECK(r.answer.empty());
-  CHECK(r.answer_rrs.empty());
-  CHECK(r.authority_rrs.size() == auth.size());
-  back = FromLines(r.authority_rrs);
+  CHECK(r.answer_rrs->empty());
+  CHECK(r.authority_rrs->size() == auth.size());
+  back = FromSection(r.authority_rrs);
   DenialResult d = VerifyDenial("mx.example.test", LDNS_RR_TYPE_TLSA, Denial::kNoData, back, keys, Opts());
   CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
   CHECK(d.method == "NSEC");
@@ -643,8 +698,8 @@ TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and the
   r = ParseDnsReply(wire.data(), wire.size(), {"nosuch.example.test", RrType::kTLSA}, 46, &mismatch);
   REQUIRE(mismatch.empty());
   CHECK(r.rcode == DnsRcode::kNxDomain);
-  CHECK(r.authority_rrs.size() == auth.size());
-  d = VerifyDenial("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, FromLines(r.authority_rrs), keys,
+  CHECK(r.authority_rrs->size() == auth.size());
+  d = VerifyDenial("nosuch.example.test", LDNS_RR_TYPE_TLSA, Denial::kNxDomain, FromSection(r.authority_rrs), keys,
                    Opts());
   CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
 }
@@ -704,7 +759,12 @@ class FakeDnssecTransport : public DnsTransport {
     std::lock_guard<std::mutex> l(mu_);
     replies_.erase({name, type});
   }
+  // Every answer takes this long (outside the lock, as a network would),
+  // so that lookups running side by side overlap.
+  void SetDelay(std::chrono::milliseconds d) { delay_ = d; }
   std::vector<DnsResponse> QueryMany(const std::vector<DnsQuestion>& questions, bool cd) override {
+    const auto delay = delay_.load();
+    if (delay.count() > 0) std::this_thread::sleep_for(delay);
     std::lock_guard<std::mutex> l(mu_);
     std::vector<DnsResponse> out;
     for (const auto& q : questions) {
@@ -730,6 +790,7 @@ class FakeDnssecTransport : public DnsTransport {
   std::mutex mu_;
   std::map<std::pair<std::string, int>, DnsResponse> replies_;
   std::map<std::pair<std::string, int>, int> asked_;
+  std::atomic<std::chrono::milliseconds> delay_{std::chrono::milliseconds(0)};
 };
 
 // test. (anchored by its KSK's DS) delegates sec.test (signed, DS) and
@@ -985,6 +1046,41 @@ TEST_CASE("local validator: cached facts expire with their TTL") {
   ask_both();
   CHECK(tree.t.Asked("test", LDNS_RR_TYPE_DNSKEY) == 2);
   CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DNSKEY) == 2);
+}
+
+TEST_CASE("local validator: lookups side by side fetch each DS and DNSKEY set once") {
+  TestTree tree;
+  tree.t.SetDelay(std::chrono::milliseconds(30));
+  auto res = tree.Validator(Ds(tree.ksk_t));
+  // Eight threads miss the empty cache for the same zones at the same
+  // time; all but one wait for the first fetch instead of repeating it.
+  std::vector<std::thread> threads;
+  std::atomic<int> secure{0}, insecure{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      if (i % 2 == 0) {
+        if (res->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kSecure) ++secure;
+      } else {
+        if (res->Lookup({"mx.ins.test", RrType::kA}).dnssec == DnssecStatus::kInsecure) ++insecure;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(secure == 4);
+  CHECK(insecure == 4);
+  CHECK(tree.t.Asked("test", LDNS_RR_TYPE_DNSKEY) == 1);
+  CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DS) == 1);
+  CHECK(tree.t.Asked("sec.test", LDNS_RR_TYPE_DNSKEY) == 1);
+  CHECK(tree.t.Asked("ins.test", LDNS_RR_TYPE_DS) == 1);
+
+  // A fact that could not be established is not cached, and a waiter
+  // then asks for itself: nothing is wedged by a failed fetch.
+  TestTree down;
+  down.t.Drop("sec.test", LDNS_RR_TYPE_DS);
+  auto res2 = down.Validator(Ds(down.ksk_t));
+  CHECK(res2->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kIndeterminate);
+  CHECK(res2->Lookup({"mx.sec.test", RrType::kA}).dnssec == DnssecStatus::kIndeterminate);
+  CHECK(down.t.Asked("sec.test", LDNS_RR_TYPE_DS) == 2);
 }
 
 TEST_CASE("local validator: the chain from a root trust anchor") {
