@@ -18,7 +18,8 @@
 # Postfix's unprivileged processes can reach DIR/postfix):
 #   - nsd, authoritative for the private TLD test. and its children. The signed zones are signed at every
 #     start with fresh ECDSAP256SHA256 keys (KSK + ZSK per zone, NSEC), signatures valid from an hour ago
-#     for 30 days; bogus.test is signed with signatures that expired in 2020.
+#     for 30 days; bogus.test is signed with signatures that expired in 2020. (The DNSSEC variants below say
+#     where they differ: NSEC3, other algorithms.)
 #   - a second nsd without zones: it answers REFUSED to everything (a delegation to it is lame, so
 #     unbound returns SERVFAIL at once: the "indeterminate" case). Exception: it hosts rrsigstrip.test, which is
 #     reached only through the RRSIG-stripping proxy below.
@@ -184,8 +185,8 @@
 #                                                                              a key that is not in it
 # unsupalg.test         opportunistic (none)     10 mx.unsupalg.test = may     signed, but the DS names algorithm 253:
 #                                                                              unsupported → insecure; TLSA ignored
-# rsasha256.test        must-tls (dane)          10 mx.rsasha256.test = dane   one zone per algorithm (KSK + ZSK, RSA 2048
-#   rsasha512.test, ecdsap384.test,                                            bits): RSASHA256 (8), RSASHA512 (10),
+# rsasha256.test        must-tls (dane)          10 mx.rsasha256.test = dane   one zone per algorithm, one key (CSK; RSA
+#   rsasha512.test, ecdsap384.test,                                            2048 bits): RSASHA256 (8), RSASHA512 (10),
 #   ed25519.test, ed448.test: the same                                         ECDSAP384SHA384 (14, DS digest SHA-384),
 #                                                                              ED25519 (15), ED448 (16); mx.<zone> A
 #                                                                              127.0.55.1, TLSA 3 1 1 mx-ee
@@ -564,13 +565,17 @@ EOF
         "expired 3 1 1 $EXPIRED_SPKI256" > "$p/tlsa.txt"
 }
 
-keygen() {  # zone [algorithm] -> sets the KSK/ZSK base paths in the globals KSK and ZSK
-    local zone=$1 alg=${2:-ECDSAP256SHA256} k z bits=()
-    case $alg in RSA*) bits=(-b 2048) ;; esac   # ldns-keygen needs a size for RSA; 2048 is quick enough
+# keygen ZONE [ALGORITHM [csk]]: sets the KSK/ZSK base paths in the globals KSK and ZSK; with csk, only one key
+# (KSK flag, ldns-signzone signs every RRset with it when it has no ZSK) and ZSK is empty
+keygen() {
+    local zone=$1 alg=${2:-ECDSAP256SHA256} k z= bits=()
+    case $alg in RSA*) bits=(-b 2048) ;; esac   # ldns-keygen needs a size for RSA
     k=$(cd "$TB/dns/keys" && ldns-keygen -a "$alg" "${bits[@]}" -k "$zone") || die "ldns-keygen $alg failed for $zone"
-    z=$(cd "$TB/dns/keys" && ldns-keygen -a "$alg" "${bits[@]}" "$zone") || die "ldns-keygen $alg failed for $zone"
+    if [ "${3:-}" != csk ]; then
+        z=$(cd "$TB/dns/keys" && ldns-keygen -a "$alg" "${bits[@]}" "$zone") || die "ldns-keygen $alg failed for $zone"
+    fi
     KSK="$TB/dns/keys/$k"
-    ZSK="$TB/dns/keys/$z"
+    ZSK=${z:+$TB/dns/keys/$z}
 }
 
 soa() {  # origin-relative SOA + NS lines for a zone file with $ORIGIN
@@ -818,9 +823,10 @@ EOF
         echo "mx IN A $SMTP_INSECURE_ADDR"
         echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
     } > "$z/unsupalg.test.zone"
-    # one zone per signing algorithm: MX host with TLSA 3 1 1 mx-ee (rsamd5.test's host is insecure: 127.0.55.2)
+    # one zone per signing algorithm, one key (CSK: RSA key generation is slow), MX host with TLSA 3 1 1 mx-ee
+    # (rsamd5.test's host is insecure: 127.0.55.2)
     local a
-    local -A alg_ksk alg_zsk
+    local -A alg_ksk
     for a in "${ALG_ZONES[@]}"; do
         {
             echo "\$ORIGIN $a.test."
@@ -829,7 +835,7 @@ EOF
             if [ "$a" = rsamd5 ]; then echo "mx IN A $SMTP_INSECURE_ADDR"; else echo "mx IN A $SMTP_DANE_ADDR"; fi
             echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
         } > "$z/$a.test.zone"
-        keygen "$a.test" "${ALG_OF[$a]}"; alg_ksk[$a]=$KSK; alg_zsk[$a]=$ZSK
+        keygen "$a.test" "${ALG_OF[$a]}" csk; alg_ksk[$a]=$KSK
     done
     keygen bogus.test; BOGUS_KSK=$KSK; BOGUS_ZSK=$ZSK
     keygen test;       TEST_KSK=$KSK;  TEST_ZSK=$ZSK
@@ -906,8 +912,7 @@ EOF
     run ldns-signzone -i "$inc" -e "$exp" -f "$z/unsupalg.test.zone.signed" "$z/unsupalg.test.zone" \
         "$UNSUPALG_KSK" "$UNSUPALG_ZSK"
     for a in "${ALG_ZONES[@]}"; do
-        run ldns-signzone -i "$inc" -e "$exp" -f "$z/$a.test.zone.signed" "$z/$a.test.zone" "${alg_ksk[$a]}" \
-            "${alg_zsk[$a]}"
+        run ldns-signzone -i "$inc" -e "$exp" -f "$z/$a.test.zone.signed" "$z/$a.test.zone" "${alg_ksk[$a]}"
     done
 }
 
