@@ -558,6 +558,18 @@ class TlsaDenial(unittest.TestCase):
         got, _ = policy(*sorted(TLSA_DENIALS))
         for p in got:
             self.assertEqual(self.check(p, "resolver")["how"], [])
+        # What resolver mode relies on: the validating resolver's answer has the AD bit, and the
+        # proof it checked (NSEC or NSEC3 with RRSIGs) is in the authority section.
+        for domain, (name, outcome, _) in TLSA_DENIALS.items():
+            r = subprocess.run(["kdig", "@" + VALIDATING, "+dnssec", name, "TLSA"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"status: %s;" % ("NXDOMAIN" if outcome == "nxdomain" else "NOERROR"), r.stdout)
+            self.assertRegex(r.stdout, r"Flags: [^;]*\bad\b", r.stdout)
+            self.assertRegex(r.stdout, r"ANSWER: 0;", r.stdout)
+            nsec = "NSEC3" if domain.endswith(".nsec3.test") else "NSEC"
+            self.assertRegex(r.stdout, r"\sIN\s+%s\s" % nsec, r.stdout)
+            self.assertRegex(r.stdout, r"\sIN\s+RRSIG\s+%s\s" % nsec, r.stdout)
 
     def test_local_mode_shows_the_proof(self):
         anchor = zone_keys("test")
