@@ -13,7 +13,7 @@ with `dnssec_validation = local` (validation in process from the DS of test.)
 and expects the same decisions, through either resolver and never "secure"
 or "insecure" through a path that strips signatures. Algorithms, TlsaDenial
 and ServeLocal check both modes side by side: a zone signed with each
-algorithm ldns validates (and one with RSAMD5, which must not be), secure
+algorithm ldns validates (and with RSAMD5 and DSA, which must not be), secure
 NXDOMAIN and NODATA for TLSA with their NSEC/NSEC3 proof, and the replies
 `mxsec serve` gives Postfix.
 
@@ -231,21 +231,23 @@ VARIANTS = {
     "rrsigstrip.test": ("defer", "none", "bogus"),
     "wrongkey.test": ("defer", "none", "bogus"),
     "unsupalg.test": ("opportunistic", "none", "insecure"),
-    # one zone per signing algorithm; RSAMD5 must not be validated (RFC 8624 §3.1): insecure
+    # one zone per signing algorithm; RSAMD5 and DSA must not be validated (RFC 8624 §3.1): insecure
     "rsasha256.test": ("must-tls", "dane", "secure"),
     "rsasha512.test": ("must-tls", "dane", "secure"),
     "ecdsap384.test": ("must-tls", "dane", "secure"),
     "ed25519.test": ("must-tls", "dane", "secure"),
     "ed448.test": ("must-tls", "dane", "secure"),
     "rsamd5.test": ("opportunistic", "none", "insecure"),
+    "dsa.test": ("opportunistic", "none", "insecure"),
     # secure MX hosts whose TLSA lookup is a secure NXDOMAIN or NODATA (NSEC, NSEC3): no DANE
     "notlsa.dane.test": ("opportunistic", "none", "secure"),
     "nodata.dane.test": ("opportunistic", "none", "secure"),
     "notlsa.nsec3.test": ("opportunistic", "none", "secure"),
     "nodata.nsec3.test": ("opportunistic", "none", "secure"),
 }
-# zone -> DNSSEC algorithm number it is signed with (KSK and ZSK); rsamd5.test's is unsupported
+# zone -> DNSSEC algorithm number it is signed with
 ALGORITHMS = {"rsasha256.test": 8, "rsasha512.test": 10, "ecdsap384.test": 14, "ed25519.test": 15, "ed448.test": 16}
+UNSUPPORTED_ALGORITHMS = {"rsamd5.test": 1, "dsa.test": 3}
 
 
 def host(p, name):
@@ -262,9 +264,9 @@ class Variants(unittest.TestCase):
             self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), VARIANTS[p["domain"]], json.dumps(p))
 
     def test_insecure_delegations_ignore_their_tlsa(self):
-        # by NSEC3, by an NSEC3 opt-out span, by a DS of an unsupported algorithm, by a zone signed
-        # with one (RSAMD5)
-        got, _ = policy("unsigned.nsec3.test", "child.optout.test", "unsupalg.test", "rsamd5.test")
+        # by NSEC3, by an NSEC3 opt-out span, by a DS of an unsupported algorithm, by zones signed
+        # with one (RSAMD5, DSA)
+        got, _ = policy("unsigned.nsec3.test", "child.optout.test", "unsupalg.test", "rsamd5.test", "dsa.test")
         for p in got:
             m = p["mx"][0]
             self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []), json.dumps(p))
@@ -455,9 +457,9 @@ def lookup(p, rrtype, name):
 
 
 class Algorithms(unittest.TestCase):
-    """A zone signed with each algorithm ldns validates, and one signed with RSAMD5, which RFC 8624 §3.1
-    says MUST NOT be validated (mxsec: unsupported, like DSA and ECC-GOST): the validating resolver and
-    local validation must agree on each."""
+    """A zone signed with each algorithm ldns validates, and zones signed with RSAMD5 and DSA, which
+    RFC 8624 §3.1 says MUST NOT be validated (mxsec: unsupported, like ECC-GOST; unbound 1.17 on Debian
+    12 as well): the validating resolver and local validation must agree on each."""
 
     def test_each_algorithm_gives_a_secure_dane_domain_in_both_modes(self):
         domains = sorted(ALGORITHMS)
@@ -490,34 +492,39 @@ class Algorithms(unittest.TestCase):
                 self.assertRegex(l["how"][0], r"^secure: %s %s: signed by %s key %d " % (
                     rrtype, re.escape(name), re.escape(zone), keys["zsk"][1]) + chain)
 
-    def test_zone_signed_with_rsamd5_is_insecure_in_both_modes(self):
-        # The zone is really signed with RSAMD5 (algorithm 1), and its DS in test. has a SHA-256
+    def test_zones_signed_with_unsupported_algorithms_are_insecure_in_both_modes(self):
+        # Each zone is really signed with RSAMD5 (1) or DSA (3), and its DS in test. has a SHA-256
         # digest (type 2): only the algorithm keeps it from validating. ldns could verify these
-        # signatures, so treating RSAMD5 as supported would make this domain must-tls (dane).
-        keys = zone_keys("rsamd5.test")
-        self.assertEqual((keys["ksk"][0], keys["zsk"][0]), (1, 1))
-        with open(os.path.join(TB, "dns", "zones", "rsamd5.test.zone.signed")) as f:
-            self.assertRegex(f.read(), r"rsamd5\.test\.\s+\d+\s+IN\s+RRSIG\s+MX 1 2 ")
+        # signatures, so treating the algorithm as supported would make the domain must-tls (dane).
         with open(os.path.join(TB, "dns", "zones", "test.zone.signed")) as f:
-            self.assertRegex(f.read(), r"rsamd5\.test\.\s+\d+\s+IN\s+DS\s+%d 1 2 [0-9a-f]{64}\n" % keys["ksk"][1])
-        for extra in ((), local()):
-            p = policy("rsamd5.test", extra=extra)[0][0]
-            what = json.dumps(p)
-            self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("opportunistic", "none", "insecure"), what)
-            m = host(p, "mx.rsamd5.test")
-            self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []), what)
-            self.assertNotIn("tlsa_dnssec", m, what)   # no TLSA lookup for an insecure host
-            self.assertEqual([l for l in p["lookups"] if l["type"] == "TLSA"], [], what)
-            for l in p["lookups"]:
-                self.assertEqual(l["dnssec"], "insecure", json.dumps(l))
-                if extra:
-                    # the DS is validated (signed in test.), then found unusable
-                    self.assertRegex(l["how"][0], r"^insecure: .*rsamd5\.test: DS %d signed; no DS or trust anchor "
-                                     r"for rsamd5\.test that we can use \(DS %d alg 1 digest 2: algorithm or "
-                                     r"digest type not supported\): insecure$" % (zone_keys("test")["zsk"][1],
-                                                                                   keys["ksk"][1]), json.dumps(l))
-                else:
-                    self.assertEqual(l["how"], [])
+            parent = f.read()
+        test_zsk = zone_keys("test")["zsk"][1]
+        for zone, alg in UNSUPPORTED_ALGORITHMS.items():
+            keys = zone_keys(zone)
+            self.assertEqual((keys["ksk"][0], keys["zsk"][0]), (alg, alg))
+            with open(os.path.join(TB, "dns", "zones", zone + ".zone.signed")) as f:
+                self.assertRegex(f.read(), r"%s\.\s+\d+\s+IN\s+RRSIG\s+MX %d 2 " % (re.escape(zone), alg))
+            self.assertRegex(parent, r"%s\.\s+\d+\s+IN\s+DS\s+%d %d 2 [0-9a-f]{64}\n" % (
+                re.escape(zone), keys["ksk"][1], alg))
+            for extra in ((), local()):
+                p = policy(zone, extra=extra)[0][0]
+                what = json.dumps(p)
+                self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("opportunistic", "none", "insecure"),
+                                 what)
+                m = host(p, "mx." + zone)
+                self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []), what)
+                self.assertNotIn("tlsa_dnssec", m, what)   # no TLSA lookup for an insecure host
+                self.assertEqual([l for l in p["lookups"] if l["type"] == "TLSA"], [], what)
+                for l in p["lookups"]:
+                    self.assertEqual(l["dnssec"], "insecure", json.dumps(l))
+                    if extra:
+                        # the DS is validated (signed in test.), then found unusable
+                        self.assertRegex(l["how"][0], r"^insecure: .*%s: DS %d signed; no DS or trust anchor for %s "
+                                         r"that we can use \(DS %d alg %d digest 2: algorithm or digest type not "
+                                         r"supported\): insecure$" % (re.escape(zone), test_zsk, re.escape(zone),
+                                                                       keys["ksk"][1], alg), json.dumps(l))
+                    else:
+                        self.assertEqual(l["how"], [])
 
 
 # Secure denial of a TLSA RRset: domain -> (TLSA name, outcome, proof in local mode's "how")
@@ -685,6 +692,7 @@ SERVE_EXPECTED = {
     "enforce.sts.test": "OK secure match=mx1.enforce.sts.test:mx2.enforce.sts.test servername=hostname",
     "insecure.test": "NOTFOUND ",
     "rsamd5.test": "NOTFOUND ",
+    "dsa.test": "NOTFOUND ",
     "unsupalg.test": "NOTFOUND ",
     "child.optout.test": "NOTFOUND ",
     "cnins.nsec3.test": "NOTFOUND ",

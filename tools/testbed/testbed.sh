@@ -52,7 +52,7 @@
 # Address plan (fixed; defined once below):
 #   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test; nsec3.test
 #                    unsigned.nsec3.test optout.test child.optout.test dsbad.test wrongkey.test unsupalg.test
-#                    rsasha256.test rsasha512.test ecdsap384.test ed25519.test ed448.test rsamd5.test
+#                    rsasha256.test rsasha512.test ecdsap384.test ed25519.test ed448.test rsamd5.test dsa.test
 #                    (DNSSEC variants)
 #   127.0.53.2:53    unbound (validating resolver)     mxsec.conf: dns_resolver = 127.0.53.2
 #   127.0.53.3:53    nsd, REFUSED for all but          dead.dane.test; also hosts rrsigstrip.test (through
@@ -194,6 +194,7 @@
 #                                                                              SHA-256 digest: RFC 8624 MUST NOT validate
 #                                                                              → insecure (unbound too); TLSA ignored;
 #                                                                              mx.rsamd5.test A 127.0.55.2
+# dsa.test              opportunistic (none)     10 mx.dsa.test = may          the same with DSA (3)
 # rrsigstrip.test       defer (dnssec bogus)     (none)                        signed, DS in test., but delegated to
 #                                                                              127.0.53.5 (ns-strip.test), a proxy that
 #                                                                              deletes every RRSIG: stripped signatures
@@ -303,9 +304,9 @@ ZONE_TTL=300
 STS_DOMAINS=(enforce testing none wildcard redirect ctype big chunked syntax notfound cached idchange badtxt hugeage notxt
              strip wrongname expired tstrip)
 # zones signed with one algorithm each (issue 6), label under test. -> ldns-keygen algorithm (KSK + ZSK)
-ALG_ZONES=(rsasha256 rsasha512 ecdsap384 ed25519 ed448 rsamd5)
+ALG_ZONES=(rsasha256 rsasha512 ecdsap384 ed25519 ed448 rsamd5 dsa)
 declare -A ALG_OF=([rsasha256]=RSASHA256 [rsasha512]=RSASHA512 [ecdsap384]=ECDSAP384SHA384 [ed25519]=ED25519
-                   [ed448]=ED448 [rsamd5]=RSAMD5)
+                   [ed448]=ED448 [rsamd5]=RSAMD5 [dsa]=DSA)
 DAEMONS=(smtp postfix nginx unbound-noval unbound dnsstrip nsd-refused nsd)   # stop order
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -824,7 +825,7 @@ EOF
         echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
     } > "$z/unsupalg.test.zone"
     # one zone per signing algorithm, one key (CSK: RSA key generation is slow), MX host with TLSA 3 1 1 mx-ee
-    # (rsamd5.test's host is insecure: 127.0.55.2)
+    # (the hosts of rsamd5.test and dsa.test are insecure: 127.0.55.2)
     local a
     local -A alg_ksk
     for a in "${ALG_ZONES[@]}"; do
@@ -832,7 +833,10 @@ EOF
             echo "\$ORIGIN $a.test."
             soa
             echo "@ IN MX 10 mx"
-            if [ "$a" = rsamd5 ]; then echo "mx IN A $SMTP_INSECURE_ADDR"; else echo "mx IN A $SMTP_DANE_ADDR"; fi
+            case $a in
+                rsamd5|dsa) echo "mx IN A $SMTP_INSECURE_ADDR" ;;
+                *)          echo "mx IN A $SMTP_DANE_ADDR" ;;
+            esac
             echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
         } > "$z/$a.test.zone"
         keygen "$a.test" "${ALG_OF[$a]}" csk; alg_ksk[$a]=$KSK
@@ -867,15 +871,15 @@ EOF
         echo "unsupalg  IN NS  ns.test."
         awk '{ $5 = 253; print }' "$UNSUPALG_KSK.ds"
         # the zones signed with one algorithm each, DS as ldns-keygen makes it (SHA-384 for ECDSAP384SHA384,
-        # SHA-256 for the others) except rsamd5.test: signed with RSAMD5, which RFC 8624 says MUST NOT be
-        # validated; its DS has a SHA-256 digest, so only the algorithm makes the delegation insecure
+        # SHA-256 for the others) except rsamd5.test and dsa.test: signed with RSAMD5 and DSA, which RFC 8624
+        # says MUST NOT be validated; their DS has a SHA-256 digest, so only the algorithm makes the
+        # delegation insecure
         for a in "${ALG_ZONES[@]}"; do
             echo "$a IN NS ns.test."
-            if [ "$a" = rsamd5 ]; then
-                ldns-key2ds -n -2 "${alg_ksk[$a]}.key" || die "ldns-key2ds failed for $a.test"
-            else
-                cat "${alg_ksk[$a]}.ds"
-            fi
+            case $a in
+                rsamd5|dsa) ldns-key2ds -n -2 "${alg_ksk[$a]}.key" || die "ldns-key2ds failed for $a.test" ;;
+                *)          cat "${alg_ksk[$a]}.ds" ;;
+            esac
         done
         echo "dsbad     IN NS  ns.test."
         # the DS digest with its last hex digit changed: matches no key of dsbad.test
