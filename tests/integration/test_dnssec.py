@@ -11,12 +11,18 @@ test) and unbound with validation off (127.0.53.4). Every test runs the mxsec
 binary against them; nothing is faked. LocalValidation runs the same domains
 with `dnssec_validation = local` (validation in process from the DS of test.)
 and expects the same decisions, through either resolver and never "secure"
-or "insecure" through a path that strips signatures.
+or "insecure" through a path that strips signatures. Algorithms, TlsaDenial
+and ServeLocal check both modes side by side: a zone signed with each
+algorithm ldns validates (and with RSAMD5 and DSA, which must not be), secure
+NXDOMAIN and NODATA for TLSA with their NSEC/NSEC3 proof, and the replies
+`mxsec serve` gives Postfix.
 
 Usage: test_dnssec.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
+import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -229,7 +235,23 @@ VARIANTS = {
     "b.dn.dane.test": ("must-tls", "dane", "secure"),
     "b.dnins.dane.test": ("opportunistic", "none", "insecure"),
     "ee.dnsec.insecure.test": ("opportunistic", "none", "insecure"),
+    # one zone per signing algorithm; RSAMD5 and DSA must not be validated (RFC 8624 §3.1): insecure
+    "rsasha256.test": ("must-tls", "dane", "secure"),
+    "rsasha512.test": ("must-tls", "dane", "secure"),
+    "ecdsap384.test": ("must-tls", "dane", "secure"),
+    "ed25519.test": ("must-tls", "dane", "secure"),
+    "ed448.test": ("must-tls", "dane", "secure"),
+    "rsamd5.test": ("opportunistic", "none", "insecure"),
+    "dsa.test": ("opportunistic", "none", "insecure"),
+    # secure MX hosts whose TLSA lookup is a secure NXDOMAIN or NODATA (NSEC, NSEC3): no DANE
+    "notlsa.dane.test": ("opportunistic", "none", "secure"),
+    "nodata.dane.test": ("opportunistic", "none", "secure"),
+    "notlsa.nsec3.test": ("opportunistic", "none", "secure"),
+    "nodata.nsec3.test": ("opportunistic", "none", "secure"),
 }
+# zone -> DNSSEC algorithm number it is signed with
+ALGORITHMS = {"rsasha256.test": 8, "rsasha512.test": 10, "ecdsap384.test": 14, "ed25519.test": 15, "ed448.test": 16}
+UNSUPPORTED_ALGORITHMS = {"rsamd5.test": 1, "dsa.test": 3}
 
 
 def host(p, name):
@@ -246,8 +268,9 @@ class Variants(unittest.TestCase):
             self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), VARIANTS[p["domain"]], json.dumps(p))
 
     def test_insecure_delegations_ignore_their_tlsa(self):
-        # by NSEC3, by an NSEC3 opt-out span, by a DS of an unsupported algorithm
-        got, _ = policy("unsigned.nsec3.test", "child.optout.test", "unsupalg.test")
+        # by NSEC3, by an NSEC3 opt-out span, by a DS of an unsupported algorithm, by zones signed
+        # with one (RSAMD5, DSA)
+        got, _ = policy("unsigned.nsec3.test", "child.optout.test", "unsupalg.test", "rsamd5.test", "dsa.test")
         for p in got:
             m = p["mx"][0]
             self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []), json.dumps(p))
@@ -373,7 +396,7 @@ class LocalValidation(unittest.TestCase):
                 self.assertLess(time.time(), deadline, "strip proxy did not start")
                 time.sleep(0.1)
             domains = ["ee.dane.test", "insecure.test", "nsec3.test", "unsigned.nsec3.test", "child.optout.test",
-                       "nosuch.dane.test", "unsupalg.test",
+                       "nosuch.dane.test", "unsupalg.test", "rsamd5.test", "ed448.test", "nodata.dane.test",
                        # a stripped DNAME (its synthesized CNAME is unsigned anyway), and an unsigned DNAME
                        # in the insecure zone redirecting to stripped data
                        "b.dn.dane.test", "b.dnins.dane.test", "ee.dnsec.insecure.test"]
@@ -424,6 +447,27 @@ class LocalValidation(unittest.TestCase):
                          r"dane\.test, insecure\.test: insecure delegation")
         self.assertRegex(mx["how"][1], r"^secure: MX ee\.dane\.test: signed by dane\.test")
 
+    def test_expired_signatures_are_named(self):
+        # bogus.test is signed with signatures valid 2020-01-01 to 2020-02-01: every lookup under it
+        # fails, and says it is the expiry (RFC 4035 §5.3.1), with the expiration time and the time
+        # of the check.
+        p = policy("bogus.test", extra=local())[0][0]
+        self.assertEqual((p["policy"], p["dnssec"], p["status_code"]), ("defer", "bogus", "4.4.3"), json.dumps(p))
+        expired = r"DNSKEY set of bogus\.test not authenticated: DS \d+ alg 13 digest 2: bogus\.test DNSKEY: " \
+                  r"RRSIG tag \d+ alg 13: signature expired at 1580515200 \(now (\d+)\)"
+        m = re.search(expired, p["reason"])
+        self.assertTrue(m, p["reason"])
+        self.assertGreater(int(m.group(1)), 1580515200)
+        self.assertTrue(p["lookups"])
+        for l in p["lookups"]:
+            self.assertEqual((l["mode"], l["dnssec"], l["outcome"]), ("local", "bogus", "failure"), json.dumps(l))
+            self.assertEqual(len(l["how"]), 1, json.dumps(l))
+            self.assertRegex(l["how"][0], r"^bogus: .*" + expired)
+        # The name the resolver self-check uses as its bogus probe fails the same way.
+        r = mxsec(*local(), "policy", "--json", "probe.bogus.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(json.loads(r.stdout)["reason"], expired)
+
     def test_a_missing_anchor_file_is_a_configuration_error(self):
         r = mxsec("-o", "dnssec_validation=local", "-o", "trust_anchor_file=" + os.path.join(TB, "no-such.key"),
                   "policy", "ee.dane.test")
@@ -431,13 +475,171 @@ class LocalValidation(unittest.TestCase):
         self.assertIn("no-such.key", r.stderr)
 
 
+def zone_keys(zone):
+    """{"ksk": (algorithm, tag), "zsk": (algorithm, tag)} of a test-bed zone, from the key files the test
+    bed signed it with (DIR/dns/keys/K<zone>.+ALG+TAG.key; the KSK is the one with a .ds file). A zone
+    signed with one key (CSK: the algorithm zones) has it in both roles."""
+    keys = {}
+    for path in glob.glob(os.path.join(TB, "dns", "keys", "K%s.+*.key" % zone)):
+        alg, tag = re.match(r"K.*\.\+(\d+)\+(\d+)\.key$", os.path.basename(path)).groups()
+        role = "ksk" if os.path.exists(path[:-len(".key")] + ".ds") else "zsk"
+        assert role not in keys, "%s: more than one %s" % (zone, role)
+        keys[role] = (int(alg), int(tag))
+    assert "ksk" in keys, (zone, keys)
+    keys.setdefault("zsk", keys["ksk"])
+    return keys
+
+
+def lookup(p, rrtype, name):
+    got = [l for l in p["lookups"] if l["type"] == rrtype and l["name"] == name]
+    if len(got) != 1:
+        raise AssertionError("not one %s lookup of %s in %s" % (rrtype, name, json.dumps(p)))
+    return got[0]
+
+
+class Algorithms(unittest.TestCase):
+    """A zone signed with each algorithm ldns validates, and zones signed with RSAMD5 and DSA, which
+    RFC 8624 §3.1 says MUST NOT be validated (mxsec: unsupported, like ECC-GOST; unbound 1.17 on Debian
+    12 as well): the validating resolver and local validation must agree on each."""
+
+    def test_each_algorithm_gives_a_secure_dane_domain_in_both_modes(self):
+        domains = sorted(ALGORITHMS)
+        for extra in ((), local()):
+            got, err = policy(*domains, extra=extra)
+            for p in got:
+                what = "%s %s" % (extra[1] if extra else "resolver", json.dumps(p))
+                self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("must-tls", "dane", "secure"), what)
+                m = host(p, "mx." + p["domain"])
+                self.assertEqual((m["tls"], m["dnssec"], m["tlsa_dnssec"]), ("dane", "secure", "secure"), what)
+                self.assertEqual([(t["usage"], t["selector"], t["matching"]) for t in m["tlsa"]], [(3, 1, 1)], what)
+                for l in p["lookups"]:
+                    self.assertEqual(l["dnssec"], "secure", what)
+            self.assertNotIn("warning", err)
+
+    def test_local_lookups_name_the_key_tags(self):
+        anchor = zone_keys("test")
+        got, _ = policy(*sorted(ALGORITHMS), extra=local())
+        for p in got:
+            zone = p["domain"]
+            keys = zone_keys(zone)
+            # the keys really are of the zone's algorithm (the tags below are theirs)
+            self.assertEqual((keys["ksk"][0], keys["zsk"][0]), (ALGORITHMS[zone], ALGORITHMS[zone]))
+            chain = (r"\(test: trust anchor -> DNSKEY %d; %s: DS \(signed by %d\) -> DNSKEY %d\)$"
+                     % (anchor["ksk"][1], re.escape(zone), anchor["zsk"][1], keys["ksk"][1]))
+            for rrtype, name in (("MX", zone), ("A", "mx." + zone), ("TLSA", "_25._tcp.mx." + zone)):
+                l = lookup(p, rrtype, name)
+                self.assertEqual((l["mode"], l["dnssec"], l["outcome"]), ("local", "secure", "records"), json.dumps(l))
+                self.assertEqual(len(l["how"]), 1, json.dumps(l))
+                self.assertRegex(l["how"][0], r"^secure: %s %s: signed by %s key %d " % (
+                    rrtype, re.escape(name), re.escape(zone), keys["zsk"][1]) + chain)
+
+    def test_zones_signed_with_unsupported_algorithms_are_insecure_in_both_modes(self):
+        # Each zone is really signed with RSAMD5 (1) or DSA (3), and its DS in test. has a SHA-256
+        # digest (type 2): only the algorithm keeps it from validating. ldns could verify these
+        # signatures, so treating the algorithm as supported would make the domain must-tls (dane).
+        with open(os.path.join(TB, "dns", "zones", "test.zone.signed")) as f:
+            parent = f.read()
+        test_zsk = zone_keys("test")["zsk"][1]
+        for zone, alg in UNSUPPORTED_ALGORITHMS.items():
+            keys = zone_keys(zone)
+            self.assertEqual((keys["ksk"][0], keys["zsk"][0]), (alg, alg))
+            with open(os.path.join(TB, "dns", "zones", zone + ".zone.signed")) as f:
+                self.assertRegex(f.read(), r"%s\.\s+\d+\s+IN\s+RRSIG\s+MX %d 2 " % (re.escape(zone), alg))
+            self.assertRegex(parent, r"%s\.\s+\d+\s+IN\s+DS\s+%d %d 2 [0-9a-f]{64}\n" % (
+                re.escape(zone), keys["ksk"][1], alg))
+            for extra in ((), local()):
+                p = policy(zone, extra=extra)[0][0]
+                what = json.dumps(p)
+                self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("opportunistic", "none", "insecure"),
+                                 what)
+                m = host(p, "mx." + zone)
+                self.assertEqual((m["tls"], m["dnssec"], m["tlsa"]), ("may", "insecure", []), what)
+                self.assertNotIn("tlsa_dnssec", m, what)   # no TLSA lookup for an insecure host
+                self.assertEqual([l for l in p["lookups"] if l["type"] == "TLSA"], [], what)
+                for l in p["lookups"]:
+                    self.assertEqual(l["dnssec"], "insecure", json.dumps(l))
+                    if extra:
+                        # the DS is validated (signed in test.), then found unusable
+                        self.assertRegex(l["how"][0], r"^insecure: .*%s: DS %d signed; no DS or trust anchor for %s "
+                                         r"that we can use \(DS %d alg %d digest 2: algorithm or digest type not "
+                                         r"supported\): insecure$" % (re.escape(zone), test_zsk, re.escape(zone),
+                                                                       keys["ksk"][1], alg), json.dumps(l))
+                    else:
+                        self.assertEqual(l["how"], [])
+
+
+# Secure denial of a TLSA RRset: domain -> (TLSA name, outcome, proof in local mode's "how")
+TLSA_DENIALS = {
+    "notlsa.dane.test": ("_25._tcp.mx.notlsa.dane.test", "nxdomain",
+                         r"NXDOMAIN TLSA _25\._tcp\.mx\.notlsa\.dane\.test: _25\._tcp\.mx\.notlsa\.dane\.test does "
+                         r"not exist \(NSEC mx\.notlsa\.dane\.test covers it, closest encloser mx\.notlsa\.dane\.test, "
+                         r"no wildcard\)"),
+    "nodata.dane.test": ("_25._tcp.mx.nodata.dane.test", "nodata",
+                         r"NODATA TLSA _25\._tcp\.mx\.nodata\.dane\.test: no TLSA at _25\._tcp\.mx\.nodata\.dane\.test "
+                         r"\(NSEC at _25\._tcp\.mx\.nodata\.dane\.test\)"),
+    "notlsa.nsec3.test": ("_25._tcp.mx.notlsa.nsec3.test", "nxdomain",
+                          r"NXDOMAIN TLSA _25\._tcp\.mx\.notlsa\.nsec3\.test: _25\._tcp\.mx\.notlsa\.nsec3\.test does "
+                          r"not exist \(NSEC3: closest encloser mx\.notlsa\.nsec3\.test, next closer and wildcard "
+                          r"covered\)"),
+    "nodata.nsec3.test": ("_25._tcp.mx.nodata.nsec3.test", "nodata",
+                          r"NODATA TLSA _25\._tcp\.mx\.nodata\.nsec3\.test: no TLSA at "
+                          r"_25\._tcp\.mx\.nodata\.nsec3\.test \(NSEC3 matching _25\._tcp\.mx\.nodata\.nsec3\.test\)"),
+}
+
+
+class TlsaDenial(unittest.TestCase):
+    """An MX host in a signed zone without TLSA records: its TLSA lookup is a secure NXDOMAIN (no name)
+    or NODATA (the name has other records), proven by NSEC (dane.test) or NSEC3 (nsec3.test). The host
+    is used with opportunistic TLS, in both modes, and the lookup is shown as secure."""
+
+    def check(self, p, mode):
+        what = "%s: %s" % (mode, json.dumps(p))
+        name, outcome, _ = TLSA_DENIALS[p["domain"]]
+        self.assertEqual((p["policy"], p["mechanism"], p["dnssec"]), ("opportunistic", "none", "secure"), what)
+        m = host(p, "mx." + p["domain"])
+        self.assertEqual((m["tls"], m["dnssec"], m["tlsa_dnssec"], m["tlsa"]), ("may", "secure", "secure", []), what)
+        l = lookup(p, "TLSA", name)
+        self.assertEqual((l["mode"], l["outcome"], l["dnssec"]), (mode, outcome, "secure"), what)
+        return l
+
+    def test_resolver_mode_trusts_the_ad_bit(self):
+        got, _ = policy(*sorted(TLSA_DENIALS))
+        for p in got:
+            self.assertEqual(self.check(p, "resolver")["how"], [])
+        # What resolver mode relies on: the validating resolver's answer has the AD bit, and the
+        # proof it checked (NSEC or NSEC3 with RRSIGs) is in the authority section.
+        for domain, (name, outcome, _) in TLSA_DENIALS.items():
+            r = subprocess.run(["kdig", "@" + VALIDATING, "+dnssec", name, "TLSA"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"status: %s;" % ("NXDOMAIN" if outcome == "nxdomain" else "NOERROR"), r.stdout)
+            self.assertRegex(r.stdout, r"Flags: [^;]*\bad\b", r.stdout)
+            self.assertRegex(r.stdout, r"ANSWER: 0;", r.stdout)
+            nsec = "NSEC3" if domain.endswith(".nsec3.test") else "NSEC"
+            self.assertRegex(r.stdout, r"\sIN\s+%s\s" % nsec, r.stdout)
+            self.assertRegex(r.stdout, r"\sIN\s+RRSIG\s+%s\s" % nsec, r.stdout)
+
+    def test_local_mode_shows_the_proof(self):
+        anchor = zone_keys("test")
+        got, _ = policy(*sorted(TLSA_DENIALS), extra=local())
+        for p in got:
+            l = self.check(p, "local")
+            zone = p["domain"].split(".", 1)[1]
+            keys = zone_keys(zone)
+            self.assertEqual(len(l["how"]), 1, json.dumps(l))
+            self.assertRegex(l["how"][0], r"^secure: %s, keys %d of %s \(test: trust anchor -> DNSKEY %d; %s: DS "
+                             r"\(signed by %d\) -> DNSKEY %d\)$" % (
+                                 TLSA_DENIALS[p["domain"]][2], keys["zsk"][1], re.escape(zone), anchor["ksk"][1],
+                                 re.escape(zone), anchor["zsk"][1], keys["ksk"][1]))
+
+
 def netstring(s):
     b = s.encode()
     return b"%d:%s," % (len(b), b)
 
 
-def socketmap_query(key, timeout=30):
-    with socket.create_connection((SERVE_ADDR, SERVE_PORT), timeout=timeout) as s:
+def socketmap_query(key, timeout=30, port=SERVE_PORT):
+    with socket.create_connection((SERVE_ADDR, port), timeout=timeout) as s:
         s.sendall(netstring("tls_policy " + key))
         buf = b""
         while True:
@@ -507,6 +709,97 @@ class Serve(unittest.TestCase):
         self.wait_log("configuration reloaded", after=mark)
         self.assertFalse(any("does not validate" in l for l in self.log[mark:]), "".join(self.log[mark:]))
         self.assertEqual(socketmap_query("ee.dane.test"), "OK dane-only")
+
+
+# `mxsec serve` in both modes: the replies Postfix gets must be the same.
+def serve_modes():
+    """mode -> (port of its server, options)"""
+    return {"resolver": (SERVE_PORT + 1, ()),
+            "local": (SERVE_PORT + 2, local()),
+            "local, non-validating resolver": (SERVE_PORT + 3, local(*NOVAL))}
+
+
+SERVE_EXPECTED = {
+    "ee.dane.test": "OK dane-only",
+    "unusable.dane.test": "OK encrypt",
+    "nsec3.test": "OK dane-only",
+    "wild.nsec3.test": "OK dane-only",
+    "optout.test": "OK dane-only",
+    "rsasha256.test": "OK dane-only",
+    "rsasha512.test": "OK dane-only",
+    "ecdsap384.test": "OK dane-only",
+    "ed25519.test": "OK dane-only",
+    "ed448.test": "OK dane-only",
+    "enforce.sts.test": "OK secure match=mx1.enforce.sts.test:mx2.enforce.sts.test servername=hostname",
+    "insecure.test": "NOTFOUND ",
+    "rsamd5.test": "NOTFOUND ",
+    "dsa.test": "NOTFOUND ",
+    "unsupalg.test": "NOTFOUND ",
+    "child.optout.test": "NOTFOUND ",
+    "cnins.nsec3.test": "NOTFOUND ",
+    "notlsa.dane.test": "NOTFOUND ",
+    "nodata.nsec3.test": "NOTFOUND ",
+    "nosuch.dane.test": "NOTFOUND ",
+    "bogus.test": "TEMP 4.4.3 ",
+    "dsbad.test": "TEMP 4.4.3 ",
+    "wrongkey.test": "TEMP 4.4.3 ",
+    "rrsigstrip.test": "TEMP 4.4.3 ",
+    "tlsafail.dane.test": "TEMP ",
+}
+
+
+class ServeLocal(unittest.TestCase):
+    """`mxsec serve -o dnssec_validation=local` gives Postfix the same answers as in resolver mode."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mxsec-dnssec-")
+        self.procs = {}
+        for mode, (port, extra) in serve_modes().items():
+            log = open(os.path.join(self.dir, "serve-%d.log" % port), "w")
+            self.procs[mode] = subprocess.Popen([MXSEC, "--config", os.path.join(TB, "mxsec.conf")] + list(extra) +
+                                                ["serve", "--listen", "inet:%s:%d" % (SERVE_ADDR, port)],
+                                                stderr=log)
+            log.close()
+        for mode, (port, _) in serve_modes().items():
+            deadline = time.monotonic() + 30
+            while "listening on" not in self.log(port):
+                self.assertIsNone(self.procs[mode].poll(), "%s: serve exited: %s" % (mode, self.log(port)))
+                self.assertLess(time.monotonic(), deadline, "%s: serve did not start: %s" % (mode, self.log(port)))
+                time.sleep(0.05)
+
+    def tearDown(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self, port):
+        with open(os.path.join(self.dir, "serve-%d.log" % port)) as f:
+            return f.read()
+
+    def test_same_replies_in_both_modes(self):
+        replies = {mode: {d: socketmap_query(d, port=port) for d in SERVE_EXPECTED}
+                   for mode, (port, _) in serve_modes().items()}
+        for mode, got in replies.items():
+            for domain, want in SERVE_EXPECTED.items():
+                reply = got[domain]
+                what = "%s: %s: %r" % (mode, domain, reply)
+                if want.startswith("TEMP"):
+                    # the same status code; the reason is each mode's own words
+                    self.assertTrue(reply.startswith(want) and len(reply) > len(want), what)
+                    self.assertEqual(reply.split(" ")[:2], replies["resolver"][domain].split(" ")[:2], what)
+                else:
+                    self.assertEqual(reply, want, what)
+        # a bogus zone: the resolver names the failure with its extended error; local validation
+        # names it itself
+        self.assertIn("extended error", replies["resolver"]["bogus.test"])
+        for mode in ("local", "local, non-validating resolver"):
+            self.assertIn("DNSSEC validation failed", replies[mode]["bogus.test"], replies[mode]["bogus.test"])
+            self.assertIn("DNSSEC validation failed", replies[mode]["dsbad.test"], replies[mode]["dsbad.test"])
+        # local validation does not depend on the resolver validating: no warning about it
+        for mode, (port, _) in serve_modes().items():
+            self.assertNotIn("does not validate", self.log(port), mode)
 
 
 def main():

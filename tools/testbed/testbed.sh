@@ -18,7 +18,8 @@
 # Postfix's unprivileged processes can reach DIR/postfix):
 #   - nsd, authoritative for the private TLD test. and its children. The signed zones are signed at every
 #     start with fresh ECDSAP256SHA256 keys (KSK + ZSK per zone, NSEC), signatures valid from an hour ago
-#     for 30 days; bogus.test is signed with signatures that expired in 2020.
+#     for 30 days; bogus.test is signed with signatures that expired in 2020. (The DNSSEC variants below say
+#     where they differ: NSEC3, other algorithms.)
 #   - a second nsd without zones: it answers REFUSED to everything (a delegation to it is lame, so
 #     unbound returns SERVFAIL at once: the "indeterminate" case). Exception: it hosts rrsigstrip.test, which is
 #     reached only through the RRSIG-stripping proxy below.
@@ -51,6 +52,7 @@
 # Address plan (fixed; defined once below):
 #   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test; nsec3.test
 #                    unsigned.nsec3.test optout.test child.optout.test dsbad.test wrongkey.test unsupalg.test
+#                    rsasha256.test rsasha512.test ecdsap384.test ed25519.test ed448.test rsamd5.test dsa.test
 #                    (DNSSEC variants)
 #   127.0.53.2:53    unbound (validating resolver)     mxsec.conf: dns_resolver = 127.0.53.2
 #   127.0.53.3:53    nsd, REFUSED for all but          dead.dane.test; also hosts rrsigstrip.test (through
@@ -153,6 +155,10 @@
 #                                                   = dane                     backup is the good Postfix host
 # rcpt.dane.test        must-tls (dane)          10 mx.rcpt.dane.test = dane   TLSA 3 1 1 mx-ee; 127.0.56.4 (451/550 by RCPT)
 # silent.dane.test      must-tls (dane)          10 mx.silent.dane.test = dane TLSA 3 1 1 mx-ee; 127.0.56.5 never answers
+# notlsa.dane.test      opportunistic (none)     10 mx.notlsa.dane.test = may  secure A, no TLSA: secure NXDOMAIN for
+#                                                                              _25._tcp.mx.notlsa (NSEC proof)
+# nodata.dane.test      opportunistic (none)     10 mx.nodata.dane.test = may  secure A; _25._tcp.mx.nodata has only a TXT:
+#                                                                              secure NODATA for its TLSA (NSEC proof)
 # --- other zones under test. ---------------------------------------------------------------------------
 # bogus.test            defer (dnssec bogus)     (none)                        DS in test. but the zone's RRSIGs expired
 #                                                                              (EDE 7 Signature Expired); with +cd: MX 10
@@ -179,6 +185,8 @@
 # cnins.nsec3.test      opportunistic (none)     10 alias.cnins.nsec3.test =   secure MX, host CNAME into the insecure
 #                                                   may                        unsigned.nsec3.test: no DANE
 # nosuch.nsec3.test     fail 5.1.2               (none)                        NXDOMAIN proven by NSEC3, dnssec secure
+# notlsa.nsec3.test     opportunistic (none)     10 mx.notlsa.nsec3.test = may like notlsa.dane.test (TLSA NXDOMAIN), NSEC3
+# nodata.nsec3.test     opportunistic (none)     10 mx.nodata.nsec3.test = may like nodata.dane.test (TLSA NODATA), NSEC3
 # optout.test           must-tls (dane)          10 mx.optout.test = dane      NSEC3 with opt-out
 # child.optout.test     opportunistic (none)     10 mx.child.optout.test = may insecure delegation with no NSEC3 of its own,
 #                                                                              covered by an opt-out span (RFC 5155 §6)
@@ -187,6 +195,16 @@
 #                                                                              a key that is not in it
 # unsupalg.test         opportunistic (none)     10 mx.unsupalg.test = may     signed, but the DS names algorithm 253:
 #                                                                              unsupported → insecure; TLSA ignored
+# rsasha256.test        must-tls (dane)          10 mx.rsasha256.test = dane   one zone per algorithm, one key (CSK; RSA
+#   rsasha512.test, ecdsap384.test,                                            2048 bits): RSASHA256 (8), RSASHA512 (10),
+#   ed25519.test, ed448.test: the same                                         ECDSAP384SHA384 (14, DS digest SHA-384),
+#                                                                              ED25519 (15), ED448 (16); mx.<zone> A
+#                                                                              127.0.55.1, TLSA 3 1 1 mx-ee
+# rsamd5.test           opportunistic (none)     10 mx.rsamd5.test = may       really signed with RSAMD5 (1), DS with a
+#                                                                              SHA-256 digest: RFC 8624 MUST NOT validate
+#                                                                              → insecure (unbound too); TLSA ignored;
+#                                                                              mx.rsamd5.test A 127.0.55.2
+# dsa.test              opportunistic (none)     10 mx.dsa.test = may          the same with DSA (3)
 # rrsigstrip.test       defer (dnssec bogus)     (none)                        signed, DS in test., but delegated to
 #                                                                              127.0.53.5 (ns-strip.test), a proxy that
 #                                                                              deletes every RRSIG: stripped signatures
@@ -295,6 +313,10 @@ ZONE_TTL=300
 # sts.test domains that get MX + TXT + mta-sts A records and a policy directory
 STS_DOMAINS=(enforce testing none wildcard redirect ctype big chunked syntax notfound cached idchange badtxt hugeage notxt
              strip wrongname expired tstrip)
+# zones signed with one algorithm each (issue 6), label under test. -> ldns-keygen algorithm (KSK + ZSK)
+ALG_ZONES=(rsasha256 rsasha512 ecdsap384 ed25519 ed448 rsamd5 dsa)
+declare -A ALG_OF=([rsasha256]=RSASHA256 [rsasha512]=RSASHA512 [ecdsap384]=ECDSAP384SHA384 [ed25519]=ED25519
+                   [ed448]=ED448 [rsamd5]=RSAMD5 [dsa]=DSA)
 DAEMONS=(smtp postfix nginx unbound-noval unbound dnsstrip nsd-refused nsd)   # stop order
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -554,12 +576,17 @@ EOF
         "expired 3 1 1 $EXPIRED_SPKI256" > "$p/tlsa.txt"
 }
 
-keygen() {  # zone -> sets KSK/ZSK base paths in globals K_<var>
-    local zone=$1 k z
-    k=$(cd "$TB/dns/keys" && ldns-keygen -a ECDSAP256SHA256 -k "$zone") || die "ldns-keygen failed for $zone"
-    z=$(cd "$TB/dns/keys" && ldns-keygen -a ECDSAP256SHA256 "$zone") || die "ldns-keygen failed for $zone"
+# keygen ZONE [ALGORITHM [csk]]: sets the KSK/ZSK base paths in the globals KSK and ZSK; with csk, only one key
+# (KSK flag, ldns-signzone signs every RRset with it when it has no ZSK) and ZSK is empty
+keygen() {
+    local zone=$1 alg=${2:-ECDSAP256SHA256} k z= bits=()
+    case $alg in RSA*) bits=(-b 2048) ;; esac   # ldns-keygen needs a size for RSA
+    k=$(cd "$TB/dns/keys" && ldns-keygen -a "$alg" "${bits[@]}" -k "$zone") || die "ldns-keygen $alg failed for $zone"
+    if [ "${3:-}" != csk ]; then
+        z=$(cd "$TB/dns/keys" && ldns-keygen -a "$alg" "${bits[@]}" "$zone") || die "ldns-keygen $alg failed for $zone"
+    fi
     KSK="$TB/dns/keys/$k"
-    ZSK="$TB/dns/keys/$z"
+    ZSK=${z:+$TB/dns/keys/$z}
 }
 
 soa() {  # origin-relative SOA + NS lines for a zone file with $ORIGIN
@@ -642,6 +669,11 @@ _25._tcp.mx.rcpt         IN TLSA  3 1 1 $EE_SPKI256
 silent                   IN MX    10 mx.silent
 mx.silent                IN A     ${SCRIPTED[silent]}
 _25._tcp.mx.silent       IN TLSA  3 1 1 $EE_SPKI256
+notlsa                   IN MX    10 mx.notlsa
+mx.notlsa                IN A     $SMTP_DANE_ADDR
+nodata                   IN MX    10 mx.nodata
+mx.nodata                IN A     $SMTP_DANE_ADDR
+_25._tcp.mx.nodata       IN TXT   "a name with no TLSA"
 EOF
         # Benchmark domains (TB_BULK=N): bN.dane.test, DANE-EE like ee.dane.test.
         local b
@@ -738,6 +770,11 @@ b.dname                  IN MX    10 mx.b.dn.dane.test.
 mx.b.dname               IN A     $SMTP_DANE_ADDR
 _25._tcp.mx.b.dname      IN TLSA  3 1 1 $EE_SPKI256
 unsigned                 IN NS    ns.test.
+notlsa                   IN MX    10 mx.notlsa
+mx.notlsa                IN A     $SMTP_DANE_ADDR
+nodata                   IN MX    10 mx.nodata
+mx.nodata                IN A     $SMTP_DANE_ADDR
+_25._tcp.mx.nodata       IN TXT   "a name with no TLSA"
 EOF
     } > "$z/nsec3.test.zone"
     {
@@ -804,6 +841,23 @@ EOF
         echo "mx IN A $SMTP_INSECURE_ADDR"
         echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
     } > "$z/unsupalg.test.zone"
+    # one zone per signing algorithm, one key (CSK: RSA key generation is slow), MX host with TLSA 3 1 1 mx-ee
+    # (the hosts of rsamd5.test and dsa.test are insecure: 127.0.55.2)
+    local a
+    local -A alg_ksk
+    for a in "${ALG_ZONES[@]}"; do
+        {
+            echo "\$ORIGIN $a.test."
+            soa
+            echo "@ IN MX 10 mx"
+            case $a in
+                rsamd5|dsa) echo "mx IN A $SMTP_INSECURE_ADDR" ;;
+                *)          echo "mx IN A $SMTP_DANE_ADDR" ;;
+            esac
+            echo "_25._tcp.mx IN TLSA 3 1 1 $EE_SPKI256"
+        } > "$z/$a.test.zone"
+        keygen "$a.test" "${ALG_OF[$a]}" csk; alg_ksk[$a]=$KSK
+    done
     keygen bogus.test; BOGUS_KSK=$KSK; BOGUS_ZSK=$ZSK
     keygen test;       TEST_KSK=$KSK;  TEST_ZSK=$ZSK
     cp "$TEST_KSK.ds" "$TB/dns/test-anchor.ds"
@@ -833,6 +887,17 @@ EOF
         # supports: the delegation is insecure (RFC 4035 §5.2)
         echo "unsupalg  IN NS  ns.test."
         awk '{ $5 = 253; print }' "$UNSUPALG_KSK.ds"
+        # the zones signed with one algorithm each, DS as ldns-keygen makes it (SHA-384 for ECDSAP384SHA384,
+        # SHA-256 for the others) except rsamd5.test and dsa.test: signed with RSAMD5 and DSA, which RFC 8624
+        # says MUST NOT be validated; their DS has a SHA-256 digest, so only the algorithm makes the
+        # delegation insecure
+        for a in "${ALG_ZONES[@]}"; do
+            echo "$a IN NS ns.test."
+            case $a in
+                rsamd5|dsa) ldns-key2ds -n -2 "${alg_ksk[$a]}.key" || die "ldns-key2ds failed for $a.test" ;;
+                *)          cat "${alg_ksk[$a]}.ds" ;;
+            esac
+        done
         echo "dsbad     IN NS  ns.test."
         # the DS digest with its last hex digit changed: matches no key of dsbad.test
         awk '{ d = $NF; c = substr(d, length(d)); $NF = substr(d, 1, length(d) - 1) (c == "0" ? "1" : "0"); print }' \
@@ -841,7 +906,7 @@ EOF
 
     local zone
     for zone in test dane.test bogus.test insecure.test sts.test nsec3.test unsigned.nsec3.test optout.test \
-                child.optout.test dsbad.test rrsigstrip.test wrongkey.test unsupalg.test; do
+                child.optout.test dsbad.test rrsigstrip.test wrongkey.test unsupalg.test "${ALG_ZONES[@]/%/.test}"; do
         run nsd-checkzone "$zone" "$z/$zone.zone"
     done
 
@@ -867,6 +932,9 @@ EOF
         "$WRONGKEY_KSK" "$WRONGKEY_ZSK2"
     run ldns-signzone -i "$inc" -e "$exp" -f "$z/unsupalg.test.zone.signed" "$z/unsupalg.test.zone" \
         "$UNSUPALG_KSK" "$UNSUPALG_ZSK"
+    for a in "${ALG_ZONES[@]}"; do
+        run ldns-signzone -i "$inc" -e "$exp" -f "$z/$a.test.zone.signed" "$z/$a.test.zone" "${alg_ksk[$a]}"
+    done
 }
 
 # write_unbound_conf DIR NAME ADDR WHAT SERVER_LINES: DIR/NAME.conf, an unbound on ADDR:$DNS_PORT
@@ -970,6 +1038,10 @@ zone:
     name: "unsupalg.test."
     zonefile: "unsupalg.test.zone.signed"
 EOF
+    local a
+    for a in "${ALG_ZONES[@]}"; do
+        printf 'zone:\n    name: "%s.test."\n    zonefile: "%s.test.zone.signed"\n' "$a" "$a"
+    done >> "$d/nsd.conf"
     cat > "$d/nsd-refused.conf" <<EOF
 # nsd without zones: answers REFUSED to every query ($REFUSED_ADDR:$DNS_PORT)
 server:
