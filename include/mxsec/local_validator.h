@@ -24,7 +24,12 @@
 //     the weakest status of its hops. A hop synthesized from a DNAME (an
 //     unsigned CNAME, or none) takes the status of the DNAME RRset, if the
 //     CNAME is exactly the DNAME substitution (RFC 6672) and the DNAME is
-//     not a wildcard expansion; otherwise it is bogus.
+//     not a wildcard expansion; otherwise it is bogus;
+//   - signatures verified once are remembered until they expire
+//     (VerifiedSignatures), so answers seen again, as a warm resolver
+//     cache hands them out, cost no public-key operation; every other
+//     check is made again. Lookups running side by side that miss the
+//     cache for the same DS/DNSKEY fact wait for one fetch of it.
 // A DS algorithm or digest we cannot verify, or NSEC3 parameters we do not
 // process, make the zone insecure (RFC 6840 §5.2, RFC 9276), never secure.
 // Bogus and indeterminate answers are failures (outcome kFailure), as a
