@@ -9,7 +9,9 @@
 // over 998 octets, over message_size_limit), 75 (74 for an I/O error) when
 // it cannot be queued (the caller keeps the message), 78 configuration.
 // Delivery results are logged to syslog (mail facility) and, in the
-// foreground, to stderr.
+// foreground, to stderr. A queued message starts with a Received: field
+// naming helo_name, the submitting user ID and the queue ID (as Postfix's
+// pickup adds).
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/random.h>
@@ -56,6 +58,7 @@ QueueSettings SettingsFrom(const Config& cfg) {
   s.retry_max = cfg.queue_retry_max;
   s.reporting_mta = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
   s.bounce_domain = SenderDomain(cfg);
+  s.delay_warning = cfg.queue_delay_warning;
   return s;
 }
 
@@ -84,7 +87,7 @@ class Engine {
   }
   DomainDeliverer Deliverer() {
     return [this](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
-                  const PreparedMessage& msg) {
+                  const PreparedMessage& msg, const DsnRequest& dsn) {
       auto host = NormalizeHostName(domain);
       if (!host.ok()) {
         std::vector<RecipientOutcome> out(rcpts.size());
@@ -97,7 +100,7 @@ class Engine {
         return out;
       }
       DomainPolicy policy = rt_.engine->Resolve(host.value());
-      return DeliverDomain(policy, sender, rcpts, msg, dopt_, attempts_.get(), SystemClock());
+      return DeliverDomain(policy, sender, rcpts, msg, dopt_, attempts_.get(), SystemClock(), &dsn);
     };
   }
 
@@ -112,8 +115,8 @@ void DeliverNow(Queue& q, const std::string& id, QueueLock lock, Engine& engine,
                 Logger& log) {
   ProcessReport rep = ProcessQueuedMessage(q, id, std::move(lock), true, engine.Deliverer(), SystemClock(), settings,
                                            [&](const std::string& l) { log(l); });
-  if (!rep.dsn_id.empty()) {
-    ProcessQueuedMessage(q, rep.dsn_id, QueueLock(), true, engine.Deliverer(), SystemClock(), settings,
+  for (const std::string& dsn : rep.dsn_ids) {
+    ProcessQueuedMessage(q, dsn, QueueLock(), true, engine.Deliverer(), SystemClock(), settings,
                          [&](const std::string& l) { log(l); });
   }
 }
@@ -411,11 +414,30 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
     env.recipients.push_back(QueuedRecipient{m->ToString()});
   }
   env.sender = sender->ToString();
-  env.notify_failure = o.notify.find("never") == std::string::npos;
+  // -N (RFC 3461): without it, failures and (with queue_delay_warning) delays are reported, as Postfix does.
+  if (!o.notify.empty()) {
+    const std::string list = "," + o.notify + ",";
+    auto asked = [&](const char* w) { return list.find(std::string(",") + w + ",") != std::string::npos; };
+    env.notify_failure = asked("failure");
+    env.notify_delay = asked("delay");
+    env.notify_success = asked("success");
+    env.dsn_notify = o.notify;
+    for (char& c : env.dsn_notify) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+  }
   env.return_headers_only = o.ret == "hdrs";
+  env.dsn_ret = o.ret == "hdrs" ? "HDRS" : o.ret == "full" ? "FULL" : "";
   env.envid = o.envid;
 
-  if (edited->message.size() > limit)
+  // The trace field of this submission (Postfix's pickup adds the same), written with the queue ID it names.
+  const std::string myhostname = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
+  const int64_t arrival = SystemClock()->Now();
+  const unsigned uid = static_cast<unsigned>(getuid());
+  const std::string& edited_text = edited->message;
+  auto received = [&](const std::string& id) {
+    return SubmissionReceivedHeader(myhostname, uid, id, arrival, edited_text);
+  };
+  const size_t received_size = received("00000000000000000").size();
+  if (edited->message.size() + received_size > limit)
     return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
                                 " octets) with the headers added");
 
@@ -425,12 +447,12 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
   QueueLock lock;
   bool io_error = false;
   auto id = q->Submit(edited->message, env, SystemClock(),
-                      o.delivery == SendmailOptions::Delivery::kQueueOnly ? nullptr : &lock, &io_error);
+                      o.delivery == SendmailOptions::Delivery::kQueueOnly ? nullptr : &lock, &io_error, received);
   if (!id.ok())
     return Fail(io_error ? EX_IOERR : EX_TEMPFAIL,
                 who + "cannot queue the message: " + id.error() + "; the message was not accepted");
-  syslog(LOG_INFO, "%s: queued: from=<%s> nrcpt=%zu size=%zu uid=%d", id->c_str(), env.sender.c_str(),
-         env.recipients.size(), edited->message.size(), static_cast<int>(getuid()));
+  syslog(LOG_INFO, "%s: queued: from=<%s> nrcpt=%zu size=%zu uid=%u", id->c_str(), env.sender.c_str(),
+         env.recipients.size(), edited->message.size() + received_size, uid);
   if (gg.verbose) std::cerr << "mxsec: " << who << "queued as " << id.value() << "\n";
 
   if (o.delivery == SendmailOptions::Delivery::kQueueOnly) return EX_OK;

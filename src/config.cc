@@ -222,6 +222,7 @@ const std::map<std::string, Setter>& Setters() {
        }},
       {"queue_lifetime", Duration(&Config::queue_lifetime, 0, 100 * 86400)},
       {"queue_retry_min", Duration(&Config::queue_retry_min, 1, 86400)},
+      {"queue_delay_warning", Duration(&Config::queue_delay_warning, 0, 100 * 86400)},
       {"queue_retry_max", Duration(&Config::queue_retry_max, 1, 7 * 86400)},
       {"dns_timeout", Int(&Config::dns_timeout, 1, 60)},
       {"dns_tries", Int(&Config::dns_tries, 1, 10)},

@@ -136,7 +136,7 @@ void FillTls(AttemptRecord* r, const TlsInfo& tls) {
 std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
                                             const std::vector<Mailbox>& recipients,
                                             const PreparedMessage& message, const DeliveryOptions& options,
-                                            AttemptLog* log, Clock* clock) {
+                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn) {
   std::vector<RecipientOutcome> out(recipients.size());
   for (size_t i = 0; i < recipients.size(); ++i) out[i].recipient = recipients[i];
 
@@ -177,6 +177,7 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
       Envelope env;
       env.sender = sender;
       env.message = &message;
+      if (dsn) env.dsn = *dsn;
       for (size_t i : pending) env.recipients.push_back(recipients[i]);
       const std::string relay = Relay(mx->host, address, options.port);
 
@@ -235,6 +236,7 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
         o.status = rr.status;
         o.code = rr.code;
         o.reply = rr.reply;
+        o.dsn_passed = sr.dsn_passed;
         if (rr.status == RcptStatus::kDelivered) ++delivered;
         else if (rr.status == RcptStatus::kBounced) ++bounced;
         else {

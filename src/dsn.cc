@@ -62,11 +62,16 @@ std::string Rfc5322Date(int64_t t) {
 
 std::string BuildDsn(const DsnInput& in) {
   const std::string b = Boundary();
-  bool whole = !in.headers_only && in.original.size() <= kDsnMaxReturned;
+  const bool failure = in.kind == DsnKind::kFailure;
+  bool whole = failure && !in.headers_only && in.original.size() <= kDsnMaxReturned;
+  const char* subject = failure                      ? "Undelivered Mail Returned to Sender"
+                        : in.kind == DsnKind::kDelay ? "Delayed Mail (still being retried)"
+                                                     : "Successful Mail Delivery Report";
+  const char* action = failure ? "failed" : in.kind == DsnKind::kDelay ? "delayed" : "relayed";
   std::string m;
   m += "From: Mail Delivery System <MAILER-DAEMON@" + in.bounce_domain + ">\n";
   m += "To: <" + in.original_sender + ">\n";
-  m += "Subject: Undelivered Mail Returned to Sender\n";
+  m += std::string("Subject: ") + subject + "\n";
   m += "Date: " + Rfc5322Date(in.now) + "\n";
   m += "Message-ID: <" + in.message_id + ">\n";
   m += "Auto-Submitted: auto-replied\n";
@@ -77,7 +82,20 @@ std::string BuildDsn(const DsnInput& in) {
   m += "--" + b + "\n";
   m += "Content-Description: Notification\nContent-Type: text/plain; charset=us-ascii\n\n";
   m += "This is the mail system (mxsec) at host " + in.reporting_mta + ".\n\n";
-  m += "Your message could not be delivered to one or more recipients.\n";
+  if (failure) {
+    m += "Your message could not be delivered to one or more recipients.\n";
+  } else if (in.kind == DsnKind::kDelay) {
+    m += "####################################################################\n"
+         "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n"
+         "####################################################################\n\n"
+         "Your message could not be delivered yet to the recipients below.\n"
+         "The mail system will keep trying until " + Rfc5322Date(in.will_retry_until) + ".\n";
+  } else {
+    m += "Your message was successfully delivered to the next mail system for the\n"
+         "recipients below. That system does not report on delivery itself: you will\n"
+         "receive no further notification from it, but you may still receive notices\n"
+         "of delivery errors from systems further on.\n";
+  }
   m += "It is attached below" + std::string(whole ? "" : " (headers only)") + ".\n\n";
   for (const DsnRecipient& r : in.recipients) {
     m += "<" + Clean(r.address, 300) + ">: " +
@@ -94,8 +112,9 @@ std::string BuildDsn(const DsnInput& in) {
   m += "Arrival-Date: " + Rfc5322Date(in.arrival) + "\n";
   for (const DsnRecipient& r : in.recipients) {
     m += "\nFinal-Recipient: rfc822; " + Clean(r.address, 300) + "\n";
-    m += "Action: failed\n";
-    m += "Status: " + (r.status.empty() ? std::string("5.0.0") : Clean(r.status, 20)) + "\n";
+    m += std::string("Action: ") + action + "\n";
+    const char* fallback = failure ? "5.0.0" : in.kind == DsnKind::kDelay ? "4.0.0" : "2.0.0";
+    m += "Status: " + (r.status.empty() ? std::string(fallback) : Clean(r.status, 20)) + "\n";
     if (!r.remote_mta.empty()) m += "Remote-MTA: dns; " + Clean(r.remote_mta, 255) + "\n";
     // A reply that starts with three digits is an SMTP reply; anything else is our own reason.
     bool smtp = r.diagnostic.size() >= 3 && isdigit(static_cast<unsigned char>(r.diagnostic[0])) &&
@@ -103,6 +122,7 @@ std::string BuildDsn(const DsnInput& in) {
                 isdigit(static_cast<unsigned char>(r.diagnostic[2]));
     m += std::string("Diagnostic-Code: ") + (smtp ? "smtp; " : "x-mxsec; ") + Clean(r.diagnostic) + "\n";
     m += "Last-Attempt-Date: " + Rfc5322Date(in.now) + "\n";
+    if (in.kind == DsnKind::kDelay) m += "Will-Retry-Until: " + Rfc5322Date(in.will_retry_until) + "\n";
   }
   m += "\n";
 

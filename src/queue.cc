@@ -1,6 +1,6 @@
 // queue.cc - the durable retry queue (see queue.h for the promises).
 //
-// Durability order of Submit: ID.msg written to a temporary name, fsynced,
+// Durability order of Submit: ID.msg (with its prefix for that ID, if any) written to a temporary name, fsynced,
 // linked to its final name (link fails if the name exists, so an ID is
 // never reused), then ID.env likewise and renamed, then the directory
 // fsynced. Only then is the submission reported as successful.
@@ -41,6 +41,11 @@ std::string EnvelopeToJson(const QueuedEnvelope& e) {
   j["size"] = e.size;
   j["last_reason"] = e.last_reason;
   j["notify_failure"] = e.notify_failure;
+  j["notify_delay"] = e.notify_delay;
+  j["notify_success"] = e.notify_success;
+  j["dsn_notify"] = e.dsn_notify;
+  j["dsn_ret"] = e.dsn_ret;
+  j["delay_warned"] = e.delay_warned;
   j["return_headers_only"] = e.return_headers_only;
   j["envid"] = e.envid;
   j["is_bounce"] = e.is_bounce;
@@ -69,6 +74,11 @@ Result<QueuedEnvelope> EnvelopeFromJson(std::string_view text) {
     e.size = j.at("size").get<uint64_t>();
     e.last_reason = j.value("last_reason", "");
     e.notify_failure = j.value("notify_failure", true);
+    e.notify_delay = j.value("notify_delay", true);
+    e.notify_success = j.value("notify_success", false);
+    e.dsn_notify = j.value("dsn_notify", "");
+    e.dsn_ret = j.value("dsn_ret", "");
+    e.delay_warned = j.value("delay_warned", false);
     e.return_headers_only = j.value("return_headers_only", false);
     e.envid = j.value("envid", "");
     e.is_bounce = j.value("is_bounce", false);
@@ -129,16 +139,18 @@ std::string Errno(const std::string& what) { return what + ": " + strerror(errno
 
 bool IsIoError(int e) { return e == EIO || e == EROFS || e == EBADF || e == EFAULT; }
 
-// Writes all of `data` to `fd` and fsyncs it.
-Status WriteAllSync(int fd, std::string_view data, const std::string& name) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::Error(Errno(name + ": write"));
+// Writes all of `head` and then `data` to `fd` and fsyncs it.
+Status WriteAllSync(int fd, std::string_view head, std::string_view data, const std::string& name) {
+  for (std::string_view part : {head, data}) {
+    size_t off = 0;
+    while (off < part.size()) {
+      ssize_t n = write(fd, part.data() + off, part.size() - off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::Error(Errno(name + ": write"));
+      }
+      off += static_cast<size_t>(n);
     }
-    off += static_cast<size_t>(n);
   }
   if (fsync(fd) != 0) return Status::Error(Errno(name + ": fsync"));
   return Status::Ok();
@@ -163,13 +175,13 @@ std::string TempName(const std::string& dir, const std::string& what) {
   return dir + buf;
 }
 
-// Creates `path` exclusively with kFileMode (whatever the umask), writes and fsyncs `data`.
+// Creates `path` exclusively with kFileMode (whatever the umask), writes and fsyncs `head` + `data`.
 // Returns the open descriptor (the caller closes it) or an error (the file is removed).
-Result<int> CreateSynced(const std::string& path, std::string_view data) {
+Result<int> CreateSynced(const std::string& path, std::string_view data, std::string_view head = {}) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kFileMode);
   if (fd < 0) return Status::Error(Errno(path + ": create"));
   Status s = fchmod(fd, kFileMode) == 0 ? Status::Ok() : Status::Error(Errno(path + ": chmod"));
-  if (s.ok()) s = WriteAllSync(fd, data, path);
+  if (s.ok()) s = WriteAllSync(fd, head, data, path);
   if (!s.ok()) {
     int err = errno;
     close(fd);
@@ -224,25 +236,37 @@ Result<Queue> Queue::Open(const std::string& dir, bool create) {
 }
 
 Result<std::string> Queue::Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
-                                  bool* io_error) {
+                                  bool* io_error, const std::function<std::string(const std::string& id)>& prefix) {
   if (io_error) *io_error = false;
   auto fail = [&](const Status& s) -> Result<std::string> {
     if (io_error) *io_error = IsIoError(errno);
     return s;
   };
   const std::string tmp_msg = TempName(dir_, "msg");
-  auto msg_fd = CreateSynced(tmp_msg, message);
-  if (!msg_fd.ok()) return fail(msg_fd.status());
-  // Lock before the message is visible: no runner can take it while we finish (or deliver it).
-  QueueLock lock(msg_fd.value());
-  if (flock(lock.fd(), LOCK_EX) != 0) {
-    Status s = Status::Error(Errno(tmp_msg + ": flock"));
-    unlink(tmp_msg.c_str());
-    return fail(s);
-  }
   std::string id;
+  std::string head;
+  QueueLock lock;
+  bool written = false;
   for (int tries = 0;; ++tries) {
     id = NewQueueId(clock);
+    // The prefix names the ID, so a new ID (a collision, rare) means writing the file again.
+    if (!written || prefix) {
+      if (written) {
+        lock.Release();
+        unlink(tmp_msg.c_str());
+      }
+      head = prefix ? prefix(id) : std::string();
+      auto msg_fd = CreateSynced(tmp_msg, message, head);
+      if (!msg_fd.ok()) return fail(msg_fd.status());
+      written = true;
+      // Lock before the message is visible: no runner can take it while we finish (or deliver it).
+      lock = QueueLock(msg_fd.value());
+      if (flock(lock.fd(), LOCK_EX) != 0) {
+        Status s = Status::Error(Errno(tmp_msg + ": flock"));
+        unlink(tmp_msg.c_str());
+        return fail(s);
+      }
+    }
     if (link(tmp_msg.c_str(), (dir_ + "/" + id + ".msg").c_str()) == 0) break;
     if (errno != EEXIST || tries > 100) {
       Status s = Status::Error(Errno(dir_ + "/" + id + ".msg: link"));
@@ -254,7 +278,7 @@ Result<std::string> Queue::Submit(std::string_view message, QueuedEnvelope env, 
   const std::string msg_path = dir_ + "/" + id + ".msg";
 
   env.id = id;
-  env.size = message.size();
+  env.size = head.size() + message.size();
   env.queued_at = clock->Now();
   const std::string tmp_env = TempName(dir_, "env");
   auto env_fd = CreateSynced(tmp_env, EnvelopeToJson(env));
@@ -430,6 +454,13 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
   auto sender = ParseMailbox(env.sender, true);
   auto prepared = PrepareMessage(raw.value(), MessageOptions{});
   std::vector<size_t> newly_bounced;
+  std::vector<size_t> newly_relayed;  // delivered to a hop that did not take NOTIFY=, success asked
+  DsnRequest dsn_request;
+  if (!env.sender.empty() && !env.is_bounce) {
+    dsn_request.notify = env.dsn_notify;
+    dsn_request.ret = env.dsn_ret;
+    dsn_request.envid = env.envid;
+  }
 
   if (!sender.ok() || !prepared.ok()) {
     // Checked at submission; a message changed on disk since can never be sent.
@@ -468,7 +499,7 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
       workers.emplace_back([&, slot = k, d = domain, ids = idx] {
         std::vector<Mailbox> rcpts;
         for (size_t i : ids) rcpts.push_back(boxes[i]);
-        results[slot] = deliver(d, sender.value(), rcpts, prepared.value());
+        results[slot] = deliver(d, sender.value(), rcpts, prepared.value(), dsn_request);
       });
       ++k;
     }
@@ -490,6 +521,7 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
         r.time = now;
         if (o.status == RcptStatus::kDelivered) {
           r.state = "delivered";
+          if (env.notify_success && !o.dsn_passed) newly_relayed.push_back(idx[j]);
         } else if (o.status == RcptStatus::kBounced) {
           r.state = "bounced";
           newly_bounced.push_back(idx[j]);
@@ -502,6 +534,41 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
     }
   }
   env.attempts += 1;
+
+  // Queues a DSN of `kind` to the sender about the recipients at `which`.
+  auto queue_dsn = [&](DsnKind kind, const std::vector<size_t>& which) -> Result<std::string> {
+    DsnInput in;
+    in.kind = kind;
+    in.will_retry_until = env.queued_at + settings.lifetime;
+    in.reporting_mta = settings.reporting_mta;
+    in.bounce_domain = settings.bounce_domain;
+    in.original_sender = env.sender;
+    in.queue_id = id;
+    in.envid = env.envid;
+    in.arrival = env.queued_at;
+    in.now = now;
+    in.headers_only = env.return_headers_only;
+    in.original = raw.value();
+    static const char* const kWhat[] = {"dsn", "delayed", "relayed"};
+    in.message_id = id + "." + kWhat[static_cast<int>(kind)] + "." + std::to_string(now) + "@" +
+                    settings.bounce_domain;
+    for (size_t i : which) {
+      const QueuedRecipient& r = env.recipients[i];
+      DsnRecipient d;
+      d.address = r.address;
+      d.status = r.code;
+      d.diagnostic = r.reply;
+      d.remote_mta = r.relay.substr(0, r.relay.find('['));
+      d.expired = kind == DsnKind::kFailure && r.code == "4.4.7";
+      in.recipients.push_back(d);
+    }
+    QueuedEnvelope dsn_env;
+    dsn_env.sender = "";
+    dsn_env.is_bounce = true;
+    dsn_env.recipients.push_back(QueuedRecipient{env.sender});
+    dsn_env.next_retry = 0;
+    return queue.Submit(BuildDsn(in), dsn_env, clock, nullptr);
+  };
 
   // Past the lifetime: what is still pending bounces (Postfix's maximal_queue_lifetime).
   if (env.pending() > 0 && now - env.queued_at >= settings.lifetime) {
@@ -525,33 +592,7 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
     } else if (!env.notify_failure) {
       say("bounced recipients not reported: the sender asked for no notification (-N never)");
     } else {
-      DsnInput in;
-      in.reporting_mta = settings.reporting_mta;
-      in.bounce_domain = settings.bounce_domain;
-      in.original_sender = env.sender;
-      in.queue_id = id;
-      in.envid = env.envid;
-      in.arrival = env.queued_at;
-      in.now = now;
-      in.headers_only = env.return_headers_only;
-      in.original = raw.value();
-      in.message_id = id + ".dsn." + std::to_string(now) + "@" + settings.bounce_domain;
-      for (size_t i : newly_bounced) {
-        const QueuedRecipient& r = env.recipients[i];
-        DsnRecipient d;
-        d.address = r.address;
-        d.status = r.code.empty() ? "5.0.0" : r.code;
-        d.diagnostic = r.reply;
-        d.remote_mta = r.relay.substr(0, r.relay.find('['));
-        d.expired = r.code == "4.4.7";
-        in.recipients.push_back(d);
-      }
-      QueuedEnvelope dsn_env;
-      dsn_env.sender = "";
-      dsn_env.is_bounce = true;
-      dsn_env.recipients.push_back(QueuedRecipient{env.sender});
-      dsn_env.next_retry = 0;
-      auto dsn_id = queue.Submit(BuildDsn(in), dsn_env, clock, nullptr);
+      auto dsn_id = queue_dsn(DsnKind::kFailure, newly_bounced);
       if (!dsn_id.ok()) {
         // No DSN, no bounce: those recipients stay pending and are tried again.
         rep.error = "cannot queue the delivery status notification: " + dsn_id.error();
@@ -560,8 +601,39 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
         newly_bounced.clear();
       } else {
         rep.dsn_id = dsn_id.value();
+        rep.dsn_ids.push_back(rep.dsn_id);
         say("delivery status notification to <" + env.sender + "> queued as " + rep.dsn_id);
       }
+    }
+  }
+
+  // RFC 3461 success and delay reports; never for the null sender (nor for our own DSNs).
+  const bool may_notify = !env.sender.empty() && !env.is_bounce;
+  if (may_notify && !newly_relayed.empty()) {
+    auto dsn_id = queue_dsn(DsnKind::kRelayed, newly_relayed);
+    if (!dsn_id.ok()) {
+      // The recipients are delivered; what is lost is the notice that they were (logged, counted as an error).
+      rep.error = "cannot queue the success notification (relayed): " + dsn_id.error();
+      say(rep.error);
+    } else {
+      rep.dsn_ids.push_back(dsn_id.value());
+      say("success notification (relayed) to <" + env.sender + "> queued as " + dsn_id.value());
+    }
+  }
+  if (may_notify && env.notify_delay && !env.delay_warned && settings.delay_warning > 0 && env.pending() > 0 &&
+      now - env.queued_at >= settings.delay_warning) {
+    std::vector<size_t> waiting;
+    for (size_t i = 0; i < env.recipients.size(); ++i)
+      if (env.recipients[i].state == "pending") waiting.push_back(i);
+    auto dsn_id = queue_dsn(DsnKind::kDelay, waiting);
+    if (!dsn_id.ok()) {
+      // Not marked as sent: the next attempt tries again.
+      rep.error = "cannot queue the delay notification: " + dsn_id.error();
+      say(rep.error);
+    } else {
+      env.delay_warned = true;
+      rep.dsn_ids.push_back(dsn_id.value());
+      say("delay notification to <" + env.sender + "> queued as " + dsn_id.value());
     }
   }
 

@@ -418,7 +418,8 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
   }
   bool need_utf8 = env->sender.utf8;
   for (const Mailbox& m : env->recipients) need_utf8 = need_utf8 || m.utf8;
-  std::string mail = MailFromCommand(env->sender, caps, msg.content_size, msg.eight_bit);
+  std::string mail = MailFromCommand(env->sender, caps, msg.content_size, msg.eight_bit, &env->dsn);
+  r.dsn_passed = caps.dsn && !env->dsn.notify.empty();
   if (need_utf8 && caps.smtputf8 && mail.find(" SMTPUTF8") == std::string::npos) mail += " SMTPUTF8";
 
   std::vector<size_t> rcpt_sent;  // indices of recipients actually sent
@@ -440,7 +441,7 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
   // (RFC 2920); replies are read in order.
   if (pipelining) {
     std::string batch = mail + "\r\n";
-    for (size_t i : rcpt_sent) batch += RcptToCommand(env->recipients[i]) + "\r\n";
+    for (size_t i : rcpt_sent) batch += RcptToCommand(env->recipients[i], caps, env->dsn) + "\r\n";
     batch += "DATA\r\n";
     s = c.Write(batch, t.mail);
     if (!s.ok()) {
@@ -469,7 +470,7 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
   size_t accepted = 0;
   for (size_t i : rcpt_sent) {
     if (!pipelining) {
-      s = c.Write(RcptToCommand(env->recipients[i]) + "\r\n", t.rcpt);
+      s = c.Write(RcptToCommand(env->recipients[i], caps, env->dsn) + "\r\n", t.rcpt);
       if (!s.ok()) {
         for (size_t k : rcpt_sent)
           if (r.recipients[k].code.empty()) r.recipients[k] = {RcptStatus::kDeferred, "4.4.2", s.message(), true};

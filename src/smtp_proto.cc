@@ -307,6 +307,8 @@ EhloCapabilities ParseEhlo(const SmtpReply& reply) {
       caps.starttls = true;
     } else if (kw == "PIPELINING") {
       caps.pipelining = true;
+    } else if (kw == "DSN") {
+      caps.dsn = true;
     } else if (kw == "8BITMIME") {
       caps.eightbitmime = true;
     } else if (kw == "SMTPUTF8") {
@@ -419,7 +421,24 @@ Result<Mailbox> ParseMailbox(std::string_view address, bool allow_null) {
   return mb;
 }
 
-std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps, uint64_t size, bool eight_bit) {
+std::string XtextEncode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c >= 33 && c <= 126 && c != '+' && c != '=') {
+      out += ch;
+    } else {
+      out += '+';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps, uint64_t size, bool eight_bit,
+                            const DsnRequest* dsn) {
   std::string cmd = "MAIL FROM:<" + NoLineBreaks(sender.ToString()) + ">";
   if (caps.size && size > 0) cmd += " SIZE=" + std::to_string(size);
   if (eight_bit && caps.eightbitmime) cmd += " BODY=8BITMIME";
@@ -427,11 +446,24 @@ std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps,
   // MAIL FROM (RFC 6531 §3.4): the caller appends it in that case, and
   // refuses (5.6.7) when the server does not offer it.
   if (sender.utf8 && caps.smtputf8) cmd += " SMTPUTF8";
+  if (dsn && caps.dsn) {
+    if (dsn->ret == "HDRS" || dsn->ret == "FULL") cmd += " RET=" + dsn->ret;
+    if (!dsn->envid.empty()) cmd += " ENVID=" + XtextEncode(dsn->envid);
+  }
   return cmd;
 }
 
 std::string RcptToCommand(const Mailbox& rcpt) {
   return "RCPT TO:<" + NoLineBreaks(rcpt.ToString()) + ">";
+}
+
+std::string RcptToCommand(const Mailbox& rcpt, const EhloCapabilities& caps, const DsnRequest& dsn) {
+  std::string cmd = RcptToCommand(rcpt);
+  if (!caps.dsn || dsn.notify.empty()) return cmd;
+  // The list is ours (checked at submission), but keep the command one line whatever it holds.
+  cmd += " NOTIFY=" + XtextEncode(dsn.notify);
+  if (!rcpt.utf8) cmd += " ORCPT=rfc822;" + XtextEncode(rcpt.ToString());
+  return cmd;
 }
 
 // ----------------------------------------------------------- message data

@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "mxsec/dsn.h"  // Rfc5322Date
+
 namespace mxsec {
 namespace {
 
@@ -56,6 +58,9 @@ Result<SendmailOptions> ParseSendmailArgs(const std::vector<std::string>& args) 
               if (comma == std::string::npos) break;
               p = comma + 1;
             }
+            // RFC 3461 §4.1: NEVER stands alone.
+            if (l.find("never") != std::string::npos && l != "never")
+              return Status::Error("-N " + val + ": never cannot be combined with success, delay or failure");
             o.notify = l;
             break;
           }
@@ -65,7 +70,15 @@ Result<SendmailOptions> ParseSendmailArgs(const std::vector<std::string>& args) 
             o.ret = l;
             break;
           }
-          case 'V': o.envid = val; break;
+          case 'V': {
+            // RFC 3461 §4.4: printable US-ASCII, at most 100 characters.
+            bool printable = !val.empty() && val.size() <= 100;
+            for (char ch : val) printable = printable && ch >= 0x21 && ch <= 0x7e;
+            if (!printable)
+              return Status::Error("-V " + val + ": the envelope ID must be 1 to 100 printable US-ASCII characters");
+            o.envid = val;
+            break;
+          }
           case 'C': o.config_file = val; break;
           case 'B': {
             std::string l = Lower(val);
@@ -258,6 +271,14 @@ std::string QualifyAddressField(std::string_view v, const std::string& domain) {
   }
   out.append(v.substr(prev));
   return out;
+}
+
+std::string SubmissionReceivedHeader(const std::string& host, unsigned uid, const std::string& queue_id, int64_t now,
+                                     std::string_view message) {
+  size_t nl = message.find('\n');
+  const char* eol = nl != std::string_view::npos && nl > 0 && message[nl - 1] == '\r' ? "\r\n" : "\n";
+  return "Received: by " + host + " (mxsec, from userid " + std::to_string(uid) + ")" + eol + "\tid " + queue_id +
+         "; " + Rfc5322Date(now) + eol;
 }
 
 size_t LoneDotEnd(std::string_view raw) {

@@ -48,6 +48,7 @@ struct Config {
   int queue_lifetime = 5 * 86400;     // then deferred recipients bounce; 0: one attempt only
   int queue_retry_min = 300;          // first retry delay, doubled per attempt ...
   int queue_retry_max = 4000;         // ... up to this
+  int queue_delay_warning = 0;        // a "delayed" DSN this long after arrival (Postfix delay_warning_time); 0: off
 
   // Timeouts in seconds. DNS: per try; SMTP: RFC 5321 §4.5.3.2.
   int dns_timeout = 5;

@@ -54,6 +54,7 @@ struct RecipientOutcome {
   std::string code;     // RFC 3463
   std::string reply;    // the server's reply or our reason
   bool reached = false; // a server was reached for this recipient
+  bool dsn_passed = false;  // the server that settled it announced DSN and got NOTIFY= (smtp_client.h)
   std::string relay_host, relay_address;
   uint16_t relay_port = 0;
   TlsInfo tls;
@@ -75,11 +76,12 @@ struct DeliveryOptions {
 };
 
 // Delivers `message` from `sender` to `recipients` (all in policy.domain).
-// Returns one outcome per recipient, in order.
+// Returns one outcome per recipient, in order. `dsn` (may be null): the
+// sender's RFC 3461 request, passed on to servers that announce DSN.
 std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
                                             const std::vector<Mailbox>& recipients,
                                             const PreparedMessage& message, const DeliveryOptions& options,
-                                            AttemptLog* log, Clock* clock);
+                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn = nullptr);
 
 // The session options that enforce `mx`'s policy (shared by deliver and probe).
 SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options);

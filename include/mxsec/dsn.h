@@ -2,12 +2,14 @@
 //
 // BuildDsn makes a complete RFC 5322 message: multipart/report;
 // report-type=delivery-status with a human-readable part, a
-// message/delivery-status part (one per-recipient block with Action:
-// failed, Status, Diagnostic-Code and Remote-MTA when a server answered),
-// and the returned message (message/rfc822, or text/rfc822-headers when
-// only headers are asked for or the message is larger than
-// kDsnMaxReturned). Every line ends in LF and is at most 998 octets; the
-// result is always accepted by PrepareMessage.
+// message/delivery-status part (one per-recipient block with the Action of
+// the kind of report, Status, Diagnostic-Code and Remote-MTA when a server
+// answered; Will-Retry-Until for "delayed"), and the returned message:
+// for a failure message/rfc822, or text/rfc822-headers when only headers
+// are asked for or the message is larger than kDsnMaxReturned; for
+// "delayed" and "relayed" reports always the headers only (as Postfix).
+// Every line ends in LF and is at most 998 octets; the result is always
+// accepted by PrepareMessage.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +27,14 @@ struct DsnRecipient {
   bool expired = false;     // bounced because the queue lifetime ran out
 };
 
+// failure: Action: failed (a bounce). delay: Action: delayed (a warning,
+// still being retried). relayed: Action: relayed (delivered to a next hop
+// that does not announce DSN, for a sender who asked for success).
+enum class DsnKind { kFailure, kDelay, kRelayed };
+
 struct DsnInput {
+  DsnKind kind = DsnKind::kFailure;
+  int64_t will_retry_until = 0;  // kDelay: when the queue gives up
   std::string reporting_mta;   // our host name
   std::string bounce_domain;   // From: MAILER-DAEMON@<bounce_domain>
   std::string original_sender; // the To: of the DSN

@@ -21,7 +21,14 @@
 //   - a message leaves the queue only when no recipient is pending:
 //     delivered, or bounced with the DSN committed to the queue first (a
 //     crash in between can repeat a DSN, never lose one). A DSN (null
-//     sender) that fails permanently is logged and dropped, never bounced.
+//     sender) that fails permanently is logged and dropped, never bounced;
+//   - the other DSNs of RFC 3461 (never for the null sender): with success
+//     asked (-N success), a recipient delivered to a next hop that did not
+//     take NOTIFY= (no DSN in its EHLO) gets an "Action: relayed" report; a
+//     hop that took it reports itself. With delay asked (or no -N at all,
+//     as Postfix) and QueueSettings::delay_warning set, one "Action:
+//     delayed" report lists the pending recipients at the first attempt
+//     that ends with recipients pending that long after arrival.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +64,11 @@ struct QueuedEnvelope {
   uint64_t size = 0;                // octets of the message file
   std::string last_reason;
   bool notify_failure = true;       // -N never clears it
+  bool notify_delay = true;         // no -N, or -N with delay: a "delayed" DSN after queue_delay_warning
+  bool notify_success = false;      // -N with success: a "relayed" DSN when the next hop does not take DSN
+  std::string dsn_notify;           // -N as given, upper case ("" without -N): NOTIFY= for a DSN-capable next hop
+  std::string dsn_ret;              // -R: "HDRS", "FULL" or "": RET= likewise
+  bool delay_warned = false;        // the "delayed" DSN was queued (it is sent once)
   bool return_headers_only = false; // -R hdrs
   std::string envid;                // -V
   bool is_bounce = false;           // a DSN we generated: never bounced itself
@@ -100,8 +112,12 @@ class Queue {
   // the message locked (to deliver it now). An error says what failed
   // ("/var/spool/mxsec: write: No space left on device"), nothing is left
   // behind, and `*io_error` tells EIO-like failures from transient ones.
+  // With `prefix`, the stored message is prefix(id) + `message`: text that
+  // names the queue ID (the Received: field of a submission) is part of the
+  // file from its first write.
   Result<std::string> Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
-                             bool* io_error = nullptr);
+                             bool* io_error = nullptr,
+                             const std::function<std::string(const std::string& id)>& prefix = nullptr);
 
   // IDs with a committed envelope, oldest first.
   std::vector<std::string> Ids() const;
@@ -128,6 +144,7 @@ struct QueueSettings {
   int retry_max = 4000;
   std::string reporting_mta;   // our host name, for DSNs
   std::string bounce_domain;   // MAILER-DAEMON@<this> in DSNs
+  int delay_warning = 0;       // seconds after arrival for the "delayed" DSN; 0: never
 };
 
 // Seconds until the next attempt after `attempts` failed ones:
@@ -135,11 +152,11 @@ struct QueueSettings {
 int64_t RetryDelay(int attempts, const QueueSettings& s);
 
 // Delivers a message to the recipients of one domain (the policy engine +
-// DeliverDomain in the program, a fake in tests). Called from several
-// threads at once, one per domain.
+// DeliverDomain in the program, a fake in tests), passing the sender's DSN
+// request on. Called from several threads at once, one per domain.
 using DomainDeliverer = std::function<std::vector<RecipientOutcome>(
     const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& recipients,
-    const PreparedMessage& message)>;
+    const PreparedMessage& message, const DsnRequest& dsn)>;
 
 struct ProcessReport {
   std::string id;
@@ -147,7 +164,8 @@ struct ProcessReport {
   std::string skip_reason;
   bool removed = false;       // nothing left pending
   size_t delivered = 0, deferred = 0, bounced = 0;
-  std::string dsn_id;         // the DSN queued by this attempt, or ""
+  std::string dsn_id;         // the failure DSN queued by this attempt, or ""
+  std::vector<std::string> dsn_ids;  // every DSN queued by this attempt (failure, relayed, delayed)
   std::string error;          // a local problem (the message stays queued)
 };
 

@@ -56,6 +56,7 @@ struct Envelope {
   Mailbox sender;
   std::vector<Mailbox> recipients;
   const PreparedMessage* message = nullptr;
+  DsnRequest dsn;  // RFC 3461 parameters, sent only when the server announces DSN
 };
 
 enum class RcptStatus { kDelivered, kDeferred, kBounced };
@@ -91,6 +92,9 @@ struct SessionResult {
   std::vector<std::string> ehlo;  // keywords of the last EHLO (after STARTTLS when TLS was used)
   TlsInfo tls;
   std::vector<RcptResult> recipients;  // one per envelope recipient (when a transaction ran)
+  // The server announced DSN and got the NOTIFY= list: from here on, it reports
+  // (RFC 3461 §5.2.2.1); without it, a sender who asked for success gets "relayed".
+  bool dsn_passed = false;
 };
 
 // Runs one session to `address` (IPv4 or IPv6 literal) on `port`.

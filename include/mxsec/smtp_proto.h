@@ -66,6 +66,7 @@ struct EhloCapabilities {
   bool enhancedstatuscodes = false;
   bool chunking = false;
   bool requiretls = false;
+  bool dsn = false;               // RFC 3461
   std::optional<uint64_t> size;   // SIZE limit; 0 or absent value means no limit announced
   std::vector<std::string> keywords;  // all keywords, uppercased
 };
@@ -85,10 +86,26 @@ struct Mailbox {
 };
 Result<Mailbox> ParseMailbox(std::string_view address, bool allow_null);
 
-// "MAIL FROM:<a@b> SIZE=123 BODY=8BITMIME SMTPUTF8" with only the
-// parameters the server announced (size > 0 and caps.size, etc).
-std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps, uint64_t size, bool eight_bit);
+// What the sender asked of delivery status notifications (RFC 3461), for
+// the transaction. Passed on only to a server that announces DSN.
+struct DsnRequest {
+  std::string notify;  // "" (not asked), "NEVER", or a list of SUCCESS, DELAY, FAILURE ("SUCCESS,FAILURE")
+  std::string ret;     // "", "HDRS" or "FULL"
+  std::string envid;   // "" or the envelope identifier (printable US-ASCII, sent xtext-encoded)
+};
+
+// RFC 3461 §4 xtext: "+" "=" and octets outside 33..126 as "+HH".
+std::string XtextEncode(std::string_view s);
+
+// "MAIL FROM:<a@b> SIZE=123 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x" with
+// only the parameters the server announced (size > 0 and caps.size, RET and
+// ENVID when caps.dsn and `dsn` asks for them, etc).
+std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps, uint64_t size, bool eight_bit,
+                            const DsnRequest* dsn = nullptr);
+// "RCPT TO:<a@b>", with " NOTIFY=... ORCPT=rfc822;a@b" when caps.dsn and
+// `dsn` has a NOTIFY list (ORCPT only for an ASCII address).
 std::string RcptToCommand(const Mailbox& rcpt);
+std::string RcptToCommand(const Mailbox& rcpt, const EhloCapabilities& caps, const DsnRequest& dsn);
 
 struct MessageOptions {
   bool allow_nul = false;   // NUL bytes are refused unless set (then they are kept)

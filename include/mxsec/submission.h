@@ -15,6 +15,7 @@
 // for byte.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -76,6 +77,14 @@ Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit);
 // address of its address list that has none. Elements it cannot read with
 // certainty (groups, quoted local parts) are left alone.
 std::string QualifyAddressField(std::string_view value, const std::string& domain);
+
+// The trace field a locally submitted message gets when it enters the
+// queue (RFC 5321 §4.4, RFC 5322 §3.6.7), as Postfix's pickup/cleanup add:
+//   Received: by HOST (mxsec, from userid UID)<eol>\tid QUEUE_ID; DATE<eol>
+// with DATE the RFC 5322 date-time of `now` in UTC and <eol> the line end
+// of `message` (CRLF when its first line ends in CRLF, else LF).
+std::string SubmissionReceivedHeader(const std::string& host, unsigned uid, const std::string& queue_id, int64_t now,
+                                     std::string_view message);
 
 // Without -i a line of a single "." ends the message (what follows is
 // dropped). Returns the length of the message before that line, or

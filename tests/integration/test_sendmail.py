@@ -263,6 +263,35 @@ class SubmissionTest(unittest.TestCase):
         self.assertEqual(m.msg["From"], '"Backup Job, Host 1" <backup@insecure.test>')
 
 
+    def test_received_trace_field_added_once_when_queued(self):
+        """The Received: field of a local submission (Postfix's pickup adds one too), under the receiver's own."""
+        q = Queue()
+        tok = new_token("received")
+        for mode, rcpt in (("-odi", "odi-%s@insecure.test" % tok), ("-odq", "odq-%s@insecure.test" % tok)):
+            p = q.sendmail([mode, "-v", "-f", SENDER, rcpt], message(tok, to=rcpt))
+            self.assertEqual(p.returncode, EX_OK, diag(p))
+            qid = re.search(rb"queued as ([0-9A-F]{17})", p.stderr)
+            self.assertIsNotNone(qid, diag(p))
+            if mode == "-odq":
+                r = q.run(["queue", "run"])
+                self.assertEqual(r.returncode, EX_OK, diag(r))
+            [m] = [x for x in postfix_wait(tok, 2 if mode == "-odq" else 1) if x.delivered_to == rcpt]
+            received = m.msg.get_all("Received")
+            ours = [v for v in received if "(mxsec" in v]
+            self.assertEqual(len(ours), 1, m.raw.decode())
+            self.assertRegex(ours[0], r"^by client\.test \(mxsec, from userid %d\)\n\tid %s; "
+                             r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                             r"\d{4} \d\d:\d\d:\d\d \+0000$" % (os.getuid(), qid.group(1).decode()))
+            # Trace fields are prepended: the receiving Postfix's comes first, ours after it, then the
+            # message's own header fields.
+            self.assertEqual(received.index(ours[0]), len(received) - 1)
+            self.assertIn("by insecure.postfix.testbed", received[0])
+            head = m.head.decode()
+            self.assertLess(head.index("(mxsec, from userid"), head.index("\nTo: " + rcpt))
+            self.assertLess(head.index("by insecure.postfix.testbed"), head.index("(mxsec, from userid"))
+        self.assertEqual(q.listing(), [])
+
+
 class QueueTest(unittest.TestCase):
     def test_deferral_then_success_only_deferred_recipient_retried(self):
         q = Queue()
@@ -525,6 +554,123 @@ class BounceTest(unittest.TestCase):
         self.assertEqual(p.returncode, EX_OK, diag(p))
         self.assertEqual(q.listing(), [])
         self.assertEqual(postfix_exactly(tok, 0), [])
+
+
+class NotifyTest(unittest.TestCase):
+    """-N success,delay,failure,never with -R and -V (RFC 3461): passed on to a next hop that announces DSN
+    (the test bed's Postfix), reported by mxsec itself for one that does not (the scripted servers)."""
+
+    def test_success_request_passed_to_a_dsn_capable_next_hop(self):
+        q = Queue()
+        tok = new_token("notifypass")
+        owner = "owner-%s@insecure.test" % tok
+        rcpt = "rcpt-%s@insecure.test" % tok
+        p = q.sendmail(["-odi", "-N", "success,failure", "-R", "hdrs", "-V", "envid-" + tok, "-f", owner, rcpt],
+                       message(tok, to=rcpt))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        got = {m.delivered_to: m for m in postfix_exactly(tok, 2)}
+        self.assertEqual(sorted(got), sorted([owner, rcpt]), diag(p))
+        # Postfix took NOTIFY=SUCCESS, ORCPT and ENVID: its own report, "delivered", comes to the sender.
+        d = got[owner]
+        self.assertEqual(d.return_path, "<>")
+        self.assertEqual(d.msg.get_content_type(), "multipart/report")
+        status, returned = dsn_parts(d)
+        self.assertIsNotNone(status, d.raw.decode())
+        self.assertIn("Action: delivered", status)
+        self.assertIn("Original-Envelope-Id: envid-" + tok, status)
+        self.assertIn("Original-Recipient: rfc822;" + rcpt, status)
+        self.assertRegex(status, r"Reporting-MTA: dns; [a-z.]*postfix\.testbed")
+        self.assertNotIn("relayed", status)          # mxsec does not report what the next hop reports
+        self.assertIn("sendmail test " + tok, returned)
+        self.assertEqual(q.listing(), [])
+
+    def test_success_reported_as_relayed_when_the_next_hop_has_no_dsn(self):
+        q = Queue()
+        tok = new_token("relayed")
+        owner = "owner-%s@insecure.test" % tok
+        rcpt = "ok-%s@rcpt.insecure.test" % tok
+        p = q.sendmail(["-odi", "-N", "success", "-R", "full", "-V", "envid-" + tok, "-f", owner, rcpt],
+                       message(tok, to=rcpt))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [rec] = records_wait(tok)
+        self.assertEqual(rec["mail_from"], owner)
+        # The scripted server announces no DSN: no RET/ENVID, no NOTIFY/ORCPT (RFC 3461 §4: only when announced).
+        self.assertEqual([x for x in rec["mail_params"] if x.split("=")[0].upper() in ("RET", "ENVID")], [])
+        self.assertEqual(rec["rcpt_params"], [[]])
+        [d] = postfix_exactly(tok, 1)
+        self.assertEqual(d.delivered_to, owner)
+        self.assertEqual(d.return_path, "<>")
+        self.assertEqual(d.msg["Subject"], "Successful Mail Delivery Report")
+        self.assertIn("MAILER-DAEMON@insecure.test", d.msg["From"])
+        status, returned = dsn_parts(d)
+        self.assertIsNotNone(status, d.raw.decode())
+        self.assertIn("Final-Recipient: rfc822; " + rcpt, status)
+        self.assertIn("Action: relayed", status)
+        self.assertIn("Status: 2.0.0", status)
+        self.assertIn("Remote-MTA: dns; mx.rcpt.insecure.test", status)
+        self.assertIn("Original-Envelope-Id: envid-" + tok, status)
+        self.assertIn("Reporting-MTA: dns; client.test", status)
+        self.assertIn("sendmail test " + tok, returned)     # headers only
+        self.assertNotIn("Body of " + tok, returned)
+        self.assertEqual(q.listing(), [])
+
+    def test_no_success_report_without_asking_or_to_the_null_sender(self):
+        q = Queue()
+        tok = new_token("nosuccess")
+        plain = "ok-plain-%s@rcpt.insecure.test" % tok
+        nulls = "ok-null-%s@rcpt.insecure.test" % tok
+        p = q.sendmail(["-odi", "-f", SENDER, plain], message(tok, to=plain))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        p = q.sendmail(["-odi", "-N", "success", "-f", "<>", nulls], message(tok, to=nulls))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        recs = records_wait(tok, 2)
+        self.assertEqual(sorted((r["mail_from"], r["rcpt_to"][0]) for r in recs), sorted([(SENDER, plain), ("", nulls)]))
+        self.assertEqual(postfix_exactly(tok, 0), [])
+        self.assertEqual(q.listing(), [])
+
+    def test_delay_warning_once_after_queue_delay_warning(self):
+        q = Queue(extra=["queue_delay_warning = 1s"])
+        tok = new_token("delay")
+        dflt = "defer-dflt-%s@rcpt.insecure.test" % tok     # no -N: failure and delay (as Postfix)
+        fonly = "defer-fonly-%s@rcpt.insecure.test" % tok   # -N failure: no delay report
+        nulls = "defer-null-%s@rcpt.insecure.test" % tok    # null sender: never
+        for args, rcpt in (([], dflt), (["-N", "failure"], fonly), (["-N", "delay"], nulls)):
+            sender = "<>" if rcpt == nulls else SENDER
+            p = q.sendmail(["-odq", "-f", sender] + args + [rcpt], message(tok, to=rcpt))
+            self.assertEqual(p.returncode, EX_OK, diag(p))
+        # A first attempt with the warning off: deferred, no report.
+        r = q.run(["-o", "queue_delay_warning=0", "queue", "flush"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(len(q.listing()), 3)
+        self.assertEqual(postfix_exactly(tok, 0), [])
+        # Once every message is older than the warning time (1 s), an attempt reports the delay ...
+        newest = max(e["queued_at"] for e in q.listing())
+        while time.time() < newest + 2:
+            time.sleep(0.2)
+        r = q.run(["queue", "flush"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        [d] = postfix_wait(tok)
+        self.assertEqual(d.delivered_to, SENDER)
+        self.assertEqual(d.return_path, "<>")
+        self.assertEqual(d.msg["Subject"], "Delayed Mail (still being retried)")
+        status, returned = dsn_parts(d)
+        self.assertIsNotNone(status, d.raw.decode())
+        self.assertIn("Final-Recipient: rfc822; " + dflt, status)
+        self.assertIn("Action: delayed", status)
+        self.assertIn("Status: 4.2.0", status)
+        self.assertIn("Diagnostic-Code: smtp; 451 4.2.0", status)
+        self.assertIn("Will-Retry-Until:", status)
+        self.assertNotIn(fonly, status)
+        self.assertNotIn(nulls, status)
+        self.assertIn("To: " + dflt, returned)
+        warned = {e["recipients"][0]["address"]: e["delay_warned"] for e in q.listing()}
+        self.assertEqual(warned, {dflt: True, fonly: False, nulls: False})
+        # ... once: a later attempt does not repeat it; all three are still queued.
+        r = q.run(["queue", "flush"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(len(postfix_exactly(tok, 1)), 1)
+        self.assertEqual(len(q.listing()), 3)
+        self.assertEqual(records(tok), [])
 
 
 class MalformedTest(unittest.TestCase):

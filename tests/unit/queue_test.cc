@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -63,22 +64,32 @@ struct FakeDeliverer {
   std::map<std::string, int> per_rcpt;
   std::mutex mu;
   std::vector<std::string> senders;
+  std::vector<DsnRequest> dsn_requests;
   bool defer_all = false;
+  // Domains whose server announces DSN: a NOTIFY= list is passed on there.
+  std::vector<std::string> dsn_domains;
   DomainDeliverer Fn() {
-    return [this](const std::string&, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
-                  const PreparedMessage&) {
+    return [this](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
+                  const PreparedMessage&, const DsnRequest& dsn) {
       ++calls;
       std::vector<RecipientOutcome> out;
       std::lock_guard<std::mutex> l(mu);
       senders.push_back(sender.ToString());
+      dsn_requests.push_back(dsn);
+      bool passed = !dsn.notify.empty() &&
+                    std::find(dsn_domains.begin(), dsn_domains.end(), domain) != dsn_domains.end();
       for (const Mailbox& m : rcpts) {
         ++per_rcpt[m.ToString()];
         RecipientOutcome o;
         o.recipient = m;
+        o.dsn_passed = passed;
         if (!defer_all && m.local.rfind("ok", 0) == 0) {
           o.status = RcptStatus::kDelivered;
           o.code = "2.0.0";
           o.reply = "250 2.0.0 ok";
+          o.relay_host = "mx." + m.domain;
+          o.relay_address = "127.0.0.9";
+          o.relay_port = 25;
         } else if (!defer_all && m.local.rfind("reject", 0) == 0) {
           o.status = RcptStatus::kBounced;
           o.code = "5.1.1";
@@ -401,6 +412,10 @@ TEST_CASE("config: queue keys and durations") {
   CHECK_FALSE(ParseConfigText("queue_retry_min = 0\n", "q.conf", &d).ok());
   CHECK_FALSE(ParseConfigText("message_size_limit = 10M\n", "q.conf", &d).ok());
   CHECK_FALSE(ParseConfigText("queue_lifetime = 101d\n", "q.conf", &d).ok());
+  CHECK(d.queue_delay_warning == 0);   // off unless configured (Postfix's delay_warning_time = 0h)
+  CHECK(ParseConfigText("queue_delay_warning = 4h\n", "q.conf", &d).ok());
+  CHECK(d.queue_delay_warning == 4 * 3600);
+  CHECK_FALSE(ParseConfigText("queue_delay_warning = soon\n", "q.conf", &d).ok());
 }
 
 TEST_CASE("dsn: an 8-bit returned message is declared 8bit") {
@@ -417,4 +432,189 @@ TEST_CASE("dsn: an 8-bit returned message is declared 8bit") {
   CHECK(d.find("Content-Type: message/rfc822\nContent-Transfer-Encoding: 8bit\n\nSubject: s\n") != std::string::npos);
   in.original = "Subject: s\n\nplain\n";
   CHECK(BuildDsn(in).find("Content-Transfer-Encoding") == std::string::npos);
+}
+
+TEST_CASE("queue: a submission prefix names the queue ID it is stored under, and counts in the size") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  int calls = 0;
+  auto id = q->Submit(kMsg, Env("a@client.test", {"x@one.test"}), &clock, nullptr, nullptr,
+                      [&](const std::string& qid) {
+                        ++calls;
+                        return "Received: by client.test (mxsec, from userid 7)\n\tid " + qid + "; date\n";
+                      });
+  REQUIRE_MESSAGE(id.ok(), id.error());
+  CHECK(calls == 1);
+  const std::string want = "Received: by client.test (mxsec, from userid 7)\n\tid " + id.value() + "; date\n" + kMsg;
+  CHECK(q->ReadMessage(id.value()).value() == want);
+  CHECK(q->ReadEnvelope(id.value())->size == want.size());
+  // Without a prefix the message is stored as given.
+  auto id2 = q->Submit(kMsg, Env("a@client.test", {"x@one.test"}), &clock, nullptr);
+  REQUIRE(id2.ok());
+  CHECK(q->ReadMessage(id2.value()).value() == kMsg);
+}
+
+namespace {
+// The DSNs in the queue other than `except`: (message text) for each.
+std::vector<std::string> QueuedDsns(Queue& q, const std::string& except) {
+  std::vector<std::string> out;
+  for (const std::string& id : q.Ids()) {
+    if (id == except) continue;
+    auto env = q.ReadEnvelope(id);
+    if (env.ok() && env->is_bounce) out.push_back(q.ReadMessage(id).value());
+  }
+  return out;
+}
+bool Has(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("queue: -N success: a hop without DSN gets the request not, and the sender a relayed report") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  QueuedEnvelope e = Env("a@client.test", {"ok1@plain.test", "ok2@dsn.test"});
+  e.notify_success = true;
+  e.notify_delay = false;
+  e.dsn_notify = "SUCCESS,FAILURE";
+  e.dsn_ret = "HDRS";
+  e.envid = "env-1";
+  auto id = q->Submit(kMsg, e, &clock, nullptr);
+  REQUIRE(id.ok());
+  FakeDeliverer fake;
+  fake.dsn_domains = {"dsn.test"};
+  ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                         nullptr);
+  CHECK(r.removed);
+  CHECK(r.dsn_id.empty());   // no failure
+  REQUIRE(r.dsn_ids.size() == 1);
+  // The request went to both deliverers as given (whether to send it is the SMTP client's business).
+  REQUIRE(fake.dsn_requests.size() == 2);
+  for (const DsnRequest& d : fake.dsn_requests) {
+    CHECK(d.notify == "SUCCESS,FAILURE");
+    CHECK(d.ret == "HDRS");
+    CHECK(d.envid == "env-1");
+  }
+  auto denv = q->ReadEnvelope(r.dsn_ids[0]);
+  REQUIRE(denv.ok());
+  CHECK(denv->sender.empty());
+  CHECK(denv->is_bounce);
+  CHECK(denv->recipients[0].address == "a@client.test");
+  std::string d = q->ReadMessage(r.dsn_ids[0]).value();
+  CHECK(Has(d, "Subject: Successful Mail Delivery Report\n"));
+  CHECK(Has(d, "Final-Recipient: rfc822; ok1@plain.test\nAction: relayed\nStatus: 2.0.0\n"));
+  CHECK(Has(d, "Remote-MTA: dns; mx.plain.test"));
+  CHECK(Has(d, "Original-Envelope-Id: env-1"));
+  CHECK_FALSE(Has(d, "ok2@dsn.test"));    // that hop took NOTIFY= and reports itself
+  CHECK_FALSE(Has(d, "body line"));       // headers only
+  CHECK(Has(d, "text/rfc822-headers"));
+  CHECK(PrepareMessage(d, MessageOptions{}).ok());
+}
+
+TEST_CASE("queue: no success report without -N success, and never to the null sender") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  FakeDeliverer fake;
+  auto plain = q->Submit(kMsg, Env("a@client.test", {"ok@plain.test"}), &clock, nullptr);
+  QueuedEnvelope null_env = Env("", {"ok@plain.test"});
+  null_env.notify_success = true;
+  null_env.dsn_notify = "SUCCESS";
+  auto null_id = q->Submit(kMsg, null_env, &clock, nullptr);
+  REQUIRE(plain.ok());
+  REQUIRE(null_id.ok());
+  ProcessReport r1 = ProcessQueuedMessage(q.value(), plain.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                          nullptr);
+  ProcessReport r2 = ProcessQueuedMessage(q.value(), null_id.value(), QueueLock(), true, fake.Fn(), &clock,
+                                          Settings(), nullptr);
+  CHECK(r1.removed);
+  CHECK(r2.removed);
+  CHECK(r1.dsn_ids.empty());
+  CHECK(r2.dsn_ids.empty());
+  CHECK(q->Ids().empty());
+  // Nothing asked: nothing passed on.
+  REQUIRE(fake.dsn_requests.size() == 2);
+  CHECK(fake.dsn_requests[0].notify.empty());
+  CHECK(fake.dsn_requests[1].notify.empty());   // the null sender's request is not passed on either
+}
+
+TEST_CASE("queue: one failure report and one success report from one attempt") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  QueuedEnvelope e = Env("a@client.test", {"ok@plain.test", "reject@plain.test"});
+  e.notify_success = true;
+  e.dsn_notify = "SUCCESS,FAILURE";
+  auto id = q->Submit(kMsg, e, &clock, nullptr);
+  REQUIRE(id.ok());
+  FakeDeliverer fake;
+  ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                         nullptr);
+  CHECK(r.removed);
+  REQUIRE(r.dsn_ids.size() == 2);
+  CHECK(r.dsn_ids[0] == r.dsn_id);
+  std::string failed = q->ReadMessage(r.dsn_ids[0]).value();
+  std::string relayed = q->ReadMessage(r.dsn_ids[1]).value();
+  CHECK(Has(failed, "Final-Recipient: rfc822; reject@plain.test\nAction: failed\n"));
+  CHECK_FALSE(Has(failed, "ok@plain.test"));
+  CHECK(Has(relayed, "Final-Recipient: rfc822; ok@plain.test\nAction: relayed\n"));
+  CHECK_FALSE(Has(relayed, "reject@plain.test"));
+  // Distinct Message-IDs.
+  auto mid = [](const std::string& m) { return m.substr(m.find("Message-ID:"), m.find('\n', m.find("Message-ID:")) - m.find("Message-ID:")); };
+  CHECK(mid(failed) != mid(relayed));
+}
+
+TEST_CASE("queue: a delayed report once after queue_delay_warning, when asked, never when off") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  QueueSettings s = Settings();
+  s.delay_warning = 3600;
+  FakeDeliverer fake;
+  // Default (no -N): delay warnings on, as Postfix; -N failure: off; null sender: never.
+  auto dflt = q->Submit(kMsg, Env("a@client.test", {"defer@one.test", "ok@one.test"}), &clock, nullptr);
+  QueuedEnvelope fonly = Env("a@client.test", {"defer@one.test"});
+  fonly.notify_delay = false;
+  fonly.dsn_notify = "FAILURE";
+  auto failure_only = q->Submit(kMsg, fonly, &clock, nullptr);
+  auto null_id = q->Submit(kMsg, Env("", {"defer@one.test"}), &clock, nullptr);
+  REQUIRE(dflt.ok());
+  REQUIRE(failure_only.ok());
+  REQUIRE(null_id.ok());
+  auto run = [&](const std::string& id, const QueueSettings& st) {
+    return ProcessQueuedMessage(q.value(), id, QueueLock(), true, fake.Fn(), &clock, st, nullptr);
+  };
+  // Before the warning time: nothing.
+  clock.Advance(3599);
+  CHECK(run(dflt.value(), s).dsn_ids.empty());
+  // Past it, but the setting is off (0): nothing.
+  clock.Advance(1);
+  CHECK(run(dflt.value(), Settings()).dsn_ids.empty());
+  CHECK_FALSE(q->ReadEnvelope(dflt.value())->delay_warned);
+  // Past it: one report, listing the pending recipient only.
+  ProcessReport r = run(dflt.value(), s);
+  REQUIRE(r.dsn_ids.size() == 1);
+  CHECK(r.dsn_id.empty());
+  std::string d = q->ReadMessage(r.dsn_ids[0]).value();
+  CHECK(Has(d, "Subject: Delayed Mail (still being retried)\n"));
+  CHECK(Has(d, "Final-Recipient: rfc822; defer@one.test\nAction: delayed\nStatus: 4.2.0\n"));
+  CHECK(Has(d, "Diagnostic-Code: smtp; 451 4.2.0 try later"));
+  CHECK(Has(d, "Will-Retry-Until: " + Rfc5322Date(1700000000 + 5 * 86400)));
+  CHECK(Has(d, "THIS IS A WARNING ONLY"));
+  CHECK_FALSE(Has(d, "ok@one.test"));   // delivered on the first attempt
+  CHECK_FALSE(Has(d, "body line"));
+  CHECK(PrepareMessage(d, MessageOptions{}).ok());
+  CHECK(q->ReadEnvelope(dflt.value())->delay_warned);
+  // Once: later attempts do not repeat it.
+  clock.Advance(7200);
+  CHECK(run(dflt.value(), s).dsn_ids.empty());
+  // -N failure and the null sender: never.
+  CHECK(run(failure_only.value(), s).dsn_ids.empty());
+  CHECK(run(null_id.value(), s).dsn_ids.empty());
+  CHECK(QueuedDsns(q.value(), "").size() == 1);
 }

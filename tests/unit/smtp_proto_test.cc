@@ -319,8 +319,11 @@ TEST_CASE("smtp_proto: EHLO capabilities") {
       "250-AUTH PLAIN LOGIN\r\n"
       "250-AUTH=LOGIN\r\n"
       "250-REQUIRETLS\r\n"
+      "250-dsn\r\n"
       "250 STARTTLS\r\n");
   EhloCapabilities c = ParseEhlo(r);
+  CHECK(c.dsn);
+  CHECK_FALSE(ParseEhlo(One("250-mx.example.org\r\n250 PIPELINING\r\n")).dsn);
   CHECK(c.starttls);
   CHECK(c.pipelining);
   CHECK(c.eightbitmime);
@@ -331,7 +334,7 @@ TEST_CASE("smtp_proto: EHLO capabilities") {
   REQUIRE(c.size.has_value());
   CHECK(*c.size == 10240000);
   CHECK(c.keywords == std::vector<std::string>{"PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
-                                               "CHUNKING", "AUTH", "REQUIRETLS", "STARTTLS"});
+                                               "CHUNKING", "AUTH", "REQUIRETLS", "DSN", "STARTTLS"});
 
   // The greeting line is not a keyword.
   c = ParseEhlo(One("250-STARTTLS\r\n250 PIPELINING\r\n"));
@@ -586,4 +589,29 @@ TEST_CASE("smtp_proto: property: data has no bare CR/LF and un-stuffs to the inp
     // The only line that is a lone "." is the terminator.
     CHECK(("\r\n" + d).find("\r\n.\r\n") == d.size() - 3);
   }
+}
+
+TEST_CASE("smtp_proto: DSN parameters (RFC 3461) only to a server that announces DSN") {
+  Mailbox s = ParseMailbox("sender@example.org", false).value();
+  Mailbox r = ParseMailbox("rcpt+tag@example.org", false).value();
+  Mailbox u = ParseMailbox("r\xc3\xa9@example.org", false).value();
+  EhloCapabilities dsn;
+  dsn.dsn = true;
+  EhloCapabilities plain;
+  DsnRequest req{"SUCCESS,FAILURE", "HDRS", "job=42 x"};
+
+  CHECK(XtextEncode("a+b=c d\x01~!") == "a+2Bb+3Dc+20d+01~!");
+  CHECK(MailFromCommand(s, dsn, 0, false, &req) == "MAIL FROM:<sender@example.org> RET=HDRS ENVID=job+3D42+20x");
+  CHECK(MailFromCommand(s, plain, 0, false, &req) == "MAIL FROM:<sender@example.org>");
+  CHECK(MailFromCommand(s, dsn, 0, false, nullptr) == "MAIL FROM:<sender@example.org>");
+  DsnRequest nothing;
+  CHECK(MailFromCommand(s, dsn, 0, false, &nothing) == "MAIL FROM:<sender@example.org>");
+
+  CHECK(RcptToCommand(r, dsn, req) == "RCPT TO:<rcpt+tag@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;rcpt+2Btag@example.org");
+  CHECK(RcptToCommand(r, plain, req) == "RCPT TO:<rcpt+tag@example.org>");
+  CHECK(RcptToCommand(r, dsn, DsnRequest{}) == "RCPT TO:<rcpt+tag@example.org>");   // nothing asked: nothing said
+  CHECK(RcptToCommand(r, dsn, DsnRequest{"NEVER", "", ""}) ==
+        "RCPT TO:<rcpt+tag@example.org> NOTIFY=NEVER ORCPT=rfc822;rcpt+2Btag@example.org");
+  // ORCPT's rfc822 type is for ASCII addresses (RFC 6533 has its own): left out for a UTF-8 one.
+  CHECK(RcptToCommand(u, dsn, req) == "RCPT TO:<r\xc3\xa9@example.org> NOTIFY=SUCCESS,FAILURE");
 }

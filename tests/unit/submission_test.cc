@@ -179,3 +179,25 @@ TEST_CASE("headers: addresses without a domain are qualified, nothing else chang
         "From: root@x.test (Cron Daemon)\nTo: admin@x.test\nSubject: root\nX-Other: root\n\nroot\n");
   CHECK(r->qualified);
 }
+
+TEST_CASE("submission: the Received: trace field of a locally submitted message") {
+  // 1700000000 = Tue, 14 Nov 2023 22:13:20 UTC
+  CHECK(SubmissionReceivedHeader("client.test", 1000, "6553F1000ABCDE123", 1700000000, "Subject: x\n\nbody\n") ==
+        "Received: by client.test (mxsec, from userid 1000)\n\tid 6553F1000ABCDE123; Tue, 14 Nov 2023 22:13:20 +0000\n");
+  // A message with CRLF line ends gets CRLF in the field too.
+  CHECK(SubmissionReceivedHeader("h.example", 0, "ID", 1700000000, "Subject: x\r\n\r\nbody\r\n") ==
+        "Received: by h.example (mxsec, from userid 0)\r\n\tid ID; Tue, 14 Nov 2023 22:13:20 +0000\r\n");
+}
+
+TEST_CASE("sendmail options: -N and -V are checked as RFC 3461 says") {
+  CHECK(Parse({"-N", "success,delay,failure", "a@b"}).notify == "success,delay,failure");
+  CHECK(Parse({"-NNever", "a@b"}).notify == "never");
+  auto mixed = ParseSendmailArgs({"-N", "never,success", "a@b"});
+  REQUIRE_FALSE(mixed.ok());
+  CHECK(mixed.error().find("never cannot be combined") != std::string::npos);
+  CHECK(Parse({"-V", "job-42", "a@b"}).envid == "job-42");
+  auto space = ParseSendmailArgs({"-V", "has space", "a@b"});
+  REQUIRE_FALSE(space.ok());
+  CHECK(space.error().find("-V has space") != std::string::npos);
+  CHECK_FALSE(ParseSendmailArgs({"-V", std::string(101, 'x'), "a@b"}).ok());
+}

@@ -4,6 +4,7 @@
 # per message as Postfix's pipe(8) runs it, 4 at a time, both in one run.
 #
 #   tools/bench/deliver_bench.sh [M]      (default 1000; run as root)
+#   MXSEC=build-h4/mxsec tools/bench/deliver_bench.sh   (an existing build; default build-release)
 #
 # mxsec does its whole job per message: MX, address, TLSA and MTA-STS
 # lookups, DANE-EE verification (ee.dane.test), then SMTP. msmtp is given
@@ -13,20 +14,12 @@
 # checks that every message arrived in Postfix's Maildir.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/bench/lib.sh
 M=${1:-1000}
-TB=/tmp/mxsec-bench-deliver-tb
-WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
-exec 9>/tmp/mxsec-testbed.lock
-flock 9   # one test bed at a time on a machine: its addresses are fixed
-trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-
-[ -f build-release/build.ninja ] || meson setup build-release -Dbuildtype=release >/dev/null
-ninja -C build-release >/dev/null
-MXSEC=$PWD/build-release/mxsec
+bench_build_mxsec
 command -v msmtp >/dev/null || { echo "msmtp missing: run tools/setup.sh" >&2; exit 1; }
-
-tools/testbed/testbed.sh start "$TB" >/dev/null 2>&1
-. "$TB/env.sh"
+bench_lock_and_dirs
+bench_start_testbed
 MAILDIR=$TB_MAILDIR
 
 # A 2 KB message; each copy gets a unique token in the Subject.
@@ -36,22 +29,7 @@ make_msg() {  # token
     "$1" "$1" "$body"
 }
 for ((i = 1; i <= M; i++)); do make_msg "mx$i" > "$WORK/mx$i.eml"; make_msg "ms$i" > "$WORK/ms$i.eml"; done
-
-cat > "$WORK/msmtprc" <<EOF2
-defaults
-tls on
-tls_starttls on
-tls_trust_file $TB/pki/ca.pem
-tls_host_override mx.ee.dane.test
-logfile $WORK/msmtp.log
-account bench
-host 127.0.55.1
-port 25
-from bench@client.test
-auth off
-account default : bench
-EOF2
-chmod 600 "$WORK/msmtprc"
+bench_msmtprc "$WORK/msmtprc"
 
 run() {  # label prefix command...   (message file as stdin, 4 in parallel)
   local label=$1 prefix=$2; shift 2

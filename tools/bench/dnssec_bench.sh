@@ -16,16 +16,12 @@
 # MTA-STS is switched off: this measures DNS and DNSSEC only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MXSEC=$(readlink -f "${1:-build/mxsec}")
+. tools/bench/lib.sh
+MXSEC=${1:-build/mxsec}
 N=${2:-200}
-[ -x "$MXSEC" ] || { echo "no mxsec binary at $MXSEC" >&2; exit 1; }
-exec 9>/tmp/mxsec-testbed.lock
-flock 9   # one test bed at a time on a machine: its addresses are fixed
-TB=$(mktemp -d /tmp/mxsec-tb.XXXXXX)
-WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
-trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK" "$TB"' EXIT
-
-TB_BULK=$N tools/testbed/testbed.sh start "$TB" >/dev/null
+bench_build_mxsec   # the binary given (MXSEC is set): only checked
+bench_lock_and_dirs
+bench_start_testbed "$N"
 CONF=$TB/mxsec.conf
 {
   for ((i = 1; i <= N; i++)); do echo "b$i.dane.test"; done

@@ -4,6 +4,7 @@
 # Debian tool an administrator would otherwise use for MTA-STS lookups).
 #
 #   tools/bench/policy_bench.sh [N]     (default N = 1000; run as root)
+#   MXSEC=build-h4/mxsec tools/bench/policy_bench.sh   (an existing build; default build-release)
 #
 # Starts a test bed with N DANE domains (bK.dane.test) and N MTA-STS domains
 # (bK.sts.test), then measures, in one run:
@@ -18,17 +19,12 @@
 # unbound, with SSL_CERT_FILE pointing at the test bed's CA.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tools/bench/lib.sh
 N=${1:-1000}
-TB=/tmp/mxsec-bench-tb
-WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
-trap 'tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true; rm -rf "$WORK" "$TB"' EXIT
-
-[ -f build-release/build.ninja ] || meson setup build-release -Dbuildtype=release >/dev/null
-ninja -C build-release >/dev/null
-MXSEC=$PWD/build-release/mxsec
+bench_build_mxsec
 command -v mta-sts-query >/dev/null || { echo "mta-sts-query missing: run tools/setup.sh" >&2; exit 1; }
-
-TB_BULK=$N tools/testbed/testbed.sh start "$TB" >/dev/null
+bench_lock_and_dirs
+bench_start_testbed "$N"
 CONF=$TB/mxsec.conf
 for ((i = 1; i <= N; i++)); do echo "b$i.dane.test"; done > "$WORK/dane.list"
 for ((i = 1; i <= N; i++)); do echo "b$i.sts.test"; done > "$WORK/sts.list"

@@ -24,32 +24,20 @@ set -euo pipefail
 export LC_ALL=C
 umask 022
 cd "$(dirname "$0")/../.."
+. tools/bench/lib.sh
 M=${1:-1000}
-TB=$(mktemp -d /tmp/mxsec-tb.XXXXXX)
-WORK=$(mktemp -d /tmp/mxsec-bench.XXXXXX)
-exec 9>/tmp/mxsec-testbed.lock
-flock 9   # one test bed at a time on a machine: its addresses are fixed
+bench_build_mxsec
+command -v msmtp >/dev/null || { echo "msmtp missing: run tools/setup.sh" >&2; exit 1; }
+bench_lock_and_dirs
 CG=""
-cleanup() {
-  tools/testbed/testbed.sh stop "$TB" >/dev/null 2>&1 || true
+leave_cgroup() {  # move what is left of the run out of its cgroup, then remove it
   if [ -n "$CG" ] && [ -d "$CG" ]; then
     while read -r p; do echo "$p" > /sys/fs/cgroup/cgroup.procs 2>/dev/null || true; done < "$CG/cgroup.procs"
     rmdir "$CG" 2>/dev/null || true
   fi
-  rm -rf "$WORK" "$TB"
 }
-trap cleanup EXIT
-
-if [ -z "${MXSEC:-}" ]; then
-  [ -f build-release/build.ninja ] || meson setup build-release -Dbuildtype=release >/dev/null
-  ninja -C build-release >/dev/null
-  MXSEC=build-release/mxsec
-fi
-MXSEC=$(readlink -f "$MXSEC")
-command -v msmtp >/dev/null || { echo "msmtp missing: run tools/setup.sh" >&2; exit 1; }
-
-tools/testbed/testbed.sh start "$TB" >/dev/null 2>&1
-. "$TB/env.sh"
+bench_on_exit leave_cgroup
+bench_start_testbed
 MAILDIR=$TB_MAILDIR
 CONF=$WORK/mxsec.conf
 { cat "$TB_CONF"; echo "queue_dir = $WORK/queue"; echo "state_dir = $WORK/state"; } > "$CONF"
@@ -63,21 +51,7 @@ for ((i = 1; i <= M; i++)); do
   done
 done
 
-cat > "$WORK/msmtprc" <<EOF2
-defaults
-tls on
-tls_starttls on
-tls_trust_file $TB/pki/ca.pem
-tls_host_override mx.ee.dane.test
-logfile $WORK/msmtp.log
-account bench
-host 127.0.55.1
-port 25
-from bench@client.test
-auth off
-account default : bench
-EOF2
-chmod 600 "$WORK/msmtprc"
+bench_msmtprc "$WORK/msmtprc"
 
 arrived() {  # arrived PREFIX -> number of messages "bench PREFIX<n>" in the Maildir
   grep -l "^Subject: bench $1[0-9]" "$MAILDIR"/new/* "$MAILDIR"/cur/* 2>/dev/null | wc -l || true

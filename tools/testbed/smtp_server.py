@@ -145,6 +145,7 @@ class Session:
         self.mail_from = None
         self.mail_params = []
         self.rcpt_to = []
+        self.rcpt_params = []
 
     def log(self, fmt, *args):
         log("%s %s>%s " % (self.mode, self.peer, self.local) + fmt, *args)
@@ -321,6 +322,7 @@ class Session:
             self.send("452 4.5.3 Error: too many recipients\r\n")
             return
         self.rcpt_to.append(addr)
+        self.rcpt_params.append(a[1])
         self.send("250 2.1.5 Ok\r\n")
 
     def cmd_DATA(self, arg):
@@ -366,6 +368,7 @@ class Session:
             "mail_from": self.mail_from,
             "mail_params": self.mail_params,
             "rcpt_to": self.rcpt_to,
+            "rcpt_params": self.rcpt_params,
             "data": data.decode("latin-1"),
             "tls": self.tls_version is not None,
             "tls_version": self.tls_version,

@@ -47,7 +47,10 @@
 #   - smtp_server.py (tools/testbed, /usr/bin/python3, one process): scripted SMTP servers on 127.0.56.1-8:25,
 #     one behaviour per address (table below). Each records every message it accepts (after the final "."
 #     and its 250) as DIR/smtp/<mode>/<n>.json = {"mail_from", "rcpt_to", "data" (un-dot-stuffed, latin-1
-#     decoded), "tls", "tls_version", "tls_cipher", "sni", "peer", "helo", ...}; log DIR/smtp/server.log.
+#     decoded), "tls", "tls_version", "tls_cipher", "sni", "peer", "helo", "mail_params", "rcpt_params" (one
+#     list per recipient), ...}; log DIR/smtp/server.log. They do not announce DSN (RFC 3461) in EHLO; the
+#     Postfix listeners do (Postfix's default): a NOTIFY=SUCCESS recipient there gets Postfix's own
+#     "Action: delivered" report, sent to the envelope sender (also into the catch-all Maildir).
 #
 # Address plan (fixed; defined once below):
 #   127.0.53.1:53    nsd (authoritative): test. dane.test bogus.test insecure.test sts.test; ns.test; nsec3.test
