@@ -27,7 +27,9 @@ CONF=$TB/mxsec.conf
   for ((i = 1; i <= N; i++)); do echo "b$i.dane.test"; done
   echo ee.dane.test nomx.dane.test mxinsecure.dane.test insecure.test bogus.test nosuch.dane.test nsec3.test \
     unsigned.nsec3.test wild.nsec3.test cnins.nsec3.test nosuch.nsec3.test optout.test child.optout.test \
-    nosuch.optout.test dsbad.test wrongkey.test unsupalg.test | tr ' ' '\n'
+    nosuch.optout.test dsbad.test wrongkey.test unsupalg.test rsasha256.test rsasha512.test ecdsap384.test \
+    ed25519.test ed448.test rsamd5.test dsa.test notlsa.dane.test nodata.dane.test notlsa.nsec3.test \
+    nodata.nsec3.test b.dn.dane.test b.dnins.dane.test ee.dnsec.insecure.test | tr ' ' '\n'
 } > "$WORK/domains"
 COUNT=$(wc -l < "$WORK/domains")
 for i in 1 2 3 4 5; do cat "$WORK/domains"; done > "$WORK/domains5"
