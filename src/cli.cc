@@ -23,6 +23,7 @@
 #include "mxsec/config.h"
 #include "mxsec/dns.h"
 #include "mxsec/domain_name.h"
+#include "mxsec/local_policy.h"
 #include "mxsec/local_validator.h"
 #include "mxsec/mta_sts.h"
 #include "mxsec/policy.h"
@@ -74,8 +75,12 @@ std::vector<ResolverAddress> ResolversFor(const Config& cfg) {
 // Builds the runtime from the configuration; an error names what is wrong
 // with the configuration (the caller picks the exit code).
 Status BuildRuntime(const Config& cfg, Runtime* rt) {
-  if (!cfg.local_policy_file.empty())
-    return Status::Error(cfg.source + ": local_policy_file is not available in this version");
+  std::shared_ptr<const LocalPolicy> local;
+  if (!cfg.local_policy_file.empty()) {
+    auto loaded = LocalPolicy::Load(cfg.local_policy_file);
+    if (!loaded.ok()) return Status::Error(cfg.source + ": local_policy_file: " + loaded.error());
+    local = std::make_shared<const LocalPolicy>(std::move(loaded.value()));
+  }
 
   std::vector<ResolverAddress> servers = ResolversFor(cfg);
   if (servers.empty()) return Status::Error("no DNS resolver: set dns_resolver or fix /etc/resolv.conf");
@@ -95,6 +100,7 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
   }
   ropt.description = "resolver " + names + " (AD bit)";
   PolicyOptions popt;
+  popt.local_policy = local;
   popt.mta_sts = cfg.mta_sts;
   popt.dane = cfg.dane;
   if (!cfg.dane) popt.dane_off_reason = "DANE is switched off (dane = no in " + cfg.source + ")";
@@ -147,6 +153,15 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
   fopt.total_timeout_ms = cfg.mta_sts_fetch_timeout * 1000L;
   StsFetcherFactory factory = [fopt]() { return NewCurlStsFetcher(fopt); };
   rt->engine = std::make_unique<PolicyEngine>(rt->resolver.get(), factory, rt->cache.get(), SystemClock(), popt);
+  return Status::Ok();
+}
+
+// The local policy table must be valid before any command does anything
+// (sendmail would otherwise queue a message it cannot route as asked).
+Status CheckLocalPolicy(const Config& cfg) {
+  if (cfg.local_policy_file.empty()) return Status::Ok();
+  auto loaded = LocalPolicy::Load(cfg.local_policy_file);
+  if (!loaded.ok()) return Status::Error(cfg.source + ": local_policy_file: " + loaded.error());
   return Status::Ok();
 }
 
@@ -209,6 +224,8 @@ int RunMxsec(int argc, char** argv) {
     Config cfg;
     Status loaded = LoadConfig(g.config_path, g.config_explicit, {}, &cfg);
     if (!loaded.ok()) return Fail(EX_CONFIG, base + ": " + loaded.message());
+    loaded = CheckLocalPolicy(cfg);
+    if (!loaded.ok()) return Fail(EX_CONFIG, base + ": " + loaded.message());
     return RunSendmail(g, cfg, args, base);
   }
 
@@ -265,6 +282,7 @@ int RunMxsec(int argc, char** argv) {
   }
   Config cfg;
   Status loaded = LoadConfig(g.config_path, g.config_explicit, g.overrides, &cfg);
+  if (loaded.ok()) loaded = CheckLocalPolicy(cfg);
   if (command == "deliver") {
     // pipe(8) bounces every exit code but 75 and 71: a local problem must
     // never bounce mail that a corrected setup would deliver.

@@ -247,6 +247,11 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
         return;
       }
       policy = rt.engine->Resolve(host.value());
+      if (!policy.override_warning.empty()) {
+        // A local rule weakened what the domain demands: never silently.
+        std::lock_guard<std::mutex> l(log_mu);
+        std::cerr << "mxsec: deliver: warning: " << policy.override_warning << "\n";
+      }
       std::vector<Mailbox> rcpts;
       for (size_t i : ids) rcpts.push_back(outcomes[i].recipient);
       std::vector<RecipientOutcome> got =

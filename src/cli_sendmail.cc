@@ -72,6 +72,11 @@ struct Logger {
     syslog(LOG_INFO, "%s", line.c_str());
     if (to_stderr) std::cerr << "mxsec: " << prefix << line << "\n";
   }
+  void Warn(const std::string& line) {
+    std::lock_guard<std::mutex> l(mu);
+    syslog(LOG_WARNING, "warning: %s", line.c_str());
+    if (to_stderr) std::cerr << "mxsec: " << prefix << "warning: " << line << "\n";
+  }
 };
 
 // What delivers queued messages: the policy engine and DeliverDomain.
@@ -83,6 +88,7 @@ class Engine {
     attempts_ = OpenAttemptLog(cfg);
     dopt_ = DeliveryOptionsFrom(cfg);
     dopt_.log = [log](const std::string& line) { (*log)(line); };
+    log_ = log;
     return Status::Ok();
   }
   DomainDeliverer Deliverer() {
@@ -100,12 +106,14 @@ class Engine {
         return out;
       }
       DomainPolicy policy = rt_.engine->Resolve(host.value());
+      if (!policy.override_warning.empty()) log_->Warn(policy.override_warning);
       return DeliverDomain(policy, sender, rcpts, msg, dopt_, attempts_.get(), SystemClock(), &dsn);
     };
   }
 
  private:
   Runtime rt_;
+  Logger* log_ = nullptr;
   std::unique_ptr<AttemptLog> attempts_;
   DeliveryOptions dopt_;
 };

@@ -202,6 +202,7 @@ class Lookups {
         rt = rt_;
       }
       DomainPolicy p = rt->engine->Resolve(domain);
+      if (!p.override_warning.empty()) Log("warning: " + p.override_warning);
       std::string reply = PostfixPolicyReply(p);
       {
         std::lock_guard<std::mutex> l(mu_);

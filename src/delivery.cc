@@ -88,7 +88,10 @@ SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx,
   o.timeouts = options.timeouts;
   o.ca_file = options.ca_file;
   o.pkix_host = mx.host;
+  o.pkix_names = mx.pkix_names;
   o.sni = mx.host;
+  if (policy.local) o.required_by = "local policy " + std::string(LocalTlsName(policy.local->policy)) +
+                                    " (local_policy_file " + policy.local->source + ")";
   if (mx.tls == HostTls::kDane) {
     for (const TlsaRecord& t : mx.tlsa) o.tlsa.push_back(t);
     // RFC 7672 §3.2.2 reference identifiers for DANE-TA; SNI is the TLSA

@@ -17,6 +17,7 @@
 
 #include "mxsec/dane.h"
 #include "mxsec/domain_name.h"
+#include "mxsec/local_policy.h"
 
 namespace mxsec {
 
@@ -125,9 +126,134 @@ void FillAddresses(const DnsAnswer& a, const DnsAnswer& aaaa, MxPolicy* mx, bool
   }
 }
 
+// What DANE or MTA-STS demanded for the domain before a local rule, in
+// words ("DANE must-tls", "MTA-STS enforce (id x) must-tls"); "" when they
+// demanded nothing.
+std::string DemandOf(const DomainPolicy& p) {
+  bool dane = p.mechanism == Mechanism::kDane, sts = p.mechanism == Mechanism::kMtaSts;
+  for (const MxPolicy& m : p.mx) {
+    dane = dane || m.tls == HostTls::kDane || m.tls == HostTls::kEncrypt;
+    sts = sts || m.tls == HostTls::kPkix;
+  }
+  sts = sts || (p.mta_sts && p.mta_sts->mode == StsMode::kEnforce);
+  std::string verdict = VerdictName(p.verdict);
+  std::string out;
+  if (dane) out = "DANE " + (p.mechanism == Mechanism::kDane ? verdict : std::string("for some MX hosts"));
+  if (sts) {
+    if (!out.empty()) out += " and ";
+    out += "MTA-STS enforce" + (p.mta_sts && !p.mta_sts->id.empty() ? " (id " + p.mta_sts->id + ")" : std::string()) +
+           (p.mechanism == Mechanism::kMtaSts ? " " + verdict : std::string());
+  }
+  return out;
+}
+
+// Applies a local_policy_file rule to a decision made from DNS and
+// MTA-STS: the rule decides every host that has an address.
+void ApplyLocalRule(const LocalRule& r, DomainPolicy* p) {
+  const std::string name = LocalTlsName(r.policy);
+  const std::string rule = "local policy " + name + " (local_policy_file " + r.source + ")";
+  p->local = r;
+  if (p->mx.empty()) {  // MX lookup failed, NXDOMAIN, null MX: no host to decide
+    p->reason += "; " + rule + " does not change that";
+    return;
+  }
+  const std::string demand = DemandOf(*p);
+  const std::string before = p->reason;
+  std::string names;
+  for (const std::string& n : r.match) names += (names.empty() ? "" : ", ") + n;
+
+  size_t usable = 0, hosts_with_address = 0;
+  for (MxPolicy& m : p->mx) {
+    if (m.addresses.empty()) continue;  // nothing to connect to, whatever the rule says
+    ++hosts_with_address;
+    const std::string was = m.reason.empty() ? std::string() : "; without the rule: " + m.reason;
+    switch (r.policy) {
+      case LocalTls::kDaneOnly:
+        if (m.tls == HostTls::kDane) {
+          m.reason = rule + ": TLS authenticated by DANE" + was;
+        } else {
+          m.tls = HostTls::kSkip;
+          m.reason = rule + " requires DANE and " + m.host + " has no secure usable TLSA records: not used" + was;
+        }
+        break;
+      case LocalTls::kVerify:
+        m.tls = HostTls::kPkix;
+        m.pkix_names = r.match;
+        m.reason = rule + ": TLS with a PKIX-valid certificate for " + (names.empty() ? m.host : names) + was;
+        break;
+      case LocalTls::kEncrypt:
+        m.tls = HostTls::kEncrypt;
+        m.reason = rule + ": TLS required, certificate not checked" + was;
+        break;
+      case LocalTls::kMay:
+        m.tls = HostTls::kMay;
+        m.reason = rule + ": STARTTLS when offered, without authentication" + was;
+        break;
+    }
+    usable += m.tls != HostTls::kSkip;
+  }
+
+  if (usable == 0) {
+    if (r.policy == LocalTls::kDaneOnly && hosts_with_address > 0) {
+      p->verdict = Verdict::kDefer;
+      p->mechanism = Mechanism::kDane;
+      p->status_code = "4.7.5";
+      p->reason = "no MX host of " + p->domain + " has secure usable TLSA records and " + rule +
+                  " requires DANE; retry later (without the rule: " + before + ")";
+    } else {  // no host has an address: the rule changes nothing
+      p->reason += "; " + rule + " does not change that";
+    }
+    return;
+  }
+  p->status_code.clear();
+  std::string what;
+  switch (r.policy) {
+    case LocalTls::kDaneOnly:
+      p->verdict = Verdict::kMustTls;
+      p->mechanism = Mechanism::kDane;
+      what = "every usable MX host requires TLS authenticated by DANE (" + std::to_string(usable) + " of " +
+             std::to_string(p->mx.size()) + " hosts usable)";
+      break;
+    case LocalTls::kVerify:
+      p->verdict = Verdict::kMustTls;
+      p->mechanism = Mechanism::kLocal;
+      what = "TLS with a PKIX-valid certificate for " +
+             (names.empty() ? std::string("the MX host name") : "one of " + names) + " required for every MX host";
+      break;
+    case LocalTls::kEncrypt:
+      p->verdict = Verdict::kMustTls;
+      p->mechanism = Mechanism::kLocal;
+      what = "TLS required for every MX host, certificate not checked";
+      break;
+    case LocalTls::kMay:
+      p->verdict = Verdict::kOpportunistic;
+      p->mechanism = Mechanism::kNone;
+      what = "STARTTLS when offered, without authentication";
+      break;
+  }
+  // dane-only never weakens DANE; every other rule replaces what DANE or
+  // MTA-STS demanded, and must say so.
+  if (r.policy != LocalTls::kDaneOnly && !demand.empty()) {
+    p->reason = rule + " overrides " + demand + ": " + what + " (without the rule: " + before + ")";
+    p->override_warning = p->domain + ": " + p->reason;
+  } else {
+    p->reason = rule + ": " + what + " (without the rule: " + before + ")";
+  }
+}
+
 }  // namespace
 
 DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fetcher) {
+  const LocalRule* rule = options_.local_policy ? options_.local_policy->Find(domain) : nullptr;
+  // dane-only makes MTA-STS irrelevant; the other rules still look, so that
+  // the reason can say what they override.
+  const bool use_sts = options_.mta_sts && !(rule && rule->policy == LocalTls::kDaneOnly);
+  DomainPolicy p = Decide(domain, fetcher, use_sts);
+  if (rule) ApplyLocalRule(*rule, &p);
+  return p;
+}
+
+DomainPolicy PolicyEngine::Decide(const std::string& domain, StsFetcher* fetcher, bool use_sts) {
   DomainPolicy p;
   p.domain = domain;
   p.dnssec_source = resolver_->describe();
@@ -140,7 +266,6 @@ DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fe
                               dnssec_mode, a.validation});
     }
   };
-  const bool use_sts = options_.mta_sts;
   const bool dane_enabled = options_.dane && resolver_->dnssec_trusted();
   std::string dane_off_reason;
   if (!options_.dane) {

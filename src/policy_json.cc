@@ -75,6 +75,12 @@ std::string PolicyToJsonLine(const DomainPolicy& p) {
   } else {
     j["resolver_check"] = nullptr;
   }
+  if (p.local) {
+    j["local_policy"] = {{"policy", LocalTlsName(p.local->policy)}, {"domain", p.local->Key()},
+                         {"source", p.local->source}, {"match", p.local->match}};
+  } else {
+    j["local_policy"] = nullptr;
+  }
   if (!p.notes.empty()) j["notes"] = p.notes;
   // Hostile DNS data may hold invalid UTF-8: replace it rather than fail.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -120,6 +126,8 @@ std::string PolicyToText(const DomainPolicy& p) {
   if (p.resolver_check && p.resolver_check->status != ResolverCheckStatus::kValidates)
     o << "  resolver check: " << ResolverCheckStatusName(p.resolver_check->status) << ": "
       << p.resolver_check->summary << "\n";
+  if (p.local) o << "  local policy: " << p.local->Key() << " " << LocalTlsName(p.local->policy) << " ("
+                 << p.local->source << ")\n";
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   return o.str();
 }

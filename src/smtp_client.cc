@@ -250,6 +250,12 @@ const char* PolicyWord(HostTls t) {
   }
 }
 
+// Who demands TLS, for messages: the local policy table when it decided.
+std::string PolicyWordFor(const SessionOptions& o) {
+  if (!o.required_by.empty()) return o.required_by;
+  return PolicyWord(o.tls);
+}
+
 // Marks the session as a host failure.
 SessionResult& HostFailed(SessionResult& r, const std::string& code, const std::string& error,
                           const std::string& failure_type = "") {
@@ -315,7 +321,7 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
         c.Write("QUIT\r\n", 1000);
         return HostFailed(r, "4.7.4",
                           std::string("STARTTLS not offered: possible downgrade, TLS required by ") +
-                              PolicyWord(o.tls),
+                              PolicyWordFor(o),
                           "starttls-not-supported");
       }
     } else {
@@ -326,7 +332,7 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
       if (rep->code != 220) {
         if (must_tls)
           return HostFailed(r, "4.7.4",
-                            "STARTTLS refused (" + rep->Summary() + "), TLS required by " + PolicyWord(o.tls),
+                            "STARTTLS refused (" + rep->Summary() + "), TLS required by " + PolicyWordFor(o),
                             "starttls-not-supported");
         // may: the server said no; carry on in plaintext on this connection.
       } else {
@@ -357,7 +363,13 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
             v = VerifyDane(DaneVerifyInput{chain, o.tlsa, o.dane_names, now});
           } else {
             r.tls.verification = "pkix";
-            v = VerifyPkix(PkixVerifyInput{chain, o.ca_file, o.pkix_host, now});
+            PkixVerifyInput in;
+            in.chain = chain;
+            in.ca_file = o.ca_file;
+            in.host = o.pkix_host;
+            in.names = o.pkix_names;
+            in.now = now;
+            v = VerifyPkix(in);
           }
           r.tls.verified = v.ok;
           r.tls.detail = v.detail;
@@ -365,13 +377,15 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
           if (!v.ok) {
             c.Bye();
             return HostFailed(r, "4.7.5",
-                              std::string("certificate verification failed (") + PolicyWord(o.tls) + "): " + v.detail,
+                              std::string("certificate verification failed (") + PolicyWordFor(o) + "): " + v.detail,
                               v.failure_type.empty() ? "validation-failure" : v.failure_type);
           }
         } else {
           r.tls.verification = "none";
-          r.tls.detail = o.tls == HostTls::kEncrypt ? "encrypted, not authenticated (TLSA records unusable)"
-                                                    : "opportunistic: certificate not checked";
+          r.tls.detail = o.tls == HostTls::kEncrypt
+                             ? (o.required_by.empty() ? std::string("encrypted, not authenticated (TLSA records unusable)")
+                                                      : "encrypted, not authenticated (" + o.required_by + ")")
+                             : std::string("opportunistic: certificate not checked");
         }
         s = ehlo(&caps);
         if (!s.ok()) return HostFailed(r, "4.5.0", "after STARTTLS: " + s.message());

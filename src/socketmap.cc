@@ -55,10 +55,27 @@ std::string PostfixPolicyReply(const DomainPolicy& p) {
       return "TEMP " + (p.status_code.empty() ? std::string() : p.status_code + " ") + reason;
     }
     case Verdict::kFail:
+      return "NOTFOUND ";
     case Verdict::kOpportunistic:
+      // A local `may` is an answer of its own: it overrides whatever
+      // DANE/MTA-STS policy Postfix would otherwise apply.
+      if (p.local && p.local->policy == LocalTls::kMay) return "OK may";
       return "NOTFOUND ";
     case Verdict::kMustTls:
       break;
+  }
+  if (p.local) {
+    // The local_policy_file rule decided (defer and fail were answered above).
+    switch (p.local->policy) {
+      case LocalTls::kDaneOnly: return "OK dane-only";
+      case LocalTls::kEncrypt: return "OK encrypt";
+      case LocalTls::kMay: return "OK may";
+      case LocalTls::kVerify: {
+        std::string match;
+        for (const std::string& n : p.local->match) match += (match.empty() ? "" : ":") + n;
+        return "OK secure match=" + (match.empty() ? std::string("hostname") : match) + " servername=hostname";
+      }
+    }
   }
   if (p.mechanism == Mechanism::kDane) {
     bool any_dane = false;

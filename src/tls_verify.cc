@@ -707,10 +707,13 @@ VerifyResult VerifyPkix(const PkixVerifyInput& input) {
     r.failure_type = FailureType(kHostMismatch);
     return r;
   }
-  auto name = MatchName(chain[0].crt.get(), {input.host});
+  const std::vector<std::string> wanted = input.names.empty() ? std::vector<std::string>{input.host} : input.names;
+  auto name = MatchName(chain[0].crt.get(), wanted);
   if (!name) {
+    std::string list;
+    for (const std::string& w : wanted) list += (list.empty() ? "" : ", ") + w;
     r.detail = "the leaf (" + chain[0].subject + ") is not valid for " +
-               (input.host.empty() ? std::string("(no host)") : input.host);
+               (list.empty() ? std::string("(no host)") : list);
     r.failure_type = FailureType(kHostMismatch);
     return r;
   }

@@ -22,6 +22,15 @@
 //   - DANE wins over MTA-STS for a host where it applies (RFC 8461 §2);
 //   - an unexpired cached MTA-STS policy keeps being enforced when the
 //     policy cannot be fetched or the TXT record disappears (RFC 8461 §5).
+//   - a rule of the local policy table (local_policy.h) decides every MX
+//     host with an address of its domain: dane-only keeps DANE hosts and
+//     skips the others (mechanism dane), verify makes every host pkix (to
+//     the rule's match= names when given) and encrypt every host encrypt
+//     (mechanism local, must-tls), may every host may (mechanism none).
+//     The lookups still run (not MTA-STS for dane-only) so that the reason,
+//     which always names local_policy_file FILE:LINE, can say what the rule
+//     overrides; a rule that weakens a DANE or MTA-STS demand says so in
+//     `override_warning` for the caller to log at warning level.
 #pragma once
 
 #include <functional>
@@ -32,6 +41,7 @@
 
 #include "mxsec/clock.h"
 #include "mxsec/dns.h"
+#include "mxsec/local_policy.h"
 #include "mxsec/mta_sts.h"
 
 namespace mxsec {
@@ -54,6 +64,7 @@ struct MxPolicy {
   std::string tlsa_base;               // name under _25._tcp. that carried the TLSA RRset
   DnssecStatus tlsa_dnssec = DnssecStatus::kIndeterminate;
   bool tlsa_looked_up = false;
+  std::vector<std::string> pkix_names; // pkix by a local verify rule with match=: accepted names (else: host)
   std::string reason;
 };
 
@@ -92,6 +103,8 @@ struct DomainPolicy {
   std::string dnssec_source;           // how statuses were obtained
   std::optional<ResolverCheck> resolver_check;  // resolver mode: the resolver's last self-check
   std::vector<LookupTrace> lookups;    // every DNS lookup made for the decision, in order
+  std::optional<LocalRule> local;      // the local_policy_file rule applied, if any
+  std::string override_warning;        // non-empty: that rule weakened what DANE/MTA-STS demand (log it)
 };
 
 struct PolicyOptions {
@@ -100,6 +113,7 @@ struct PolicyOptions {
   std::string dane_off_reason;         // when !dane: why (shown in the output)
   size_t max_mx_hosts = 20;            // hosts beyond this (by preference) are ignored
   size_t parallelism = 64;             // domains resolved at once by ResolveMany
+  std::shared_ptr<const LocalPolicy> local_policy;  // local_policy_file rules, or null
 };
 
 // Creates one fetcher per worker thread (fetchers need not be thread-safe).
@@ -121,6 +135,8 @@ class PolicyEngine {
 
  private:
   DomainPolicy ResolveWith(const std::string& domain, StsFetcher* fetcher);
+  // The decision from DNS and MTA-STS alone (`use_sts`: MTA-STS considered).
+  DomainPolicy Decide(const std::string& domain, StsFetcher* fetcher, bool use_sts);
 
   Resolver* resolver_;
   StsFetcherFactory fetchers_;

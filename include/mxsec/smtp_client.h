@@ -48,6 +48,8 @@ struct SessionOptions {
   std::string sni;                         // server name sent in the handshake
   std::string pkix_host;                   // for pkix: the name the certificate must match
   std::string ca_file;                     // for pkix
+  std::vector<std::string> pkix_names;     // for pkix: if not empty, accepted names instead of pkix_host
+  std::string required_by;                 // who demands TLS, for messages ("" : DANE/MTA-STS by `tls`)
   SmtpTimeouts timeouts;
   bool probe_only = false;                 // QUIT after TLS and EHLO, before MAIL FROM
 };

@@ -49,6 +49,10 @@ Result<std::string> SocketmapKey(std::string_view request);
 //                            (a pattern "*.example.org" covers one label,
 //                            Postfix's ".example.org" any depth: never
 //                            written as one another)
+//   decided by a local_policy_file rule (not defer or fail):
+//                            dane-only -> "OK dane-only", encrypt -> "OK encrypt",
+//                            may -> "OK may", verify -> "OK secure
+//                            match=<names, or hostname> servername=hostname"
 //   opportunistic, fail   -> "NOTFOUND " (Postfix's own default applies)
 //   defer                 -> "TEMP <reason>"
 std::string PostfixPolicyReply(const DomainPolicy& policy);

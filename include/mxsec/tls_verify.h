@@ -75,6 +75,7 @@ struct PkixVerifyInput {
   std::string ca_file;                // PEM bundle; empty: the system trust store
   std::string host;                   // the MX host name the certificate must match
   int64_t now = 0;
+  std::vector<std::string> names;     // if not empty: match one of these instead of `host` (local verify match=)
 };
 VerifyResult VerifyPkix(const PkixVerifyInput& input);
 

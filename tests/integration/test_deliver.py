@@ -682,6 +682,117 @@ class Cli(DeliverCase):
 # ---------------------------------------------------------------------------------------------------
 # probe
 # ---------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------
+# local_policy_file: the administrator's per-domain rules
+# ---------------------------------------------------------------------------------------------------
+LOCAL_TABLE = ("# deliver tests\n"
+               "wrongname.insecure.test  encrypt\n"                        # 2
+               "expired.sts.test         encrypt\n"                        # 3
+               "hsfail.insecure.test     encrypt\n"                        # 4
+               "strip.insecure.test      encrypt\n"                        # 5
+               "\n"                                                        # 6
+               "inject.insecure.test     verify\n"                         # 7
+               "wrongname.sts.test       verify match=wrong.example.net\n" # 8
+               "wrongname.dane.test      may\n"                            # 9
+               "insecure.test            dane-only\n")                     # 10
+
+
+class LocalPolicy(DeliverCase):
+    @classmethod
+    def setUpClass(cls):
+        d = os.path.join(TB, "local-policy-deliver")
+        os.makedirs(d, exist_ok=True)
+        cls.path = os.path.join(d, "local-policy")
+        with open(cls.path, "w") as f:
+            f.write(LOCAL_TABLE)
+
+    def lp_deliver(self, rcpt, tok, table=None):
+        return deliver(rcpt, tok=tok, opts=("local_policy_file=" + (table or self.path),))
+
+    def test_encrypt_delivers_to_a_wrong_name_certificate(self):
+        tok = new_token("lp-encrypt-wrongname")
+        r = self.lp_deliver("user@wrongname.insecure.test", tok)
+        ln = self.assertDelivered(r, "user@wrongname.insecure.test", verify="none",
+                                  relay="mx.wrongname.insecure.test[127.0.56.7]:25")
+        self.assertTls(ln, r)
+        self.assertRecorded("wrongname", tok, ["user@wrongname.insecure.test"], tls=True)
+        self.assertNotIn("warning", r.stderr)  # opportunistic before: nothing was weakened
+
+    def test_encrypt_delivers_to_an_expired_certificate_overriding_mta_sts(self):
+        tok = new_token("lp-encrypt-expired")
+        r = self.lp_deliver("user@expired.sts.test", tok)
+        ln = self.assertDelivered(r, "user@expired.sts.test", verify="none")
+        self.assertTls(ln, r)
+        self.assertRecorded("expired", tok, ["user@expired.sts.test"], tls=True)
+        self.assertIn("mxsec: deliver: warning: expired.sts.test: local policy encrypt (local_policy_file %s:3) "
+                      "overrides MTA-STS enforce (id exp1)" % self.path, r.stderr)
+
+    def test_encrypt_never_falls_back_to_plaintext(self):
+        tok = new_token("lp-encrypt-hsfail")
+        r = self.lp_deliver("user@hsfail.insecure.test", tok)
+        self.assertDeferred(r, "user@hsfail.insecure.test")
+        self.assertNotRecorded("hsfail", tok)
+        tok = new_token("lp-encrypt-strip")
+        r = self.lp_deliver("user@strip.insecure.test", tok)
+        ln = self.assertDeferred(r, "user@strip.insecure.test", "4.7.4")
+        self.assertIn("TLS required by local policy encrypt (local_policy_file %s:5)" % self.path, ln["reply"])
+        self.assertNotRecorded("nostarttls", tok)
+
+    def test_verify_defers_on_a_wrong_name_certificate(self):
+        tok = new_token("lp-verify-wrongname")
+        att = Attempts()
+        table = os.path.join(TB, "local-policy-deliver", "verify-wrongname")
+        with open(table, "w") as f:
+            f.write("wrongname.insecure.test verify\n")
+        r = self.lp_deliver("user@wrongname.insecure.test", tok, table)
+        ln = self.assertDeferred(r, "user@wrongname.insecure.test", "4.7.5")
+        self.assertIn("certificate verification failed (local policy verify (local_policy_file %s:1))" % table,
+                      ln["reply"])
+        self.assertNotRecorded("wrongname", tok)
+        rows = att.new("wrongname.insecure.test")
+        self.assertIn("certificate-host-mismatch", [x["failure_type"] for x in rows], rows)
+        self.assertEqual({x["mechanism"] for x in rows}, {"local"}, rows)
+
+    def test_verify_with_match_accepts_the_listed_name(self):
+        tok = new_token("lp-verify-match")
+        r = self.lp_deliver("user@wrongname.sts.test", tok)
+        ln = self.assertDelivered(r, "user@wrongname.sts.test", verify="pkix",
+                                  relay="mx.wrongname.sts.test[127.0.56.7]:25")
+        self.assertTls(ln, r)
+        self.assertRecorded("wrongname", tok, ["user@wrongname.sts.test"], tls=True)
+
+    def test_verify_on_a_host_that_injects_defers(self):
+        self.assertDeferred(self.lp_deliver("user@inject.insecure.test", new_token("lp-verify-inject")),
+                            "user@inject.insecure.test")
+
+    def test_may_delivers_to_a_dane_domain_whose_tlsa_do_not_match_with_a_warning(self):
+        tok = new_token("lp-may-dane")
+        r = self.lp_deliver("user@wrongname.dane.test", tok)
+        ln = self.assertDelivered(r, "user@wrongname.dane.test", verify="none",
+                                  relay="mx.wrongname.dane.test[127.0.56.7]:25")
+        self.assertTls(ln, r)
+        self.assertRecorded("wrongname", tok, ["user@wrongname.dane.test"], tls=True)
+        self.assertIn("mxsec: deliver: warning: wrongname.dane.test: local policy may (local_policy_file %s:9) "
+                      "overrides DANE must-tls" % self.path, r.stderr)
+
+    def test_dane_only_defers_a_domain_without_dane(self):
+        tok = new_token("lp-dane-only")
+        r = self.lp_deliver("user@insecure.test", tok)
+        self.assertDeferred(r, "user@insecure.test", "4.7.5")
+        self.assertIn("local_policy_file %s:10" % self.path, r.first)
+        self.assertEqual(postfix_absent(tok), True)
+
+    def test_bad_table_defers_without_sending(self):
+        tok = new_token("lp-bad")
+        table = os.path.join(TB, "local-policy-deliver", "bad")
+        with open(table, "w") as f:
+            f.write("insecure.test may\ninsecure.test encrypt\n")
+        r = self.lp_deliver("user@insecure.test", tok, table)
+        self.assertEqual(r.exit, EX_TEMPFAIL, r.diag())
+        self.assertTrue(r.first.startswith("4.3.5 "), r.diag())
+        self.assertIn(table + ":2: duplicate domain", r.first)
+
+
 def tlsa_data():
     out = {}
     with open(os.path.join(TB, "pki", "tlsa.txt")) as f:

@@ -408,6 +408,195 @@ class Cli(unittest.TestCase):
         self.assertEqual(p["dnssec"], "indeterminate")
 
 
+def local_table(text, name="local-policy"):
+    """Writes TEXT as a local policy file in a fresh directory under TB; returns its path."""
+    d = tempfile.mkdtemp(prefix="lp.", dir=TB)
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+class LocalPolicy(unittest.TestCase):
+    """local_policy_file: per-domain rules override DANE and MTA-STS, and every decision names its rule."""
+
+    TABLE = ("# test table\n"
+             "\n"
+             "ee.dane.test           dane-only\n"                        # 3
+             "mxinsecure.dane.test   dane-only\n"                        # 4
+             "unusable.dane.test     dane-only\n"                        # 5
+             "insecure.test          verify\n"                           # 6
+             "wrongname.insecure.test verify match=wrong.example.net:other.example.net\n"  # 7
+             "strip.insecure.test    encrypt   # no STARTTLS there\n"    # 8
+             "wrongname.dane.test    may\n"                              # 9
+             "enforce.sts.test       may\n"                              # 10
+             ".sts.test              encrypt\n"                          # 11
+             ".wildcard.sts.test     verify\n"                           # 12
+             "tlsafail.dane.test     encrypt\n"                          # 13
+             "nosuch.test            may\n")                             # 14
+
+    @classmethod
+    def setUpClass(cls):
+        cls.path = local_table(cls.TABLE)
+
+    def lp(self, *domains):
+        return policy(*domains, extra=("-o", "local_policy_file=" + self.path))
+
+    def assertFrom(self, p, line):
+        self.assertIn("local_policy_file %s:%d" % (self.path, line), p["reason"])
+        self.assertEqual(p["local_policy"]["source"], "%s:%d" % (self.path, line))
+
+    def test_dane_only_keeps_dane(self):
+        p = self.lp("ee.dane.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("must-tls", "dane"))
+        self.assertEqual(host(p, "mx.ee.dane.test")["tls"], "dane")
+        self.assertFrom(p, 3)
+        self.assertEqual(p["local_policy"]["policy"], "dane-only")
+        self.assertIsNone(p["mta_sts"])
+
+    def test_dane_only_without_usable_tlsa_defers(self):
+        for domain, mx, line in (("mxinsecure.dane.test", "mx.insecure.test", 4),
+                                 ("unusable.dane.test", "mx.unusable.dane.test", 5)):
+            p = self.lp(domain)
+            self.assertEqual((p["policy"], p["mechanism"], p["status_code"]), ("defer", "dane", "4.7.5"), domain)
+            m = host(p, mx)
+            self.assertEqual(m["tls"], "skip", domain)
+            self.assertIn("requires DANE", m["reason"])
+            self.assertFrom(p, line)
+
+    def test_verify_requires_pkix_for_the_mx_name(self):
+        p = self.lp("insecure.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("must-tls", "local"))
+        self.assertEqual(host(p, "mx.insecure.test")["tls"], "pkix")
+        self.assertIn("PKIX-valid certificate for the MX host name", p["reason"])
+        self.assertFrom(p, 6)
+
+    def test_verify_with_match_names(self):
+        p = self.lp("wrongname.insecure.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("must-tls", "local"))
+        self.assertEqual(host(p, "mx.wrongname.insecure.test")["tls"], "pkix")
+        self.assertEqual(p["local_policy"]["match"], ["wrong.example.net", "other.example.net"])
+        self.assertIn("one of wrong.example.net, other.example.net", p["reason"])
+        self.assertFrom(p, 7)
+
+    def test_encrypt(self):
+        p = self.lp("strip.insecure.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("must-tls", "local"))
+        self.assertEqual(host(p, "mx.strip.insecure.test")["tls"], "encrypt")
+        self.assertNotIn("overrides", p["reason"])  # opportunistic before: nothing weakened
+        self.assertFrom(p, 8)
+
+    def test_encrypt_over_a_failed_tlsa_lookup(self):
+        p = self.lp("tlsafail.dane.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("must-tls", "local"))
+        self.assertEqual(host(p, "mx.tlsafail.dane.test")["tls"], "encrypt")
+        self.assertIn("overrides DANE defer", p["reason"])
+        self.assertFrom(p, 13)
+
+    def test_may_overrides_dane(self):
+        p = self.lp("wrongname.dane.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("opportunistic", "none"))
+        self.assertEqual(host(p, "mx.wrongname.dane.test")["tls"], "may")
+        self.assertIn("local policy may (local_policy_file %s:9) overrides DANE must-tls" % self.path, p["reason"])
+        self.assertFrom(p, 9)
+        # without the table the same domain is DANE must-tls
+        self.assertEqual(policy("wrongname.dane.test")["policy"], "must-tls")
+
+    def test_may_overrides_mta_sts_enforce(self):
+        p = self.lp("enforce.sts.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("opportunistic", "none"))
+        self.assertEqual([m["tls"] for m in p["mx"]], ["may", "may"])
+        self.assertIn("local policy may (local_policy_file %s:10) overrides MTA-STS enforce (id enf1) must-tls"
+                      % self.path, p["reason"])
+        self.assertEqual(p["mta_sts"]["mode"], "enforce")  # still shown: the reason says what was overridden
+
+    def test_parent_rules_and_longest_suffix(self):
+        testing, wild, wild_apex = self.lp("testing.sts.test", "x.wildcard.sts.test", "wildcard.sts.test")
+        self.assertEqual((testing["policy"], testing["mechanism"]), ("must-tls", "local"))
+        self.assertEqual(host(testing, "mx.testing.sts.test")["tls"], "encrypt")
+        self.assertFrom(testing, 11)
+        # .wildcard.sts.test (line 12) is longer than .sts.test (line 11)
+        self.assertEqual(wild["local_policy"]["domain"], ".wildcard.sts.test")
+        self.assertFrom(wild, 12)
+        # ".wildcard.sts.test" is not wildcard.sts.test itself: .sts.test applies
+        self.assertEqual(wild_apex["local_policy"]["domain"], ".sts.test")
+        self.assertEqual([m["tls"] for m in wild_apex["mx"]], ["encrypt", "encrypt", "encrypt"])
+        self.assertIn("overrides MTA-STS enforce (id wc1)", wild_apex["reason"])
+
+    def test_no_rule_no_change(self):
+        p = self.lp("ta.dane.test")
+        self.assertEqual((p["policy"], p["mechanism"]), ("must-tls", "dane"))
+        self.assertIsNone(p["local_policy"])
+        self.assertNotIn("local_policy_file", p["reason"])
+
+    def test_rule_cannot_resurrect_a_nonexistent_domain(self):
+        p = self.lp("nosuch.test")
+        self.assertEqual((p["policy"], p["status_code"]), ("fail", "5.1.2"))
+        self.assertFrom(p, 14)
+
+    def test_text_output_names_the_rule(self):
+        r = mxsec("-o", "local_policy_file=" + self.path, "policy", "wrongname.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("local policy: wrongname.dane.test may (%s:9)" % self.path, r.stdout)
+
+
+class LocalPolicyErrors(unittest.TestCase):
+    """A bad table stops every command at start with EX_CONFIG (deliver: 75, as pipe(8) needs)."""
+
+    def assertConfigError(self, text, where, words, commands=(("policy", "ee.dane.test"),)):
+        path = local_table(text) if text is not None else os.path.join(TB, "no-such-dir", "local-policy")
+        for cmd in commands:
+            r = mxsec("-o", "local_policy_file=" + path, *cmd)
+            self.assertEqual(r.returncode, 78, (cmd, r.stdout, r.stderr))
+            self.assertIn(path + where, r.stderr, cmd)
+            self.assertIn(words, r.stderr, cmd)
+            self.assertEqual(r.stdout, "", cmd)
+        return path
+
+    def test_unknown_policy(self):
+        self.assertConfigError("ee.dane.test dane-only\n# x\nexample.org secure\n", ":3:",
+                               'unknown policy "secure"')
+
+    def test_plaintext_is_no_policy(self):
+        self.assertConfigError("example.org none\n", ":1:", 'unknown policy "none"')
+
+    def test_bad_domain(self):
+        self.assertConfigError("\nexa_mple.org may\n", ":2:", 'bad domain "exa_mple.org"')
+
+    def test_match_on_other_policy(self):
+        self.assertConfigError("example.org encrypt match=mx.example.org\n", ":1:",
+                               "match= is only valid with the policy verify")
+
+    def test_duplicate_domain(self):
+        self.assertConfigError("example.org may\nExample.Org. encrypt\n", ":2:", 'duplicate domain "example.org"')
+
+    def test_long_line(self):
+        self.assertConfigError("example.org may\n#" + "x" * 1000 + "\n", ":2:", "longer than 1000 characters")
+
+    def test_big_file(self):
+        self.assertConfigError("#\n" * (512 * 1024 + 1), ":", "larger than 1048576 bytes")
+
+    def test_unreadable_file(self):
+        self.assertConfigError(None, ":", "cannot open the local policy file")
+
+    def test_every_command(self):
+        msg = "From: a@example.org\nTo: b@ee.dane.test\nSubject: x\n\nbody\n"
+        path = local_table("example.org frobnicate\n")
+        for cmd in (["policy", "ee.dane.test"], ["probe", "ee.dane.test"], ["queue", "list"],
+                    ["serve", "--listen", "inet:127.0.57.9:8469"], ["sendmail", "-f", "a@example.org", "b@ee.dane.test"]):
+            r = subprocess.run([MXSEC, "--config", os.path.join(TB, "mxsec.conf"), "-o", "local_policy_file=" + path]
+                               + cmd, input=msg, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 78, (cmd, r.stderr))
+            self.assertIn(path + ':1: unknown policy "frobnicate"', r.stderr, cmd)
+        # deliver: pipe(8) bounces every code but 75, a configuration error must not bounce mail
+        r = subprocess.run([MXSEC, "--config", os.path.join(TB, "mxsec.conf"), "-o", "local_policy_file=" + path,
+                            "deliver", "-f", "a@example.org", "b@ee.dane.test"], input=msg, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertTrue(r.stdout.startswith("4.3.5 "), r.stdout)
+        self.assertIn(path + ':1: unknown policy "frobnicate"', r.stdout)
+
+
 def main():
     harness.main(sys.modules[__name__])
 

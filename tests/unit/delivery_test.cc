@@ -217,3 +217,27 @@ TEST_CASE("delivery: skipped hosts are never contacted; DANE session options car
   CHECK(o.tlsa.size() == 1);
   CHECK(o.dane_names == std::vector<std::string>{"real.example.net", "mx1.example.org", "example.org"});
 }
+
+TEST_CASE("delivery: a local verify rule passes its match= names and names itself in session options") {
+  Run r;
+  MxPolicy pkix = Host("mx1.example.org", 10, HostTls::kPkix, {"192.0.2.1"});
+  pkix.pkix_names = {"mx.partner.example", "backup.partner.example"};
+  r.policy.mx = {pkix};
+  r.policy.mechanism = Mechanism::kLocal;
+  LocalRule rule;
+  rule.domain = "example.org";
+  rule.policy = LocalTls::kVerify;
+  rule.match = pkix.pkix_names;
+  rule.source = "/etc/mxsec/local-policy:7";
+  r.policy.local = rule;
+  r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope* e) { return AllDelivered(e); };
+  auto out = r.Go({Box("a")});
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  REQUIRE(r.fake.calls.size() == 1);
+  const SessionOptions& o = r.fake.calls[0].options;
+  CHECK(o.tls == HostTls::kPkix);
+  CHECK(o.pkix_host == "mx1.example.org");
+  CHECK(o.pkix_names == std::vector<std::string>{"mx.partner.example", "backup.partner.example"});
+  CHECK(o.required_by == "local policy verify (local_policy_file /etc/mxsec/local-policy:7)");
+  CHECK(o.sni == "mx1.example.org");
+}

@@ -461,6 +461,27 @@ TEST_CASE("tls_verify: empty, garbage and overlong chains fail") {
   CHECK_FALSE(Dane(overlong, {Tlsa(3, 1, 1, "leaf.pem")}).ok);
 }
 
+TEST_CASE("tls_verify: PKIX with accepted names instead of the host (local verify match=)") {
+  const auto chain = Chain({"leaf.pem", "intermediate.pem"});
+  PkixVerifyInput in;
+  in.chain = chain;
+  in.ca_file = Path("root.pem");
+  in.host = "other.example.org";  // the MX name: not in the certificate, and not asked for
+  in.now = kNow;
+  in.names = {"nothere.example.net", "mx.example.org"};
+  VerifyResult r = VerifyPkix(in);
+  CHECK(r.ok);
+  CHECK(r.detail.find("leaf valid for mx.example.org") != std::string::npos);
+  in.names = {"nothere.example.net", "other.example.org"};
+  r = VerifyPkix(in);
+  CHECK_FALSE(r.ok);
+  CHECK(r.failure_type == "certificate-host-mismatch");
+  CHECK(r.detail.find("not valid for nothere.example.net, other.example.org") != std::string::npos);
+  in.names = {};
+  in.host = "mx.example.org";
+  CHECK(VerifyPkix(in).ok);
+}
+
 TEST_CASE("tls_verify: PKIX with a CA file") {
   const auto chain = Chain({"leaf.pem", "intermediate.pem"});
   VerifyResult r = Pkix(chain, Path("root.pem"), "mx.example.org");
