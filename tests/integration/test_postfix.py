@@ -57,6 +57,7 @@ CLIENT_ADDR = "127.0.57.1"          # the client Postfix: smtpd and smtp_bind_ad
 SERVE_ADDR = "127.0.57.2"           # mxsec serve
 SERVE_PORT = 8461                   # the server Postfix uses
 SERVE2_PORT = 8462                  # a second server, for reload and stop tests
+SERVE3_PORT = 8463                  # a third one, with a local_policy_file
 UNBOUND = "127.0.53.2"
 PIPE_USER = "nobody"                # the unprivileged account of the pipe service
 SENDER = "sender@ee.dane.test"      # DSNs to it go through mxsec to the test bed
@@ -1008,6 +1009,102 @@ class ServeLifecycle(PostfixCase):
             self.assertFalse(os.path.exists(sock), "the unix socket must be removed")
         finally:
             stop_process(p)
+
+
+LOCAL_TABLE = ("# serve tests\n"
+               "ee.dane.test            dane-only\n"                                      # 2
+               "mxinsecure.dane.test    dane-only\n"                                      # 3
+               "insecure.test           verify\n"                                         # 4
+               "enforce.sts.test        verify match=mx1.enforce.sts.test:mx2.enforce.sts.test\n"  # 5
+               "wrongname.insecure.test encrypt\n"                                        # 6
+               "wrongname.dane.test     may\n"                                            # 7
+               ".sts.test               may\n"                                            # 8
+               "nosuch.test             encrypt\n")                                       # 9
+LOCAL_REPLIES = {
+    "ee.dane.test": "OK dane-only",
+    "insecure.test": "OK secure match=hostname servername=hostname",
+    "enforce.sts.test": "OK secure match=mx1.enforce.sts.test:mx2.enforce.sts.test servername=hostname",
+    "wrongname.insecure.test": "OK encrypt",
+    "wrongname.dane.test": "OK may",        # DANE must-tls without the rule
+    "cached.sts.test": "OK may",            # MTA-STS enforce without the rule (.sts.test)
+    "testing.sts.test": "OK may",
+    "nosuch.test": "NOTFOUND ",             # a rule does not make a domain exist
+}
+
+
+class ServeLocalPolicy(PostfixCase):
+    """A server with a local_policy_file: rules become Postfix policies; SIGHUP with a broken table keeps
+    the old rules and says why."""
+
+    def test_local_rules_answered_and_reloaded(self):
+        d = os.path.join(TB, "serve3")
+        os.makedirs(d, exist_ok=True)
+        table = os.path.join(d, "local-policy")
+        with open(table, "w") as f:
+            f.write(LOCAL_TABLE)
+        conf = os.path.join(d, "mxsec.conf")
+        shutil.copy(os.path.join(TB, "mxsec.conf"), conf)
+        with open(conf, "a") as f:
+            f.write("local_policy_file = %s\n" % table)
+        log = os.path.join(d, "serve.log")
+        p = start_serve(["inet:%s:%d" % (SERVE_ADDR, SERVE3_PORT)], conf, log)
+        try:
+            def logged(what, count=1, timeout=30):
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    with open(log, errors="replace") as f:
+                        if f.read().count(what) >= count:
+                            return True
+                    time.sleep(0.05)
+                return False
+
+            got = {dom: lookup(dom, port=SERVE3_PORT) for dom in LOCAL_REPLIES}
+            self.assertEqual(got, LOCAL_REPLIES)
+            temp = lookup("mxinsecure.dane.test", port=SERVE3_PORT)
+            self.assertTrue(temp.startswith("TEMP 4.7.5 "), temp)
+            self.assertIn("local_policy_file %s:3" % table, temp)
+            # the override of DANE is logged at warning level, never silently
+            self.assertTrue(logged("warning: wrongname.dane.test: local policy may (local_policy_file %s:7) "
+                                   "overrides DANE must-tls" % table), "no warning for may over DANE")
+            self.assertTrue(logged("warning: cached.sts.test: local policy may (local_policy_file %s:8) "
+                                   "overrides MTA-STS enforce" % table), "no warning for may over MTA-STS")
+            # Postfix reads the same answers through its socketmap client
+            rc, out, err = postmap("wrongname.insecure.test", "socketmap:inet:%s:%d:tls" % (SERVE_ADDR, SERVE3_PORT))
+            self.assertEqual((rc, out, err), (0, "encrypt", ""))
+
+            # a broken table: the reload is refused, named by file:line, the old rules stay
+            with open(table, "a") as f:
+                f.write("example.org plaintext\n")
+            p.send_signal(signal.SIGHUP)
+            self.assertTrue(logged("reload failed"), "a bad local policy table must be reported")
+            with open(log, errors="replace") as f:
+                self.assertIn('%s:10: unknown policy "plaintext"' % table, f.read())
+            self.assertIsNone(p.poll())
+            self.assertEqual(lookup("wrongname.dane.test", port=SERVE3_PORT), "OK may")
+            self.assertEqual(lookup("insecure.test", port=SERVE3_PORT), LOCAL_REPLIES["insecure.test"])
+
+            # a corrected table: the new rules apply at once (the remembered answers are dropped)
+            with open(table, "w") as f:
+                f.write("insecure.test encrypt\n")
+            p.send_signal(signal.SIGHUP)
+            self.assertTrue(logged("configuration reloaded"), "no reload logged")
+            self.assertEqual(lookup("insecure.test", port=SERVE3_PORT), "OK encrypt")
+            self.assertEqual(lookup("wrongname.dane.test", port=SERVE3_PORT), "OK dane-only")
+            self.assertEqual(lookup("testing.sts.test", port=SERVE3_PORT), "NOTFOUND ")
+        finally:
+            stop_process(p)
+
+    def test_bad_table_at_start_is_a_configuration_error(self):
+        d = os.path.join(TB, "serve3")
+        os.makedirs(d, exist_ok=True)
+        table = os.path.join(d, "bad-policy")
+        with open(table, "w") as f:
+            f.write("insecure.test encrypt match=mx.insecure.test\n")
+        r = subprocess.run([MXSEC, "--config", os.path.join(TB, "mxsec.conf"), "-o", "local_policy_file=" + table,
+                            "serve", "--listen", "inet:%s:%d" % (SERVE_ADDR, SERVE3_PORT)],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(table + ":1: match= is only valid with the policy verify", r.stderr)
 
 
 def main():
