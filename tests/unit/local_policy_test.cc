@@ -7,6 +7,10 @@
 #include <fstream>
 #include <unistd.h>
 
+#ifndef MXSEC_TEST_DATA_DIR
+#error "MXSEC_TEST_DATA_DIR must be the absolute path of tests/unit/data"
+#endif
+
 #include "fakes.h"
 #include "mxsec/local_policy.h"
 #include "mxsec/policy.h"
@@ -345,4 +349,31 @@ TEST_CASE("local policy engine: what the rule cannot change is kept, and still n
     CHECK(Contains(p.reason, "local_policy_file /etc/mxsec/local-policy:1"));
     CHECK(PostfixPolicyReply(p) == "NOTFOUND ");
   }
+}
+
+TEST_CASE("local policy: the shipped example parses, commented out and with its example rules enabled") {
+  const std::string path = std::string(MXSEC_TEST_DATA_DIR) + "/../../../policy/local-policy";
+  auto shipped = LocalPolicy::Load(path);
+  REQUIRE(shipped.ok());
+  CHECK(shipped->size() == 0);  // every rule is an example, commented out
+  std::ifstream in(path);
+  REQUIRE(in);
+  std::string line, enabled;
+  size_t rules = 0;
+  while (std::getline(in, line)) {
+    // "#partner.example  verify": a commented-out rule (comment text has a space after #)
+    if (line.size() > 1 && line[0] == '#' && line[1] != ' ' && line[1] != '\t') {
+      line.erase(0, 1);
+      ++rules;
+    }
+    enabled += line + "\n";
+  }
+  auto t = LocalPolicy::Parse(enabled, "local-policy");
+  REQUIRE(t.ok());
+  CHECK(t->size() == rules);
+  CHECK(rules >= 5);
+  REQUIRE(t->Find("mail.corp.example"));
+  CHECK(t->Find("mail.corp.example")->policy == LocalTls::kEncrypt);
+  REQUIRE(t->Find("other-partner.example"));
+  CHECK(t->Find("other-partner.example")->match.size() == 2);
 }
