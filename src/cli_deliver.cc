@@ -336,6 +336,8 @@ int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
   DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
 
   std::vector<DomainPolicy> policies = rt.engine->ResolveMany(domains);
+  for (const DomainPolicy& p : policies)
+    if (!p.override_warning.empty()) std::cerr << "mxsec: probe: warning: " << p.override_warning << "\n";
   std::vector<std::string> outputs(policies.size());
   std::vector<std::thread> workers;
   for (size_t d = 0; d < policies.size(); ++d) {

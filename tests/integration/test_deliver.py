@@ -782,6 +782,22 @@ class LocalPolicy(DeliverCase):
         self.assertIn("local_policy_file %s:10" % self.path, r.first)
         self.assertEqual(postfix_absent(tok), True)
 
+    def test_probe_follows_the_rules(self):
+        r = run_mxsec(["-o", "local_policy_file=" + self.path, "probe", "--json", "wrongname.sts.test",
+                       "wrongname.dane.test", "strip.insecure.test"])
+        self.assertEqual(r.exit, 0, r.diag())
+        sts, dane, strip = [parse_json(line, r) for line in r.stdout.splitlines() if line.strip()]
+        # verify match=wrong.example.net: the certificate for wrong.example.net passes PKIX
+        self.assertEqual((sts["policy"]["mechanism"], sts["hosts"][0]["result"]), ("local", "ok"), r.diag())
+        self.assertEqual((sts["hosts"][0]["tls"]["verification"], sts["hosts"][0]["tls"]["verified"]), ("pkix", True))
+        # may over DANE: TLS without verification, and a warning
+        self.assertEqual((dane["policy"]["policy"], dane["hosts"][0]["result"]), ("opportunistic", "ok"), r.diag())
+        self.assertEqual(dane["hosts"][0]["tls"]["verification"], "none")
+        self.assertIn("mxsec: probe: warning: wrongname.dane.test: local policy may", r.stderr)
+        # encrypt where STARTTLS is not offered: refused, no plaintext
+        self.assertEqual((strip["hosts"][0]["result"], strip["hosts"][0]["failure_type"]),
+                         ("failed", "starttls-not-supported"), r.diag())
+
     def test_bad_table_defers_without_sending(self):
         tok = new_token("lp-bad")
         table = os.path.join(TB, "local-policy-deliver", "bad")
