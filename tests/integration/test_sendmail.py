@@ -292,6 +292,47 @@ class SubmissionTest(unittest.TestCase):
         self.assertEqual(q.listing(), [])
 
 
+class LocalPolicyTest(unittest.TestCase):
+    def table(self, name, text):
+        path = os.path.join(TB, "queues", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_local_policy_decides_queued_delivery(self):
+        path = self.table("lp-dane-only", "# sendmail test\ninsecure.test dane-only\n")
+        q = Queue(extra=["local_policy_file = " + path])
+        tok = new_token("lp-sendmail")
+        rcpt = "lp-%s@insecure.test" % tok
+        p = q.sendmail(["-odi", "-f", SENDER, rcpt], message(tok, to=rcpt))
+        self.assertEqual(p.returncode, EX_OK, diag(p))   # safely queued
+        listing = q.listing()
+        self.assertEqual(len(listing), 1, listing)
+        self.assertIn("local_policy_file %s:2" % path, json.dumps(listing))
+        self.assertEqual(postfix_find(tok), [])
+        # with a may rule for a DANE domain instead: delivered, and the override is a warning
+        path2 = self.table("lp-may", "wrongname.dane.test may\n")
+        q2 = Queue(extra=["local_policy_file = " + path2])
+        rcpt2 = "ok-%s@wrongname.dane.test" % tok
+        p = q2.sendmail(["-odi", "-f", SENDER, rcpt2], message(tok + "b", to=rcpt2))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        self.assertEqual(q2.listing(), [], diag(p))
+        self.assertIn("warning: wrongname.dane.test: local policy may (local_policy_file %s:1) overrides DANE "
+                      "must-tls" % path2, p.stderr.decode(), diag(p))
+
+    def test_bad_table_refused_before_queueing(self):
+        path = self.table("lp-bad", "insecure.test verify match=\n")
+        q = Queue(extra=["local_policy_file = " + path])
+        tok = new_token("lp-bad")
+        for prog in (None, "sendmail"):
+            args = ["-f", SENDER, "x@insecure.test"]
+            p = q.run(args, message(tok), prog=prog) if prog else q.sendmail(args, message(tok))
+            self.assertEqual(p.returncode, 78, diag(p))
+            self.assertIn(path + ":1: match= without a name", p.stderr.decode())
+        self.assertEqual(q.files(), [])
+
+
 class QueueTest(unittest.TestCase):
     def test_deferral_then_success_only_deferred_recipient_retried(self):
         q = Queue()
