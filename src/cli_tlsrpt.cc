@@ -8,15 +8,17 @@
 // rua URI: mailto → a §5.3 message submitted to mxsec's own queue (sent by
 // the next `mxsec queue run`), https → a POST of the gzip'd JSON (PKIX
 // verified, addresses from the configured resolver, no redirects, timeouts
-// and a response size cap). What was delivered is remembered per (day,
-// domain, URI) in `<state_dir>/tlsrpt.sqlite` and never sent again; a URI
-// that failed temporarily is tried again by the next run. Exit 0 when every
+// and a response size cap). At most 8 URIs of a record are used. What was
+// delivered is remembered per (day, domain, URI) in
+// `<state_dir>/tlsrpt.sqlite` and never sent again; a URI that failed
+// temporarily is tried again by the next run, with the same report-id. Exit 0 when every
 // report went out (or there was nothing to send), 75 when something must be
 // retried, 78 on a configuration error, 64 on bad arguments.
 #include <curl/curl.h>
 #include <sqlite3.h>
 #include <sysexits.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -35,6 +37,15 @@ namespace mxsec {
 namespace {
 
 constexpr size_t kMaxResponseBytes = 64 * 1024;  // what we read of an https endpoint's answer
+constexpr size_t kMaxRuaPerDomain = 8;           // a record cannot make us send more reports than this
+
+bool HasSchemeNoCase(const std::string& uri, const char* scheme) {
+  const size_t n = strlen(scheme);
+  if (uri.size() < n) return false;
+  for (size_t i = 0; i < n; ++i)
+    if (tolower(static_cast<unsigned char>(uri[i])) != scheme[i]) return false;
+  return true;
+}
 
 std::string RandomHexId(size_t bytes) {
   std::random_device rd;
@@ -62,7 +73,9 @@ class SentLog {
     char* err = nullptr;
     rc = sqlite3_exec(db_.get(),
                       "CREATE TABLE IF NOT EXISTS sent (day TEXT, domain TEXT, uri TEXT, report_id TEXT,"
-                      " time INTEGER, PRIMARY KEY (day, domain, uri));",
+                      " time INTEGER, PRIMARY KEY (day, domain, uri));"
+                      "CREATE TABLE IF NOT EXISTS report_ids (day TEXT, domain TEXT, report_id TEXT,"
+                      " PRIMARY KEY (day, domain));",
                       nullptr, nullptr, &err);
     if (rc != SQLITE_OK) {
       std::string msg = path + ": " + (err ? err : "cannot create table");
@@ -99,6 +112,29 @@ class SentLog {
     sqlite3_bind_int64(st, 5, now);
     if (sqlite3_step(st) != SQLITE_DONE) return Status::Error(sqlite3_errmsg(db_.get()));
     return Status::Ok();
+  }
+  // The report-id of (day, domain): `proposed` the first time, then always
+  // that one, so that a report retried for a URI keeps its id. "" on error.
+  std::string ReportId(const std::string& day, const std::string& domain, const std::string& proposed) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), "INSERT OR IGNORE INTO report_ids VALUES (?1, ?2, ?3)", -1, &st, nullptr) !=
+        SQLITE_OK)
+      return "";
+    sqlite3_bind_text(st, 1, day.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, domain.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, proposed.c_str(), -1, SQLITE_TRANSIENT);
+    const int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return "";
+    if (sqlite3_prepare_v2(db_.get(), "SELECT report_id FROM report_ids WHERE day=?1 AND domain=?2", -1, &st,
+                           nullptr) != SQLITE_OK)
+      return "";
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
+    sqlite3_bind_text(st, 1, day.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, domain.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_ROW) return "";
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
   }
 
  private:
@@ -256,7 +292,7 @@ int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::
   InitCurlOnce();
 
   bool retry = false;
-  for (const TlsReport& rep : reports) {
+  for (TlsReport& rep : reports) {
     const std::string who = "tlsrpt: " + rep.domain + ": ";
     DnsAnswer txt = rt.resolver->Lookup(DnsQuestion{"_smtp._tls." + rep.domain, RrType::kTXT});
     if (txt.failed()) {
@@ -274,6 +310,21 @@ int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::
     }
     for (const std::string& uri : record->ignored)
       std::cerr << "mxsec: " << who << "ignoring rua " << uri << " (only mailto: and https: are supported)\n";
+    // A retried report keeps the id it was first sent with.
+    const std::string id = sent.ReportId(day, rep.domain, rep.report_id);
+    if (id.empty()) {
+      std::cerr << "mxsec: " << who << "cannot record the report-id in " << cfg.state_dir
+                << "/tlsrpt.sqlite; try again later\n";
+      retry = true;
+      continue;
+    }
+    rep.report_id = id;
+    rep.json["report-id"] = id;
+    if (record->rua.size() > kMaxRuaPerDomain) {
+      std::cerr << "mxsec: " << who << "the record lists " << record->rua.size() << " URIs; only the first "
+                << kMaxRuaPerDomain << " get the report\n";
+      record->rua.resize(kMaxRuaPerDomain);
+    }
     const std::string body = rep.json.dump();
     auto gz = Gzip(body);
     if (!gz.ok()) return Fail(EX_SOFTWARE, who + gz.error());
@@ -285,7 +336,7 @@ int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::
       }
       Status done;
       std::string how;
-      if (uri.rfind("mailto:", 0) == 0 || uri.rfind("MAILTO:", 0) == 0) {
+      if (HasSchemeNoCase(uri, "mailto:")) {
         auto to = MailtoAddress(uri);
         if (!to.ok()) { std::cerr << "mxsec: " << who << uri << ": " << to.error() << "\n"; continue; }
         ReportMessage m;
@@ -315,7 +366,8 @@ int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::
         if (done.ok()) how = "posted";
       }
       if (!done.ok()) {
-        std::cerr << "mxsec: " << who << uri << ": " << done.message() << "; try again later\n";
+        std::cerr << "mxsec: " << who << uri << ": report " << rep.report_id << " not sent: " << done.message()
+                  << "; try again later\n";
         retry = true;
         continue;
       }

@@ -270,6 +270,26 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
   std::vector<RecipientOutcome> out(recipients.size());
   for (size_t i = 0; i < recipients.size(); ++i) out[i].recipient = recipients[i];
 
+  // A host taken out of use because its TLSA lookup failed (bogus or
+  // indeterminate, RFC 7672 §2.1.1) is a DANE failure before any session:
+  // RFC 8460 reports it as "dnssec-invalid" ("no valid records were
+  // returned from the recursive resolver"), once per delivery attempt.
+  if (log) {
+    for (const MxPolicy& m : policy.mx) {
+      if (m.tls != HostTls::kSkip || !m.tlsa_looked_up ||
+          (m.tlsa_dnssec != DnssecStatus::kBogus && m.tlsa_dnssec != DnssecStatus::kIndeterminate))
+        continue;
+      AttemptRecord rec = BaseRecord(policy, m, "", options.port, clock->Now());
+      rec.policy_type = "tlsa";
+      rec.policy_strings.clear();
+      rec.mx_patterns = {m.host};
+      rec.outcome = "policy-failed";
+      rec.detail = m.reason;
+      rec.failure_type = "dnssec-invalid";
+      (void)log->Record(rec);
+    }
+  }
+
   if (policy.verdict == Verdict::kFail || policy.verdict == Verdict::kDefer) {
     for (RecipientOutcome& o : out) {
       o.status = policy.verdict == Verdict::kFail ? RcptStatus::kBounced : RcptStatus::kDeferred;

@@ -12,7 +12,10 @@
 // for that host.
 //
 // Every session is recorded through an AttemptLog (domain, host, address,
-// policy, TLS, verification, outcome, RFC 8460 failure type) for reports.
+// policy, TLS, verification, outcome, RFC 8460 failure type) for reports;
+// so is, per call, every MX host taken out of use because its TLSA lookup
+// was bogus or indeterminate (outcome "policy-failed", failure type
+// "dnssec-invalid", no address).
 #pragma once
 
 #include <functional>
@@ -34,7 +37,8 @@ struct AttemptRecord {
   std::string policy, mechanism, host_tls;
   std::string tls_version, tls_cipher, verification;
   bool verified = false;
-  std::string outcome;       // "delivered", "partial", "deferred", "bounced", "host-failed", "probe-ok"
+  std::string outcome;       // "delivered", "partial", "deferred", "bounced", "host-failed", "probe-ok",
+                             // "policy-failed" (no session: the host's TLSA lookup failed)
   std::string code, detail;
   std::string failure_type;  // RFC 8460 result type or ""
   // What an RFC 8460 report names as the policy of this host (tlsrpt.h):

@@ -2,8 +2,8 @@
 """Integration tests of `mxsec tlsrpt` (SMTP TLS Reporting, RFC 8460) on the loopback test bed.
 
 Real sessions first: `mxsec deliver` to ee.dane.test (DANE, delivered), enforce.sts.test (MTA-STS,
-delivered), wrongname.sts.test (MTA-STS, certificate-host-mismatch) and expired.sts.test (MTA-STS,
-certificate-expired). Their _smtp._tls records (testbed.sh header, "SMTP TLS reporting") send the
+delivered), wrongname.sts.test (MTA-STS, certificate-host-mismatch), expired.sts.test (MTA-STS,
+certificate-expired) and tlsafail.dane.test (TLSA lookup SERVFAIL: dnssec-invalid, no session). Their _smtp._tls records (testbed.sh header, "SMTP TLS reporting") send the
 reports by mail to the test bed's Postfix (ee, wrongname), by HTTPS POST to tlsrpt.sts.test (enforce:
 a small HTTPS receiver this suite runs on 127.0.54.2:443 with a certificate from the test bed's CA),
 and nowhere for expired (two TLSRPT records: no reporting). The checks are made at the receiving
@@ -40,6 +40,7 @@ EX_OK, EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 75, 78
 
 POSTS = []          # (path, headers, body) of every report POSTed to the HTTPS receiver
 DELIVERIES = {}     # domain -> exit status of its `mxsec deliver`
+FIRST_IDS = {}      # domain -> report-id named by the run whose https POST failed (test 3)
 TODAY = None       # the UTC day of the sessions (setUpModule)
 
 
@@ -119,7 +120,8 @@ def setUpModule():
     if left < 120:
         time.sleep(left + 1)
     TODAY = time.strftime("%Y-%m-%d", time.gmtime())
-    for domain in ("ee.dane.test", "enforce.sts.test", "wrongname.sts.test", "expired.sts.test"):
+    for domain in ("ee.dane.test", "enforce.sts.test", "wrongname.sts.test", "expired.sts.test",
+                   "tlsafail.dane.test"):
         DELIVERIES[domain] = deliver("user@" + domain).returncode
 
 
@@ -156,7 +158,8 @@ class TlsrptTest(unittest.TestCase):
     def test_0_sessions_as_expected(self):
         # The sessions the reports are about: two delivered, two refused by MTA-STS.
         self.assertEqual(DELIVERIES, {"ee.dane.test": EX_OK, "enforce.sts.test": EX_OK,
-                                      "wrongname.sts.test": EX_TEMPFAIL, "expired.sts.test": EX_TEMPFAIL})
+                                      "wrongname.sts.test": EX_TEMPFAIL, "expired.sts.test": EX_TEMPFAIL,
+                                      "tlsafail.dane.test": EX_TEMPFAIL})
 
     def test_1_usage_and_config_errors(self):
         r = run_mxsec(["tlsrpt", "--day", "2025-02-30", "--dry-run"])
@@ -178,7 +181,7 @@ class TlsrptTest(unittest.TestCase):
             j = json.loads(line)
             reports[j["policies"][0]["policy"]["policy-domain"]] = j
         self.assertEqual(sorted(reports), ["ee.dane.test", "enforce.sts.test", "expired.sts.test",
-                                           "wrongname.sts.test"], r.diag)
+                                           "tlsafail.dane.test", "wrongname.sts.test"], r.diag)
         for domain, j in reports.items():
             self.assertEqual(j["date-range"], {"start-datetime": TODAY + "T00:00:00Z",
                                                "end-datetime": TODAY + "T23:59:59Z"})
@@ -205,6 +208,14 @@ class TlsrptTest(unittest.TestCase):
         ex = policy_of(reports["expired.sts.test"], "sts")
         self.assertEqual(ex["failure-details"][0]["result-type"], "certificate-expired")
 
+        # The TLSA lookup of mx.tlsafail.dane.test fails (SERVFAIL): no session, a DANE failure all the same.
+        tf = policy_of(reports["tlsafail.dane.test"], "tlsa")
+        self.assertEqual(tf["summary"], {"total-successful-session-count": 0, "total-failure-session-count": 1})
+        self.assertEqual(tf["policy"]["mx-host"], ["mx.tlsafail.dane.test"])
+        self.assertEqual(tf["failure-details"], [{"result-type": "dnssec-invalid",
+                                                  "receiving-mx-hostname": "mx.tlsafail.dane.test",
+                                                  "failed-session-count": 1}])
+
         en = policy_of(reports["enforce.sts.test"], "sts")
         self.assertEqual(en["summary"], {"total-successful-session-count": 1, "total-failure-session-count": 0})
 
@@ -223,13 +234,16 @@ class TlsrptTest(unittest.TestCase):
         r = run_mxsec(["tlsrpt", "--day", TODAY])
         # The HTTPS endpoint does not answer yet: a temporary failure, retried by the next run.
         self.assertEqual(r.returncode, EX_TEMPFAIL, r.diag)
-        self.assertIn("https://tlsrpt.sts.test/v1/report", r.err)
-        self.assertIn("try again later", r.err)
+        m = re.search(r"tlsrpt: enforce\.sts\.test: https://tlsrpt\.sts\.test/v1/report: report (\S+) not sent: "
+                      r".*; try again later", r.err)
+        self.assertTrue(m, r.diag)
+        FIRST_IDS["enforce.sts.test"] = m.group(1)
         self.assertRegex(r.out, r"(?m)^ee\.dane\.test: mailto:tlsrpt@ee\.dane\.test: report \S+ "
                                 r"\(1 successful, 0 failed sessions\) queued as \S+ for tlsrpt@ee\.dane\.test$")
         self.assertRegex(r.out, r"(?m)^wrongname\.sts\.test: mailto:tlsrpt@enforce\.sts\.test: report \S+ "
                                 r"\(0 successful, 1 failed sessions\) queued as ")
         self.assertRegex(r.out, r"(?m)^expired\.sts\.test: no report sent: 2 TXT records start with v=TLSRPTv1")
+        self.assertRegex(r.out, r"(?m)^tlsafail\.dane\.test: no report sent: no TLSRPT record")
         self.assertEqual(len(set(queued_ids()) - before), 2, r.diag)
 
     def test_4_retry_sends_only_what_is_missing(self):
@@ -246,6 +260,8 @@ class TlsrptTest(unittest.TestCase):
         self.assertEqual(path, "/v1/report")
         self.assertEqual(headers.get("Content-Type"), "application/tlsrpt+gzip")
         report = json.loads(gzip.decompress(body))
+        # The retried report keeps the id it was given by the run that failed to send it.
+        self.assertEqual(report["report-id"], FIRST_IDS["enforce.sts.test"])
         p = policy_of(report, "sts")
         self.assertEqual(p["policy"]["policy-domain"], "enforce.sts.test")
         self.assertEqual(p["summary"], {"total-successful-session-count": 1, "total-failure-session-count": 0})

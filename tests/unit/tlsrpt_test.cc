@@ -351,3 +351,69 @@ TEST_CASE("tlsrpt: SetReportPolicy names the policy that applied to the host") {
   CHECK(r.policy_type == "no-policy-found");
   CHECK(r.policy_strings.empty());
 }
+
+namespace {
+
+class CaptureLog : public AttemptLog {
+ public:
+  Status Record(const AttemptRecord& r) override {
+    records.push_back(r);
+    return Status::Ok();
+  }
+  std::vector<AttemptRecord> records;
+};
+
+}  // namespace
+
+TEST_CASE("tlsrpt: a host whose TLSA lookup failed is a dnssec-invalid failure without a session") {
+  DomainPolicy p;
+  p.domain = "example.org";
+  p.verdict = Verdict::kDefer;
+  MxPolicy bad;
+  bad.host = "mx1.example.org";
+  bad.tls = HostTls::kSkip;
+  bad.tlsa_looked_up = true;
+  bad.tlsa_dnssec = DnssecStatus::kIndeterminate;
+  bad.addresses = {"192.0.2.1"};
+  bad.reason = "TLSA lookup failed: SERVFAIL";
+  MxPolicy skipped = bad;  // skipped for another reason (no TLSA lookup): not a DANE failure
+  skipped.host = "mx2.example.org";
+  skipped.tlsa_looked_up = false;
+  p.mx = {bad, skipped};
+  int sessions = 0;
+  DeliveryOptions o;
+  o.session = [&](const std::string&, uint16_t, const SessionOptions&, const Envelope*, int64_t) {
+    ++sessions;
+    return SessionResult{};
+  };
+  CaptureLog log;
+  FakeClock clock(kDay + 100);
+  PreparedMessage msg;
+  Mailbox sender, rcpt;
+  sender.local = "s";
+  sender.domain = "sender.example";
+  rcpt.local = "r";
+  rcpt.domain = "example.org";
+  auto out = DeliverDomain(p, sender, {rcpt}, msg, o, &log, &clock);
+  CHECK(sessions == 0);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].status == RcptStatus::kDeferred);
+  REQUIRE(log.records.size() == 1);
+  const AttemptRecord& r = log.records[0];
+  CHECK(r.mx == "mx1.example.org");
+  CHECK(r.address.empty());
+  CHECK(r.outcome == "policy-failed");
+  CHECK(r.failure_type == "dnssec-invalid");
+  CHECK(r.policy_type == "tlsa");
+  CHECK(r.mx_patterns == std::vector<std::string>{"mx1.example.org"});
+
+  ReportMeta meta;
+  meta.day_start = kDay;
+  auto reps = AggregateReports(log.records, meta);
+  REQUIRE(reps.size() == 1);
+  const nlohmann::json& pol = reps[0].json["policies"][0];
+  CHECK(pol["summary"]["total-failure-session-count"] == 1);
+  CHECK(pol["failure-details"][0] ==
+        nlohmann::json({{"result-type", "dnssec-invalid"}, {"receiving-mx-hostname", "mx1.example.org"},
+                        {"failed-session-count", 1}}));
+}
