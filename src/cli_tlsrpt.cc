@@ -151,19 +151,12 @@ size_t DiscardBody(char*, size_t size, size_t n, void* userdata) {
 // host from `resolver` (the DNS view mxsec decides with). The certificate
 // must be valid for the host (PKIX, ca_file or the system store).
 Status PostReport(const std::string& url, const std::string& body, const Config& cfg, Resolver* resolver) {
-  // https://host[:port][/path]
-  std::string rest = url.substr(8);
-  std::string hostport = rest.substr(0, rest.find_first_of("/?#"));
-  std::string host = hostport;
-  std::string port = "443";
-  if (size_t colon = hostport.rfind(':'); colon != std::string::npos && hostport.find(']') == std::string::npos) {
-    host = hostport.substr(0, colon);
-    port = hostport.substr(colon + 1);
-  }
-  auto name = NormalizeHostName(host);
-  if (!name.ok()) return Status::Error("invalid host in " + url + ": " + name.error());
+  auto target = HttpsAuthority(url);
+  if (!target.ok()) return Status::Error(target.error());
+  const std::string& host = target->host;
+  const std::string& port = target->port;
   std::vector<DnsAnswer> answers =
-      resolver->LookupMany({DnsQuestion{name.value(), RrType::kA}, DnsQuestion{name.value(), RrType::kAAAA}});
+      resolver->LookupMany({DnsQuestion{host, RrType::kA}, DnsQuestion{host, RrType::kAAAA}});
   std::vector<std::string> addresses;
   std::string why;
   for (const DnsAnswer& a : answers) {
@@ -171,14 +164,16 @@ Status PostReport(const std::string& url, const std::string& body, const Config&
     for (const DnsRecord& r : a.records) addresses.push_back(r.text);
   }
   if (addresses.empty())
-    return Status::Error("no address for " + name.value() + (why.empty() ? "" : " (" + why + ")"));
+    return Status::Error("no address for " + host + (why.empty() ? "" : " (" + why + ")"));
 
   std::string last_error;
   for (const std::string& addr : addresses) {
     std::unique_ptr<CURL, void (*)(CURL*)> h(curl_easy_init(), curl_easy_cleanup);
     if (!h) return Status::Error("curl_easy_init failed");
     const std::string target = addr.find(':') != std::string::npos ? "[" + addr + "]" : addr;
-    const std::string entry = host + ":" + port + ":" + target + ":" + port;
+    // Empty host and port match this handle's one URL (whatever case it
+    // spells its host in): connect to the address we resolved.
+    const std::string entry = "::" + target + ":" + port;
     std::unique_ptr<curl_slist, void (*)(curl_slist*)> connect_to(curl_slist_append(nullptr, entry.c_str()),
                                                                   curl_slist_free_all);
     std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(
@@ -362,6 +357,11 @@ int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::
           else done = Status::Error("cannot queue the report: " + id.error());
         }
       } else {
+        if (auto target = HttpsAuthority(uri); !target.ok()) {
+          // The record's fault, not a temporary one: not retried.
+          std::cerr << "mxsec: " << who << "ignoring rua " << uri << ": " << target.error() << "\n";
+          continue;
+        }
         done = PostReport(uri, gz.value(), cfg, rt.resolver.get());
         if (done.ok()) how = "posted";
       }

@@ -10,6 +10,7 @@
 #include <map>
 #include <tuple>
 
+#include "mxsec/domain_name.h"
 #include "mxsec/dsn.h"
 #include "mxsec/smtp_proto.h"
 
@@ -190,6 +191,29 @@ Result<std::string> MailtoAddress(std::string_view uri) {
   return m->ToString();
 }
 
+Result<HttpsTarget> HttpsAuthority(std::string_view uri) {
+  if (!StartsWithNoCase(uri, "https://")) return Status::Error("not an https: URI");
+  std::string_view rest = uri.substr(8);
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (authority.find('@') != std::string_view::npos) return Status::Error("user information in an https: URI");
+  HttpsTarget t;
+  std::string_view host = authority;
+  if (size_t colon = authority.find(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    std::string_view port = authority.substr(colon + 1);
+    if (port.empty() || port.size() > 5) return Status::Error("invalid port in " + std::string(uri));
+    for (char c : port)
+      if (!isdigit(static_cast<unsigned char>(c))) return Status::Error("invalid port in " + std::string(uri));
+    const int n = std::stoi(std::string(port));
+    if (n < 1 || n > 65535) return Status::Error("invalid port in " + std::string(uri));
+    t.port = std::to_string(n);
+  }
+  auto name = NormalizeHostName(host);
+  if (!name.ok()) return Status::Error("invalid host in " + std::string(uri) + ": " + name.error());
+  t.host = name.value();
+  return t;
+}
+
 Result<int64_t> ParseUtcDay(std::string_view day) {
   auto bad = [&]() { return Status::Error("invalid day \"" + std::string(day) + "\" (expected YYYY-MM-DD)"); };
   if (day.size() != 10 || day[4] != '-' || day[7] != '-') return bad();
@@ -238,7 +262,9 @@ std::vector<TlsReport> AggregateReports(const std::vector<AttemptRecord>& record
   for (const AttemptRecord& r : records) {
     if (r.time < meta.day_start || r.time >= end || r.policy_type.empty()) continue;
     const bool failed = !r.failure_type.empty();
-    const bool ok = !failed && !r.tls_version.empty() && r.outcome != "host-failed";
+    // TLS was negotiated and nothing in it failed; what the server said
+    // afterwards (a 4xx) is no TLS result.
+    const bool ok = !failed && !r.tls_version.empty();
     if (!failed && !ok) continue;
     PolicyCounts& pc = by_domain[r.domain][PolicyKey{r.policy_type, r.policy_strings, r.mx_patterns}];
     if (ok) {

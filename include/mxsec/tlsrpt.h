@@ -16,8 +16,8 @@
 //     error saying why).
 //   - AggregateReports groups the records of one UTC day by recipient
 //     domain, then by policy (type, policy strings, mx patterns), and
-//     counts sessions: a session that negotiated TLS and met its policy is
-//     successful; one with an RFC 8460 result type is a failure, detailed
+//     counts sessions: a session that negotiated TLS without an RFC 8460
+//     result type is successful; one with a result type is a failure, detailed
 //     per (result type, receiving MX host, receiving IP). Sessions that
 //     carry neither (connection refused, a plaintext opportunistic
 //     delivery) are no TLS result and not counted; rows without a policy
@@ -52,6 +52,14 @@ Result<TlsRptRecord> SelectTlsRptRecord(const std::vector<std::string>& txt_reco
 // The addr-spec of a mailto: URI (percent-decoded, "?..." dropped); an
 // error when it is not one address.
 Result<std::string> MailtoAddress(std::string_view uri);
+
+struct HttpsTarget {
+  std::string host;  // normal form
+  std::string port = "443";
+};
+// The host and port of an https: URI ("https://host[:port][/path...]");
+// an error for anything else (userinfo, IP literals, a bad port).
+Result<HttpsTarget> HttpsAuthority(std::string_view uri);
 
 // "YYYY-MM-DD" → Unix time of its 00:00:00 UTC; strict (real dates only).
 Result<int64_t> ParseUtcDay(std::string_view day);

@@ -417,3 +417,19 @@ TEST_CASE("tlsrpt: a host whose TLSA lookup failed is a dnssec-invalid failure w
         nlohmann::json({{"result-type", "dnssec-invalid"}, {"receiving-mx-hostname", "mx1.example.org"},
                         {"failed-session-count", 1}}));
 }
+
+TEST_CASE("tlsrpt: the host and port of an https rua") {
+  auto t = HttpsAuthority("https://Reports.Example.org/v1/tlsrpt?x=1");
+  REQUIRE(t.ok());
+  CHECK(t->host == "reports.example.org");
+  CHECK(t->port == "443");
+  t = HttpsAuthority("https://r.example.org:8443");
+  REQUIRE(t.ok());
+  CHECK(t->port == "8443");
+  for (const char* bad : {"https://user@r.example.org/", "https://r.example.org:0/", "https://r.example.org:99999/",
+                          "https://r.example.org:/", "https://r.example.org:8x/", "https:///path", "http://r.example.org/",
+                          "https://[::1]/", "https://r..example.org/"}) {
+    CAPTURE(std::string(bad));
+    CHECK_FALSE(HttpsAuthority(bad).ok());
+  }
+}
