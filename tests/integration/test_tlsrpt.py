@@ -120,6 +120,20 @@ def setUpModule():
     if left < 120:
         time.sleep(left + 1)
     TODAY = time.strftime("%Y-%m-%d", time.gmtime())
+    # A log as deployed by a version without the report columns, with a row of today: `deliver` must
+    # migrate it (else nothing below is recorded) and the old row must not be counted.
+    state = os.path.join(TB, "state")
+    os.makedirs(state, exist_ok=True)
+    db = sqlite3.connect(os.path.join(state, "delivery.sqlite"))
+    db.executescript("CREATE TABLE attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT, port INTEGER,"
+                     " policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
+                     " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
+                     " failure_type TEXT);")
+    db.execute("INSERT INTO attempts (time, domain, mx, address, port, host_tls, tls_version, outcome, failure_type)"
+               " VALUES (?, 'ee.dane.test', 'mx.ee.dane.test', '127.0.55.1', 25, 'dane', 'TLS1.3', 'host-failed',"
+               " 'validation-failure')", (int(time.time()),))
+    db.commit()
+    db.close()
     for domain in ("ee.dane.test", "enforce.sts.test", "wrongname.sts.test", "expired.sts.test",
                    "tlsafail.dane.test"):
         DELIVERIES[domain] = deliver("user@" + domain).returncode
@@ -154,6 +168,14 @@ def policy_of(report, policy_type):
 
 class TlsrptTest(unittest.TestCase):
     maxDiff = None
+
+    def test_0_old_log_migrated(self):
+        db = sqlite3.connect(os.path.join(TB, "state", "delivery.sqlite"))
+        columns = [r[1] for r in db.execute("PRAGMA table_info(attempts)")]
+        rows = db.execute("SELECT count(*), count(policy_type) FROM attempts").fetchone()
+        db.close()
+        self.assertEqual(columns[-3:], ["policy_type", "policy_strings", "mx_patterns"])
+        self.assertEqual(rows, (6, 5))   # the old row (no policy type) and one per delivery
 
     def test_0_sessions_as_expected(self):
         # The sessions the reports are about: two delivered, two refused by MTA-STS.
