@@ -15,7 +15,9 @@
 // policy, TLS, verification, outcome, RFC 8460 failure type) for reports;
 // so is, per call, every MX host taken out of use because its TLSA lookup
 // was bogus or indeterminate (outcome "policy-failed", failure type
-// "dnssec-invalid", no address).
+// "dnssec-invalid", no address), and a published MTA-STS policy that could
+// not be fetched ("sts-policy-fetch-error") or parsed ("sts-policy-invalid")
+// with no cached policy in force (policy type "sts", no host).
 #pragma once
 
 #include <functional>
@@ -38,7 +40,7 @@ struct AttemptRecord {
   std::string tls_version, tls_cipher, verification;
   bool verified = false;
   std::string outcome;       // "delivered", "partial", "deferred", "bounced", "host-failed", "probe-ok",
-                             // "policy-failed" (no session: the host's TLSA lookup failed)
+                             // "policy-failed" (no session: a TLSA lookup or MTA-STS fetch failed)
   std::string code, detail;
   std::string failure_type;  // RFC 8460 result type or ""
   // What an RFC 8460 report names as the policy of this host (tlsrpt.h):

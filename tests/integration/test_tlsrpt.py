@@ -3,7 +3,9 @@
 
 Real sessions first: `mxsec deliver` to ee.dane.test (DANE, delivered), enforce.sts.test (MTA-STS,
 delivered), wrongname.sts.test (MTA-STS, certificate-host-mismatch), expired.sts.test (MTA-STS,
-certificate-expired) and tlsafail.dane.test (TLSA lookup SERVFAIL: dnssec-invalid, no session). Their _smtp._tls records (testbed.sh header, "SMTP TLS reporting") send the
+certificate-expired), tlsafail.dane.test (TLSA lookup SERVFAIL: dnssec-invalid, no session),
+notfound.sts.test and syntax.sts.test (MTA-STS policy HTTP 404 / invalid: sts-policy-fetch-error /
+sts-policy-invalid, then delivered opportunistically). Their _smtp._tls records (testbed.sh header, "SMTP TLS reporting") send the
 reports by mail to the test bed's Postfix (ee, wrongname), by HTTPS POST to tlsrpt.sts.test (enforce:
 a small HTTPS receiver this suite runs on 127.0.54.2:443 with a certificate from the test bed's CA),
 and nowhere for expired (two TLSRPT records: no reporting). The checks are made at the receiving
@@ -135,7 +137,7 @@ def setUpModule():
     db.commit()
     db.close()
     for domain in ("ee.dane.test", "enforce.sts.test", "wrongname.sts.test", "expired.sts.test",
-                   "tlsafail.dane.test"):
+                   "tlsafail.dane.test", "notfound.sts.test", "syntax.sts.test"):
         DELIVERIES[domain] = deliver("user@" + domain).returncode
 
 
@@ -175,13 +177,15 @@ class TlsrptTest(unittest.TestCase):
         rows = db.execute("SELECT count(*), count(policy_type) FROM attempts").fetchone()
         db.close()
         self.assertEqual(columns[-3:], ["policy_type", "policy_strings", "mx_patterns"])
-        self.assertEqual(rows, (6, 5))   # the old row (no policy type) and one per delivery
+        # the old row (no policy type), one per delivery, two for notfound and syntax (fetch failure + session)
+        self.assertEqual(rows, (10, 9))
 
     def test_0_sessions_as_expected(self):
         # The sessions the reports are about: two delivered, two refused by MTA-STS.
         self.assertEqual(DELIVERIES, {"ee.dane.test": EX_OK, "enforce.sts.test": EX_OK,
                                       "wrongname.sts.test": EX_TEMPFAIL, "expired.sts.test": EX_TEMPFAIL,
-                                      "tlsafail.dane.test": EX_TEMPFAIL})
+                                      "tlsafail.dane.test": EX_TEMPFAIL, "notfound.sts.test": EX_OK,
+                                      "syntax.sts.test": EX_OK})
 
     def test_1_usage_and_config_errors(self):
         r = run_mxsec(["tlsrpt", "--day", "2025-02-30", "--dry-run"])
@@ -202,8 +206,8 @@ class TlsrptTest(unittest.TestCase):
         for line in r.out.splitlines():
             j = json.loads(line)
             reports[j["policies"][0]["policy"]["policy-domain"]] = j
-        self.assertEqual(sorted(reports), ["ee.dane.test", "enforce.sts.test", "expired.sts.test",
-                                           "tlsafail.dane.test", "wrongname.sts.test"], r.diag)
+        self.assertEqual(sorted(reports), ["ee.dane.test", "enforce.sts.test", "expired.sts.test", "notfound.sts.test",
+                                           "syntax.sts.test", "tlsafail.dane.test", "wrongname.sts.test"], r.diag)
         for domain, j in reports.items():
             self.assertEqual(j["date-range"], {"start-datetime": TODAY + "T00:00:00Z",
                                                "end-datetime": TODAY + "T23:59:59Z"})
@@ -237,6 +241,17 @@ class TlsrptTest(unittest.TestCase):
         self.assertEqual(tf["failure-details"], [{"result-type": "dnssec-invalid",
                                                   "receiving-mx-hostname": "mx.tlsafail.dane.test",
                                                   "failed-session-count": 1}])
+
+        # A published MTA-STS policy that cannot be fetched (HTTP 404) or parsed: a failure of its own, and
+        # the delivery that followed (opportunistic, TLS) a success without a policy.
+        for domain, result in (("notfound.sts.test", "sts-policy-fetch-error"),
+                               ("syntax.sts.test", "sts-policy-invalid")):
+            st = policy_of(reports[domain], "sts")
+            self.assertEqual(st["summary"], {"total-successful-session-count": 0, "total-failure-session-count": 1})
+            self.assertEqual(st["failure-details"], [{"result-type": result, "failed-session-count": 1}])
+            nop = policy_of(reports[domain], "no-policy-found")
+            self.assertEqual(nop["summary"], {"total-successful-session-count": 1,
+                                              "total-failure-session-count": 0})
 
         en = policy_of(reports["enforce.sts.test"], "sts")
         self.assertEqual(en["summary"], {"total-successful-session-count": 1, "total-failure-session-count": 0})

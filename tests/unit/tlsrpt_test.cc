@@ -433,3 +433,81 @@ TEST_CASE("tlsrpt: the host and port of an https rua") {
     CHECK_FALSE(HttpsAuthority(bad).ok());
   }
 }
+
+TEST_CASE("tlsrpt: an MTA-STS policy that could not be fetched or parsed is reported once per attempt") {
+  struct Case { const char* error; const char* type; };
+  for (const Case& c : {Case{"policy fetch failed: HTTP status 404", "sts-policy-fetch-error"},
+                        Case{"policy fetch failed: invalid policy: line 2: mode", "sts-policy-invalid"}}) {
+    CAPTURE(std::string(c.error));
+    DomainPolicy p;
+    p.domain = "example.org";
+    p.verdict = Verdict::kOpportunistic;
+    StsState st;
+    st.mode = StsMode::kNone;
+    st.id = "id1";
+    st.error = std::string(c.error);
+    p.mta_sts = st;
+    MxPolicy mx;
+    mx.host = "mx.example.org";
+    mx.tls = HostTls::kMay;
+    mx.addresses = {"192.0.2.1"};
+    p.mx = {mx};
+    DeliveryOptions o;
+    o.shuffle_equal_preferences = false;
+    o.session = [](const std::string&, uint16_t, const SessionOptions&, const Envelope* e, int64_t) {
+      SessionResult r;
+      r.connected = true;
+      r.tls.used = true;
+      r.tls.version = "TLS1.3";
+      for (size_t i = 0; i < e->recipients.size(); ++i)
+        r.recipients.push_back({RcptStatus::kDelivered, "2.0.0", "250 ok", false});
+      return r;
+    };
+    CaptureLog log;
+    FakeClock clock(kDay + 100);
+    PreparedMessage msg;
+    Mailbox sender, rcpt;
+    sender.local = "s";
+    sender.domain = "sender.example";
+    rcpt.local = "r";
+    rcpt.domain = "example.org";
+    auto out = DeliverDomain(p, sender, {rcpt}, msg, o, &log, &clock);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].status == RcptStatus::kDelivered);
+    REQUIRE(log.records.size() == 2);
+    CHECK(log.records[0].outcome == "policy-failed");
+    CHECK(log.records[0].failure_type == c.type);
+    CHECK(log.records[0].policy_type == "sts");
+    CHECK(log.records[0].mx.empty());
+    CHECK(log.records[1].outcome == "delivered");
+    CHECK(log.records[1].policy_type == "no-policy-found");
+
+    ReportMeta meta;
+    meta.day_start = kDay;
+    auto reps = AggregateReports(log.records, meta);
+    REQUIRE(reps.size() == 1);
+    REQUIRE(reps[0].json["policies"].size() == 2);
+    const nlohmann::json& none = reps[0].json["policies"][0];
+    const nlohmann::json& sts = reps[0].json["policies"][1];
+    CHECK(none["policy"]["policy-type"] == "no-policy-found");
+    CHECK(none["summary"]["total-successful-session-count"] == 1);
+    CHECK(sts["policy"]["policy-type"] == "sts");
+    CHECK(sts["policy"]["policy-string"] == nlohmann::json::array());
+    CHECK(sts["summary"]["total-failure-session-count"] == 1);
+    CHECK(sts["failure-details"][0] == nlohmann::json({{"result-type", c.type}, {"failed-session-count", 1}}));
+  }
+  // A domain without MTA-STS (no TXT id) records nothing of the kind.
+  DomainPolicy p;
+  p.domain = "example.org";
+  p.verdict = Verdict::kDefer;
+  StsState st;
+  st.mode = StsMode::kNone;
+  st.error = std::string("invalid TXT record");
+  p.mta_sts = st;
+  CaptureLog log;
+  FakeClock clock(kDay);
+  PreparedMessage msg;
+  DeliveryOptions o;
+  DeliverDomain(p, Mailbox{}, {}, msg, o, &log, &clock);
+  CHECK(log.records.empty());
+}
