@@ -44,6 +44,7 @@ const char* kUsage =
     "  serve --listen inet:ADDR:PORT|unix:PATH...  socketmap TLS policy server for Postfix\n"
     "  sendmail [sendmail options] [RCPT...]  submit the message on stdin to the queue (also as `sendmail`)\n"
     "  queue list [--json]|run|flush|delete ID...  the sendmail queue (list: also as `mailq`)\n"
+    "  tlsrpt [--day YYYY-MM-DD] [--dry-run] [DOMAIN...]  send the day's SMTP TLS reports (RFC 8460)\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {
@@ -301,6 +302,7 @@ int RunMxsec(int argc, char** argv) {
   }
   if (command == "probe") return RunProbe(g, cfg, cmd_args);
   if (command == "serve") return RunServe(g, cfg, cmd_args);
+  if (command == "tlsrpt") return RunTlsrpt(g, cfg, cmd_args);
   if (command == "queue") {
     if (privileged && getuid() != 0 && !cmd_args.empty() && cmd_args[0] != "list" && cmd_args[0] != "run" &&
         cmd_args[0] != "flush")

@@ -58,5 +58,6 @@ int RunQueue(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
 int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
+int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 
 }  // namespace mxsec

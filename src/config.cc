@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "mxsec/domain_name.h"
+#include "mxsec/smtp_proto.h"
 
 namespace mxsec {
 
@@ -210,6 +211,17 @@ const std::map<std::string, Setter>& Setters() {
          auto n = NormalizeHostName(v);
          if (!n.ok()) { *why = n.error(); return false; }
          c->sender_domain = n.value();
+         return true;
+       }},
+      {"tlsrpt_organization", Str(&Config::tlsrpt_organization)},
+      {"tlsrpt_contact", Str(&Config::tlsrpt_contact)},
+      {"tlsrpt_from",
+       [](const std::string& v, Config* c, std::string* why) {
+         if (v.empty()) { c->tlsrpt_from.clear(); return true; }
+         auto m = ParseMailbox(v, false);
+         if (!m.ok()) { *why = m.error(); return false; }
+         if (m->domain.empty()) { *why = "\"" + v + "\" has no domain"; return false; }
+         c->tlsrpt_from = m->ToString();
          return true;
        }},
       {"message_size_limit",

@@ -4,15 +4,72 @@
 
 #include <sqlite3.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <mutex>
 #include <random>
+#include <sstream>
 
 namespace mxsec {
 
 namespace {
 
 struct DbClose { void operator()(sqlite3* d) const { sqlite3_close_v2(d); } };
+
+// Lists are stored one item per line: no item (a TLSA record in
+// presentation form, a policy line, a host name) contains a line break.
+std::string JoinLines(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "\n" : "") + v[i];
+  return out;
+}
+
+std::vector<std::string> SplitLines(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string line;
+  while (std::getline(ss, line)) out.push_back(line);
+  return out;
+}
+
+// Creates the table, or adds the columns a table of an older version lacks.
+// Two processes may migrate at once: a column the other one just added is
+// not an error.
+Status PrepareAttemptsTable(sqlite3* db, const std::string& path) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db,
+                        "PRAGMA journal_mode=WAL;"
+                        "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
+                        " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
+                        " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
+                        " failure_type TEXT, policy_type TEXT, policy_strings TEXT, mx_patterns TEXT);",
+                        nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = path + ": " + (err ? err : "cannot create table");
+    sqlite3_free(err);
+    return Status::Error(msg);
+  }
+  for (const char* column : {"policy_type", "policy_strings", "mx_patterns"}) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?1", -1, &st, nullptr) !=
+        SQLITE_OK)
+      return Status::Error(path + ": " + sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC);
+    const bool present = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (present) continue;
+    std::string sql = std::string("ALTER TABLE attempts ADD COLUMN ") + column + " TEXT";
+    rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+      std::string msg = err ? err : "ALTER TABLE failed";
+      sqlite3_free(err);
+      if (msg.find("duplicate column") == std::string::npos)
+        return Status::Error(path + ": adding column " + column + ": " + msg);
+    }
+  }
+  return Status::Ok();
+}
 
 class SqliteAttemptLog : public AttemptLog {
  public:
@@ -22,8 +79,8 @@ class SqliteAttemptLog : public AttemptLog {
     std::lock_guard<std::mutex> l(mu_);
     static const char* kSql =
         "INSERT INTO attempts (time, domain, mx, address, port, policy, mechanism, host_tls, tls_version,"
-        " tls_cipher, verification, verified, outcome, code, detail, failure_type)"
-        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)";
+        " tls_cipher, verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
+        " mx_patterns) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)";
     sqlite3_stmt* st = nullptr;
     if (sqlite3_prepare_v2(db_.get(), kSql, -1, &st, nullptr) != SQLITE_OK)
       return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
@@ -46,6 +103,9 @@ class SqliteAttemptLog : public AttemptLog {
     text(r.code);
     text(r.detail);
     text(r.failure_type);
+    text(r.policy_type);
+    text(JoinLines(r.policy_strings));
+    text(JoinLines(r.mx_patterns));
     if (sqlite3_step(st) != SQLITE_DONE)
       return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
     return Status::Ok();
@@ -65,20 +125,86 @@ Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path
   std::unique_ptr<sqlite3, DbClose> db(raw);
   if (rc != SQLITE_OK) return Status::Error(path + ": " + (raw ? sqlite3_errmsg(raw) : "cannot open"));
   sqlite3_busy_timeout(db.get(), 5000);
-  char* err = nullptr;
-  rc = sqlite3_exec(db.get(),
-                    "PRAGMA journal_mode=WAL;"
-                    "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
-                    " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
-                    " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
-                    " failure_type TEXT);",
-                    nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = path + ": " + (err ? err : "cannot create table");
-    sqlite3_free(err);
-    return Status::Error(msg);
-  }
+  Status prepared = PrepareAttemptsTable(db.get(), path);
+  if (!prepared.ok()) return prepared;
   return std::unique_ptr<AttemptLog>(new SqliteAttemptLog(db.release()));
+}
+
+Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
+  std::vector<AttemptRecord> out;
+  struct stat sb;
+  if (stat(path.c_str(), &sb) != 0) return out;  // nothing was ever recorded
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  std::unique_ptr<sqlite3, DbClose> db(raw);
+  if (rc != SQLITE_OK) return Status::Error(path + ": " + (raw ? sqlite3_errmsg(raw) : "cannot open"));
+  sqlite3_busy_timeout(db.get(), 5000);
+  Status prepared = PrepareAttemptsTable(db.get(), path);
+  if (!prepared.ok()) return prepared;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db.get(),
+                         "SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
+                         " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
+                         " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
+                         -1, &st, nullptr) != SQLITE_OK)
+    return Status::Error(path + ": " + sqlite3_errmsg(db.get()));
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
+  sqlite3_bind_int64(st, 1, from);
+  sqlite3_bind_int64(st, 2, to);
+  for (;;) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return Status::Error(path + ": " + sqlite3_errmsg(db.get()));
+    int c = 0;
+    auto text = [&]() {
+      const unsigned char* t = sqlite3_column_text(st, c++);
+      return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+    };
+    AttemptRecord r;
+    r.time = sqlite3_column_int64(st, c++);
+    r.domain = text();
+    r.mx = text();
+    r.address = text();
+    r.port = static_cast<uint16_t>(sqlite3_column_int(st, c++));
+    r.policy = text();
+    r.mechanism = text();
+    r.host_tls = text();
+    r.tls_version = text();
+    r.tls_cipher = text();
+    r.verification = text();
+    r.verified = sqlite3_column_int(st, c++) != 0;
+    r.outcome = text();
+    r.code = text();
+    r.detail = text();
+    r.failure_type = text();
+    r.policy_type = text();
+    r.policy_strings = SplitLines(text());
+    r.mx_patterns = SplitLines(text());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void SetReportPolicy(AttemptRecord* r, const DomainPolicy& p, const MxPolicy& mx) {
+  r->policy_strings.clear();
+  r->mx_patterns.clear();
+  if ((mx.tls == HostTls::kDane || mx.tls == HostTls::kEncrypt) && !mx.tlsa.empty()) {
+    r->policy_type = "tlsa";
+    for (const TlsaRecord& t : mx.tlsa) r->policy_strings.push_back(t.ToString());
+    r->mx_patterns.push_back(mx.host);
+    return;
+  }
+  if (p.mta_sts && (p.mta_sts->mode == StsMode::kEnforce || p.mta_sts->mode == StsMode::kTesting)) {
+    // The policy as RFC 8461 §3.2 lines, in the order the RFC lists the keys.
+    r->policy_type = "sts";
+    r->policy_strings.push_back("version: STSv1");
+    r->policy_strings.push_back(std::string("mode: ") + StsModeName(p.mta_sts->mode));
+    for (const std::string& m : p.mta_sts->mx) r->policy_strings.push_back("mx: " + m);
+    r->policy_strings.push_back("max_age: " + std::to_string(p.mta_sts->max_age));
+    r->mx_patterns = p.mta_sts->mx;
+    return;
+  }
+  r->policy_type = "no-policy-found";
 }
 
 SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options) {
@@ -123,6 +249,7 @@ AttemptRecord BaseRecord(const DomainPolicy& p, const MxPolicy& mx, const std::s
   r.policy = VerdictName(p.verdict);
   r.mechanism = MechanismName(p.mechanism);
   r.host_tls = HostTlsName(mx.tls);
+  SetReportPolicy(&r, p, mx);
   return r;
 }
 
@@ -142,6 +269,47 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
                                             AttemptLog* log, Clock* clock, const DsnRequest* dsn) {
   std::vector<RecipientOutcome> out(recipients.size());
   for (size_t i = 0; i < recipients.size(); ++i) out[i].recipient = recipients[i];
+
+  // A host taken out of use because its TLSA lookup failed (bogus or
+  // indeterminate, RFC 7672 §2.1.1) is a DANE failure before any session:
+  // RFC 8460 reports it as "dnssec-invalid" ("no valid records were
+  // returned from the recursive resolver"), once per delivery attempt.
+  if (log) {
+    for (const MxPolicy& m : policy.mx) {
+      if (m.tls != HostTls::kSkip || !m.tlsa_looked_up ||
+          (m.tlsa_dnssec != DnssecStatus::kBogus && m.tlsa_dnssec != DnssecStatus::kIndeterminate))
+        continue;
+      AttemptRecord rec = BaseRecord(policy, m, "", options.port, clock->Now());
+      rec.policy_type = "tlsa";
+      rec.policy_strings.clear();
+      rec.mx_patterns = {m.host};
+      rec.outcome = "policy-failed";
+      rec.detail = m.reason;
+      rec.failure_type = "dnssec-invalid";
+      (void)log->Record(rec);
+    }
+  }
+
+  // A published MTA-STS policy (TXT record present) that could not be
+  // fetched or parsed, with no cached one to fall back on: RFC 8460's
+  // sts-policy-fetch-error / sts-policy-invalid, once per delivery attempt.
+  // (policy.cc names the failure "policy fetch failed: invalid policy: ..."
+  // when the body did not parse.)
+  if (log && policy.mta_sts && policy.mta_sts->mode == StsMode::kNone && policy.mta_sts->error &&
+      !policy.mta_sts->id.empty() && policy.mta_sts->error->rfind("policy fetch failed: ", 0) == 0) {
+    AttemptRecord rec;
+    rec.time = clock->Now();
+    rec.domain = policy.domain;
+    rec.port = options.port;
+    rec.policy = VerdictName(policy.verdict);
+    rec.mechanism = MechanismName(policy.mechanism);
+    rec.policy_type = "sts";
+    rec.outcome = "policy-failed";
+    rec.detail = *policy.mta_sts->error;
+    rec.failure_type = rec.detail.rfind("policy fetch failed: invalid policy: ", 0) == 0 ? "sts-policy-invalid"
+                                                                                           : "sts-policy-fetch-error";
+    (void)log->Record(rec);
+  }
 
   if (policy.verdict == Verdict::kFail || policy.verdict == Verdict::kDefer) {
     for (RecipientOutcome& o : out) {

@@ -50,6 +50,11 @@ struct Config {
   int queue_retry_max = 4000;         // ... up to this
   int queue_delay_warning = 0;        // a "delayed" DSN this long after arrival (Postfix delay_warning_time); 0: off
 
+  // SMTP TLS reports (RFC 8460, `mxsec tlsrpt`).
+  std::string tlsrpt_organization;    // organization-name; empty: the report domain (helo_name)
+  std::string tlsrpt_contact;         // contact-info; empty: tlsrpt_from
+  std::string tlsrpt_from;            // sender of mailto reports; empty: postmaster@<helo_name>
+
   // Timeouts in seconds. DNS: per try; SMTP: RFC 5321 §4.5.3.2.
   int dns_timeout = 5;
   int dns_tries = 2;

@@ -12,7 +12,12 @@
 // for that host.
 //
 // Every session is recorded through an AttemptLog (domain, host, address,
-// policy, TLS, verification, outcome, RFC 8460 failure type) for reports.
+// policy, TLS, verification, outcome, RFC 8460 failure type) for reports;
+// so is, per call, every MX host taken out of use because its TLSA lookup
+// was bogus or indeterminate (outcome "policy-failed", failure type
+// "dnssec-invalid", no address), and a published MTA-STS policy that could
+// not be fetched ("sts-policy-fetch-error") or parsed ("sts-policy-invalid")
+// with no cached policy in force (policy type "sts", no host).
 #pragma once
 
 #include <functional>
@@ -34,10 +39,24 @@ struct AttemptRecord {
   std::string policy, mechanism, host_tls;
   std::string tls_version, tls_cipher, verification;
   bool verified = false;
-  std::string outcome;       // "delivered", "partial", "deferred", "bounced", "host-failed", "probe-ok"
+  std::string outcome;       // "delivered", "partial", "deferred", "bounced", "host-failed", "probe-ok",
+                             // "policy-failed" (no session: a TLSA lookup or MTA-STS fetch failed)
   std::string code, detail;
   std::string failure_type;  // RFC 8460 result type or ""
+  // What an RFC 8460 report names as the policy of this host (tlsrpt.h):
+  // policy_type "tlsa" (the host's TLSA RRset decided: dane, encrypt),
+  // "sts" (an MTA-STS policy in mode enforce or testing applied), else
+  // "no-policy-found"; "" in rows written by probes and by versions before
+  // these columns (such rows are not reported). policy_strings: the TLSA
+  // records in presentation form, or the MTA-STS policy as key: value
+  // lines; mx_patterns: the MTA-STS mx patterns, or the MX host for tlsa.
+  std::string policy_type;
+  std::vector<std::string> policy_strings;
+  std::vector<std::string> mx_patterns;
 };
+
+// Sets the report fields above for a session with `mx` of `policy`.
+void SetReportPolicy(AttemptRecord* record, const DomainPolicy& policy, const MxPolicy& mx);
 
 class AttemptLog {
  public:
@@ -46,7 +65,13 @@ class AttemptLog {
 };
 
 // `<state_dir>/delivery.sqlite`, table `attempts` (shared by processes).
+// A table written by an older version gets the missing columns added
+// (ALTER TABLE ADD COLUMN), so deployed logs keep working.
 Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path);
+
+// The records of `path` with from <= time < to, oldest first (the table is
+// migrated like OpenSqliteAttemptLog does). A missing file is an empty log.
+Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to);
 
 struct RecipientOutcome {
   Mailbox recipient;

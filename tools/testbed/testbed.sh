@@ -64,6 +64,8 @@
 #   127.0.53.5:53    dns_strip_proxy.py (UDP)          ns-strip.test: rrsigstrip.test's answers (from the nsd at
 #                                                      127.0.53.3, its only host) without RRSIGs
 #   127.0.54.1:443   nginx (MTA-STS policies)          mta-sts.*.sts.test, mta-sts.both.dane.test
+#   127.0.54.2:443   (none; test_tlsrpt.py starts an   tlsrpt.sts.test: rua of _smtp._tls.enforce.sts.test
+#                    HTTPS report receiver there)
 #   127.0.55.1:25    Postfix, DANE hosts               mx.ee/mx.ta/mx.unusable/mx.tlsafail/plain/nomx/mx.bK.dane.test,
 #                                                      alias.mxcname2.dane.test, mx.bogus.test, probe.bogus.test;
 #                                                      cert mx-ee (SANs: each of those names but bulk, probe)
@@ -243,6 +245,11 @@
 #                                                   pkix                       for wrong.example.net)
 # expired.sts.test      must-tls (mta-sts)       10 mx.expired.sts.test = pkix id exp1; enforce; host 127.0.56.8 (expired)
 # tstrip.sts.test       opportunistic (none)     10 mx.tstrip.sts.test = may   id tstr1; mode testing; host 127.0.56.1
+# --- SMTP TLS reporting (RFC 8460): _smtp._tls TXT records (tests/integration/test_tlsrpt.py) ---------------
+# _smtp._tls.ee.dane.test         "v=TLSRPTv1; rua=mailto:tlsrpt@ee.dane.test"          (signed zone)
+# _smtp._tls.wrongname.sts.test   "v=TLSRPTv1; rua=mailto:tlsrpt@enforce.sts.test"
+# _smtp._tls.enforce.sts.test     "v=TLSRPTv1; rua=https://tlsrpt.sts.test/v1/report"   tlsrpt.sts.test A 127.0.54.2
+# _smtp._tls.expired.sts.test     two v=TLSRPTv1 records (a@, b@enforce.sts.test): RFC 8460 §3, no reporting
 #
 # --- Delivery: the outcome a correct client reaches (`mxsec deliver`, tests/integration/test_deliver.py). ---
 #     "TLS" = STARTTLS used; verify dane|pkix|none = how the certificate was checked. Exit 75 = deferred.
@@ -293,6 +300,7 @@ REFUSED_ADDR=127.0.53.3
 NOVAL_ADDR=127.0.53.4   # unbound without validation
 STRIP_ADDR=127.0.53.5   # dns_strip_proxy.py: nsd's answers without RRSIGs
 NGINX_ADDR=127.0.54.1
+TLSRPT_HTTPS_ADDR=127.0.54.2   # no daemon: test_tlsrpt.py runs its HTTPS report receiver there
 SMTP_DANE_ADDR=127.0.55.1
 SMTP_INSECURE_ADDR=127.0.55.2
 SMTP_STS_ADDR=127.0.55.3
@@ -611,6 +619,7 @@ ee                       IN MX    10 mx.ee
 mx.ee                    IN A     $SMTP_DANE_ADDR
 _25._tcp.mx.ee           IN TLSA  3 1 1 $EE_SPKI256
 _25._tcp.mx.ee           IN TLSA  3 0 2 $EE_CERT512
+_smtp._tls.ee            IN TXT   "v=TLSRPTv1; rua=mailto:tlsrpt@ee.dane.test"
 ta                       IN MX    10 mx.ta
 mx.ta                    IN A     $SMTP_DANE_ADDR
 _25._tcp.mx.ta           IN TLSA  2 0 1 $CA_CERT256
@@ -745,6 +754,12 @@ EOF
             esac
             echo "mta-sts.$x.$s $ZONE_TTL IN A $NGINX_ADDR"
         done
+        # SMTP TLS reporting (RFC 8460, tests/integration/test_tlsrpt.py)
+        echo "_smtp._tls.wrongname.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@enforce.sts.test\""
+        echo "_smtp._tls.enforce.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=https://tlsrpt.sts.test/v1/report\""
+        echo "_smtp._tls.expired.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=mailto:a@enforce.sts.test\""
+        echo "_smtp._tls.expired.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=mailto:b@enforce.sts.test\""
+        echo "tlsrpt.$s $ZONE_TTL IN A $TLSRPT_HTTPS_ADDR"
         # Benchmark domains (TB_BULK=N): bN.sts.test, MTA-STS enforce like enforce.sts.test.
         local b
         for ((b = 1; b <= BULK; b++)); do
