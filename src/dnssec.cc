@@ -638,12 +638,28 @@ class Nsec3Set {
   std::vector<const ldns_rr*> records_;
 };
 
-// The NSEC and NSEC3 RRsets of `auth` whose signatures verify with `keys`
-// (wildcard expansions excluded); the key tags used and the reasons for
-// rejected records are appended.
-RrList VerifiedDenialRecords(const RrList& auth, const RrList& keys, const SigCheckOptions& o,
-                             std::vector<uint16_t>* key_tags, std::vector<std::string>* rejected) {
+// The NSEC and NSEC3 records of an authority section that a proof may
+// use: those whose RRsets verify with the zone's keys (wildcard expansions
+// excluded), split by type; `verified` owns the records the pointers name.
+// An empty non-terminal's NSEC3 has no type bitmap at all (5 rdata
+// fields, not 6).
+struct DenialRecords {
   RrList verified;
+  std::vector<const ldns_rr*> nsecs, nsec3s;
+  std::vector<std::string> rejected;  // why the other records were not used
+
+  // Makes `d` bogus for `why`, naming the rejected records.
+  void MarkBogus(DenialResult* d, const std::string& why) const {
+    d->status = SigStatus::kBogus;
+    d->reason = why + (rejected.empty() ? "" : " (records rejected: " + Join(rejected, "; ") + ")");
+    d->key_tags.clear();
+  }
+};
+
+// Collects the DenialRecords of `auth`; the key tags used are appended to `key_tags`.
+DenialRecords CollectDenialRecords(const RrList& auth, const RrList& keys, const SigCheckOptions& o,
+                                   std::vector<uint16_t>* key_tags) {
+  DenialRecords out;
   std::vector<std::string> seen;
   for (size_t i = 0; i < auth.size(); ++i) {
     const ldns_rr* rr = ldns_rr_list_rr(auth.get(), i);
@@ -656,26 +672,21 @@ RrList VerifiedDenialRecords(const RrList& auth, const RrList& keys, const SigCh
     RrList rrset = auth.Select(t, owner);
     SigResult s = VerifyRrset(rrset, auth, keys, o);
     if (s.status != SigStatus::kValid || s.wildcard) {
-      rejected->push_back(s.wildcard ? owner + ": wildcard-expanded " + (t == LDNS_RR_TYPE_NSEC ? "NSEC" : "NSEC3")
-                                     : s.reason);
+      out.rejected.push_back(s.wildcard ? owner + ": wildcard-expanded " +
+                                              (t == LDNS_RR_TYPE_NSEC ? "NSEC" : "NSEC3")
+                                        : s.reason);
       continue;
     }
     if (std::find(key_tags->begin(), key_tags->end(), s.key_tags.front()) == key_tags->end())
       key_tags->push_back(s.key_tags.front());
-    verified.Append(rrset);
+    out.verified.Append(rrset);
   }
-  return verified;
-}
-
-// The NSEC and NSEC3 records of `verified`, for the proofs. An empty
-// non-terminal's NSEC3 has no type bitmap at all (5 rdata fields, not 6).
-void SplitDenialRecords(const RrList& verified, std::vector<const ldns_rr*>* nsecs,
-                        std::vector<const ldns_rr*>* nsec3s) {
-  for (size_t i = 0; i < verified.size(); ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(verified.get(), i);
-    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC && ldns_rr_rd_count(rr) >= 1) nsecs->push_back(rr);
-    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3 && ldns_rr_rd_count(rr) >= 5) nsec3s->push_back(rr);
+  for (size_t i = 0; i < out.verified.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(out.verified.get(), i);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC && ldns_rr_rd_count(rr) >= 1) out.nsecs.push_back(rr);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3 && ldns_rr_rd_count(rr) >= 5) out.nsec3s.push_back(rr);
   }
+  return out;
 }
 
 // The NSEC3 chain a proof may use: one parameter set, that of the first
@@ -735,16 +746,13 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
   const std::string type_name = tn ? tn.get() : "?";
 
   // Only NSEC/NSEC3 RRsets that verify with the zone's keys count.
-  std::vector<std::string> rejected;
-  RrList verified = VerifiedDenialRecords(auth, keys, o, &d.key_tags, &rejected);
+  const DenialRecords records = CollectDenialRecords(auth, keys, o, &d.key_tags);
+  const auto& nsecs = records.nsecs;
+  const auto& nsec3s = records.nsec3s;
   auto fail = [&](const std::string& why) {
-    d.status = SigStatus::kBogus;
-    d.reason = why + (rejected.empty() ? "" : " (records rejected: " + Join(rejected, "; ") + ")");
-    d.key_tags.clear();
+    records.MarkBogus(&d, why);
     return d;
   };
-  std::vector<const ldns_rr*> nsecs, nsec3s;
-  SplitDenialRecords(verified, &nsecs, &nsec3s);
   const std::string claim = what == Denial::kNoDs     ? "no DS at the delegation " + qname
                             : what == Denial::kNoData ? "no " + type_name + " at " + qname
                                                       : qname + " does not exist";
@@ -921,16 +929,13 @@ DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& w
     d.reason = "no next closer name";
     return d;
   }
-  std::vector<std::string> rejected;
-  RrList verified = VerifiedDenialRecords(auth, keys, o, &d.key_tags, &rejected);
+  const DenialRecords records = CollectDenialRecords(auth, keys, o, &d.key_tags);
+  const auto& nsecs = records.nsecs;
+  const auto& nsec3s = records.nsec3s;
   auto fail = [&](const std::string& why) {
-    d.status = SigStatus::kBogus;
-    d.reason = why + (rejected.empty() ? "" : " (records rejected: " + Join(rejected, "; ") + ")");
-    d.key_tags.clear();
+    records.MarkBogus(&d, why);
     return d;
   };
-  std::vector<const ldns_rr*> nsecs, nsec3s;
-  SplitDenialRecords(verified, &nsecs, &nsec3s);
   const std::string claim = qname + " is answered by the wildcard " + wildcard_source;
   if (!nsecs.empty()) {
     // RFC 4035 §5.3.4: an NSEC proves that no closer match exists: it must
