@@ -7,6 +7,7 @@ failed: a test that did not run proves nothing.
 """
 import argparse
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,52 @@ def maildir_files():
     """The messages the test bed's Postfix has delivered to its catch-all Maildir."""
     d = os.path.join(TB, "postfix", "mail", "catchall")
     return sorted(glob.glob(os.path.join(d, "new", "*")) + glob.glob(os.path.join(d, "cur", "*")))
+
+
+def maildir_messages(needle=b""):
+    """(path, raw bytes) of each message in the catch-all Maildir that contains NEEDLE (bytes)."""
+    out = []
+    for f in maildir_files():
+        try:
+            with open(f, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:   # moved from new/ to cur/ meanwhile
+            continue
+        if needle in raw:
+            out.append((f, raw))
+    return out
+
+
+def scripted_records(mode, tok=None):
+    """What the scripted SMTP server MODE accepted (one JSON record per message, its file as
+    "path"), only the messages whose data carries TOK when given."""
+    out = []
+    for f in sorted(glob.glob(os.path.join(TB, "smtp", mode, "*.json"))):
+        with open(f) as fh:
+            r = json.load(fh)
+        if tok is None or tok in r["data"]:
+            r["path"] = f
+            out.append(r)
+    return out
+
+
+def wait_for(fetch, count=1, timeout=30, interval=0.1):
+    """Calls FETCH until it returns at least COUNT items or TIMEOUT seconds have passed; returns
+    its last result (the caller asserts on it, so a timeout shows what was there)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = fetch()
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(interval)
+
+
+def mx_host(p, name):
+    """The entry of MX host NAME in the `policy --json` object P."""
+    for m in p["mx"]:
+        if m["host"] == name:
+            return m
+    raise AssertionError("no MX %s in %s" % (name, p))
 
 
 def postfix_queue_files():

@@ -26,7 +26,8 @@ import time
 import unittest
 
 import harness
-from harness import new_token, maildir_files, postfix_queue_files, postfix_settle
+from harness import (new_token, maildir_files, maildir_messages, postfix_queue_files, postfix_settle,
+                     scripted_records, wait_for)
 
 MXSEC = None
 TB = None
@@ -138,27 +139,12 @@ class Received:
 
 
 def postfix_find(tok):
-    out = []
-    needle = tok.encode()
-    for f in maildir_files():
-        try:
-            with open(f, "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:   # moved from new/ to cur/ meanwhile
-            continue
-        if needle in raw:
-            out.append(Received(f, raw))
-    return out
+    return [Received(f, raw) for f, raw in maildir_messages(tok.encode())]
 
 
 def postfix_wait(tok, count=1, timeout=20):
     """The messages carrying TOK in the Maildir, waiting up to TIMEOUT s for COUNT of them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = postfix_find(tok)
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+    return wait_for(lambda: postfix_find(tok), count, timeout)
 
 
 def postfix_absent(tok):
@@ -167,25 +153,11 @@ def postfix_absent(tok):
     return postfix_find(tok) == []
 
 
-def records(mode, tok=None):
-    """Messages accepted by the scripted server MODE (those whose data carries TOK)."""
-    out = []
-    for f in sorted(glob.glob(os.path.join(TB, "smtp", mode, "*.json"))):
-        with open(f) as fh:
-            r = json.load(fh)
-        if tok is None or tok in r["data"]:
-            r["path"] = f
-            out.append(r)
-    return out
+records = scripted_records
 
 
 def records_wait(mode, tok, count=1, timeout=5):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = records(mode, tok)
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+    return wait_for(lambda: scripted_records(mode, tok), count, timeout, interval=0.05)
 
 
 class LogTail:

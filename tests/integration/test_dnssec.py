@@ -254,11 +254,7 @@ ALGORITHMS = {"rsasha256.test": 8, "rsasha512.test": 10, "ecdsap384.test": 14, "
 UNSUPPORTED_ALGORITHMS = {"rsamd5.test": 1, "dsa.test": 3}
 
 
-def host(p, name):
-    for m in p["mx"]:
-        if m["host"] == name:
-            return m
-    raise AssertionError("no MX %s in %s" % (name, json.dumps(p)))
+host = harness.mx_host
 
 
 class Variants(unittest.TestCase):

@@ -65,11 +65,7 @@ def set_txt(owner, value):
     subprocess.run([TESTBED, "set-txt", TB, owner, value], check=True)
 
 
-def host(p, name):
-    for m in p["mx"]:
-        if m["host"] == name:
-            return m
-    raise AssertionError("no MX %s in %s" % (name, json.dumps(p)))
+host = harness.mx_host
 
 
 class Dane(unittest.TestCase):

@@ -48,7 +48,7 @@ import unittest
 import harness
 import uuid
 
-from harness import ROOT, new_token, maildir_files
+from harness import ROOT, new_token, maildir_messages, scripted_records, wait_for
 SNIPPETS = os.path.join(ROOT, "policy", "postfix")
 MXSEC = None
 TB = None
@@ -388,44 +388,19 @@ class Received:
 
 
 def maildir_find(tok):
-    out = []
-    for f in maildir_files():
-        try:
-            with open(f, "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
-            continue
-        if tok.encode() in raw:
-            out.append(Received(f, raw))
-    return out
+    return [Received(f, raw) for f, raw in maildir_messages(tok.encode())]
 
 
 def maildir_wait(tok, pred=lambda m: True, count=1, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = [m for m in maildir_find(tok) if pred(m)]
-        if len(got) >= count or time.monotonic() > deadline:
-            return got
-        time.sleep(0.1)
+    return wait_for(lambda: [m for m in maildir_find(tok) if pred(m)], count, timeout)
 
 
 def records(mode, tok):
-    out = []
-    for f in sorted(glob.glob(os.path.join(TB, "smtp", mode, "*.json"))):
-        with open(f) as fh:
-            r = json.load(fh)
-        if tok in r["data"]:
-            out.append(r)
-    return out
+    return scripted_records(mode, tok)
 
 
 def records_wait(mode, tok, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = records(mode, tok)
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(0.1)
+    return wait_for(lambda: scripted_records(mode, tok), 1, timeout)
 
 
 def pipe_attempts(domain):

@@ -28,7 +28,8 @@ import time
 import unittest
 
 import harness
-from harness import new_token, maildir_files, postfix_queue_files, postfix_settle
+from harness import (new_token, maildir_messages, postfix_queue_files, postfix_settle,
+                     scripted_records, wait_for)
 import uuid
 
 MXSEC = None
@@ -112,25 +113,11 @@ class Received:
 
 
 def postfix_find(tok):
-    out = []
-    for f in maildir_files():
-        try:
-            with open(f, "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
-            continue
-        if tok.encode() in raw:
-            out.append(Received(raw))
-    return out
+    return [Received(raw) for _, raw in maildir_messages(tok.encode())]
 
 
 def postfix_wait(tok, count=1, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = postfix_find(tok)
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+    return wait_for(lambda: postfix_find(tok), count, timeout)
 
 
 def postfix_exactly(tok, count):
@@ -141,22 +128,12 @@ def postfix_exactly(tok, count):
 
 
 def records(tok):
-    out = []
-    for f in sorted(glob.glob(os.path.join(TB, "smtp", "rcpt", "*.json"))):
-        with open(f) as fh:
-            r = json.load(fh)
-        if tok in r["data"]:
-            out.append(r)
-    return out
+    """What the scripted rcpt server accepted with TOK in the data."""
+    return scripted_records("rcpt", tok)
 
 
 def records_wait(tok, count=1, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = records(tok)
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+    return wait_for(lambda: records(tok), count, timeout)
 
 
 def queue_wait_empty(q, timeout=30):

@@ -31,7 +31,7 @@ import time
 import unittest
 
 import harness
-from harness import new_token, maildir_files, postfix_settle
+from harness import new_token, maildir_messages, postfix_settle
 
 MXSEC = None
 TB = None
@@ -150,9 +150,8 @@ def tearDownModule():
 def reports_in_maildir():
     """The TLS report messages in the Postfix Maildir, by TLS-Report-Domain."""
     out = {}
-    for f in maildir_files():
-        with open(f, "rb") as fh:
-            msg = email.message_from_bytes(fh.read())
+    for _, raw in maildir_messages(b"TLS-Report-Domain"):
+        msg = email.message_from_bytes(raw)
         if msg.get("TLS-Report-Domain"):
             out.setdefault(msg["TLS-Report-Domain"].strip(), []).append(msg)
     return out
