@@ -42,8 +42,10 @@ namespace {
 
 // Beyond this, the input is drained but not kept (no limit configured).
 constexpr size_t kHardMaxMessage = 256u << 20;
-// Messages a queue run delivers at the same time.
-constexpr size_t kRunnerThreads = 8;
+// Requests from users who may not run the queue themselves (mxsec(8)): their names in queue_dir.
+// Only their existence counts; the runner unlinks them and never opens them.
+constexpr char kRunRequest[] = ".run-request";
+constexpr char kFlushRequest[] = ".flush-request";
 
 std::string SenderDomain(const Config& cfg) {
   if (!cfg.sender_domain.empty()) return cfg.sender_domain;
@@ -59,6 +61,7 @@ QueueSettings SettingsFrom(const Config& cfg) {
   s.reporting_mta = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
   s.bounce_domain = SenderDomain(cfg);
   s.delay_warning = cfg.queue_delay_warning;
+  s.max_domains_per_attempt = static_cast<size_t>(cfg.queue_max_domains_per_attempt);
   return s;
 }
 
@@ -118,9 +121,12 @@ class Engine {
   DeliveryOptions dopt_;
 };
 
-// Delivers `id` (locked by `lock`, or not), then any DSN it produced.
-void DeliverNow(Queue& q, const std::string& id, QueueLock lock, Engine& engine, const QueueSettings& settings,
-                Logger& log) {
+// Delivers `id` (locked by `lock`, or not), then any DSN it produced, with at most
+// queue_run_concurrency threads.
+void DeliverNow(Queue& q, const std::string& id, QueueLock lock, Engine& engine, const Config& cfg, Logger& log) {
+  WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency));
+  QueueSettings settings = SettingsFrom(cfg);
+  settings.workers = &budget;
   ProcessReport rep = ProcessQueuedMessage(q, id, std::move(lock), true, engine.Deliverer(), SystemClock(), settings,
                                            [&](const std::string& l) { log(l); });
   for (const std::string& dsn : rep.dsn_ids) {
@@ -180,10 +186,12 @@ int ListQueue(const Config& cfg, bool json) {
   for (const std::string& id : ids) {
     QueueLock lock;
     LockState st = q->TryLock(id, &lock);
+    // Released at once: a listing (mailq of any user) held up by SIGSTOP must not hold up a delivery.
+    // The envelope is replaced by rename, so it reads whole without the lock.
+    lock.Release();
     if (st == LockState::kGone) continue;
     auto env = q->ReadEnvelope(id);
     if (!env.ok()) continue;  // finished meanwhile, or written by a newer version
-    lock.Release();
     const QueuedEnvelope& e = env.value();
     ++shown;
     bytes += e.size;
@@ -220,16 +228,53 @@ int ListQueue(const Config& cfg, bool json) {
   return std::cout ? EX_OK : EX_IOERR;
 }
 
+// Whether this process may deliver the whole queue: the real user is root or owns queue_dir (a
+// queue of one's own). Anyone else (a submitter running set-group-ID, or a member of the queue's
+// group) must not hold delivery locks on other users' messages: a process its user can stop
+// (SIGSTOP) would keep those messages from every runner for as long as it is stopped.
+bool MayRunQueue(const Config& cfg) {
+  const uid_t uid = getuid();
+  if (uid == 0) return true;
+  struct stat st{};
+  if (stat(cfg.queue_dir.c_str(), &st) != 0) return true;  // Queue::Open reports it; a new queue is the caller's
+  return st.st_uid == uid;
+}
+
+// What a user who may not run the queue gets: a request the privileged runner honours (the
+// systemd path unit policy/systemd/mxsec-queue.path starts it at once, the timer at the latest).
+int RequestQueueRun(const Config& cfg, bool force) {
+  const std::string path = cfg.queue_dir + "/" + (force ? kFlushRequest : kRunRequest);
+  // O_EXCL: never follows a link; an existing request is as good as a new one.
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd < 0 && errno != EEXIST)
+    return Fail(EX_TEMPFAIL, "queue: cannot request a queue run: " + path + ": " + strerror(errno));
+  if (fd >= 0) close(fd);
+  syslog(LOG_INFO, "queue %s requested by uid %u", force ? "flush" : "run", static_cast<unsigned>(getuid()));
+  std::cerr << "mxsec: queue: " << (force ? "a flush" : "a run")
+            << " of the queue was requested from the queue runner (" << path
+            << "); this process delivers nothing itself, as it may not deliver other users' mail\n";
+  return EX_OK;
+}
+
 // `queue run` (force = false: only messages that are due) and `flush` / sendmail -q (all).
 int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
+  if (!MayRunQueue(cfg)) return RequestQueueRun(cfg, force);
   auto q = Queue::Open(cfg.queue_dir, true);
   if (!q.ok()) return Fail(EX_TEMPFAIL, "queue: " + q.error());
   Logger log;
   log.prefix = "queue: ";
+  // Requests of users (RequestQueueRun) are taken before the run: one made while it runs starts another.
+  const bool flush_asked = unlink((cfg.queue_dir + "/" + kFlushRequest).c_str()) == 0;
+  const bool run_asked = unlink((cfg.queue_dir + "/" + kRunRequest).c_str()) == 0;
+  if (flush_asked || run_asked) log(std::string("a user asked for a queue ") + (flush_asked ? "flush" : "run"));
+  force = force || flush_asked;
   Engine engine;
   Status s = engine.Init(cfg, &log);
   if (!s.ok()) return Fail(EX_CONFIG, s.message());
+  // Every delivery thread of this run, message workers and their domain helpers, comes from here.
+  WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency));
   QueueSettings settings = SettingsFrom(cfg);
+  settings.workers = &budget;
   q->Clean(SystemClock(), 3600);
   std::atomic<size_t> done{0}, skipped{0}, errors{0};
   // DSNs queued during this run are picked up by the loop over fresh listings.
@@ -256,9 +301,21 @@ int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
         if (!rep.error.empty()) ++errors;
       }
     };
+    // Half the budget at most for messages, so that a message to many domains finds helpers.
+    const size_t message_workers = std::min(batch.size(), std::max<size_t>(1, budget.limit() / 2));
     std::vector<std::thread> workers;
-    for (size_t k = 0; k < std::min(kRunnerThreads, batch.size()); ++k) workers.emplace_back(worker);
-    for (auto& t : workers) t.join();
+    for (size_t k = 0; k < message_workers; ++k) {
+      std::thread t;
+      std::string why;
+      if (!budget.TryStart(worker, &t, &why)) {
+        if (!why.empty()) log.Warn("cannot start a queue runner thread (" + why + "); going on with the others");
+        break;
+      }
+      workers.push_back(std::move(t));
+    }
+    // No thread at all: this one does the work.
+    if (workers.empty()) worker();
+    for (std::thread& t : workers) budget.Join(&t);
   }
   if (g.verbose)
     log("run finished: " + std::to_string(done.load()) + " processed, " + std::to_string(skipped.load()) +
@@ -487,7 +544,7 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
     Logger log;
     log.to_stderr = false;
     Engine engine;
-    if (engine.Init(cfg, &log).ok()) DeliverNow(q.value(), id.value(), std::move(lock), engine, SettingsFrom(cfg), log);
+    if (engine.Init(cfg, &log).ok()) DeliverNow(q.value(), id.value(), std::move(lock), engine, cfg, log);
     _exit(0);
   }
   // -odi: one attempt now, in the foreground; the message stays queued if it is deferred.
@@ -500,7 +557,7 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
     std::cerr << "mxsec: " << who << "queued as " << id.value() << " but not delivered now: " << s.message() << "\n";
     return EX_OK;
   }
-  DeliverNow(q.value(), id.value(), std::move(lock), engine, SettingsFrom(cfg), log);
+  DeliverNow(q.value(), id.value(), std::move(lock), engine, cfg, log);
   return EX_OK;
 }
 

@@ -236,6 +236,9 @@ const std::map<std::string, Setter>& Setters() {
       {"queue_retry_min", Duration(&Config::queue_retry_min, 1, 86400)},
       {"queue_delay_warning", Duration(&Config::queue_delay_warning, 0, 100 * 86400)},
       {"queue_retry_max", Duration(&Config::queue_retry_max, 1, 7 * 86400)},
+      // Each thread is a stack and, while it delivers, an SMTP session: a few hundred at most.
+      {"queue_run_concurrency", Int(&Config::queue_run_concurrency, 1, 256)},
+      {"queue_max_domains_per_attempt", Int(&Config::queue_max_domains_per_attempt, 1, 1000000)},
       {"dns_timeout", Int(&Config::dns_timeout, 1, 60)},
       {"dns_tries", Int(&Config::dns_tries, 1, 10)},
       {"mta_sts_connect_timeout", Timeout(&Config::mta_sts_connect_timeout)},

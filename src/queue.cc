@@ -15,10 +15,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <limits>
+#include <new>
 #include <nlohmann/json.hpp>
+#include <system_error>
 #include <thread>
 
 #include "mxsec/dsn.h"
@@ -393,6 +397,51 @@ void Queue::Clean(Clock* clock, int64_t min_age) {
   }
 }
 
+namespace {
+
+class SystemThreadStarter : public ThreadStarter {
+ public:
+  bool Start(std::function<void()> fn, std::thread* out, std::string* error) override {
+    try {
+      *out = std::thread(std::move(fn));
+      return true;
+    } catch (const std::system_error& e) {  // EAGAIN: the process or user is out of threads
+      *error = e.what();
+    } catch (const std::bad_alloc&) {
+      *error = "out of memory";
+    }
+    return false;
+  }
+};
+
+}  // namespace
+
+ThreadStarter* SystemThreads() {
+  static SystemThreadStarter starter;
+  return &starter;
+}
+
+bool WorkerBudget::TryStart(std::function<void()> fn, std::thread* out, std::string* error) {
+  error->clear();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (in_use_ >= limit_) return false;
+    ++in_use_;
+  }
+  if (starter_->Start(std::move(fn), out, error)) return true;
+  if (error->empty()) *error = "thread not started";
+  std::lock_guard<std::mutex> l(mu_);
+  --in_use_;
+  return false;
+}
+
+void WorkerBudget::Join(std::thread* t) {
+  if (!t->joinable()) return;
+  t->join();
+  std::lock_guard<std::mutex> l(mu_);
+  --in_use_;
+}
+
 int64_t RetryDelay(int attempts, const QueueSettings& s) {
   int64_t d = std::max(1, s.retry_min);
   int64_t cap = std::max(s.retry_max, s.retry_min);
@@ -455,6 +504,8 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
   auto prepared = PrepareMessage(raw.value(), MessageOptions{});
   std::vector<size_t> newly_bounced;
   std::vector<size_t> newly_relayed;  // delivered to a hop that did not take NOTIFY=, success asked
+  size_t untried_domains = 0;         // beyond max_domains_per_attempt
+  size_t never_tried_domains = 0;     // of those, never tried at all: the message is due again at once
   DsnRequest dsn_request;
   if (!env.sender.empty() && !env.is_bounce) {
     dsn_request.notify = env.dsn_notify;
@@ -492,46 +543,116 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
       boxes[i] = m.value();
       by_domain[m->domain].push_back(i);
     }
-    std::vector<std::vector<RecipientOutcome>> results(by_domain.size());
-    std::vector<std::thread> workers;
-    size_t k = 0;
+    // The work list: domains tried least recently first (never tried: time 0), so that a message
+    // with more domains than one attempt takes reaches all of them in turn.
+    struct DomainWork {
+      std::string domain;
+      std::vector<size_t> idx;
+      int64_t last = 0;
+    };
+    std::vector<DomainWork> work;
     for (auto& [domain, idx] : by_domain) {
-      workers.emplace_back([&, slot = k, d = domain, ids = idx] {
-        std::vector<Mailbox> rcpts;
-        for (size_t i : ids) rcpts.push_back(boxes[i]);
-        results[slot] = deliver(d, sender.value(), rcpts, prepared.value(), dsn_request);
-      });
-      ++k;
+      DomainWork w{domain, idx, 0};
+      for (size_t i : idx) w.last = std::max(w.last, env.recipients[i].time);
+      work.push_back(std::move(w));
     }
-    for (auto& t : workers) t.join();
-    k = 0;
-    for (auto& [domain, idx] : by_domain) {
-      const auto& got = results[k++];
-      for (size_t j = 0; j < idx.size(); ++j) {
-        QueuedRecipient& r = env.recipients[idx[j]];
-        if (j >= got.size()) {  // a deliverer that answered for fewer recipients: try again later
-          r.code = "4.3.0";
-          r.reply = "internal: no result for this recipient";
-          continue;
+    std::stable_sort(work.begin(), work.end(), [](const DomainWork& a, const DomainWork& b) { return a.last < b.last; });
+    const size_t max_domains = std::max<size_t>(1, settings.max_domains_per_attempt);
+    if (work.size() > max_domains) {
+      untried_domains = work.size() - max_domains;
+      for (size_t k = max_domains; k < work.size(); ++k)
+        if (work[k].last == 0) ++never_tried_domains;
+      work.resize(max_domains);
+      say(std::to_string(untried_domains) + " of " + std::to_string(by_domain.size()) +
+          " domains left for the next run (queue_max_domains_per_attempt " + std::to_string(max_domains) + ")");
+    }
+
+    // `mu` guards env, durable, newly_*, the counters and `say` while workers run; `write_mu`
+    // makes one envelope write at a time, and a write takes every delivery applied before it
+    // (so concurrent workers share one write).
+    std::mutex mu, write_mu;
+    QueuedEnvelope durable = env;  // the file as written, plus the deliveries since
+    uint64_t applied = 0, written = 0;
+    std::atomic<bool> halt{false};
+    auto settle = [&](const DomainWork& w, const std::vector<RecipientOutcome>& got) {
+      uint64_t mine = 0;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        bool delivered_any = false;
+        for (size_t j = 0; j < w.idx.size(); ++j) {
+          QueuedRecipient& r = env.recipients[w.idx[j]];
+          if (j >= got.size()) {  // a deliverer that answered for fewer recipients: try again later
+            r.code = "4.3.0";
+            r.reply = "internal: no result for this recipient";
+            continue;
+          }
+          const RecipientOutcome& o = got[j];
+          r.code = o.code;
+          r.reply = o.reply;
+          r.relay = RelayOf(o);
+          r.time = now;
+          if (o.status == RcptStatus::kDelivered) {
+            r.state = "delivered";
+            if (env.notify_success && !o.dsn_passed) newly_relayed.push_back(w.idx[j]);
+            durable.recipients[w.idx[j]] = r;
+            delivered_any = true;
+          } else if (o.status == RcptStatus::kBounced) {
+            r.state = "bounced";
+            newly_bounced.push_back(w.idx[j]);
+          } else {
+            env.last_reason = o.code + " " + o.reply;
+          }
+          say(r.address + ": status=" + (r.state == "pending" ? std::string("deferred") : r.state) +
+              " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
         }
-        const RecipientOutcome& o = got[j];
-        r.code = o.code;
-        r.reply = o.reply;
-        r.relay = RelayOf(o);
-        r.time = now;
-        if (o.status == RcptStatus::kDelivered) {
-          r.state = "delivered";
-          if (env.notify_success && !o.dsn_passed) newly_relayed.push_back(idx[j]);
-        } else if (o.status == RcptStatus::kBounced) {
-          r.state = "bounced";
-          newly_bounced.push_back(idx[j]);
-        } else {
-          env.last_reason = o.code + " " + o.reply;
-        }
-        say(r.address + ": status=" + (r.state == "pending" ? std::string("deferred") : r.state) +
-            " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
+        if (!delivered_any) return;
+        mine = ++applied;
       }
+      // Durable before this thread starts another domain: a crash from here on does not send
+      // these recipients the message again.
+      std::lock_guard<std::mutex> wl(write_mu);
+      QueuedEnvelope snapshot;
+      uint64_t target = 0;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        if (written >= mine) return;  // another worker's write took ours along
+        snapshot = durable;
+        target = applied;
+      }
+      Status s = queue.WriteEnvelope(snapshot);
+      std::lock_guard<std::mutex> l(mu);
+      written = target;
+      if (!s.ok()) {
+        // Progress that cannot be recorded is not made: no further domain is started.
+        halt = true;
+        rep.error = "cannot record the deliveries so far: " + s.message();
+        say(rep.error + "; the other domains wait for the next run");
+      }
+    };
+    std::atomic<size_t> next{0};
+    auto run = [&] {
+      for (size_t k = next++; k < work.size() && !halt; k = next++) {
+        std::vector<Mailbox> rcpts;
+        for (size_t i : work[k].idx) rcpts.push_back(boxes[i]);
+        settle(work[k], deliver(work[k].domain, sender.value(), rcpts, prepared.value(), dsn_request));
+      }
+    };
+    // The calling thread works the list too: without any helper the attempt still progresses.
+    std::vector<std::thread> helpers;
+    for (size_t h = 1; h < work.size() && settings.workers; ++h) {
+      std::thread t;
+      std::string why;
+      if (!settings.workers->TryStart(run, &t, &why)) {
+        if (!why.empty()) {
+          std::lock_guard<std::mutex> l(mu);
+          say("cannot start a delivery thread (" + why + "); going on with " + std::to_string(helpers.size() + 1));
+        }
+        break;
+      }
+      helpers.push_back(std::move(t));
     }
+    run();
+    for (std::thread& t : helpers) settings.workers->Join(&t);
   }
   env.attempts += 1;
 
@@ -656,7 +777,9 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
         " bounced)");
     return rep;
   }
-  env.next_retry = now + RetryDelay(env.attempts, settings);
+  // Domains never tried for the bound of one attempt are not a failure: due at the next run. Once
+  // each had its turn, the backoff applies as to any message.
+  env.next_retry = never_tried_domains > 0 ? now : now + RetryDelay(env.attempts, settings);
   Status s = queue.WriteEnvelope(env);
   if (!s.ok()) {
     rep.error = s.message();

@@ -16,8 +16,19 @@
 //     deliver one message at the same time, and a runner that loses the
 //     race skips the message; a lock dies with its process (kill -9);
 //   - an envelope is replaced atomically (temporary file, fsync, rename,
-//     directory fsync) after every attempt; recipients marked delivered or
-//     bounced are never tried again;
+//     directory fsync) after every attempt, and also, during an attempt,
+//     as soon as a domain's delivery settled a recipient as delivered and
+//     before the thread that delivered it starts another domain: a crash
+//     at any instant repeats at most the deliveries in flight. Recipients
+//     marked delivered or bounced are never tried again (a bounce is
+//     recorded with its DSN at the end of the attempt; a crash before that
+//     tries the recipient again, which its server refuses again);
+//   - an attempt runs the domains of a message from a work list on the
+//     calling thread plus the threads a WorkerBudget lends it, at most
+//     QueueSettings::max_domains_per_attempt domains (those tried least
+//     recently first); the rest stay pending and the message is due again
+//     at once. A thread that cannot be started is logged and the work goes
+//     on with the threads there are, never ends the process;
 //   - a message leaves the queue only when no recipient is pending:
 //     delivered, or bounced with the DSN committed to the queue first (a
 //     crash in between can repeat a DSN, never lose one). A DSN (null
@@ -33,7 +44,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <string_view>
 #include <vector>
 
@@ -138,6 +151,42 @@ class Queue {
   std::string dir_;
 };
 
+// Makes threads for the queue (a fake in tests fails on demand; LevelDB's
+// Env::StartThread is the model). Start never throws: a thread that cannot
+// be made is false with the reason in `error`.
+class ThreadStarter {
+ public:
+  virtual ~ThreadStarter() = default;
+  virtual bool Start(std::function<void()> fn, std::thread* out, std::string* error) = 0;
+};
+// std::thread, with std::system_error (EAGAIN: no more threads) caught.
+ThreadStarter* SystemThreads();
+
+// The delivery threads of one queue run (or one foreground delivery): at
+// most `limit` of them at once, shared by the messages of the run and the
+// domains of each message. A slot is taken when a thread starts and given
+// back when the thread is joined (Join), so `limit` bounds the threads that
+// exist, not only those working.
+class WorkerBudget {
+ public:
+  explicit WorkerBudget(size_t limit, ThreadStarter* starter = SystemThreads())
+      : limit_(limit), starter_(starter) {}
+  WorkerBudget(const WorkerBudget&) = delete;
+  WorkerBudget& operator=(const WorkerBudget&) = delete;
+  // Starts `fn` on a new thread when a slot is free. False when none is
+  // free (`error` empty) or the thread could not be made (`error` says why).
+  bool TryStart(std::function<void()> fn, std::thread* out, std::string* error);
+  // Joins a thread TryStart made and frees its slot.
+  void Join(std::thread* t);
+  size_t limit() const { return limit_; }
+
+ private:
+  std::mutex mu_;
+  size_t in_use_ = 0;
+  const size_t limit_;
+  ThreadStarter* const starter_;
+};
+
 struct QueueSettings {
   int lifetime = 5 * 86400;
   int retry_min = 300;
@@ -145,6 +194,11 @@ struct QueueSettings {
   std::string reporting_mta;   // our host name, for DSNs
   std::string bounce_domain;   // MAILER-DAEMON@<this> in DSNs
   int delay_warning = 0;       // seconds after arrival for the "delayed" DSN; 0: never
+  // Domains one attempt of one message delivers to (queue_max_domains_per_attempt): bounds the
+  // time an attempt holds the message's lock and the envelope rewrites it makes.
+  size_t max_domains_per_attempt = 1000;
+  // Threads that may help deliver the domains of a message; null: the calling thread alone.
+  WorkerBudget* workers = nullptr;
 };
 
 // Seconds until the next attempt after `attempts` failed ones:
@@ -153,7 +207,7 @@ int64_t RetryDelay(int attempts, const QueueSettings& s);
 
 // Delivers a message to the recipients of one domain (the policy engine +
 // DeliverDomain in the program, a fake in tests), passing the sender's DSN
-// request on. Called from several threads at once, one per domain.
+// request on. Called from several threads at once (WorkerBudget).
 using DomainDeliverer = std::function<std::vector<RecipientOutcome>(
     const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& recipients,
     const PreparedMessage& message, const DsnRequest& dsn)>;
