@@ -19,7 +19,6 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <limits>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <system_error>
@@ -571,7 +570,10 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
     // makes one envelope write at a time, and a write takes every delivery applied before it
     // (so concurrent workers share one write).
     std::mutex mu, write_mu;
-    QueuedEnvelope durable = env;  // the file as written, plus the deliveries since
+    // The file as written, plus the deliveries since. Bounces wait for the end of the attempt, where
+    // their DSN is queued first: recorded earlier, a crash would lose the DSN.
+    QueuedEnvelope durable = env;
+    for (size_t i : newly_bounced) durable.recipients[i].state = "pending";
     uint64_t applied = 0, written = 0;
     std::atomic<bool> halt{false};
     auto settle = [&](const DomainWork& w, const std::vector<RecipientOutcome>& got) {

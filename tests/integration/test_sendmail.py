@@ -399,6 +399,47 @@ class QueueTest(unittest.TestCase):
         time.sleep(0.5)
         self.assertEqual(len(records(tok)), 1)
 
+    def test_runner_killed_after_first_transaction_rerun_delivers_only_the_second(self):
+        # Two domains, two transactions: Postfix (insecure.test) takes the message at once, the
+        # scripted server (rcpt.insecure.test) stalls after the final dot. The runner is killed
+        # there; what the first transaction settled must already be in the envelope.
+        q = Queue()
+        tok = new_token("twotx")
+        first = "first-%s@insecure.test" % tok
+        second = "stall-%s@rcpt.insecure.test" % tok
+        p = q.sendmail(["-odq", "-f", SENDER, first, second], message(tok, to=first + ", " + second))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        log = os.path.join(TB, "smtp", "server.log")
+        proc = subprocess.Popen([MXSEC, "queue", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=q.env)
+
+        def state():
+            with open(log, errors="replace") as f:
+                stalled = ("stalling after the final dot for ['%s']" % second) in f.read()
+            rcpts = {r["address"]: r["state"] for e in q.listing() for r in e["recipients"]}
+            return [1] if stalled and rcpts.get(first) == "delivered" else []
+
+        ready = wait_for(state, 1, timeout=60)
+        running = proc.poll() is None
+        proc.kill()   # SIGKILL, while the second transaction waits for its final reply
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        self.assertTrue(running, "the runner ended before the second transaction stalled")
+        self.assertTrue(ready, "the first recipient was not recorded as delivered while the second transaction "
+                               "was in flight: %s" % q.listing())
+        [e] = q.listing()
+        self.assertEqual([(r["address"], r["state"]) for r in e["recipients"]],
+                         [(first, "delivered"), (second, "pending")])
+        self.assertFalse(e["active"])
+        self.assertEqual(len(postfix_wait(tok)), 1)
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(len(records_wait(tok)), 1)
+        self.assertEqual(q.listing(), [])
+        # The first domain got the message once: the rerun went to the second only.
+        self.assertEqual(len(postfix_exactly(tok, 1)), 1)
+        self.assertNotIn(first.encode(), r.stderr)
+
     def test_two_concurrent_runs_deliver_each_message_once(self):
         q = Queue()
         tok = new_token("conc")
@@ -480,6 +521,45 @@ class UnprivilegedTest(unittest.TestCase):
         [m] = postfix_wait(tok)
         self.assertEqual(m.return_path, "<nobody@insecure.test>")
         self.assertEqual(q.listing(), [])
+
+    def test_unprivileged_queue_run_only_requests_a_run_that_the_runner_honours(self):
+        # A user who is neither root nor the queue's owner must not deliver other users' mail (nor
+        # hold its locks) in a process the user can stop: `queue run|flush` and `sendmail -q` only
+        # leave a request, which the privileged run takes (a flush request: due or not).
+        qdir = os.path.join(TB, "queues", "unpriv-" + uuid.uuid4().hex[:8])
+        os.makedirs(os.path.dirname(qdir), exist_ok=True)
+        subprocess.run(["install", "-d", "-o", "root", "-g", "mail", "-m", "2770", qdir], check=True)
+        q = Queue(queue_dir=qdir)
+        os.chmod(q.conf, 0o644)
+        tok = new_token("unprun")
+        later = "later-%s@rcpt.insecure.test" % tok
+        # Root's message, deferred once (451), so that it is not due for queue_retry_min.
+        p = q.sendmail(["-odi", "-f", SENDER, later], message(tok, to=later))
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [e] = q.listing()
+        self.assertEqual(e["attempts"], 1)
+        # Another of nobody's own, queued only.
+        other = "unprun-%s@insecure.test" % tok
+        p = self.as_nobody([MXSEC, "sendmail", "-odq", other], message(tok, to=other), q.env)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        for args, request in ((["queue", "run"], ".run-request"), (["queue", "flush"], ".flush-request"),
+                              (["sendmail", "-q"], ".flush-request")):
+            p = self.as_nobody([MXSEC] + args, b"", q.env)
+            self.assertEqual(p.returncode, EX_OK, diag(p))
+            self.assertIn(b"requested from the queue runner", p.stderr, diag(p))
+            self.assertTrue(os.path.exists(os.path.join(qdir, request)), args)
+        # Nothing was attempted by nobody's processes.
+        self.assertEqual(sorted(x["attempts"] for x in q.listing()), [0, 1])
+        self.assertEqual(records(tok), [])
+        self.assertEqual(postfix_find(tok), [])
+        # The privileged `queue run` (not a flush) takes the requests and flushes.
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertIn(b"a user asked for a queue flush", r.stderr, diag(r))
+        self.assertEqual(len(records_wait(tok)), 1)
+        self.assertEqual(len(postfix_wait(tok)), 1)
+        self.assertEqual(q.listing(), [])
+        self.assertEqual(q.files(), [])
 
     def test_set_group_id_mxsec_refuses_another_configuration(self):
         d = tempfile.mkdtemp(prefix="sgid.", dir=TB)
