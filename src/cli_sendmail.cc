@@ -9,7 +9,11 @@
 // over 998 octets, over message_size_limit), 75 (74 for an I/O error) when
 // it cannot be queued (the caller keeps the message), 78 configuration.
 // Delivery results are logged to syslog (mail facility) and, in the
-// foreground, to stderr. A queued message starts with a Received: field
+// foreground, to stderr. `queue run|flush` and sendmail -q deliver only for
+// root or the owner of queue_dir; anyone else gets a request file in
+// queue_dir that the next privileged run takes (mxsec(8)). A run has at
+// most queue_run_concurrency delivery threads (queue.h WorkerBudget), and
+// one that cannot be started never ends it. A queued message starts with a Received: field
 // naming helo_name, the submitting user ID and the queue ID (as Postfix's
 // pickup adds).
 #include <fcntl.h>

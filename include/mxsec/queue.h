@@ -26,8 +26,8 @@
 //   - an attempt runs the domains of a message from a work list on the
 //     calling thread plus the threads a WorkerBudget lends it, at most
 //     QueueSettings::max_domains_per_attempt domains (those tried least
-//     recently first); the rest stay pending and the message is due again
-//     at once. A thread that cannot be started is logged and the work goes
+//     recently first); the rest stay pending, and while some of them were
+//     never tried the message is due again at once (then the backoff). A thread that cannot be started is logged and the work goes
 //     on with the threads there are, never ends the process;
 //   - a message leaves the queue only when no recipient is pending:
 //     delivered, or bounced with the DSN committed to the queue first (a

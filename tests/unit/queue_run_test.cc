@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "mxsec/config.h"
 #include "mxsec/queue.h"
 
 using namespace mxsec;
@@ -286,4 +287,18 @@ TEST_CASE("queue run: killed after the first domain took the message, a rerun de
   ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, d.Fn(), &clock, s, nullptr);
   CHECK(r.removed);
   CHECK(d.per_domain == std::map<std::string, int>{{"two.test", 1}});
+}
+
+TEST_CASE("config: queue_run_concurrency and queue_max_domains_per_attempt, with their ranges") {
+  Config c;
+  CHECK(c.queue_run_concurrency == 10);
+  CHECK(c.queue_max_domains_per_attempt == 1000);
+  CHECK(ApplyConfigSetting("queue_run_concurrency", "4", "test", &c).ok());
+  CHECK(c.queue_run_concurrency == 4);
+  CHECK(ApplyConfigSetting("queue_max_domains_per_attempt", "50", "test", &c).ok());
+  CHECK(c.queue_max_domains_per_attempt == 50);
+  for (const char* bad : {"0", "257", "x", ""}) CHECK_FALSE(ApplyConfigSetting("queue_run_concurrency", bad, "test", &c).ok());
+  for (const char* bad : {"0", "1000001", "-1"})
+    CHECK_FALSE(ApplyConfigSetting("queue_max_domains_per_attempt", bad, "test", &c).ok());
+  CHECK(c.queue_run_concurrency == 4);
 }
