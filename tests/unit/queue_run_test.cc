@@ -302,3 +302,37 @@ TEST_CASE("config: queue_run_concurrency and queue_max_domains_per_attempt, with
     CHECK_FALSE(ApplyConfigSetting("queue_max_domains_per_attempt", bad, "test", &c).ok());
   CHECK(c.queue_run_concurrency == 4);
 }
+
+TEST_CASE("queue run: a delivery that cannot be recorded stops the attempt before the next domain") {
+  TempQueueDir t;
+  FakeClock clock;
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  QueuedEnvelope e;
+  e.sender = "a@client.test";
+  e.recipients = {QueuedRecipient{"ok@one.test"}, QueuedRecipient{"ok@two.test"}};
+  auto id = q->Submit(kBody, e, &clock, nullptr);
+  REQUIRE(id.ok());
+  CountingDeliverer ok;
+  DomainDeliverer inner = ok.Fn();
+  const std::string away = t.path + ".away";
+  DomainDeliverer deliver = [&](const std::string& domain, const Mailbox& from, const std::vector<Mailbox>& to,
+                                const PreparedMessage& m, const DsnRequest& dsn) {
+    // The queue directory goes away (as a full or failing disk would refuse the write).
+    if (domain == "one.test") REQUIRE(rename(t.path.c_str(), away.c_str()) == 0);
+    return inner(domain, from, to, m, dsn);
+  };
+  std::vector<std::string> lines;
+  ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, deliver, &clock, RunSettings(),
+                                         [&](const std::string& l) { lines.push_back(l); });
+  CHECK(ok.per_domain == std::map<std::string, int>{{"one.test", 1}});
+  CHECK_FALSE(r.error.empty());
+  CHECK(std::any_of(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.find("cannot record the deliveries so far") != std::string::npos &&
+           l.find("the other domains wait for the next run") != std::string::npos;
+  }));
+  REQUIRE(rename(away.c_str(), t.path.c_str()) == 0);
+  auto env = q->ReadEnvelope(id.value());
+  REQUIRE(env.ok());
+  CHECK(env->recipients[1].state == "pending");
+}
