@@ -355,12 +355,39 @@ std::string SpaceAfterCommas(std::string_view field, size_t from) {
   return out;
 }
 
+// For each octet of `field` (from index `from`): 1 when it is inside a quoted string, a
+// comment or a domain literal of an address list, else 0.
+std::string NestingMap(std::string_view field, size_t from) {
+  std::string map(field.size(), '\0');
+  int comment = 0;
+  bool quoted = false, literal = false;
+  for (size_t i = from; i < field.size(); ++i) {
+    char c = field[i];
+    bool inside = quoted || comment > 0 || literal;
+    map[i] = inside ? '\1' : '\0';
+    if (inside && c == '\\' && i + 1 < field.size()) {
+      map[++i] = '\1';
+      continue;
+    }
+    if (quoted) quoted = c != '"';
+    else if (comment > 0) comment += c == '(' ? 1 : c == ')' ? -1 : 0;
+    else if (literal) literal = c != ']';
+    else if (c == '"') quoted = true;
+    else if (c == '(') comment = 1;
+    else if (c == '[') literal = true;
+  }
+  return map;
+}
+
 // One physical line of a header field folded (RFC 5322 §2.2.3: a line end inserted before a
 // WSP) so that its parts are at most kFoldWidth octets where there is a place to fold.
-// `first` is the index after "Name: " below which the first line is never cut. A fold never
-// goes inside a quoted-pair ("\ ") and never leaves a line of white space only (RFC 5322
-// §3.2.2); where the line has no such place it stays longer (the caller checks kMaxLine).
-std::string FoldLine(std::string_view line, size_t first, const std::string& eol) {
+// `first` is the index below which the line is never cut (the field name and the first
+// character of its value); `nested` marks (non-zero) the octets inside a quoted string or a
+// comment. A fold there is invisible too (RFC 5322 §3.2.4) but some readers mishandle it, so
+// a fold between tokens is preferred. A fold never goes inside a quoted-pair ("\ ") and never
+// leaves a line of white space only (RFC 5322 §3.2.2); where the line has no such place it
+// stays longer (the caller checks kMaxLine).
+std::string FoldLine(std::string_view line, size_t first, std::string_view nested, const std::string& eol) {
   std::vector<size_t> cuts;  // where a new line may start
   size_t last_text = line.find_last_not_of(" \t");
   for (size_t p = std::max<size_t>(first, 1); last_text != std::string_view::npos && p < last_text; ++p) {
@@ -370,17 +397,18 @@ std::string FoldLine(std::string_view line, size_t first, const std::string& eol
     if (slashes % 2 == 1) continue;
     cuts.push_back(p);
   }
+  constexpr size_t npos = std::string_view::npos;
   std::string out;
   size_t start = 0;
   size_t k = 0;
   while (line.size() - start > kFoldWidth) {
-    // The last cut that keeps this part within the width, else the first one beyond it.
-    size_t best = std::string_view::npos;
-    for (; k < cuts.size() && cuts[k] - start <= kFoldWidth; ++k) best = cuts[k];
-    if (best == std::string_view::npos) {
-      if (k == cuts.size()) break;
-      best = cuts[k++];
-    }
+    while (k < cuts.size() && cuts[k] <= start) ++k;
+    // The last cut between tokens within the width, else the last one inside a quoted string
+    // or comment within it, else the first one beyond it.
+    size_t outer = npos, inner = npos, j = k;
+    for (; j < cuts.size() && cuts[j] - start <= kFoldWidth; ++j) (nested[cuts[j]] ? inner : outer) = cuts[j];
+    size_t best = outer != npos ? outer : inner != npos ? inner : j < cuts.size() ? cuts[j] : npos;
+    if (best == npos) break;
     out.append(line.substr(start, best - start));
     out += eol;
     start = best;
@@ -403,6 +431,7 @@ std::string FoldField(std::string_view field, bool address_list, const std::stri
   if (!long_line) return std::string(field);
   const size_t colon = field.find(':');
   std::string spaced = address_list ? SpaceAfterCommas(field, colon + 1) : std::string(field);
+  const std::string nested = address_list ? NestingMap(spaced, colon + 1) : std::string(spaced.size(), '\0');
   std::string out;
   size_t pos = 0;
   while (pos < spaced.size()) {
@@ -411,7 +440,9 @@ std::string FoldField(std::string_view field, bool address_list, const std::stri
     size_t text_end = end > pos && spaced[end - 1] == '\r' ? end - 1 : end;
     std::string_view text = std::string_view(spaced).substr(pos, text_end - pos);
     // On the first line, never before the first character of the value.
-    out += text.size() > kFoldWidth ? FoldLine(text, pos == 0 ? colon + 2 : 1, eol) : std::string(text);
+    out += text.size() > kFoldWidth
+               ? FoldLine(text, pos == 0 ? colon + 2 : 1, std::string_view(nested).substr(pos, text.size()), eol)
+               : std::string(text);
     out.append(spaced, text_end, end - text_end + (nl == std::string::npos ? 0 : 1));
     pos = end + 1;
   }
