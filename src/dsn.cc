@@ -36,16 +36,18 @@ std::string Clean(std::string_view s, size_t max = 900) {
 }
 
 // `msg` with LF line ends: CRLF, and a CR alone, end a line, as the SMTP encoding
-// (PrepareMessage) reads them; a last line without its end gets one.
-std::string LfLines(std::string_view msg) {
+// (PrepareMessage) reads them; a last line without its end gets one. With `header_only`,
+// only the header section: the lines before the first empty one.
+std::string LfLines(std::string_view msg, bool header_only) {
   std::string out;
-  out.reserve(msg.size() + 1);
+  out.reserve(header_only ? std::min<size_t>(msg.size(), 65536) : msg.size() + 1);
   for (size_t i = 0; i < msg.size(); ++i) {
     char c = msg[i];
     if (c == '\r') {
       if (i + 1 < msg.size() && msg[i + 1] == '\n') continue;
       c = '\n';
     }
+    if (header_only && c == '\n' && (out.empty() || out.back() == '\n')) return out;
     out += c;
   }
   if (!out.empty() && out.back() != '\n') out += '\n';
@@ -137,11 +139,12 @@ std::string BuildDsn(const DsnInput& in, std::string* reduced) {
   // What is returned: the whole message, its headers, or nothing, and what is asked for is
   // reduced when it could not be sent (a message queued before its lines were checked after
   // editing, or changed on disk: exactly the ones that bounce for being unsendable).
-  const std::string original = in.omit_original ? std::string() : LfLines(in.original);
   bool whole = !in.omit_original && failure && !in.headers_only && in.original.size() <= kDsnMaxReturned;
+  const std::string original = whole ? LfLines(in.original, false) : std::string();
   std::string headers;
   bool attach = !in.omit_original;
   std::string why_not;  // said in the human-readable part when the return is reduced
+  const bool whole_was_asked = whole;
   if (whole) {
     if (std::string why = Unsendable(original); !why.empty()) {
       whole = false;
@@ -149,7 +152,7 @@ std::string BuildDsn(const DsnInput& in, std::string* reduced) {
     }
   }
   if (attach && !whole) {
-    headers = HeaderSection(original);
+    headers = whole_was_asked ? HeaderSection(original) : LfLines(in.original, true);
     if (std::string why = Unsendable(headers); !why.empty()) {
       attach = false;
       why_not = "the original message is not returned: in its header, " + why;
@@ -166,7 +169,7 @@ std::string BuildDsn(const DsnInput& in, std::string* reduced) {
   m += "To: <" + Clean(in.original_sender, 300) + ">\n";
   m += std::string("Subject: ") + subject + "\n";
   m += "Date: " + Rfc5322Date(in.now) + "\n";
-  m += "Message-ID: <" + in.message_id + ">\n";
+  m += "Message-ID: <" + Clean(in.message_id, 300) + ">\n";
   m += "Auto-Submitted: auto-replied\n";
   m += "MIME-Version: 1.0\n";
   m += "Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"" + b + "\"\n";
