@@ -4,9 +4,10 @@
 // sendmail exits 0 only once the message is in the queue durably (queue.h);
 // with -odi it first makes one delivery attempt in the foreground, with -odb
 // (the default) a detached child makes it after the exit, with -odq the
-// queue runner does. Exit codes (DESIGN.md): 64 usage (no recipients, bad
-// option or address), 65 a message that can never be sent (NUL byte, line
-// over 998 octets, over message_size_limit), 75 (74 for an I/O error) when
+// queue runner does. Exit codes (sysexits.h): 64 usage (no recipients, bad
+// option or address), 65 a message that can never be sent (NUL byte, bare
+// CR, a line over 998 octets as given or after header editing, over
+// message_size_limit), 75 (74 for an I/O error) when
 // it cannot be queued (the caller keeps the message), 78 configuration.
 // Delivery results are logged to syslog (mail facility) and, in the
 // foreground, to stderr. `queue run|flush` and sendmail -q deliver only for
@@ -452,10 +453,6 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
     return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
                                 " octets)");
 
-  // A message that can never be sent is refused with the line number of the input as given.
-  auto checked = PrepareMessage(raw, MessageOptions{});
-  if (!checked.ok()) return Fail(EX_DATAERR, who + "message refused, it cannot be sent by SMTP: " + checked.error());
-
   // Headers: From/Date/Message-ID when missing, Bcc removed, -t recipients.
   HeaderEdit edit;
   edit.extract_recipients = o.extract_recipients;
@@ -465,8 +462,14 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
   edit.from = from_name.empty() ? shown_sender : DisplayName(from_name) + " <" + shown_sender + ">";
   edit.date = Rfc5322Date(SystemClock()->Now());
   edit.message_id = "<" + std::to_string(SystemClock()->Now()) + "." + RandomHex(8) + "@" + domain + ">";
-  auto edited = EditHeaders(raw, edit);
+  // One line-ending rule, NUL, bare CR and lines over 998 octets (of the input, naming its line,
+  // and after editing, naming the header field) refused before anything is queued.
+  auto edited = PrepareSubmission(raw, edit);
   if (!edited.ok()) return Fail(EX_DATAERR, who + "message refused: " + edited.error());
+  std::string().swap(raw);
+  // What is queued is what the SMTP encoding accepts (PrepareSubmission promises it; exit 0 must mean sendable).
+  if (auto sendable = PrepareMessage(edited->message, MessageOptions{}); !sendable.ok())
+    return Fail(EX_DATAERR, who + "message refused, it cannot be sent by SMTP: " + sendable.error());
   for (const std::string& r : edited->recipients) {
     std::string q = Qualify(r, domain);
     auto m = ParseMailbox(q, false);

@@ -690,7 +690,18 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
     dsn_env.is_bounce = true;
     dsn_env.recipients.push_back(QueuedRecipient{env.sender});
     dsn_env.next_retry = 0;
-    return queue.Submit(BuildDsn(in), dsn_env, clock, nullptr);
+    // Never dropped for its content: a report returning less than asked says why in the log, and
+    // one that could still not be sent (BuildDsn promises it can) goes out as the minimal one.
+    std::string reduced;
+    std::string text = BuildDsn(in, &reduced);
+    if (!reduced.empty()) say(std::string(kWhat[static_cast<int>(kind)]) + " notification: " + reduced);
+    if (auto sendable = PrepareMessage(text, MessageOptions{}); !sendable.ok()) {
+      say(std::string(kWhat[static_cast<int>(kind)]) + " notification cannot be sent as built (" + sendable.error() +
+          "); queuing a minimal one without the original message");
+      in.omit_original = true;
+      text = BuildDsn(in);
+    }
+    return queue.Submit(text, dsn_env, clock, nullptr);
   };
 
   // Past the lifetime: what is still pending bounces (Postfix's maximal_queue_lifetime).

@@ -293,8 +293,192 @@ size_t LoneDotEnd(std::string_view raw) {
   return raw.size();
 }
 
+namespace {
+
+bool IsWsp(char c) { return c == ' ' || c == '\t'; }
+
+// The 1-based number of the line of `s` that holds s[pos] (lines end at LF).
+size_t LineNumber(std::string_view s, size_t pos) {
+  size_t n = 1;
+  for (size_t i = 0; i < pos && i < s.size(); ++i) n += s[i] == '\n';
+  return n;
+}
+
+// Where `s` has a CR that is not the first half of a CRLF, or npos.
+size_t FindBareCr(std::string_view s) {
+  for (size_t i = s.find('\r'); i != std::string_view::npos; i = s.find('\r', i + 1))
+    if (i + 1 >= s.size() || s[i + 1] != '\n') return i;
+  return std::string_view::npos;
+}
+
+std::string BareCrError(std::string_view s, size_t pos) {
+  return "bare CR (a carriage return not followed by a line feed) on line " + std::to_string(LineNumber(s, pos)) +
+         "; RFC 5322 allows CR only as part of CRLF (convert the line ends, e.g. with tr -d '\\r')";
+}
+
+// `field` (a header field, its lines with their line ends) with every top-level comma of its
+// address list (after index `from`) followed by a space. CFWS may follow the comma (RFC 5322 §3.4), so this changes nothing
+// a reader sees, and it gives a list written "a,b,c" places to fold.
+std::string SpaceAfterCommas(std::string_view field, size_t from) {
+  std::string out(field.substr(0, from));
+  int comment = 0;
+  bool quoted = false, angle = false, literal = false;
+  for (size_t i = from; i < field.size(); ++i) {
+    char c = field[i];
+    out += c;
+    if ((quoted || comment > 0 || literal) && c == '\\' && i + 1 < field.size()) {
+      out += field[++i];
+      continue;
+    }
+    if (quoted) {
+      quoted = c != '"';
+    } else if (comment > 0) {
+      if (c == '(') ++comment;
+      else if (c == ')') --comment;
+    } else if (literal) {
+      literal = c != ']';
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == '(') {
+      comment = 1;
+    } else if (c == '[') {
+      literal = true;
+    } else if (c == '<') {
+      angle = true;
+    } else if (c == '>') {
+      angle = false;
+    } else if (c == ',' && !angle && i + 1 < field.size() && !IsWsp(field[i + 1]) && field[i + 1] != '\r' &&
+               field[i + 1] != '\n') {
+      out += ' ';
+    }
+  }
+  return out;
+}
+
+// For each octet of `field` (from index `from`): 1 when it is inside a quoted string, a
+// comment or a domain literal of an address list, else 0.
+std::string NestingMap(std::string_view field, size_t from) {
+  std::string map(field.size(), '\0');
+  int comment = 0;
+  bool quoted = false, literal = false;
+  for (size_t i = from; i < field.size(); ++i) {
+    char c = field[i];
+    bool inside = quoted || comment > 0 || literal;
+    map[i] = inside ? '\1' : '\0';
+    if (inside && c == '\\' && i + 1 < field.size()) {
+      map[++i] = '\1';
+      continue;
+    }
+    if (quoted) quoted = c != '"';
+    else if (comment > 0) comment += c == '(' ? 1 : c == ')' ? -1 : 0;
+    else if (literal) literal = c != ']';
+    else if (c == '"') quoted = true;
+    else if (c == '(') comment = 1;
+    else if (c == '[') literal = true;
+  }
+  return map;
+}
+
+// One physical line of a header field folded (RFC 5322 §2.2.3: a line end inserted before a
+// WSP) so that its parts are at most kFoldWidth octets where there is a place to fold.
+// `first` is the index below which the line is never cut (the field name and the first
+// character of its value); `nested` marks (non-zero) the octets inside a quoted string or a
+// comment. A fold there is invisible too (RFC 5322 §3.2.4) but some readers mishandle it, so
+// a fold between tokens is preferred. A fold never goes inside a quoted-pair ("\ ") and never
+// leaves a line of white space only (RFC 5322 §3.2.2); where the line has no such place it
+// stays longer (the caller checks kMaxLine).
+std::string FoldLine(std::string_view line, size_t first, std::string_view nested, const std::string& eol) {
+  std::vector<size_t> cuts;  // where a new line may start
+  size_t last_text = line.find_last_not_of(" \t");
+  for (size_t p = std::max<size_t>(first, 1); last_text != std::string_view::npos && p < last_text; ++p) {
+    if (!IsWsp(line[p]) || IsWsp(line[p - 1])) continue;
+    size_t slashes = 0;
+    while (slashes < p && line[p - 1 - slashes] == '\\') ++slashes;
+    if (slashes % 2 == 1) continue;
+    cuts.push_back(p);
+  }
+  constexpr size_t npos = std::string_view::npos;
+  std::string out;
+  size_t start = 0;
+  size_t k = 0;
+  while (line.size() - start > kFoldWidth) {
+    while (k < cuts.size() && cuts[k] <= start) ++k;
+    // The last cut between tokens within the width, else the last one inside a quoted string
+    // or comment within it, else the first one beyond it.
+    size_t outer = npos, inner = npos, j = k;
+    for (; j < cuts.size() && cuts[j] - start <= kFoldWidth; ++j) (nested[cuts[j]] ? inner : outer) = cuts[j];
+    size_t best = outer != npos ? outer : inner != npos ? inner : j < cuts.size() ? cuts[j] : npos;
+    if (best == npos) break;
+    out.append(line.substr(start, best - start));
+    out += eol;
+    start = best;
+  }
+  out.append(line.substr(start));
+  return out;
+}
+
+// A whole header field (all its lines with their line ends) with its lines longer than
+// kFoldWidth folded; an address list also gets a space after each comma first.
+std::string FoldField(std::string_view field, bool address_list, const std::string& eol) {
+  bool long_line = false;
+  for (size_t pos = 0; pos < field.size() && !long_line;) {
+    size_t nl = field.find('\n', pos);
+    size_t end = nl == std::string_view::npos ? field.size() : nl;
+    size_t len = end - pos - (end > pos && field[end - 1] == '\r' ? 1 : 0);
+    long_line = len > kFoldWidth;
+    pos = end + 1;
+  }
+  if (!long_line) return std::string(field);
+  const size_t colon = field.find(':');
+  std::string spaced = address_list ? SpaceAfterCommas(field, colon + 1) : std::string(field);
+  const std::string nested = address_list ? NestingMap(spaced, colon + 1) : std::string(spaced.size(), '\0');
+  std::string out;
+  size_t pos = 0;
+  while (pos < spaced.size()) {
+    size_t nl = spaced.find('\n', pos);
+    size_t end = nl == std::string::npos ? spaced.size() : nl;
+    size_t text_end = end > pos && spaced[end - 1] == '\r' ? end - 1 : end;
+    std::string_view text = std::string_view(spaced).substr(pos, text_end - pos);
+    // On the first line, never before the first character of the value.
+    out += text.size() > kFoldWidth
+               ? FoldLine(text, pos == 0 ? colon + 2 : 1, std::string_view(nested).substr(pos, text.size()), eol)
+               : std::string(text);
+    out.append(spaced, text_end, end - text_end + (nl == std::string::npos ? 0 : 1));
+    pos = end + 1;
+  }
+  return out;
+}
+
+// The first line of `head` over kMaxLine octets (line ends not counted), as an error naming
+// its field; or "".
+std::string OverlongHeaderLine(std::string_view head) {
+  size_t pos = 0;
+  std::string_view field_name;
+  while (pos < head.size()) {
+    size_t nl = head.find('\n', pos);
+    size_t end = nl == std::string_view::npos ? head.size() : nl;
+    std::string_view line = head.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty() && !IsWsp(line[0])) field_name = line.substr(0, line.find(':'));
+    if (line.size() > kMaxLine)
+      return "header field " + std::string(field_name.substr(0, 80)) + ": a line of " + std::to_string(line.size()) +
+             " octets after editing, with no place to fold it; SMTP allows " + std::to_string(kMaxLine);
+    pos = end + 1;
+  }
+  return "";
+}
+
+}  // namespace
+
 Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit) {
   EditedMessage out;
+  // The one line-ending rule (see PrepareSubmission): a bare CR would be data here and a line
+  // end to the SMTP encoding, so a header field could hide another (a Bcc) from this editor.
+  if (size_t cr = FindBareCr(raw); cr != std::string_view::npos) return Status::Error(BareCrError(raw, cr));
+  // What we add is one line of text each; a line end in it would add fields nobody checked.
+  for (const std::string* v : {&edit.from, &edit.date, &edit.message_id, &edit.qualify_domain})
+    if (v->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+      return Status::Error("a value to add to the header contains a line end or a NUL: \"" + v->substr(0, 80) + "\"");
   // The line ending used by the message, for the lines we add.
   size_t first_nl = raw.find('\n');
   const std::string eol = (first_nl != std::string_view::npos && first_nl > 0 && raw[first_nl - 1] == '\r') ? "\r\n" : "\n";
@@ -311,13 +495,15 @@ Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit) 
     size_t end = nl == std::string_view::npos ? raw.size() : nl + 1;
     std::string_view line = raw.substr(pos, end - pos);
     std::string_view bare = line;
-    while (!bare.empty() && (bare.back() == '\n' || bare.back() == '\r')) bare.remove_suffix(1);
+    if (!bare.empty() && bare.back() == '\n') bare.remove_suffix(1);
+    if (!bare.empty() && bare.back() == '\r') bare.remove_suffix(1);
     if (bare.empty()) {  // the empty line: the body follows
       blank_found = true;
       break;
     }
     if ((bare[0] == ' ' || bare[0] == '\t') && !fields.empty()) {
       fields.back().text.append(line);
+      if (nl == std::string_view::npos) fields.back().text += eol;
       pos = end;
       continue;
     }
@@ -349,7 +535,8 @@ Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit) 
       if (!list.ok()) return Status::Error("header " + f.text.substr(0, f.text.find(':')) + ": " + list.error());
       out.recipients.insert(out.recipients.end(), list->begin(), list->end());
     }
-    if (f.name == "bcc") {  // never shown to the recipients
+    // Never shown to the recipients; Resent-Bcc is the same for a resent message (RFC 5322 §3.6.6).
+    if (f.name == "bcc" || f.name == "resent-bcc") {
       out.bcc_removed = true;
       continue;
     }
@@ -357,28 +544,85 @@ Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit) 
         (f.name == "from" || f.name == "sender" || f.name == "reply-to" || f.name == "to" || f.name == "cc")) {
       size_t colon = f.text.find(':');
       std::string value = QualifyAddressField(std::string_view(f.text).substr(colon + 1), edit.qualify_domain);
-      if (value != std::string_view(f.text).substr(colon + 1)) out.qualified = true;
-      head += f.text.substr(0, colon + 1) + value;
-      continue;
+      if (value != std::string_view(f.text).substr(colon + 1)) {
+        out.qualified = true;
+        // Longer now: folded where it grew past the width (the field as given is kept otherwise).
+        head += FoldField(f.text.substr(0, colon + 1) + value, true, eol);
+        continue;
+      }
     }
     head += f.text;
   }
   if (!has_from && !edit.from.empty()) {
-    head += "From: " + edit.from + eol;
+    head += FoldField("From: " + edit.from + eol, true, eol);
     out.added.push_back("From");
   }
   if (!has_date && !edit.date.empty()) {
-    head += "Date: " + edit.date + eol;
+    head += FoldField("Date: " + edit.date + eol, false, eol);
     out.added.push_back("Date");
   }
   if (!has_mid && !edit.message_id.empty()) {
-    head += "Message-ID: " + edit.message_id + eol;
+    head += FoldField("Message-ID: " + edit.message_id + eol, false, eol);
     out.added.push_back("Message-ID");
   }
+  // Checked after editing, so that what is accepted can be sent (RFC 5322 §2.1.1).
+  if (std::string e = OverlongHeaderLine(head); !e.empty()) return Status::Error(e);
   out.message = head;
   if (!blank_found) out.message += eol;  // the body (if any) started without the empty line
   out.message.append(body);
   return out;
+}
+
+Result<EditedMessage> PrepareSubmission(std::string_view raw, const HeaderEdit& edit) {
+  // The line-ending rule, applied here once so that every later step (header editing, -t,
+  // Bcc removal, the checks, the SMTP encoding) sees the same lines: CRLF and LF end a line,
+  // and the message is kept with LF. A bare CR is refused, as a NUL is: RFC 5322 §2.3 allows
+  // CR only in CRLF and RFC 5321 §4.1.1.4 forbids sending it alone, and every reading of it is
+  // wrong for someone (a line end to the SMTP encoding and some readers, data to Postfix's
+  // cleanup and others; "Subject: x<CR>Bcc: y" is one field or two). Replacing it (with a
+  // space, or a line end) would change the message silently; the caller gets exit 65 and
+  // keeps the message instead.
+  std::string text;
+  text.reserve(raw.size());
+  size_t line = 1, len = 0;
+  for (size_t i = 0; i <= raw.size(); ++i) {
+    const bool end = i == raw.size();
+    const char c = end ? '\n' : raw[i];
+    if (c == '\r') {
+      if (i + 1 < raw.size() && raw[i + 1] == '\n') continue;  // the CR of a CRLF
+      return Status::Error(BareCrError(raw, i));
+    }
+    if (c == '\n') {
+      if (len > kMaxLine)
+        return Status::Error("line " + std::to_string(line) + " is " + std::to_string(len) + " octets long; SMTP allows " +
+                             std::to_string(kMaxLine));
+      if (end) break;
+      text += '\n';
+      ++line;
+      len = 0;
+      continue;
+    }
+    if (c == '\0') return Status::Error("NUL byte on line " + std::to_string(line));
+    text += c;
+    ++len;
+  }
+  auto edited = EditHeaders(text, edit);
+  if (!edited.ok()) return edited;
+  // What is returned has LF line ends only, no NUL and no line over kMaxLine: checked here
+  // rather than assumed, since a message accepted now must be sendable later.
+  const std::string& m = edited->message;
+  len = 0;
+  for (size_t i = 0; i < m.size(); ++i) {
+    if (m[i] == '\n') {
+      len = 0;
+      continue;
+    }
+    if (m[i] == '\r' || m[i] == '\0' || ++len > kMaxLine)
+      return Status::Error("internal: the edited message has " +
+                           std::string(m[i] == '\r' ? "a CR" : m[i] == '\0' ? "a NUL" : "a line over 998 octets") +
+                           " on line " + std::to_string(LineNumber(m, i)));
+  }
+  return edited;
 }
 
 }  // namespace mxsec

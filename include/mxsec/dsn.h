@@ -9,7 +9,12 @@
 // are asked for or the message is larger than kDsnMaxReturned; for
 // "delayed" and "relayed" reports always the headers only (as Postfix).
 // Every line ends in LF and is at most 998 octets; the result is always
-// accepted by PrepareMessage.
+// accepted by PrepareMessage. To keep that promise the text of the
+// human-readable part is wrapped at 78 octets, and a returned message that
+// SMTP could not carry (a NUL, a line over 998 octets) is reduced to its
+// headers, or left out when they have one too; `reduced` (when given) says
+// why, for the log. omit_original builds the minimal report: no returned
+// part at all.
 #pragma once
 
 #include <cstdint>
@@ -46,11 +51,12 @@ struct DsnInput {
   std::vector<DsnRecipient> recipients;
   std::string_view original;   // the queued message
   std::string message_id;      // without <>
+  bool omit_original = false;  // the minimal report: nothing of the original returned
 };
 
 constexpr size_t kDsnMaxReturned = 100000;
 
-std::string BuildDsn(const DsnInput& in);
+std::string BuildDsn(const DsnInput& in, std::string* reduced = nullptr);
 
 // RFC 5322 date-time of `t` in UTC: "Mon, 23 Nov 2026 19:12:12 +0000".
 std::string Rfc5322Date(int64_t t);

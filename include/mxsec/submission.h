@@ -12,7 +12,16 @@
 // empty line is inserted before it, so it stays in the body, as Postfix
 // does); Bcc fields are removed; To/Cc/Bcc addresses are extracted for -t;
 // From, Date and Message-ID are added when missing. The body is kept byte
-// for byte.
+// for byte. A field it changed or added whose lines grew past 78 octets is
+// folded (RFC 5322 §2.2.3); a header line over 998 octets after editing is
+// an error naming the field, never a message that bounces later.
+//
+// PrepareSubmission is the whole of it, as `sendmail` applies it to what it
+// read (and what a fuzz target can call: no I/O): one line-ending rule
+// (CRLF and LF end a line, a bare CR is refused), NUL and input lines over
+// 998 octets refused naming the line, then EditHeaders. What it returns has
+// LF line ends only and no line over 998 octets, and with -t no Bcc or
+// Resent-Bcc field.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +33,11 @@
 #include "mxsec/status.h"
 
 namespace mxsec {
+
+// RFC 5322 §2.1.1 (and RFC 5321 §4.5.3.1.6): at most 998 octets on a line,
+// its line end not counted; 78 is the width lines are folded to.
+constexpr size_t kMaxLine = 998;
+constexpr size_t kFoldWidth = 78;
 
 struct SendmailOptions {
   enum class Mode { kSend, kListQueue, kRunQueue };
@@ -72,6 +86,12 @@ struct EditedMessage {
 };
 
 Result<EditedMessage> EditHeaders(std::string_view raw, const HeaderEdit& edit);
+
+// The message as `sendmail` queues it, from the bytes it read (after the
+// lone-dot cut, LoneDotEnd): see the top of this file. Errors name the line
+// ("bare CR ... on line 3", "NUL byte on line 4", "line 7 is 1204 octets
+// long; SMTP allows 998") or the header field ("header field From: ...").
+Result<EditedMessage> PrepareSubmission(std::string_view raw, const HeaderEdit& edit);
 
 // `value` (a field body, possibly folded) with "@" + `domain` added to every
 // address of its address list that has none. Elements it cannot read with

@@ -845,6 +845,85 @@ class MalformedTest(unittest.TestCase):
         self.assertEqual(got["dot1@insecure.test"].body, b"before\n")
         self.assertEqual(got["dot2@insecure.test"].body, b"before\n.\nafter\n")
 
+    def test_bare_cr_refused_and_crlf_line_ends_are_one_rule(self):
+        """A bare CR is a line end to some readers and data to others: refused (65), nothing queued. CRLF and LF
+        are line ends to every step, so a Bcc in a CRLF message is removed and nowhere in what was received."""
+        q = Queue()
+        tok = new_token("barecr")
+        p = q.sendmail(["-t", "-odi", "-f", SENDER],
+                       ("To: to-%s@insecure.test\nSubject: hi\rBcc: cr-%s@insecure.test\n\nbody\n" % (tok, tok)).encode())
+        self.assertEqual(p.returncode, EX_DATAERR, diag(p))
+        self.assertIn(b"bare CR", p.stderr)
+        self.assertIn(b"line 2", p.stderr)
+        self.assertEqual(q.files(), [])
+        p = q.sendmail(["-t", "-odi", "-f", SENDER],
+                       ("To: to-%s@insecure.test\nSubject: %s\r\rX-After: 1\n\nbody\n" % (tok, tok)).encode())
+        self.assertEqual(p.returncode, EX_DATAERR, diag(p))
+        self.assertEqual(q.files(), [])
+        data = ("To: crlf-%s@insecure.test\r\nSubject: crlf %s\r\nBcc: hidden-%s@insecure.test\r\n"
+                "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nline one\r\nline two\n" % (tok, tok, tok)).encode()
+        p = q.sendmail(["-t", "-odi", "-f", SENDER], data)
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        got = postfix_exactly(tok, 2)
+        self.assertEqual(sorted(m.delivered_to for m in got), ["crlf-%s@insecure.test" % tok, "hidden-%s@insecure.test" % tok])
+        for m in got:
+            head = m.raw.split(b"\n\n", 1)[0]
+            lines = re.split(rb"\r\n|\r|\n", head)
+            self.assertEqual([l for l in lines if l.lower().startswith(b"bcc:")], [], m.raw)
+            self.assertNotIn(b"\r", m.raw)
+            self.assertTrue(m.body.startswith(b"line one\nline two\n"), m.raw)
+        self.assertEqual(q.listing(), [])
+
+    def test_long_full_name_folded_or_refused_never_accepted_then_bounced(self):
+        q = Queue()
+        tok = new_token("longname")
+        words = ""
+        while len(words) < 2000:
+            words += "Word%d " % len(words)
+        words = words.strip()
+        p = q.sendmail(["-odi", "-F", words, "-f", SENDER, "longname-%s@insecure.test" % tok],
+                       ("Subject: %s\n\nbody\n" % tok).encode())
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [m] = postfix_wait(tok)
+        self.assertEqual(m.delivered_to, "longname-%s@insecure.test" % tok)
+        from_lines = []
+        for line in m.head.split(b"\n"):
+            if from_lines and line[:1] in (b" ", b"\t"):
+                from_lines.append(line)
+            elif line.startswith(b"From:"):
+                from_lines = [line]
+            elif from_lines:
+                break
+        self.assertGreater(len(from_lines), 1, m.raw)
+        self.assertTrue(all(len(l) <= 78 for l in from_lines), from_lines)
+        self.assertEqual(b"".join(from_lines).decode(), "From: %s <%s>" % (words, SENDER))
+        # No place to fold: refused before queueing, naming the field.
+        p = q.sendmail(["-odi", "-F", "N" * 2000, "-f", SENDER, "longname-%s@insecure.test" % tok],
+                       ("Subject: %s\n\nbody\n" % tok).encode())
+        self.assertEqual(p.returncode, EX_DATAERR, diag(p))
+        self.assertIn(b"From", p.stderr)
+        self.assertIn(b"998", p.stderr)
+        self.assertEqual(q.listing(), [])
+        self.assertEqual(len(postfix_exactly(tok, 1)), 1)   # no bounce came back to the sender's domain either
+
+    def test_to_list_past_998_octets_once_qualified_is_folded(self):
+        q = Queue()
+        tok = new_token("longto")
+        names = ["member%02d" % i for i in range(60)]
+        to = ", ".join(names)
+        self.assertLess(len("To: " + to), 998)
+        rcpt = "longto-%s@insecure.test" % tok
+        p = q.sendmail(["-odi", "-f", SENDER, rcpt], ("To: %s\nSubject: %s\n\nbody\n" % (to, tok)).encode())
+        self.assertEqual(p.returncode, EX_OK, diag(p))
+        [m] = postfix_wait(tok)
+        self.assertEqual(m.delivered_to, rcpt)
+        self.assertTrue(all(len(l) <= 998 for l in m.raw.split(b"\n")))
+        got = m.msg["To"]
+        self.assertIn("\n", got)   # folded
+        unfolded = re.sub(r"\r?\n(?=[ \t])", "", got)
+        self.assertEqual([a.strip() for a in unfolded.split(",")], ["%s@insecure.test" % n for n in names])
+        self.assertEqual(q.listing(), [])
+
     def test_full_disk_is_tempfail_never_ok(self):
         mnt = tempfile.mkdtemp(prefix="mxsec-full.", dir=TB)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0750", "tmpfs", mnt], check=True)

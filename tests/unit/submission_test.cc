@@ -2,10 +2,13 @@
 // recipient extraction, Bcc removal and the headers added at submission.
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <string>
 #include <vector>
 
 #include "mxsec/submission.h"
+
+using namespace std::string_literals;
 
 using namespace mxsec;
 
@@ -200,4 +203,239 @@ TEST_CASE("sendmail options: -N and -V are checked as RFC 3461 says") {
   REQUIRE_FALSE(space.ok());
   CHECK(space.error().find("-V has space") != std::string::npos);
   CHECK_FALSE(ParseSendmailArgs({"-V", std::string(101, 'x'), "a@b"}).ok());
+}
+
+// ------------------------------------------------------------------ line ends and line lengths after editing
+namespace {
+
+// The lines of `m` as the wire encoding (PrepareMessage) sees them: CRLF, CR and LF each end a line.
+std::vector<std::string> WireLines(std::string_view m) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < m.size()) {
+    size_t e = m.find_first_of("\r\n", i);
+    if (e == std::string_view::npos) {
+      out.emplace_back(m.substr(i));
+      break;
+    }
+    out.emplace_back(m.substr(i, e - i));
+    i = e + ((m[e] == '\r' && e + 1 < m.size() && m[e + 1] == '\n') ? 2 : 1);
+  }
+  return out;
+}
+
+// The lines of `m` as header editing sees them: LF ends a line, a CR just before it is part of the end.
+std::vector<std::string> LfLines(std::string_view m) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < m.size()) {
+    size_t e = m.find('\n', i);
+    std::string_view l = m.substr(i, e == std::string_view::npos ? std::string_view::npos : e - i);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    out.emplace_back(l);
+    if (e == std::string_view::npos) break;
+    i = e + 1;
+  }
+  return out;
+}
+
+std::string LowerCopy(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// What a message accepted at submission must satisfy whatever the input was: every step (header
+// editing, the wire encoding) splits it into the same lines, no Bcc field is left in its header
+// section, and no line is over 998 octets.
+void CheckSubmitted(const std::string& m, const std::string& what) {
+  INFO(what);
+  std::vector<std::string> wire = WireLines(m);
+  CHECK(wire == LfLines(m));
+  for (const std::string& l : wire) {
+    if (l.empty()) break;  // the end of the header section
+    std::string low = LowerCopy(l.substr(0, 11));
+    CHECK_MESSAGE(low.rfind("bcc:", 0) != 0, (std::string("Bcc survived: ") + l));
+    CHECK_MESSAGE(low.rfind("resent-bcc:", 0) != 0, (std::string("Resent-Bcc survived: ") + l));
+  }
+  for (const std::string& l : wire) CHECK_MESSAGE(l.size() <= 998, (std::string("line of ") + std::to_string(l.size()) + " octets"));
+}
+
+// Unfolds a header field (RFC 5322 §2.2.3: a line end followed by WSP is removed).
+std::string Unfold(std::string s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\r' && i + 1 < s.size() && s[i + 1] == '\n') continue;
+    if (s[i] == '\n' && i + 1 < s.size() && (s[i + 1] == ' ' || s[i + 1] == '\t')) continue;
+    out += s[i];
+  }
+  return out;
+}
+
+// The field named `name` (with its folded lines) in the header section of `m`, or "".
+std::string FieldOf(const std::string& m, const std::string& name) {
+  std::string low = LowerCopy(name) + ":";
+  std::vector<std::string> lines = LfLines(m);
+  std::string out;
+  bool in = false;
+  for (const std::string& l : lines) {
+    if (l.empty()) break;
+    if (in && (l[0] == ' ' || l[0] == '\t')) {
+      out += "\n" + l;
+      continue;
+    }
+    if (in) break;
+    if (LowerCopy(l.substr(0, low.size())) == low) {
+      in = true;
+      out = l;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("submission: a bare CR is never a line end to one step and data to another") {
+  HeaderEdit e;
+  e.extract_recipients = true;
+  // The header editor saw one Subject line; the wire encoding sent a Bcc line to every recipient.
+  auto r = EditHeaders("Subject: hi\rBcc: x@y.test\nTo: a@b.test\n\nbody\n", e);
+  if (r.ok()) CheckSubmitted(r->message, "EditHeaders, Subject: hi\\rBcc: x@y");
+  // "\r\r" ended the header section on the wire only: To was a field for -t and body text for the receiver.
+  r = EditHeaders("Subject: a\r\rX-Injected: 1\nTo: a@b.test\n\nbody\n", e);
+  if (r.ok()) CheckSubmitted(r->message, "EditHeaders, \\r\\r in the header");
+
+  // The rule, applied once where the message is read: CRLF and LF end a line, a bare CR is refused.
+  auto s = PrepareSubmission("Subject: hi\rBcc: x@y.test\nTo: a@b.test\n\nbody\n", e);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().find("bare CR") != std::string::npos);
+  CHECK(s.error().find("line 1") != std::string::npos);
+  s = PrepareSubmission("To: a@b.test\nSubject: a\r\r\n\nbody\n", e);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().find("line 2") != std::string::npos);
+  s = PrepareSubmission("To: a@b.test\n\nline one\nprogress 10%\rprogress 20%\n", e);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().find("bare CR") != std::string::npos);
+  CHECK(s.error().find("line 4") != std::string::npos);
+  // CRLF, LF and a mix of both are line ends; the queued message has LF line ends only.
+  s = PrepareSubmission("To: a@b.test\r\nBcc: h@b.test\r\nSubject: s\n\r\nline\r\nline2\n", e);
+  REQUIRE_MESSAGE(s.ok(), s.error());
+  CHECK(s->message == "To: a@b.test\nSubject: s\n\nline\nline2\n");
+  CHECK(s->recipients == std::vector<std::string>{"a@b.test", "h@b.test"});
+  CheckSubmitted(s->message, "CRLF input");
+  // What the wire encoding refuses is refused here, naming the input line.
+  s = PrepareSubmission("Subject: x\n\nline one\nline\0two\n"s, e);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().find("NUL byte on line 4") != std::string::npos);
+  s = PrepareSubmission("To: a@b.test\n\n" + std::string(999, 'x') + "\n", e);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().find("line 3 is 999 octets long") != std::string::npos);
+}
+
+TEST_CASE("submission: -t leaves no Bcc and no line over 998 octets, whatever the input") {
+  HeaderEdit e;
+  e.extract_recipients = true;
+  e.qualify_domain = "a-rather-long-domain-name-for-qualification.example.test";
+  e.from = "Sender <s@x.test>";
+  e.date = "Mon, 23 Nov 2026 19:12:12 +0000";
+  e.message_id = "<1.abc@x.test>";
+  const std::vector<std::string> inputs = {
+      "Bcc: a@b.test\n\nbody\n",
+      "bCC:a@b.test\n\nbody\n",
+      "Resent-Bcc: a@b.test\nTo: c@d.test\n\nbody\n",
+      "To: c@d.test\nBcc: a@b.test,\n b@b.test\n\tc@b.test\n\nbody\n",      // obs-folding, continuation lines
+      " Bcc: a@b.test\nTo: c@d.test\n\nbody\n",                             // a continuation with nothing to continue
+      "To: c@d.test\n \nBcc: a@b.test\n\nbody\n",                           // a whitespace-only continuation
+      "To: c@d.test\nno colon here\nBcc: a@b.test\n\nbody\n",               // the body starts before the Bcc
+      "Bcc : a@b.test\nTo: c@d.test\n\nx\n",                                // not a field name: body
+      "To: c@d.test\r\nBcc: a@b.test\r\n\r\nbody\r\n",
+      "To: c@d.test\nX-8bit: caf\xc3\xa9\n\xc3\xa9: x\nBcc: a@b.test\n\nbody\n",
+      "To: c@d.test\nBcc: a@b.test",                                         // no final line end
+      "To: c@d.test\nBcc:\n\n",
+      "To: " + std::string(990, 'u') + "\n\nbody\n",                        // qualified past 998, cannot fold
+      "To: <" + std::string(985, 'u') + ">\n\nbody\n",
+  };
+  for (const std::string& in : inputs) {
+    auto r = PrepareSubmission(in, e);
+    if (r.ok()) CheckSubmitted(r->message, in.substr(0, 60));
+    auto h = EditHeaders(in, e);
+    if (h.ok()) CheckSubmitted(h->message, "EditHeaders: " + in.substr(0, 60));
+  }
+  // Random messages built from the pieces that matter (a fixed seed: the same run every time).
+  const std::vector<std::string> pieces = {"To:", "Cc:", "Bcc:", "bcc:", "Resent-Bcc:", "From:", "Subject:", " ",
+                                           "\t", "\n", "\r\n", "\r", ",", "<", ">", "\"", "(", ")", "\\", ":", ";",
+                                           "@", "root", "a@b.test", "x", std::string(300, 'y'), std::string(120, ' '),
+                                           "\xc3\xa9", std::string(1, '\0'), "\n\n", ".", "Bcc: h@b.test\n"};
+  uint32_t seed = 12345;
+  auto next = [&]() { return seed = seed * 1103515245u + 12345u; };
+  for (int n = 0; n < 3000; ++n) {
+    std::string in;
+    size_t count = (next() >> 16) % 40;
+    for (size_t k = 0; k < count; ++k) in += pieces[(next() >> 16) % pieces.size()];
+    auto r = PrepareSubmission(in, e);
+    if (r.ok()) CheckSubmitted(r->message, "random input " + std::to_string(n));
+  }
+}
+
+TEST_CASE("submission: a From added with a 2000-octet full name is folded or refused, never over 998") {
+  HeaderEdit e;
+  std::string words;
+  while (words.size() < 2000) words += "Word" + std::to_string(words.size()) + " ";
+  e.from = "\"" + words + "\" <root@x.test>";
+  auto r = EditHeaders("Subject: s\n\nbody\n", e);
+  REQUIRE_MESSAGE(r.ok(), r.error());
+  CheckSubmitted(r->message, "folded From");
+  std::string from = FieldOf(r->message, "From");
+  CHECK(Unfold(from) == "From: " + e.from);
+  for (const std::string& l : LfLines(from)) CHECK(l.size() <= 78);
+
+  // Nowhere to fold: refused, naming the field (sendmail exits 65 before queueing).
+  e.from = std::string(2000, 'N') + " <root@x.test>";
+  r = EditHeaders("Subject: s\n\nbody\n", e);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().find("From") != std::string::npos);
+  CHECK(r.error().find("998") != std::string::npos);
+}
+
+TEST_CASE("submission: a To list longer than 998 octets once qualified is folded at its commas") {
+  HeaderEdit e;
+  e.extract_recipients = true;
+  e.qualify_domain = "a-rather-long-domain-name-for-qualification.example.test";
+  std::string list, plain;
+  for (int i = 0; i < 90; ++i) {
+    list += std::string(i ? ", " : "") + "user" + std::to_string(i);
+    plain += std::string(i ? "," : "") + "user" + std::to_string(i);
+  }
+  REQUIRE(list.size() < 998);
+  for (const std::string& l : {list, plain}) {
+    auto r = EditHeaders("To: " + l + "\nSubject: s\n\nbody\n", e);
+    REQUIRE_MESSAGE(r.ok(), r.error());
+    CheckSubmitted(r->message, "qualified To");
+    CHECK(r->qualified);
+    CHECK(r->recipients.size() == 90);
+    std::string to = FieldOf(r->message, "To");
+    std::string unfolded = Unfold(to);
+    std::string want = "To: " + QualifyAddressField(" " + l, e.qualify_domain).substr(1);
+    if (l == plain) {
+      // The folds went where there was no space: after each comma (CFWS may follow it).
+      std::string squeezed;
+      for (size_t i = 0; i < unfolded.size(); ++i)
+        if (!(unfolded[i] == ' ' && i > 0 && unfolded[i - 1] == ',')) squeezed += unfolded[i];
+      CHECK(squeezed == want);
+    } else {
+      CHECK(unfolded == want);
+    }
+    for (const std::string& line : LfLines(to)) CHECK(line.size() <= 78);
+    auto addrs = ParseAddressList(unfolded.substr(3));
+    REQUIRE(addrs.ok());
+    CHECK(addrs->size() == 90);
+    CHECK(addrs->back() == "user89@" + e.qualify_domain);
+  }
+  // A fold never lands inside a quoted-pair or makes a line of white space only.
+  auto r = EditHeaders("To: \"a\\ " + std::string(100, 'q') + "\" <u>, " + std::string(80, ' ') + "v\n\nb\n", e);
+  REQUIRE_MESSAGE(r.ok(), r.error());
+  for (const std::string& line : LfLines(FieldOf(r->message, "To"))) {
+    CHECK(line.find_first_not_of(" \t") != std::string::npos);
+    CHECK(line.find("\\") != line.size() - 1);
+  }
+  CheckSubmitted(r->message, "quoted-pair");
 }
