@@ -10,6 +10,7 @@
 #include <chrono>
 #include <thread>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -1556,4 +1557,41 @@ TEST_CASE("local validator: one lookup's signature failures are bounded") {
   CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
   REQUIRE(seen.size() == 2);
   CHECK(seen[1].failures() == 0);
+}
+
+TEST_CASE("dnssec: DNSKEY sets: colliding keys and DS-matched keys that fail are bounded") {
+  Key ksk("example.test", 257, LDNS_SIGN_RSASHA256, 2048);
+  // The DS's tag and algorithm match the KSK and colliding keys; within
+  // the collision limit the KSK is found...
+  RrList keys = Join(ksk.Dnskey(), CollidingRsaKeys(ksk, kMaxKeyTagCollisions - 1));
+  SigResult r = VerifyDnskeys(keys, Sign(keys, {&ksk}), Ds(ksk), Opts());
+  CHECK_MESSAGE(r.status == SigStatus::kValid, r.reason);
+  // ... past it, the DS is not tried at all.
+  keys = Join(ksk.Dnskey(), CollidingRsaKeys(ksk, 500));
+  ValidationBudget budget;
+  SigCheckOptions o = Opts();
+  o.budget = &budget;
+  r = VerifyDnskeys(keys, Sign(keys, {&ksk}), Ds(ksk), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(r.reason, "key-tag collision limit"), r.reason);
+  CHECK(budget.public_key_operations() == 0);
+  CHECK(r.reason.size() <= kMaxReasonLength);
+
+  // DS records that match keys which do not sign the set: after
+  // kMaxDsMatchFailures of them, the one that would is not reached.
+  std::vector<std::unique_ptr<Key>> others;
+  RrList set = ksk.Dnskey(), ds;
+  for (size_t i = 0; i < kMaxDsMatchFailures; ++i) {
+    others.push_back(std::make_unique<Key>("example.test", 257));
+    set.Append(others.back()->Dnskey());
+    ds.Append(Ds(*others.back()));
+  }
+  RrList sigs = Sign(set, {&ksk});
+  RrList ds_first = Ds(ksk);
+  ds_first.Append(ds);
+  CHECK(VerifyDnskeys(set, sigs, ds_first, Opts()).status == SigStatus::kValid);
+  ds.Append(Ds(ksk));
+  r = VerifyDnskeys(set, sigs, ds, Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(r.reason, "limit per DNSKEY set"), r.reason);
 }
