@@ -88,21 +88,24 @@ Result<RrList> LoadTrustAnchors(const std::string& path);
 //     1.19.1 allows 4 colliding keys when building the chain of trust);
 //   - at most kMaxSignatureChecksPerRrset (RRSIG, DNSKEY) pairs are
 //     checked, remembered results included (unbound 1.19.1
-//     MAX_VALIDATE_RRSIGS 8, validator/val_sigcrypt.c);
+//     MAX_VALIDATE_RRSIGS 8);
 //   - at most kMaxDsMatchFailures DS-matched keys are tried on a DNSKEY
-//     RRset (unbound 1.19.1 MAX_DS_MATCH_FAILURES 4, validator/val_utils.c);
+//     RRset (unbound 1.19.1 MAX_DS_MATCH_FAILURES 4);
 //   - RSA keys with a public exponent longer than kMaxRsaExponentBits or a
 //     modulus longer than kMaxRsaModulusBits are not used: a 2040-bit
 //     exponent makes one RSA-2048 verification cost ~2.5 ms instead of
 //     ~0.05 ms (RFC 3110 §2 allows up to 4096-bit exponents; OpenSSL
 //     itself refuses exponents over 64 bits for moduli over 3072 bits;
 //     RFC 3110 and RFC 5702 cap the modulus at 4096 bits).
-// Per denial proof: at most kMaxDenialRrsets NSEC/NSEC3 RRsets.
+// Per denial proof: at most kMaxDenialRrsets NSEC/NSEC3 RRsets (a proof
+// uses at most four: at the name or its closest encloser, over the next
+// closer name, over or at the wildcard; the rest is room for servers that
+// send more).
 // Per lookup (ValidationBudget, shared by every check one lookup makes):
 //   - kMaxPublicKeyOperationsPerLookup signature verifications
 //     (unbound 1.19.1 verifies MAX_VALIDATE_AT_ONCE 8 signatures per pass
 //     and suspends a query at most MAX_VALIDATION_SUSPENDS 16 times,
-//     validator/validator.c: 8 x 16 = 128);
+//     8 x 16 = 128);
 //   - kMaxSignatureFailuresPerLookup failed signature checks (BIND's
 //     max-validation-failures-per-fetch, from 9.19.21 on, allows 1 per
 //     upstream response by default; a lookup here reads up to two
