@@ -6,7 +6,8 @@
 // module adds what ldns's low-level functions leave to the caller (notes
 // §5.4): signer/owner relations, zone and REVOKE bits, label counts, the
 // skew allowance, and the line between "cannot verify" (unsupported:
-// insecure) and "does not verify" (bogus).
+// insecure) and "does not verify" (bogus); and the bounds on the work an
+// answer may demand (dnssec.h), counted in a ValidationBudget.
 // C++ headers first: ldns/common.h redefines false/true as macros.
 #include <algorithm>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -87,6 +89,78 @@ std::string Join(const std::vector<std::string>& parts, const std::string& sep) 
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
   return out;
+}
+
+// `s` cut to `max` characters, marked "..." where it was cut.
+std::string Clip(std::string s, size_t max) {
+  if (s.size() > max) {
+    s.resize(max > 3 ? max - 3 : 0);
+    s += "...";
+  }
+  return s;
+}
+
+// The problems a check found, for its reason: the first kMaxListed, each
+// cut to kMaxItemLength, then how many more there were. An RRset with 500
+// signatures gets a reason of a few lines, not 500.
+class ProblemList {
+ public:
+  static constexpr size_t kMaxListed = 8;
+  static constexpr size_t kMaxItemLength = 200;
+  void Add(std::string p) {
+    if (items_.size() < kMaxListed) items_.push_back(Clip(std::move(p), kMaxItemLength));
+    else ++more_;
+  }
+  bool empty() const { return items_.empty(); }
+  std::string Text() const {
+    return Join(items_, "; ") + (more_ ? "; and " + std::to_string(more_) + " more" : "");
+  }
+
+ private:
+  std::vector<std::string> items_;
+  size_t more_ = 0;
+};
+
+// RFC 4034 §3.1.5: RRSIG times are serial numbers (RFC 1982), read as the
+// instant within 2^31 seconds of `now` that they name; right across the
+// 2038 and 2106 wraps of 32-bit and unsigned 32-bit time.
+int64_t SerialTime(uint32_t value, int64_t now) {
+  return now + static_cast<int32_t>(value - static_cast<uint32_t>(now));
+}
+
+// Why an RSA DNSKEY is too costly to use (exponent or modulus over the
+// limits of dnssec.h), "" when it is not RSA or within them. RFC 3110 §2:
+// exponent length in one octet, or 0 and two octets.
+std::string RsaKeyTooCostly(const ldns_rr* key, uint8_t alg) {
+  if (alg != LDNS_RSAMD5 && alg != LDNS_RSASHA1 && alg != LDNS_RSASHA1_NSEC3 && alg != LDNS_RSASHA256 &&
+      alg != LDNS_RSASHA512)
+    return "";
+  const ldns_rdf* pk = ldns_rr_dnskey_key(key);
+  if (!pk) return "no public key";
+  const uint8_t* d = ldns_rdf_data(pk);
+  const size_t size = ldns_rdf_size(pk);
+  size_t at = 1, exp_len = size ? d[0] : 0;
+  if (size >= 3 && d[0] == 0) {
+    exp_len = size_t{d[1]} << 8 | d[2];
+    at = 3;
+  }
+  if (size < at || size - at < exp_len) return "malformed RSA public key";
+  auto bits = [](const uint8_t* b, size_t n) {
+    while (n && *b == 0) ++b, --n;
+    if (!n) return size_t{0};
+    size_t top = 0;
+    for (uint8_t v = *b; v; v >>= 1) ++top;
+    return (n - 1) * 8 + top;
+  };
+  const size_t exp_bits = bits(d + at, exp_len);
+  const size_t mod_bits = bits(d + at + exp_len, size - at - exp_len);
+  if (exp_bits > kMaxRsaExponentBits)
+    return "RSA public exponent of " + std::to_string(exp_bits) + " bits, more than " +
+           std::to_string(kMaxRsaExponentBits) + " (limit of the work per verification)";
+  if (mod_bits > kMaxRsaModulusBits)
+    return "RSA modulus of " + std::to_string(mod_bits) + " bits, more than " + std::to_string(kMaxRsaModulusBits) +
+           " (RFC 3110, RFC 5702)";
+  return "";
 }
 
 // Appends `rr` in wire form (uncompressed, TTL zeroed), length first, to
@@ -220,18 +294,83 @@ bool VerifiedSignatures::Contains(const std::string& triple, int64_t now) {
   return true;
 }
 
+namespace {
+// Makes room for one entry in a bounded map of triple -> last second it counts.
+void MakeRoom(std::unordered_map<std::string, int64_t>* m, size_t max_entries, int64_t now) {
+  if (m->size() < max_entries) return;
+  std::erase_if(*m, [now](const auto& e) { return now > e.second; });
+  if (m->size() >= max_entries) m->clear();
+}
+}  // namespace
+
 void VerifiedSignatures::Add(std::string triple, int64_t usable_until, int64_t now) {
   std::lock_guard<std::mutex> l(mu_);
-  if (entries_.size() >= max_entries_) {
-    std::erase_if(entries_, [now](const auto& e) { return now > e.second; });
-    if (entries_.size() >= max_entries_) entries_.clear();
-  }
+  MakeRoom(&entries_, max_entries_, now);
   entries_[std::move(triple)] = usable_until;
+}
+
+bool VerifiedSignatures::Failed(const std::string& triple, int64_t now) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = failures_.find(triple);
+  if (it == failures_.end()) return false;
+  if (now > it->second) {
+    failures_.erase(it);
+    return false;
+  }
+  return true;
+}
+
+void VerifiedSignatures::AddFailure(std::string triple, int64_t now) {
+  std::lock_guard<std::mutex> l(mu_);
+  MakeRoom(&failures_, max_entries_, now);
+  failures_[std::move(triple)] = now + kFailureMemorySeconds;
 }
 
 size_t VerifiedSignatures::size() {
   std::lock_guard<std::mutex> l(mu_);
   return entries_.size();
+}
+
+size_t VerifiedSignatures::failures() {
+  std::lock_guard<std::mutex> l(mu_);
+  return failures_.size();
+}
+
+// --- ValidationBudget ---
+
+bool ValidationBudget::SpendPublicKeyOperation() {
+  if (ops_ >= max_ops_) {
+    if (exhausted_.empty())
+      exhausted_ = "validation work limit reached: " + std::to_string(max_ops_) +
+                   " signature verifications for one lookup";
+    return false;
+  }
+  ++ops_;
+  return true;
+}
+
+bool ValidationBudget::RecordFailure() {
+  ++failures_;
+  if (failures_ >= max_failures_) {
+    if (exhausted_.empty())
+      exhausted_ = "validation work limit reached: " + std::to_string(max_failures_) +
+                   " failed signature checks for one lookup";
+    return false;
+  }
+  return true;
+}
+
+bool ValidationBudget::SpendNsec3Hash(uint16_t iterations) {
+  const uint64_t rounds = uint64_t{iterations} + 1;
+  if (nsec3_rounds_ + rounds > max_nsec3_rounds_) {
+    if (exhausted_.empty())
+      exhausted_ = "validation work limit reached: " + std::to_string(max_nsec3_rounds_) +
+                   " NSEC3 hash rounds for one lookup";
+    return false;
+  }
+  nsec3_rounds_ += rounds;
+  ++nsec3_hashes_;
+  return true;
 }
 
 // --- RrList ---
@@ -342,18 +481,38 @@ SigCheckOptions DefaultSigCheckOptions(int64_t now) {
   return o;
 }
 
-SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& keys, const SigCheckOptions& o) {
+namespace {
+
+// A DNSKEY of the zone, with what every RRSIG is matched against.
+struct ZoneKey {
+  ldns_rr* rr;
+  uint16_t tag;
+  uint8_t alg;
+  uint16_t flags;
+  std::string too_costly;  // RsaKeyTooCostly
+};
+
+}  // namespace
+
+static SigResult VerifyRrsetImpl(const RrList& rrset, const RrList& sigs, const RrList& keys,
+                                 const SigCheckOptions& o) {
   SigResult r;
   r.status = SigStatus::kBogus;
   if (rrset.empty()) {
     r.reason = "empty RRset";
     return r;
   }
+  ValidationBudget own;
+  ValidationBudget& budget = o.budget ? *o.budget : own;
   const ldns_rr* first = ldns_rr_list_rr(rrset.get(), 0);
   const ldns_rdf* owner = ldns_rr_owner(first);
   const ldns_rr_type type = ldns_rr_get_type(first);
   std::unique_ptr<char, MallocFree> type_name(ldns_rr_type2str(type));
-  const std::string what = NameText(owner) + " " + (type_name ? type_name.get() : "?");
+  const std::string what = Clip(NameText(owner), 300) + " " + (type_name ? type_name.get() : "?");
+  if (!budget.exhausted().empty()) {
+    r.reason = what + ": " + budget.exhausted();
+    return r;
+  }
   for (size_t i = 1; i < rrset.size(); ++i) {
     const ldns_rr* rr = ldns_rr_list_rr(rrset.get(), i);
     if (ldns_rr_get_type(rr) != type || !SameName(ldns_rr_owner(rr), owner) ||
@@ -371,10 +530,23 @@ SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& key
     return r;
   }
   const ldns_rdf* zone = ldns_rr_owner(zone_key);
+  // Tags and flags once per call, not once per RRSIG and key: a DNSKEY
+  // set of 500 keys meets 500 RRSIGs here.
+  std::vector<ZoneKey> zone_keys;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+    if (ldns_rr_get_type(key) != LDNS_RR_TYPE_DNSKEY || ldns_rr_rd_count(key) < 4) continue;
+    if (!SameName(ldns_rr_owner(key), zone)) continue;
+    const uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key));
+    zone_keys.push_back({key, ldns_calc_keytag(key), alg, ldns_rdf2native_int16(ldns_rr_dnskey_flags(key)),
+                         RsaKeyTooCostly(key, alg)});
+  }
 
-  std::vector<std::string> problems;
+  ProblemList problems;
+  std::string limit;  // the work limit that ended the search, if one did
+  size_t checks = 0;  // (RRSIG, DNSKEY) pairs checked, kMaxSignatureChecksPerRrset at most
   bool any_sig = false, any_supported = false;
-  for (size_t i = 0; i < sigs.size(); ++i) {
+  for (size_t i = 0; i < sigs.size() && limit.empty(); ++i) {
     ldns_rr* sig = ldns_rr_list_rr(sigs.get(), i);
     if (ldns_rr_get_type(sig) != LDNS_RR_TYPE_RRSIG || ldns_rr_rd_count(sig) < 9) continue;
     if (!SameName(ldns_rr_owner(sig), owner)) continue;
@@ -384,68 +556,107 @@ SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& key
     const uint16_t tag = ldns_rdf2native_int16(ldns_rr_rrsig_keytag(sig));
     const std::string sig_name = "RRSIG tag " + std::to_string(tag) + " alg " + std::to_string(alg);
     if (!AlgorithmUsable(alg, o)) {
-      problems.push_back(sig_name + ": algorithm not supported");
+      problems.Add(sig_name + ": algorithm not supported");
       continue;
     }
     any_supported = true;
     const ldns_rdf* signer = ldns_rr_rrsig_signame(sig);
     if (!SameName(signer, zone)) {
-      problems.push_back(sig_name + ": signed by " + NameText(signer) + ", not by the zone " + NameText(zone));
+      problems.Add(sig_name + ": signed by " + NameText(signer) + ", not by the zone " + NameText(zone));
       continue;
     }
     if (!AtOrBelow(owner, signer)) {
-      problems.push_back(sig_name + ": signer " + NameText(signer) + " does not enclose " + NameText(owner));
+      problems.Add(sig_name + ": signer " + NameText(signer) + " does not enclose " + NameText(owner));
       continue;
     }
     const uint8_t labels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig));
     const uint8_t owner_labels = SigLabels(owner);
     if (labels > owner_labels) {
-      problems.push_back(sig_name + ": label count " + std::to_string(labels) + " exceeds the owner's " +
-                         std::to_string(owner_labels));
+      problems.Add(sig_name + ": label count " + std::to_string(labels) + " exceeds the owner's " +
+                   std::to_string(owner_labels));
       continue;
     }
-    // RFC 4034 §3.1.5 times are 32-bit; read them as Unix times (valid
-    // until 2106).
-    const int64_t inception = static_cast<uint32_t>(ldns_rdf2native_int32(ldns_rr_rrsig_inception(sig)));
-    const int64_t expiration = static_cast<uint32_t>(ldns_rdf2native_int32(ldns_rr_rrsig_expiration(sig)));
+    const uint32_t inception_field = ldns_rdf2native_int32(ldns_rr_rrsig_inception(sig));
+    const uint32_t expiration_field = ldns_rdf2native_int32(ldns_rr_rrsig_expiration(sig));
+    const int64_t inception = SerialTime(inception_field, o.now);
+    const int64_t expiration = SerialTime(expiration_field, o.now);
+    // An empty window is no window (and std::clamp below needs lo <= hi).
+    if (inception > expiration) {
+      problems.Add(sig_name + ": inception " + std::to_string(inception_field) + " is after expiration " +
+                   std::to_string(expiration_field));
+      continue;
+    }
     if (o.now + o.skew < inception) {
-      problems.push_back(sig_name + ": not valid before " + std::to_string(inception) + " (now " +
-                         std::to_string(o.now) + ")");
+      problems.Add(sig_name + ": not valid before " + std::to_string(inception) + " (now " + std::to_string(o.now) +
+                   ")");
       continue;
     }
     if (o.now - o.skew > expiration) {
-      problems.push_back(sig_name + ": signature expired at " + std::to_string(expiration) + " (now " +
-                         std::to_string(o.now) + ")");
+      problems.Add(sig_name + ": signature expired at " + std::to_string(expiration) + " (now " +
+                   std::to_string(o.now) + ")");
       continue;
     }
     // Inside the skew allowance, verify as of the nearest valid instant.
     const time_t check_time = static_cast<time_t>(std::clamp(o.now, inception, expiration));
-    bool key_found = false;
-    for (size_t k = 0; k < keys.size(); ++k) {
-      ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
-      if (ldns_rr_get_type(key) != LDNS_RR_TYPE_DNSKEY || ldns_rr_rd_count(key) < 4) continue;
-      if (!SameName(ldns_rr_owner(key), zone)) continue;
-      if (ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) != alg || ldns_calc_keytag(key) != tag) continue;
-      const uint16_t flags = ldns_rdf2native_int16(ldns_rr_dnskey_flags(key));
-      if (!(flags & LDNS_KEY_ZONE_KEY)) {
-        problems.push_back(sig_name + ": key " + std::to_string(tag) + " is not a zone key");
+    std::vector<const ZoneKey*> candidates;
+    for (const ZoneKey& zk : zone_keys)
+      if (zk.alg == alg && zk.tag == tag) candidates.push_back(&zk);
+    if (candidates.empty()) {
+      problems.Add(sig_name + ": no zone key with that tag and algorithm in the DNSKEY set of " + NameText(zone));
+      continue;
+    }
+    if (candidates.size() > kMaxKeyTagCollisions) {
+      problems.Add(sig_name + ": " + std::to_string(candidates.size()) + " keys of " + NameText(zone) +
+                   " have that tag and algorithm, more than " + std::to_string(kMaxKeyTagCollisions) +
+                   " (key-tag collision limit): not tried");
+      continue;
+    }
+    for (const ZoneKey* zk : candidates) {
+      if (!(zk->flags & LDNS_KEY_ZONE_KEY)) {
+        problems.Add(sig_name + ": key " + std::to_string(tag) + " is not a zone key");
         continue;
       }
-      if (flags & LDNS_KEY_REVOKE_KEY) {
-        problems.push_back(sig_name + ": key " + std::to_string(tag) + " is revoked");
+      if (zk->flags & LDNS_KEY_REVOKE_KEY) {
+        problems.Add(sig_name + ": key " + std::to_string(tag) + " is revoked");
         continue;
       }
-      key_found = true;
+      if (!zk->too_costly.empty()) {
+        problems.Add(sig_name + ": key " + std::to_string(tag) + " not used: " + zk->too_costly);
+        continue;
+      }
+      if (checks == kMaxSignatureChecksPerRrset) {
+        limit = "gave up after " + std::to_string(kMaxSignatureChecksPerRrset) +
+                " signature checks (limit per RRset)";
+        break;
+      }
+      ++checks;
       // Only the public-key operation is skipped for a remembered triple;
       // the checks above were made again.
-      const std::string triple = o.verified ? TripleKey(rrset, sig, key) : "";
-      if (triple.empty() || !o.verified->Contains(triple, o.now)) {
-        std::string error;
-        if (!internal::VerifySignatureCrypto(rrset.get(), sig, key, check_time, &error)) {
-          problems.push_back(sig_name + ": does not verify (" + error + ")");
-          continue;
+      const std::string triple = o.verified ? TripleKey(rrset, sig, zk->rr) : "";
+      std::string error;
+      bool ok = false;
+      if (!triple.empty() && o.verified->Contains(triple, o.now)) {
+        ok = true;
+      } else if (!triple.empty() && o.verified->Failed(triple, o.now)) {
+        error = "remembered failure";
+      } else {
+        if (!budget.SpendPublicKeyOperation()) {
+          limit = budget.exhausted();
+          break;
         }
-        if (!triple.empty()) o.verified->Add(triple, expiration + o.skew, o.now);
+        ok = internal::VerifySignatureCrypto(rrset.get(), sig, zk->rr, check_time, &error);
+        if (!triple.empty()) {
+          if (ok) o.verified->Add(triple, expiration + o.skew, o.now);
+          else o.verified->AddFailure(triple, o.now);
+        }
+      }
+      if (!ok) {
+        problems.Add(sig_name + ": does not verify (" + error + ")");
+        if (!budget.RecordFailure()) {
+          limit = budget.exhausted();
+          break;
+        }
+        continue;
       }
       r.status = SigStatus::kValid;
       r.key_tags = {tag};
@@ -463,25 +674,36 @@ SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& key
                  (r.wildcard ? " (wildcard expansion of " + r.wildcard_source + ")" : "");
       return r;
     }
-    if (!key_found) {
-      problems.push_back(sig_name + ": no zone key with that tag and algorithm in the DNSKEY set of " +
-                         NameText(zone));
-    }
   }
   if (!any_sig) {
     r.reason = "no RRSIG over " + what + ": signatures missing or stripped";
     return r;
   }
-  if (!any_supported) {
-    r.status = SigStatus::kUnsupported;
-    r.reason = what + ": no signature with an algorithm we can verify (" + Join(problems, "; ") + ")";
+  if (!limit.empty()) {
+    r.reason = what + ": " + limit + (problems.empty() ? "" : " (" + problems.Text() + ")");
     return r;
   }
-  r.reason = what + ": " + Join(problems, "; ");
+  if (!any_supported) {
+    r.status = SigStatus::kUnsupported;
+    r.reason = what + ": no signature with an algorithm we can verify (" + problems.Text() + ")";
+    return r;
+  }
+  r.reason = what + ": " + problems.Text();
   return r;
 }
 
-SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList& ds, const SigCheckOptions& o) {
+SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& keys, const SigCheckOptions& o) {
+  SigResult r = VerifyRrsetImpl(rrset, sigs, keys, o);
+  r.reason = Clip(std::move(r.reason), kMaxReasonLength);
+  return r;
+}
+
+static SigResult VerifyDnskeysImpl(const RrList& dnskeys, const RrList& sigs, const RrList& ds,
+                                   const SigCheckOptions& given) {
+  // One budget for every check below, the caller's or our own.
+  ValidationBudget own;
+  SigCheckOptions o = given;
+  if (!o.budget) o.budget = &own;
   SigResult r;
   r.status = SigStatus::kBogus;
   RrList keys = dnskeys.Select(LDNS_RR_TYPE_DNSKEY);
@@ -491,8 +713,20 @@ SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList&
   }
   const ldns_rdf* zone = ldns_rr_owner(ldns_rr_list_rr(keys.get(), 0));
   const std::string zone_name = NameText(zone);
-  std::vector<std::string> problems;
+  ProblemList problems;
+  // Key tags once, not once per DS record: both sets can be large.
+  std::vector<std::pair<const ldns_rr*, uint16_t>> tagged;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+    if (ldns_rr_rd_count(key) >= 4) tagged.emplace_back(key, ldns_calc_keytag(key));
+  }
+  std::string limit;  // the work limit that ended the search, if one did
   std::vector<std::pair<const ldns_rr*, std::string>> candidates;  // key, what vouches for it
+  auto AddCandidate = [&](const ldns_rr* key, const std::string& why) {
+    for (const auto& c : candidates)
+      if (c.first == key) return;  // vouched for by two DS records (SHA-1 and SHA-256): tried once
+    candidates.emplace_back(key, why);
+  };
   size_t usable_anchors = 0;
   for (size_t i = 0; i < ds.size(); ++i) {
     const ldns_rr* a = ldns_rr_list_rr(ds.get(), i);
@@ -504,28 +738,33 @@ SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList&
       const std::string ds_name = "DS " + std::to_string(tag) + " alg " + std::to_string(alg) + " digest " +
                                   std::to_string(digest);
       if (!AlgorithmUsable(alg, o) || !DigestUsable(digest, o)) {
-        problems.push_back(ds_name + ": algorithm or digest type not supported");
+        problems.Add(ds_name + ": algorithm or digest type not supported");
         continue;
       }
       ++usable_anchors;
+      std::vector<const ldns_rr*> same_tag;
+      for (const auto& [key, key_tag] : tagged)
+        if (key_tag == tag && ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) == alg) same_tag.push_back(key);
+      if (same_tag.size() > kMaxKeyTagCollisions) {
+        problems.Add(ds_name + ": " + std::to_string(same_tag.size()) + " DNSKEYs of " + zone_name +
+                     " have its tag and algorithm, more than " + std::to_string(kMaxKeyTagCollisions) +
+                     " (key-tag collision limit): not tried");
+        continue;
+      }
       bool matched = false;
-      for (size_t k = 0; k < keys.size(); ++k) {
-        const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
-        if (ldns_rr_rd_count(key) < 4 || ldns_calc_keytag(key) != tag ||
-            ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) != alg)
-          continue;
+      for (const ldns_rr* key : same_tag) {
         RrPtr computed(ldns_key_rr2ds(key, static_cast<ldns_hash>(digest)));
         if (!computed || ldns_rr_rd_count(computed.get()) < 4) continue;
         if (ldns_rdf_compare(ldns_rr_rdf(computed.get(), 3), ldns_rr_rdf(a, 3)) != 0) continue;
         matched = true;
-        candidates.emplace_back(key, ds_name);
+        AddCandidate(key, ds_name);
       }
-      if (!matched) problems.push_back(ds_name + ": matches no DNSKEY of " + zone_name + " (digest mismatch or key missing)");
+      if (!matched) problems.Add(ds_name + ": matches no DNSKEY of " + zone_name + " (digest mismatch or key missing)");
     } else if (ldns_rr_get_type(a) == LDNS_RR_TYPE_DNSKEY && ldns_rr_rd_count(a) >= 4) {
       const uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(a));
       const std::string anchor_name = "DNSKEY anchor " + std::to_string(ldns_calc_keytag(a));
       if (!AlgorithmUsable(alg, o)) {
-        problems.push_back(anchor_name + ": algorithm " + std::to_string(alg) + " not supported");
+        problems.Add(anchor_name + ": algorithm " + std::to_string(alg) + " not supported");
         continue;
       }
       ++usable_anchors;
@@ -537,12 +776,19 @@ SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList&
           same = ldns_rdf_compare(ldns_rr_rdf(key, f), ldns_rr_rdf(a, f)) == 0;
         if (!same) continue;
         matched = true;
-        candidates.emplace_back(key, anchor_name);
+        AddCandidate(key, anchor_name);
       }
-      if (!matched) problems.push_back(anchor_name + ": not in the DNSKEY set of " + zone_name);
+      if (!matched) problems.Add(anchor_name + ": not in the DNSKEY set of " + zone_name);
     }
   }
+  size_t failed = 0;
   for (const auto& [key, why] : candidates) {
+    if (failed == kMaxDsMatchFailures) {
+      limit = "gave up after " + std::to_string(kMaxDsMatchFailures) +
+              " keys matching a DS or anchor failed to sign it (limit per DNSKEY set)";
+      break;
+    }
+    ++failed;
     RrList one;
     ldns_rr_list_push_rr(one.get(), ldns_rr_clone(key));
     SigResult s = VerifyRrset(keys, sigs, one, o);
@@ -551,15 +797,23 @@ SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList&
                  std::to_string(ldns_calc_keytag(key)) + ")";
       return s;
     }
-    problems.push_back(why + ": " + s.reason);
+    problems.Add(why + ": " + s.reason);
   }
   if (usable_anchors == 0) {
     r.status = SigStatus::kUnsupported;
     r.reason = "no DS or trust anchor for " + zone_name + " that we can use" +
-               (problems.empty() ? "" : " (" + Join(problems, "; ") + ")");
+               (problems.empty() ? "" : " (" + problems.Text() + ")");
     return r;
   }
-  r.reason = "DNSKEY set of " + zone_name + " not authenticated: " + Join(problems, "; ");
+  r.reason = "DNSKEY set of " + zone_name + " not authenticated: " +
+             (!limit.empty() ? limit + ": " : o.budget->exhausted().empty() ? "" : o.budget->exhausted() + ": ") +
+             problems.Text();
+  return r;
+}
+
+SigResult VerifyDnskeys(const RrList& dnskeys, const RrList& sigs, const RrList& ds, const SigCheckOptions& o) {
+  SigResult r = VerifyDnskeysImpl(dnskeys, sigs, ds, o);
+  r.reason = Clip(std::move(r.reason), kMaxReasonLength);
   return r;
 }
 
@@ -605,76 +859,113 @@ std::string LowerText(const ldns_rdf* rdf) {
 
 // NSEC3 records of one parameter set, with hashing and span checks on the
 // base32hex text of the hashes (whose order is the order of the hashes).
+// Each name is hashed once per proof, charged to the lookup's budget
+// ((iterations + 1) rounds); once the budget is spent, names not hashed
+// yet match and are covered by nothing, and exhausted() is set, so no
+// proof can be completed on them (every proof needs a match or a cover
+// of a name it has not hashed before).
 class Nsec3Set {
  public:
-  explicit Nsec3Set(std::vector<const ldns_rr*> records) : records_(std::move(records)) {}
-  std::string Hash(const ldns_rdf* name) const {
-    RdfPtr h(ldns_nsec3_hash_name_frm_nsec3(records_.front(), name));
-    return h ? LowerText(h.get()) : "";
+  Nsec3Set(const std::vector<const ldns_rr*>& records, ValidationBudget* budget) : budget_(budget) {
+    for (const ldns_rr* r : records) {
+      std::string o = LowerText(ldns_rr_owner(r));
+      entries_.push_back({r, o.substr(0, o.find('.')), LowerText(ldns_rr_rdf(r, 4))});
+    }
   }
-  static std::string OwnerHash(const ldns_rr* r) {
-    std::string o = LowerText(ldns_rr_owner(r));
-    return o.substr(0, o.find('.'));
+  std::string Hash(const ldns_rdf* name) {
+    if (entries_.empty()) return "";
+    std::string key = LowerText(name);
+    auto it = memo_.find(key);
+    if (it != memo_.end()) return it->second;
+    const ldns_rr* first = entries_.front().rr;
+    if (!budget_->SpendNsec3Hash(ldns_nsec3_iterations(first))) {
+      exhausted_ = true;
+      return "";
+    }
+    RdfPtr h(ldns_nsec3_hash_name_frm_nsec3(first, name));
+    std::string out = h ? LowerText(h.get()) : "";
+    memo_.emplace(std::move(key), out);
+    return out;
   }
-  const ldns_rr* Match(const ldns_rdf* name) const {
+  const ldns_rr* Match(const ldns_rdf* name) {
     std::string h = Hash(name);
-    for (const ldns_rr* r : records_)
-      if (!h.empty() && OwnerHash(r) == h) return r;
+    for (const Entry& e : entries_)
+      if (!h.empty() && e.owner == h) return e.rr;
     return nullptr;
   }
-  const ldns_rr* Cover(const ldns_rdf* name) const {
+  const ldns_rr* Cover(const ldns_rdf* name) {
     std::string h = Hash(name);
     if (h.empty()) return nullptr;
-    for (const ldns_rr* r : records_) {
-      std::string owner = OwnerHash(r), next = LowerText(ldns_rr_rdf(r, 4));
+    for (const Entry& e : entries_) {
       // The last NSEC3 of the chain wraps around to the first hash: it
       // covers hashes above its owner and hashes below the first one.
-      if (next <= owner ? (h > owner || h < next) : (h > owner && h < next)) return r;
+      if (e.next <= e.owner ? (h > e.owner || h < e.next) : (h > e.owner && h < e.next)) return e.rr;
     }
     return nullptr;
   }
+  bool exhausted() const { return exhausted_; }
 
  private:
-  std::vector<const ldns_rr*> records_;
+  struct Entry {
+    const ldns_rr* rr;
+    std::string owner, next;  // hashes: the owner's first label, the next hashed owner
+  };
+  std::vector<Entry> entries_;
+  std::map<std::string, std::string> memo_;  // name -> hash
+  ValidationBudget* budget_;
+  bool exhausted_ = false;
 };
 
 // The NSEC and NSEC3 records of an authority section that a proof may
 // use: those whose RRsets verify with the zone's keys (wildcard expansions
 // excluded), split by type; `verified` owns the records the pointers name.
 // An empty non-terminal's NSEC3 has no type bitmap at all (5 rdata
-// fields, not 6).
+// fields, not 6). More than kMaxDenialRrsets RRsets: none is used, and
+// `limit` says why.
 struct DenialRecords {
   RrList verified;
   std::vector<const ldns_rr*> nsecs, nsec3s;
-  std::vector<std::string> rejected;  // why the other records were not used
+  ProblemList rejected;               // why the other records were not used
+  std::string limit;                  // a limit on the records that was reached
+  const ValidationBudget* budget = nullptr;
 
-  // Makes `d` bogus for `why`, naming the rejected records.
+  // Makes `d` bogus for `why`, naming the limit reached and the rejected records.
   void MarkBogus(DenialResult* d, const std::string& why) const {
+    const std::string& reached = !limit.empty() ? limit : budget ? budget->exhausted() : limit;
     d->status = SigStatus::kBogus;
-    d->reason = why + (rejected.empty() ? "" : " (records rejected: " + Join(rejected, "; ") + ")");
+    d->reason = Clip((reached.empty() ? "" : reached + ": ") + why +
+                         (rejected.empty() ? "" : " (records rejected: " + rejected.Text() + ")"),
+                     kMaxReasonLength);
     d->key_tags.clear();
   }
 };
 
-// Collects the DenialRecords of `auth`; the key tags used are appended to `key_tags`.
+// Collects the DenialRecords of `auth`; the key tags used are appended to
+// `key_tags`. `o.budget` must be set.
 DenialRecords CollectDenialRecords(const RrList& auth, const RrList& keys, const SigCheckOptions& o,
                                    std::vector<uint16_t>* key_tags) {
   DenialRecords out;
-  std::vector<std::string> seen;
+  out.budget = o.budget;
+  std::set<std::string> seen;
+  std::vector<std::pair<ldns_rr_type, std::string>> rrsets;
   for (size_t i = 0; i < auth.size(); ++i) {
     const ldns_rr* rr = ldns_rr_list_rr(auth.get(), i);
     ldns_rr_type t = ldns_rr_get_type(rr);
     if (t != LDNS_RR_TYPE_NSEC && t != LDNS_RR_TYPE_NSEC3) continue;
-    std::string key = LowerText(ldns_rr_owner(rr)) + "/" + std::to_string(t);
-    if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
-    seen.push_back(key);
     std::string owner = LowerText(ldns_rr_owner(rr));
+    if (!seen.insert(owner + "/" + std::to_string(t)).second) continue;
+    if (rrsets.size() == kMaxDenialRrsets) {
+      out.limit = "more than " + std::to_string(kMaxDenialRrsets) + " NSEC/NSEC3 RRsets (limit per proof)";
+      return out;
+    }
+    rrsets.emplace_back(t, std::move(owner));
+  }
+  for (const auto& [t, owner] : rrsets) {
     RrList rrset = auth.Select(t, owner);
     SigResult s = VerifyRrset(rrset, auth, keys, o);
     if (s.status != SigStatus::kValid || s.wildcard) {
-      out.rejected.push_back(s.wildcard ? owner + ": wildcard-expanded " +
-                                              (t == LDNS_RR_TYPE_NSEC ? "NSEC" : "NSEC3")
-                                        : s.reason);
+      out.rejected.Add(s.wildcard ? owner + ": wildcard-expanded " + (t == LDNS_RR_TYPE_NSEC ? "NSEC" : "NSEC3")
+                                  : s.reason);
       continue;
     }
     if (std::find(key_tags->begin(), key_tags->end(), s.key_tags.front()) == key_tags->end())
@@ -724,8 +1015,11 @@ Nsec3Chain SelectNsec3Chain(const std::vector<const ldns_rr*>& nsec3s, const ldn
 
 }  // namespace
 
-DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
-                          const RrList& keys, const SigCheckOptions& o) {
+static DenialResult VerifyDenialImpl(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
+                                     const RrList& keys, const SigCheckOptions& given) {
+  ValidationBudget own;
+  SigCheckOptions o = given;
+  if (!o.budget) o.budget = &own;
   DenialResult d;
   d.status = SigStatus::kBogus;
   RdfPtr qn = NameRdf(qname);
@@ -756,6 +1050,7 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
   const std::string claim = what == Denial::kNoDs     ? "no DS at the delegation " + qname
                             : what == Denial::kNoData ? "no " + type_name + " at " + qname
                                                       : qname + " does not exist";
+  if (!records.limit.empty()) return fail("not proven that " + claim);
   // The bitmap of a record at the name itself, for NODATA and no-DS.
   auto check_bitmap = [&](const ldns_rr* at, const std::string& where) -> bool {
     if (what == Denial::kNoDs) {
@@ -847,7 +1142,7 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
     d.reason = chain.unsupported;
     return d;
   }
-  Nsec3Set set(chain.records);
+  Nsec3Set set(chain.records, o.budget);
   const ldns_rr* at = set.Match(qn.get());
   if (what != Denial::kNxDomain && at) {
     if (!check_bitmap(at, "NSEC3 matching " + qname)) return d;
@@ -901,8 +1196,11 @@ DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what,
   return d;
 }
 
-DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& wildcard_source, const RrList& auth,
-                                  const RrList& keys, const SigCheckOptions& o) {
+static DenialResult VerifyWildcardAnswerImpl(const std::string& qname, const std::string& wildcard_source,
+                                             const RrList& auth, const RrList& keys, const SigCheckOptions& given) {
+  ValidationBudget own;
+  SigCheckOptions o = given;
+  if (!o.budget) o.budget = &own;
   DenialResult d;
   d.status = SigStatus::kBogus;
   d.wildcard = true;
@@ -937,6 +1235,7 @@ DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& w
     return d;
   };
   const std::string claim = qname + " is answered by the wildcard " + wildcard_source;
+  if (!records.limit.empty()) return fail("not proven that " + claim);
   if (!nsecs.empty()) {
     // RFC 4035 §5.3.4: an NSEC proves that no closer match exists: it must
     // cover qname and the next closer name (else a name between qname and
@@ -960,7 +1259,7 @@ DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& w
     d.reason = chain.unsupported;
     return d;
   }
-  Nsec3Set set(chain.records);
+  Nsec3Set set(chain.records, o.budget);
   // RFC 5155 §8.8: the next closer name must be covered.
   const ldns_rr* cover = set.Cover(next_closer.get());
   if (!cover) return fail("no NSEC3 covers the next closer name " + NameText(next_closer.get()));
@@ -968,6 +1267,20 @@ DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& w
   d.opt_out = ldns_nsec3_optout(cover);
   d.reason = claim + " (NSEC3 covers the next closer name " + NameText(next_closer.get()) +
              (d.opt_out ? "; opt-out span: insecure" : "") + ")";
+  return d;
+}
+
+DenialResult VerifyDenial(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
+                          const RrList& keys, const SigCheckOptions& o) {
+  DenialResult d = VerifyDenialImpl(qname, qtype, what, auth, keys, o);
+  d.reason = Clip(std::move(d.reason), kMaxReasonLength);
+  return d;
+}
+
+DenialResult VerifyWildcardAnswer(const std::string& qname, const std::string& wildcard_source, const RrList& auth,
+                                  const RrList& keys, const SigCheckOptions& o) {
+  DenialResult d = VerifyWildcardAnswerImpl(qname, wildcard_source, auth, keys, o);
+  d.reason = Clip(std::move(d.reason), kMaxReasonLength);
   return d;
 }
 

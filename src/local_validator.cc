@@ -142,6 +142,23 @@ struct HopResult {
   bool wildcard = false;   // the RRset verified as a wildcard expansion
 };
 
+// The budget of the lookup this thread is validating: every check of
+// that lookup, down to the chain walk and the facts it establishes, counts
+// against it, without each step of the walk passing it along.
+thread_local ValidationBudget* t_lookup_budget = nullptr;
+
+// Makes `budget` the current lookup's for the scope's lifetime.
+class LookupBudgetScope {
+ public:
+  explicit LookupBudgetScope(ValidationBudget* budget) : previous_(t_lookup_budget) { t_lookup_budget = budget; }
+  ~LookupBudgetScope() { t_lookup_budget = previous_; }
+  LookupBudgetScope(const LookupBudgetScope&) = delete;
+  LookupBudgetScope& operator=(const LookupBudgetScope&) = delete;
+
+ private:
+  ValidationBudget* previous_;
+};
+
 class LocalValidatingResolver : public Resolver {
  public:
   LocalValidatingResolver(DnsTransport* transport, RrList anchors, LocalValidatorOptions options)
@@ -160,7 +177,14 @@ class LocalValidatingResolver : public Resolver {
     std::vector<DnsResponse> responses = transport_->QueryMany(questions, true);
     std::vector<DnsAnswer> out;
     out.reserve(questions.size());
-    for (size_t i = 0; i < questions.size(); ++i) out.push_back(Validate(questions[i], responses[i]));
+    for (size_t i = 0; i < questions.size(); ++i) {
+      ValidationBudget budget;
+      {
+        LookupBudgetScope scope(&budget);
+        out.push_back(Validate(questions[i], responses[i]));
+      }
+      if (options_.on_lookup_work) options_.on_lookup_work(budget);
+    }
     return out;
   }
 
@@ -179,6 +203,7 @@ class LocalValidatingResolver : public Resolver {
   SigCheckOptions Opts() {
     SigCheckOptions o = DefaultSigCheckOptions(Now());
     o.verified = &verified_;
+    o.budget = t_lookup_budget;
     return o;
   }
 

@@ -16,8 +16,15 @@
 //   - checking NSEC and NSEC3 denials (NODATA, NXDOMAIN with its wildcard
 //     proof, insecure delegation incl. NSEC3 opt-out) made of records that
 //     verify with the zone's keys.
-// Every result says why, and which key tags were used, so that the policy
-// output can show how a status was reached. An algorithm or digest we
+// Every result says why (in at most kMaxReasonLength characters), and which
+// key tags were used, so that the policy output can show how a status was
+// reached.
+// The work is bounded (CVE-2023-50387 "KeyTrap", CVE-2023-50868): the
+// zone's owner chooses how many keys share a key tag, how many RRSIGs an
+// RRset carries, how many NSEC/NSEC3 records a denial brings and how
+// costly their hashes are, so each of these has a limit below, per RRset
+// and per lookup (ValidationBudget); going past one makes the answer
+// bogus, with a reason naming the limit, never "secure" on less evidence. An algorithm or digest we
 // cannot verify (or that is marked unsupported) gives kUnsupported: the
 // caller treats that zone as insecure (RFC 6840 §5.2, RFC 4035 §5.2),
 // never as secure and never as bogus. Anything else that does not verify
@@ -74,30 +81,118 @@ class RrList {
 Result<RrList> ParseTrustAnchors(const std::string& text, const std::string& name);
 Result<RrList> LoadTrustAnchors(const std::string& path);
 
-// Signatures already verified. The same RRset, RRSIG and DNSKEY verify
+// --- Bounds on validation work ---
+// Per RRset (VerifyRrset, VerifyDnskeys):
+//   - an RRSIG whose key tag and algorithm match more than
+//     kMaxKeyTagCollisions keys of the zone is not tried at all (unbound
+//     1.19.1 allows 4 colliding keys when building the chain of trust);
+//   - at most kMaxSignatureChecksPerRrset (RRSIG, DNSKEY) pairs are
+//     checked, remembered results included (unbound 1.19.1
+//     MAX_VALIDATE_RRSIGS 8);
+//   - at most kMaxDsMatchFailures DS-matched keys are tried on a DNSKEY
+//     RRset (unbound 1.19.1 MAX_DS_MATCH_FAILURES 4);
+//   - RSA keys with a public exponent longer than kMaxRsaExponentBits or a
+//     modulus longer than kMaxRsaModulusBits are not used: a 2040-bit
+//     exponent makes one RSA-2048 verification cost ~2.5 ms instead of
+//     ~0.05 ms (RFC 3110 §2 allows up to 4096-bit exponents; OpenSSL
+//     itself refuses exponents over 64 bits for moduli over 3072 bits;
+//     RFC 3110 and RFC 5702 cap the modulus at 4096 bits).
+// Per denial proof: at most kMaxDenialRrsets NSEC/NSEC3 RRsets (a proof
+// uses at most four: at the name or its closest encloser, over the next
+// closer name, over or at the wildcard; the rest is room for servers that
+// send more).
+// Per lookup (ValidationBudget, shared by every check one lookup makes):
+//   - kMaxPublicKeyOperationsPerLookup signature verifications
+//     (unbound 1.19.1 verifies MAX_VALIDATE_AT_ONCE 8 signatures per pass
+//     and suspends a query at most MAX_VALIDATION_SUSPENDS 16 times,
+//     8 x 16 = 128);
+//   - kMaxSignatureFailuresPerLookup failed signature checks (BIND's
+//     max-validation-failures-per-fetch, from 9.19.21 on, allows 1 per
+//     upstream response by default; a lookup here reads up to two
+//     responses per label of the name, DS and DNSKEY);
+//   - kMaxNsec3RoundsPerLookup NSEC3 hash rounds, (iterations + 1) per name
+//     hashed (unbound 1.19.1 MAX_NSEC3_CALCULATIONS 8 per pass, at most 16
+//     suspends: 128 hashes, of up to 151 rounds each under the
+//     150-iteration limit of RFC 9276 §3.2).
+constexpr size_t kMaxKeyTagCollisions = 4;
+constexpr size_t kMaxSignatureChecksPerRrset = 8;
+constexpr size_t kMaxDsMatchFailures = 4;
+constexpr size_t kMaxRsaExponentBits = 64;
+constexpr size_t kMaxRsaModulusBits = 4096;
+constexpr size_t kMaxDenialRrsets = 16;
+constexpr size_t kMaxPublicKeyOperationsPerLookup = 128;
+constexpr size_t kMaxSignatureFailuresPerLookup = 16;
+constexpr uint64_t kMaxNsec3RoundsPerLookup = 128 * 151;
+// Reasons list at most a few problems each ("...; and 497 more"), and are
+// cut at this length (the bytes a policy line or log line can carry).
+constexpr size_t kMaxReasonLength = 2048;
+
+// The work one lookup has spent, and the check that it may spend more.
+// Not thread-safe: one lookup, one thread.
+class ValidationBudget {
+ public:
+  ValidationBudget() = default;
+  ValidationBudget(size_t max_public_key_operations, size_t max_failures, uint64_t max_nsec3_rounds)
+      : max_ops_(max_public_key_operations), max_failures_(max_failures), max_nsec3_rounds_(max_nsec3_rounds) {}
+
+  // False (and exhausted() says which limit) when one more public-key
+  // operation would exceed the limit; otherwise counts it.
+  bool SpendPublicKeyOperation();
+  // Counts a failed signature check (computed or remembered); false when
+  // that reaches the limit.
+  bool RecordFailure();
+  // False when hashing one more name with `iterations` would exceed the
+  // limit; otherwise counts its rounds.
+  bool SpendNsec3Hash(uint16_t iterations);
+
+  size_t public_key_operations() const { return ops_; }
+  size_t failures() const { return failures_; }
+  size_t nsec3_hashes() const { return nsec3_hashes_; }
+  uint64_t nsec3_rounds() const { return nsec3_rounds_; }
+  // "" while within the limits; else which limit was reached, for reasons.
+  const std::string& exhausted() const { return exhausted_; }
+
+ private:
+  size_t max_ops_ = kMaxPublicKeyOperationsPerLookup;
+  size_t max_failures_ = kMaxSignatureFailuresPerLookup;
+  uint64_t max_nsec3_rounds_ = kMaxNsec3RoundsPerLookup;
+  size_t ops_ = 0, failures_ = 0, nsec3_hashes_ = 0;
+  uint64_t nsec3_rounds_ = 0;
+  std::string exhausted_;
+};
+
+// Signatures already checked. The same RRset, RRSIG and DNSKEY verify
 // the same way every time, so once the public-key operation has succeeded
 // for a triple it is remembered until the signature expires, and later
 // checks of the same triple skip it; every other check (validity window,
-// signer, key flags, label count) is still made on every use. Entries are
-// keyed by the exact records (owner, type, class, RDATA; TTLs aside, as
-// the signature covers the original TTL), never by a hash, so no other
-// data can ever be taken for a verified triple. Failures are not kept.
-// Bounded: when full, expired entries go, and if that is not enough,
-// all. Thread-safe.
+// signer, key flags, label count) is still made on every use. A triple
+// that failed is remembered too, for kFailureMemorySeconds only (unbound's
+// val-bogus-ttl default), so that an answer asked for again does not cost
+// the same failed operations again. Entries are keyed by the exact
+// records (owner, type, class, RDATA; TTLs aside, as the signature covers
+// the original TTL), never by a hash, so no other data can ever be taken
+// for a checked triple. Bounded: when full, expired entries go, and if
+// that is not enough, all (successes and failures are kept apart, so
+// failures cannot push out successes). Thread-safe.
 class VerifiedSignatures {
  public:
+  static constexpr int64_t kFailureMemorySeconds = 60;
   explicit VerifiedSignatures(size_t max_entries = 20000) : max_entries_(max_entries) {}
   VerifiedSignatures(const VerifiedSignatures&) = delete;
   VerifiedSignatures& operator=(const VerifiedSignatures&) = delete;
 
   bool Contains(const std::string& triple, int64_t now);
   void Add(std::string triple, int64_t usable_until, int64_t now);
+  bool Failed(const std::string& triple, int64_t now);
+  void AddFailure(std::string triple, int64_t now);
   size_t size();
+  size_t failures();
 
  private:
   std::mutex mu_;
   size_t max_entries_;
-  std::unordered_map<std::string, int64_t> entries_;  // triple -> last second it may be used
+  std::unordered_map<std::string, int64_t> entries_;   // triple -> last second it may be used
+  std::unordered_map<std::string, int64_t> failures_;  // triple -> last second the failure is remembered
 };
 
 enum class SigStatus { kValid, kBogus, kUnsupported };
@@ -109,6 +204,10 @@ struct SigCheckOptions {
   std::set<uint8_t> unsupported_algorithms;  // treated as unknown (kUnsupported), e.g. RFC 8624 MUST NOTs
   std::set<uint8_t> unsupported_digests;     // DS digest types treated as unknown
   VerifiedSignatures* verified = nullptr;    // when set: remembers verified signatures (not owned)
+  // When set: the work of the whole lookup is counted and bounded there
+  // (not owned). When null, each call of the functions below has a
+  // ValidationBudget of its own.
+  ValidationBudget* budget = nullptr;
 };
 // The DNSKEY algorithms RFC 8624 §3.1 says MUST NOT be used for
 // validation (1 RSAMD5, 3 DSA, 6 DSA-NSEC3-SHA1, 12 ECC-GOST), and DS digest
@@ -128,8 +227,9 @@ struct SigResult {
 // Checks the RRSIGs `sigs` over `rrset` (records of one owner, type and
 // class) with `keys`, an already trusted DNSKEY RRset of one zone. Valid
 // when at least one RRSIG covering the type, by that zone, within its
-// window (± skew), made by a zone key of the set (matching tag and
-// algorithm, zone bit, not revoked), verifies. kUnsupported when no RRSIG
+// window (± skew; an inception after the expiration is invalid), made by a
+// zone key of the set (matching tag and algorithm, zone bit, not revoked,
+// within the RSA size limits), verifies within the work limits above. kUnsupported when no RRSIG
 // uses an algorithm we can verify; bogus otherwise (no RRSIG at all, wrong
 // signer, expired, no such key, bad signature...).
 SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& keys, const SigCheckOptions& o);

@@ -25,6 +25,9 @@
 //     unsigned CNAME, or none) takes the status of the DNAME RRset, if the
 //     CNAME is exactly the DNAME substitution (RFC 6672) and the DNAME is
 //     not a wildcard expansion; otherwise it is bogus;
+//   - each lookup (one question, its CNAME hops and the walks they need)
+//     spends from a ValidationBudget of its own: a zone that demands more
+//     signature checks or NSEC3 hashing than that is bogus for the lookup;
 //   - signatures verified once are remembered until they expire
 //     (VerifiedSignatures), so answers seen again, as a warm resolver
 //     cache hands them out, cost no public-key operation; every other
@@ -53,6 +56,10 @@ struct LocalValidatorOptions {
   int64_t cache_seconds = 3600;       // upper bound on how long a validated DNSKEY/DS fact is reused
   size_t cache_entries = 10000;       // the cache is emptied when it grows past this
   size_t verified_entries = 10000;    // bound on remembered verified signatures (VerifiedSignatures)
+  // Called after each lookup with the validation work it spent, which is
+  // bounded per lookup (ValidationBudget, dnssec.h); for tests and
+  // diagnostics. Null: not called.
+  std::function<void(const ValidationBudget&)> on_lookup_work;
 };
 
 // `anchors` are the trust anchors (DS or DNSKEY records, ParseTrustAnchors).

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <thread>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -1298,4 +1299,299 @@ TEST_CASE("local validator: a DNAME in an insecure zone makes its hop insecure")
                   Records("mx.ins.test. 300 IN A 192.0.2.2\n")),
              RrList());
   CHECK(res->Lookup({"mx.dn.ins.test", RrType::kA}).dnssec == DnssecStatus::kBogus);
+}
+
+// --- Bounds on validation work (KeyTrap, NSEC3 hashing) and windows ---
+
+namespace {
+
+// `n` DNSKEY records with the key tag and algorithm of the RSA key `base`
+// (KeyTrap): its public key with two 16-bit words of the modulus changed
+// so that their sum, and so the tag, stays the same. Each is a well-formed
+// RSA key that costs a full verification and verifies nothing.
+RrList CollidingRsaKeys(const Key& base, size_t n) {
+  RrList out;
+  const ldns_rdf* pk = ldns_rr_rdf(base.rr(), 3);
+  const uint8_t* d = ldns_rdf_data(pk);
+  const size_t size = ldns_rdf_size(pk);
+  REQUIRE(d[0] != 0);  // one-octet exponent length
+  const size_t mod = 1 + d[0];
+  // Word offsets inside the modulus, even in the RDATA (which the public
+  // key starts at offset 4, so even in the key too), away from both ends.
+  size_t p = mod + 100, q = mod + 150;
+  if (p % 2) ++p, ++q;
+  REQUIRE(q + 1 < size - 1);
+  const int wp = d[p] << 8 | d[p + 1], wq = d[q] << 8 | d[q + 1];
+  const int lo = std::max(0, wp + wq - 65535), hi = std::min(65535, wp + wq);
+  REQUIRE(static_cast<size_t>(hi - lo) > n);
+  for (int v = lo; out.size() < n; ++v) {
+    if (v == wp) continue;
+    std::vector<uint8_t> key(d, d + size);
+    const int w = wp + wq - v;
+    key[p] = static_cast<uint8_t>(v >> 8), key[p + 1] = static_cast<uint8_t>(v);
+    key[q] = static_cast<uint8_t>(w >> 8), key[q + 1] = static_cast<uint8_t>(w);
+    ldns_rr* rr = ldns_rr_clone(base.rr());
+    ldns_rdf_deep_free(ldns_rr_set_rdf(rr, ldns_rdf_new_frm_data(LDNS_RDF_TYPE_B64, key.size(), key.data()), 3));
+    REQUIRE(ldns_calc_keytag(rr) == base.tag());
+    ldns_rr_list_push_rr(out.get(), rr);
+  }
+  return out;
+}
+
+// `n` distinct copies of the (first) RRSIG of `sigs`, each with its
+// signature bytes altered: same key tag, algorithm and window, none valid.
+RrList BrokenCopies(const RrList& sigs, size_t n) {
+  RrList out;
+  for (size_t i = 0; i < n; ++i) {
+    ldns_rr* s = ldns_rr_clone(ldns_rr_list_rr(sigs.get(), 0));
+    uint8_t* b = ldns_rdf_data(ldns_rr_rdf(s, 8));
+    b[0] ^= static_cast<uint8_t>(1 + (i & 0x7f));
+    b[1] ^= static_cast<uint8_t>(i >> 7);
+    ldns_rr_list_push_rr(out.get(), s);
+  }
+  return out;
+}
+
+// A DNSKEY with the modulus of the RSA key `base` and a public exponent
+// of `exponent_octets` octets (all ones), and `sig` re-tagged for it.
+ldns_rr* RsaKeyWithExponent(const Key& base, size_t exponent_octets) {
+  const ldns_rdf* pk = ldns_rr_rdf(base.rr(), 3);
+  const uint8_t* d = ldns_rdf_data(pk);
+  std::vector<uint8_t> key{static_cast<uint8_t>(exponent_octets)};
+  key.insert(key.end(), exponent_octets, 0xff);
+  key.insert(key.end(), d + 1 + d[0], d + ldns_rdf_size(pk));
+  ldns_rr* rr = ldns_rr_clone(base.rr());
+  ldns_rdf_deep_free(ldns_rr_set_rdf(rr, ldns_rdf_new_frm_data(LDNS_RDF_TYPE_B64, key.size(), key.data()), 3));
+  return rr;
+}
+
+}  // namespace
+
+TEST_CASE("dnssec: KeyTrap: colliding keys and many signatures stay within the work limits") {
+  Key rsa("example.test", 256, LDNS_SIGN_RSASHA256, 2048);
+  RrList a = Records(kA);
+  RrList good = Sign(a, {&rsa});
+  RrList colliding = CollidingRsaKeys(rsa, 500);
+  RrList broken = BrokenCopies(good, 500);
+
+  // 500 keys share the tag of 500 signatures: no key is tried at all.
+  ValidationBudget budget;
+  SigCheckOptions o = Opts();
+  o.budget = &budget;
+  SigResult r = VerifyRrset(a, broken, colliding, o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(budget.public_key_operations() <= kMaxSignatureChecksPerRrset, budget.public_key_operations());
+  CHECK_MESSAGE(Contains(r.reason, "key-tag collision limit"), r.reason.substr(0, 300));
+  CHECK(r.reason.size() <= kMaxReasonLength);
+
+  // Within the collision limit, 500 bad signatures: at most 8 checks.
+  RrList few = CollidingRsaKeys(rsa, kMaxKeyTagCollisions);
+  ValidationBudget budget2;
+  o.budget = &budget2;
+  r = VerifyRrset(a, broken, few, o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(budget2.public_key_operations() <= kMaxSignatureChecksPerRrset, budget2.public_key_operations());
+  CHECK_MESSAGE(Contains(r.reason, std::to_string(kMaxSignatureChecksPerRrset) + " signature checks"),
+                r.reason.substr(0, 300));
+  CHECK(r.reason.size() <= kMaxReasonLength);
+
+  // Colliding keys within the limit do not hide the real one.
+  RrList keys = CollidingRsaKeys(rsa, kMaxKeyTagCollisions - 1);
+  keys.Append(rsa.Dnskey());
+  ValidationBudget budget3;
+  o.budget = &budget3;
+  r = VerifyRrset(a, good, keys, o);
+  CHECK_MESSAGE(r.status == SigStatus::kValid, r.reason);
+  CHECK(budget3.public_key_operations() == kMaxKeyTagCollisions);
+}
+
+TEST_CASE("dnssec: failed signature checks are remembered briefly, reasons stay short") {
+  Key zsk("example.test", 256);
+  RrList a = Records(kA);
+  RrList bad = BrokenCopies(Sign(a, {&zsk}), 1);
+  VerifiedSignatures memo;
+  ValidationBudget first, second;
+  SigCheckOptions o = Opts();
+  o.verified = &memo;
+  o.budget = &first;
+  CHECK(VerifyRrset(a, bad, zsk.Dnskey(), o).status == SigStatus::kBogus);
+  CHECK(first.public_key_operations() == 1);
+  CHECK(first.failures() == 1);
+  o.budget = &second;
+  SigResult r = VerifyRrset(a, bad, zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "does not verify"));
+  CHECK(second.public_key_operations() == 0);
+  CHECK(second.failures() == 1);
+  // ... for a minute only.
+  ValidationBudget later;
+  o.budget = &later;
+  o.now = kNow + VerifiedSignatures::kFailureMemorySeconds + 1;
+  CHECK(VerifyRrset(a, bad, zsk.Dnskey(), o).status == SigStatus::kBogus);
+  CHECK(later.public_key_operations() == 1);
+
+  // Signatures by keys we do not have, named one by one, stay short too.
+  Key other("example.test", 256);
+  RrList many;
+  for (int i = 0; i < 300; ++i) {
+    RrList s = Sign(a, {&other}, kNow - 3600 - i);
+    many.Append(s);
+  }
+  r = VerifyRrset(a, many, zsk.Dnskey(), Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(r.reason.size() <= kMaxReasonLength);
+  CHECK(Contains(r.reason, "more"));
+}
+
+TEST_CASE("dnssec: RSA keys with an oversized exponent are not used") {
+  Key rsa("example.test", 256, LDNS_SIGN_RSASHA256, 2048);
+  RrList a = Records(kA);
+  for (size_t octets : {size_t{8}, size_t{255}}) {
+    ldns_rr* key = RsaKeyWithExponent(rsa, octets);
+    RrList keys;
+    ldns_rr_list_push_rr(keys.get(), key);
+    RrList sigs = Sign(a, {&rsa});
+    ldns_rr* sig = ldns_rr_list_rr(sigs.get(), 0);
+    ldns_rdf_deep_free(
+        ldns_rr_set_rdf(sig, ldns_native2rdf_int16(LDNS_RDF_TYPE_INT16, ldns_calc_keytag(key)), 6));
+    ValidationBudget budget;
+    SigCheckOptions o = Opts();
+    o.budget = &budget;
+    SigResult r = VerifyRrset(a, sigs, keys, o);
+    CHECK(r.status == SigStatus::kBogus);
+    if (octets * 8 <= kMaxRsaExponentBits) {
+      CHECK(budget.public_key_operations() == 1);  // tried (and wrong)
+    } else {
+      CHECK(budget.public_key_operations() == 0);
+      CHECK_MESSAGE(Contains(r.reason, "exponent"), r.reason);
+    }
+  }
+}
+
+TEST_CASE("dnssec: RRSIG windows: inception after expiration, serial number arithmetic") {
+  Key zsk("example.test", 256);
+  RrList a = Records(kA);
+  SigCheckOptions o = Opts();
+  o.skew = 300;
+  // Both ends inside the skew allowance, in the wrong order: invalid,
+  // rejected before any arithmetic on the window.
+  SigResult r = VerifyRrset(a, Sign(a, {&zsk}, kNow + 100, kNow - 100), zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(r.reason, "inception"), r.reason);
+  r = VerifyRrset(a, Sign(a, {&zsk}, kNow + 1, kNow), zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  // RFC 4034 §3.1.5: the 32-bit times are serial numbers (RFC 1982). A
+  // window across the 2106 wrap is valid then...
+  const int64_t late = int64_t{0xFFFFFF00};
+  o.now = late;
+  r = VerifyRrset(a, Sign(a, {&zsk}, late - 3600, late + 86400), zsk.Dnskey(), o);
+  CHECK_MESSAGE(r.status == SigStatus::kValid, r.reason);
+  CHECK(r.ttl_limit == 300);
+  r = VerifyRrset(a, Sign(a, {&zsk}, late - 86400, late - 3600), zsk.Dnskey(), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK(Contains(r.reason, "expired"));
+}
+
+TEST_CASE("dnssec: NSEC3 hashing and denial records are bounded") {
+  Key zsk("example.test", 256);
+  RrList keys = zsk.Dnskey();
+  // The costliest chain RFC 9276 lets through: 150 iterations.
+  RrList costly = SignEach(Nsec3Chain(kNsec3Names, 0, 150), zsk);
+  std::string deep = "nosuch.example.test";
+  for (int i = 0; i < 40; ++i) deep = "x" + std::to_string(i) + "." + deep;
+  ValidationBudget budget;
+  SigCheckOptions o = Opts();
+  o.budget = &budget;
+  DenialResult d = VerifyDenial(deep, LDNS_RR_TYPE_TLSA, Denial::kNxDomain, costly, keys, o);
+  CHECK_MESSAGE(d.status == SigStatus::kValid, d.reason);
+  // Each name is hashed once: qname and its 41 ancestors below the zone,
+  // the zone (closest encloser) and its wildcard.
+  CHECK(budget.nsec3_hashes() <= 44);
+  CHECK(budget.nsec3_rounds() == budget.nsec3_hashes() * 151);
+
+  // Past the lookup's allowance of hash rounds, the proof is not made.
+  ValidationBudget small(kMaxPublicKeyOperationsPerLookup, kMaxSignatureFailuresPerLookup, 20 * 151);
+  o.budget = &small;
+  d = VerifyDenial(deep, LDNS_RR_TYPE_TLSA, Denial::kNxDomain, costly, keys, o);
+  CHECK(d.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(d.reason, "NSEC3 hash rounds"), d.reason);
+  CHECK(small.nsec3_rounds() <= 20 * 151);
+  o.budget = nullptr;
+
+  // More NSEC/NSEC3 RRsets than any proof needs: refused.
+  std::string text;
+  std::vector<std::string> names = {"example.test"};
+  for (size_t i = 0; i < kMaxDenialRrsets + 2; ++i) names.push_back("n" + std::to_string(100 + i) + ".example.test");
+  for (size_t i = 0; i < names.size(); ++i)
+    text += names[i] + ". 300 IN NSEC " + names[(i + 1) % names.size()] + ". A RRSIG NSEC\n";
+  RrList crowd = SignEach(Records(text), zsk);
+  d = VerifyDenial("n100a.example.test", LDNS_RR_TYPE_A, Denial::kNxDomain, crowd, keys, Opts());
+  CHECK(d.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(d.reason, "NSEC/NSEC3 RRsets"), d.reason);
+}
+
+TEST_CASE("local validator: one lookup's signature failures are bounded") {
+  TestTree tree;
+  std::vector<ValidationBudget> seen;
+  LocalValidatorOptions lo;
+  lo.description = "local validation (test)";
+  lo.now = [] { return kNow; };
+  lo.on_lookup_work = [&](const ValidationBudget& b) { seen.push_back(b); };
+  auto res = NewLocalValidatingResolver(&tree.t, Ds(tree.ksk_t), lo);
+  // Each NSEC RRset of an NXDOMAIN proof carries 8 signatures that do not verify.
+  RrList auth = tree.Signed(tree.soa_s, tree.zsk_s);
+  for (const char* owner : {"sec.test", "alias.sec.test", "mx.sec.test", "*.w.sec.test"}) {
+    RrList nsec = tree.nsec_s.Select(0, owner);
+    auth.Append(nsec);
+    auth.Append(BrokenCopies(Sign(nsec, {&tree.zsk_s}), kMaxSignatureChecksPerRrset));
+  }
+  tree.t.Set("nosuch.sec.test", LDNS_RR_TYPE_TLSA, RrList(), auth, LDNS_RCODE_NXDOMAIN);
+  DnsAnswer a = res->Lookup({"nosuch.sec.test", RrType::kTLSA});
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  CHECK_MESSAGE(Contains(a.reason, "failed signature checks for one lookup"), a.reason);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].failures() <= kMaxSignatureFailuresPerLookup);
+  CHECK(seen[0].public_key_operations() <= kMaxSignatureFailuresPerLookup + 3);  // + DNSKEY, DS, DNSKEY
+  // A good lookup after it is not affected: each lookup has its own allowance.
+  a = res->Lookup({"mx.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[1].failures() == 0);
+}
+
+TEST_CASE("dnssec: DNSKEY sets: colliding keys and DS-matched keys that fail are bounded") {
+  Key ksk("example.test", 257, LDNS_SIGN_RSASHA256, 2048);
+  // The DS's tag and algorithm match the KSK and colliding keys; within
+  // the collision limit the KSK is found...
+  RrList keys = Join(ksk.Dnskey(), CollidingRsaKeys(ksk, kMaxKeyTagCollisions - 1));
+  SigResult r = VerifyDnskeys(keys, Sign(keys, {&ksk}), Ds(ksk), Opts());
+  CHECK_MESSAGE(r.status == SigStatus::kValid, r.reason);
+  // ... past it, the DS is not tried at all.
+  keys = Join(ksk.Dnskey(), CollidingRsaKeys(ksk, 500));
+  ValidationBudget budget;
+  SigCheckOptions o = Opts();
+  o.budget = &budget;
+  r = VerifyDnskeys(keys, Sign(keys, {&ksk}), Ds(ksk), o);
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(r.reason, "key-tag collision limit"), r.reason);
+  CHECK(budget.public_key_operations() == 0);
+  CHECK(r.reason.size() <= kMaxReasonLength);
+
+  // DS records that match keys which do not sign the set: after
+  // kMaxDsMatchFailures of them, the one that would is not reached.
+  std::vector<std::unique_ptr<Key>> others;
+  RrList set = ksk.Dnskey(), ds;
+  for (size_t i = 0; i < kMaxDsMatchFailures; ++i) {
+    others.push_back(std::make_unique<Key>("example.test", 257));
+    set.Append(others.back()->Dnskey());
+    ds.Append(Ds(*others.back()));
+  }
+  RrList sigs = Sign(set, {&ksk});
+  RrList ds_first = Ds(ksk);
+  ds_first.Append(ds);
+  CHECK(VerifyDnskeys(set, sigs, ds_first, Opts()).status == SigStatus::kValid);
+  ds.Append(Ds(ksk));
+  r = VerifyDnskeys(set, sigs, ds, Opts());
+  CHECK(r.status == SigStatus::kBogus);
+  CHECK_MESSAGE(Contains(r.reason, "limit per DNSKEY set"), r.reason);
 }
