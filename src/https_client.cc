@@ -139,7 +139,6 @@ struct Transfer {
   size_t header_bytes = 0;
   bool too_large = false;
   bool headers_too_large = false;
-  bool stopped = false;                             // the body was not wanted: reading stopped on purpose
   char errbuf[CURL_ERROR_SIZE] = {};
 };
 
@@ -152,10 +151,7 @@ size_t WriteBody(char* data, size_t size, size_t nmemb, void* user) {
   curl_easy_getinfo(t->easy.get(), CURLINFO_RESPONSE_CODE, &code);
   // Abort early: a body nobody reads would let a server keep us busy
   // until the deadline.
-  if (!Is2xx(code) || !t->request->want_body) {
-    t->stopped = true;
-    return 0;
-  }
+  if (!Is2xx(code) || !t->request->want_body) return 0;
   // MAXFILESIZE only sees Content-Length; chunked bodies are capped here.
   if (n > t->max_body - t->body.size()) {
     t->too_large = true;
@@ -220,7 +216,9 @@ bool Runner::Setup(Transfer& t) {
     set(curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str()));
     set(curl_easy_setopt(h, CURLOPT_CAPATH, nullptr));
   }
-  set(curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(t.max_body)));
+  // A body that is not wanted is never read, so its announced size does
+  // not matter.
+  if (r.want_body) set(curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(t.max_body)));
   // No ACCEPT_ENCODING and no decoding: the size cap applies to the bytes
   // the caller sees, and a decompressor is attack surface we do not need.
   // No COOKIEFILE/COOKIEJAR and no NETRC: nothing is remembered or sent
@@ -287,7 +285,7 @@ bool Runner::StartAttempt(Transfer& t, CURLM* multi, SteadyClock::time_point dea
   t.connect_to = std::move(list);  // the previous list is no longer referenced
   t.body.clear();
   t.header_bytes = 0;
-  t.too_large = t.headers_too_large = t.stopped = false;
+  t.too_large = t.headers_too_large = false;
   t.errbuf[0] = '\0';
   CURLMcode mc = curl_multi_add_handle(multi, h);
   if (mc != CURLM_OK) {
@@ -316,8 +314,9 @@ bool Runner::Finish(Transfer& t, CURLcode rc, CURLM* multi, SteadyClock::time_po
     return true;
   }
   // A status line was received and the body is not wanted (or not 2xx):
-  // the status is the answer, even though reading stopped.
-  if (code != 0 && (!Is2xx(code) || (t.stopped && !r.want_body))) {
+  // the status is the answer, whatever happened after it (reading stopped
+  // on purpose, or the server stalled or dropped the connection).
+  if (code != 0 && (!Is2xx(code) || !r.want_body)) {
     *t.result = response();
     return true;
   }
