@@ -45,6 +45,7 @@ const char* kUsage =
     "  sendmail [sendmail options] [RCPT...]  submit the message on stdin to the queue (also as `sendmail`)\n"
     "  queue list [--json]|run|flush|delete ID...  the sendmail queue (list: also as `mailq`)\n"
     "  tlsrpt [--day YYYY-MM-DD] [--dry-run] [DOMAIN...]  send the day's SMTP TLS reports (RFC 8460)\n"
+    "  mta-sts refresh             refresh cached MTA-STS policies before they expire (RFC 8461)\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {
@@ -303,6 +304,7 @@ int RunMxsec(int argc, char** argv) {
   if (command == "probe") return RunProbe(g, cfg, cmd_args);
   if (command == "serve") return RunServe(g, cfg, cmd_args);
   if (command == "tlsrpt") return RunTlsrpt(g, cfg, cmd_args);
+  if (command == "mta-sts") return RunMtaSts(g, cfg, cmd_args);
   if (command == "queue") {
     if (privileged && getuid() != 0 && !cmd_args.empty() && cmd_args[0] != "list" && cmd_args[0] != "run" &&
         cmd_args[0] != "flush")

@@ -59,5 +59,6 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
 int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
+int RunMtaSts(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 
 }  // namespace mxsec

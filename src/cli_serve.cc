@@ -8,7 +8,9 @@
 // kept in memory for kAnswerTtl seconds and refreshed in the background
 // when they have been used and are about to expire, so a busy domain is
 // answered from memory. MTA-STS policies live in the shared SQLite cache
-// of state_dir, like every other mxsec process.
+// of state_dir, like every other mxsec process; a thread of their own
+// refreshes them before they expire every kStsRefreshInterval seconds
+// (mta_sts_refresh.h).
 //
 // Promises: a malformed or oversized netstring, or a client that takes
 // longer than kRequestTimeout to send one request, closes that connection
@@ -60,6 +62,7 @@ constexpr int kLookupTimeout = 20;     // seconds before a waiting request gets 
 constexpr size_t kMaxConnections = 4096;
 constexpr size_t kWorkers = 16;
 constexpr int kResolverCheckInterval = 300;  // seconds between self-checks of the resolver
+constexpr int kStsRefreshInterval = 3600;    // seconds between MTA-STS cache refresh runs (mta_sts_refresh.h)
 
 using Clock = std::chrono::steady_clock;
 int64_t NowSec() { return std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count(); }
@@ -167,6 +170,7 @@ class Lookups {
     wake_fd_ = wake_fd;
     for (size_t i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { Work(); });
     refresher_ = std::thread([this] { Refresh(); });
+    sts_refresher_ = std::thread([this] { RefreshSts(); });
   }
 
   void Stop() {
@@ -178,6 +182,7 @@ class Lookups {
     }
     for (auto& t : workers_) t.join();
     refresher_.join();
+    sts_refresher_.join();
   }
 
   // Answers finished since the last call (domain -> reply).
@@ -274,6 +279,26 @@ class Lookups {
     }
   }
 
+  // Refreshes cached MTA-STS policies before they expire (RFC 8461 §3.3),
+  // on a thread of its own so that a slow policy host never delays answers.
+  void RefreshSts() {
+    for (;;) {
+      std::shared_ptr<Runtime> rt;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stop_) return;
+        rt = rt_;
+      }
+      StsRefreshReport report = rt->engine->RefreshStsCache(StsRefreshOptions());
+      if (!report.error.empty()) Log("warning: MTA-STS refresh: " + report.error);
+      for (const StsRefreshOutcome& d : report.domains) {
+        if (!d.refreshed) Log("MTA-STS policy of " + d.domain + " not refreshed (kept, retried later): " + d.error);
+      }
+      std::unique_lock<std::mutex> l(mu_);
+      if (stop_cv_.wait_for(l, std::chrono::seconds(kStsRefreshInterval), [&] { return stop_; })) return;
+    }
+  }
+
   std::mutex mu_;
   // Two condition variables: with one shared by the workers and the
   // refresher, notify_one() for new work could wake the refresher, whose
@@ -288,6 +313,7 @@ class Lookups {
   std::vector<std::pair<std::string, std::string>> finished_;
   std::vector<std::thread> workers_;
   std::thread refresher_;
+  std::thread sts_refresher_;
   int wake_fd_ = -1;
   bool stop_ = false;
   int64_t last_check_ = NowSec();  // RunServe checks before the first lookup

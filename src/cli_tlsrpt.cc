@@ -6,18 +6,19 @@
 // and sends nothing. Otherwise each domain's `_smtp._tls` TXT record is
 // looked up through the configured resolver and the report goes to every
 // rua URI: mailto → a §5.3 message submitted to mxsec's own queue (sent by
-// the next `mxsec queue run`), https → a POST of the gzip'd JSON (PKIX
-// verified, addresses from the configured resolver, no redirects, timeouts
-// and a response size cap). At most 8 URIs of a record are used. What was
+// the next `mxsec queue run`), https → a POST of the gzip'd JSON through
+// the hardened client of https_client.h (PKIX verified, addresses from the
+// configured resolver, at most kHttpsMaxAddresses tried, no redirects, one
+// deadline of mta_sts_fetch_timeout for the whole POST). At most 8 URIs of a record are used. What was
 // delivered is remembered per (day, domain, URI) in
 // `<state_dir>/tlsrpt.sqlite` and never sent again; a URI that failed
 // temporarily is tried again by the next run, with the same report-id. Exit 0 when every
 // report went out (or there was nothing to send), 75 when something must be
 // retried, 78 on a configuration error, 64 on bad arguments.
-#include <curl/curl.h>
 #include <sqlite3.h>
 #include <sysexits.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -29,6 +30,7 @@
 
 #include "cli_internal.h"
 #include "mxsec/domain_name.h"
+#include "mxsec/https_client.h"
 #include "mxsec/queue.h"
 #include "mxsec/tlsrpt.h"
 
@@ -141,79 +143,45 @@ class SentLog {
   std::unique_ptr<sqlite3, DbClose> db_;
 };
 
-size_t DiscardBody(char*, size_t size, size_t n, void* userdata) {
-  size_t* total = static_cast<size_t*>(userdata);
-  *total += size * n;
-  return *total > kMaxResponseBytes ? 0 : size * n;  // 0 aborts the transfer
-}
-
-// POSTs `body` to `url` (https only), connecting to an address of the URL's
-// host from `resolver` (the DNS view mxsec decides with). The certificate
-// must be valid for the host (PKIX, ca_file or the system store).
+// POSTs `body` to `url` (https only) through the hardened client
+// (https_client.h): connected to addresses of the URL's host from
+// `resolver` (the DNS view mxsec decides with), at most kHttpsMaxAddresses
+// of them, all within mta_sts_fetch_timeout; the certificate must be valid
+// for the host (PKIX, ca_file or the system store). Any 2xx status is
+// success; the answer's body is not read.
 Status PostReport(const std::string& url, const std::string& body, const Config& cfg, Resolver* resolver) {
   auto target = HttpsAuthority(url);
   if (!target.ok()) return Status::Error(target.error());
   const std::string& host = target->host;
-  const std::string& port = target->port;
   std::vector<DnsAnswer> answers =
       resolver->LookupMany({DnsQuestion{host, RrType::kA}, DnsQuestion{host, RrType::kAAAA}});
-  std::vector<std::string> addresses;
+  HttpsRequest req;
   std::string why;
   for (const DnsAnswer& a : answers) {
     if (a.failed()) why = a.reason;
-    for (const DnsRecord& r : a.records) addresses.push_back(r.text);
+    for (const DnsRecord& r : a.records) req.addresses.push_back(r.text);
   }
-  if (addresses.empty())
+  if (req.addresses.empty())
     return Status::Error("no address for " + host + (why.empty() ? "" : " (" + why + ")"));
-
-  std::string last_error;
-  for (const std::string& addr : addresses) {
-    std::unique_ptr<CURL, void (*)(CURL*)> h(curl_easy_init(), curl_easy_cleanup);
-    if (!h) return Status::Error("curl_easy_init failed");
-    const std::string target = addr.find(':') != std::string::npos ? "[" + addr + "]" : addr;
-    // Empty host and port match this handle's one URL (whatever case it
-    // spells its host in): connect to the address we resolved.
-    const std::string entry = "::" + target + ":" + port;
-    std::unique_ptr<curl_slist, void (*)(curl_slist*)> connect_to(curl_slist_append(nullptr, entry.c_str()),
-                                                                  curl_slist_free_all);
-    std::unique_ptr<curl_slist, void (*)(curl_slist*)> headers(
-        curl_slist_append(nullptr, "Content-Type: application/tlsrpt+gzip"), curl_slist_free_all);
-    char errbuf[CURL_ERROR_SIZE] = "";
-    size_t received = 0;
-    CURL* c = h.get();
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_PROXY, "");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!cfg.ca_file.empty()) {
-      curl_easy_setopt(c, CURLOPT_CAINFO, cfg.ca_file.c_str());
-      curl_easy_setopt(c, CURLOPT_CAPATH, nullptr);
-    }
-    curl_easy_setopt(c, CURLOPT_CONNECT_TO, connect_to.get());
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, cfg.mta_sts_connect_timeout * 1000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, cfg.mta_sts_fetch_timeout * 1000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, DiscardBody);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &received);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "mxsec");
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (rc == CURLE_OK && status >= 200 && status < 300) return Status::Ok();
-    if (rc == CURLE_WRITE_ERROR && status >= 200 && status < 300) return Status::Ok();  // a long answer, cut off
-    last_error = addr + ": " +
-                 (rc != CURLE_OK ? std::string(*errbuf ? errbuf : curl_easy_strerror(rc))
-                                 : "HTTP status " + std::to_string(status));
-  }
-  return Status::Error(last_error);
+  req.host = host;
+  req.port = static_cast<uint16_t>(std::stoi(target->port));
+  // What follows the authority (HttpsAuthority checked "https://"), without a fragment.
+  std::string rest = url.substr(std::min(url.size(), url.find_first_of("/?#", 8)));
+  rest = rest.substr(0, rest.find('#'));
+  req.path = rest.empty() || rest[0] != '/' ? "/" + rest : rest;
+  req.post = true;
+  req.body = body;
+  req.content_type = "application/tlsrpt+gzip";
+  req.want_body = false;
+  HttpsOptions opt;
+  opt.ca_file = cfg.ca_file;
+  opt.connect_timeout_ms = cfg.mta_sts_connect_timeout * 1000L;
+  opt.total_timeout_ms = cfg.mta_sts_fetch_timeout * 1000L;
+  opt.max_response_bytes = kMaxResponseBytes;
+  Result<HttpsResponse> got = HttpsClient(opt).Perform(req);
+  if (!got.ok()) return Status::Error(got.error());
+  if (got->status < 200 || got->status >= 300) return Status::Error("HTTP status " + std::to_string(got->status));
+  return Status::Ok();
 }
 
 }  // namespace

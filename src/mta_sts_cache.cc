@@ -13,17 +13,28 @@
 // what it could never read back. Domains are keyed in normal form (lowercase,
 // no trailing dot) whatever the caller passes.
 //
+// Each entry also carries the state of its proactive refresh
+// (mta_sts_refresh.h): failures in a row, the last attempt, the earliest
+// next one. A successful fetch replaces the entry, which resets that state;
+// a failed refresh updates it only while the entry is the one it was read
+// as. Files written by a version without those columns get them added on
+// open.
+//
 // Both caches serialize their operations with a mutex and may be shared
 // between threads.
 #include "mxsec/mta_sts.h"
 
 #include <sqlite3.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mxsec {
 namespace {
@@ -50,6 +61,13 @@ Result<CachedStsPolicy> Normalize(const CachedStsPolicy& entry) {
   return copy;
 }
 
+// The due test of RefreshCandidates; the SQLite query says the same in SQL.
+bool DueForRefresh(const CachedStsPolicy& e, int64_t now, int64_t refresh_age) {
+  if (e.expires_at <= now || e.refresh_next > now) return false;
+  const int64_t age = std::min(refresh_age, (e.expires_at - e.fetched_at) * 3 / 4);
+  return e.fetched_at + age <= now;
+}
+
 class MemoryStsCache : public StsCache {
  public:
   Result<std::optional<CachedStsPolicy>> Lookup(const std::string& domain) override {
@@ -71,6 +89,29 @@ class MemoryStsCache : public StsCache {
   Status Remove(const std::string& domain) override {
     std::lock_guard<std::mutex> lock(mu_);
     entries_.erase(NormalDomain(domain));
+    return Status::Ok();
+  }
+
+  Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t refresh_age, size_t limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<CachedStsPolicy> out;
+    for (const auto& [domain, e] : entries_) {
+      if (DueForRefresh(e, now, refresh_age)) out.push_back(e);
+    }
+    std::stable_sort(out.begin(), out.end(),
+                     [](const CachedStsPolicy& a, const CachedStsPolicy& b) { return a.expires_at < b.expires_at; });
+    if (out.size() > limit) out.resize(limit);
+    return out;
+  }
+
+  Status RecordRefreshFailure(const CachedStsPolicy& state) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(NormalDomain(state.domain));
+    if (it == entries_.end() || it->second.fetched_at != state.fetched_at) return Status::Ok();
+    it->second.refresh_failures = state.refresh_failures;
+    it->second.refresh_last = state.refresh_last;
+    it->second.refresh_next = state.refresh_next;
+    it->second.refresh_error = state.refresh_error;
     return Status::Ok();
   }
 
@@ -106,11 +147,30 @@ class StmtUse {
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS sts_policy ("
-    "domain TEXT PRIMARY KEY, id TEXT, text TEXT, fetched_at INTEGER, expires_at INTEGER)";
-constexpr const char* kGet = "SELECT id, text, fetched_at, expires_at FROM sts_policy WHERE domain = ?1";
+    "domain TEXT PRIMARY KEY, id TEXT, text TEXT, fetched_at INTEGER, expires_at INTEGER,"
+    " refresh_failures INTEGER NOT NULL DEFAULT 0, refresh_last INTEGER NOT NULL DEFAULT 0,"
+    " refresh_next INTEGER NOT NULL DEFAULT 0, refresh_error TEXT NOT NULL DEFAULT '')";
+// Columns a file of an older version lacks, added on open.
+constexpr const char* kAddColumns[] = {
+    "ALTER TABLE sts_policy ADD COLUMN refresh_failures INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sts_policy ADD COLUMN refresh_last INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sts_policy ADD COLUMN refresh_next INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sts_policy ADD COLUMN refresh_error TEXT NOT NULL DEFAULT ''",
+};
+#define MXSEC_STS_COLUMNS \
+  "domain, id, text, fetched_at, expires_at, refresh_failures, refresh_last, refresh_next, refresh_error"
+constexpr const char* kGet = "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE domain = ?1";
 constexpr const char* kPut =
-    "INSERT OR REPLACE INTO sts_policy (domain, id, text, fetched_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT OR REPLACE INTO sts_policy (" MXSEC_STS_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 constexpr const char* kRemove = "DELETE FROM sts_policy WHERE domain = ?1";
+// DueForRefresh in SQL: ?1 now, ?2 refresh_age, ?3 limit.
+constexpr const char* kCandidates =
+    "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE expires_at > ?1 AND refresh_next <= ?1"
+    " AND fetched_at + MIN(?2, (expires_at - fetched_at) * 3 / 4) <= ?1 ORDER BY expires_at LIMIT ?3";
+constexpr const char* kRecordFailure =
+    "UPDATE sts_policy SET refresh_failures = ?2, refresh_last = ?3, refresh_next = ?4, refresh_error = ?5"
+    " WHERE domain = ?1 AND fetched_at = ?6";
+#undef MXSEC_STS_COLUMNS
 
 class SqliteStsCache : public StsCache {
  public:
@@ -135,20 +195,7 @@ class SqliteStsCache : public StsCache {
     // A lock held past the busy timeout or a damaged file is an error, not
     // "no cached policy": the caller decides conservatively.
     if (rc != SQLITE_ROW) return Error("read policy for " + key);
-    if (sqlite3_column_type(s, 0) != SQLITE_TEXT || sqlite3_column_type(s, 1) != SQLITE_TEXT ||
-        sqlite3_column_type(s, 2) != SQLITE_INTEGER || sqlite3_column_type(s, 3) != SQLITE_INTEGER) {
-      return Found();
-    }
-    CachedStsPolicy entry;
-    entry.domain = key;
-    entry.id = ColumnText(s, 0);
-    entry.text = ColumnText(s, 1);
-    entry.fetched_at = sqlite3_column_int64(s, 2);
-    entry.expires_at = sqlite3_column_int64(s, 3);
-    Result<StsPolicy> parsed = ParseStsPolicy(entry.text);
-    if (!parsed.ok()) return Found();
-    entry.policy = std::move(parsed).value();
-    return Found(std::move(entry));
+    return ReadRow(s);
   }
 
   Status Put(const CachedStsPolicy& entry) override {
@@ -163,8 +210,50 @@ class SqliteStsCache : public StsCache {
     if (rc == SQLITE_OK) rc = sqlite3_bind_text(s, 3, e.text.data(), static_cast<int>(e.text.size()), SQLITE_TRANSIENT);
     if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 4, e.fetched_at);
     if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 5, e.expires_at);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 6, e.refresh_failures);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 7, e.refresh_last);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 8, e.refresh_next);
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_bind_text(s, 9, e.refresh_error.data(), static_cast<int>(e.refresh_error.size()), SQLITE_TRANSIENT);
+    }
     if (rc == SQLITE_OK) rc = sqlite3_step(s);
     if (rc != SQLITE_DONE) return Error("store policy for " + e.domain);
+    return Status::Ok();
+  }
+
+  Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t refresh_age, size_t limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    sqlite3_stmt* s = candidates_.get();
+    StmtUse use(s);
+    int rc = sqlite3_bind_int64(s, 1, now);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 2, refresh_age);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(std::min<size_t>(limit, INT32_MAX)));
+    if (rc != SQLITE_OK) return Error("list policies to refresh");
+    std::vector<CachedStsPolicy> out;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      std::optional<CachedStsPolicy> e = ReadRow(s);
+      if (e) out.push_back(std::move(*e));  // a row that no longer parses is not refreshed
+    }
+    if (rc != SQLITE_DONE) return Error("list policies to refresh");
+    return out;
+  }
+
+  Status RecordRefreshFailure(const CachedStsPolicy& state) override {
+    const std::string key = NormalDomain(state.domain);
+    std::lock_guard<std::mutex> lock(mu_);
+    sqlite3_stmt* s = record_failure_.get();
+    StmtUse use(s);
+    int rc = sqlite3_bind_text(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 2, state.refresh_failures);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 3, state.refresh_last);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 4, state.refresh_next);
+    if (rc == SQLITE_OK) {
+      rc = sqlite3_bind_text(s, 5, state.refresh_error.data(), static_cast<int>(state.refresh_error.size()),
+                             SQLITE_TRANSIENT);
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 6, state.fetched_at);
+    if (rc == SQLITE_OK) rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) return Error("record refresh failure for " + key);
     return Status::Ok();
   }
 
@@ -181,6 +270,30 @@ class SqliteStsCache : public StsCache {
 
  private:
   explicit SqliteStsCache(std::string path) : path_(std::move(path)) {}
+
+  // The entry of the current row of a statement selecting the columns of
+  // kGet, or nullopt when it is damaged or its text no longer parses.
+  static std::optional<CachedStsPolicy> ReadRow(sqlite3_stmt* s) {
+    if (sqlite3_column_type(s, 0) != SQLITE_TEXT || sqlite3_column_type(s, 1) != SQLITE_TEXT ||
+        sqlite3_column_type(s, 2) != SQLITE_TEXT || sqlite3_column_type(s, 3) != SQLITE_INTEGER ||
+        sqlite3_column_type(s, 4) != SQLITE_INTEGER) {
+      return std::nullopt;
+    }
+    CachedStsPolicy entry;
+    entry.domain = ColumnText(s, 0);
+    entry.id = ColumnText(s, 1);
+    entry.text = ColumnText(s, 2);
+    entry.fetched_at = sqlite3_column_int64(s, 3);
+    entry.expires_at = sqlite3_column_int64(s, 4);
+    entry.refresh_failures = static_cast<int>(std::min<sqlite3_int64>(sqlite3_column_int64(s, 5), INT32_MAX));
+    entry.refresh_last = sqlite3_column_int64(s, 6);
+    entry.refresh_next = sqlite3_column_int64(s, 7);
+    entry.refresh_error = ColumnText(s, 8);
+    Result<StsPolicy> parsed = ParseStsPolicy(entry.text);
+    if (!parsed.ok()) return std::nullopt;
+    entry.policy = std::move(parsed).value();
+    return entry;
+  }
 
   static std::string ColumnText(sqlite3_stmt* s, int col) {
     const unsigned char* p = sqlite3_column_text(s, col);
@@ -206,7 +319,16 @@ class SqliteStsCache : public StsCache {
       return Error("set WAL mode");
     }
     if (sqlite3_exec(db_.get(), kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) return Error("create table");
-    if (!Prepare(kGet, &get_) || !Prepare(kPut, &put_) || !Prepare(kRemove, &remove_)) {
+    for (const char* add : kAddColumns) {
+      // Fails with "duplicate column name" where the column exists (a new
+      // file, or another process migrated it first): that is the goal.
+      if (sqlite3_exec(db_.get(), add, nullptr, nullptr, nullptr) != SQLITE_OK &&
+          std::string(sqlite3_errmsg(db_.get())).find("duplicate column") == std::string::npos) {
+        return Error("add refresh columns");
+      }
+    }
+    if (!Prepare(kGet, &get_) || !Prepare(kPut, &put_) || !Prepare(kRemove, &remove_) ||
+        !Prepare(kCandidates, &candidates_) || !Prepare(kRecordFailure, &record_failure_)) {
       return Error("prepare statement");
     }
     return Status::Ok();
@@ -225,6 +347,8 @@ class SqliteStsCache : public StsCache {
   StmtPtr get_;
   StmtPtr put_;
   StmtPtr remove_;
+  StmtPtr candidates_;
+  StmtPtr record_failure_;
 };
 
 }  // namespace

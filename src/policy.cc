@@ -243,6 +243,13 @@ void ApplyLocalRule(const LocalRule& r, DomainPolicy* p) {
 
 }  // namespace
 
+StsRefreshReport PolicyEngine::RefreshStsCache(const StsRefreshOptions& options) {
+  if (!options_.mta_sts || cache_ == nullptr) return StsRefreshReport();
+  std::unique_ptr<StsFetcher> fetcher;
+  if (fetchers_) fetcher = fetchers_();
+  return RefreshStsPolicies(resolver_, fetcher.get(), cache_, clock_, options);
+}
+
 DomainPolicy PolicyEngine::ResolveWith(const std::string& domain, StsFetcher* fetcher) {
   const LocalRule* rule = options_.local_policy ? options_.local_policy->Find(domain) : nullptr;
   // dane-only makes MTA-STS irrelevant; the other rules still look, so that

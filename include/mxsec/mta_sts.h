@@ -11,10 +11,12 @@
 //     version/mode/max_age keys, max_age > 31557600, control bytes are errors);
 //   - StsMxMatches compares exactly as RFC 8461 §4.1 says (a wildcard covers
 //     one left-most label, never more, never zero);
-//   - the fetcher never follows a redirect, accepts only HTTP 200 with media
-//     type text/plain, caps the body at kStsMaxPolicyBytes, verifies the
-//     certificate for mta-sts.<domain> and connects only to the addresses it
-//     was given;
+//   - the fetcher (a GET through the hardened client of https_client.h)
+//     never follows a redirect, accepts only HTTP 200 with media type
+//     text/plain, caps the body at kStsMaxPolicyBytes, verifies the
+//     certificate for mta-sts.<domain>, connects only to the addresses it
+//     was given (at most kHttpsMaxAddresses of them) and ends within
+//     total_timeout_ms;
 //   - the cache is safe to share between processes.
 #pragma once
 
@@ -110,6 +112,12 @@ struct CachedStsPolicy {
   StsPolicy policy;        // parsed form of text
   int64_t fetched_at = 0;  // unix seconds
   int64_t expires_at = 0;  // fetched_at + max_age
+  // Proactive refresh (mta_sts_refresh.h) since the last successful fetch;
+  // Put stores them as given (a fresh entry: all zero, empty).
+  int refresh_failures = 0;     // failed refresh attempts in a row
+  int64_t refresh_last = 0;     // unix seconds of the last failed attempt, 0: none
+  int64_t refresh_next = 0;     // no refresh attempt before this time (back-off)
+  std::string refresh_error;    // why the last attempt failed
 };
 
 class StsCache {
@@ -131,6 +139,22 @@ class StsCache {
   virtual Status Put(const CachedStsPolicy& entry) = 0;
   // Removes the entry (used when a domain's policy is withdrawn). Absent is ok.
   virtual Status Remove(const std::string& domain) = 0;
+  // At most `limit` unexpired entries (expires_at > now) that are due for a
+  // proactive refresh: fetched at least min(refresh_age, 3/4 of their
+  // max_age) ago and not backing off (refresh_next <= now); the soonest to
+  // expire first.
+  // (A cache without refresh support, such as a test double, says so.)
+  virtual Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t /*now*/, int64_t /*refresh_age*/,
+                                                                 size_t /*limit*/) {
+    return Status::Error("this MTA-STS cache cannot list policies to refresh");
+  }
+  // Records a failed refresh of `domain` (the refresh_* fields of `state`),
+  // unless the entry was replaced since `state` was read (its fetched_at
+  // differs): then a newer fetch has succeeded and there is nothing to
+  // back off from.
+  virtual Status RecordRefreshFailure(const CachedStsPolicy& /*state*/) {
+    return Status::Error("this MTA-STS cache cannot record refresh failures");
+  }
 };
 
 // SQLite file at `path` (created with its table if missing), WAL mode and a

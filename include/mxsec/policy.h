@@ -43,6 +43,7 @@
 #include "mxsec/dns.h"
 #include "mxsec/local_policy.h"
 #include "mxsec/mta_sts.h"
+#include "mxsec/mta_sts_refresh.h"
 
 namespace mxsec {
 
@@ -132,6 +133,10 @@ class PolicyEngine {
   DomainPolicy Resolve(const std::string& domain);
   // Resolves many domains concurrently; result i belongs to domains[i].
   std::vector<DomainPolicy> ResolveMany(const std::vector<std::string>& domains);
+  // One proactive refresh run over the MTA-STS cache (mta_sts_refresh.h)
+  // with this engine's resolver, fetchers, cache and clock; nothing when
+  // MTA-STS is off or there is no cache.
+  StsRefreshReport RefreshStsCache(const StsRefreshOptions& options);
 
  private:
   DomainPolicy ResolveWith(const std::string& domain, StsFetcher* fetcher);

@@ -11,6 +11,7 @@ Usage: test_policy.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -326,6 +327,86 @@ class MtaSts(unittest.TestCase):
         p = policy("cached.sts.test")
         self.assertEqual(p["policy"], "must-tls")
         self.assertEqual(p["mta_sts"]["source"], "cache")
+
+    def sts_row(self, domain):
+        db = sqlite3.connect(os.path.join(TB, "state", "mta-sts.sqlite"))
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM sts_policy WHERE domain = ?", (domain,)).fetchone()
+        db.close()
+        return dict(row) if row else None
+
+    def age_sts_row(self, domain, fraction):
+        """Makes the cached policy of DOMAIN look fetched FRACTION of its max_age ago."""
+        row = self.sts_row(domain)
+        max_age = row["expires_at"] - row["fetched_at"]
+        fetched = int(time.time()) - int(max_age * fraction)
+        db = sqlite3.connect(os.path.join(TB, "state", "mta-sts.sqlite"))
+        db.execute("UPDATE sts_policy SET fetched_at = ?, expires_at = ? WHERE domain = ?",
+                   (fetched, fetched + max_age, domain))
+        db.commit()
+        db.close()
+        return fetched
+
+    def nginx_policy_gets(self):
+        with open(os.path.join(TB, "nginx", "access.log")) as f:
+            return sum(1 for line in f if "GET /.well-known/mta-sts.txt" in line)
+
+    def test_refresh_before_expiry(self):
+        # A policy at 80% of its max_age is fetched again by `mxsec mta-sts refresh` (RFC 8461
+        # §3.3), so that a fetch blocked when it would have expired does not end it.
+        p = policy("wildcard.sts.test")
+        self.assertEqual(p["policy"], "must-tls")
+        old = self.age_sts_row("wildcard.sts.test", 0.8)
+        gets = self.nginx_policy_gets()
+        before = int(time.time())
+        r = mxsec("mta-sts", "refresh")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertRegex(r.stdout, r"(?m)^wildcard\.sts\.test: refreshed \(id wc1\), expires ")
+        row = self.sts_row("wildcard.sts.test")
+        self.assertGreaterEqual(row["fetched_at"], before)
+        self.assertGreater(row["fetched_at"], old)
+        self.assertEqual(row["expires_at"] - row["fetched_at"], 86400)
+        self.assertEqual(row["refresh_failures"], 0)
+        self.assertEqual(self.nginx_policy_gets(), gets + 1)
+        # Fresh now: the next run has nothing to do.
+        r = mxsec("mta-sts", "refresh")
+        self.assertEqual((r.returncode, r.stdout), (0, ""), r.stderr)
+        self.assertEqual(self.nginx_policy_gets(), gets + 1)
+
+    def test_refresh_failure_keeps_the_policy_and_backs_off(self):
+        # A cached enforce policy of notfound.sts.test (its policy host answers 404 now), due.
+        text = "version: STSv1\nmode: enforce\nmx: mx.notfound.sts.test\nmax_age: 86400\n"
+        fetched = int(time.time()) - 86400 * 8 // 10
+        db = sqlite3.connect(os.path.join(TB, "state", "mta-sts.sqlite"))
+        db.execute("INSERT OR REPLACE INTO sts_policy (domain, id, text, fetched_at, expires_at)"
+                   " VALUES ('notfound.sts.test', 'nf0', ?, ?, ?)", (text, fetched, fetched + 86400))
+        db.commit()
+        db.close()
+        try:
+            before = int(time.time())
+            r = mxsec("mta-sts", "refresh")
+            self.assertEqual(r.returncode, 75, r.stdout + r.stderr)
+            self.assertRegex(r.stdout, r"(?m)^notfound\.sts\.test: refresh failed: policy fetch failed: HTTP status "
+                                       r"404; the cached policy applies until .*, next attempt after ")
+            row = self.sts_row("notfound.sts.test")
+            self.assertEqual((row["id"], row["text"], row["fetched_at"]), ("nf0", text, fetched))
+            self.assertEqual(row["refresh_failures"], 1)
+            self.assertGreaterEqual(row["refresh_next"], before + 300)
+            self.assertIn("404", row["refresh_error"])
+            # Still enforced meanwhile.
+            p = policy("notfound.sts.test")
+            self.assertEqual((p["policy"], p["mta_sts"]["source"], p["mta_sts"]["id"]), ("must-tls", "cache", "nf0"))
+            # Backing off: not tried again at once.
+            gets = self.nginx_policy_gets()
+            r = mxsec("mta-sts", "refresh")
+            self.assertEqual((r.returncode, r.stdout), (0, ""), r.stderr)
+            self.assertEqual(self.sts_row("notfound.sts.test")["refresh_failures"], 1)
+            self.assertEqual(self.nginx_policy_gets(), gets)
+        finally:
+            db = sqlite3.connect(os.path.join(TB, "state", "mta-sts.sqlite"))
+            db.execute("DELETE FROM sts_policy WHERE domain = 'notfound.sts.test'")
+            db.commit()
+            db.close()
 
     def test_id_change_triggers_refetch(self):
         p = policy("idchange.sts.test")

@@ -12,7 +12,11 @@ and nowhere for expired (two TLSRPT records: no reporting). The checks are made 
 ends: the Maildir message's MIME structure and headers, the gzip JSON's counts, the POST.
 
 The tests are numbered: they are steps of one day's reporting (dry run, a run with the HTTPS
-receiver down, a retry, a run that must send nothing again, the queue delivering the mail).
+receiver down, a retry, a run that must send nothing again, the queue delivering the mail), then
+the limits of the HTTPS POST: an endpoint (tlsrpt-hang.sts.test, 3 addresses) that completes the
+TLS handshake and never answers is given up at the deadline (mta_sts_fetch_timeout, one for all
+its addresses) and retried by the next run; an endpoint name with 20 addresses
+(tlsrpt-many.sts.test) whose servers accept and stay silent gets at most 8 tried.
 
 Usage: test_tlsrpt.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
@@ -22,6 +26,8 @@ import http.server
 import json
 import os
 import re
+import select
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -38,6 +44,9 @@ TB = None
 
 SENDER = "sender@client.test"
 HTTPS_ADDR = "127.0.54.2"   # testbed.sh TLSRPT_HTTPS_ADDR (tlsrpt.sts.test)
+HANG_ADDRS = ["127.0.54.%d" % i for i in (3, 4, 5)]        # testbed.sh TLSRPT_HANG_ADDRS
+MANY_ADDRS = ["127.0.54.%d" % i for i in range(10, 30)]    # testbed.sh TLSRPT_MANY_ADDRS
+MAX_ADDRESSES = 8           # kHttpsMaxAddresses (include/mxsec/https_client.h)
 EX_OK, EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 75, 78
 
 POSTS = []          # (path, headers, body) of every report POSTed to the HTTPS receiver
@@ -95,6 +104,104 @@ class HttpsReceiver:
 
 
 RECEIVER = None
+
+
+def make_cert(name):
+    """A certificate for NAME from the test bed's CA: (cert, key) paths."""
+    d = os.path.join(TB, "tlsrpt-https", name)
+    os.makedirs(d, exist_ok=True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    csr, ext = os.path.join(d, "req.csr"), os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName = DNS:%s\n" % name)
+    pki = os.path.join(TB, "pki")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-subj", "/CN=" + name, "-out", csr], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.pem"),
+                    "-CAkey", os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", "2",
+                    "-extfile", ext, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+class SilentEndpoint:
+    """Port 443 on ADDRS: accepts every connection and counts it. With a certificate (CERT, KEY) it
+    completes the TLS handshake and reads the request, then never answers; without, it never
+    sends a byte (the client's TLS handshake stalls). Connections are held until stop()."""
+
+    def __init__(self, addrs, cert=None, key=None):
+        self.accepted = 0
+        self.lock = threading.Lock()
+        self.held = []
+        self.stopping = False
+        self.ctx = None
+        if cert:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert, key)
+        self.socks = []
+        for a in addrs:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((a, 443))
+            s.listen(64)
+            self.socks.append(s)
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            ready, _, _ = select.select(self.socks, [], [], 0.1)
+            for s in ready:
+                c, _ = s.accept()
+                with self.lock:
+                    self.accepted += 1
+                    self.held.append(c)
+                if self.ctx:
+                    threading.Thread(target=self._tls, args=(c,), daemon=True).start()
+
+    def _tls(self, c):
+        try:
+            t = self.ctx.wrap_socket(c, server_side=True)
+            with self.lock:
+                self.held.append(t)
+            t.settimeout(120)
+            while not self.stopping and t.recv(4096):
+                pass
+        except (OSError, ssl.SSLError):
+            pass
+
+    def count(self):
+        with self.lock:
+            return self.accepted
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join()
+        with self.lock:
+            for c in self.held:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+        for s in self.socks:
+            s.close()
+
+
+def add_attempt(domain):
+    """A successful session to DOMAIN today in the attempt log (a copy of enforce.sts.test's), so
+    that `tlsrpt DOMAIN` has a report to send."""
+    db = sqlite3.connect(os.path.join(TB, "state", "delivery.sqlite"))
+    cols = [r[1] for r in db.execute("PRAGMA table_info(attempts)") if r[1] != "domain"]
+    db.execute("INSERT INTO attempts (domain, %s) SELECT ?, %s FROM attempts WHERE domain = 'enforce.sts.test'"
+               " AND policy_type IS NOT NULL LIMIT 1" % (", ".join(cols), ", ".join(cols)), (domain,))
+    db.commit()
+    db.close()
+
+
+def sent_rows(domain):
+    db = sqlite3.connect(os.path.join(TB, "state", "tlsrpt.sqlite"))
+    rows = db.execute("SELECT uri FROM sent WHERE day = ? AND domain = ?", (TODAY, domain)).fetchall()
+    db.close()
+    return rows
 
 
 def run_mxsec(args, data=b"", timeout=180):
@@ -348,6 +455,45 @@ class TlsrptTest(unittest.TestCase):
             self.assertEqual(p["policy"]["policy-domain"], domain)
             self.assertEqual(p["summary"], {"total-successful-session-count": ok, "total-failure-session-count": failed})
             self.assertIn("<" + report["report-id"] + ">", msg["Subject"])
+
+    def test_6_endpoint_that_never_answers_is_given_up_at_the_deadline(self):
+        add_attempt("hang.sts.test")
+        cert, key = make_cert("tlsrpt-hang.sts.test")
+        server = SilentEndpoint(HANG_ADDRS, cert, key)
+        try:
+            t0 = time.monotonic()
+            r = run_mxsec(["-o", "mta_sts_fetch_timeout=3", "tlsrpt", "--day", TODAY, "hang.sts.test"])
+            elapsed = time.monotonic() - t0
+            self.assertEqual(r.returncode, EX_TEMPFAIL, r.diag)
+            self.assertRegex(r.err, r"tlsrpt: hang\.sts\.test: https://tlsrpt-hang\.sts\.test/v1/report: report \S+ "
+                                    r"not sent: .*[Tt]imed? ?out.*; try again later", r.diag)
+            # One deadline for the POST: the first address used it all, no other was tried (a
+            # timeout per address would have taken 3 s for each of the 3).
+            self.assertLess(elapsed, 6, r.diag)
+            self.assertEqual(server.count(), 1, r.diag)
+            self.assertEqual(sent_rows("hang.sts.test"), [])
+            # Retried by the next run, as any temporary failure.
+            r = run_mxsec(["-o", "mta_sts_fetch_timeout=3", "tlsrpt", "--day", TODAY, "hang.sts.test"])
+            self.assertEqual(r.returncode, EX_TEMPFAIL, r.diag)
+            self.assertIn("try again later", r.err)
+            self.assertEqual(server.count(), 2, r.diag)
+            self.assertEqual(sent_rows("hang.sts.test"), [])
+        finally:
+            server.stop()
+
+    def test_7_endpoint_with_many_addresses_gets_a_bounded_number_of_tries(self):
+        add_attempt("many.sts.test")
+        server = SilentEndpoint(MANY_ADDRS)
+        try:
+            r = run_mxsec(["-o", "mta_sts_connect_timeout=1", "-o", "mta_sts_fetch_timeout=60",
+                           "tlsrpt", "--day", TODAY, "many.sts.test"])
+            self.assertEqual(r.returncode, EX_TEMPFAIL, r.diag)
+            self.assertIn("(%d of 20 addresses tried)" % MAX_ADDRESSES, r.err, r.diag)
+            self.assertIn("try again later", r.err)
+            self.assertEqual(server.count(), MAX_ADDRESSES, r.diag)
+            self.assertEqual(sent_rows("many.sts.test"), [])
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

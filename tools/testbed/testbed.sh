@@ -66,6 +66,10 @@
 #   127.0.54.1:443   nginx (MTA-STS policies)          mta-sts.*.sts.test, mta-sts.both.dane.test
 #   127.0.54.2:443   (none; test_tlsrpt.py starts an   tlsrpt.sts.test: rua of _smtp._tls.enforce.sts.test
 #                    HTTPS report receiver there)
+#   127.0.54.3-5:443 (none; test_tlsrpt.py: TLS, no    tlsrpt-hang.sts.test: rua of _smtp._tls.hang.sts.test
+#                    answer)
+#   127.0.54.10-29:443 (none; test_tlsrpt.py: silent   tlsrpt-many.sts.test: rua of _smtp._tls.many.sts.test
+#                    TCP)
 #   127.0.55.1:25    Postfix, DANE hosts               mx.ee/mx.ta/mx.unusable/mx.tlsafail/plain/nomx/mx.bK.dane.test,
 #                                                      alias.mxcname2.dane.test, mx.bogus.test, probe.bogus.test;
 #                                                      cert mx-ee (SANs: each of those names but bulk, probe)
@@ -250,6 +254,10 @@
 # _smtp._tls.wrongname.sts.test   "v=TLSRPTv1; rua=mailto:tlsrpt@enforce.sts.test"
 # _smtp._tls.enforce.sts.test     "v=TLSRPTv1; rua=https://tlsrpt.sts.test/v1/report"   tlsrpt.sts.test A 127.0.54.2
 # _smtp._tls.expired.sts.test     two v=TLSRPTv1 records (a@, b@enforce.sts.test): RFC 8460 §3, no reporting
+# _smtp._tls.hang.sts.test        "v=TLSRPTv1; rua=https://tlsrpt-hang.sts.test/v1/report"  A 127.0.54.3-5
+#                                 (test_tlsrpt.py: TLS handshake, then never an answer)
+# _smtp._tls.many.sts.test        "v=TLSRPTv1; rua=https://tlsrpt-many.sts.test/v1/report"  20 A 127.0.54.10-29
+#                                 (test_tlsrpt.py: connections accepted, never a byte)
 #
 # --- Delivery: the outcome a correct client reaches (`mxsec deliver`, tests/integration/test_deliver.py). ---
 #     "TLS" = STARTTLS used; verify dane|pkix|none = how the certificate was checked. Exit 75 = deferred.
@@ -301,6 +309,8 @@ NOVAL_ADDR=127.0.53.4   # unbound without validation
 STRIP_ADDR=127.0.53.5   # dns_strip_proxy.py: nsd's answers without RRSIGs
 NGINX_ADDR=127.0.54.1
 TLSRPT_HTTPS_ADDR=127.0.54.2   # no daemon: test_tlsrpt.py runs its HTTPS report receiver there
+TLSRPT_HANG_ADDRS="127.0.54.3 127.0.54.4 127.0.54.5"   # no daemon: test_tlsrpt.py, TLS, never answers
+TLSRPT_MANY_ADDRS=$(for i in $(seq 10 29); do printf '127.0.54.%s ' "$i"; done)   # 20; test_tlsrpt.py, silent TCP
 SMTP_DANE_ADDR=127.0.55.1
 SMTP_INSECURE_ADDR=127.0.55.2
 SMTP_STS_ADDR=127.0.55.3
@@ -760,6 +770,11 @@ EOF
         echo "_smtp._tls.expired.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=mailto:a@enforce.sts.test\""
         echo "_smtp._tls.expired.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=mailto:b@enforce.sts.test\""
         echo "tlsrpt.$s $ZONE_TTL IN A $TLSRPT_HTTPS_ADDR"
+        # HTTPS report endpoints that never answer (3 addresses) and that have many addresses (20).
+        echo "_smtp._tls.hang.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=https://tlsrpt-hang.sts.test/v1/report\""
+        echo "_smtp._tls.many.$s $ZONE_TTL IN TXT \"v=TLSRPTv1; rua=https://tlsrpt-many.sts.test/v1/report\""
+        for addr in $TLSRPT_HANG_ADDRS; do echo "tlsrpt-hang.$s $ZONE_TTL IN A $addr"; done
+        for addr in $TLSRPT_MANY_ADDRS; do echo "tlsrpt-many.$s $ZONE_TTL IN A $addr"; done
         # Benchmark domains (TB_BULK=N): bN.sts.test, MTA-STS enforce like enforce.sts.test.
         local b
         for ((b = 1; b <= BULK; b++)); do
