@@ -76,6 +76,8 @@ constexpr size_t kWorkers = 16;
 constexpr size_t kReservedFds = 64 + kWorkers * 8;
 constexpr int kMaxLogLinesPerSecond = 20;  // about clients; the rest are counted
 constexpr size_t kReadChunk = 4096;        // bytes read from a client per event
+constexpr size_t kRequestsPerTurn = 8;     // requests of one connection per turn
+constexpr auto kBusySlice = std::chrono::microseconds(1000);  // per loop, for busy connections' turns
 constexpr int kResolverCheckInterval = 300;  // seconds between self-checks of the resolver
 
 using Clock = std::chrono::steady_clock;
@@ -394,6 +396,7 @@ struct Conn {
   uint64_t id;  // the owner of its lookups in the queue (descriptors are reused)
   SocketmapConnection sc;
   uint32_t events = EPOLLIN;  // what epoll watches for it
+  bool busy = false;          // requests already read wait for their turn
 };
 
 SocketmapLimits LimitsOf(const Config& cfg) {
@@ -508,6 +511,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
   std::map<int, std::unique_ptr<Conn>> conns;
   std::map<std::string, std::set<int>> awaiting;  // domain -> connections waiting for it
   uint64_t next_id = kRefreshOwner + 1;
+  std::deque<std::pair<int, uint64_t>> busy;  // (fd, id) of connections with requests read, in turn order
   bool accepting = true;  // false: listeners out of epoll until the next sweep (no descriptors)
 
   auto close_conn = [&](int fd, const std::string& why, bool noteworthy) {
@@ -530,57 +534,65 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
     conns.erase(it);
   };
 
-  // Takes the requests there is room for, sends what the socket accepts,
-  // and again while sending made room; then watches the connection for
-  // what it can do next. False: close it, for *why.
+  // Takes at most kRequestsPerTurn requests, sends what the socket
+  // accepts, then watches the connection for what it can do next. A
+  // connection with more requests already read is "busy": it is not read
+  // any further and takes its next turn after every connection that epoll
+  // reports meanwhile (one turn each, round-robin, at most kBusySlice per
+  // loop), so that a client one request at a time (as Postfix's) is served
+  // at once however much others pipeline. False: close it, for *why.
   auto service = [&](Conn& c, std::string* why) {
-    for (;;) {
-      int64_t now = NowSec();
-      size_t taken = 0, sent = 0;
-      for (;;) {
-        auto next = c.sc.NextRequest(now);
-        if (!next.ok()) {
-          *why = "malformed request: " + next.error();
-          return false;
-        }
-        if (!next.value()) break;
-        ++taken;
-        auto key = SocketmapKey(*next.value());
-        std::string domain;
-        std::optional<std::string> reply;
-        if (!key.ok()) {
-          reply = "PERM " + key.error();
-        } else {
-          reply = ImmediateReply(key.value(), &domain);
-          if (!reply) reply = resolver.Cached(domain);
-        }
-        if (reply) {
-          c.sc.Reply(*reply);
-        } else {
-          c.sc.Await(domain, now + kLookupTimeout);
-          awaiting[domain].insert(c.fd);
-          resolver.Request(domain, c.id);
-        }
-      }
-      while (!c.sc.Output().empty()) {
-        std::string_view out = c.sc.Output();
-        ssize_t n = send(c.fd, out.data(), out.size(), MSG_NOSIGNAL);
-        if (n > 0) {
-          c.sc.Sent(static_cast<size_t>(n), now);
-          sent += static_cast<size_t>(n);
-          continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        *why = std::string("write failed: ") + strerror(errno);
+    int64_t now = NowSec();
+    size_t taken = 0, sent = 0;
+    while (taken < kRequestsPerTurn) {
+      auto next = c.sc.NextRequest(now);
+      if (!next.ok()) {
+        *why = "malformed request: " + next.error();
         return false;
       }
-      // The reader holds at most one read chunk past a request, so this
-      // ends: each round takes requests from it or sends replies.
-      if (!(sent && c.sc.WantsInput() && c.sc.buffered_input())) break;
-      if (!taken && !sent) break;
+      if (!next.value()) break;
+      ++taken;
+      auto key = SocketmapKey(*next.value());
+      std::string domain;
+      std::optional<std::string> reply;
+      if (!key.ok()) {
+        reply = "PERM " + key.error();
+      } else {
+        reply = ImmediateReply(key.value(), &domain);
+        if (!reply) reply = resolver.Cached(domain);
+      }
+      if (reply) {
+        c.sc.Reply(*reply);
+      } else {
+        c.sc.Await(domain, now + kLookupTimeout);
+        awaiting[domain].insert(c.fd);
+        resolver.Request(domain, c.id);
+      }
     }
-    uint32_t want = (c.sc.WantsInput() ? EPOLLIN : 0u) | (c.sc.Output().empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
+    while (!c.sc.Output().empty()) {
+      std::string_view out = c.sc.Output();
+      ssize_t n = send(c.fd, out.data(), out.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        c.sc.Sent(static_cast<size_t>(n), now);
+        sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      *why = std::string("write failed: ") + strerror(errno);
+      return false;
+    }
+    // Requests may wait in what was read (or room was just made for them).
+    // A turn that neither took nor sent anything found only a partial one.
+    bool more = c.sc.WantsInput() && c.sc.buffered_input() > 0 && (taken > 0 || sent > 0);
+    if (more && !c.busy) {
+      c.busy = true;
+      busy.emplace_back(c.fd, c.id);
+    } else if (!more) {
+      c.busy = false;  // a stale entry in `busy` is skipped
+    }
+    uint32_t want = (c.sc.WantsInput() && !c.busy ? EPOLLIN : 0u) |
+                    (c.sc.Output().empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
     if (want != c.events) {
       epoll_event ev{};
       ev.events = want;
@@ -620,7 +632,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
   int64_t last_sweep = NowSec();
   while (running) {
     epoll_event events[256];
-    int n = epoll_wait(ep, events, 256, 1000);
+    int n = epoll_wait(ep, events, 256, busy.empty() ? 1000 : 0);
     if (n < 0 && errno != EINTR) {
       Log(std::string("epoll: ") + strerror(errno));
       break;
@@ -679,6 +691,13 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
                        " connections): new connection closed");
             continue;
           }
+          // Kernel buffers as small as the limits: what a client that does
+          // not read can make us hold there is bounded too, and the
+          // back-pressure starts soon (autotuning would allow megabytes).
+          int sndbuf = static_cast<int>(limits.max_output_buffer);
+          int rcvbuf = static_cast<int>(limits.max_query_size + kReadChunk);
+          setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+          setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
           conns[c] = std::make_unique<Conn>(c, next_id++, limits);
           add(c, EPOLLIN);
         }
@@ -688,7 +707,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
       if (it == conns.end()) continue;
       Conn& c = *it->second;
       uint32_t ev = events[i].events;
-      bool readable = (ev & EPOLLIN) && c.sc.WantsInput();
+      bool readable = (ev & EPOLLIN) && c.sc.WantsInput() && !c.busy;
       if ((ev & (EPOLLERR | EPOLLHUP)) && !readable) {
         close_conn(fd, "hangup", false);
         continue;
@@ -704,6 +723,18 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
       }
       std::string why;
       if (!service(c, &why)) close_conn(fd, why, why.rfind("malformed", 0) == 0);
+    }
+
+    // Busy connections' turns, round-robin, for at most kBusySlice.
+    auto slice_end = std::chrono::steady_clock::now() + kBusySlice;
+    while (!busy.empty() && std::chrono::steady_clock::now() < slice_end) {
+      auto [fd, id] = busy.front();
+      busy.pop_front();
+      auto it = conns.find(fd);
+      if (it == conns.end() || it->second->id != id || !it->second->busy) continue;
+      it->second->busy = false;
+      std::string why;
+      if (!service(*it->second, &why)) close_conn(fd, why, why.rfind("malformed", 0) == 0);
     }
 
     // Timeouts: slow senders, idle or stalled connections, slow lookups.
