@@ -527,7 +527,9 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
     // Its lookups not started are dropped, unless someone else waits too.
     for (const std::string& d : resolver.Cancel(it->second->id)) {
       auto a = awaiting.find(d);
-      if (a != awaiting.end()) resolver.Request(d, conns.at(*a->second.begin())->id);
+      if (a == awaiting.end()) continue;
+      auto other = conns.find(*a->second.begin());
+      if (other != conns.end()) resolver.Request(d, other->second->id);
     }
     epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
     close(fd);
@@ -744,7 +746,16 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
       set_accepting(true);
       std::vector<std::pair<int, std::string>> doomed;
       for (auto& [fd, c] : conns) {
-        if (c->sc.ExpireLookups(now)) {
+        std::vector<std::string> expired = c->sc.ExpireLookups(now);
+        if (!expired.empty()) {
+          // No longer waiting for those (unless another request still is).
+          std::vector<std::string> still = c->sc.Awaited();
+          for (const std::string& d : expired) {
+            auto a = awaiting.find(d);
+            if (a == awaiting.end() || std::find(still.begin(), still.end(), d) != still.end()) continue;
+            a->second.erase(fd);
+            if (a->second.empty()) awaiting.erase(a);
+          }
           std::string why;
           if (!service(*c, &why)) {
             doomed.emplace_back(fd, why);

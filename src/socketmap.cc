@@ -100,18 +100,18 @@ bool SocketmapConnection::Resolved(const std::string& domain, const std::string&
   return any;
 }
 
-bool SocketmapConnection::ExpireLookups(int64_t now) {
-  bool any = false;
+std::vector<std::string> SocketmapConnection::ExpireLookups(int64_t now) {
+  std::vector<std::string> expired;
   for (Slot& s : slots_) {
     if (s.ready || now <= s.deadline) continue;
     s.reply = EncodeNetstring("TEMP policy lookup for " + s.domain + " timed out");
     s.ready = true;
+    expired.push_back(std::move(s.domain));
     s.domain.clear();
     pending_bytes_ += s.reply.size();
-    any = true;
   }
-  if (any) MoveReady();
-  return any;
+  if (!expired.empty()) MoveReady();
+  return expired;
 }
 
 std::vector<std::string> SocketmapConnection::Awaited() const {

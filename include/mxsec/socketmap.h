@@ -88,8 +88,9 @@ class SocketmapConnection {
   // A lookup finished: every request awaiting `domain` gets `reply`.
   // Returns whether any did.
   bool Resolved(const std::string& domain, const std::string& reply);
-  // Requests whose deadline passed get "TEMP policy lookup for <d> timed out".
-  bool ExpireLookups(int64_t now);
+  // Requests whose deadline passed get "TEMP policy lookup for <d> timed
+  // out"; returns the domains they awaited.
+  std::vector<std::string> ExpireLookups(int64_t now);
   // Domains awaited by requests (with repetitions).
   std::vector<std::string> Awaited() const;
 

@@ -3,14 +3,14 @@
 
   serve_abuse.py --server inet:ADDR:PORT --pid PID [--pipeliners 1000] [--slow 1000] [--seconds 10]
                  [--pipeline-bytes 1048576] [--domains ee.dane.test,testing.sts.test] [--map tls]
-                 [--nice N] [--rcvbuf 4096]
+                 [--nice N] [--rcvbuf 4096] [--warmup 2]
 
 Starts two kinds of hostile clients against --server, each in a process of its own:
   - pipeliners: connections that send requests for --domains back to back and never read a reply, each
     up to --pipeline-bytes (a cap, so that a server without bounds does not take the machine's memory),
     with a receive buffer of --rcvbuf bytes (small: the replies stay with the server, not in the kernel);
   - slow clients: connections that send one byte of a request a second (reconnecting when closed).
-Two seconds later, one honest client (as a Postfix smtp process: one persistent connection, one request
+--warmup seconds later (2; longer measures the state after the first flood), one honest client (as a Postfix smtp process: one persistent connection, one request
 at a time) asks for --domains in turn for --seconds, every reply checked against the first answer to
 the same domain. Meanwhile VmRSS of --pid (the server) is sampled every 0.2 s. --nice N runs the hostile
 clients at that niceness: on a small machine they otherwise take the CPU the server would need, which
@@ -165,6 +165,7 @@ def main():
     ap.add_argument("--pipeline-bytes", type=int, default=1 << 20)
     ap.add_argument("--nice", type=int, default=0)
     ap.add_argument("--rcvbuf", type=int, default=4096)
+    ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--domains", default="ee.dane.test,testing.sts.test")
     ap.add_argument("--map", default="tls")
     args = ap.parse_args()
@@ -178,14 +179,14 @@ def main():
         expect[d], _ = take_reply(s, b"")
         s.close()
     rss_before = rss_kib(args.pid)
-    t_end = time.time() + 2 + args.seconds
+    t_end = time.time() + args.warmup + args.seconds
     out = multiprocessing.Queue()
     ps = [multiprocessing.Process(target=pipeliners, args=(args, t_end, out)),
           multiprocessing.Process(target=slow_clients, args=(args, t_end, out))]
     for p in ps:
         p.start()
     rss_max = rss_before
-    t_honest = time.time() + 2
+    t_honest = time.time() + args.warmup
     while time.time() < t_honest:
         rss_max = max(rss_max, rss_kib(args.pid))
         time.sleep(0.2)
@@ -231,7 +232,7 @@ def main():
     res.update({"honest": {"requests": len(s), "errors": errors, "first_error": first_error, "p50_ms": pct(0.5),
                            "p99_ms": pct(0.99), "max_ms": round(s[-1] / 1e6, 3) if s else None},
                 "rss_kib": {"before": rss_before, "max": max(rss_max, rss_end), "end": rss_end},
-                "pipeliners": args.pipeliners, "slow": args.slow, "seconds": args.seconds, "nice": args.nice,
+                "pipeliners": args.pipeliners, "slow": args.slow, "seconds": args.seconds, "warmup": args.warmup, "nice": args.nice,
                 "rcvbuf": args.rcvbuf})
     print(json.dumps(res))
 
