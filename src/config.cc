@@ -170,6 +170,11 @@ Setter Account(std::string Config::*field) {
         return false;
       }
     }
+    bool numeric = !v.empty() && std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (numeric && v.size() > 9) {
+      *why = "\"" + v + "\" is too large a user or group number";
+      return false;
+    }
     c->*field = v;
     return true;
   };

@@ -102,7 +102,8 @@ TEST_CASE("config: serve limits and the unix socket's mode, owner and group") {
   for (const char* bad : {"serve_max_connections = 0", "serve_idle_timeout = 0", "serve_max_query_size = 8",
                           "serve_max_pending_requests = 0", "serve_max_output_buffer = 10",
                           "serve_socket_mode = 0800", "serve_socket_mode = 4755", "serve_socket_mode = rw",
-                          "serve_socket_mode =", "serve_socket_owner = a b", "serve_socket_group = x:y"}) {
+                          "serve_socket_mode =", "serve_socket_owner = a b", "serve_socket_group = x:y",
+                          "serve_socket_owner = 99999999999999999999"}) {
     Config e;
     Status st = ParseConfigText(std::string(bad) + "\n", "f.conf", &e);
     CHECK_MESSAGE(!st.ok(), bad);
