@@ -12,16 +12,29 @@
 // refreshes them before they expire every kStsRefreshInterval seconds
 // (mta_sts_refresh.h).
 //
-// Promises: a malformed or oversized netstring, or a client that takes
-// longer than kRequestTimeout to send one request, closes that connection
-// and nothing else; a lookup slower than kLookupTimeout is answered TEMP
-// (Postfix defers, never sends in clear); SIGHUP reloads the configuration
-// (a bad one is logged and the old one kept); SIGTERM/SIGINT stop cleanly.
+// Promises: a malformed netstring, one longer than serve_max_query_size, or
+// a client that takes longer than kRequestTimeout to send one request,
+// closes that connection (logged) and nothing else; a lookup slower than
+// kLookupTimeout is answered TEMP (Postfix defers, never sends in clear).
+// Every connection is bounded (SocketmapConnection, socketmap.h): at most
+// serve_max_pending_requests requests and serve_max_output_buffer bytes of
+// replies outstanding, beyond which it is not read (a client that sends
+// without reading only fills its own socket buffers); closed after
+// serve_idle_timeout without traffic. At most serve_max_connections are
+// open (fewer if RLIMIT_NOFILE allows fewer); more are closed at once. The
+// workers take lookups round-robin per connection (LookupQueue), so one
+// client's pipelined requests cannot hold back another's. UNIX sockets are
+// created with serve_socket_mode/_owner/_group and are never reachable by
+// anyone else meanwhile. SIGHUP reloads the configuration (a bad one is
+// logged and the old one kept; the limits apply to new connections, the
+// sockets keep their mode); SIGTERM/SIGINT stop cleanly.
 // In resolver mode the resolver's self-check (does it validate DNSSEC?)
 // runs at start, on SIGHUP and every kResolverCheckInterval seconds.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -38,6 +51,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <deque>
 #include <iostream>
 #include <map>
@@ -57,10 +71,15 @@ constexpr int kAnswerTtl = 300;        // seconds an answer is served from memor
 constexpr int kRefreshBefore = 60;     // refresh answers this long before they expire
 constexpr int kTempAnswerTtl = 15;     // TEMP answers are retried soon
 constexpr int kRequestTimeout = 10;    // seconds to receive one whole request
-constexpr int kIdleTimeout = 300;      // seconds a connection may sit idle between requests
 constexpr int kLookupTimeout = 20;     // seconds before a waiting request gets TEMP
-constexpr size_t kMaxConnections = 4096;
 constexpr size_t kWorkers = 16;
+// Descriptors kept free of client connections: listeners, the event loop's
+// own, and each worker's DNS sockets, HTTPS connection and SQLite files.
+constexpr size_t kReservedFds = 64 + kWorkers * 8;
+constexpr int kMaxLogLinesPerSecond = 20;  // about clients; the rest are counted
+constexpr size_t kReadChunk = 4096;        // bytes read from a client per event
+constexpr size_t kRequestsPerTurn = 8;     // requests of one connection per turn
+constexpr auto kBusySlice = std::chrono::microseconds(1000);  // per loop, for busy connections' turns
 constexpr int kResolverCheckInterval = 300;  // seconds between self-checks of the resolver
 constexpr int kStsRefreshInterval = 3600;    // seconds between MTA-STS cache refresh runs (mta_sts_refresh.h)
 
@@ -73,12 +92,72 @@ void Log(const std::string& s) {
   std::cerr << "mxsec: serve: " << s << std::endl;
 }
 
+// Logs about clients, which a flood of them must not turn into a flood of
+// lines: kMaxLogLinesPerSecond, then a count of the ones left out.
+class ClientLog {
+ public:
+  void operator()(const std::string& s) {
+    int64_t now = NowSec();
+    if (now != second_) {
+      if (dropped_) Log(std::to_string(dropped_) + " more messages about clients in the last second not logged");
+      second_ = now;
+      lines_ = dropped_ = 0;
+    }
+    if (lines_++ < kMaxLogLinesPerSecond) {
+      Log(s);
+    } else {
+      ++dropped_;
+    }
+  }
+
+ private:
+  int64_t second_ = 0;
+  int lines_ = 0;
+  int dropped_ = 0;
+};
+
 struct Listener {
   std::string spec;
   int fd = -1;
 };
 
-Result<Listener> OpenListener(const std::string& spec) {
+// Who may connect to UNIX sockets.
+struct SocketAccess {
+  mode_t mode = 0660;
+  uid_t uid = static_cast<uid_t>(-1);  // -1: unchanged
+  gid_t gid = static_cast<gid_t>(-1);
+};
+
+Result<SocketAccess> ResolveSocketAccess(const Config& cfg) {
+  SocketAccess a;
+  a.mode = static_cast<mode_t>(cfg.serve_socket_mode);
+  auto numeric = [](const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; };
+  if (!cfg.serve_socket_owner.empty()) {
+    if (numeric(cfg.serve_socket_owner)) {
+      a.uid = static_cast<uid_t>(std::stoul(cfg.serve_socket_owner));
+    } else {
+      passwd pw, *res = nullptr;
+      std::vector<char> buf(16384);
+      if (getpwnam_r(cfg.serve_socket_owner.c_str(), &pw, buf.data(), buf.size(), &res) != 0 || !res)
+        return Status::Error("serve_socket_owner: no user \"" + cfg.serve_socket_owner + "\"");
+      a.uid = pw.pw_uid;
+    }
+  }
+  if (!cfg.serve_socket_group.empty()) {
+    if (numeric(cfg.serve_socket_group)) {
+      a.gid = static_cast<gid_t>(std::stoul(cfg.serve_socket_group));
+    } else {
+      group gr, *res = nullptr;
+      std::vector<char> buf(65536);
+      if (getgrnam_r(cfg.serve_socket_group.c_str(), &gr, buf.data(), buf.size(), &res) != 0 || !res)
+        return Status::Error("serve_socket_group: no group \"" + cfg.serve_socket_group + "\"");
+      a.gid = gr.gr_gid;
+    }
+  }
+  return a;
+}
+
+Result<Listener> OpenListener(const std::string& spec, const SocketAccess& access) {
   Listener l;
   l.spec = spec;
   if (spec.rfind("unix:", 0) == 0) {
@@ -93,9 +172,22 @@ Result<Listener> OpenListener(const std::string& spec) {
       unlink(path.c_str());
     }
     l.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (l.fd < 0 || bind(l.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(l.fd, 1024) != 0)
-      return Status::Error(spec + ": " + strerror(errno));
-    chmod(path.c_str(), 0666);  // Postfix's smtp runs as another user; the map answers public facts
+    if (l.fd < 0) return Status::Error(spec + ": " + strerror(errno));
+    // bind() creates the socket file with the umask's mode: 0600 here, so
+    // that no one else can connect before its owner, group and mode are
+    // set (no worker thread runs yet to create files meanwhile).
+    mode_t old_mask = umask(0177);
+    int rc = bind(l.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    int err = errno;
+    umask(old_mask);
+    if (rc != 0) return Status::Error(spec + ": " + strerror(err));
+    if ((access.uid != static_cast<uid_t>(-1) || access.gid != static_cast<gid_t>(-1)) &&
+        lchown(path.c_str(), access.uid, access.gid) != 0)
+      return Status::Error(spec + ": cannot set the owner or group (serve_socket_owner, serve_socket_group): " +
+                           strerror(errno));
+    if (chmod(path.c_str(), access.mode) != 0)
+      return Status::Error(spec + ": cannot set the mode (serve_socket_mode): " + strerror(errno));
+    if (listen(l.fd, 1024) != 0) return Status::Error(spec + ": " + strerror(errno));
     return l;
   }
   if (spec.rfind("inet:", 0) != 0) return Status::Error(spec + ": expected inet:ADDR:PORT or unix:PATH");
@@ -136,6 +228,8 @@ struct Answer {
   bool used_since_refresh = false;
 };
 
+constexpr uint64_t kRefreshOwner = 0;  // connections are numbered from 1
+
 // The shared state between the event loop and the workers.
 class Lookups {
  public:
@@ -157,13 +251,19 @@ class Lookups {
     return it->second.reply;
   }
 
-  // Queues a lookup unless one for the domain is already under way; the
-  // answer comes back through TakeFinished() after a write to the eventfd.
-  void Request(const std::string& domain) {
+  // Queues a lookup for connection `owner` unless one for the domain is
+  // already queued or under way; the answer comes back through
+  // TakeFinished() after a write to the eventfd.
+  void Request(const std::string& domain, uint64_t owner) {
     std::lock_guard<std::mutex> l(mu_);
-    if (!inflight_.insert(domain).second) return;
-    queue_.push_back(domain);
-    work_cv_.notify_one();
+    if (queue_.Push(domain, owner)) work_cv_.notify_one();
+  }
+
+  // The connection is gone: its lookups not yet started are dropped and
+  // returned (others may wait for them too: the caller queues them again).
+  std::vector<std::string> Cancel(uint64_t owner) {
+    std::lock_guard<std::mutex> l(mu_);
+    return queue_.Cancel(owner);
   }
 
   void Start(int wake_fd) {
@@ -200,10 +300,9 @@ class Lookups {
       std::shared_ptr<Runtime> rt;
       {
         std::unique_lock<std::mutex> l(mu_);
-        work_cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+        work_cv_.wait(l, [&] { return stop_ || queue_.queued() > 0; });
         if (stop_) return;
-        domain = queue_.front();
-        queue_.pop_front();
+        domain = *queue_.Pop();
         rt = rt_;
       }
       DomainPolicy p = rt->engine->Resolve(domain);
@@ -219,7 +318,7 @@ class Lookups {
           a.expires = NowSec() + (reply.rfind("TEMP", 0) == 0 ? kTempAnswerTtl : kAnswerTtl);
           a.used_since_refresh = false;
         }
-        inflight_.erase(domain);
+        queue_.Done(domain);
         finished_.emplace_back(domain, reply);
       }
       uint64_t one = 1;
@@ -264,9 +363,8 @@ class Lookups {
         int64_t now = NowSec();
         for (auto it = answers_.begin(); it != answers_.end();) {
           if (it->second.expires - now < kRefreshBefore) {
-            if (it->second.used_since_refresh && !inflight_.count(it->first)) {
-              inflight_.insert(it->first);
-              queue_.push_back(it->first);
+            if (it->second.used_since_refresh && !queue_.Busy(it->first)) {
+              queue_.Push(it->first, kRefreshOwner);
               work_cv_.notify_one();
             } else if (it->second.expires <= now) {
               it = answers_.erase(it);
@@ -308,8 +406,7 @@ class Lookups {
   std::condition_variable stop_cv_;  // the refresher: stop_
   std::shared_ptr<Runtime> rt_;
   std::map<std::string, Answer> answers_;
-  std::set<std::string> inflight_;
-  std::deque<std::string> queue_;
+  LookupQueue queue_;  // lookups waiting for a worker or under way
   std::vector<std::pair<std::string, std::string>> finished_;
   std::vector<std::thread> workers_;
   std::thread refresher_;
@@ -320,15 +417,40 @@ class Lookups {
 };
 
 struct Conn {
-  int fd = -1;
-  NetstringReader reader;
-  std::string out;
-  std::deque<std::pair<std::string, int64_t>> waiting;  // domains awaited, in request order, with deadline
-  std::deque<std::string> ready;                        // replies ready, in request order (aligned with waiting)
-  int64_t request_started = 0;                          // when the current partial request began (0: none)
-  int64_t last_activity = 0;
-  bool closing = false;
+  Conn(int f, uint64_t i, const SocketmapLimits& limits) : fd(f), id(i), sc(limits, NowSec()) {}
+  int fd;
+  uint64_t id;  // the owner of its lookups in the queue (descriptors are reused)
+  SocketmapConnection sc;
+  uint32_t events = EPOLLIN;  // what epoll watches for it
+  bool busy = false;          // requests already read wait for their turn
 };
+
+SocketmapLimits LimitsOf(const Config& cfg) {
+  SocketmapLimits l;
+  l.max_query_size = static_cast<size_t>(cfg.serve_max_query_size);
+  l.max_pending_requests = static_cast<size_t>(cfg.serve_max_pending_requests);
+  l.max_output_buffer = static_cast<size_t>(cfg.serve_max_output_buffer);
+  l.request_timeout = kRequestTimeout;
+  l.idle_timeout = cfg.serve_idle_timeout;
+  return l;
+}
+
+// serve_max_connections, or fewer when the descriptor limit cannot hold
+// that many besides kReservedFds: past it accept() would fail with EMFILE
+// and workers could not open their sockets.
+size_t ConnectionCap(const Config& cfg) {
+  size_t want = static_cast<size_t>(cfg.serve_max_connections);
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return want;
+  size_t nofile = static_cast<size_t>(rl.rlim_cur);
+  size_t room = nofile > 2 * kReservedFds ? nofile - kReservedFds : nofile / 2;
+  if (want > room) {
+    Log("warning: serve_max_connections = " + std::to_string(want) + " but RLIMIT_NOFILE is " +
+        std::to_string(nofile) + ": at most " + std::to_string(room) + " connections");
+    return room;
+  }
+  return want;
+}
 
 // Builds the reply for a request key, or marks that it needs a lookup.
 // Returns the reply, or nullopt with *domain set for a lookup.
@@ -358,7 +480,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
   if (specs.empty()) return Fail(EX_USAGE, "serve: no --listen given");
 
   // Thousands of Postfix processes may hold a connection each: use every
-  // descriptor the hard limit allows.
+  // descriptor the hard limit allows (ConnectionCap() keeps within it).
   rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
@@ -368,14 +490,18 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
   auto rt = std::make_shared<Runtime>();
   Status built = BuildRuntime(cfg_in, rt.get());
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
+  auto access = ResolveSocketAccess(cfg_in);
+  if (!access.ok()) return Fail(EX_CONFIG, "serve: " + access.error());
   CheckResolver(rt.get(), "serve: ", g.verbose > 0);
 
   std::vector<Listener> listeners;
   for (const std::string& s : specs) {
-    auto l = OpenListener(s);
+    auto l = OpenListener(s, access.value());
     if (!l.ok()) return Fail(EX_UNAVAILABLE, "serve: cannot listen on " + l.error());
     listeners.push_back(l.value());
   }
+  SocketmapLimits limits = LimitsOf(cfg_in);
+  size_t max_conns = ConnectionCap(cfg_in);
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -407,40 +533,104 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
   add(sfd, EPOLLIN);
   add(wake, EPOLLIN);
 
+  ClientLog client_log;
   std::map<int, std::unique_ptr<Conn>> conns;
   std::map<std::string, std::set<int>> awaiting;  // domain -> connections waiting for it
+  uint64_t next_id = kRefreshOwner + 1;
+  std::deque<std::pair<int, uint64_t>> busy;  // (fd, id) of connections with requests read, in turn order
+  bool accepting = true;  // false: listeners out of epoll until the next sweep (no descriptors)
 
-  auto close_conn = [&](int fd, const std::string& why) {
+  auto close_conn = [&](int fd, const std::string& why, bool noteworthy) {
     auto it = conns.find(fd);
     if (it == conns.end()) return;
-    if (!why.empty() && g.verbose) Log("connection closed: " + why);
-    for (auto& [d, w] : it->second->waiting) awaiting[d].erase(fd);
+    if (!why.empty() && (noteworthy || g.verbose)) client_log("connection closed: " + why);
+    for (const std::string& d : it->second->sc.Awaited()) {
+      auto a = awaiting.find(d);
+      if (a == awaiting.end()) continue;
+      a->second.erase(fd);
+      if (a->second.empty()) awaiting.erase(a);
+    }
+    // Its lookups not started are dropped, unless someone else waits too.
+    for (const std::string& d : resolver.Cancel(it->second->id)) {
+      auto a = awaiting.find(d);
+      if (a == awaiting.end()) continue;
+      auto other = conns.find(*a->second.begin());
+      if (other != conns.end()) resolver.Request(d, other->second->id);
+    }
     epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
     close(fd);
     conns.erase(it);
   };
-  auto flush = [&](Conn& c) {
-    // Move replies that are ready, in order, to the output buffer.
-    while (!c.waiting.empty() && !c.ready.empty() && !c.ready.front().empty()) {
-      c.out += EncodeNetstring(c.ready.front());
-      c.ready.pop_front();
-      c.waiting.pop_front();
+
+  // Takes at most kRequestsPerTurn requests, sends what the socket
+  // accepts, then watches the connection for what it can do next. A
+  // connection with more requests already read is "busy": it is not read
+  // any further and takes its next turn after every connection that epoll
+  // reports meanwhile (one turn each, round-robin, at most kBusySlice per
+  // loop), so that a client one request at a time (as Postfix's) is served
+  // at once however much others pipeline. False: close it, for *why.
+  auto service = [&](Conn& c, std::string* why) {
+    int64_t now = NowSec();
+    size_t taken = 0, sent = 0;
+    while (taken < kRequestsPerTurn) {
+      auto next = c.sc.NextRequest(now);
+      if (!next.ok()) {
+        *why = "malformed request: " + next.error();
+        return false;
+      }
+      if (!next.value()) break;
+      ++taken;
+      auto key = SocketmapKey(*next.value());
+      std::string domain;
+      std::optional<std::string> reply;
+      if (!key.ok()) {
+        reply = "PERM " + key.error();
+      } else {
+        reply = ImmediateReply(key.value(), &domain);
+        if (!reply) reply = resolver.Cached(domain);
+      }
+      if (reply) {
+        c.sc.Reply(*reply);
+      } else {
+        c.sc.Await(domain, now + kLookupTimeout);
+        awaiting[domain].insert(c.fd);
+        resolver.Request(domain, c.id);
+      }
     }
-    while (!c.out.empty()) {
-      ssize_t n = send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+    while (!c.sc.Output().empty()) {
+      std::string_view out = c.sc.Output();
+      ssize_t n = send(c.fd, out.data(), out.size(), MSG_NOSIGNAL);
       if (n > 0) {
-        c.out.erase(0, static_cast<size_t>(n));
+        c.sc.Sent(static_cast<size_t>(n), now);
+        sent += static_cast<size_t>(n);
         continue;
       }
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      *why = std::string("write failed: ") + strerror(errno);
       return false;
     }
-    epoll_event ev{};
-    ev.events = EPOLLIN | (c.out.empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
-    ev.data.fd = c.fd;
-    epoll_ctl(ep, EPOLL_CTL_MOD, c.fd, &ev);
+    // Requests may wait in what was read (or room was just made for them).
+    // A turn that neither took nor sent anything found only a partial one.
+    bool more = c.sc.WantsInput() && c.sc.buffered_input() > 0 && (taken > 0 || sent > 0);
+    if (more && !c.busy) {
+      c.busy = true;
+      busy.emplace_back(c.fd, c.id);
+    } else if (!more) {
+      c.busy = false;  // a stale entry in `busy` is skipped
+    }
+    uint32_t want = (c.sc.WantsInput() && !c.busy ? EPOLLIN : 0u) |
+                    (c.sc.Output().empty() ? 0u : static_cast<uint32_t>(EPOLLOUT));
+    if (want != c.events) {
+      epoll_event ev{};
+      ev.events = want;
+      ev.data.fd = c.fd;
+      epoll_ctl(ep, EPOLL_CTL_MOD, c.fd, &ev);
+      c.events = want;
+    }
     return true;
   };
+
   auto deliver_answer = [&](const std::string& domain, const std::string& reply) {
     auto it = awaiting.find(domain);
     if (it == awaiting.end()) return;
@@ -448,10 +638,21 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
     awaiting.erase(it);
     for (int fd : fds) {
       auto c = conns.find(fd);
-      if (c == conns.end()) continue;
-      for (size_t k = 0; k < c->second->waiting.size(); ++k)
-        if (c->second->waiting[k].first == domain && c->second->ready[k].empty()) c->second->ready[k] = reply;
-      if (!flush(*c->second)) close_conn(fd, "write failed");
+      if (c == conns.end() || !c->second->sc.Resolved(domain, reply)) continue;
+      std::string why;
+      if (!service(*c->second, &why)) close_conn(fd, why, false);
+    }
+  };
+
+  auto set_accepting = [&](bool on) {
+    if (on == accepting) return;
+    accepting = on;
+    for (int l : listen_fds) {
+      if (on) {
+        add(l, EPOLLIN);
+      } else {
+        epoll_ctl(ep, EPOLL_CTL_DEL, l, nullptr);
+      }
     }
   };
 
@@ -459,7 +660,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
   int64_t last_sweep = NowSec();
   while (running) {
     epoll_event events[256];
-    int n = epoll_wait(ep, events, 256, 1000);
+    int n = epoll_wait(ep, events, 256, busy.empty() ? 1000 : 0);
     if (n < 0 && errno != EINTR) {
       Log(std::string("epoll: ") + strerror(errno));
       break;
@@ -477,6 +678,8 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
             if (s.ok()) {
               CheckResolver(fresh.get(), "serve: ", g.verbose > 0);
               resolver.SetRuntime(fresh);
+              limits = LimitsOf(cfg);
+              max_conns = ConnectionCap(cfg);
               Log("configuration reloaded");
             } else {
               Log("reload failed, keeping the old configuration: " + s.message());
@@ -498,15 +701,32 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
       if (listen_fds.count(fd)) {
         for (;;) {
           int c = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-          if (c < 0) break;
-          if (conns.size() >= kMaxConnections) {
+          if (c < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+              // Level-triggered: the pending connection would wake us at
+              // once, again and again. Wait for the next sweep instead.
+              client_log(std::string("cannot accept connections for now: ") + strerror(errno));
+              set_accepting(false);
+            }
+            break;
+          }
+          if (conns.size() >= max_conns) {
+            // Closed at once: left in the backlog it would wait, and hold
+            // its client, for nothing.
             close(c);
+            client_log("connection limit reached (serve_max_connections, at most " + std::to_string(max_conns) +
+                       " connections): new connection closed");
             continue;
           }
-          auto conn = std::make_unique<Conn>();
-          conn->fd = c;
-          conn->last_activity = NowSec();
-          conns[c] = std::move(conn);
+          // Kernel buffers as small as the limits: what a client that does
+          // not read can make us hold there is bounded too, and the
+          // back-pressure starts soon (autotuning would allow megabytes).
+          int sndbuf = static_cast<int>(limits.max_output_buffer);
+          int rcvbuf = static_cast<int>(limits.max_query_size + kReadChunk);
+          setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+          setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+          conns[c] = std::make_unique<Conn>(c, next_id++, limits);
           add(c, EPOLLIN);
         }
         continue;
@@ -514,87 +734,64 @@ int RunServe(const GlobalOptions& g, const Config& cfg_in, const std::vector<std
       auto it = conns.find(fd);
       if (it == conns.end()) continue;
       Conn& c = *it->second;
-      if (events[i].events & (EPOLLERR | EPOLLHUP) && !(events[i].events & EPOLLIN)) {
-        close_conn(fd, "hangup");
+      uint32_t ev = events[i].events;
+      bool readable = (ev & EPOLLIN) && c.sc.WantsInput() && !c.busy;
+      if ((ev & (EPOLLERR | EPOLLHUP)) && !readable) {
+        close_conn(fd, "hangup", false);
         continue;
       }
-      if (events[i].events & EPOLLOUT) {
-        if (!flush(c)) {
-          close_conn(fd, "write failed");
+      if (readable) {
+        char buf[kReadChunk];
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+          close_conn(fd, "", false);
           continue;
         }
+        if (got > 0) c.sc.Receive(std::string_view(buf, static_cast<size_t>(got)), NowSec());
       }
-      if (!(events[i].events & EPOLLIN)) continue;
-      char buf[4096];
-      ssize_t got = recv(fd, buf, sizeof buf, 0);
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-        close_conn(fd, "");
-        continue;
-      }
-      if (got < 0) continue;
-      c.last_activity = NowSec();
-      if (c.request_started == 0) c.request_started = c.last_activity;
-      c.reader.Feed(std::string_view(buf, static_cast<size_t>(got)));
-      bool bad = false;
-      for (;;) {
-        auto next = c.reader.Next();
-        if (!next.ok()) {
-          Log("malformed request, closing the connection: " + next.error());
-          bad = true;
-          break;
-        }
-        if (!next.value()) break;
-        c.request_started = c.reader.buffered() ? NowSec() : 0;
-        auto key = SocketmapKey(*next.value());
-        std::string domain;
-        std::optional<std::string> reply;
-        if (!key.ok()) {
-          reply = "PERM " + key.error();
-        } else {
-          reply = ImmediateReply(key.value(), &domain);
-          if (!reply) reply = resolver.Cached(domain);
-        }
-        if (reply) {
-          c.waiting.emplace_back("", 0);
-          c.ready.push_back(*reply);
-        } else {
-          c.waiting.emplace_back(domain, NowSec() + kLookupTimeout);
-          c.ready.emplace_back();
-          awaiting[domain].insert(fd);
-          resolver.Request(domain);
-        }
-      }
-      if (bad) {
-        close_conn(fd, "malformed");
-        continue;
-      }
-      if (!flush(c)) close_conn(fd, "write failed");
+      std::string why;
+      if (!service(c, &why)) close_conn(fd, why, why.rfind("malformed", 0) == 0);
     }
 
-    // Timeouts: slow senders, idle connections, lookups that take too long.
+    // Busy connections' turns, round-robin, for at most kBusySlice.
+    auto slice_end = std::chrono::steady_clock::now() + kBusySlice;
+    while (!busy.empty() && std::chrono::steady_clock::now() < slice_end) {
+      auto [fd, id] = busy.front();
+      busy.pop_front();
+      auto it = conns.find(fd);
+      if (it == conns.end() || it->second->id != id || !it->second->busy) continue;
+      it->second->busy = false;
+      std::string why;
+      if (!service(*it->second, &why)) close_conn(fd, why, why.rfind("malformed", 0) == 0);
+    }
+
+    // Timeouts: slow senders, idle or stalled connections, slow lookups.
     int64_t now = NowSec();
     if (now != last_sweep) {
       last_sweep = now;
-      std::vector<int> doomed;
+      set_accepting(true);
+      std::vector<std::pair<int, std::string>> doomed;
       for (auto& [fd, c] : conns) {
-        if (c->request_started && now - c->request_started > kRequestTimeout && c->reader.buffered()) {
-          doomed.push_back(fd);
-          continue;
-        }
-        if (c->waiting.empty() && c->out.empty() && now - c->last_activity > kIdleTimeout) {
-          doomed.push_back(fd);
-          continue;
-        }
-        bool changed = false;
-        for (size_t k = 0; k < c->waiting.size(); ++k) {
-          if (c->ready[k].empty() && c->waiting[k].second && now > c->waiting[k].second) {
-            c->ready[k] = "TEMP policy lookup for " + c->waiting[k].first + " timed out";
-            changed = true;
+        std::vector<std::string> expired = c->sc.ExpireLookups(now);
+        if (!expired.empty()) {
+          // No longer waiting for those (unless another request still is).
+          std::vector<std::string> still = c->sc.Awaited();
+          for (const std::string& d : expired) {
+            auto a = awaiting.find(d);
+            if (a == awaiting.end() || std::find(still.begin(), still.end(), d) != still.end()) continue;
+            a->second.erase(fd);
+            if (a->second.empty()) awaiting.erase(a);
+          }
+          std::string why;
+          if (!service(*c, &why)) {
+            doomed.emplace_back(fd, why);
+            continue;
           }
         }
-        if (changed && !flush(*c)) doomed.push_back(fd);
+        std::string why = c->sc.TimedOut(now);
+        if (!why.empty()) doomed.emplace_back(fd, why);
       }
-      for (int fd : doomed) close_conn(fd, "timeout");
+      for (auto& [fd, why] : doomed) close_conn(fd, why, why.rfind("idle", 0) != 0);
     }
   }
 

@@ -160,6 +160,26 @@ Setter Duration(int Config::*field, int lo, int hi) {
   };
 }
 
+// A user or group for a socket's owner: a name (letters, digits, ".", "_",
+// "-") or a number; whether it exists is checked where it is used.
+Setter Account(std::string Config::*field) {
+  return [field](const std::string& v, Config* c, std::string* why) {
+    for (char ch : v) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') {
+        *why = "\"" + v + "\" is not a user or group name or number";
+        return false;
+      }
+    }
+    bool numeric = !v.empty() && std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    if (numeric && v.size() > 9) {
+      *why = "\"" + v + "\" is too large a user or group number";
+      return false;
+    }
+    c->*field = v;
+    return true;
+  };
+}
+
 const std::map<std::string, Setter>& Setters() {
   static const std::map<std::string, Setter> setters = {
       {"dns_resolver",
@@ -239,6 +259,23 @@ const std::map<std::string, Setter>& Setters() {
       // Each thread is a stack and, while it delivers, an SMTP session: a few hundred at most.
       {"queue_run_concurrency", Int(&Config::queue_run_concurrency, 1, 256)},
       {"queue_max_domains_per_attempt", Int(&Config::queue_max_domains_per_attempt, 1, 1000000)},
+      {"serve_max_connections", Int(&Config::serve_max_connections, 1, 1000000)},
+      {"serve_idle_timeout", Duration(&Config::serve_idle_timeout, 1, 86400)},
+      {"serve_max_query_size", Int(&Config::serve_max_query_size, 64, 1000000)},
+      {"serve_max_pending_requests", Int(&Config::serve_max_pending_requests, 1, 10000)},
+      {"serve_max_output_buffer", Int(&Config::serve_max_output_buffer, 1024, 16 << 20)},
+      {"serve_socket_mode",
+       [](const std::string& v, Config* c, std::string* why) {
+         // Permission bits only, octal as for chmod(1): no setuid, setgid or sticky bit.
+         bool octal = !v.empty() && v.size() <= 4 &&
+                      std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '7'; });
+         long mode = octal ? strtol(v.c_str(), nullptr, 8) : -1;
+         if (mode < 0 || mode > 0777) { *why = "\"" + v + "\" is not an octal mode from 0000 to 0777"; return false; }
+         c->serve_socket_mode = static_cast<int>(mode);
+         return true;
+       }},
+      {"serve_socket_owner", Account(&Config::serve_socket_owner)},
+      {"serve_socket_group", Account(&Config::serve_socket_group)},
       {"dns_timeout", Int(&Config::dns_timeout, 1, 60)},
       {"dns_tries", Int(&Config::dns_tries, 1, 10)},
       {"mta_sts_connect_timeout", Timeout(&Config::mta_sts_connect_timeout)},

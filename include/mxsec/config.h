@@ -57,6 +57,16 @@ struct Config {
   std::string tlsrpt_contact;         // contact-info; empty: tlsrpt_from
   std::string tlsrpt_from;            // sender of mailto reports; empty: postmaster@<helo_name>
 
+  // `mxsec serve` (mxsec(8) SERVE): per-connection bounds and the UNIX socket.
+  int serve_max_connections = 4096;     // more are closed at once (capped by RLIMIT_NOFILE)
+  int serve_idle_timeout = 60;          // seconds without a byte in or out, nothing awaited
+  int serve_max_query_size = 10000;     // bytes of one request (Postfix's socketmap_max_query_size)
+  int serve_max_pending_requests = 32;  // per connection: taken, reply not yet sent
+  int serve_max_output_buffer = 16384;  // per connection: bytes of unsent replies
+  int serve_socket_mode = 0660;         // of unix: listeners
+  std::string serve_socket_owner;       // user name or uid; empty: the server's
+  std::string serve_socket_group;       // group name or gid; empty: the server's
+
   // Timeouts in seconds. DNS: per try; SMTP: RFC 5321 §4.5.3.2.
   int dns_timeout = 5;
   int dns_tries = 2;

@@ -71,3 +71,41 @@ TEST_CASE("config: resolv.conf nameservers") {
   CHECK(r[0].address == "127.0.0.53");
   CHECK(r[1].address == "fe80::1");
 }
+
+TEST_CASE("config: serve limits and the unix socket's mode, owner and group") {
+  Config d;
+  CHECK(d.serve_max_connections == 4096);
+  CHECK(d.serve_idle_timeout == 60);
+  CHECK(d.serve_max_query_size == 10000);
+  CHECK(d.serve_max_pending_requests == 32);
+  CHECK(d.serve_max_output_buffer == 16384);
+  CHECK(d.serve_socket_mode == 0660);
+  CHECK(d.serve_socket_owner.empty());
+  CHECK(d.serve_socket_group.empty());
+  Config c;
+  Status s = ParseConfigText(
+      "serve_max_connections = 100\nserve_idle_timeout = 2m\nserve_max_query_size = 512\n"
+      "serve_max_pending_requests = 4\nserve_max_output_buffer = 4096\nserve_socket_mode = 0600\n"
+      "serve_socket_owner = mxsec\nserve_socket_group = 118\n",
+      "t.conf", &c);
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  CHECK(c.serve_max_connections == 100);
+  CHECK(c.serve_idle_timeout == 120);
+  CHECK(c.serve_max_query_size == 512);
+  CHECK(c.serve_max_pending_requests == 4);
+  CHECK(c.serve_max_output_buffer == 4096);
+  CHECK(c.serve_socket_mode == 0600);
+  CHECK(c.serve_socket_owner == "mxsec");
+  CHECK(c.serve_socket_group == "118");
+  REQUIRE(ParseConfigText("serve_socket_mode = 666\n", "t.conf", &c).ok());
+  CHECK(c.serve_socket_mode == 0666);
+  for (const char* bad : {"serve_max_connections = 0", "serve_idle_timeout = 0", "serve_max_query_size = 8",
+                          "serve_max_pending_requests = 0", "serve_max_output_buffer = 10",
+                          "serve_socket_mode = 0800", "serve_socket_mode = 4755", "serve_socket_mode = rw",
+                          "serve_socket_mode =", "serve_socket_owner = a b", "serve_socket_group = x:y",
+                          "serve_socket_owner = 99999999999999999999"}) {
+    Config e;
+    Status st = ParseConfigText(std::string(bad) + "\n", "f.conf", &e);
+    CHECK_MESSAGE(!st.ok(), bad);
+  }
+}
