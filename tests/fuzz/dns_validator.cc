@@ -24,7 +24,8 @@
 // zone's genuine key under ldns_verify_rrsig_time (not the validator's own
 // code path), and the RRset it covers holds that record. Each CNAME hop of
 // a secure chain is checked the same way (or through a DNAME it is the
-// substitution of). The fuzzer cannot make signatures, so a secure answer
+// substitution of); a secure NODATA or NXDOMAIN needs an NSEC/NSEC3 record
+// of the zone that verifies the same way. The fuzzer cannot make signatures, so a secure answer
 // that fails this check is a validator that accepted unsigned or
 // wrongly-signed data.
 //
@@ -235,6 +236,7 @@ const DnsQuestion kQuestions[] = {
 constexpr size_t kQuestionCount = sizeof(kQuestions) / sizeof(kQuestions[0]);
 
 std::string Normal(const ldns_rdf* d) {
+  if (!d) return "";  // a record without that field (empty RDATA on the wire)
   char* s = ldns_rdf2str(d);
   std::string out = s ? s : "";
   free(s);
@@ -415,6 +417,23 @@ void CheckSecure(const DnsAnswer& a, const std::vector<DnsResponse>& served) {
     }
     if (!ok) Fail(a, "hop " + name + " -> " + next + " is not covered by a verified signature");
     name = next;
+  }
+  if (a.outcome == DnsOutcome::kNoData || a.outcome == DnsOutcome::kNxDomain) {
+    // A secure denial rests on NSEC or NSEC3 records of the zone that verify.
+    bool proof = false;
+    for (const auto& r : served) {
+      if (!r.authority_rrs) continue;
+      for (size_t i = 0; i < r.authority_rrs->size() && !proof; ++i) {
+        const ldns_rr* rr = ldns_rr_list_rr(r.authority_rrs->get(), i);
+        const ldns_rr_type t = ldns_rr_get_type(rr);
+        if (t != LDNS_RR_TYPE_NSEC && t != LDNS_RR_TYPE_NSEC3) continue;
+        const std::string owner = Normal(ldns_rr_owner(rr));
+        proof = ZoneOf(owner) == ZoneOf(a.final_name) &&
+                Covered(served, owner, static_cast<RrType>(t), [](const ldns_rr*) { return true; });
+      }
+    }
+    if (!proof) Fail(a, std::string(DnsOutcomeName(a.outcome)) + " without a verified NSEC/NSEC3 record of the zone");
+    return;
   }
   if (a.outcome != DnsOutcome::kRecords) return;
   for (const DnsRecord& rec : a.records) {
