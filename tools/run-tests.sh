@@ -1,7 +1,8 @@
 #!/bin/bash
 # run-tests.sh - build mxsec and run every test: the unit tests (plain, and
 # again under AddressSanitizer + UndefinedBehaviorSanitizer) and the
-# integration tests against the loopback test bed. Prints one closing line
+# integration tests against the loopback test bed, and the libFuzzer targets
+# for a short bounded time each (tools/fuzz.sh, FUZZ_SECONDS, default 20). Prints one closing line
 # "N passed, N failed" and exits non-zero if anything failed or did not run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -53,12 +54,24 @@ else
   echo "build failed"; count build 0 1
 fi
 
+# The sanitizer build has libstdc++'s assertions too (meson.build adds
+# -D_GLIBCXX_ASSERTIONS to every build).
 if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     run_unit unit-asan-ubsan build-asan/unit_tests
 else
   echo "sanitizer build failed"; count build-asan 0 1
 fi
+
+# Fuzzing: every target's regression inputs, then FUZZ_SECONDS of fuzzing
+# each (10 targets: about 4 minutes with the build). One count per target.
+fuzz_out=$(bash tools/fuzz.sh "${FUZZ_SECONDS:-20}" 2>&1)
+fuzz_rc=$?
+echo "$fuzz_out" | tail -60
+fuzz_ok=$(echo "$fuzz_out" | grep -cE '^fuzz: [a-z_]+ ok,')
+fuzz_bad=$(echo "$fuzz_out" | grep -cE '^fuzz: [a-z_]+ FAILED')
+[ $fuzz_rc -ne 0 ] && [ "$fuzz_bad" = 0 ] && fuzz_bad=1
+count fuzz "$fuzz_ok" "$fuzz_bad"
 
 run_integration() {  # run_integration NAME SCRIPT
   local tb out line

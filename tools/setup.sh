@@ -11,6 +11,8 @@ packages=(
   build-essential meson ninja-build pkg-config cmake
   libldns-dev libgnutls28-dev libcurl4-gnutls-dev nlohmann-json3-dev doctest-dev libsqlite3-dev
   zlib1g-dev
+  # fuzzing (tools/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
   # test bed: DNS, DNSSEC tools, HTTPS, certificates
   nsd unbound ldnsutils knot-dnsutils nginx-light gnutls-bin openssl ca-certificates curl iproute2
   # SMTP peers for the delivery tests, and the comparison tools of tools/bench
