@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_queue_dir.h"
 #include "mxsec/clock.h"
 #include "mxsec/dsn.h"
 #include "mxsec/queue.h"
@@ -17,17 +18,8 @@ using namespace mxsec;
 
 namespace {
 
-struct TempQueueDir {
-  std::string path;
-  TempQueueDir() {
-    char tmpl[] = "/tmp/mxsec-dsn-test.XXXXXX";
-    path = mkdtemp(tmpl);
-    path += "/q";
-  }
-  ~TempQueueDir() {
-    std::string cmd = "rm -rf '" + path.substr(0, path.rfind('/')) + "'";
-    (void)system(cmd.c_str());
-  }
+struct TempQueueDir : mxsec_test::TempQueueDir {
+  TempQueueDir() : mxsec_test::TempQueueDir("mxsec-dsn-test") {}
 };
 
 DsnInput Input(std::string_view original) {

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "temp_queue_dir.h"
 #include "mxsec/config.h"
 #include "mxsec/queue.h"
 
@@ -26,17 +27,8 @@ using namespace mxsec;
 
 namespace {
 
-struct TempQueueDir {
-  std::string path;
-  TempQueueDir() {
-    char tmpl[] = "/tmp/mxsec-queue-run-test.XXXXXX";
-    path = mkdtemp(tmpl);
-    path += "/q";
-  }
-  ~TempQueueDir() {
-    std::string cmd = "rm -rf '" + path.substr(0, path.rfind('/')) + "'";
-    (void)system(cmd.c_str());
-  }
+struct TempQueueDir : mxsec_test::TempQueueDir {
+  TempQueueDir() : mxsec_test::TempQueueDir("mxsec-queue-run-test") {}
 };
 
 const char* kBody = "From: a@client.test\nTo: x@one.test\nSubject: hi\n\nbody line\n";

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_queue_dir.h"
 #include "mxsec/config.h"
 #include "mxsec/dsn.h"
 #include "mxsec/queue.h"
@@ -24,20 +25,8 @@ using namespace mxsec;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/mxsec-queue-test.XXXXXX";
-    path = mkdtemp(tmpl);
-    path += "/q";
-  }
-  ~TempDir() {
-    std::string cmd = "rm -rf '" + path.substr(0, path.rfind('/')) + "'";
-    // A leftover temporary directory is not worth failing a test over; the
-    // result is read because _FORTIFY_SOURCE makes system() warn_unused_result,
-    // which a (void) cast does not silence under GCC.
-    if (system(cmd.c_str()) != 0) return;
-  }
+struct TempDir : mxsec_test::TempQueueDir {
+  TempDir() : TempQueueDir("mxsec-queue-test") {}
 };
 
 std::vector<std::string> Files(const std::string& dir) {
