@@ -34,9 +34,16 @@
 
 namespace mxsec {
 
-struct SmtpTimeouts {  // milliseconds
+// Milliseconds. Writes are bounded by time without progress (data_xfer:
+// while the message is sent, the timer restarts whenever octets go out),
+// reads by time to the complete reply.
+struct SmtpTimeouts {
   int connect = 30000, greeting = 300000, helo = 300000, starttls = 300000, mail = 300000, rcpt = 300000,
       data_init = 120000, data_xfer = 180000, data_done = 600000, quit = 300000;
+  // Octets per second: the message as a whole may take data_xfer plus
+  // size / min_data_rate (a server that reads a few octets just in time
+  // must not hold the session for days). 0: no bound (tests only).
+  int min_data_rate = 500;
 };
 
 struct SessionOptions {
