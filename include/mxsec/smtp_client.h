@@ -18,6 +18,9 @@
 //     session, whatever the policy;
 //   - after the handshake everything learned in plaintext is forgotten and
 //     EHLO is sent again;
+//   - no reply after the final "." (timeout, lost connection) defers the
+//     transaction's recipients with try_next_host false: the server may
+//     have the message (RFC 1047), another MX now would duplicate it;
 //   - for `may`, a failed handshake is reported with `retry_plaintext` set:
 //     the caller may open a NEW connection without TLS (RFC 7435); this
 //     session never continues on the broken one.
