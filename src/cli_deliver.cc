@@ -62,6 +62,7 @@ SmtpTimeouts TimeoutsFrom(const Config& c) {
   t.data_xfer = c.smtp_data_xfer_timeout * 1000;
   t.data_done = c.smtp_data_done_timeout * 1000;
   t.quit = c.smtp_quit_timeout * 1000;
+  t.min_data_rate = c.smtp_min_data_rate;
   return t;
 }
 
@@ -71,6 +72,8 @@ DeliveryOptions DeliveryOptionsFrom(const Config& cfg) {
   o.port = static_cast<uint16_t>(cfg.smtp_port);
   o.timeouts = TimeoutsFrom(cfg);
   o.ca_file = cfg.ca_file;
+  o.mx_address_limit = static_cast<size_t>(cfg.smtp_mx_address_limit);
+  o.mx_session_limit = static_cast<size_t>(cfg.smtp_mx_session_limit);
   return o;
 }
 

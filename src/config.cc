@@ -290,6 +290,10 @@ const std::map<std::string, Setter>& Setters() {
       {"smtp_data_xfer_timeout", Timeout(&Config::smtp_data_xfer_timeout)},
       {"smtp_data_done_timeout", Timeout(&Config::smtp_data_done_timeout)},
       {"smtp_quit_timeout", Timeout(&Config::smtp_quit_timeout)},
+      // No 0 "no limit" as Postfix has: every limit here is finite.
+      {"smtp_min_data_rate", Int(&Config::smtp_min_data_rate, 1, 100000000)},
+      {"smtp_mx_address_limit", Int(&Config::smtp_mx_address_limit, 1, 1000)},
+      {"smtp_mx_session_limit", Int(&Config::smtp_mx_session_limit, 1, 100)},
   };
   return setters;
 }

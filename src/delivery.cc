@@ -340,10 +340,35 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   std::string last_code = "4.4.1", last_reply = policy.domain + ": no MX host could be reached";
 
-  for (const MxPolicy* mx : hosts) {
+  // Postfix's smtp_mx_address_limit / smtp_mx_session_limit: 20 MX hosts
+  // of up to 1024 addresses each at 30 s per connect would otherwise hold
+  // one delivery for days. Stopping early only defers; the policy of every
+  // host tried is enforced as always.
+  const size_t address_limit = std::max<size_t>(options.mx_address_limit, 1);
+  const size_t session_limit = std::max<size_t>(options.mx_session_limit, 1);
+  size_t addresses_tried = 0, sessions = 0;
+  std::string limit_note;  // why the walk stopped early, or ""
+  auto addresses_left = [&](size_t host_index, size_t address_index) {
+    size_t n = hosts[host_index]->addresses.size() - address_index;
+    for (size_t h = host_index + 1; h < hosts.size(); ++h) n += hosts[h]->addresses.size();
+    return n;
+  };
+
+  for (size_t hi = 0; hi < hosts.size() && limit_note.empty(); ++hi) {
+    const MxPolicy* mx = hosts[hi];
     if (pending.empty()) break;
-    for (const std::string& address : mx->addresses) {
+    for (size_t ai = 0; ai < mx->addresses.size(); ++ai) {
+      const std::string& address = mx->addresses[ai];
       if (pending.empty()) break;
+      if (addresses_tried >= address_limit || sessions >= session_limit) {
+        const bool by_address = addresses_tried >= address_limit;
+        limit_note = std::string(by_address ? "smtp_mx_address_limit" : "smtp_mx_session_limit") + " (" +
+                     std::to_string(by_address ? address_limit : session_limit) + ") reached, " +
+                     std::to_string(addresses_left(hi, ai)) + " more addresses not tried in this attempt";
+        if (options.log) options.log(policy.domain + ": " + limit_note);
+        break;
+      }
+      ++addresses_tried;
       SessionOptions so = SessionOptionsFor(policy, *mx, options);
       Envelope env;
       env.sender = sender;
@@ -392,6 +417,7 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
         continue;
       }
       // A transaction ran: settle what the server settled.
+      ++sessions;
       std::vector<size_t> still;
       size_t delivered = 0, bounced = 0, deferred = 0;
       for (size_t k = 0; k < pending.size(); ++k) {
@@ -432,11 +458,14 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
   for (size_t i : pending) {
     RecipientOutcome& o = out[i];
     // The last host that answered keeps its word (a 4xx, a TLS failure);
-    // otherwise the last connection error explains the deferral.
-    if (o.status == RcptStatus::kDeferred && !o.code.empty() && o.relay_host.size()) continue;
-    o.status = RcptStatus::kDeferred;
-    o.code = last_code.empty() || last_code[0] != '4' ? "4.4.1" : last_code;
-    o.reply = last_reply;
+    // otherwise the last connection error explains the deferral. A limit
+    // that ended the walk is named either way.
+    if (!(o.status == RcptStatus::kDeferred && !o.code.empty() && o.relay_host.size())) {
+      o.status = RcptStatus::kDeferred;
+      o.code = last_code.empty() || last_code[0] != '4' ? "4.4.1" : last_code;
+      o.reply = last_reply;
+    }
+    if (!limit_note.empty()) o.reply += "; " + limit_note;
   }
   return out;
 }

@@ -112,15 +112,36 @@ class Connection {
     }
   }
 
-  Status Write(const std::string& data, int timeout_ms) {
-    auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
+  // Writes all of `data`. `idle_ms` bounds the time without progress, as
+  // Postfix's smtp_*_timeout do (per write, not per command): a large
+  // message on a slow but moving link is not cut off. A server that keeps
+  // taking a few octets just in time is bounded by `min_rate` (octets per
+  // second, 0: no such bound), Postfix's smtp_min_data_rate accounting:
+  // the whole write may take idle_ms plus written/min_rate seconds.
+  Status Write(const std::string& data, int idle_ms, int min_rate = 0) {
+    const auto start = SteadyClock::now();
+    const auto idle = std::chrono::milliseconds(idle_ms);
     size_t off = 0;
+    auto rate_deadline = [&] {
+      return start + idle + std::chrono::milliseconds(static_cast<int64_t>(off) * 1000 / min_rate);
+    };
+    auto idle_deadline = start + idle;
+    auto deadline = [&] { return min_rate > 0 ? std::min(idle_deadline, rate_deadline()) : idle_deadline; };
+    auto wait = [&](short events) -> Status {
+      Status w = Wait(events, deadline());
+      if (w.ok() || w.message() != "timed out") return w;
+      if (min_rate > 0 && rate_deadline() < idle_deadline)
+        return Status::Error("timed out: " + std::to_string(off) + " of " + std::to_string(data.size()) +
+                             " octets written, slower than " + std::to_string(min_rate) + " octets/s");
+      return Status::Error("timed out: no progress for " + std::to_string(idle_ms / 1000) + " s after " +
+                           std::to_string(off) + " of " + std::to_string(data.size()) + " octets");
+    };
     while (off < data.size()) {
       ssize_t n;
       if (tls_) {
         n = gnutls_record_send(tls_.get(), data.data() + off, std::min<size_t>(data.size() - off, 16384));
         if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-          Status w = Wait(gnutls_record_get_direction(tls_.get()) ? POLLOUT : POLLIN, deadline);
+          Status w = wait(gnutls_record_get_direction(tls_.get()) ? POLLOUT : POLLIN);
           if (!w.ok()) return w;
           continue;
         }
@@ -128,13 +149,14 @@ class Connection {
       } else {
         n = send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-          Status w = Wait(POLLOUT, deadline);
+          Status w = wait(POLLOUT);
           if (!w.ok()) return w;
           continue;
         }
         if (n < 0) return Status::Error(std::string("write: ") + strerror(errno));
       }
       off += static_cast<size_t>(n);
+      if (n > 0) idle_deadline = SteadyClock::now() + idle;
     }
     return Status::Ok();
   }
@@ -535,17 +557,24 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
     quit();
     return r;
   }
-  s = c.Write(msg.data, t.data_xfer);
+  s = c.Write(msg.data, t.data_xfer, t.min_data_rate);
   if (!s.ok()) {
+    // The terminator was not (completely) sent: the server cannot have
+    // taken the message, so another host may be tried.
     pending(RcptStatus::kDeferred, "4.4.2", "lost connection sending the message: " + s.message(), true);
     return r;
   }
   auto final_rep = c.ReadReply(t.data_done);
   if (!final_rep.ok()) {
-    // RFC 1047: the server may have the message; deferring may duplicate
-    // it, bouncing could lose it.
-    pending(RcptStatus::kDeferred, "4.4.2", "no reply after end of data (" + final_rep.error() + "): outcome unknown",
-            true);
+    // RFC 1047: the server may have the message (it may have accepted it
+    // and lost the connection before its reply reached us). Bouncing could
+    // lose it; another host in this attempt would duplicate it every time
+    // the first had accepted. Defer, without moving on: the retry later
+    // risks one duplicate, not one per MX.
+    pending(RcptStatus::kDeferred, "4.4.2",
+            "no reply after end of data (" + final_rep.error() +
+                "): outcome unknown, not retried at another host now (RFC 1047)",
+            false);
     return r;
   }
   if (final_rep->code == 250) {

@@ -5,7 +5,8 @@
 // command line, so the module promises:
 //   - a server reply is either parsed exactly or refused: no guessing at
 //     malformed lines, and no input can make a reply use unbounded memory
-//     (kMaxLine per line, kMaxLines per reply);
+//     (kMaxLine per line, kMaxLines per reply) or time (each octet is
+//     looked at a constant number of times, however the input is split);
 //   - no string this module builds for the wire contains a CR or LF that
 //     it did not put there itself: envelope addresses with control
 //     characters are refused, and message data never carries a bare CR or
@@ -192,79 +193,82 @@ void ReplyReader::Feed(std::string_view bytes) {
   buf_.append(bytes);
 }
 
-// An error does not consume anything: the malformed bytes stay at the front
-// of the buffer, so every later Next() fails the same way. That is what
-// makes the reader unusable after an error without a separate flag.
+// An error does not consume anything and is kept: every later Next() fails
+// the same way, which makes the reader unusable after an error without the
+// caller having to remember it.
 //
-// There is no member to remember how far an incomplete reply was scanned,
-// so each call rescans it; that costs at most kMaxLines memchr() calls over
-// at most kMaxLines * kMaxLine bytes.
+// The scan of an incomplete reply resumes where the previous call stopped
+// (lines_end_, searched_): trickled input, one octet per segment, costs
+// O(1) per octet instead of a rescan of the whole reply (kMaxLines lines
+// of kMaxLine octets) per segment.
 Result<std::optional<SmtpReply>> ReplyReader::Next() {
-  const char* base = buf_.data();
-  const size_t end = buf_.size();
-
-  struct Line {
-    std::string_view text;  // without the terminator
-    size_t next;            // offset after the terminator
-  };
-  // Finds the line at p: a Line, nullopt when incomplete, or an error.
-  auto scan = [&](size_t p) -> Result<std::optional<Line>> {
-    size_t avail = end - p;
-    const void* lf = std::memchr(base + p, '\n', std::min(avail, kMaxLine + 2));
-    if (lf == nullptr) {
-      // kMaxLine octets and a CR may still be waiting for their LF.
-      if (avail > kMaxLine + 1 || (avail == kMaxLine + 1 && base[end - 1] != '\r'))
-        return Status::Error("reply line longer than " + std::to_string(kMaxLine) + " octets");
-      return std::optional<Line>();
-    }
-    size_t lf_at = static_cast<size_t>(static_cast<const char*>(lf) - base);
-    size_t len = lf_at - p;
-    if (len > 0 && base[lf_at - 1] == '\r') --len;
-    if (len > kMaxLine)
-      return Status::Error("reply line longer than " + std::to_string(kMaxLine) + " octets");
-    return std::optional<Line>(Line{std::string_view(base + p, len), lf_at + 1});
+  if (!error_.empty()) return Status::Error(error_);
+  const char* base = buf_.data() + pos_;
+  const size_t avail = buf_.size() - pos_;
+  auto fail = [&](std::string why) -> Result<std::optional<SmtpReply>> {
+    error_ = std::move(why);
+    return Status::Error(error_);
   };
 
-  // First pass: validate and find the end without building strings, so
-  // that polling an incomplete reply allocates nothing.
-  size_t p = pos_;
-  int code = 0;
-  size_t count = 0;
   for (;;) {
-    if (p >= end) return std::optional<SmtpReply>();
-    auto line = scan(p);
-    if (!line.ok()) return line.status();
-    if (!line.value()) return std::optional<SmtpReply>();
-    std::string_view t = line.value()->text;
-    ++count;
+    const size_t start = lines_end_;
+    if (start >= avail) return std::optional<SmtpReply>();
+    // A line is at most kMaxLine octets, a CR and the LF.
+    const size_t window = std::min(avail, start + kMaxLine + 2);
+    const size_t from = std::max(searched_, start);
+    const void* lf = from < window ? std::memchr(base + from, '\n', window - from) : nullptr;
+    if (lf == nullptr) {
+      examined_ += window - std::min(from, window);
+      searched_ = window;
+      // kMaxLine octets and a CR may still be waiting for their LF.
+      const size_t have = avail - start;
+      if (have > kMaxLine + 1 || (have == kMaxLine + 1 && base[avail - 1] != '\r'))
+        return fail("reply line longer than " + std::to_string(kMaxLine) + " octets");
+      return std::optional<SmtpReply>();
+    }
+    const size_t lf_at = static_cast<size_t>(static_cast<const char*>(lf) - base);
+    examined_ += lf_at + 1 - from;
+    size_t len = lf_at - start;
+    if (len > 0 && base[lf_at - 1] == '\r') --len;
+    if (len > kMaxLine) return fail("reply line longer than " + std::to_string(kMaxLine) + " octets");
+    std::string_view t(base + start, len);
     if (t.size() < 3 || t[0] < '2' || t[0] > '5' || !IsDigit(t[1]) || !IsDigit(t[2]) ||
         (t.size() > 3 && t[3] != ' ' && t[3] != '-'))
-      return Status::Error("malformed reply line " + Printable(t, 60));
-    int this_code = (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
-    if (count == 1) {
-      code = this_code;
-    } else if (this_code != code) {
-      return Status::Error("reply code changed from " + std::to_string(code) + " to " +
-                           std::to_string(this_code) + " within one reply");
+      return fail("malformed reply line " + Printable(t, 60));
+    const int this_code = (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
+    if (line_count_ == 0) {
+      code_ = this_code;
+    } else if (this_code != code_) {
+      return fail("reply code changed from " + std::to_string(code_) + " to " + std::to_string(this_code) +
+                  " within one reply");
     }
-    p = line.value()->next;
+    ++line_count_;
+    lines_end_ = searched_ = lf_at + 1;
     if (t.size() == 3 || t[3] == ' ') break;
-    if (count >= kMaxLines)
-      return Status::Error("reply has more than " + std::to_string(kMaxLines) + " lines");
+    if (line_count_ >= kMaxLines)
+      return fail("reply has more than " + std::to_string(kMaxLines) + " lines");
   }
 
+  // Complete: split the validated lines once more, now building strings.
   SmtpReply reply;
-  reply.code = code;
-  reply.lines.reserve(count);
-  for (size_t q = pos_; q < p;) {
-    Line line = *scan(q).value();
-    reply.lines.emplace_back(line.text.size() > 4 ? line.text.substr(4) : std::string_view());
-    q = line.next;
+  reply.code = code_;
+  reply.lines.reserve(line_count_);
+  for (size_t q = 0; q < lines_end_;) {
+    const char* lf = static_cast<const char*>(std::memchr(base + q, '\n', lines_end_ - q));
+    const size_t lf_at = static_cast<size_t>(lf - base);
+    examined_ += lf_at + 1 - q;
+    size_t len = lf_at - q;
+    if (len > 0 && base[lf_at - 1] == '\r') --len;
+    std::string_view text(base + q, len);
+    reply.lines.emplace_back(text.size() > 4 ? text.substr(4) : std::string_view());
+    q = lf_at + 1;
   }
   std::string_view first = reply.lines.front();
   size_t elen = EnhancedCodeLength(first);
-  if (elen > 0 && first[0] - '0' == code / 100) reply.enhanced = std::string(first.substr(0, elen));
-  pos_ = p;
+  if (elen > 0 && first[0] - '0' == code_ / 100) reply.enhanced = std::string(first.substr(0, elen));
+  pos_ += lines_end_;
+  lines_end_ = searched_ = line_count_ = 0;
+  code_ = 0;
   return std::optional<SmtpReply>(std::move(reply));
 }
 

@@ -82,6 +82,15 @@ struct Config {
   int smtp_data_xfer_timeout = 180;
   int smtp_data_done_timeout = 600;
   int smtp_quit_timeout = 300;
+  // The message as a whole may take smtp_data_xfer_timeout plus size divided
+  // by this (octets per second), as Postfix's smtp_min_data_rate.
+  int smtp_min_data_rate = 500;
+
+  // Per delivery attempt of a domain, as Postfix's keys of these names: the
+  // most MX addresses tried, and the most sessions that reach a mail
+  // transaction (failed connections, greetings and TLS do not count).
+  int smtp_mx_address_limit = 5;
+  int smtp_mx_session_limit = 2;
 };
 
 // Where the configuration comes from when --config is not given.

@@ -3,7 +3,9 @@
 //
 // DeliverDomain walks the usable MX hosts of a DomainPolicy in preference
 // order (equal preferences shuffled), every address of each host, and runs
-// an SMTP session (smtp_client.h) with the TLS requirement of that host.
+// an SMTP session (smtp_client.h) with the TLS requirement of that host,
+// until DeliveryOptions' address or session limit is reached; recipients
+// still pending then are deferred with the limit named in their reply.
 // A host that cannot be used (connection failure, 4xx, TLS required and not
 // possible) moves on to the next; a 5xx to RCPT is final for that recipient
 // only; a recipient is never sent to a host whose policy was not met.
@@ -96,6 +98,13 @@ struct DeliveryOptions {
   std::string ca_file;
   SessionRunner session = RunSmtpSession;   // tests substitute a fake
   bool shuffle_equal_preferences = true;
+  // Per call (one delivery attempt), as Postfix's smtp_mx_address_limit and
+  // smtp_mx_session_limit: at most `mx_address_limit` addresses are tried,
+  // in preference order, and at most `mx_session_limit` sessions get as far
+  // as a mail transaction (a session that fails before, at connect, the
+  // greeting, EHLO or TLS, does not count). Both are at least 1.
+  size_t mx_address_limit = 5;
+  size_t mx_session_limit = 2;
   // Called for every host that failed, with a line for the log.
   std::function<void(const std::string&)> log;
 };

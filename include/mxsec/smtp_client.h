@@ -18,6 +18,9 @@
 //     session, whatever the policy;
 //   - after the handshake everything learned in plaintext is forgotten and
 //     EHLO is sent again;
+//   - no reply after the final "." (timeout, lost connection) defers the
+//     transaction's recipients with try_next_host false: the server may
+//     have the message (RFC 1047), another MX now would duplicate it;
 //   - for `may`, a failed handshake is reported with `retry_plaintext` set:
 //     the caller may open a NEW connection without TLS (RFC 7435); this
 //     session never continues on the broken one.
@@ -34,9 +37,16 @@
 
 namespace mxsec {
 
-struct SmtpTimeouts {  // milliseconds
+// Milliseconds. Writes are bounded by time without progress (data_xfer:
+// while the message is sent, the timer restarts whenever octets go out),
+// reads by time to the complete reply.
+struct SmtpTimeouts {
   int connect = 30000, greeting = 300000, helo = 300000, starttls = 300000, mail = 300000, rcpt = 300000,
       data_init = 120000, data_xfer = 180000, data_done = 600000, quit = 300000;
+  // Octets per second: the message as a whole may take data_xfer plus
+  // size / min_data_rate (a server that reads a few octets just in time
+  // must not hold the session for days). 0: no bound (tests only).
+  int min_data_rate = 500;
 };
 
 struct SessionOptions {

@@ -48,14 +48,30 @@ class ReplyReader {
   //   a reply, nullopt when more bytes are needed, or an error for a
   //   malformed reply (bad code, codes differing between lines, a line or
   //   reply over the limits, a bare LF is accepted as line end).
+  // After an error every later call returns the same error. Work is linear
+  // in the bytes fed, however they are split: what was scanned is not
+  // scanned again while the reply is incomplete.
   Result<std::optional<SmtpReply>> Next();
   // Bytes received but not yet consumed by Next() (the STARTTLS injection
   // check: after the 220 to STARTTLS this must be 0).
   size_t buffered() const { return buf_.size() - pos_; }
+  // Octets Next() has looked at so far, all calls together: a measure of
+  // its work, so that tests can hold it to a linear bound however the
+  // server splits its replies.
+  size_t examined() const { return examined_; }
 
  private:
   std::string buf_;
-  size_t pos_ = 0;
+  size_t pos_ = 0;        // start of the reply being read
+  // The incomplete reply at pos_, as far as it was scanned (offsets from
+  // pos_, so that Feed may drop the consumed prefix): its complete lines
+  // end at lines_end_, and the line after them has no LF before searched_.
+  size_t lines_end_ = 0;
+  size_t searched_ = 0;
+  size_t line_count_ = 0;
+  int code_ = 0;
+  std::string error_;     // set once; the reader is unusable from then on
+  size_t examined_ = 0;
 };
 
 struct EhloCapabilities {

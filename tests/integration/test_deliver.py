@@ -781,6 +781,101 @@ class LocalPolicy(DeliverCase):
         self.assertIn(table + ":2: duplicate domain", r.first)
 
 
+# ---------------------------------------------------------------------------------------------------
+# scripted servers of our own on another port (smtp_port is global, so every MX of a domain is
+# reached on ALT_PORT): the MX addresses of failover.dane.test (127.0.56.7, then mx.ee.dane.test at
+# 127.0.55.1) and of insecure.test (127.0.55.2), served by modes testbed.sh does not run
+# ---------------------------------------------------------------------------------------------------
+ALT_PORT = 2526
+SMTP_SERVER = os.path.join(harness.ROOT, "tools", "testbed", "smtp_server.py")
+
+
+class AltPort(DeliverCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.join(TB, "scripted-alt")
+        os.makedirs(cls.dir, exist_ok=True)
+        if not os.path.lexists(os.path.join(cls.dir, "pki")):
+            os.symlink(os.path.join(TB, "pki"), os.path.join(cls.dir, "pki"))
+        cls.pidfile = os.path.join(cls.dir, "server.pid")
+        # daemonizes once every address is bound (exit 1 if one cannot be)
+        subprocess.run(["/usr/bin/python3", SMTP_SERVER, "--dir", cls.dir, "--pidfile", cls.pidfile,
+                        "--listen", "nodotreply=127.0.56.7:%d" % ALT_PORT,
+                        "--listen", "rcpt=127.0.55.1:%d" % ALT_PORT,
+                        "--listen", "slowread=127.0.55.2:%d" % ALT_PORT], check=True, timeout=30)
+        with open(cls.pidfile) as f:
+            cls.pid = int(f.read().strip())
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            os.kill(cls.pid, 15)
+        except ProcessLookupError:
+            pass
+
+    def alt_records(self, mode, tok):
+        out = []
+        for f in sorted(glob.glob(os.path.join(self.dir, "smtp", mode, "*.json"))):
+            with open(f) as fh:
+                r = json.load(fh)
+            if tok in r["data"]:
+                out.append(r)
+        return out
+
+    def alt_log(self):
+        return LogTail(os.path.join(self.dir, "smtp", "server.log"))
+
+    def test_no_reply_after_the_final_dot_defers_without_trying_the_next_mx(self):
+        # RFC 1047: the first MX may have the message; sending it to the second in the same
+        # attempt would duplicate it whenever the first had accepted it.
+        tok = new_token("nodotreply")
+        log = self.alt_log()
+        r = deliver("user@failover.dane.test", tok=tok, timeout=90,
+                    opts=("smtp_port=%d" % ALT_PORT, "smtp_data_done_timeout=2"))
+        ln = self.assertDeferred(r, "user@failover.dane.test", "4.4.2")
+        self.assertEqual(ln["relay"], "mx.failover.dane.test[127.0.56.7]:%d" % ALT_PORT, r.diag())
+        self.assertIn("no reply after end of data", ln["reply"], r.diag())
+        self.assertTls(ln, r)
+        # the first MX read the whole message; the second was not even connected to
+        got = wait_for(lambda: re.findall(r"no reply after the final dot \((\d+) octets", log.text()), 1, 10)
+        self.assertEqual(len(got), 1, log.text())
+        self.assertGreater(int(got[0]), 0)
+        self.assertNotIn(">127.0.55.1:%d connect" % ALT_PORT, log.text())
+        self.assertEqual(self.alt_records("rcpt", tok), [])
+        self.assertEqual(self.alt_records("nodotreply", tok), [])
+
+    def big_message(self, tok, rcpt, size):
+        line = ("%s large message line " % tok).ljust(76, "x") + "\n"
+        return message(tok, [rcpt], body=line * (size // len(line)))
+
+    def test_a_slow_but_steady_reader_gets_a_large_message(self):
+        # smtp_data_xfer_timeout bounds the time without progress, not the whole transfer:
+        # 8 MB at about 1 MB/s takes 8 s or more, four times the 2 s timeout (and more than the
+        # client's socket buffer, at most tcp_wmem's 4 MB, can take at once).
+        tok = new_token("slowread")
+        data = self.big_message(tok, "user@insecure.test", 8000000)
+        r = deliver("user@insecure.test", data=data, timeout=120,
+                    opts=("smtp_port=%d" % ALT_PORT, "smtp_data_xfer_timeout=2"))
+        ln = self.assertDelivered(r, "user@insecure.test", relay="mx.insecure.test[127.0.55.2]:%d" % ALT_PORT)
+        self.assertTls(ln, r)
+        self.assertGreater(r.elapsed, 4, "the transfer was not slow: the test proves nothing" + r.diag())
+        got = wait_for(lambda: self.alt_records("slowread", tok), 1, 10)
+        self.assertEqual(len(got), 1)
+        self.assertTrue(got[0]["tls"])
+        self.assertEqual(got[0]["data"].encode("latin-1").replace(b"\r\n", b"\n"), data)
+
+    def test_a_reader_slower_than_smtp_min_data_rate_is_given_up(self):
+        tok = new_token("slowread-rate")
+        data = self.big_message(tok, "user@insecure.test", 8000000)
+        r = deliver("user@insecure.test", data=data, timeout=120,
+                    opts=("smtp_port=%d" % ALT_PORT, "smtp_data_xfer_timeout=2", "smtp_min_data_rate=10000000"))
+        ln = self.assertDeferred(r, "user@insecure.test", "4.4.2")
+        self.assertIn("slower than 10000000 octets/s", ln["reply"], r.diag())
+        self.assertLess(r.elapsed, 30, r.diag())
+        time.sleep(1)
+        self.assertEqual(self.alt_records("slowread", tok), [])
+
+
 def tlsa_data():
     out = {}
     with open(os.path.join(TB, "pki", "tlsa.txt")) as f:

@@ -36,7 +36,9 @@ TEST_CASE("config: errors name file, line and key") {
 
   for (const char* bad : {"dane = yess", "smtp_port = 0", "smtp_port = 70000", "dns_resolver = example.org",
                           "dnssec_validation = maybe", "no equals sign", "= value", " indented = first",
-                          "helo_name = bad_name", "state_dir =", "dns_resolver = 1.2.3.4:99999"}) {
+                          "helo_name = bad_name", "state_dir =", "dns_resolver = 1.2.3.4:99999",
+                          "smtp_mx_address_limit = 0", "smtp_mx_session_limit = 0", "smtp_min_data_rate = 0",
+                          "smtp_mx_address_limit = 1001"}) {
     Config d;
     Status e = ParseConfigText(std::string(bad) + "\n", "f.conf", &d);
     CHECK_MESSAGE(!e.ok(), bad);
@@ -108,4 +110,17 @@ TEST_CASE("config: serve limits and the unix socket's mode, owner and group") {
     Status st = ParseConfigText(std::string(bad) + "\n", "f.conf", &e);
     CHECK_MESSAGE(!st.ok(), bad);
   }
+}
+
+TEST_CASE("config: MX address and session limits, minimum data rate") {
+  Config c;
+  CHECK(c.smtp_mx_address_limit == 5);
+  CHECK(c.smtp_mx_session_limit == 2);
+  CHECK(c.smtp_min_data_rate == 500);
+  REQUIRE(ParseConfigText("smtp_mx_address_limit = 12\nsmtp_mx_session_limit = 1\nsmtp_min_data_rate = 2000\n",
+                          "f.conf", &c)
+              .ok());
+  CHECK(c.smtp_mx_address_limit == 12);
+  CHECK(c.smtp_mx_session_limit == 1);
+  CHECK(c.smtp_min_data_rate == 2000);
 }

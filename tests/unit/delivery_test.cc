@@ -241,3 +241,95 @@ TEST_CASE("delivery: a local verify rule passes its match= names and names itsel
   CHECK(o.required_by == "local policy verify (local_policy_file /etc/mxsec/local-policy:7)");
   CHECK(o.sni == "mx1.example.org");
 }
+
+namespace {
+
+// `hosts` MX hosts of `per_host` addresses each, 192.0.<host>.<address+1>.
+std::vector<MxPolicy> ManyHosts(size_t hosts, size_t per_host) {
+  std::vector<MxPolicy> out;
+  for (size_t h = 0; h < hosts; ++h) {
+    std::vector<std::string> addrs;
+    for (size_t a = 0; a < per_host; ++a)
+      addrs.push_back("192.0." + std::to_string(h) + "." + std::to_string(a + 1));
+    out.push_back(Host("mx" + std::to_string(h) + ".example.org", static_cast<uint16_t>(10 * (h + 1)),
+                       HostTls::kDane, addrs));
+  }
+  return out;
+}
+
+SessionResult RcptDeferred(const Envelope* e) {
+  SessionResult s;
+  s.connected = true;
+  s.tls.used = true;
+  for (size_t i = 0; i < e->recipients.size(); ++i)
+    s.recipients.push_back({RcptStatus::kDeferred, "4.2.0", "451 4.2.0 try later", true});
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("delivery: at most smtp_mx_address_limit addresses are tried, in preference order") {
+  Run r;
+  r.policy.mx = ManyHosts(20, 200);  // nothing answers: every connection is refused
+  auto out = r.Go({Box("a"), Box("b")});
+  REQUIRE(r.fake.calls.size() == 5);
+  // The first host's addresses first, in their order.
+  for (size_t i = 0; i < 5; ++i) CHECK(r.fake.calls[i].address == "192.0.0." + std::to_string(i + 1));
+  for (const RecipientOutcome& o : out) {
+    CHECK(o.status == RcptStatus::kDeferred);
+    CHECK(o.code == "4.4.1");
+    CHECK_MESSAGE(o.reply.find("smtp_mx_address_limit") != std::string::npos, o.reply);
+  }
+  CHECK(r.log.records.size() == 5);
+}
+
+TEST_CASE("delivery: at most smtp_mx_session_limit sessions reach a transaction; failed handshakes do not count") {
+  Run r;
+  r.policy.mx = ManyHosts(20, 3);
+  // mx0: connection refused (no fake), mx1: a handshake failure on its first
+  // address, then every session reaches RCPT and is told to come back later.
+  for (size_t h = 1; h < 20; ++h)
+    for (size_t a = 1; a <= 3; ++a)
+      r.fake.by_address["192.0." + std::to_string(h) + "." + std::to_string(a)] =
+          [](const SessionOptions&, const Envelope* e) { return RcptDeferred(e); };
+  r.fake.by_address["192.0.1.1"] = [](const SessionOptions&, const Envelope*) {
+    SessionResult s;
+    s.connected = true;
+    s.host_failed = true;
+    s.code = "4.7.5";
+    s.error = "certificate verification failed";
+    return s;
+  };
+  DeliveryOptions o;
+  o.session = r.fake.Runner();
+  o.shuffle_equal_preferences = false;
+  o.mx_address_limit = 1000;
+  r.policy.domain = "example.org";
+  r.policy.verdict = Verdict::kMustTls;
+  auto out = DeliverDomain(r.policy, Box("s"), {Box("a")}, r.msg, o, &r.log, &r.clock);
+  // 3 refused + 1 failed handshake + 2 sessions.
+  REQUIRE(r.fake.calls.size() == 6);
+  CHECK(r.fake.calls[4].address == "192.0.1.2");
+  CHECK(r.fake.calls[5].address == "192.0.1.3");
+  CHECK(out[0].status == RcptStatus::kDeferred);
+  CHECK(out[0].code == "4.2.0");  // the last server's word, with the limit named
+  CHECK_MESSAGE(out[0].reply.find("451 4.2.0 try later") != std::string::npos, out[0].reply);
+  CHECK_MESSAGE(out[0].reply.find("smtp_mx_session_limit") != std::string::npos, out[0].reply);
+
+  // Both limits at once: the defaults stop at 5 addresses whatever answers.
+  Run d;
+  d.policy.mx = r.policy.mx;
+  d.fake.by_address = r.fake.by_address;
+  d.Go({Box("a")});
+  CHECK(d.fake.calls.size() == 5);
+}
+
+TEST_CASE("delivery: a delivery within the limits names no limit") {
+  Run r;
+  r.policy.mx = ManyHosts(3, 1);
+  r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope* e) { return AllDelivered(e); };
+  auto out = r.Go({Box("a")});
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  CHECK(r.fake.calls.size() == 3);
+  CHECK(out[0].reply.find("limit") == std::string::npos);
+}

@@ -163,6 +163,47 @@ TEST_CASE("smtp_proto: a reply fed one byte at a time") {
   CHECK(got->lines[2] == "2.0.0 ok");
 }
 
+TEST_CASE("smtp_proto: a reply trickled one byte at a time is scanned in linear time") {
+  // The largest reply the limits allow (kMaxLines lines of kMaxLine
+  // octets), sent one octet per segment: the reader may look at each octet
+  // a small constant number of times, not once per segment that follows.
+  std::string wire;
+  const std::string text(ReplyReader::kMaxLine - 4, 'x');
+  for (size_t i = 0; i + 1 < ReplyReader::kMaxLines; ++i) wire += "250-" + text + "\r\n";
+  wire += "250 " + text + "\r\n";
+  ReplyReader r;
+  size_t replies = 0;
+  for (size_t i = 0; i < wire.size(); ++i) {
+    r.Feed(std::string_view(wire).substr(i, 1));
+    auto n = r.Next();
+    REQUIRE_MESSAGE(n.ok(), n.error());
+    if (n.value()) {
+      ++replies;
+      CHECK(i + 1 == wire.size());
+      CHECK(n.value()->lines.size() == ReplyReader::kMaxLines);
+      CHECK(n.value()->lines.back() == text);
+    }
+  }
+  CHECK(replies == 1);
+  CHECK(r.buffered() == 0);
+  CHECK_MESSAGE(r.examined() <= 3 * wire.size(),
+                "examined " << r.examined() << " octets for a reply of " << wire.size());
+
+  // A reply split at every line end, and one line trickled: the same bound.
+  ReplyReader lines;
+  size_t fed = 0;
+  for (size_t p = 0; p < wire.size();) {
+    size_t e = wire.find('\n', p) + 1;
+    lines.Feed(std::string_view(wire).substr(p, e - p));
+    fed += e - p;
+    p = e;
+    auto n = lines.Next();
+    REQUIRE(n.ok());
+    CHECK(n.value().has_value() == (p == wire.size()));
+  }
+  CHECK(lines.examined() <= 3 * fed);
+}
+
 TEST_CASE("smtp_proto: several replies in one feed come out one by one") {
   ReplyReader r;
   r.Feed("250 2.1.0 sender ok\r\n250 2.1.5 rcpt ok\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\n354 go");

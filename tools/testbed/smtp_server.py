@@ -29,6 +29,12 @@ Modes (testbed.sh gives each its own address):
               and closes; a client that never sends STARTTLS delivers in plaintext
   wrongname   honest STARTTLS server, certificate for wrong.example.net (CA-signed) + CA
   expired     honest STARTTLS server, certificate expired in 2021 (CA-signed) + CA
+  nodotreply  honest STARTTLS server (mx-ee chain) that reads the whole message and then never
+              answers the final "." (until the client closes); nothing is recorded
+  slowread    honest STARTTLS server (mx-ee chain) with a small receive buffer that reads the
+              message data at about SLOW_READ_RATE octets/s, in steady small steps
+(nodotreply and slowread are not started by testbed.sh: tests/integration/test_deliver.py runs
+them in a second instance on another port.)
 
 Every accepted message is recorded as DIR/smtp/<mode>/<n>.json (n = 1, 2, ...):
   {"mode", "local", "peer", "helo", "mail_from", "mail_params", "rcpt_to": [...],
@@ -49,16 +55,21 @@ import sys
 import threading
 import time
 
-MODES = ("nostarttls", "inject", "greet421", "rcpt", "silent", "hsfail", "wrongname", "expired")
+MODES = ("nostarttls", "inject", "greet421", "rcpt", "silent", "hsfail", "wrongname", "expired", "nodotreply",
+         "slowread")
 # mode -> basename of the key and the chain file (leaf + CA) in DIR/pki, for modes that do TLS
-TLS_CERTS = {"inject": "mx-ee", "rcpt": "mx-ee", "wrongname": "wrongname", "expired": "expired"}
-OFFERS_STARTTLS = ("inject", "rcpt", "hsfail", "wrongname", "expired")
+TLS_CERTS = {"inject": "mx-ee", "rcpt": "mx-ee", "wrongname": "wrongname", "expired": "expired",
+             "nodotreply": "mx-ee", "slowread": "mx-ee"}
+OFFERS_STARTTLS = ("inject", "rcpt", "hsfail", "wrongname", "expired", "nodotreply", "slowread")
 
 MAX_LINE = 4096             # command line cap (RFC 5321: 512); longer -> 500 and close
 MAX_MESSAGE = 20 * 1024 * 1024
 SIZE_LIMIT = 10240000
 IDLE_TIMEOUT = 300          # seconds without a byte from the client -> 421 and close
 SILENT_LIMIT = 900          # the silent server gives up on a client after this long
+SLOW_READ_RATE = 1024 * 1024  # slowread: message data octets per second ...
+SLOW_READ_STEP = 16 * 1024   # ... read this much at a time (a TLS record at most)
+SLOW_READ_RCVBUF = 32 * 1024  # slowread: SO_RCVBUF, so that the kernel does not read ahead for us
 
 # addresses (lowercase) that already got their one "later*" 451 / "stall*" stall
 ONCE_LOCK = threading.Lock()
@@ -139,6 +150,7 @@ class Session:
         self.tls_cipher = None
         self.sni = None
         self.helo = None
+        self.in_data = False
         self.reset()
 
     def reset(self):
@@ -160,8 +172,12 @@ class Session:
         self.log("S: %s%s", first, " ..." if text.count("\r\n") > 1 else "")
 
     def fill(self):
+        size = 65536
+        if self.mode == "slowread" and self.in_data:
+            time.sleep(SLOW_READ_STEP / SLOW_READ_RATE)
+            size = SLOW_READ_STEP
         try:
-            d = self.sock.recv(65536)
+            d = self.sock.recv(size)
         except socket.timeout:
             self.send("421 4.4.2 idle timeout, closing\r\n")
             raise Closed("idle timeout")
@@ -333,6 +349,7 @@ class Session:
             self.send("554 5.5.1 Error: no valid recipients\r\n")
             return
         self.send("354 End data with <CR><LF>.<CR><LF>\r\n")
+        self.in_data = True
         parts = []
         size = 0
         bare_lf = False
@@ -353,7 +370,12 @@ class Session:
                 self.send("552 5.3.4 message too big\r\n")
                 raise Closed("message too big")
             parts.append(line)
+        self.in_data = False
         data = b"".join(parts)
+        if self.mode == "nodotreply":
+            self.log("no reply after the final dot (%d octets received, not recorded)", len(data))
+            self.silent()
+            raise Closed("no reply after the final dot")
         if self.mode == "rcpt":
             stall = [r for r in self.rcpt_to if r.rpartition("@")[0].lower().startswith("stall")]
             if any(first_time("stall:" + r.lower()) for r in stall):
@@ -504,6 +526,8 @@ def main():
             ctx = tls_context(pki, TLS_CERTS[mode]) if mode in TLS_CERTS else None
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if mode == "slowread":   # inherited by accepted sockets; must precede listen()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_READ_RCVBUF)
             try:
                 s.bind((host, port))
                 s.listen(128)
