@@ -18,6 +18,10 @@
 //   - an envelope is replaced atomically (temporary file, fsync, rename,
 //     directory fsync) after every attempt; recipients marked delivered or
 //     bounced are never tried again;
+//   - an envelope is used only under the ID it names, and its message
+//     file only when it is the size the envelope records (the file is
+//     never rewritten, so another size means it was cut short or changed
+//     on disk); otherwise the message stays queued, with the reason;
 //   - a message leaves the queue only when no recipient is pending:
 //     delivered, or bounced with the DSN committed to the queue first (a
 //     crash in between can repeat a DSN, never lose one). A DSN (null
