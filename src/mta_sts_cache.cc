@@ -9,7 +9,8 @@
 // The stored text is the policy as fetched, and Get parses it again rather
 // than trusting stored columns: a row that was damaged, written by another
 // version, or edited by hand either parses under today's rules or reads as
-// absent. Put refuses a text that does not parse, so a caller cannot store
+// absent. The expiry likewise is fetched_at + the text's max_age, never a
+// stored or caller's figure that could disagree with the policy applied. Put refuses a text that does not parse, so a caller cannot store
 // what it could never read back. Domains are keyed in normal form (lowercase,
 // no trailing dot) whatever the caller passes.
 //
@@ -47,6 +48,7 @@ Result<CachedStsPolicy> Normalize(const CachedStsPolicy& entry) {
     return Status::Error("sts cache: policy for " + copy.domain + " does not parse: " + parsed.error());
   }
   copy.policy = std::move(parsed).value();
+  copy.expires_at = copy.fetched_at + copy.policy.max_age;
   return copy;
 }
 
@@ -144,10 +146,12 @@ class SqliteStsCache : public StsCache {
     entry.id = ColumnText(s, 0);
     entry.text = ColumnText(s, 1);
     entry.fetched_at = sqlite3_column_int64(s, 2);
-    entry.expires_at = sqlite3_column_int64(s, 3);
     Result<StsPolicy> parsed = ParseStsPolicy(entry.text);
     if (!parsed.ok()) return Found();
     entry.policy = std::move(parsed).value();
+    // The expires_at column is kept for people reading the file; the
+    // lifetime is the one of the text that is applied.
+    entry.expires_at = entry.fetched_at + entry.policy.max_age;
     return Found(std::move(entry));
   }
 
