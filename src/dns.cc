@@ -178,21 +178,22 @@ DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const Dns
   // Follow the CNAME chain (and DNAME redirections) inside the answer
   // section; only records that belong to the chain count (anything else is ignored, as a resolver
   // could be handed unrelated records by a hostile authority).
+  const std::vector<DnsRecord> answer = AnswerRecords(r);
   std::string name = q.name;
   std::set<std::string> seen{name};
   if (q.type != RrType::kCNAME) {
     for (int hop = 0; hop <= kMaxChain; ++hop) {
       std::string next;
       bool found = false;
-      for (const DnsRecord& rec : r.answer) {
+      for (const DnsRecord& rec : answer) {
         if (rec.type == RrType::kCNAME && rec.owner == name) {
           next = rec.text;
           found = true;
           break;
         }
       }
-      const DnsRecord* dname = found ? nullptr : DnameAbove(r.answer, name);
-      if (dname && std::none_of(r.answer.begin(), r.answer.end(), [&](const DnsRecord& rec) {
+      const DnsRecord* dname = found ? nullptr : DnameAbove(answer, name);
+      if (dname && std::none_of(answer.begin(), answer.end(), [&](const DnsRecord& rec) {
             return rec.type == q.type && rec.owner == name;
           })) {
         // The name is redirected by a DNAME but the answer lacks the CNAME
@@ -224,7 +225,7 @@ DnsAnswer ClassifyResponse(const DnsQuestion& q, const DnsResponse& r, const Dns
   }
   a.final_name = name;
   bool first = true;
-  for (const DnsRecord& rec : r.answer) {
+  for (const DnsRecord& rec : answer) {
     if (rec.type == q.type && rec.owner == name) {
       a.records.push_back(rec);
       a.ttl = first ? rec.ttl : std::min(a.ttl, rec.ttl);
@@ -258,7 +259,8 @@ std::string DescribeReply(const DnsResponse& r) {
   if (!r.answered) return "no answer: " + (r.error.empty() ? std::string("timeout") : r.error);
   std::string out = RcodeText(r);
   if (r.rcode == DnsRcode::kNoError || r.rcode == DnsRcode::kNxDomain) {
-    out += ", " + std::to_string(r.answer.size()) + (r.answer.size() == 1 ? " record" : " records");
+    const size_t n = AnswerRecords(r).size();
+    out += ", " + std::to_string(n) + (n == 1 ? " record" : " records");
     out += r.ad ? ", AD" : ", no AD";
   }
   if (!r.ede.empty()) out += " (extended error " + r.ede + ")";

@@ -7,7 +7,10 @@
 // one connected UDP socket per server, replies are matched by ID, QR bit,
 // question name, type and class; anything else is dropped. A truncated
 // reply is asked again over TCP. Unanswered questions are retransmitted,
-// then the next server is tried. Nothing here decides DNSSEC status.
+// then the next server is tried. A reply's answer and authority sections
+// are kept once, whole, RRSIGs included (DnsResponse); one over
+// kMaxSectionRecords is refused, not cut short. Nothing here decides
+// DNSSEC status.
 // C++ headers first: ldns/common.h redefines false/true as macros.
 #include <optional>
 #include <string>
@@ -199,12 +202,12 @@ DnsRecord ConvertRecord(const ldns_rr* rr) {
   return rec;
 }
 
-// The IN records of `list` (at most `max`), copied for the local
-// validator; the packet they came from is freed after parsing.
-std::shared_ptr<const RrList> KeepRecords(const ldns_rr_list* list, size_t max) {
+// The IN records of `list`, copied: the packet they came from is freed
+// after parsing. The caller has checked the count against the limit.
+std::shared_ptr<const RrList> KeepRecords(const ldns_rr_list* list) {
   ldns_rr_list* out = ldns_rr_list_new();
   size_t count = list ? ldns_rr_list_rr_count(list) : 0;
-  for (size_t i = 0; i < count && ldns_rr_list_rr_count(out) < max; ++i) {
+  for (size_t i = 0; i < count; ++i) {
     const ldns_rr* rr = ldns_rr_list_rr(list, i);
     if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN) continue;
     ldns_rr_list_push_rr(out, ldns_rr_clone(rr));
@@ -253,20 +256,38 @@ DnsResponse ParseDnsReply(const uint8_t* wire, size_t len, const DnsQuestion& qu
   r.ad = ldns_pkt_ad(p.get());
   r.tc = ldns_pkt_tc(p.get());
   r.ede = EdeText(p.get());
-  ldns_rr_list* ans = ldns_pkt_answer(p.get());
-  size_t count = ans ? ldns_rr_list_rr_count(ans) : 0;
-  // Hostile servers can send thousands of records; more than this is never
-  // needed for mail routing.
-  constexpr size_t kMaxRecords = 512;
-  for (size_t i = 0; i < count && r.answer.size() < kMaxRecords; ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(ans, i);
-    if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN) continue;
-    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG) continue;
-    r.answer.push_back(ConvertRecord(rr));
+  // Counted as sent, whatever the class or type of the records: a
+  // section is read whole or the reply is refused (kMaxSectionRecords).
+  const struct {
+    const char* name;
+    ldns_rr_list* list;
+  } sections[] = {{"answer", ldns_pkt_answer(p.get())}, {"authority", ldns_pkt_authority(p.get())}};
+  for (const auto& section : sections) {
+    size_t count = section.list ? ldns_rr_list_rr_count(section.list) : 0;
+    if (count > kMaxSectionRecords) {
+      r.answered = false;
+      r.error = std::string("reply refused: its ") + section.name + " section has " + std::to_string(count) +
+                " records, more than the " + std::to_string(kMaxSectionRecords) + " accepted per section";
+      return r;
+    }
   }
-  r.answer_rrs = KeepRecords(ans, kMaxRecords);
-  r.authority_rrs = KeepRecords(ldns_pkt_authority(p.get()), kMaxRecords);
+  r.answer_rrs = KeepRecords(sections[0].list);
+  r.authority_rrs = KeepRecords(sections[1].list);
   return r;
+}
+
+std::vector<DnsRecord> DnsRecordsOf(const RrList& list) {
+  std::vector<DnsRecord> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(list.get(), i);
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG) continue;
+    out.push_back(ConvertRecord(rr));
+  }
+  return out;
+}
+
+std::vector<DnsRecord> AnswerRecords(const DnsResponse& r) {
+  return r.answer_rrs ? DnsRecordsOf(*r.answer_rrs) : std::vector<DnsRecord>();
 }
 
 namespace {
@@ -366,6 +387,8 @@ class LdnsTransport : public DnsTransport {
           if (!mismatch.empty()) break;  // not ours (or spoofed): keep waiting
           if (r.tc) {
             r = QueryTcp(ss, sslen, questions[i], cd, server_name);
+          } else if (!r.answered) {
+            r.error = server_name + ": " + r.error;
           }
           r.server = server_name;
           (*out)[i] = std::move(r);
@@ -439,6 +462,7 @@ class LdnsTransport : public DnsTransport {
     std::string mismatch;
     DnsResponse got = ParseDnsReply(in.data() + 2, in.size() - 2, q, id, &mismatch);
     if (!mismatch.empty()) { r.error += mismatch; return r; }
+    if (!got.answered) got.error = r.error + got.error;
     return got;
   }
 

@@ -140,6 +140,9 @@ struct HopResult {
   std::string note;
   uint32_t ttl_limit = 0;  // secure RRsets: min(original TTL, seconds to signature expiry)
   bool wildcard = false;   // the RRset verified as a wildcard expansion
+  // The RRset the status is about, exactly as it was verified (or found
+  // unsigned): what the answer returns, never another copy of the reply.
+  std::vector<DnsRecord> records;
 };
 
 // The budget of the lookup this thread is validating: every check of
@@ -158,6 +161,13 @@ class LookupBudgetScope {
  private:
   ValidationBudget* previous_;
 };
+
+// The target of a CNAME or DNAME RRset that holds exactly one record, or
+// nullopt: a chain is followed only through the record that was verified.
+std::optional<std::string> SingleTarget(const std::vector<DnsRecord>& rrset) {
+  if (rrset.size() != 1) return std::nullopt;
+  return rrset.front().text;
+}
 
 class LocalValidatingResolver : public Resolver {
  public:
@@ -478,9 +488,18 @@ class LocalValidatingResolver : public Resolver {
     return h;
   }
 
+  // The RRset of `type` at `owner` in `ans`, with its status; the hop
+  // carries that RRset as its records.
   HopResult CheckRrset(const std::string& owner, RrType type, const RrList& ans, const RrList& auth) {
-    const std::string what = RrTypeName(type) + " " + Shown(owner);
     RrList rrset = ans.Select(static_cast<uint16_t>(type), Sel(owner));
+    HopResult h = CheckSelectedRrset(owner, type, rrset, ans, auth);
+    h.records = DnsRecordsOf(rrset);
+    return h;
+  }
+
+  HopResult CheckSelectedRrset(const std::string& owner, RrType type, const RrList& rrset, const RrList& ans,
+                               const RrList& auth) {
+    const std::string what = RrTypeName(type) + " " + Shown(owner);
     std::string signer = SignerOf(ans, owner, static_cast<uint16_t>(type));
     if (signer.empty()) return Unsigned(owner, what);
     HopResult h;
@@ -553,6 +572,11 @@ class LocalValidatingResolver : public Resolver {
         continue;
       }
       HopResult d = CheckRrset(downer, RrType::kDNAME, ans, auth);
+      if (SingleTarget(d.records) != dtarget) {
+        d.status = DnssecStatus::kBogus;
+        d.note = "DNAME " + Shown(downer) + ": " + std::to_string(d.records.size()) +
+                 " DNAME records, not the one that was read";
+      }
       if (d.wildcard) {
         d.status = DnssecStatus::kBogus;
         d.note = "DNAME " + Shown(downer) + ": a wildcard expansion, which cannot be validated";
@@ -604,11 +628,30 @@ class LocalValidatingResolver : public Resolver {
     for (const std::string& target : a.chain) {
       std::optional<HopResult> dname;
       if (SignerOf(ans, owner, LDNS_RR_TYPE_CNAME).empty()) dname = DnameHop(owner, target, ans, auth);
-      hops.push_back(dname ? std::move(*dname) : CheckRrset(owner, RrType::kCNAME, ans, auth));
+      if (!dname) {
+        HopResult h = CheckRrset(owner, RrType::kCNAME, ans, auth);
+        if (SingleTarget(h.records) != target) {
+          h.status = DnssecStatus::kBogus;
+          h.note = "CNAME " + Shown(owner) + ": " + std::to_string(h.records.size()) +
+                   " CNAME records, not one leading to " + Shown(target);
+        }
+        dname = std::move(h);
+      }
+      hops.push_back(std::move(*dname));
       owner = target;
     }
     if (a.outcome == DnsOutcome::kRecords) {
-      hops.push_back(CheckRrset(a.final_name, q.type, ans, auth));
+      // The records returned are the RRset that was verified, not the
+      // classifier's reading of the reply.
+      HopResult h = CheckRrset(a.final_name, q.type, ans, auth);
+      a.records = h.records;
+      if (a.records.empty()) {
+        h.status = DnssecStatus::kBogus;
+        h.note = RrTypeName(q.type) + " " + Shown(a.final_name) + ": no RRset to verify";
+      }
+      a.ttl = 0;
+      for (size_t i = 0; i < a.records.size(); ++i) a.ttl = i ? std::min(a.ttl, a.records[i].ttl) : a.records[i].ttl;
+      hops.push_back(std::move(h));
     } else {
       hops.push_back(CheckDenial(a.final_name, q.type,
                                  a.outcome == DnsOutcome::kNxDomain ? Denial::kNxDomain : Denial::kNoData, auth));

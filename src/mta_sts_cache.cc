@@ -9,8 +9,10 @@
 // The stored text is the policy as fetched, and Get parses it again rather
 // than trusting stored columns: a row that was damaged, written by another
 // version, or edited by hand either parses under today's rules or reads as
-// absent. Put refuses a text that does not parse, so a caller cannot store
-// what it could never read back. Domains are keyed in normal form (lowercase,
+// absent. The expiry likewise is fetched_at + the text's max_age, never a
+// stored or caller's figure that could disagree with the policy applied.
+// Put refuses a text that does not parse, so a caller cannot store what it
+// could never read back. Domains are keyed in normal form (lowercase,
 // no trailing dot) whatever the caller passes.
 //
 // Each entry also carries the state of its proactive refresh
@@ -58,6 +60,7 @@ Result<CachedStsPolicy> Normalize(const CachedStsPolicy& entry) {
     return Status::Error("sts cache: policy for " + copy.domain + " does not parse: " + parsed.error());
   }
   copy.policy = std::move(parsed).value();
+  copy.expires_at = copy.fetched_at + copy.policy.max_age;
   return copy;
 }
 
@@ -284,7 +287,6 @@ class SqliteStsCache : public StsCache {
     entry.id = ColumnText(s, 1);
     entry.text = ColumnText(s, 2);
     entry.fetched_at = sqlite3_column_int64(s, 3);
-    entry.expires_at = sqlite3_column_int64(s, 4);
     entry.refresh_failures = static_cast<int>(std::min<sqlite3_int64>(sqlite3_column_int64(s, 5), INT32_MAX));
     entry.refresh_last = sqlite3_column_int64(s, 6);
     entry.refresh_next = sqlite3_column_int64(s, 7);
@@ -292,6 +294,9 @@ class SqliteStsCache : public StsCache {
     Result<StsPolicy> parsed = ParseStsPolicy(entry.text);
     if (!parsed.ok()) return std::nullopt;
     entry.policy = std::move(parsed).value();
+    // The expires_at column is kept for people reading the file; the
+    // lifetime is the one of the text that is applied.
+    entry.expires_at = entry.fetched_at + entry.policy.max_age;
     return entry;
   }
 

@@ -344,6 +344,12 @@ Result<QueuedEnvelope> Queue::ReadEnvelope(const std::string& id) const {
   if (!text.ok()) return text.status();
   auto env = EnvelopeFromJson(text.value());
   if (!env.ok()) return Status::Error(dir_ + "/" + id + ".env: " + env.error());
+  // The file name is what the lock, the message file and every rewrite
+  // use; an envelope naming another ID would carry one message's state
+  // into another's envelope.
+  if (env->id != id)
+    return Status::Error(dir_ + "/" + id + ".env: names queue ID " + env->id + ", not " + id +
+                         "; not used (moved or copied from another message?)");
   return env;
 }
 
@@ -497,6 +503,14 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
   if (!raw.ok()) {
     rep.error = raw.error();
     say("cannot read the message: " + rep.error);
+    return rep;
+  }
+  if (raw->size() != env.size) {
+    // The message file is never rewritten: another size means it was cut
+    // short or changed on disk, and sending it would send another message.
+    rep.error = queue.dir() + "/" + id + ".msg is " + std::to_string(raw->size()) + " octets, its envelope records " +
+                std::to_string(env.size) + "; left in the queue";
+    say("cannot send the message: " + rep.error);
     return rep;
   }
   auto sender = ParseMailbox(env.sender, true);

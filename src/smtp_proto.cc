@@ -277,6 +277,9 @@ Result<std::optional<SmtpReply>> ReplyReader::Next() {
 EhloCapabilities ParseEhlo(const SmtpReply& reply) {
   EhloCapabilities caps;
   if (reply.code != 250) return caps;
+  bool size_seen = false;
+  bool size_conflict = false;  // SIZE lines that disagree: the limit is unreadable
+  std::optional<uint64_t> seen_size;
   for (size_t i = 1; i < reply.lines.size(); ++i) {
     std::string_view line = reply.lines[i];
     size_t sp = line.find(' ');
@@ -307,6 +310,10 @@ EhloCapabilities ParseEhlo(const SmtpReply& reply) {
         }
         caps.size = good ? std::optional<uint64_t>(v) : std::nullopt;
       }
+      if (size_seen && caps.size != seen_size) size_conflict = true;
+      if (size_conflict) caps.size = std::nullopt;
+      size_seen = true;
+      seen_size = caps.size;
     } else if (kw == "STARTTLS") {
       caps.starttls = true;
     } else if (kw == "PIPELINING") {

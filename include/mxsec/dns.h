@@ -15,9 +15,13 @@
 //                 bogus data from an unreachable zone.
 // Promise: a failure is never reported as "no data". A timeout, SERVFAIL,
 // REFUSED, malformed or mismatched reply is a failure with status bogus or
-// indeterminate, and the policy layer treats it as such.
+// indeterminate, and the policy layer treats it as such; so is a reply
+// over a limit (kMaxSectionRecords), which is refused whole, never cut
+// short. A reply's records are kept once, as parsed (DnsResponse): every
+// view of them is computed from that one list.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -73,24 +77,40 @@ struct DnsQuestion {
 
 enum class DnsRcode { kNoError, kNxDomain, kServFail, kRefused, kOther };
 
+// The most records a reply may carry in its answer section, and in its
+// authority section. Hostile servers can send thousands; mail routing and
+// validation never need this many. A reply over the limit is refused
+// whole (never read in part: the first N records of a section can say
+// something the whole section does not).
+inline constexpr size_t kMaxSectionRecords = 512;
+
 struct DnsResponse {
-  bool answered = false;  // false: timeout or network error (see error)
+  // false: timeout, network error, or a reply refused as unusable (over
+  // kMaxSectionRecords); `error` says which.
+  bool answered = false;
   DnsRcode rcode = DnsRcode::kOther;
   int rcode_value = 0;
   bool ad = false;
   bool tc = false;
-  std::vector<DnsRecord> answer;  // answer section, RRSIGs dropped
-  // For local validation (resolver mode ignores them): every IN record of
-  // the answer and of the authority section, RRSIGs included, as parsed
-  // from the wire (never null after ParseDnsReply; null in a response that
-  // was not parsed, which the validator reads as empty sections). Shared
-  // and immutable, so copying a response stays cheap.
+  // The answer and the authority section: every IN record as parsed from
+  // the wire, RRSIGs included, in wire order. These are the only copy of
+  // the reply's records: resolver mode reads them through AnswerRecords(),
+  // the local validator verifies RRsets taken from them and returns those
+  // RRsets. Never null after ParseDnsReply; null in a response that was
+  // not parsed (read as empty sections). Shared and immutable, so copying
+  // a response stays cheap.
   std::shared_ptr<const RrList> answer_rrs;
   std::shared_ptr<const RrList> authority_rrs;
   std::string ede;                // RFC 8914 extended error, "7 (Signature Expired)", or ""
-  std::string error;              // when !answered or malformed
+  std::string error;              // when !answered
   std::string server;             // which resolver answered
 };
+
+// The records of `list` in the form mail routing reads them, in order,
+// RRSIGs left out.
+std::vector<DnsRecord> DnsRecordsOf(const RrList& list);
+// DnsRecordsOf the answer section of `r` (empty when there is none).
+std::vector<DnsRecord> AnswerRecords(const DnsResponse& r);
 
 class DnsTransport {
  public:
@@ -111,8 +131,10 @@ std::unique_ptr<DnsTransport> NewLdnsTransport(const DnsTransportOptions& option
 
 // Parses a DNS reply in wire format for `question` (used by the transport
 // and by tests with hostile packets). Records not belonging to the answer
-// chain of the question are kept; Resolver filters them. At most 512
-// records are kept per section (answer, answer_rrs, authority_rrs).
+// chain of the question are kept; Resolver filters them. A reply whose
+// answer or authority section holds more than kMaxSectionRecords records
+// is refused: not answered, with an error naming the section, its count
+// and the limit (`mismatch` stays empty: it is the reply to the question).
 DnsResponse ParseDnsReply(const uint8_t* wire, size_t len, const DnsQuestion& question, uint16_t expected_id,
                           std::string* mismatch);
 

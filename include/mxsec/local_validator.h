@@ -20,6 +20,11 @@
 //     NXDOMAIN and NODATA need a signed NSEC/NSEC3 proof; an unsigned
 //     answer is insecure only when the walk proves an insecure delegation
 //     above it, and bogus otherwise;
+//   - the records an answer returns are the RRset whose status was
+//     established, taken from the one copy of the reply (DnsResponse),
+//     and a CNAME or DNAME hop is followed only through the one record of
+//     its verified RRset; a reply over a limit was refused by the
+//     transport and is indeterminate;
 //   - every hop of a CNAME chain is validated on its own; the answer gets
 //     the weakest status of its hops. A hop synthesized from a DNAME (an
 //     unsigned CNAME, or none) takes the status of the DNAME RRset, if the

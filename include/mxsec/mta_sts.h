@@ -111,7 +111,7 @@ struct CachedStsPolicy {
   std::string text;        // the policy body as fetched
   StsPolicy policy;        // parsed form of text
   int64_t fetched_at = 0;  // unix seconds
-  int64_t expires_at = 0;  // fetched_at + max_age
+  int64_t expires_at = 0;  // fetched_at + policy.max_age (the cache sets it so on Put and Lookup)
   // Proactive refresh (mta_sts_refresh.h) since the last successful fetch;
   // Put stores them as given (a fresh entry: all zero, empty).
   int refresh_failures = 0;     // failed refresh attempts in a row

@@ -27,8 +27,13 @@
 //     calling thread plus the threads a WorkerBudget lends it, at most
 //     QueueSettings::max_domains_per_attempt domains (those tried least
 //     recently first); the rest stay pending, and while some of them were
-//     never tried the message is due again at once (then the backoff). A thread that cannot be started is logged and the work goes
-//     on with the threads there are, never ends the process;
+//     never tried the message is due again at once (then the backoff).
+//     A thread that cannot be started is logged and the work goes on with
+//     the threads there are, never ends the process;
+//   - an envelope is used only under the ID it names, and its message
+//     file only when it is the size the envelope records (the file is
+//     never rewritten, so another size means it was cut short or changed
+//     on disk); otherwise the message stays queued, with the reason;
 //   - a message leaves the queue only when no recipient is pending:
 //     delivered, or bounced with the DSN committed to the queue first (a
 //     crash in between can repeat a DSN, never lose one). A DSN (null

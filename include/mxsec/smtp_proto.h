@@ -87,6 +87,8 @@ struct EhloCapabilities {
   std::vector<std::string> keywords;  // all keywords, uppercased
 };
 // Parses a 250 reply to EHLO (the first line is the greeting, not a keyword).
+// A SIZE limit announced twice with different values (or once unreadably)
+// reads as no announcement: no single limit can be taken from the reply.
 EhloCapabilities ParseEhlo(const SmtpReply& reply);
 
 // An envelope address: "" (the null sender, only where allowed) or

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "fakes.h"
 #include "mxsec/dns.h"
 
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 using namespace mxsec;
+using mxsec::testing::Section;
 
 namespace {
 
@@ -67,23 +69,23 @@ TEST_CASE("dns: reply parsing of MX, TLSA, TXT, CNAME records") {
   CHECK(mm.empty());
   CHECK(r.answered);
   CHECK(r.ad);
-  REQUIRE(r.answer.size() == 2);
-  CHECK(r.answer[0].exchange == "mx1.example.org");
-  CHECK(r.answer[0].preference == 10);
-  CHECK(r.answer[1].exchange == "");
+  REQUIRE(AnswerRecords(r).size() == 2);
+  CHECK(AnswerRecords(r)[0].exchange == "mx1.example.org");
+  CHECK(AnswerRecords(r)[0].preference == 10);
+  CHECK(AnswerRecords(r)[1].exchange == "");
 
   w = Reply(8, "_25._tcp.mx.example.", LDNS_RR_TYPE_TLSA,
             {"_25._tcp.mx.example. 300 IN TLSA 3 1 1 0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"});
   r = Parse(w, {"_25._tcp.mx.example", RrType::kTLSA}, 8, &mm);
-  REQUIRE(r.answer.size() == 1);
-  CHECK(r.answer[0].tlsa.usage == 3);
-  CHECK(r.answer[0].tlsa.data.size() == 32);
-  CHECK(r.answer[0].tlsa.data[0] == 1);
+  REQUIRE(AnswerRecords(r).size() == 1);
+  CHECK(AnswerRecords(r)[0].tlsa.usage == 3);
+  CHECK(AnswerRecords(r)[0].tlsa.data.size() == 32);
+  CHECK(AnswerRecords(r)[0].tlsa.data[0] == 1);
 
   w = Reply(9, "_mta-sts.example.", LDNS_RR_TYPE_TXT, {"_mta-sts.example. 300 IN TXT \"v=STSv1; \" \"id=abc\""});
   r = Parse(w, {"_mta-sts.example", RrType::kTXT}, 9, &mm);
-  REQUIRE(r.answer.size() == 1);
-  CHECK(r.answer[0].text == "v=STSv1; id=abc");
+  REQUIRE(AnswerRecords(r).size() == 1);
+  CHECK(AnswerRecords(r)[0].text == "v=STSv1; id=abc");
 }
 
 TEST_CASE("dns: replies that do not match the question are rejected") {
@@ -110,19 +112,10 @@ TEST_CASE("dns: classification in resolver mode") {
   r.answered = true;
   r.rcode = DnsRcode::kNoError;
   r.ad = true;
-  DnsRecord c;
-  c.owner = "www.example.org";
-  c.type = RrType::kCNAME;
-  c.text = "web.example.net";
-  DnsRecord a;
-  a.owner = "web.example.net";
-  a.type = RrType::kA;
-  a.text = "192.0.2.1";
-  DnsRecord stray;
-  stray.owner = "evil.example";
-  stray.type = RrType::kA;
-  stray.text = "198.51.100.1";
-  r.answer = {c, a, stray};
+  r.answer_rrs = Section(
+      "www.example.org. 300 IN CNAME web.example.net.\n"
+      "web.example.net. 300 IN A 192.0.2.1\n"
+      "evil.example. 300 IN A 198.51.100.1\n");
   DnsAnswer ans = ClassifyResponse(q, r, nullptr, true);
   CHECK(ans.outcome == DnsOutcome::kRecords);
   CHECK(ans.dnssec == DnssecStatus::kSecure);
@@ -135,7 +128,7 @@ TEST_CASE("dns: classification in resolver mode") {
   CHECK(ClassifyResponse(q, r, nullptr, true).dnssec == DnssecStatus::kInsecure);
 
   // NODATA / NXDOMAIN
-  r.answer.clear();
+  r.answer_rrs = Section("");
   r.ad = true;
   CHECK(ClassifyResponse(q, r, nullptr, true).outcome == DnsOutcome::kNoData);
   r.rcode = DnsRcode::kNxDomain;
@@ -166,18 +159,13 @@ TEST_CASE("dns: CNAME loops and overlong chains are failures") {
   DnsResponse r;
   r.answered = true;
   r.rcode = DnsRcode::kNoError;
-  auto cname = [](std::string from, std::string to) {
-    DnsRecord c;
-    c.owner = from;
-    c.type = RrType::kCNAME;
-    c.text = to;
-    return c;
-  };
-  r.answer = {cname("a.example", "b.example"), cname("b.example", "a.example")};
+  auto cname = [](std::string from, std::string to) { return from + ". 300 IN CNAME " + to + ".\n"; };
+  r.answer_rrs = Section(cname("a.example", "b.example") + cname("b.example", "a.example"));
   CHECK(ClassifyResponse(q, r, nullptr, true).failed());
-  r.answer.clear();
+  std::string chain;
   for (int i = 0; i < 12; ++i)
-    r.answer.push_back(cname(i ? "c" + std::to_string(i) + ".example" : "a.example", "c" + std::to_string(i + 1) + ".example"));
+    chain += cname(i ? "c" + std::to_string(i) + ".example" : "a.example", "c" + std::to_string(i + 1) + ".example");
+  r.answer_rrs = Section(chain);
   CHECK(ClassifyResponse(q, r, nullptr, true).failed());
 }
 
@@ -300,9 +288,9 @@ TEST_CASE("dns: transport ignores spoofed replies and matches concurrent answers
   for (int i = 0; i < 20; ++i) {
     CHECK(rs[i].answered);
     CHECK(rs[i].ad);
-    REQUIRE(rs[i].answer.size() == 1);
-    CHECK(rs[i].answer[0].owner == qs[i].name);
-    CHECK(rs[i].answer[0].text == "192.0.2.1");
+    REQUIRE(AnswerRecords(rs[i]).size() == 1);
+    CHECK(AnswerRecords(rs[i])[0].owner == qs[i].name);
+    CHECK(AnswerRecords(rs[i])[0].text == "192.0.2.1");
   }
 }
 
@@ -314,8 +302,42 @@ TEST_CASE("dns: truncated UDP replies are asked again over TCP") {
   auto t = NewLdnsTransport({{{"127.0.0.1", server.port()}}, 1000, 1});
   auto rs = t->QueryMany({{"big.example", RrType::kTXT}}, false);
   REQUIRE(rs[0].answered);
-  REQUIRE(rs[0].answer.size() == 1);
-  CHECK(rs[0].answer[0].text == "big");
+  REQUIRE(AnswerRecords(rs[0]).size() == 1);
+  CHECK(AnswerRecords(rs[0])[0].text == "big");
+}
+
+TEST_CASE("dns: an answer over the record limit is refused whole, in resolver mode too") {
+  // Sent over TCP after a truncated UDP reply, as an on-path attacker can.
+  ScriptedServer server([](uint16_t id, const std::string& name, ldns_rr_type type, bool tcp) {
+    if (!tcp) return std::vector<std::vector<uint8_t>>{Reply(id, name, type, {}, LDNS_RCODE_NOERROR, true, true)};
+    std::vector<std::string> many;
+    for (int i = 0; i < 600; ++i) many.push_back(name + " 300 IN A 192.0.2." + std::to_string(i % 250 + 1));
+    many.push_back(name + " 300 IN A 203.0.113.66");
+    return std::vector<std::vector<uint8_t>>{Reply(id, name, type, many, LDNS_RCODE_NOERROR, true)};
+  });
+  auto t = NewLdnsTransport({{{"127.0.0.1", server.port()}}, 1000, 1});
+  auto rs = t->QueryMany({{"many.example", RrType::kA}}, false);
+  REQUIRE(rs.size() == 1);
+  CHECK_FALSE(rs[0].answered);
+  CHECK_MESSAGE(rs[0].error.find("601 records") != std::string::npos, rs[0].error);
+  CHECK_MESSAGE(rs[0].error.find("512") != std::string::npos, rs[0].error);
+  DnsAnswer a = ClassifyResponse({"many.example", RrType::kA}, rs[0], nullptr, true);
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kIndeterminate);
+  CHECK(a.records.empty());
+  CHECK_MESSAGE(a.reason.find("512") != std::string::npos, a.reason);
+
+  // The limit is on the reply as sent, whatever the records are: at 512
+  // the whole answer is read.
+  std::vector<std::string> at_cap;
+  for (int i = 0; i < 512; ++i) at_cap.push_back("cap.example. 300 IN A 192.0.2." + std::to_string(i % 250 + 1));
+  auto w = Reply(9, "cap.example.", LDNS_RR_TYPE_A, at_cap);
+  std::string mm;
+  DnsResponse r = Parse(w, {"cap.example", RrType::kA}, 9, &mm);
+  CHECK(mm.empty());
+  CHECK(r.answered);
+  a = ClassifyResponse({"cap.example", RrType::kA}, r, nullptr, true);
+  CHECK(a.records.size() == 512);
 }
 
 TEST_CASE("dns: a silent server times out, a dead one fails fast, the next server is tried") {
@@ -413,13 +435,8 @@ TEST_CASE("dns: DNAME substitution and chains through DNAMEs") {
   CHECK(DnameSubstitute(l63 + "." + l63 + ".dn", "dn", l63 + "." + std::string(61, 'y')).ok());
   CHECK(DnameSubstitute(l63 + "." + l63 + ".dn", "dn", l63 + ".\\046" + std::string(60, 'y')).ok());
 
-  auto rec = [](RrType t, std::string owner, std::string text) {
-    DnsRecord r;
-    r.owner = std::move(owner);
-    r.type = t;
-    r.text = std::move(text);
-    r.ttl = 300;
-    return r;
+  auto rec = [](const std::string& type, const std::string& owner, const std::string& data) {
+    return owner + ". 300 IN " + type + " " + data + "\n";
   };
   DnsQuestion q{"mx.dn.example", RrType::kA};
   DnsResponse r;
@@ -427,32 +444,33 @@ TEST_CASE("dns: DNAME substitution and chains through DNAMEs") {
   r.rcode = DnsRcode::kNoError;
   r.ad = true;
   // DNAME plus its synthesized CNAME, as servers send them.
-  r.answer = {rec(RrType::kDNAME, "dn.example", "target.test"), rec(RrType::kCNAME, "mx.dn.example", "mx.target.test"),
-              rec(RrType::kA, "mx.target.test", "192.0.2.1")};
+  const std::string dname = rec("DNAME", "dn.example", "target.test.");
+  const std::string target_a = rec("A", "mx.target.test", "192.0.2.1");
+  r.answer_rrs = Section(dname + rec("CNAME", "mx.dn.example", "mx.target.test.") + target_a);
   DnsAnswer a = ClassifyResponse(q, r, nullptr, true);
   CHECK(a.outcome == DnsOutcome::kRecords);
   CHECK(a.chain == std::vector<std::string>{"mx.target.test"});
   CHECK(a.dnssec == DnssecStatus::kSecure);
   // Without the CNAME the DNAME is followed: never "no data" for a redirected name.
-  r.answer.erase(r.answer.begin() + 1);
+  r.answer_rrs = Section(dname + target_a);
   a = ClassifyResponse(q, r, nullptr, true);
   CHECK(a.outcome == DnsOutcome::kRecords);
   CHECK(a.final_name == "mx.target.test");
   REQUIRE(a.records.size() == 1);
   // Data at the name itself wins over a DNAME above it that has nothing to do with the chain.
-  r.answer.push_back(rec(RrType::kA, "mx.dn.example", "192.0.2.9"));
+  r.answer_rrs = Section(dname + target_a + rec("A", "mx.dn.example", "192.0.2.9"));
   a = ClassifyResponse(q, r, nullptr, true);
   CHECK(a.chain.empty());
   REQUIRE(a.records.size() == 1);
   CHECK(a.records[0].text == "192.0.2.9");
   // A DNAME into its own subtree never ends: the chain limit stops it.
-  r.answer = {rec(RrType::kDNAME, "dn.example", "x.dn.example")};
+  r.answer_rrs = Section(rec("DNAME", "dn.example", "x.dn.example."));
   a = ClassifyResponse(q, r, nullptr, true);
   CHECK(a.failed());
   CHECK(a.reason.find("longer than") != std::string::npos);
   // A substitution that would exceed 255 octets is a failure, not "no data".
   DnsQuestion longq{l63 + "." + l63 + ".dn.example", RrType::kA};
-  r.answer = {rec(RrType::kDNAME, "dn.example", l63 + "." + l63 + ".test")};
+  r.answer_rrs = Section(rec("DNAME", "dn.example", l63 + "." + l63 + ".test."));
   a = ClassifyResponse(longq, r, nullptr, true);
   CHECK(a.failed());
   CHECK(a.reason.find("longer than 255 octets") != std::string::npos);

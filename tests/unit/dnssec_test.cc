@@ -707,8 +707,8 @@ TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and the
   auto wire = WireReply(42, "mx.example.test", LDNS_RR_TYPE_A, answer, RrList());
   DnsResponse r = ParseDnsReply(wire.data(), wire.size(), {"mx.example.test", RrType::kA}, 42, &mismatch);
   REQUIRE(mismatch.empty());
-  REQUIRE(r.answer.size() == 2);
-  for (const auto& rec : r.answer) CHECK(rec.type == RrType::kA);
+  REQUIRE(AnswerRecords(r).size() == 2);
+  for (const auto& rec : AnswerRecords(r)) CHECK(rec.type == RrType::kA);
   CHECK(r.answer_rrs->size() == 3);
   CHECK(r.authority_rrs->empty());
   RrList back = FromSection(r.answer_rrs);
@@ -740,7 +740,7 @@ TEST_CASE("dnssec: the transport keeps RRSIGs and the authority section, and the
   wire = WireReply(45, "mx.example.test", LDNS_RR_TYPE_TLSA, RrList(), auth);
   r = ParseDnsReply(wire.data(), wire.size(), {"mx.example.test", RrType::kTLSA}, 45, &mismatch);
   REQUIRE(mismatch.empty());
-  CHECK(r.answer.empty());
+  CHECK(AnswerRecords(r).empty());
   CHECK(r.answer_rrs->empty());
   CHECK(r.authority_rrs->size() == auth.size());
   back = FromSection(r.authority_rrs);
@@ -1072,6 +1072,77 @@ TEST_CASE("local validator: DS mismatch, unreachable keys, names outside the anc
     CHECK(a.dnssec == DnssecStatus::kInsecure);
     CHECK(a.outcome == DnsOutcome::kRecords);
   }
+}
+
+TEST_CASE("local validator: the records returned are the records verified; an answer over a cap is refused") {
+  TestTree tree;
+  auto res = tree.Validator(Ds(tree.ksk_t));
+  RrList genuine = tree.Signed(Records("mx.sec.test. 300 IN A 192.0.2.1\n"), tree.zsk_s);
+  RrList forged = Records("mx.sec.test. 300 IN A 203.0.113.66\n");
+  // Padding: one genuine signature of another owner, repeated.
+  RrList pad_sig = Sign(Records("pad.sec.test. 300 IN A 192.0.2.9\n"), {&tree.zsk_s});
+  auto reply = [&](size_t pads) {
+    RrList answer = genuine.Clone();
+    for (size_t i = 0; i < pads; ++i) answer.Append(pad_sig);
+    answer.Append(forged);
+    return answer;
+  };
+  auto never_forged_as_secure = [](const DnsAnswer& a) {
+    const std::string status = std::string(DnssecStatusName(a.dnssec)) + ": " + a.reason;
+    for (const DnsRecord& r : a.records) CHECK_MESSAGE(r.text != "203.0.113.66", status);
+    if (a.dnssec == DnssecStatus::kSecure) CHECK(a.records.size() == 1);
+  };
+
+  // The genuine signed A, 511 signatures at another owner, then a forged
+  // A: 514 records, over the limit of 512 per section. Refused whole, not
+  // cut short into an answer the signatures seem to cover.
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, reply(511), RrList());
+  DnsAnswer a = res->Lookup({"mx.sec.test", RrType::kA});
+  never_forged_as_secure(a);
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kIndeterminate);
+  CHECK(a.records.empty());
+  CHECK_MESSAGE(Contains(a.reason, "514 records"), a.reason);
+  CHECK_MESSAGE(Contains(a.reason, "512"), a.reason);
+
+  // Under the cap the same forgery is in the RRset that is verified, and
+  // its signature does not cover it: bogus.
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, reply(100), RrList());
+  a = res->Lookup({"mx.sec.test", RrType::kA});
+  never_forged_as_secure(a);
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+
+  // Exactly at the cap the answer is read whole and validates.
+  RrList at_cap = genuine.Clone();
+  for (size_t i = 0; i < 510; ++i) at_cap.Append(pad_sig);
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_A, at_cap, RrList());
+  a = res->Lookup({"mx.sec.test", RrType::kA});
+  CHECK_MESSAGE(a.dnssec == DnssecStatus::kSecure, a.reason);
+  REQUIRE(a.records.size() == 1);
+  CHECK(a.records[0].text == "192.0.2.1");
+
+  // The authority section has the same limit: a denial beyond it is
+  // refused, not judged on the first 512 records.
+  RrList auth;
+  for (size_t i = 0; i < 511; ++i) auth.Append(pad_sig);
+  auth.Append(tree.SignedNsec(tree.nsec_s.Select(0, "mx.sec.test"), tree.soa_s, tree.zsk_s));
+  tree.t.Set("mx.sec.test", LDNS_RR_TYPE_TLSA, RrList(), auth);
+  a = res->Lookup({"mx.sec.test", RrType::kTLSA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kIndeterminate);
+  CHECK_MESSAGE(Contains(a.reason, "authority section"), a.reason);
+  CHECK_MESSAGE(Contains(a.reason, "512"), a.reason);
+
+  // A chain is followed only through the record that was verified: a
+  // signed CNAME RRset of two records (one name, two targets) cannot say
+  // which one the chain went through.
+  RrList two = Records("alias.sec.test. 300 IN CNAME mx.sec.test.\nalias.sec.test. 300 IN CNAME other.sec.test.\n");
+  tree.t.Set("alias.sec.test", LDNS_RR_TYPE_A, Join(tree.Signed(two, tree.zsk_s), genuine), RrList());
+  a = res->Lookup({"alias.sec.test", RrType::kA});
+  CHECK(a.failed());
+  CHECK(a.dnssec == DnssecStatus::kBogus);
+  CHECK_MESSAGE(Contains(a.reason, "2 CNAME records"), a.reason);
 }
 
 TEST_CASE("local validator: cached facts expire with their TTL") {

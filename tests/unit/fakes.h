@@ -3,12 +3,16 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <doctest/doctest.h>
+
 #include "mxsec/dns.h"
+#include "mxsec/dnssec.h"
 #include "mxsec/mta_sts.h"
 
 namespace mxsec::testing {
@@ -49,6 +53,15 @@ inline DnsRecord TlsaRec(const std::string& owner, uint8_t u, uint8_t s, uint8_t
   r.tlsa.matching = m;
   r.tlsa.data.assign(len, 0xab);
   return r;
+}
+
+// A section of a DnsResponse (answer_rrs, authority_rrs) from records in
+// zone-file form, one per line, names absolute: the one list of records a
+// parsed reply carries.
+inline std::shared_ptr<const RrList> Section(const std::string& zone_text) {
+  auto parsed = RrList::FromText(zone_text, "test section");
+  REQUIRE_MESSAGE(parsed.ok(), parsed.error());
+  return std::make_shared<const RrList>(std::move(parsed.value()));
 }
 
 // Answers from a table keyed by (name, type). Unknown questions get

@@ -503,6 +503,11 @@ void CacheRoundTrip(StsCache& cache) {
   REQUIRE(cache.Put(lying).ok());
   REQUIRE(cache.Get("other.example").has_value());
   CHECK(cache.Get("other.example")->policy.mode == StsMode::kEnforce);
+  // So is the expiry: fetched_at + the text's max_age, whatever the caller says.
+  CachedStsPolicy forever = Entry("long.example", "id5", kGood, 100);
+  forever.expires_at = 100 + 10 * kStsMaxAge;
+  REQUIRE(cache.Put(forever).ok());
+  CHECK(cache.Get("long.example")->expires_at == 100 + 86400);
 
   // A text that does not parse is refused, and nothing is stored.
   Status bad = cache.Put(Entry("bad.example", "id4", "not a policy", 10));
@@ -574,6 +579,20 @@ TEST_CASE("mta_sts: sqlite cache treats unreadable rows as absent") {
   CHECK_FALSE(cache.value()->Get("corrupt.example").has_value());
   CHECK_FALSE(cache.value()->Get("null.example").has_value());
   CHECK(cache.value()->Get("fine.example").has_value());
+
+  // The expires_at column is not a second opinion on the policy's
+  // lifetime: the expiry is read from the text that is applied.
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  CHECK(sqlite3_exec(db,
+                     "UPDATE sts_policy SET expires_at = 99999999999 WHERE domain = 'fine.example';"
+                     "UPDATE sts_policy SET text = 'version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 5\n' "
+                     "WHERE domain = 'null.example';",
+                     nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK(cache.value()->Get("fine.example")->expires_at == 1 + 86400);
+  REQUIRE(cache.value()->Get("null.example").has_value());
+  CHECK(cache.value()->Get("null.example")->expires_at == 1 + 5);
   // A good policy written over the bad row makes it readable again.
   REQUIRE(cache.value()->Put(Entry("corrupt.example", "c2", kGood, 2)).ok());
   CHECK(cache.value()->Get("corrupt.example")->id == "c2");

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -609,4 +610,53 @@ TEST_CASE("queue: a delayed report once after queue_delay_warning, when asked, n
   CHECK(run(failure_only.value(), s).dsn_ids.empty());
   CHECK(run(null_id.value(), s).dsn_ids.empty());
   CHECK(QueuedDsns(q.value(), "").size() == 1);
+}
+
+TEST_CASE("queue: an envelope is read only under its own ID, with its own message file") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = Queue::Open(t.path, true);
+  REQUIRE(q.ok());
+  auto a = q->Submit(kMsg, Env("a@client.test", {"defer@two.test"}), &clock, nullptr);
+  auto b = q->Submit("Subject: b\n\nb\n", Env("b@client.test", {"ok@one.test"}), &clock, nullptr);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  // A's envelope file names B (copied over, restored from a backup...):
+  // delivering A with it would write A's state into B's envelope and lose
+  // B's recipient. It is refused, and both stay queued as they were.
+  QueuedEnvelope wrong = q->ReadEnvelope(a.value()).value();
+  wrong.id = b.value();
+  {
+    FILE* f = fopen((t.path + "/" + a.value() + ".env").c_str(), "w");
+    REQUIRE(f != nullptr);
+    const std::string json = EnvelopeToJson(wrong);
+    fwrite(json.data(), 1, json.size(), f);
+    fclose(f);
+  }
+  auto read = q->ReadEnvelope(a.value());
+  REQUIRE_FALSE(read.ok());
+  CHECK_MESSAGE(read.error().find("names queue ID " + b.value()) != std::string::npos, read.error());
+  FakeDeliverer fake;
+  ProcessReport r = ProcessQueuedMessage(q.value(), a.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
+                                         nullptr);
+  CHECK(fake.calls == 0);
+  CHECK_FALSE(r.error.empty());
+  auto benv = q->ReadEnvelope(b.value());
+  REQUIRE(benv.ok());
+  REQUIRE(benv->recipients.size() == 1);
+  CHECK(benv->recipients[0].address == "ok@one.test");
+
+  // A message file that is not the size its envelope records (cut short
+  // on disk) is not sent as if it were the message: it stays queued.
+  {
+    FILE* f = fopen((t.path + "/" + b.value() + ".msg").c_str(), "w");
+    REQUIRE(f != nullptr);
+    fputs("Subject: b\n", f);
+    fclose(f);
+  }
+  r = ProcessQueuedMessage(q.value(), b.value(), QueueLock(), true, fake.Fn(), &clock, Settings(), nullptr);
+  CHECK(fake.calls == 0);
+  CHECK_FALSE(r.removed);
+  CHECK_MESSAGE(r.error.find("11 octets") != std::string::npos, r.error);
+  CHECK(q->ReadEnvelope(b.value())->recipients[0].state == "pending");
 }

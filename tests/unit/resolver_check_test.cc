@@ -17,21 +17,19 @@ using namespace mxsec::testing;
 
 namespace {
 
-DnsResponse Reply(DnsRcode rcode, bool ad, std::vector<DnsRecord> answer = {}) {
+// `answer`: the answer section in zone-file form.
+DnsResponse Reply(DnsRcode rcode, bool ad, const std::string& answer = "") {
   DnsResponse r;
   r.answered = true;
   r.rcode = rcode;
   r.ad = ad;
-  r.answer = std::move(answer);
+  r.answer_rrs = Section(answer);
   r.server = "127.0.0.1:53";
   return r;
 }
 
-DnsRecord Soa(const std::string& owner) {
-  DnsRecord r;
-  r.owner = owner;
-  r.type = RrType::kSOA;
-  return r;
+std::string Soa(const std::string& owner) {
+  return (owner.empty() ? "." : owner + ".") + " 300 IN SOA ns.test. h.test. 1 7200 3600 1209600 300\n";
 }
 
 DnsResponse Timeout() {
@@ -65,17 +63,17 @@ class FakeTransport : public DnsTransport {
     if (q.name == "probe.bogus.example") {
       ++probe_asked;
       if (validating && !cd) return Reply(DnsRcode::kServFail, false);
-      return Reply(DnsRcode::kNoError, false, {ARec(q.name, "192.0.2.66")});
+      return Reply(DnsRcode::kNoError, false, q.name + ". 300 IN A 192.0.2.66\n");
     }
-    if (q.name == "" && q.type == RrType::kSOA) return Reply(DnsRcode::kNoError, ad, {Soa("")});
+    if (q.name == "" && q.type == RrType::kSOA) return Reply(DnsRcode::kNoError, ad, Soa(""));
     if (q.name == "example.org" && q.type == RrType::kSOA)
-      return Reply(DnsRcode::kNoError, ad, {Soa("example.org")});
+      return Reply(DnsRcode::kNoError, ad, Soa("example.org"));
     if (q.name == "example.org" && q.type == RrType::kMX)
-      return Reply(DnsRcode::kNoError, ad, {MxRec("example.org", 10, "mx1.example.org")});
+      return Reply(DnsRcode::kNoError, ad, "example.org. 300 IN MX 10 mx1.example.org.\n");
     if (q.name == "mx1.example.org" && q.type == RrType::kA)
-      return Reply(DnsRcode::kNoError, ad, {ARec("mx1.example.org", "192.0.2.1")});
+      return Reply(DnsRcode::kNoError, ad, "mx1.example.org. 300 IN A 192.0.2.1\n");
     if (q.name == "_25._tcp.mx1.example.org" && q.type == RrType::kTLSA)
-      return Reply(DnsRcode::kNoError, ad, {TlsaRec("_25._tcp.mx1.example.org", 3, 1, 1)});
+      return Reply(DnsRcode::kNoError, ad, "_25._tcp.mx1.example.org. 300 IN TLSA 3 1 1 " + std::string(64, 'a') + "\n");
     if (q.name == "mx1.example.org" || q.name == "example.org") return Reply(DnsRcode::kNoError, ad);  // NODATA
     return Reply(DnsRcode::kNxDomain, ad);
   }
@@ -110,9 +108,9 @@ bool Contains(const std::string& s, const std::string& part) { return s.find(par
 TEST_CASE("resolver check: evaluation of the two answers") {
   DnsResponse servfail = Reply(DnsRcode::kServFail, false);
   servfail.ede = "7 Signature Expired";
-  DnsResponse data = Reply(DnsRcode::kNoError, false, {ARec("probe.test", "192.0.2.1")});
-  DnsResponse secure = Reply(DnsRcode::kNoError, true, {Soa("test")});
-  DnsResponse plain = Reply(DnsRcode::kNoError, false, {Soa("test")});
+  DnsResponse data = Reply(DnsRcode::kNoError, false, "probe.test. 300 IN A 192.0.2.1\n");
+  DnsResponse secure = Reply(DnsRcode::kNoError, true, Soa("test"));
+  DnsResponse plain = Reply(DnsRcode::kNoError, false, Soa("test"));
   DnsResponse refused = Reply(DnsRcode::kRefused, false);
   DnsResponse timeout = Timeout();
 

@@ -396,6 +396,15 @@ TEST_CASE("smtp_proto: EHLO capabilities") {
   CHECK_FALSE(c.size.has_value());
   c = ParseEhlo(One("250-mx\r\n250 SIZE -1\r\n"));
   CHECK_FALSE(c.size.has_value());
+  // Two different limits in one reply: no limit can be read from it, so
+  // none is used (whichever line came last would otherwise win).
+  c = ParseEhlo(One("250-mx\r\n250-SIZE 1000\r\n250 SIZE 50000000\r\n"));
+  CHECK_FALSE(c.size.has_value());
+  c = ParseEhlo(One("250-mx\r\n250-SIZE 1000\r\n250-SIZE abc\r\n250 SIZE 1000\r\n"));
+  CHECK_FALSE(c.size.has_value());
+  c = ParseEhlo(One("250-mx\r\n250-SIZE 1000\r\n250 size 1000\r\n"));  // the same limit twice
+  REQUIRE(c.size.has_value());
+  CHECK(*c.size == 1000);
 
   // Not a 250: nothing is offered.
   c = ParseEhlo(One("502-mx\r\n502 STARTTLS\r\n"));
