@@ -48,6 +48,10 @@ run_unit() {  # run_unit NAME BINARY
   count "$1" "$p" "$f"
 }
 
+# The tree's structural rules: layers, self-contained headers, no citation
+# of documents outside the repository.
+if tools/check-layers.sh; then count layers 1 0; else count layers 0 1; fi
+
 if build build -Dwerror=true; then
   run_unit unit build/unit_tests
 else

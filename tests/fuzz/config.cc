@@ -2,7 +2,7 @@
 // (ParseConfigText, config.h) and resolv.conf reading (ParseResolvConf).
 //
 // Oracle: no crash or sanitizer report; an accepted configuration keeps
-// every value within the range src/config.cc documents for its key (port
+// every value within the range src/base/config.cc documents for its key (port
 // 1..65535, DNS timeout 1..60 s and 1..10 tries, other timeouts 1..86400 s,
 // queue durations within their bounds, a non-negative size limit), and
 // every resolver address has a port other than 0.
@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "mxsec/config.h"
+#include "mxsec/base/config.h"
 
 namespace {
 void InRange(int64_t v, int64_t lo, int64_t hi) {

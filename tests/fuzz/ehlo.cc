@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "mxsec/smtp_proto.h"
+#include "mxsec/smtp/smtp_proto.h"
 
 namespace {
 bool Listed(const mxsec::EhloCapabilities& caps, const std::string& k) {

@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "mxsec/local_policy.h"
+#include "mxsec/policy/local_policy.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);

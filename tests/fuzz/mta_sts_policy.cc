@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "mxsec/mta_sts.h"
+#include "mxsec/policy/mta_sts.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view body(reinterpret_cast<const char*>(data), size);

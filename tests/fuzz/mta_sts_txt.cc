@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "mxsec/mta_sts.h"
+#include "mxsec/policy/mta_sts.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::string> records(1);

@@ -12,7 +12,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "mxsec/smtp_proto.h"
+#include "mxsec/smtp/smtp_proto.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

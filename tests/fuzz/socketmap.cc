@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "mxsec/socketmap.h"
+#include "mxsec/serve/socketmap.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

@@ -18,8 +18,8 @@
 #include <string>
 #include <string_view>
 
-#include "mxsec/smtp_proto.h"
-#include "mxsec/submission.h"
+#include "mxsec/smtp/smtp_proto.h"
+#include "mxsec/queue/submission.h"
 
 namespace {
 

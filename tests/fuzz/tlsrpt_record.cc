@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mxsec/tlsrpt.h"
+#include "mxsec/report/tlsrpt.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

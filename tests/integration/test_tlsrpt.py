@@ -46,7 +46,7 @@ SENDER = "sender@client.test"
 HTTPS_ADDR = "127.0.54.2"   # testbed.sh TLSRPT_HTTPS_ADDR (tlsrpt.sts.test)
 HANG_ADDRS = ["127.0.54.%d" % i for i in (3, 4, 5)]        # testbed.sh TLSRPT_HANG_ADDRS
 MANY_ADDRS = ["127.0.54.%d" % i for i in range(10, 30)]    # testbed.sh TLSRPT_MANY_ADDRS
-MAX_ADDRESSES = 8           # kHttpsMaxAddresses (include/mxsec/https_client.h)
+MAX_ADDRESSES = 8           # kHttpsMaxAddresses (include/mxsec/policy/https_client.h)
 EX_OK, EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 75, 78
 
 POSTS = []          # (path, headers, body) of every report POSTed to the HTTPS receiver

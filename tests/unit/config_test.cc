@@ -5,7 +5,7 @@
 #include <fstream>
 #include <unistd.h>
 
-#include "mxsec/config.h"
+#include "mxsec/base/config.h"
 
 using namespace mxsec;
 

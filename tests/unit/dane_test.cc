@@ -1,7 +1,7 @@
 // dane_test.cc - TLSA usability rules (RFC 7672 §3).
 #include <doctest/doctest.h>
 
-#include "mxsec/dane.h"
+#include "mxsec/dns/dane.h"
 
 using namespace mxsec;
 

@@ -4,7 +4,7 @@
 
 #include <map>
 
-#include "mxsec/delivery.h"
+#include "mxsec/smtp/delivery.h"
 
 using namespace mxsec;
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "fakes.h"
-#include "mxsec/dns.h"
+#include "mxsec/dns/dns.h"
 
 #include <arpa/inet.h>
 #include <ldns/ldns.h>

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "mxsec/dns.h"
-#include "mxsec/dnssec.h"
-#include "mxsec/local_validator.h"
+#include "mxsec/dns/dns.h"
+#include "mxsec/dns/dnssec.h"
+#include "mxsec/dns/local_validator.h"
 
 #include <ldns/ldns.h>
 

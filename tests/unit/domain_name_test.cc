@@ -1,7 +1,7 @@
 // domain_name_test.cc - host name syntax and normal form.
 #include <doctest/doctest.h>
 
-#include "mxsec/domain_name.h"
+#include "mxsec/base/domain_name.h"
 
 using namespace mxsec;
 

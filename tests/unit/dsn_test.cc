@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "temp_queue_dir.h"
-#include "mxsec/clock.h"
-#include "mxsec/dsn.h"
-#include "mxsec/queue.h"
-#include "mxsec/smtp_proto.h"
+#include "mxsec/base/clock.h"
+#include "mxsec/queue/dsn.h"
+#include "mxsec/queue/queue.h"
+#include "mxsec/smtp/smtp_proto.h"
 
 using namespace mxsec;
 

@@ -11,9 +11,9 @@
 
 #include <doctest/doctest.h>
 
-#include "mxsec/dns.h"
-#include "mxsec/dnssec.h"
-#include "mxsec/mta_sts.h"
+#include "mxsec/dns/dns.h"
+#include "mxsec/dns/dnssec.h"
+#include "mxsec/policy/mta_sts.h"
 
 namespace mxsec::testing {
 

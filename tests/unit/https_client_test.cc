@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "mxsec/https_client.h"
-#include "mxsec/mta_sts.h"
+#include "mxsec/policy/https_client.h"
+#include "mxsec/policy/mta_sts.h"
 
 using namespace mxsec;
 

@@ -12,9 +12,9 @@
 #endif
 
 #include "fakes.h"
-#include "mxsec/local_policy.h"
-#include "mxsec/policy.h"
-#include "mxsec/socketmap.h"
+#include "mxsec/policy/local_policy.h"
+#include "mxsec/policy/policy.h"
+#include "mxsec/serve/socketmap.h"
 
 using namespace mxsec;
 using namespace mxsec::testing;

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "fakes.h"
-#include "mxsec/mta_sts_refresh.h"
-#include "mxsec/policy.h"
+#include "mxsec/policy/mta_sts_refresh.h"
+#include "mxsec/policy/policy.h"
 
 using namespace mxsec;
 using namespace mxsec::testing;

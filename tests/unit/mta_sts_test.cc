@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "mxsec/mta_sts.h"
+#include "mxsec/policy/mta_sts.h"
 
 using namespace mxsec;
 

@@ -1,10 +1,10 @@
-// policy_test.cc - the decision table of DESIGN.md, with a fake resolver,
+// policy_test.cc - the decision table (man/mxsec.8, POLICY), with a fake resolver,
 // a fake MTA-STS server and a fake clock.
 #include <doctest/doctest.h>
 
 #include "fakes.h"
-#include "mxsec/clock.h"
-#include "mxsec/policy.h"
+#include "mxsec/base/clock.h"
+#include "mxsec/policy/policy.h"
 
 using namespace mxsec;
 using namespace mxsec::testing;
@@ -429,7 +429,7 @@ TEST_CASE("policy: ResolveMany answers in order, concurrently") {
   }
 }
 
-TEST_CASE("policy: JSON line has the DESIGN.md fields") {
+TEST_CASE("policy: JSON line has the documented fields") {
   Bed b;
   b.OneMx(S, S);
   b.dns.Records("_25._tcp.mx1.example.org", RrType::kTLSA, S, {TlsaRec("_25._tcp.mx1.example.org", 3, 1, 1)});
@@ -442,7 +442,7 @@ TEST_CASE("policy: JSON line has the DESIGN.md fields") {
   CHECK(j.find('\n') == std::string::npos);
 }
 
-TEST_CASE("policy: every lookup is listed with its status and mode (issue 6 provenance)") {
+TEST_CASE("policy: every lookup is listed with its status and mode (provenance)") {
   Bed b;
   b.OneMx(S, S);
   b.dns.Records("_25._tcp.mx1.example.org", RrType::kTLSA, S, {TlsaRec("_25._tcp.mx1.example.org", 3, 1, 1)});

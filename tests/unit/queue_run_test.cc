@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "temp_queue_dir.h"
-#include "mxsec/config.h"
-#include "mxsec/queue.h"
+#include "mxsec/base/config.h"
+#include "mxsec/queue/queue.h"
 
 using namespace mxsec;
 

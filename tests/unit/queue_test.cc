@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "temp_queue_dir.h"
-#include "mxsec/config.h"
-#include "mxsec/dsn.h"
-#include "mxsec/queue.h"
+#include "mxsec/base/config.h"
+#include "mxsec/queue/dsn.h"
+#include "mxsec/queue/queue.h"
 
 using namespace mxsec;
 

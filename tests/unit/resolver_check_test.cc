@@ -8,9 +8,9 @@
 #include <mutex>
 
 #include "fakes.h"
-#include "mxsec/clock.h"
-#include "mxsec/config.h"
-#include "mxsec/policy.h"
+#include "mxsec/base/clock.h"
+#include "mxsec/base/config.h"
+#include "mxsec/policy/policy.h"
 
 using namespace mxsec;
 using namespace mxsec::testing;

@@ -5,7 +5,7 @@
 #include <random>
 #include <string>
 
-#include "mxsec/smtp_proto.h"
+#include "mxsec/smtp/smtp_proto.h"
 
 using namespace mxsec;
 

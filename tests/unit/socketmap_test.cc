@@ -2,7 +2,7 @@
 // Postfix TLS policies.
 #include <doctest/doctest.h>
 
-#include "mxsec/socketmap.h"
+#include "mxsec/serve/socketmap.h"
 
 using namespace mxsec;
 

@@ -1,7 +1,7 @@
 // status_test.cc - Status carries a code that callers test instead of text.
 #include <doctest/doctest.h>
 
-#include "mxsec/status.h"
+#include "mxsec/base/status.h"
 
 using namespace mxsec;
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "mxsec/submission.h"
+#include "mxsec/queue/submission.h"
 
 using namespace std::string_literals;
 

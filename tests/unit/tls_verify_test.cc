@@ -17,7 +17,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "mxsec/tls_verify.h"
+#include "mxsec/smtp/tls_verify.h"
 
 #ifndef MXSEC_TEST_DATA_DIR
 #error "MXSEC_TEST_DATA_DIR must be the absolute path of tests/unit/data"

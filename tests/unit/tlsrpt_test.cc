@@ -11,8 +11,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "mxsec/delivery.h"
-#include "mxsec/tlsrpt.h"
+#include "mxsec/smtp/delivery.h"
+#include "mxsec/report/tlsrpt.h"
 
 using namespace mxsec;
 

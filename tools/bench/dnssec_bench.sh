@@ -1,6 +1,6 @@
 #!/bin/bash
 # dnssec_bench.sh - cost of `dnssec_validation = local` against resolver
-# mode (issue 6): `mxsec policy` over the test bed's N bulk DANE domains
+# mode: `mxsec policy` over the test bed's N bulk DANE domains
 # (bK.dane.test) and its DNSSEC variant domains, in both modes, cold and
 # warm. Prints wall time, DNS queries received by the test bed's unbound
 # per domain, and the local/resolver time ratio.

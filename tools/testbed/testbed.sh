@@ -186,7 +186,7 @@
 #                                                                              the MX of ee.dane.test, but the DNAME hop is
 #                                                                              insecure, so is the MX answer (no TLSA lookup)
 # nosuch.test           fail 5.1.2               (none)                        secure NXDOMAIN, dnssec secure
-# --- DNSSEC variants (issue 6): signed zones under test. with DS unless said -------------------------------
+# --- DNSSEC variants: signed zones under test. with DS unless said -------------------------------
 # nsec3.test            must-tls (dane)          10 mx.nsec3.test = dane       zone signed with NSEC3 (SHA-1, 0 iterations)
 # unsigned.nsec3.test   opportunistic (none)     10 mx.unsigned.nsec3.test     insecure delegation (NS, no DS) proven by
 #                                                   = may                      NSEC3; its TLSA 3 1 1 must be ignored
@@ -334,7 +334,7 @@ ZONE_TTL=300
 # sts.test domains that get MX + TXT + mta-sts A records and a policy directory
 STS_DOMAINS=(enforce testing none wildcard redirect ctype big chunked syntax notfound cached idchange badtxt hugeage notxt
              strip wrongname expired tstrip)
-# zones signed with one algorithm each (issue 6), label under test. -> ldns-keygen algorithm (KSK + ZSK)
+# zones signed with one algorithm each, label under test. -> ldns-keygen algorithm (KSK + ZSK)
 ALG_ZONES=(rsasha256 rsasha512 ecdsap384 ed25519 ed448 rsamd5 dsa)
 declare -A ALG_OF=([rsasha256]=RSASHA256 [rsasha512]=RSASHA512 [ecdsap384]=ECDSAP384SHA384 [ed25519]=ED25519
                    [ed448]=ED448 [rsamd5]=RSAMD5 [dsa]=DSA)
@@ -785,7 +785,7 @@ EOF
         done
     } > "$z/sts.test.zone"
 
-    # DNSSEC variants (issue 6): nsec3.test signed with NSEC3, optout.test with NSEC3 opt-out, each with an
+    # DNSSEC variants: nsec3.test signed with NSEC3, optout.test with NSEC3 opt-out, each with an
     # unsigned child zone (insecure delegation: NS, no DS); dsbad.test signed, its DS in test. does not match.
     {
         echo "\$ORIGIN nsec3.test."

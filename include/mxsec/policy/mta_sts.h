@@ -1,0 +1,166 @@
+// mta_sts.h - MTA-STS (RFC 8461): the _mta-sts TXT record, the policy file,
+// MX pattern matching, the HTTPS fetch and the persistent policy cache.
+//
+// Everything a remote party sends here (TXT strings, HTTP bodies, headers)
+// is hostile input: parsers are strict, bounded, and return an error naming
+// what was wrong instead of guessing. Orchestration (when to fetch, when a
+// cached policy still applies) lives in policy.cc; this module provides the
+// pieces and promises:
+//   - ParseStsTxt / ParseStsPolicy never crash and never accept a record or
+//     policy the RFC grammar rejects (documented strictness: duplicate
+//     version/mode/max_age keys, max_age > 31557600, control bytes are errors);
+//   - StsMxMatches compares exactly as RFC 8461 §4.1 says (a wildcard covers
+//     one left-most label, never more, never zero);
+//   - the fetcher (a GET through the hardened client of https_client.h)
+//     never follows a redirect, accepts only HTTP 200 with media type
+//     text/plain, caps the body at kStsMaxPolicyBytes, verifies the
+//     certificate for mta-sts.<domain>, connects only to the addresses it
+//     was given (at most kHttpsMaxAddresses of them) and ends within
+//     total_timeout_ms;
+//   - the cache is safe to share between processes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mxsec/base/status.h"
+
+namespace mxsec {
+
+inline constexpr int64_t kStsMaxAge = 31557600;       // RFC 8461 §3.2
+inline constexpr size_t kStsMaxPolicyBytes = 65536;   // 64 KiB
+
+// --- TXT record (RFC 8461 §3.1) ---
+struct StsTxt {
+  std::string id;  // 1-32 of [A-Za-z0-9]
+};
+
+// `records` holds one element per TXT RR, the RR's character-strings already
+// concatenated. RRs that do not start with "v=STSv1" are ignored; exactly one
+// must remain and parse, else an error ("no v=STSv1 TXT record", "2 v=STSv1
+// TXT records", "TXT record: id missing", ...).
+Result<StsTxt> ParseStsTxt(const std::vector<std::string>& records);
+
+// --- Policy file (RFC 8461 §3.2) ---
+enum class StsMode { kEnforce, kTesting, kNone };
+const char* StsModeName(StsMode mode);  // "enforce", "testing", "none"
+
+struct StsPolicy {
+  StsMode mode = StsMode::kNone;
+  int64_t max_age = 0;                  // seconds, 0..kStsMaxAge
+  std::vector<std::string> mx;          // patterns as written, lowercased
+};
+
+// Parses a policy body. Accepts CRLF or LF line endings (the last line's
+// terminator optional); rejects: missing/duplicate version, mode or max_age,
+// unknown mode, non-numeric/negative/too large max_age, mx missing when mode
+// is enforce or testing, invalid mx pattern, NUL or other control bytes, a
+// UTF-8 BOM, lines longer than 1000 octets, bodies over kStsMaxPolicyBytes.
+// Unknown keys that follow the extension grammar are ignored.
+// Errors name the line: "policy line 4: duplicate key \"mode\"".
+Result<StsPolicy> ParseStsPolicy(std::string_view body);
+
+// RFC 8461 §4.1: `host` is the MX exchange name (no CNAME expansion), with or
+// without a trailing dot, any case. "*.example.com" matches "a.example.com"
+// only (exactly one label more). Patterns are compared case-insensitively.
+bool StsMxMatches(std::string_view pattern, std::string_view host);
+bool StsPolicyMatches(const StsPolicy& policy, std::string_view host);
+
+// --- HTTPS fetch (RFC 8461 §3.3) ---
+struct StsFetchRequest {
+  std::string domain;                  // the recipient domain D (no trailing dot)
+  std::vector<std::string> addresses;  // addresses of mta-sts.D from our own DNS; tried in order
+};
+
+struct StsFetchResult {
+  bool ok = false;
+  std::string body;   // when ok: the policy body, at most kStsMaxPolicyBytes
+  std::string error;  // when !ok: "HTTP status 404", "redirect refused (301)",
+                      // "content type text/html, want text/plain",
+                      // "policy larger than 65536 bytes", "TLS: certificate ...", ...
+};
+
+struct StsFetchOptions {
+  std::string ca_file;          // empty: the system trust store
+  long connect_timeout_ms = 10000;
+  long total_timeout_ms = 60000;
+  uint16_t port = 443;          // test beds only
+};
+
+class StsFetcher {
+ public:
+  virtual ~StsFetcher() = default;
+  // Fetches https://mta-sts.<domain>/.well-known/mta-sts.txt for every
+  // request concurrently; result i belongs to request i.
+  virtual std::vector<StsFetchResult> FetchMany(const std::vector<StsFetchRequest>& requests) = 0;
+};
+
+// libcurl (GnuTLS build) implementation. curl_global_init must have run
+// (InitCurlOnce() does it; call it before starting threads).
+std::unique_ptr<StsFetcher> NewCurlStsFetcher(const StsFetchOptions& options);
+void InitCurlOnce();
+
+// --- Cache (RFC 8461 §3.3, §5) ---
+struct CachedStsPolicy {
+  std::string domain;      // lowercase, no trailing dot
+  std::string id;          // TXT id the policy was fetched under
+  std::string text;        // the policy body as fetched
+  StsPolicy policy;        // parsed form of text
+  int64_t fetched_at = 0;  // unix seconds
+  int64_t expires_at = 0;  // fetched_at + policy.max_age (the cache sets it so on Put and Lookup)
+  // Proactive refresh (mta_sts_refresh.h) since the last successful fetch;
+  // Put stores them as given (a fresh entry: all zero, empty).
+  int refresh_failures = 0;     // failed refresh attempts in a row
+  int64_t refresh_last = 0;     // unix seconds of the last failed attempt, 0: none
+  int64_t refresh_next = 0;     // no refresh attempt before this time (back-off)
+  std::string refresh_error;    // why the last attempt failed
+};
+
+class StsCache {
+ public:
+  virtual ~StsCache() = default;
+  // The cached policy for `domain` whether or not it has expired (the caller
+  // compares expires_at with its clock); nullopt when there is none or the
+  // stored row no longer parses (only corruption can cause that: Put refuses
+  // text that does not parse). An error when the store cannot be read (a
+  // lock held past the busy timeout, an I/O error): the caller must not
+  // take that for "no policy", or a broken disk would be a downgrade.
+  virtual Result<std::optional<CachedStsPolicy>> Lookup(const std::string& domain) = 0;
+  // Lookup with read errors folded into nullopt, for tests and tools.
+  std::optional<CachedStsPolicy> Get(const std::string& domain) {
+    auto r = Lookup(domain);
+    return r.ok() ? r.value() : std::nullopt;
+  }
+  // Inserts or replaces the policy of entry.domain.
+  virtual Status Put(const CachedStsPolicy& entry) = 0;
+  // Removes the entry (used when a domain's policy is withdrawn). Absent is ok.
+  virtual Status Remove(const std::string& domain) = 0;
+  // At most `limit` unexpired entries (expires_at > now) that are due for a
+  // proactive refresh: fetched at least min(refresh_age, 3/4 of their
+  // max_age) ago and not backing off (refresh_next <= now); the soonest to
+  // expire first.
+  // (A cache without refresh support, such as a test double, says so.)
+  virtual Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t /*now*/, int64_t /*refresh_age*/,
+                                                                 size_t /*limit*/) {
+    return Status::Error("this MTA-STS cache cannot list policies to refresh");
+  }
+  // Records a failed refresh of `domain` (the refresh_* fields of `state`),
+  // unless the entry was replaced since `state` was read (its fetched_at
+  // differs): then a newer fetch has succeeded and there is nothing to
+  // back off from.
+  virtual Status RecordRefreshFailure(const CachedStsPolicy& /*state*/) {
+    return Status::Error("this MTA-STS cache cannot record refresh failures");
+  }
+};
+
+// SQLite file at `path` (created with its table if missing), WAL mode and a
+// busy timeout so that many mxsec processes can share it; writes are atomic.
+Result<std::unique_ptr<StsCache>> OpenSqliteStsCache(const std::string& path);
+// In-memory cache for tests and for runs without a state directory.
+std::unique_ptr<StsCache> NewMemoryStsCache();
+
+}  // namespace mxsec

@@ -1,0 +1,239 @@
+// queue.h - the durable retry queue of the sendmail mode.
+//
+// A queued message is two files in the queue directory: ID.msg (the
+// message as submitted, after header edits; never rewritten) and ID.env (the
+// envelope as JSON: sender, recipients with their state, times, the last
+// reason). Promises:
+//   - Submit returns only after both files were written under temporary
+//     names, fsynced, renamed into place and the directory fsynced; ID.env
+//     is renamed last and is the commit mark: an ID.msg without ID.env is
+//     debris of a failed submission (the submitter got an error and kept the
+//     message), removed by the next run;
+//   - files are created mode 0640 (never world-readable or -writable); their
+//     group is the directory's (a set-group-ID queue directory, mxsec(8));
+//   - whoever delivers a message holds an exclusive flock(2) on its ID.msg
+//     (which is never replaced, so the lock is stable): two runners never
+//     deliver one message at the same time, and a runner that loses the
+//     race skips the message; a lock dies with its process (kill -9);
+//   - an envelope is replaced atomically (temporary file, fsync, rename,
+//     directory fsync) after every attempt, and also, during an attempt,
+//     as soon as a domain's delivery settled a recipient as delivered and
+//     before the thread that delivered it starts another domain: a crash
+//     at any instant repeats at most the deliveries in flight. Recipients
+//     marked delivered or bounced are never tried again (a bounce is
+//     recorded with its DSN at the end of the attempt; a crash before that
+//     tries the recipient again, which its server refuses again);
+//   - an attempt runs the domains of a message from a work list on the
+//     calling thread plus the threads a WorkerBudget lends it, at most
+//     QueueSettings::max_domains_per_attempt domains (those tried least
+//     recently first); the rest stay pending, and while some of them were
+//     never tried the message is due again at once (then the backoff).
+//     A thread that cannot be started is logged and the work goes on with
+//     the threads there are, never ends the process;
+//   - an envelope is used only under the ID it names, and its message
+//     file only when it is the size the envelope records (the file is
+//     never rewritten, so another size means it was cut short or changed
+//     on disk); otherwise the message stays queued, with the reason;
+//   - a message leaves the queue only when no recipient is pending:
+//     delivered, or bounced with the DSN committed to the queue first (a
+//     crash in between can repeat a DSN, never lose one). A DSN (null
+//     sender) that fails permanently is logged and dropped, never bounced;
+//   - the other DSNs of RFC 3461 (never for the null sender): with success
+//     asked (-N success), a recipient delivered to a next hop that did not
+//     take NOTIFY= (no DSN in its EHLO) gets an "Action: relayed" report; a
+//     hop that took it reports itself. With delay asked (or no -N at all,
+//     as Postfix) and QueueSettings::delay_warning set, one "Action:
+//     delayed" report lists the pending recipients at the first attempt
+//     that ends with recipients pending that long after arrival.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <string_view>
+#include <vector>
+
+#include "mxsec/base/clock.h"
+#include "mxsec/smtp/delivery.h"
+#include "mxsec/base/status.h"
+
+namespace mxsec {
+
+struct QueuedRecipient {
+  QueuedRecipient() = default;
+  explicit QueuedRecipient(std::string a) : address(std::move(a)) {}
+  std::string address;
+  std::string state = "pending";  // "pending", "delivered", "bounced"
+  std::string code;               // RFC 3463 code of the last result
+  std::string reply;              // the server's reply or our reason
+  std::string relay;              // host[address]:port of the last session, or ""
+  int64_t time = 0;               // of the last result
+};
+
+struct QueuedEnvelope {
+  std::string id;
+  std::string sender;               // "" for the null sender (a DSN)
+  std::vector<QueuedRecipient> recipients;
+  int64_t queued_at = 0;
+  int64_t next_retry = 0;           // not tried by `queue run` before this
+  int attempts = 0;
+  uint64_t size = 0;                // octets of the message file
+  std::string last_reason;
+  bool notify_failure = true;       // -N never clears it
+  bool notify_delay = true;         // no -N, or -N with delay: a "delayed" DSN after queue_delay_warning
+  bool notify_success = false;      // -N with success: a "relayed" DSN when the next hop does not take DSN
+  std::string dsn_notify;           // -N as given, upper case ("" without -N): NOTIFY= for a DSN-capable next hop
+  std::string dsn_ret;              // -R: "HDRS", "FULL" or "": RET= likewise
+  bool delay_warned = false;        // the "delayed" DSN was queued (it is sent once)
+  bool return_headers_only = false; // -R hdrs
+  std::string envid;                // -V
+  bool is_bounce = false;           // a DSN we generated: never bounced itself
+  size_t pending() const;
+};
+
+std::string EnvelopeToJson(const QueuedEnvelope& env);
+Result<QueuedEnvelope> EnvelopeFromJson(std::string_view json);
+
+// True for a syntactically valid queue ID (what NewQueueId makes).
+bool ValidQueueId(std::string_view id);
+
+// The exclusive lock on one queued message; released when destroyed.
+class QueueLock {
+ public:
+  QueueLock() = default;
+  explicit QueueLock(int fd) : fd_(fd) {}
+  QueueLock(QueueLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  QueueLock& operator=(QueueLock&& o) noexcept;
+  QueueLock(const QueueLock&) = delete;
+  QueueLock& operator=(const QueueLock&) = delete;
+  ~QueueLock();
+  bool held() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  void Release();
+
+ private:
+  int fd_ = -1;
+};
+
+enum class LockState { kLocked, kBusy, kGone };
+
+class Queue {
+ public:
+  // Opens (and with `create`, makes: mode 0750) the queue directory.
+  static Result<Queue> Open(const std::string& dir, bool create);
+  const std::string& dir() const { return dir_; }
+
+  // Queues `message` durably with `env` (its id, size and queued_at are
+  // set here). On success returns the id; with `lock_out` the caller keeps
+  // the message locked (to deliver it now). An error says what failed
+  // ("/var/spool/mxsec: write: No space left on device"), nothing is left
+  // behind, and `*io_error` tells EIO-like failures from transient ones.
+  // With `prefix`, the stored message is prefix(id) + `message`: text that
+  // names the queue ID (the Received: field of a submission) is part of the
+  // file from its first write.
+  Result<std::string> Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
+                             bool* io_error = nullptr,
+                             const std::function<std::string(const std::string& id)>& prefix = nullptr);
+
+  // IDs with a committed envelope, oldest first.
+  std::vector<std::string> Ids() const;
+  // Tries to lock `id` without waiting.
+  LockState TryLock(const std::string& id, QueueLock* out) const;
+  Result<QueuedEnvelope> ReadEnvelope(const std::string& id) const;
+  Result<std::string> ReadMessage(const std::string& id) const;
+  // Replaces the envelope atomically (the caller holds the lock).
+  Status WriteEnvelope(const QueuedEnvelope& env);
+  // Removes the message (the caller holds the lock): envelope first.
+  Status Remove(const std::string& id);
+  // Removes debris: temporary files and message files without an envelope
+  // that nobody holds locked, older than `min_age` seconds.
+  void Clean(Clock* clock, int64_t min_age);
+
+ private:
+  explicit Queue(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+// Makes threads for the queue (a fake in tests fails on demand; LevelDB's
+// Env::StartThread is the model). Start never throws: a thread that cannot
+// be made is false with the reason in `error`.
+class ThreadStarter {
+ public:
+  virtual ~ThreadStarter() = default;
+  virtual bool Start(std::function<void()> fn, std::thread* out, std::string* error) = 0;
+};
+// std::thread, with std::system_error (EAGAIN: no more threads) caught.
+ThreadStarter* SystemThreads();
+
+// The delivery threads of one queue run (or one foreground delivery): at
+// most `limit` of them at once, shared by the messages of the run and the
+// domains of each message. A slot is taken when a thread starts and given
+// back when the thread is joined (Join), so `limit` bounds the threads that
+// exist, not only those working.
+class WorkerBudget {
+ public:
+  explicit WorkerBudget(size_t limit, ThreadStarter* starter = SystemThreads())
+      : limit_(limit), starter_(starter) {}
+  WorkerBudget(const WorkerBudget&) = delete;
+  WorkerBudget& operator=(const WorkerBudget&) = delete;
+  // Starts `fn` on a new thread when a slot is free. False when none is
+  // free (`error` empty) or the thread could not be made (`error` says why).
+  bool TryStart(std::function<void()> fn, std::thread* out, std::string* error);
+  // Joins a thread TryStart made and frees its slot.
+  void Join(std::thread* t);
+  size_t limit() const { return limit_; }
+
+ private:
+  std::mutex mu_;
+  size_t in_use_ = 0;
+  const size_t limit_;
+  ThreadStarter* const starter_;
+};
+
+struct QueueSettings {
+  int lifetime = 5 * 86400;
+  int retry_min = 300;
+  int retry_max = 4000;
+  std::string reporting_mta;   // our host name, for DSNs
+  std::string bounce_domain;   // MAILER-DAEMON@<this> in DSNs
+  int delay_warning = 0;       // seconds after arrival for the "delayed" DSN; 0: never
+  // Domains one attempt of one message delivers to (queue_max_domains_per_attempt): bounds the
+  // time an attempt holds the message's lock and the envelope rewrites it makes.
+  size_t max_domains_per_attempt = 1000;
+  // Threads that may help deliver the domains of a message; null: the calling thread alone.
+  WorkerBudget* workers = nullptr;
+};
+
+// Seconds until the next attempt after `attempts` failed ones:
+// retry_min * 2^(attempts-1), capped at retry_max.
+int64_t RetryDelay(int attempts, const QueueSettings& s);
+
+// Delivers a message to the recipients of one domain (the policy engine +
+// DeliverDomain in the program, a fake in tests), passing the sender's DSN
+// request on. Called from several threads at once (WorkerBudget).
+using DomainDeliverer = std::function<std::vector<RecipientOutcome>(
+    const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& recipients,
+    const PreparedMessage& message, const DsnRequest& dsn)>;
+
+struct ProcessReport {
+  std::string id;
+  bool skipped = false;       // busy, gone, or not due
+  std::string skip_reason;
+  bool removed = false;       // nothing left pending
+  size_t delivered = 0, deferred = 0, bounced = 0;
+  std::string dsn_id;         // the failure DSN queued by this attempt, or ""
+  std::vector<std::string> dsn_ids;  // every DSN queued by this attempt (failure, relayed, delayed)
+  std::string error;          // a local problem (the message stays queued)
+};
+
+// One delivery attempt of queued message `id`. `lock` is the caller's lock
+// (from Submit) or empty (then it is taken here, and the message skipped if
+// busy). Without `force`, a message whose next_retry is in the future is
+// skipped. `log` gets one line per recipient result and per problem.
+ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLock lock, bool force,
+                                   const DomainDeliverer& deliver, Clock* clock, const QueueSettings& settings,
+                                   const std::function<void(const std::string&)>& log);
+
+}  // namespace mxsec

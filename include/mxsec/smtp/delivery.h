@@ -1,0 +1,123 @@
+// delivery.h - delivering one message to the recipients of one domain,
+// with the domain's TLS policy enforced host by host.
+//
+// DeliverDomain walks the usable MX hosts of a DomainPolicy in preference
+// order (equal preferences shuffled), every address of each host, and runs
+// an SMTP session (smtp_client.h) with the TLS requirement of that host,
+// until DeliveryOptions' address or session limit is reached; recipients
+// still pending then are deferred with the limit named in their reply.
+// A host that cannot be used (connection failure, 4xx, TLS required and not
+// possible) moves on to the next; a 5xx to RCPT is final for that recipient
+// only; a recipient is never sent to a host whose policy was not met.
+// For an opportunistic host whose TLS handshake failed, one new plaintext
+// connection is made (RFC 7435); for every other host a TLS failure is final
+// for that host.
+//
+// Every session is recorded through an AttemptLog (domain, host, address,
+// policy, TLS, verification, outcome, RFC 8460 failure type) for reports;
+// so is, per call, every MX host taken out of use because its TLSA lookup
+// was bogus or indeterminate (outcome "policy-failed", failure type
+// "dnssec-invalid", no address), and a published MTA-STS policy that could
+// not be fetched ("sts-policy-fetch-error") or parsed ("sts-policy-invalid")
+// with no cached policy in force (policy type "sts", no host).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mxsec/base/clock.h"
+#include "mxsec/policy/policy.h"
+#include "mxsec/smtp/smtp_client.h"
+#include "mxsec/smtp/smtp_proto.h"
+
+namespace mxsec {
+
+struct AttemptRecord {
+  int64_t time = 0;
+  std::string domain, mx, address;
+  uint16_t port = 25;
+  std::string policy, mechanism, host_tls;
+  std::string tls_version, tls_cipher, verification;
+  bool verified = false;
+  std::string outcome;       // "delivered", "partial", "deferred", "bounced", "host-failed", "probe-ok",
+                             // "policy-failed" (no session: a TLSA lookup or MTA-STS fetch failed)
+  std::string code, detail;
+  std::string failure_type;  // RFC 8460 result type or ""
+  // What an RFC 8460 report names as the policy of this host (tlsrpt.h):
+  // policy_type "tlsa" (the host's TLSA RRset decided: dane, encrypt),
+  // "sts" (an MTA-STS policy in mode enforce or testing applied), else
+  // "no-policy-found"; "" in rows written by probes and by versions before
+  // these columns (such rows are not reported). policy_strings: the TLSA
+  // records in presentation form, or the MTA-STS policy as key: value
+  // lines; mx_patterns: the MTA-STS mx patterns, or the MX host for tlsa.
+  std::string policy_type;
+  std::vector<std::string> policy_strings;
+  std::vector<std::string> mx_patterns;
+};
+
+// Sets the report fields above for a session with `mx` of `policy`.
+void SetReportPolicy(AttemptRecord* record, const DomainPolicy& policy, const MxPolicy& mx);
+
+class AttemptLog {
+ public:
+  virtual ~AttemptLog() = default;
+  virtual Status Record(const AttemptRecord& record) = 0;
+};
+
+// `<state_dir>/delivery.sqlite`, table `attempts` (shared by processes).
+// A table written by an older version gets the missing columns added
+// (ALTER TABLE ADD COLUMN), so deployed logs keep working.
+Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path);
+
+// The records of `path` with from <= time < to, oldest first (the table is
+// migrated like OpenSqliteAttemptLog does). A missing file is an empty log.
+Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to);
+
+struct RecipientOutcome {
+  Mailbox recipient;
+  RcptStatus status = RcptStatus::kDeferred;
+  std::string code;     // RFC 3463
+  std::string reply;    // the server's reply or our reason
+  bool reached = false; // a server was reached for this recipient
+  bool dsn_passed = false;  // the server that settled it announced DSN and got NOTIFY= (smtp_client.h)
+  std::string relay_host, relay_address;
+  uint16_t relay_port = 0;
+  TlsInfo tls;
+};
+
+using SessionRunner = std::function<SessionResult(const std::string& address, uint16_t port,
+                                                  const SessionOptions& options, const Envelope* envelope,
+                                                  int64_t now)>;
+
+struct DeliveryOptions {
+  std::string helo_name;
+  uint16_t port = 25;
+  SmtpTimeouts timeouts;
+  std::string ca_file;
+  SessionRunner session = RunSmtpSession;   // tests substitute a fake
+  bool shuffle_equal_preferences = true;
+  // Per call (one delivery attempt), as Postfix's smtp_mx_address_limit and
+  // smtp_mx_session_limit: at most `mx_address_limit` addresses are tried,
+  // in preference order, and at most `mx_session_limit` sessions get as far
+  // as a mail transaction (a session that fails before, at connect, the
+  // greeting, EHLO or TLS, does not count). Both are at least 1.
+  size_t mx_address_limit = 5;
+  size_t mx_session_limit = 2;
+  // Called for every host that failed, with a line for the log.
+  std::function<void(const std::string&)> log;
+};
+
+// Delivers `message` from `sender` to `recipients` (all in policy.domain).
+// Returns one outcome per recipient, in order. `dsn` (may be null): the
+// sender's RFC 3461 request, passed on to servers that announce DSN.
+std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
+                                            const std::vector<Mailbox>& recipients,
+                                            const PreparedMessage& message, const DeliveryOptions& options,
+                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn = nullptr);
+
+// The session options that enforce `mx`'s policy (shared by deliver and probe).
+SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options);
+
+}  // namespace mxsec

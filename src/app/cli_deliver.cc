@@ -1,0 +1,436 @@
+// cli_deliver.cc - `mxsec deliver` and `mxsec probe`.
+//
+// deliver is what Postfix's pipe(8) runs: it must never lose a message and
+// never bounce one for a local reason. Every failure that is not about the
+// message or its recipients exits 75 (EX_TEMPFAIL) with a 4.x.x first line;
+// the first stdout line always starts with an RFC 3463 code, which pipe(8)
+// puts into the DSN. A result line per recipient goes to stderr; when
+// stderr is the same pipe as stdout (pipe(8) reads both through one), every
+// stderr line is held back until the status line has been written.
+#include <netdb.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "cli_internal.h"
+#include "mxsec/smtp/delivery.h"
+#include "mxsec/base/domain_name.h"
+#include "mxsec/smtp/smtp_client.h"
+
+namespace mxsec {
+namespace {
+
+constexpr size_t kMaxMessageBytes = 256u << 20;  // beyond any real MTA's limit
+
+}  // namespace
+
+std::string DefaultHeloName() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) return "localhost.localdomain";
+  std::string name = host;
+  if (name.find('.') == std::string::npos) {
+    addrinfo hints{};
+    hints.ai_flags = AI_CANONNAME;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(host, nullptr, &hints, &res) == 0 && res) {
+      if (res->ai_canonname && strchr(res->ai_canonname, '.')) name = res->ai_canonname;
+      freeaddrinfo(res);
+    }
+  }
+  auto n = NormalizeHostName(name);
+  return n.ok() ? n.value() : "localhost.localdomain";
+}
+
+SmtpTimeouts TimeoutsFrom(const Config& c) {
+  SmtpTimeouts t;
+  t.connect = c.smtp_connect_timeout * 1000;
+  t.greeting = c.smtp_greeting_timeout * 1000;
+  t.helo = c.smtp_helo_timeout * 1000;
+  t.starttls = c.smtp_starttls_timeout * 1000;
+  t.mail = c.smtp_mail_timeout * 1000;
+  t.rcpt = c.smtp_rcpt_timeout * 1000;
+  t.data_init = c.smtp_data_init_timeout * 1000;
+  t.data_xfer = c.smtp_data_xfer_timeout * 1000;
+  t.data_done = c.smtp_data_done_timeout * 1000;
+  t.quit = c.smtp_quit_timeout * 1000;
+  t.min_data_rate = c.smtp_min_data_rate;
+  return t;
+}
+
+DeliveryOptions DeliveryOptionsFrom(const Config& cfg) {
+  DeliveryOptions o;
+  o.helo_name = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
+  o.port = static_cast<uint16_t>(cfg.smtp_port);
+  o.timeouts = TimeoutsFrom(cfg);
+  o.ca_file = cfg.ca_file;
+  o.mx_address_limit = static_cast<size_t>(cfg.smtp_mx_address_limit);
+  o.mx_session_limit = static_cast<size_t>(cfg.smtp_mx_session_limit);
+  return o;
+}
+
+std::unique_ptr<AttemptLog> OpenAttemptLog(const Config& cfg) {
+  if (!MakeDirs(cfg.state_dir)) {
+    std::cerr << "mxsec: warning: " << cfg.state_dir << ": " << strerror(errno)
+              << "; delivery attempts are not recorded\n";
+    return nullptr;
+  }
+  auto log = OpenSqliteAttemptLog(cfg.state_dir + "/delivery.sqlite");
+  if (!log.ok()) {
+    std::cerr << "mxsec: warning: " << log.error() << "; delivery attempts are not recorded\n";
+    return nullptr;
+  }
+  return std::move(log.value());
+}
+
+namespace {
+
+std::string TlsWord(const TlsInfo& t) {
+  if (!t.used) return "none";
+  return t.version + " " + t.cipher;
+}
+
+nlohmann::json TlsJson(const TlsInfo& t) {
+  if (!t.used) return nullptr;
+  return {{"used", true},        {"version", t.version},       {"cipher", t.cipher},
+          {"verification", t.verification}, {"verified", t.verified}, {"detail", t.detail}};
+}
+
+// pipe(8) passes one exit status for all recipients: any deferral makes the
+// whole call temporary (the caller keeps the message); otherwise the first
+// bounce decides.
+int ExitCodeFor(const std::vector<RecipientOutcome>& all) {
+  for (const auto& o : all)
+    if (o.status == RcptStatus::kDeferred) return EX_TEMPFAIL;
+  for (const auto& o : all) {
+    if (o.status != RcptStatus::kBounced) continue;
+    if (o.code == "5.1.1") return EX_NOUSER;
+    if (o.code == "5.1.2") return EX_NOHOST;
+    return EX_UNAVAILABLE;
+  }
+  return EX_OK;
+}
+
+// pipe(8) gives the command one pipe for stdout and stderr and takes the
+// DSN status code from the start of what it reads. Diagnostics written to
+// std::cerr before the status line (warnings, per-recipient lines; stderr
+// is unbuffered, stdout is not) would push the code out of first place and
+// Postfix would fall back to 4.3.0/5.3.0. So while this object lives, and
+// stdout and stderr are the same pipe or socket, std::cerr is collected; the
+// destructor flushes stdout first, then writes what was collected.
+class HoldDiagnostics {
+ public:
+  HoldDiagnostics() {
+    struct stat out, err;
+    if (fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 && out.st_dev == err.st_dev &&
+        out.st_ino == err.st_ino && (S_ISFIFO(out.st_mode) || S_ISSOCK(out.st_mode))) {
+      saved_ = std::cerr.rdbuf(held_.rdbuf());
+    }
+  }
+  ~HoldDiagnostics() {
+    if (!saved_) return;
+    std::cout.flush();
+    std::cerr.rdbuf(saved_);
+    std::cerr << held_.str();
+    std::cerr.flush();
+  }
+  HoldDiagnostics(const HoldDiagnostics&) = delete;
+  HoldDiagnostics& operator=(const HoldDiagnostics&) = delete;
+
+ private:
+  std::ostringstream held_;
+  std::streambuf* saved_ = nullptr;
+};
+
+}  // namespace
+
+int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  HoldDiagnostics hold;
+  // Usage problems exit 75 too: a broken master.cf must defer, not bounce.
+  auto usage = [](const std::string& why) {
+    std::cout << "4.3.5 mxsec deliver: " << why << "\n";
+    std::cerr << "mxsec: deliver: " << why << "\n";
+    return EX_TEMPFAIL;
+  };
+  bool json = false;
+  std::optional<std::string> sender_arg;
+  std::vector<std::string> rcpt_args;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      rcpt_args.insert(rcpt_args.end(), args.begin() + static_cast<long>(i) + 1, args.end());
+      break;
+    }
+    if (a == "--json") { json = true; continue; }
+    if (a == "-f") {
+      if (i + 1 >= args.size()) return usage("-f needs the envelope sender");
+      sender_arg = args[++i];
+      continue;
+    }
+    if (a.rfind("-f", 0) == 0 && a.size() > 2) { sender_arg = a.substr(2); continue; }
+    if (!a.empty() && a[0] == '-') return usage("unknown option \"" + a + "\"");
+    rcpt_args.push_back(a);
+  }
+  if (!sender_arg) return usage("no envelope sender (-f SENDER; -f '' for the null sender)");
+  if (rcpt_args.empty()) return usage("no recipient given");
+  auto sender = ParseMailbox(*sender_arg, true);
+  if (!sender.ok()) return usage("invalid sender address: " + sender.error());
+
+  // The message: read it all, then prepare it; a message that can never be
+  // sent is refused before any connection is made.
+  std::string raw;
+  {
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) {
+      raw.append(buf, n);
+      if (raw.size() > kMaxMessageBytes) {
+        std::cout << "5.3.4 message larger than " << kMaxMessageBytes << " octets\n";
+        return EX_DATAERR;
+      }
+    }
+    if (ferror(stdin)) {
+      std::cout << "4.3.0 cannot read the message from standard input\n";
+      return EX_TEMPFAIL;
+    }
+  }
+  auto message = PrepareMessage(raw, MessageOptions{});
+  if (!message.ok()) {
+    std::cout << "5.6.0 message refused, it cannot be sent by SMTP: " << message.error() << "\n";
+    std::cerr << "mxsec: deliver: message refused: " << message.error() << "\n";
+    return EX_DATAERR;
+  }
+
+  Runtime rt;
+  Status built = BuildRuntime(cfg, &rt);
+  if (!built.ok()) return usage(built.message());
+  CheckResolver(&rt, "deliver: ", g.verbose > 0);
+  std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
+  DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
+  std::mutex log_mu;
+  dopt.log = [&](const std::string& line) {
+    std::lock_guard<std::mutex> l(log_mu);
+    std::cerr << "mxsec: deliver: " << line << "\n";
+  };
+
+  // Recipients grouped by domain; invalid ones bounce with 5.1.3.
+  std::vector<RecipientOutcome> outcomes(rcpt_args.size());
+  std::map<std::string, std::vector<size_t>> by_domain;
+  for (size_t i = 0; i < rcpt_args.size(); ++i) {
+    auto m = ParseMailbox(rcpt_args[i], false);
+    if (!m.ok()) {
+      outcomes[i].recipient.local = rcpt_args[i];
+      outcomes[i].status = RcptStatus::kBounced;
+      outcomes[i].code = "5.1.3";
+      outcomes[i].reply = "invalid recipient address: " + m.error();
+      continue;
+    }
+    outcomes[i].recipient = m.value();
+    by_domain[m->domain].push_back(i);
+  }
+  std::vector<std::thread> workers;
+  for (auto& [domain, idx] : by_domain) {
+    workers.emplace_back([&, d = domain, ids = idx] {
+      DomainPolicy policy;
+      auto host = NormalizeHostName(d);
+      if (!host.ok()) {
+        for (size_t i : ids) {
+          outcomes[i].status = RcptStatus::kBounced;
+          outcomes[i].code = "5.1.2";
+          outcomes[i].reply = "invalid recipient domain: " + host.error();
+        }
+        return;
+      }
+      policy = rt.engine->Resolve(host.value());
+      if (!policy.override_warning.empty()) {
+        // A local rule weakened what the domain demands: never silently.
+        std::lock_guard<std::mutex> l(log_mu);
+        std::cerr << "mxsec: deliver: warning: " << policy.override_warning << "\n";
+      }
+      std::vector<Mailbox> rcpts;
+      for (size_t i : ids) rcpts.push_back(outcomes[i].recipient);
+      std::vector<RecipientOutcome> got =
+          DeliverDomain(policy, sender.value(), rcpts, message.value(), dopt, attempts.get(), SystemClock());
+      for (size_t k = 0; k < ids.size(); ++k) outcomes[ids[k]] = got[k];
+    });
+  }
+  for (auto& t : workers) t.join();
+
+  const int code = ExitCodeFor(outcomes);
+  for (const RecipientOutcome& o : outcomes) {
+    std::string relay = o.relay_host.empty() ? "none"
+                                             : o.relay_host + "[" + o.relay_address + "]:" + std::to_string(o.relay_port);
+    std::cerr << "mxsec: deliver: " << o.recipient.ToString() << ": status=" << RcptStatusName(o.status)
+              << " relay=" << relay << " tls=" << TlsWord(o.tls)
+              << " verify=" << (o.tls.used ? o.tls.verification : "none") << " code=" << o.code
+              << " reply=" << o.reply << "\n";
+  }
+  if (json) {
+    nlohmann::json j;
+    j["exit"] = code;
+    j["recipients"] = nlohmann::json::array();
+    for (const RecipientOutcome& o : outcomes) {
+      nlohmann::json r;
+      r["recipient"] = o.recipient.ToString();
+      r["status"] = RcptStatusName(o.status);
+      r["code"] = o.code;
+      r["reply"] = o.reply;
+      r["relay"] = o.relay_host.empty() ? nlohmann::json(nullptr)
+                                        : nlohmann::json{{"host", o.relay_host},
+                                                         {"address", o.relay_address},
+                                                         {"port", o.relay_port}};
+      r["tls"] = TlsJson(o.tls);
+      j["recipients"].push_back(r);
+    }
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else if (code == EX_OK) {
+    std::cout << "2.0.0 delivered to " << outcomes.size() << " recipient" << (outcomes.size() == 1 ? "" : "s")
+              << "\n";
+  } else {
+    // The line pipe(8) copies into the DSN: the first recipient that made
+    // the exit code what it is.
+    const RecipientOutcome* first = nullptr;
+    for (const auto& o : outcomes) {
+      if ((code == EX_TEMPFAIL) == (o.status == RcptStatus::kDeferred) && o.status != RcptStatus::kDelivered) {
+        first = &o;
+        break;
+      }
+    }
+    if (!first) first = &outcomes.front();
+    std::string text = first->reply;
+    if (!first->relay_host.empty() && text.find(first->relay_host) == std::string::npos)
+      text = first->relay_host + "[" + first->relay_address + "]:" + std::to_string(first->relay_port) + ": " + text;
+    size_t counts[3] = {0, 0, 0};
+    for (const auto& o : outcomes) ++counts[static_cast<int>(o.status)];
+    std::cout << first->code << " " << text;
+    if (outcomes.size() > 1)
+      std::cout << " (" << counts[0] << " delivered, " << counts[1] << " deferred, " << counts[2] << " bounced)";
+    std::cout << "\n";
+  }
+  std::cout.flush();
+  (void)g;
+  return code;
+}
+
+int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  bool json = false;
+  std::vector<std::string> domains;
+  for (const std::string& a : args) {
+    if (a == "--json") { json = true; continue; }
+    if (a.size() > 1 && a[0] == '-') return Fail(EX_USAGE, "probe: unknown option \"" + a + "\"");
+    auto n = NormalizeHostName(a);
+    if (!n.ok()) return Fail(EX_USAGE, "probe: invalid domain argument: " + n.error());
+    domains.push_back(n.value());
+  }
+  if (domains.empty()) return Fail(EX_USAGE, "probe: no domain given\n" + std::string(kUsage));
+  Runtime rt;
+  Status built = BuildRuntime(cfg, &rt);
+  if (!built.ok()) return Fail(EX_CONFIG, built.message());
+  CheckResolver(&rt, "probe: ", g.verbose > 0);
+  std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
+  DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
+
+  std::vector<DomainPolicy> policies = rt.engine->ResolveMany(domains);
+  for (const DomainPolicy& p : policies)
+    if (!p.override_warning.empty()) std::cerr << "mxsec: probe: warning: " << p.override_warning << "\n";
+  std::vector<std::string> outputs(policies.size());
+  std::vector<std::thread> workers;
+  for (size_t d = 0; d < policies.size(); ++d) {
+    workers.emplace_back([&, d] {
+      const DomainPolicy& p = policies[d];
+      nlohmann::json hosts = nlohmann::json::array();
+      std::string text = PolicyToText(p);
+      for (const MxPolicy& mx : p.mx) {
+        if (mx.tls == HostTls::kSkip) continue;
+        for (const std::string& addr : mx.addresses) {
+          SessionOptions so = SessionOptionsFor(p, mx, dopt);
+          so.probe_only = true;
+          SessionResult sr = RunSmtpSession(addr, dopt.port, so, nullptr, SystemClock()->Now());
+          if (attempts) {
+            AttemptRecord rec;
+            rec.time = SystemClock()->Now();
+            rec.domain = p.domain;
+            rec.mx = mx.host;
+            rec.address = addr;
+            rec.port = dopt.port;
+            rec.policy = VerdictName(p.verdict);
+            rec.mechanism = MechanismName(p.mechanism);
+            rec.host_tls = HostTlsName(mx.tls);
+            rec.tls_version = sr.tls.version;
+            rec.tls_cipher = sr.tls.cipher;
+            rec.verification = sr.tls.verification;
+            rec.verified = sr.tls.verified;
+            rec.outcome = sr.host_failed ? "host-failed" : "probe-ok";
+            rec.code = sr.code;
+            rec.detail = sr.error;
+            rec.failure_type = sr.failure_type;
+            (void)attempts->Record(rec);
+          }
+          nlohmann::json h;
+          h["host"] = mx.host;
+          h["address"] = addr;
+          h["port"] = dopt.port;
+          h["result"] = sr.host_failed ? "failed" : "ok";
+          h["code"] = sr.code;
+          h["error"] = sr.error;
+          h["failure_type"] = sr.failure_type;
+          h["ehlo"] = sr.ehlo;
+          nlohmann::json t;
+          t["used"] = sr.tls.used;
+          t["version"] = sr.tls.version;
+          t["cipher"] = sr.tls.cipher;
+          t["verification"] = sr.tls.verification;
+          t["verified"] = sr.tls.verified;
+          t["detail"] = sr.tls.detail;
+          t["matched_tlsa"] = sr.tls.matched ? nlohmann::json(sr.tls.matched->ToString()) : nlohmann::json(nullptr);
+          nlohmann::json chain = nlohmann::json::array();
+          for (const CertificateInfo& c : sr.tls.chain) {
+            chain.push_back({{"subject", c.subject}, {"issuer", c.issuer}, {"spki_sha256", c.spki_sha256},
+                             {"not_before", c.not_before}, {"not_after", c.not_after}, {"dns_names", c.dns_names}});
+          }
+          t["chain"] = chain;
+          h["tls"] = t;
+          hosts.push_back(h);
+          text += "  probe " + mx.host + "[" + addr + "]:" + std::to_string(dopt.port) + ": ";
+          if (sr.host_failed) {
+            text += "FAILED " + sr.code + " " + sr.error + "\n";
+          } else {
+            text += std::string("ok, ") + (sr.tls.used ? TlsWord(sr.tls) : "no TLS") + ", verification " +
+                    (sr.tls.verification.empty() ? "none" : sr.tls.verification) +
+                    (sr.tls.verified ? " (verified)" : "") + "\n";
+            if (!sr.tls.detail.empty()) text += "      " + sr.tls.detail + "\n";
+          }
+          for (size_t k = 0; k < sr.tls.chain.size(); ++k) {
+            const CertificateInfo& c = sr.tls.chain[k];
+            text += "      depth " + std::to_string(k) + ": " + c.subject + " (issuer " + c.issuer +
+                    ", spki sha256 " + c.spki_sha256 + ")\n";
+          }
+        }
+      }
+      if (json) {
+        nlohmann::json j;
+        j["domain"] = p.domain;
+        j["policy"] = nlohmann::json::parse(PolicyToJsonLine(p), nullptr, false);
+        j["hosts"] = hosts;
+        outputs[d] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      } else {
+        outputs[d] = text;
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  for (const std::string& o : outputs) std::cout << o;
+  std::cout.flush();
+  (void)g;
+  return std::cout ? EX_OK : EX_IOERR;
+}
+
+}  // namespace mxsec

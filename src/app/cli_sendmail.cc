@@ -1,0 +1,573 @@
+// cli_sendmail.cc - `mxsec sendmail` (also run as `sendmail` or `mailq`)
+// and `mxsec queue list|run|flush|delete ID`.
+//
+// sendmail exits 0 only once the message is in the queue durably (queue.h);
+// with -odi it first makes one delivery attempt in the foreground, with -odb
+// (the default) a detached child makes it after the exit, with -odq the
+// queue runner does. Exit codes (sysexits.h): 64 usage (no recipients, bad
+// option or address), 65 a message that can never be sent (NUL byte, bare
+// CR, a line over 998 octets as given or after header editing, over
+// message_size_limit), 75 (74 for an I/O error) when
+// it cannot be queued (the caller keeps the message), 78 configuration.
+// Delivery results are logged to syslog (mail facility) and, in the
+// foreground, to stderr. `queue run|flush` and sendmail -q deliver only for
+// root or the owner of queue_dir; anyone else gets a request file in
+// queue_dir that the next privileged run takes (mxsec(8)). A run has at
+// most queue_run_concurrency delivery threads (queue.h WorkerBudget), and
+// one that cannot be started never ends it. A queued message starts with a Received: field
+// naming helo_name, the submitting user ID and the queue ID (as Postfix's
+// pickup adds).
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "cli_internal.h"
+#include "mxsec/base/domain_name.h"
+#include "mxsec/queue/dsn.h"
+#include "mxsec/queue/queue.h"
+#include "mxsec/queue/submission.h"
+
+namespace mxsec {
+namespace {
+
+// Beyond this, the input is drained but not kept (no limit configured).
+constexpr size_t kHardMaxMessage = 256u << 20;
+// Requests from users who may not run the queue themselves (mxsec(8)): their names in queue_dir.
+// Only their existence counts; the runner unlinks them and never opens them.
+constexpr char kRunRequest[] = ".run-request";
+constexpr char kFlushRequest[] = ".flush-request";
+
+std::string SenderDomain(const Config& cfg) {
+  if (!cfg.sender_domain.empty()) return cfg.sender_domain;
+  if (!cfg.helo_name.empty()) return cfg.helo_name;
+  return DefaultHeloName();
+}
+
+QueueSettings SettingsFrom(const Config& cfg) {
+  QueueSettings s;
+  s.lifetime = cfg.queue_lifetime;
+  s.retry_min = cfg.queue_retry_min;
+  s.retry_max = cfg.queue_retry_max;
+  s.reporting_mta = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
+  s.bounce_domain = SenderDomain(cfg);
+  s.delay_warning = cfg.queue_delay_warning;
+  s.max_domains_per_attempt = static_cast<size_t>(cfg.queue_max_domains_per_attempt);
+  return s;
+}
+
+// Logs to syslog always, and to stderr when `to_stderr`.
+struct Logger {
+  bool to_stderr = true;
+  std::string prefix;
+  std::mutex mu;
+  void operator()(const std::string& line) {
+    std::lock_guard<std::mutex> l(mu);
+    syslog(LOG_INFO, "%s", line.c_str());
+    if (to_stderr) std::cerr << "mxsec: " << prefix << line << "\n";
+  }
+  void Warn(const std::string& line) {
+    std::lock_guard<std::mutex> l(mu);
+    syslog(LOG_WARNING, "warning: %s", line.c_str());
+    if (to_stderr) std::cerr << "mxsec: " << prefix << "warning: " << line << "\n";
+  }
+};
+
+// What delivers queued messages: the policy engine and DeliverDomain.
+class Engine {
+ public:
+  Status Init(const Config& cfg, Logger* log) {
+    Status s = BuildRuntime(cfg, &rt_);
+    if (!s.ok()) return s;
+    attempts_ = OpenAttemptLog(cfg);
+    dopt_ = DeliveryOptionsFrom(cfg);
+    dopt_.log = [log](const std::string& line) { (*log)(line); };
+    log_ = log;
+    return Status::Ok();
+  }
+  DomainDeliverer Deliverer() {
+    return [this](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
+                  const PreparedMessage& msg, const DsnRequest& dsn) {
+      auto host = NormalizeHostName(domain);
+      if (!host.ok()) {
+        std::vector<RecipientOutcome> out(rcpts.size());
+        for (size_t i = 0; i < rcpts.size(); ++i) {
+          out[i].recipient = rcpts[i];
+          out[i].status = RcptStatus::kBounced;
+          out[i].code = "5.1.2";
+          out[i].reply = "invalid recipient domain: " + host.error();
+        }
+        return out;
+      }
+      DomainPolicy policy = rt_.engine->Resolve(host.value());
+      if (!policy.override_warning.empty()) log_->Warn(policy.override_warning);
+      return DeliverDomain(policy, sender, rcpts, msg, dopt_, attempts_.get(), SystemClock(), &dsn);
+    };
+  }
+
+ private:
+  Runtime rt_;
+  Logger* log_ = nullptr;
+  std::unique_ptr<AttemptLog> attempts_;
+  DeliveryOptions dopt_;
+};
+
+// Delivers `id` (locked by `lock`, or not), then any DSN it produced, with at most
+// queue_run_concurrency threads.
+void DeliverNow(Queue& q, const std::string& id, QueueLock lock, Engine& engine, const Config& cfg, Logger& log) {
+  WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency));
+  QueueSettings settings = SettingsFrom(cfg);
+  settings.workers = &budget;
+  ProcessReport rep = ProcessQueuedMessage(q, id, std::move(lock), true, engine.Deliverer(), SystemClock(), settings,
+                                           [&](const std::string& l) { log(l); });
+  for (const std::string& dsn : rep.dsn_ids) {
+    ProcessQueuedMessage(q, dsn, QueueLock(), true, engine.Deliverer(), SystemClock(), settings,
+                         [&](const std::string& l) { log(l); });
+  }
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  if (getrandom(raw.data(), bytes, 0) != static_cast<ssize_t>(bytes)) {
+    for (size_t i = 0; i < bytes; ++i) raw[i] = static_cast<char>(rand());
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+// "user@domain" from an address that may lack the domain (-f root, mail root).
+std::string Qualify(const std::string& a, const std::string& domain) {
+  if (a.find('@') != std::string::npos) return a;
+  return a + "@" + domain;
+}
+
+// A display name as an RFC 5322 quoted string when it needs one.
+std::string DisplayName(const std::string& name) {
+  bool plain = !name.empty();
+  for (char c : name) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == ' ' || strchr("!#$%&'*+-/=?^_`{|}~", c))) plain = false;
+  }
+  if (plain) return name;
+  std::string q = "\"";
+  for (char c : name) {
+    if (c == '\r' || c == '\n') continue;
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + "\"";
+}
+
+int ListQueue(const Config& cfg, bool json) {
+  auto q = Queue::Open(cfg.queue_dir, false);
+  if (!q.ok()) {
+    if (errno == ENOENT) {
+      if (!json) std::cout << "Mail queue is empty\n";
+      return EX_OK;
+    }
+    return Fail(EX_TEMPFAIL, "queue: " + q.error());
+  }
+  std::vector<std::string> ids = q->Ids();
+  size_t shown = 0;
+  uint64_t bytes = 0;
+  for (const std::string& id : ids) {
+    QueueLock lock;
+    LockState st = q->TryLock(id, &lock);
+    // Released at once: a listing (mailq of any user) held up by SIGSTOP must not hold up a delivery.
+    // The envelope is replaced by rename, so it reads whole without the lock.
+    lock.Release();
+    if (st == LockState::kGone) continue;
+    auto env = q->ReadEnvelope(id);
+    if (!env.ok()) continue;  // finished meanwhile, or written by a newer version
+    const QueuedEnvelope& e = env.value();
+    ++shown;
+    bytes += e.size;
+    if (json) {
+      nlohmann::json j = nlohmann::json::parse(EnvelopeToJson(e));
+      j["active"] = st == LockState::kBusy;
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      continue;
+    }
+    if (shown == 1) std::cout << "-Queue ID-------- --Size-- ----Arrival Time---- -Sender/Recipient-------\n";
+    char when[64];
+    time_t t = static_cast<time_t>(e.queued_at);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
+    char line[256];
+    snprintf(line, sizeof line, "%-17s%s %8llu %-20s ", id.c_str(), st == LockState::kBusy ? "*" : " ",
+             static_cast<unsigned long long>(e.size), when);
+    std::cout << line << (e.sender.empty() ? "MAILER-DAEMON" : e.sender) << "\n";
+    if (!e.last_reason.empty()) std::cout << "(" << e.last_reason << ")\n";
+    for (const QueuedRecipient& r : e.recipients) {
+      if (r.state != "pending") continue;
+      std::cout << std::string(49, ' ') << r.address << "\n";
+    }
+    std::cout << "\n";
+  }
+  if (!json) {
+    if (shown == 0) std::cout << "Mail queue is empty\n";
+    else
+      std::cout << "-- " << (bytes + 1023) / 1024 << " Kbytes in " << shown << " Request" << (shown == 1 ? "" : "s")
+                << ".\n";
+  }
+  std::cout.flush();
+  return std::cout ? EX_OK : EX_IOERR;
+}
+
+// Whether this process may deliver the whole queue: the real user is root or owns queue_dir (a
+// queue of one's own). Anyone else (a submitter running set-group-ID, or a member of the queue's
+// group) must not hold delivery locks on other users' messages: a process its user can stop
+// (SIGSTOP) would keep those messages from every runner for as long as it is stopped.
+bool MayRunQueue(const Config& cfg) {
+  const uid_t uid = getuid();
+  if (uid == 0) return true;
+  struct stat st{};
+  if (stat(cfg.queue_dir.c_str(), &st) != 0) return true;  // Queue::Open reports it; a new queue is the caller's
+  return st.st_uid == uid;
+}
+
+// What a user who may not run the queue gets: a request the privileged runner honours (the
+// systemd path unit policy/systemd/mxsec-queue.path starts it at once, the timer at the latest).
+int RequestQueueRun(const Config& cfg, bool force) {
+  const std::string path = cfg.queue_dir + "/" + (force ? kFlushRequest : kRunRequest);
+  // O_EXCL: never follows a link; an existing request is as good as a new one.
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd < 0 && errno != EEXIST)
+    return Fail(EX_TEMPFAIL, "queue: cannot request a queue run: " + path + ": " + strerror(errno));
+  if (fd >= 0) close(fd);
+  syslog(LOG_INFO, "queue %s requested by uid %u", force ? "flush" : "run", static_cast<unsigned>(getuid()));
+  std::cerr << "mxsec: queue: " << (force ? "a flush" : "a run")
+            << " of the queue was requested from the queue runner (" << path
+            << "); this process delivers nothing itself, as it may not deliver other users' mail\n";
+  return EX_OK;
+}
+
+// `queue run` (force = false: only messages that are due) and `flush` / sendmail -q (all).
+int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
+  if (!MayRunQueue(cfg)) return RequestQueueRun(cfg, force);
+  auto q = Queue::Open(cfg.queue_dir, true);
+  if (!q.ok()) return Fail(EX_TEMPFAIL, "queue: " + q.error());
+  Logger log;
+  log.prefix = "queue: ";
+  // Requests of users (RequestQueueRun) are taken before the run: one made while it runs starts another.
+  const bool flush_asked = unlink((cfg.queue_dir + "/" + kFlushRequest).c_str()) == 0;
+  const bool run_asked = unlink((cfg.queue_dir + "/" + kRunRequest).c_str()) == 0;
+  if (flush_asked || run_asked) log(std::string("a user asked for a queue ") + (flush_asked ? "flush" : "run"));
+  force = force || flush_asked;
+  Engine engine;
+  Status s = engine.Init(cfg, &log);
+  if (!s.ok()) return Fail(EX_CONFIG, s.message());
+  // Every delivery thread of this run, message workers and their domain helpers, comes from here.
+  WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency));
+  QueueSettings settings = SettingsFrom(cfg);
+  settings.workers = &budget;
+  q->Clean(SystemClock(), 3600);
+  std::atomic<size_t> done{0}, skipped{0}, errors{0};
+  // DSNs queued during this run are picked up by the loop over fresh listings.
+  std::set<std::string> seen;
+  const DomainDeliverer deliver = engine.Deliverer();
+  for (;;) {
+    std::vector<std::string> batch;
+    for (const std::string& id : q->Ids())
+      if (seen.insert(id).second) batch.push_back(id);
+    if (batch.empty()) break;
+    // Several messages at a time (each waits mostly on the network); the per-message
+    // lock keeps them apart, and apart from other runners.
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i = next++; i < batch.size(); i = next++) {
+        ProcessReport rep = ProcessQueuedMessage(q.value(), batch[i], QueueLock(), force, deliver, SystemClock(),
+                                                 settings, [&](const std::string& l) { log(l); });
+        if (rep.skipped) {
+          ++skipped;
+          if (g.verbose) log(batch[i] + ": skipped: " + rep.skip_reason);
+        } else {
+          ++done;
+        }
+        if (!rep.error.empty()) ++errors;
+      }
+    };
+    // Most of the budget for messages (8 of the default 10, the message parallelism of earlier
+    // versions); a quarter is left for the domains of a message to several domains.
+    const size_t message_workers =
+        std::min(batch.size(), std::max<size_t>(1, budget.limit() - budget.limit() / 4));
+    std::vector<std::thread> workers;
+    for (size_t k = 0; k < message_workers; ++k) {
+      std::thread t;
+      std::string why;
+      if (!budget.TryStart(worker, &t, &why)) {
+        if (!why.empty()) log.Warn("cannot start a queue runner thread (" + why + "); going on with the others");
+        break;
+      }
+      workers.push_back(std::move(t));
+    }
+    // No thread at all: this one does the work.
+    if (workers.empty()) worker();
+    for (std::thread& t : workers) budget.Join(&t);
+  }
+  if (g.verbose)
+    log("run finished: " + std::to_string(done.load()) + " processed, " + std::to_string(skipped.load()) +
+        " skipped, " + std::to_string(errors.load()) + " with local errors");
+  return errors.load() ? EX_TEMPFAIL : EX_OK;
+}
+
+}  // namespace
+
+int RunQueue(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  openlog("mxsec", LOG_PID, LOG_MAIL);
+  if (args.empty()) return Fail(EX_USAGE, "queue: expected list, run, flush or delete ID");
+  const std::string& sub = args[0];
+  if (sub == "list") {
+    bool json = false;
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "--json") json = true;
+      else return Fail(EX_USAGE, "queue list: unknown argument \"" + args[i] + "\"");
+    }
+    return ListQueue(cfg, json);
+  }
+  if (sub == "run" || sub == "flush") {
+    if (args.size() > 1) return Fail(EX_USAGE, "queue " + sub + ": unexpected argument \"" + args[1] + "\"");
+    return RunQueueOnce(g, cfg, sub == "flush");
+  }
+  if (sub == "delete") {
+    if (args.size() < 2) return Fail(EX_USAGE, "queue delete: expected one or more queue IDs");
+    auto q = Queue::Open(cfg.queue_dir, false);
+    if (!q.ok()) return Fail(EX_TEMPFAIL, "queue: " + q.error());
+    int code = EX_OK;
+    for (size_t i = 1; i < args.size(); ++i) {
+      const std::string& id = args[i];
+      if (!ValidQueueId(id)) {
+        code = Fail(EX_USAGE, "queue delete: \"" + id + "\" is not a queue ID (17 characters 0-9A-F)");
+        continue;
+      }
+      QueueLock lock;
+      LockState st = q->TryLock(id, &lock);
+      if (st == LockState::kGone) {
+        code = Fail(EX_NOINPUT, "queue delete: " + id + ": no such message in " + cfg.queue_dir);
+        continue;
+      }
+      if (st == LockState::kBusy) {
+        code = Fail(EX_TEMPFAIL, "queue delete: " + id + ": being delivered right now; try again");
+        continue;
+      }
+      Status s = q->Remove(id);
+      if (!s.ok()) {
+        code = Fail(EX_IOERR, "queue delete: " + s.message());
+        continue;
+      }
+      syslog(LOG_INFO, "%s: deleted by an administrator", id.c_str());
+      std::cout << id << ": deleted\n";
+    }
+    return code;
+  }
+  return Fail(EX_USAGE, "queue: unknown subcommand \"" + sub + "\" (list, run, flush, delete ID)");
+}
+
+int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args,
+                const std::string& invoked_as) {
+  openlog("mxsec", LOG_PID, LOG_MAIL);
+  const std::string who = invoked_as + ": ";
+  auto parsed = ParseSendmailArgs(args);
+  if (!parsed.ok())
+    return Fail(EX_USAGE, who + parsed.error() + "\nusage: sendmail [-t] [-i] [-f sender] [-F name] [-odi|-odb|-odq] "
+                                                 "[-N dsn] [-R hdrs|full] [-v] [--] [recipient...]");
+  SendmailOptions o = parsed.value();
+  if (invoked_as == "mailq") o.mode = SendmailOptions::Mode::kListQueue;
+  if (o.mode == SendmailOptions::Mode::kListQueue) return ListQueue(cfg, false);
+  GlobalOptions gg = g;
+  gg.verbose += o.verbose;
+  if (o.mode == SendmailOptions::Mode::kRunQueue) return RunQueueOnce(gg, cfg, true);
+
+  const std::string domain = SenderDomain(cfg);
+  // The envelope sender: -f/-r, else the invoking user at sender_domain.
+  std::string login;
+  std::string gecos;
+  if (passwd* pw = getpwuid(getuid())) {
+    login = pw->pw_name;
+    gecos = pw->pw_gecos ? pw->pw_gecos : "";
+    gecos = gecos.substr(0, gecos.find(','));
+  } else {
+    login = "uid" + std::to_string(getuid());
+  }
+  std::string sender_text;
+  if (o.sender) {
+    sender_text = *o.sender;
+    if (sender_text.size() >= 2 && sender_text.front() == '<' && sender_text.back() == '>')
+      sender_text = sender_text.substr(1, sender_text.size() - 2);
+    if (!sender_text.empty()) sender_text = Qualify(sender_text, domain);
+  } else {
+    sender_text = login + "@" + domain;
+  }
+  auto sender = ParseMailbox(sender_text, true);
+  if (!sender.ok()) return Fail(EX_USAGE, who + "invalid sender address \"" + sender_text + "\": " + sender.error());
+
+  // Command-line recipients (each may be an address list, "A <a@b>, c@d").
+  std::vector<std::string> rcpts;
+  for (const std::string& a : o.recipients) {
+    auto list = ParseAddressList(a);
+    if (!list.ok()) return Fail(EX_USAGE, who + "invalid recipient \"" + a + "\": " + list.error());
+    for (const std::string& r : list.value()) rcpts.push_back(Qualify(r, domain));
+  }
+  if (!o.extract_recipients && rcpts.empty())
+    return Fail(EX_USAGE, who + "no recipients given (name them as arguments, or use -t to take them from the "
+                                "To, Cc and Bcc headers)");
+
+  // The message. Read to the end (a writer is never cut off with SIGPIPE), keep at most the limit + 1.
+  const size_t limit = cfg.message_size_limit > 0 ? static_cast<size_t>(cfg.message_size_limit) : kHardMaxMessage;
+  std::string raw;
+  bool too_big = false;
+  {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = read(0, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Fail(EX_IOERR, who + "cannot read the message from standard input: " + strerror(errno));
+      }
+      if (n == 0) break;
+      if (raw.size() <= limit + 65536) raw.append(buf, static_cast<size_t>(n));
+      else too_big = true;
+    }
+  }
+  if (!o.ignore_dots) raw.resize(LoneDotEnd(raw));
+  if (too_big || raw.size() > limit)
+    return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
+                                " octets)");
+
+  // Headers: From/Date/Message-ID when missing, Bcc removed, -t recipients.
+  HeaderEdit edit;
+  edit.extract_recipients = o.extract_recipients;
+  edit.qualify_domain = domain;
+  std::string from_name = o.full_name ? *o.full_name : (o.sender ? "" : gecos);
+  const std::string shown_sender = sender->ToString().empty() ? "MAILER-DAEMON@" + domain : sender->ToString();
+  edit.from = from_name.empty() ? shown_sender : DisplayName(from_name) + " <" + shown_sender + ">";
+  edit.date = Rfc5322Date(SystemClock()->Now());
+  edit.message_id = "<" + std::to_string(SystemClock()->Now()) + "." + RandomHex(8) + "@" + domain + ">";
+  // One line-ending rule, NUL, bare CR and lines over 998 octets (of the input, naming its line,
+  // and after editing, naming the header field) refused before anything is queued.
+  auto edited = PrepareSubmission(raw, edit);
+  if (!edited.ok()) return Fail(EX_DATAERR, who + "message refused: " + edited.error());
+  std::string().swap(raw);
+  // What is queued is what the SMTP encoding accepts (PrepareSubmission promises it; exit 0 must mean sendable).
+  if (auto sendable = PrepareMessage(edited->message, MessageOptions{}); !sendable.ok())
+    return Fail(EX_DATAERR, who + "message refused, it cannot be sent by SMTP: " + sendable.error());
+  for (const std::string& r : edited->recipients) {
+    std::string q = Qualify(r, domain);
+    auto m = ParseMailbox(q, false);
+    if (!m.ok()) return Fail(EX_DATAERR, who + "message refused: invalid recipient \"" + r + "\" in the headers: " + m.error());
+    rcpts.push_back(q);
+  }
+  if (rcpts.empty())
+    return Fail(EX_USAGE, who + "no recipients: none given as arguments and none found in the To, Cc or Bcc headers");
+  // Each recipient once (domains compare case-insensitively).
+  QueuedEnvelope env;
+  std::set<std::string> have;
+  for (const std::string& r : rcpts) {
+    auto m = ParseMailbox(r, false);
+    if (!m.ok()) return Fail(EX_USAGE, who + "invalid recipient \"" + r + "\": " + m.error());
+    if (!have.insert(m->ToString()).second) continue;
+    env.recipients.push_back(QueuedRecipient{m->ToString()});
+  }
+  env.sender = sender->ToString();
+  // -N (RFC 3461): without it, failures and (with queue_delay_warning) delays are reported, as Postfix does.
+  if (!o.notify.empty()) {
+    const std::string list = "," + o.notify + ",";
+    auto asked = [&](const char* w) { return list.find(std::string(",") + w + ",") != std::string::npos; };
+    env.notify_failure = asked("failure");
+    env.notify_delay = asked("delay");
+    env.notify_success = asked("success");
+    env.dsn_notify = o.notify;
+    for (char& c : env.dsn_notify) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+  }
+  env.return_headers_only = o.ret == "hdrs";
+  env.dsn_ret = o.ret == "hdrs" ? "HDRS" : o.ret == "full" ? "FULL" : "";
+  env.envid = o.envid;
+
+  // The trace field of this submission (Postfix's pickup adds the same), written with the queue ID it names.
+  const std::string myhostname = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
+  const int64_t arrival = SystemClock()->Now();
+  const unsigned uid = static_cast<unsigned>(getuid());
+  const std::string& edited_text = edited->message;
+  auto received = [&](const std::string& id) {
+    return SubmissionReceivedHeader(myhostname, uid, id, arrival, edited_text);
+  };
+  const size_t received_size = received("00000000000000000").size();
+  if (edited->message.size() + received_size > limit)
+    return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
+                                " octets) with the headers added");
+
+  auto q = Queue::Open(cfg.queue_dir, true);
+  if (!q.ok())
+    return Fail(EX_TEMPFAIL, who + "cannot queue the message: " + q.error() + "; the message was not accepted");
+  QueueLock lock;
+  bool io_error = false;
+  auto id = q->Submit(edited->message, env, SystemClock(),
+                      o.delivery == SendmailOptions::Delivery::kQueueOnly ? nullptr : &lock, &io_error, received);
+  if (!id.ok())
+    return Fail(io_error ? EX_IOERR : EX_TEMPFAIL,
+                who + "cannot queue the message: " + id.error() + "; the message was not accepted");
+  syslog(LOG_INFO, "%s: queued: from=<%s> nrcpt=%zu size=%zu uid=%u", id->c_str(), env.sender.c_str(),
+         env.recipients.size(), edited->message.size() + received_size, uid);
+  if (gg.verbose) std::cerr << "mxsec: " << who << "queued as " << id.value() << "\n";
+
+  if (o.delivery == SendmailOptions::Delivery::kQueueOnly) return EX_OK;
+  if (o.delivery == SendmailOptions::Delivery::kBackground) {
+    std::cout.flush();
+    pid_t pid = fork();
+    if (pid < 0) {
+      syslog(LOG_WARNING, "%s: fork failed (%s); left for the queue runner", id->c_str(), strerror(errno));
+      return EX_OK;  // queued: the queue runner delivers it
+    }
+    if (pid > 0) return EX_OK;  // the parent's copy of the lock closes at exit; the child's keeps it
+    // The child: detach from the caller (its terminal and its pipes) and deliver.
+    closelog();  // its socket is among the descriptors closed below; syslog(3) reopens it
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+      if (null > 2) close(null);
+    }
+    for (int fd = 3; fd < 1024; ++fd)
+      if (fd != lock.fd()) close(fd);
+    Logger log;
+    log.to_stderr = false;
+    Engine engine;
+    if (engine.Init(cfg, &log).ok()) DeliverNow(q.value(), id.value(), std::move(lock), engine, cfg, log);
+    _exit(0);
+  }
+  // -odi: one attempt now, in the foreground; the message stays queued if it is deferred.
+  Logger log;
+  log.to_stderr = true;
+  log.prefix = who;
+  Engine engine;
+  Status s = engine.Init(cfg, &log);
+  if (!s.ok()) {
+    std::cerr << "mxsec: " << who << "queued as " << id.value() << " but not delivered now: " << s.message() << "\n";
+    return EX_OK;
+  }
+  DeliverNow(q.value(), id.value(), std::move(lock), engine, cfg, log);
+  return EX_OK;
+}
+
+}  // namespace mxsec

@@ -1,0 +1,820 @@
+// queue.cc - the durable retry queue (see queue.h for the promises).
+//
+// Durability order of Submit: ID.msg (with its prefix for that ID, if any) written to a temporary name, fsynced,
+// linked to its final name (link fails if the name exists, so an ID is
+// never reused), then ID.env likewise and renamed, then the directory
+// fsynced. Only then is the submission reported as successful.
+#include "mxsec/queue/queue.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <system_error>
+#include <thread>
+
+#include "mxsec/queue/dsn.h"
+
+namespace mxsec {
+
+size_t QueuedEnvelope::pending() const {
+  return static_cast<size_t>(std::count_if(recipients.begin(), recipients.end(),
+                                           [](const QueuedRecipient& r) { return r.state == "pending"; }));
+}
+
+std::string EnvelopeToJson(const QueuedEnvelope& e) {
+  nlohmann::json j;
+  j["version"] = 1;
+  j["id"] = e.id;
+  j["sender"] = e.sender;
+  j["queued_at"] = e.queued_at;
+  j["next_retry"] = e.next_retry;
+  j["attempts"] = e.attempts;
+  j["size"] = e.size;
+  j["last_reason"] = e.last_reason;
+  j["notify_failure"] = e.notify_failure;
+  j["notify_delay"] = e.notify_delay;
+  j["notify_success"] = e.notify_success;
+  j["dsn_notify"] = e.dsn_notify;
+  j["dsn_ret"] = e.dsn_ret;
+  j["delay_warned"] = e.delay_warned;
+  j["return_headers_only"] = e.return_headers_only;
+  j["envid"] = e.envid;
+  j["is_bounce"] = e.is_bounce;
+  j["recipients"] = nlohmann::json::array();
+  for (const QueuedRecipient& r : e.recipients) {
+    j["recipients"].push_back({{"address", r.address},
+                               {"state", r.state},
+                               {"code", r.code},
+                               {"reply", r.reply},
+                               {"relay", r.relay},
+                               {"time", r.time}});
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+Result<QueuedEnvelope> EnvelopeFromJson(std::string_view text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Status::Error("envelope is not a JSON object");
+  try {
+    QueuedEnvelope e;
+    e.id = j.at("id").get<std::string>();
+    e.sender = j.at("sender").get<std::string>();
+    e.queued_at = j.at("queued_at").get<int64_t>();
+    e.next_retry = j.at("next_retry").get<int64_t>();
+    e.attempts = j.at("attempts").get<int>();
+    e.size = j.at("size").get<uint64_t>();
+    e.last_reason = j.value("last_reason", "");
+    e.notify_failure = j.value("notify_failure", true);
+    e.notify_delay = j.value("notify_delay", true);
+    e.notify_success = j.value("notify_success", false);
+    e.dsn_notify = j.value("dsn_notify", "");
+    e.dsn_ret = j.value("dsn_ret", "");
+    e.delay_warned = j.value("delay_warned", false);
+    e.return_headers_only = j.value("return_headers_only", false);
+    e.envid = j.value("envid", "");
+    e.is_bounce = j.value("is_bounce", false);
+    for (const auto& r : j.at("recipients")) {
+      QueuedRecipient q;
+      q.address = r.at("address").get<std::string>();
+      q.state = r.at("state").get<std::string>();
+      if (q.state != "pending" && q.state != "delivered" && q.state != "bounced")
+        return Status::Error("envelope: recipient " + q.address + " has unknown state \"" + q.state + "\"");
+      q.code = r.value("code", "");
+      q.reply = r.value("reply", "");
+      q.relay = r.value("relay", "");
+      q.time = r.value("time", int64_t{0});
+      e.recipients.push_back(std::move(q));
+    }
+    if (e.recipients.empty()) return Status::Error("envelope has no recipients");
+    return e;
+  } catch (const nlohmann::json::exception& ex) {
+    return Status::Error(std::string("envelope: missing or bad field: ") + ex.what());
+  }
+}
+
+bool ValidQueueId(std::string_view id) {
+  if (id.size() != 17) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
+}
+
+QueueLock& QueueLock::operator=(QueueLock&& o) noexcept {
+  if (this != &o) {
+    Release();
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+QueueLock::~QueueLock() { Release(); }
+void QueueLock::Release() {
+  if (fd_ >= 0) close(fd_);  // the flock goes with the last descriptor of the open file
+  fd_ = -1;
+}
+
+namespace {
+
+constexpr mode_t kFileMode = 0640;
+
+std::string NewQueueId(Clock* clock) {
+  timeval tv{};
+  gettimeofday(&tv, nullptr);
+  uint16_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = static_cast<uint16_t>(getpid() ^ tv.tv_usec);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%08llX%05lX%04X", static_cast<unsigned long long>(clock->Now()) & 0xffffffffULL,
+           static_cast<unsigned long>(tv.tv_usec) & 0xfffffUL, rnd);
+  return buf;
+}
+
+std::string Errno(const std::string& what) { return what + ": " + strerror(errno); }
+
+bool IsIoError(int e) { return e == EIO || e == EROFS || e == EBADF || e == EFAULT; }
+
+// Writes all of `head` and then `data` to `fd` and fsyncs it.
+Status WriteAllSync(int fd, std::string_view head, std::string_view data, const std::string& name) {
+  for (std::string_view part : {head, data}) {
+    size_t off = 0;
+    while (off < part.size()) {
+      ssize_t n = write(fd, part.data() + off, part.size() - off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Status::Error(Errno(name + ": write"));
+      }
+      off += static_cast<size_t>(n);
+    }
+  }
+  if (fsync(fd) != 0) return Status::Error(Errno(name + ": fsync"));
+  return Status::Ok();
+}
+
+Status FsyncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(Errno(dir + ": open"));
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  errno = err;
+  if (rc != 0) return Status::Error(Errno(dir + ": fsync"));
+  return Status::Ok();
+}
+
+std::string TempName(const std::string& dir, const std::string& what) {
+  uint32_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = static_cast<uint32_t>(getpid());
+  char buf[64];
+  snprintf(buf, sizeof buf, "/.tmp-%s-%d-%08x", what.c_str(), static_cast<int>(getpid()), rnd);
+  return dir + buf;
+}
+
+// Creates `path` exclusively with kFileMode (whatever the umask), writes and fsyncs `head` + `data`.
+// Returns the open descriptor (the caller closes it) or an error (the file is removed).
+Result<int> CreateSynced(const std::string& path, std::string_view data, std::string_view head = {}) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kFileMode);
+  if (fd < 0) return Status::Error(Errno(path + ": create"));
+  Status s = fchmod(fd, kFileMode) == 0 ? Status::Ok() : Status::Error(Errno(path + ": chmod"));
+  if (s.ok()) s = WriteAllSync(fd, head, data, path);
+  if (!s.ok()) {
+    int err = errno;
+    close(fd);
+    unlink(path.c_str());
+    errno = err;
+    return s;
+  }
+  return fd;
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error(Errno(path));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Status s = Status::Error(Errno(path + ": read"));
+      close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+}  // namespace
+
+Result<Queue> Queue::Open(const std::string& dir, bool create) {
+  struct stat st{};
+  if (stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT || !create) return Status::Error(Errno("queue directory " + dir));
+    // mkdir -p with 0750: never world-accessible; see mxsec(8) for the set-group-ID layout.
+    std::string cur;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+      pos = dir.find('/', pos + 1);
+      cur = dir.substr(0, pos);
+      if (cur.empty()) continue;
+      if (mkdir(cur.c_str(), 0750) != 0 && errno != EEXIST) return Status::Error(Errno("queue directory " + cur));
+    }
+    if (stat(dir.c_str(), &st) != 0) return Status::Error(Errno("queue directory " + dir));
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::Error("queue directory " + dir + " is not a directory");
+  if (st.st_mode & S_IWOTH)
+    return Status::Error("queue directory " + dir + " is world-writable; refusing to use it (see mxsec(8))");
+  return Queue(dir);
+}
+
+Result<std::string> Queue::Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
+                                  bool* io_error, const std::function<std::string(const std::string& id)>& prefix) {
+  if (io_error) *io_error = false;
+  auto fail = [&](const Status& s) -> Result<std::string> {
+    if (io_error) *io_error = IsIoError(errno);
+    return s;
+  };
+  const std::string tmp_msg = TempName(dir_, "msg");
+  std::string id;
+  std::string head;
+  QueueLock lock;
+  bool written = false;
+  for (int tries = 0;; ++tries) {
+    id = NewQueueId(clock);
+    // The prefix names the ID, so a new ID (a collision, rare) means writing the file again.
+    if (!written || prefix) {
+      if (written) {
+        lock.Release();
+        unlink(tmp_msg.c_str());
+      }
+      head = prefix ? prefix(id) : std::string();
+      auto msg_fd = CreateSynced(tmp_msg, message, head);
+      if (!msg_fd.ok()) return fail(msg_fd.status());
+      written = true;
+      // Lock before the message is visible: no runner can take it while we finish (or deliver it).
+      lock = QueueLock(msg_fd.value());
+      if (flock(lock.fd(), LOCK_EX) != 0) {
+        Status s = Status::Error(Errno(tmp_msg + ": flock"));
+        unlink(tmp_msg.c_str());
+        return fail(s);
+      }
+    }
+    if (link(tmp_msg.c_str(), (dir_ + "/" + id + ".msg").c_str()) == 0) break;
+    if (errno != EEXIST || tries > 100) {
+      Status s = Status::Error(Errno(dir_ + "/" + id + ".msg: link"));
+      unlink(tmp_msg.c_str());
+      return fail(s);
+    }
+  }
+  unlink(tmp_msg.c_str());
+  const std::string msg_path = dir_ + "/" + id + ".msg";
+
+  env.id = id;
+  env.size = head.size() + message.size();
+  env.queued_at = clock->Now();
+  const std::string tmp_env = TempName(dir_, "env");
+  auto env_fd = CreateSynced(tmp_env, EnvelopeToJson(env));
+  if (!env_fd.ok()) {
+    int err = errno;
+    unlink(msg_path.c_str());
+    errno = err;
+    return fail(env_fd.status());
+  }
+  close(env_fd.value());
+  if (rename(tmp_env.c_str(), (dir_ + "/" + id + ".env").c_str()) != 0) {
+    Status s = Status::Error(Errno(dir_ + "/" + id + ".env: rename"));
+    int err = errno;
+    unlink(tmp_env.c_str());
+    unlink(msg_path.c_str());
+    errno = err;
+    return fail(s);
+  }
+  Status synced = FsyncDir(dir_);
+  if (!synced.ok()) {
+    int err = errno;
+    unlink((dir_ + "/" + id + ".env").c_str());
+    unlink(msg_path.c_str());
+    errno = err;
+    return fail(synced);
+  }
+  if (lock_out) *lock_out = std::move(lock);
+  return id;
+}
+
+std::vector<std::string> Queue::Ids() const {
+  std::vector<std::string> ids;
+  DIR* d = opendir(dir_.c_str());
+  if (!d) return ids;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() == 21 && n.compare(17, 4, ".env") == 0 && ValidQueueId(n.substr(0, 17))) ids.push_back(n.substr(0, 17));
+  }
+  closedir(d);
+  std::sort(ids.begin(), ids.end());  // IDs start with the time: oldest first
+  return ids;
+}
+
+LockState Queue::TryLock(const std::string& id, QueueLock* out) const {
+  if (!ValidQueueId(id)) return LockState::kGone;
+  int fd = open((dir_ + "/" + id + ".msg").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return LockState::kGone;
+  QueueLock lock(fd);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) return LockState::kBusy;
+  // The holder before us may have finished and removed the message.
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || st.st_nlink == 0) return LockState::kGone;
+  if (access((dir_ + "/" + id + ".env").c_str(), F_OK) != 0) return LockState::kGone;
+  *out = std::move(lock);
+  return LockState::kLocked;
+}
+
+Result<QueuedEnvelope> Queue::ReadEnvelope(const std::string& id) const {
+  auto text = ReadFile(dir_ + "/" + id + ".env");
+  if (!text.ok()) return text.status();
+  auto env = EnvelopeFromJson(text.value());
+  if (!env.ok()) return Status::Error(dir_ + "/" + id + ".env: " + env.error());
+  // The file name is what the lock, the message file and every rewrite
+  // use; an envelope naming another ID would carry one message's state
+  // into another's envelope.
+  if (env->id != id)
+    return Status::Error(dir_ + "/" + id + ".env: names queue ID " + env->id + ", not " + id +
+                         "; not used (moved or copied from another message?)");
+  return env;
+}
+
+Result<std::string> Queue::ReadMessage(const std::string& id) const { return ReadFile(dir_ + "/" + id + ".msg"); }
+
+Status Queue::WriteEnvelope(const QueuedEnvelope& env) {
+  const std::string tmp = TempName(dir_, "env");
+  auto fd = CreateSynced(tmp, EnvelopeToJson(env));
+  if (!fd.ok()) return fd.status();
+  close(fd.value());
+  if (rename(tmp.c_str(), (dir_ + "/" + env.id + ".env").c_str()) != 0) {
+    Status s = Status::Error(Errno(dir_ + "/" + env.id + ".env: rename"));
+    unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncDir(dir_);
+}
+
+Status Queue::Remove(const std::string& id) {
+  if (unlink((dir_ + "/" + id + ".env").c_str()) != 0 && errno != ENOENT)
+    return Status::Error(Errno(dir_ + "/" + id + ".env: unlink"));
+  if (unlink((dir_ + "/" + id + ".msg").c_str()) != 0 && errno != ENOENT)
+    return Status::Error(Errno(dir_ + "/" + id + ".msg: unlink"));
+  return FsyncDir(dir_);
+}
+
+void Queue::Clean(Clock* clock, int64_t min_age) {
+  DIR* d = opendir(dir_.c_str());
+  if (!d) return;
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) names.push_back(e->d_name);
+  closedir(d);
+  for (const std::string& n : names) {
+    std::string path = dir_ + "/" + n;
+    struct stat st{};
+    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (clock->Now() - st.st_mtime < min_age) continue;
+    if (n.rfind(".tmp-", 0) == 0) {
+      unlink(path.c_str());
+    } else if (n.size() == 21 && n.compare(17, 4, ".msg") == 0) {
+      std::string id = n.substr(0, 17);
+      if (access((dir_ + "/" + id + ".env").c_str(), F_OK) == 0) continue;
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      QueueLock lock(fd);
+      // Not locked and still without an envelope: a submission that failed (its caller got an error).
+      if (flock(fd, LOCK_EX | LOCK_NB) == 0 && access((dir_ + "/" + id + ".env").c_str(), F_OK) != 0)
+        unlink(path.c_str());
+    }
+  }
+}
+
+namespace {
+
+class SystemThreadStarter : public ThreadStarter {
+ public:
+  bool Start(std::function<void()> fn, std::thread* out, std::string* error) override {
+    try {
+      *out = std::thread(std::move(fn));
+      return true;
+    } catch (const std::system_error& e) {  // EAGAIN: the process or user is out of threads
+      *error = e.what();
+    } catch (const std::bad_alloc&) {
+      *error = "out of memory";
+    }
+    return false;
+  }
+};
+
+}  // namespace
+
+ThreadStarter* SystemThreads() {
+  static SystemThreadStarter starter;
+  return &starter;
+}
+
+bool WorkerBudget::TryStart(std::function<void()> fn, std::thread* out, std::string* error) {
+  error->clear();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (in_use_ >= limit_) return false;
+    ++in_use_;
+  }
+  if (starter_->Start(std::move(fn), out, error)) return true;
+  if (error->empty()) *error = "thread not started";
+  std::lock_guard<std::mutex> l(mu_);
+  --in_use_;
+  return false;
+}
+
+void WorkerBudget::Join(std::thread* t) {
+  if (!t->joinable()) return;
+  t->join();
+  std::lock_guard<std::mutex> l(mu_);
+  --in_use_;
+}
+
+int64_t RetryDelay(int attempts, const QueueSettings& s) {
+  int64_t d = std::max(1, s.retry_min);
+  int64_t cap = std::max(s.retry_max, s.retry_min);
+  for (int i = 1; i < attempts && d < cap; ++i) d *= 2;
+  return std::min(d, cap);
+}
+
+namespace {
+
+std::string RelayOf(const RecipientOutcome& o) {
+  if (o.relay_host.empty()) return "";
+  return o.relay_host + "[" + o.relay_address + "]:" + std::to_string(o.relay_port);
+}
+
+std::string DurationWords(int64_t s) {
+  if (s % 86400 == 0 && s > 0) return std::to_string(s / 86400) + " day" + (s == 86400 ? "" : "s");
+  if (s % 3600 == 0 && s > 0) return std::to_string(s / 3600) + " hour" + (s == 3600 ? "" : "s");
+  return std::to_string(s) + " seconds";
+}
+
+}  // namespace
+
+ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLock lock, bool force,
+                                   const DomainDeliverer& deliver, Clock* clock, const QueueSettings& settings,
+                                   const std::function<void(const std::string&)>& log) {
+  ProcessReport rep;
+  rep.id = id;
+  auto say = [&](const std::string& line) {
+    if (log) log(id + ": " + line);
+  };
+  if (!lock.held()) {
+    LockState st = queue.TryLock(id, &lock);
+    if (st != LockState::kLocked) {
+      rep.skipped = true;
+      rep.skip_reason = st == LockState::kBusy ? "being delivered by another process" : "no longer queued";
+      return rep;
+    }
+  }
+  // Read the envelope only now, under the lock: it is what the last holder left.
+  auto env_r = queue.ReadEnvelope(id);
+  if (!env_r.ok()) {
+    rep.error = env_r.error();
+    say("cannot read the envelope: " + rep.error);
+    return rep;
+  }
+  QueuedEnvelope env = std::move(env_r.value());
+  const int64_t now = clock->Now();
+  if (!force && env.next_retry > now) {
+    rep.skipped = true;
+    rep.skip_reason = "not due before " + Rfc5322Date(env.next_retry);
+    return rep;
+  }
+  auto raw = queue.ReadMessage(id);
+  if (!raw.ok()) {
+    rep.error = raw.error();
+    say("cannot read the message: " + rep.error);
+    return rep;
+  }
+  if (raw->size() != env.size) {
+    // The message file is never rewritten: another size means it was cut
+    // short or changed on disk, and sending it would send another message.
+    rep.error = queue.dir() + "/" + id + ".msg is " + std::to_string(raw->size()) + " octets, its envelope records " +
+                std::to_string(env.size) + "; left in the queue";
+    say("cannot send the message: " + rep.error);
+    return rep;
+  }
+  auto sender = ParseMailbox(env.sender, true);
+  auto prepared = PrepareMessage(raw.value(), MessageOptions{});
+  std::vector<size_t> newly_bounced;
+  std::vector<size_t> newly_relayed;  // delivered to a hop that did not take NOTIFY=, success asked
+  size_t untried_domains = 0;         // beyond max_domains_per_attempt
+  size_t never_tried_domains = 0;     // of those, never tried at all: the message is due again at once
+  DsnRequest dsn_request;
+  if (!env.sender.empty() && !env.is_bounce) {
+    dsn_request.notify = env.dsn_notify;
+    dsn_request.ret = env.dsn_ret;
+    dsn_request.envid = env.envid;
+  }
+
+  if (!sender.ok() || !prepared.ok()) {
+    // Checked at submission; a message changed on disk since can never be sent.
+    std::string why = !sender.ok() ? "invalid sender: " + sender.error() : "message cannot be sent: " + prepared.error();
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      QueuedRecipient& r = env.recipients[i];
+      if (r.state != "pending") continue;
+      r.state = "bounced";
+      r.code = "5.6.0";
+      r.reply = why;
+      r.time = now;
+      newly_bounced.push_back(i);
+    }
+  } else {
+    std::map<std::string, std::vector<size_t>> by_domain;
+    std::vector<Mailbox> boxes(env.recipients.size());
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      QueuedRecipient& r = env.recipients[i];
+      if (r.state != "pending") continue;
+      auto m = ParseMailbox(r.address, false);
+      if (!m.ok()) {
+        r.state = "bounced";
+        r.code = "5.1.3";
+        r.reply = "invalid recipient address: " + m.error();
+        r.time = now;
+        newly_bounced.push_back(i);
+        continue;
+      }
+      boxes[i] = m.value();
+      by_domain[m->domain].push_back(i);
+    }
+    // The work list: domains tried least recently first (never tried: time 0), so that a message
+    // with more domains than one attempt takes reaches all of them in turn.
+    struct DomainWork {
+      std::string domain;
+      std::vector<size_t> idx;
+      int64_t last = 0;
+    };
+    std::vector<DomainWork> work;
+    for (auto& [domain, idx] : by_domain) {
+      DomainWork w{domain, idx, 0};
+      for (size_t i : idx) w.last = std::max(w.last, env.recipients[i].time);
+      work.push_back(std::move(w));
+    }
+    std::stable_sort(work.begin(), work.end(), [](const DomainWork& a, const DomainWork& b) { return a.last < b.last; });
+    const size_t max_domains = std::max<size_t>(1, settings.max_domains_per_attempt);
+    if (work.size() > max_domains) {
+      untried_domains = work.size() - max_domains;
+      for (size_t k = max_domains; k < work.size(); ++k)
+        if (work[k].last == 0) ++never_tried_domains;
+      work.resize(max_domains);
+      say(std::to_string(untried_domains) + " of " + std::to_string(by_domain.size()) +
+          " domains left for the next run (queue_max_domains_per_attempt " + std::to_string(max_domains) + ")");
+    }
+
+    // `mu` guards env, durable, newly_*, the counters and `say` while workers run; `write_mu`
+    // makes one envelope write at a time, and a write takes every delivery applied before it
+    // (so concurrent workers share one write).
+    std::mutex mu, write_mu;
+    // The file as written, plus the deliveries since. Bounces wait for the end of the attempt, where
+    // their DSN is queued first: recorded earlier, a crash would lose the DSN.
+    QueuedEnvelope durable = env;
+    for (size_t i : newly_bounced) durable.recipients[i].state = "pending";
+    uint64_t applied = 0, written = 0;
+    std::atomic<bool> halt{false};
+    auto settle = [&](const DomainWork& w, const std::vector<RecipientOutcome>& got) {
+      uint64_t mine = 0;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        bool delivered_any = false;
+        for (size_t j = 0; j < w.idx.size(); ++j) {
+          QueuedRecipient& r = env.recipients[w.idx[j]];
+          if (j >= got.size()) {  // a deliverer that answered for fewer recipients: try again later
+            r.code = "4.3.0";
+            r.reply = "internal: no result for this recipient";
+            continue;
+          }
+          const RecipientOutcome& o = got[j];
+          r.code = o.code;
+          r.reply = o.reply;
+          r.relay = RelayOf(o);
+          r.time = now;
+          if (o.status == RcptStatus::kDelivered) {
+            r.state = "delivered";
+            if (env.notify_success && !o.dsn_passed) newly_relayed.push_back(w.idx[j]);
+            durable.recipients[w.idx[j]] = r;
+            delivered_any = true;
+          } else if (o.status == RcptStatus::kBounced) {
+            r.state = "bounced";
+            newly_bounced.push_back(w.idx[j]);
+          } else {
+            env.last_reason = o.code + " " + o.reply;
+          }
+          say(r.address + ": status=" + (r.state == "pending" ? std::string("deferred") : r.state) +
+              " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
+        }
+        if (!delivered_any) return;
+        mine = ++applied;
+      }
+      // Durable before this thread starts another domain: a crash from here on does not send
+      // these recipients the message again.
+      std::lock_guard<std::mutex> wl(write_mu);
+      QueuedEnvelope snapshot;
+      uint64_t target = 0;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        if (written >= mine) return;  // another worker's write took ours along
+        snapshot = durable;
+        target = applied;
+      }
+      Status s = queue.WriteEnvelope(snapshot);
+      std::lock_guard<std::mutex> l(mu);
+      written = target;
+      if (!s.ok()) {
+        // Progress that cannot be recorded is not made: no further domain is started.
+        halt = true;
+        rep.error = "cannot record the deliveries so far: " + s.message();
+        say(rep.error + "; the other domains wait for the next run");
+      }
+    };
+    std::atomic<size_t> next{0};
+    auto run = [&] {
+      for (size_t k = next++; k < work.size() && !halt; k = next++) {
+        std::vector<Mailbox> rcpts;
+        for (size_t i : work[k].idx) rcpts.push_back(boxes[i]);
+        settle(work[k], deliver(work[k].domain, sender.value(), rcpts, prepared.value(), dsn_request));
+      }
+    };
+    // The calling thread works the list too: without any helper the attempt still progresses.
+    std::vector<std::thread> helpers;
+    for (size_t h = 1; h < work.size() && settings.workers; ++h) {
+      std::thread t;
+      std::string why;
+      if (!settings.workers->TryStart(run, &t, &why)) {
+        if (!why.empty()) {
+          std::lock_guard<std::mutex> l(mu);
+          say("cannot start a delivery thread (" + why + "); going on with " + std::to_string(helpers.size() + 1));
+        }
+        break;
+      }
+      helpers.push_back(std::move(t));
+    }
+    run();
+    for (std::thread& t : helpers) settings.workers->Join(&t);
+  }
+  env.attempts += 1;
+
+  // Queues a DSN of `kind` to the sender about the recipients at `which`.
+  auto queue_dsn = [&](DsnKind kind, const std::vector<size_t>& which) -> Result<std::string> {
+    DsnInput in;
+    in.kind = kind;
+    in.will_retry_until = env.queued_at + settings.lifetime;
+    in.reporting_mta = settings.reporting_mta;
+    in.bounce_domain = settings.bounce_domain;
+    in.original_sender = env.sender;
+    in.queue_id = id;
+    in.envid = env.envid;
+    in.arrival = env.queued_at;
+    in.now = now;
+    in.headers_only = env.return_headers_only;
+    in.original = raw.value();
+    static const char* const kWhat[] = {"dsn", "delayed", "relayed"};
+    in.message_id = id + "." + kWhat[static_cast<int>(kind)] + "." + std::to_string(now) + "@" +
+                    settings.bounce_domain;
+    for (size_t i : which) {
+      const QueuedRecipient& r = env.recipients[i];
+      DsnRecipient d;
+      d.address = r.address;
+      d.status = r.code;
+      d.diagnostic = r.reply;
+      d.remote_mta = r.relay.substr(0, r.relay.find('['));
+      d.expired = kind == DsnKind::kFailure && r.code == "4.4.7";
+      in.recipients.push_back(d);
+    }
+    QueuedEnvelope dsn_env;
+    dsn_env.sender = "";
+    dsn_env.is_bounce = true;
+    dsn_env.recipients.push_back(QueuedRecipient{env.sender});
+    dsn_env.next_retry = 0;
+    // Never dropped for its content: a report returning less than asked says why in the log, and
+    // one that could still not be sent (BuildDsn promises it can) goes out as the minimal one.
+    std::string reduced;
+    std::string text = BuildDsn(in, &reduced);
+    if (!reduced.empty()) say(std::string(kWhat[static_cast<int>(kind)]) + " notification: " + reduced);
+    if (auto sendable = PrepareMessage(text, MessageOptions{}); !sendable.ok()) {
+      say(std::string(kWhat[static_cast<int>(kind)]) + " notification cannot be sent as built (" + sendable.error() +
+          "); queuing a minimal one without the original message");
+      in.omit_original = true;
+      text = BuildDsn(in);
+    }
+    return queue.Submit(text, dsn_env, clock, nullptr);
+  };
+
+  // Past the lifetime: what is still pending bounces (Postfix's maximal_queue_lifetime).
+  if (env.pending() > 0 && now - env.queued_at >= settings.lifetime) {
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      QueuedRecipient& r = env.recipients[i];
+      if (r.state != "pending") continue;
+      r.state = "bounced";
+      r.reply = "message expired after " + DurationWords(settings.lifetime) + " in the queue; last problem: " +
+                (r.code.empty() ? "" : r.code + " ") + r.reply;
+      r.code = "4.4.7";
+      r.time = now;
+      newly_bounced.push_back(i);
+      say(r.address + ": status=bounced code=4.4.7 reply=" + r.reply);
+    }
+  }
+
+  if (!newly_bounced.empty()) {
+    if (env.is_bounce || env.sender.empty()) {
+      say("delivery status notification to <" + (env.recipients.empty() ? "" : env.recipients[0].address) +
+          "> failed permanently; dropped (a bounce is never bounced)");
+    } else if (!env.notify_failure) {
+      say("bounced recipients not reported: the sender asked for no notification (-N never)");
+    } else {
+      auto dsn_id = queue_dsn(DsnKind::kFailure, newly_bounced);
+      if (!dsn_id.ok()) {
+        // No DSN, no bounce: those recipients stay pending and are tried again.
+        rep.error = "cannot queue the delivery status notification: " + dsn_id.error();
+        say(rep.error);
+        for (size_t i : newly_bounced) env.recipients[i].state = "pending";
+        newly_bounced.clear();
+      } else {
+        rep.dsn_id = dsn_id.value();
+        rep.dsn_ids.push_back(rep.dsn_id);
+        say("delivery status notification to <" + env.sender + "> queued as " + rep.dsn_id);
+      }
+    }
+  }
+
+  // RFC 3461 success and delay reports; never for the null sender (nor for our own DSNs).
+  const bool may_notify = !env.sender.empty() && !env.is_bounce;
+  if (may_notify && !newly_relayed.empty()) {
+    auto dsn_id = queue_dsn(DsnKind::kRelayed, newly_relayed);
+    if (!dsn_id.ok()) {
+      // The recipients are delivered; what is lost is the notice that they were (logged, counted as an error).
+      rep.error = "cannot queue the success notification (relayed): " + dsn_id.error();
+      say(rep.error);
+    } else {
+      rep.dsn_ids.push_back(dsn_id.value());
+      say("success notification (relayed) to <" + env.sender + "> queued as " + dsn_id.value());
+    }
+  }
+  if (may_notify && env.notify_delay && !env.delay_warned && settings.delay_warning > 0 && env.pending() > 0 &&
+      now - env.queued_at >= settings.delay_warning) {
+    std::vector<size_t> waiting;
+    for (size_t i = 0; i < env.recipients.size(); ++i)
+      if (env.recipients[i].state == "pending") waiting.push_back(i);
+    auto dsn_id = queue_dsn(DsnKind::kDelay, waiting);
+    if (!dsn_id.ok()) {
+      // Not marked as sent: the next attempt tries again.
+      rep.error = "cannot queue the delay notification: " + dsn_id.error();
+      say(rep.error);
+    } else {
+      env.delay_warned = true;
+      rep.dsn_ids.push_back(dsn_id.value());
+      say("delay notification to <" + env.sender + "> queued as " + dsn_id.value());
+    }
+  }
+
+  for (const QueuedRecipient& r : env.recipients) {
+    if (r.state == "delivered") ++rep.delivered;
+    else if (r.state == "bounced") ++rep.bounced;
+    else ++rep.deferred;
+  }
+  if (env.pending() == 0) {
+    Status s = queue.Remove(id);
+    if (!s.ok()) {
+      rep.error = s.message();
+      say("cannot remove the finished message: " + rep.error);
+      // Leave an envelope without pending recipients: nothing is sent twice.
+      (void)queue.WriteEnvelope(env);
+      return rep;
+    }
+    rep.removed = true;
+    say("removed from the queue (" + std::to_string(rep.delivered) + " delivered, " + std::to_string(rep.bounced) +
+        " bounced)");
+    return rep;
+  }
+  // Domains never tried for the bound of one attempt are not a failure: due at the next run. Once
+  // each had its turn, the backoff applies as to any message.
+  env.next_retry = never_tried_domains > 0 ? now : now + RetryDelay(env.attempts, settings);
+  Status s = queue.WriteEnvelope(env);
+  if (!s.ok()) {
+    rep.error = s.message();
+    say("cannot update the envelope: " + rep.error);
+  } else {
+    say("deferred, next attempt " + Rfc5322Date(env.next_retry));
+  }
+  return rep;
+}
+
+}  // namespace mxsec

@@ -1,0 +1,473 @@
+// delivery.cc - one message to the recipients of one domain, host by host
+// (see delivery.h for the promises), and the SQLite log of attempts.
+#include "mxsec/smtp/delivery.h"
+
+#include <sqlite3.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+namespace mxsec {
+
+namespace {
+
+struct DbClose { void operator()(sqlite3* d) const { sqlite3_close_v2(d); } };
+
+// Lists are stored one item per line: no item (a TLSA record in
+// presentation form, a policy line, a host name) contains a line break.
+std::string JoinLines(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "\n" : "") + v[i];
+  return out;
+}
+
+std::vector<std::string> SplitLines(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string line;
+  while (std::getline(ss, line)) out.push_back(line);
+  return out;
+}
+
+// Creates the table, or adds the columns a table of an older version lacks.
+// Two processes may migrate at once: a column the other one just added is
+// not an error.
+Status PrepareAttemptsTable(sqlite3* db, const std::string& path) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db,
+                        "PRAGMA journal_mode=WAL;"
+                        "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
+                        " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
+                        " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
+                        " failure_type TEXT, policy_type TEXT, policy_strings TEXT, mx_patterns TEXT);",
+                        nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = path + ": " + (err ? err : "cannot create table");
+    sqlite3_free(err);
+    return Status::Error(msg);
+  }
+  for (const char* column : {"policy_type", "policy_strings", "mx_patterns"}) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?1", -1, &st, nullptr) !=
+        SQLITE_OK)
+      return Status::Error(path + ": " + sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC);
+    const bool present = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (present) continue;
+    std::string sql = std::string("ALTER TABLE attempts ADD COLUMN ") + column + " TEXT";
+    rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+      std::string msg = err ? err : "ALTER TABLE failed";
+      sqlite3_free(err);
+      if (msg.find("duplicate column") == std::string::npos)
+        return Status::Error(path + ": adding column " + column + ": " + msg);
+    }
+  }
+  return Status::Ok();
+}
+
+class SqliteAttemptLog : public AttemptLog {
+ public:
+  explicit SqliteAttemptLog(sqlite3* db) : db_(db) {}
+
+  Status Record(const AttemptRecord& r) override {
+    std::lock_guard<std::mutex> l(mu_);
+    static const char* kSql =
+        "INSERT INTO attempts (time, domain, mx, address, port, policy, mechanism, host_tls, tls_version,"
+        " tls_cipher, verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
+        " mx_patterns) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)";
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), kSql, -1, &st, nullptr) != SQLITE_OK)
+      return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
+    int i = 1;
+    auto text = [&](const std::string& s) { sqlite3_bind_text(st, i++, s.c_str(), -1, SQLITE_TRANSIENT); };
+    sqlite3_bind_int64(st, i++, r.time);
+    text(r.domain);
+    text(r.mx);
+    text(r.address);
+    sqlite3_bind_int(st, i++, r.port);
+    text(r.policy);
+    text(r.mechanism);
+    text(r.host_tls);
+    text(r.tls_version);
+    text(r.tls_cipher);
+    text(r.verification);
+    sqlite3_bind_int(st, i++, r.verified ? 1 : 0);
+    text(r.outcome);
+    text(r.code);
+    text(r.detail);
+    text(r.failure_type);
+    text(r.policy_type);
+    text(JoinLines(r.policy_strings));
+    text(JoinLines(r.mx_patterns));
+    if (sqlite3_step(st) != SQLITE_DONE)
+      return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
+    return Status::Ok();
+  }
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<sqlite3, DbClose> db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  std::unique_ptr<sqlite3, DbClose> db(raw);
+  if (rc != SQLITE_OK) return Status::Error(path + ": " + (raw ? sqlite3_errmsg(raw) : "cannot open"));
+  sqlite3_busy_timeout(db.get(), 5000);
+  Status prepared = PrepareAttemptsTable(db.get(), path);
+  if (!prepared.ok()) return prepared;
+  return std::unique_ptr<AttemptLog>(new SqliteAttemptLog(db.release()));
+}
+
+Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
+  std::vector<AttemptRecord> out;
+  struct stat sb;
+  if (stat(path.c_str(), &sb) != 0) return out;  // nothing was ever recorded
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  std::unique_ptr<sqlite3, DbClose> db(raw);
+  if (rc != SQLITE_OK) return Status::Error(path + ": " + (raw ? sqlite3_errmsg(raw) : "cannot open"));
+  sqlite3_busy_timeout(db.get(), 5000);
+  Status prepared = PrepareAttemptsTable(db.get(), path);
+  if (!prepared.ok()) return prepared;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db.get(),
+                         "SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
+                         " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
+                         " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
+                         -1, &st, nullptr) != SQLITE_OK)
+    return Status::Error(path + ": " + sqlite3_errmsg(db.get()));
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
+  sqlite3_bind_int64(st, 1, from);
+  sqlite3_bind_int64(st, 2, to);
+  for (;;) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return Status::Error(path + ": " + sqlite3_errmsg(db.get()));
+    int c = 0;
+    auto text = [&]() {
+      const unsigned char* t = sqlite3_column_text(st, c++);
+      return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
+    };
+    AttemptRecord r;
+    r.time = sqlite3_column_int64(st, c++);
+    r.domain = text();
+    r.mx = text();
+    r.address = text();
+    r.port = static_cast<uint16_t>(sqlite3_column_int(st, c++));
+    r.policy = text();
+    r.mechanism = text();
+    r.host_tls = text();
+    r.tls_version = text();
+    r.tls_cipher = text();
+    r.verification = text();
+    r.verified = sqlite3_column_int(st, c++) != 0;
+    r.outcome = text();
+    r.code = text();
+    r.detail = text();
+    r.failure_type = text();
+    r.policy_type = text();
+    r.policy_strings = SplitLines(text());
+    r.mx_patterns = SplitLines(text());
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+void SetReportPolicy(AttemptRecord* r, const DomainPolicy& p, const MxPolicy& mx) {
+  r->policy_strings.clear();
+  r->mx_patterns.clear();
+  if ((mx.tls == HostTls::kDane || mx.tls == HostTls::kEncrypt) && !mx.tlsa.empty()) {
+    r->policy_type = "tlsa";
+    for (const TlsaRecord& t : mx.tlsa) r->policy_strings.push_back(t.ToString());
+    r->mx_patterns.push_back(mx.host);
+    return;
+  }
+  if (p.mta_sts && (p.mta_sts->mode == StsMode::kEnforce || p.mta_sts->mode == StsMode::kTesting)) {
+    // The policy as RFC 8461 §3.2 lines, in the order the RFC lists the keys.
+    r->policy_type = "sts";
+    r->policy_strings.push_back("version: STSv1");
+    r->policy_strings.push_back(std::string("mode: ") + StsModeName(p.mta_sts->mode));
+    for (const std::string& m : p.mta_sts->mx) r->policy_strings.push_back("mx: " + m);
+    r->policy_strings.push_back("max_age: " + std::to_string(p.mta_sts->max_age));
+    r->mx_patterns = p.mta_sts->mx;
+    return;
+  }
+  r->policy_type = "no-policy-found";
+}
+
+SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options) {
+  SessionOptions o;
+  o.helo_name = options.helo_name;
+  o.tls = mx.tls;
+  o.timeouts = options.timeouts;
+  o.ca_file = options.ca_file;
+  o.pkix_host = mx.host;
+  o.pkix_names = mx.pkix_names;
+  o.sni = mx.host;
+  if (policy.local) o.required_by = "local policy " + std::string(LocalTlsName(policy.local->policy)) +
+                                    " (local_policy_file " + policy.local->source + ")";
+  if (mx.tls == HostTls::kDane) {
+    for (const TlsaRecord& t : mx.tlsa) o.tlsa.push_back(t);
+    // RFC 7672 §3.2.2 reference identifiers for DANE-TA; SNI is the TLSA
+    // base domain (§8.1).
+    std::string base = mx.tlsa_base.empty() ? mx.host : mx.tlsa_base;
+    o.sni = base;
+    o.dane_names.push_back(base);
+    if (base != mx.host) o.dane_names.push_back(mx.host);
+    o.dane_names.push_back(policy.domain);
+    if (!policy.mx_chain.empty()) o.dane_names.push_back(policy.mx_chain.back());
+  }
+  return o;
+}
+
+namespace {
+
+std::string Relay(const std::string& host, const std::string& address, uint16_t port) {
+  return host + "[" + address + "]:" + std::to_string(port);
+}
+
+AttemptRecord BaseRecord(const DomainPolicy& p, const MxPolicy& mx, const std::string& address, uint16_t port,
+                         int64_t now) {
+  AttemptRecord r;
+  r.time = now;
+  r.domain = p.domain;
+  r.mx = mx.host;
+  r.address = address;
+  r.port = port;
+  r.policy = VerdictName(p.verdict);
+  r.mechanism = MechanismName(p.mechanism);
+  r.host_tls = HostTlsName(mx.tls);
+  SetReportPolicy(&r, p, mx);
+  return r;
+}
+
+void FillTls(AttemptRecord* r, const TlsInfo& tls) {
+  if (!tls.used) return;
+  r->tls_version = tls.version;
+  r->tls_cipher = tls.cipher;
+  r->verification = tls.verification;
+  r->verified = tls.verified;
+}
+
+}  // namespace
+
+std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
+                                            const std::vector<Mailbox>& recipients,
+                                            const PreparedMessage& message, const DeliveryOptions& options,
+                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn) {
+  std::vector<RecipientOutcome> out(recipients.size());
+  for (size_t i = 0; i < recipients.size(); ++i) out[i].recipient = recipients[i];
+
+  // A host taken out of use because its TLSA lookup failed (bogus or
+  // indeterminate, RFC 7672 §2.1.1) is a DANE failure before any session:
+  // RFC 8460 reports it as "dnssec-invalid" ("no valid records were
+  // returned from the recursive resolver"), once per delivery attempt.
+  if (log) {
+    for (const MxPolicy& m : policy.mx) {
+      if (m.tls != HostTls::kSkip || !m.tlsa_looked_up ||
+          (m.tlsa_dnssec != DnssecStatus::kBogus && m.tlsa_dnssec != DnssecStatus::kIndeterminate))
+        continue;
+      AttemptRecord rec = BaseRecord(policy, m, "", options.port, clock->Now());
+      rec.policy_type = "tlsa";
+      rec.policy_strings.clear();
+      rec.mx_patterns = {m.host};
+      rec.outcome = "policy-failed";
+      rec.detail = m.reason;
+      rec.failure_type = "dnssec-invalid";
+      (void)log->Record(rec);
+    }
+  }
+
+  // A published MTA-STS policy (TXT record present) that could not be
+  // fetched or parsed, with no cached one to fall back on: RFC 8460's
+  // sts-policy-fetch-error / sts-policy-invalid, once per delivery attempt.
+  // (policy.cc names the failure "policy fetch failed: invalid policy: ..."
+  // when the body did not parse.)
+  if (log && policy.mta_sts && policy.mta_sts->mode == StsMode::kNone && policy.mta_sts->error &&
+      !policy.mta_sts->id.empty() && policy.mta_sts->error->rfind("policy fetch failed: ", 0) == 0) {
+    AttemptRecord rec;
+    rec.time = clock->Now();
+    rec.domain = policy.domain;
+    rec.port = options.port;
+    rec.policy = VerdictName(policy.verdict);
+    rec.mechanism = MechanismName(policy.mechanism);
+    rec.policy_type = "sts";
+    rec.outcome = "policy-failed";
+    rec.detail = *policy.mta_sts->error;
+    rec.failure_type = rec.detail.rfind("policy fetch failed: invalid policy: ", 0) == 0 ? "sts-policy-invalid"
+                                                                                           : "sts-policy-fetch-error";
+    (void)log->Record(rec);
+  }
+
+  if (policy.verdict == Verdict::kFail || policy.verdict == Verdict::kDefer) {
+    for (RecipientOutcome& o : out) {
+      o.status = policy.verdict == Verdict::kFail ? RcptStatus::kBounced : RcptStatus::kDeferred;
+      o.code = policy.status_code.empty() ? (policy.verdict == Verdict::kFail ? "5.4.4" : "4.4.3") : policy.status_code;
+      o.reply = policy.domain + ": " + policy.reason;
+    }
+    return out;
+  }
+
+  // Usable hosts by preference; equal preferences in random order
+  // (RFC 5321 §5.1) so that load spreads as the domain intended.
+  std::vector<const MxPolicy*> hosts;
+  for (const MxPolicy& m : policy.mx)
+    if (m.tls != HostTls::kSkip && !m.addresses.empty()) hosts.push_back(&m);
+  if (options.shuffle_equal_preferences) {
+    std::random_device rd;
+    std::mt19937 rng(rd());
+    for (size_t b = 0; b < hosts.size();) {
+      size_t e = b;
+      while (e < hosts.size() && hosts[e]->preference == hosts[b]->preference) ++e;
+      std::shuffle(hosts.begin() + static_cast<long>(b), hosts.begin() + static_cast<long>(e), rng);
+      b = e;
+    }
+  }
+
+  std::vector<size_t> pending(recipients.size());
+  for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+  std::string last_code = "4.4.1", last_reply = policy.domain + ": no MX host could be reached";
+
+  // Postfix's smtp_mx_address_limit / smtp_mx_session_limit: 20 MX hosts
+  // of up to 1024 addresses each at 30 s per connect would otherwise hold
+  // one delivery for days. Stopping early only defers; the policy of every
+  // host tried is enforced as always.
+  const size_t address_limit = std::max<size_t>(options.mx_address_limit, 1);
+  const size_t session_limit = std::max<size_t>(options.mx_session_limit, 1);
+  size_t addresses_tried = 0, sessions = 0;
+  std::string limit_note;  // why the walk stopped early, or ""
+  auto addresses_left = [&](size_t host_index, size_t address_index) {
+    size_t n = hosts[host_index]->addresses.size() - address_index;
+    for (size_t h = host_index + 1; h < hosts.size(); ++h) n += hosts[h]->addresses.size();
+    return n;
+  };
+
+  for (size_t hi = 0; hi < hosts.size() && limit_note.empty(); ++hi) {
+    const MxPolicy* mx = hosts[hi];
+    if (pending.empty()) break;
+    for (size_t ai = 0; ai < mx->addresses.size(); ++ai) {
+      const std::string& address = mx->addresses[ai];
+      if (pending.empty()) break;
+      if (addresses_tried >= address_limit || sessions >= session_limit) {
+        const bool by_address = addresses_tried >= address_limit;
+        limit_note = std::string(by_address ? "smtp_mx_address_limit" : "smtp_mx_session_limit") + " (" +
+                     std::to_string(by_address ? address_limit : session_limit) + ") reached, " +
+                     std::to_string(addresses_left(hi, ai)) + " more addresses not tried in this attempt";
+        if (options.log) options.log(policy.domain + ": " + limit_note);
+        break;
+      }
+      ++addresses_tried;
+      SessionOptions so = SessionOptionsFor(policy, *mx, options);
+      Envelope env;
+      env.sender = sender;
+      env.message = &message;
+      if (dsn) env.dsn = *dsn;
+      for (size_t i : pending) env.recipients.push_back(recipients[i]);
+      const std::string relay = Relay(mx->host, address, options.port);
+
+      SessionResult sr = options.session(address, options.port, so, &env, clock->Now());
+      AttemptRecord rec = BaseRecord(policy, *mx, address, options.port, clock->Now());
+      FillTls(&rec, sr.tls);
+      if (sr.host_failed && sr.retry_plaintext && mx->tls == HostTls::kMay) {
+        rec.outcome = "host-failed";
+        rec.code = sr.code;
+        rec.detail = sr.error + "; retrying without TLS (opportunistic)";
+        rec.failure_type = sr.failure_type;
+        if (log) (void)log->Record(rec);
+        if (options.log) options.log(relay + ": " + sr.error + "; opportunistic TLS: retrying without TLS");
+        so.no_tls = true;
+        sr = options.session(address, options.port, so, &env, clock->Now());
+        rec = BaseRecord(policy, *mx, address, options.port, clock->Now());
+        FillTls(&rec, sr.tls);
+      }
+      if (sr.host_failed) {
+        rec.outcome = "host-failed";
+        rec.code = sr.code;
+        rec.detail = sr.error;
+        rec.failure_type = sr.failure_type;
+        if (log) (void)log->Record(rec);
+        last_code = sr.code.empty() ? "4.4.1" : sr.code;
+        last_reply = relay + ": " + sr.error;
+        if (options.log) options.log(last_reply);
+        for (size_t i : pending) {
+          if (!sr.connected) continue;
+          // The host was reached and refused by our policy or its own
+          // doing: name it in the recipient's line.
+          out[i].reached = true;
+          out[i].relay_host = mx->host;
+          out[i].relay_address = address;
+          out[i].relay_port = options.port;
+          out[i].tls = sr.tls;
+          out[i].code = last_code;
+          out[i].reply = last_reply;
+          out[i].status = RcptStatus::kDeferred;
+        }
+        continue;
+      }
+      // A transaction ran: settle what the server settled.
+      ++sessions;
+      std::vector<size_t> still;
+      size_t delivered = 0, bounced = 0, deferred = 0;
+      for (size_t k = 0; k < pending.size(); ++k) {
+        size_t i = pending[k];
+        const RcptResult& rr = k < sr.recipients.size() ? sr.recipients[k]
+                                                        : RcptResult{RcptStatus::kDeferred, "4.4.2", "no result", true};
+        RecipientOutcome& o = out[i];
+        o.reached = true;
+        o.relay_host = mx->host;
+        o.relay_address = address;
+        o.relay_port = options.port;
+        o.tls = sr.tls;
+        o.status = rr.status;
+        o.code = rr.code;
+        o.reply = rr.reply;
+        o.dsn_passed = sr.dsn_passed;
+        if (rr.status == RcptStatus::kDelivered) ++delivered;
+        else if (rr.status == RcptStatus::kBounced) ++bounced;
+        else {
+          ++deferred;
+          if (rr.try_next_host) still.push_back(i);
+        }
+      }
+      rec.outcome = deferred == 0 && bounced == 0 ? "delivered"
+                    : delivered == 0 && deferred == 0 ? "bounced"
+                    : delivered == 0 && bounced == 0  ? "deferred"
+                                                      : "partial";
+      rec.code = sr.recipients.empty() ? "" : sr.recipients.front().code;
+      rec.detail = sr.recipients.empty() ? "" : sr.recipients.front().reply;
+      if (log) (void)log->Record(rec);
+      pending = still;
+      if (!pending.empty()) {
+        last_code = out[pending.front()].code;
+        last_reply = relay + ": " + out[pending.front()].reply;
+      }
+    }
+  }
+  for (size_t i : pending) {
+    RecipientOutcome& o = out[i];
+    // The last host that answered keeps its word (a 4xx, a TLS failure);
+    // otherwise the last connection error explains the deferral. A limit
+    // that ended the walk is named either way.
+    if (!(o.status == RcptStatus::kDeferred && !o.code.empty() && o.relay_host.size())) {
+      o.status = RcptStatus::kDeferred;
+      o.code = last_code.empty() || last_code[0] != '4' ? "4.4.1" : last_code;
+      o.reply = last_reply;
+    }
+    if (!limit_note.empty()) o.reply += "; " + limit_note;
+  }
+  return out;
+}
+
+}  // namespace mxsec
