@@ -24,6 +24,7 @@
 #include "cli_internal.h"
 #include "mxsec/smtp/delivery.h"
 #include "mxsec/base/domain_name.h"
+#include "mxsec/base/net_address.h"
 #include "mxsec/smtp/smtp_client.h"
 
 namespace mxsec {
@@ -267,7 +268,7 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
   const int code = ExitCodeFor(outcomes);
   for (const RecipientOutcome& o : outcomes) {
     std::string relay = o.relay_host.empty() ? "none"
-                                             : o.relay_host + "[" + o.relay_address + "]:" + std::to_string(o.relay_port);
+                                             : FormatRelay(o.relay_host, o.relay_address, o.relay_port);
     std::cerr << "mxsec: deliver: " << o.recipient.ToString() << ": status=" << RcptStatusName(o.status)
               << " relay=" << relay << " tls=" << TlsWord(o.tls)
               << " verify=" << (o.tls.used ? o.tls.verification : "none") << " code=" << o.code
@@ -307,7 +308,7 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
     if (!first) first = &outcomes.front();
     std::string text = first->reply;
     if (!first->relay_host.empty() && text.find(first->relay_host) == std::string::npos)
-      text = first->relay_host + "[" + first->relay_address + "]:" + std::to_string(first->relay_port) + ": " + text;
+      text = FormatRelay(first->relay_host, first->relay_address, first->relay_port) + ": " + text;
     size_t counts[3] = {0, 0, 0};
     for (const auto& o : outcomes) ++counts[static_cast<int>(o.status)];
     std::cout << first->code << " " << text;
@@ -399,7 +400,7 @@ int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
           t["chain"] = chain;
           h["tls"] = t;
           hosts.push_back(h);
-          text += "  probe " + mx.host + "[" + addr + "]:" + std::to_string(dopt.port) + ": ";
+          text += "  probe " + FormatRelay(mx.host, addr, dopt.port) + ": ";
           if (sr.host_failed) {
             text += "FAILED " + sr.code + " " + sr.error + "\n";
           } else {

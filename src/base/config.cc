@@ -32,11 +32,6 @@ const char* DnssecValidationName(DnssecValidation v) {
   return "?";
 }
 
-std::string ResolverAddress::ToString() const {
-  if (address.find(':') != std::string::npos) return "[" + address + "]:" + std::to_string(port);
-  return address + ":" + std::to_string(port);
-}
-
 std::string DefaultConfigPath() {
   const char* env = getenv("MXSEC_CONFIG");
   if (env && *env) return env;

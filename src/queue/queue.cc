@@ -24,6 +24,7 @@
 #include <system_error>
 #include <thread>
 
+#include "mxsec/base/net_address.h"
 #include "mxsec/queue/dsn.h"
 
 namespace mxsec {
@@ -458,7 +459,7 @@ namespace {
 
 std::string RelayOf(const RecipientOutcome& o) {
   if (o.relay_host.empty()) return "";
-  return o.relay_host + "[" + o.relay_address + "]:" + std::to_string(o.relay_port);
+  return FormatRelay(o.relay_host, o.relay_address, o.relay_port);
 }
 
 std::string DurationWords(int64_t s) {

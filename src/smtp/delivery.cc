@@ -11,6 +11,8 @@
 #include <random>
 #include <sstream>
 
+#include "mxsec/base/net_address.h"
+
 namespace mxsec {
 
 namespace {
@@ -234,10 +236,6 @@ SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx,
 
 namespace {
 
-std::string Relay(const std::string& host, const std::string& address, uint16_t port) {
-  return host + "[" + address + "]:" + std::to_string(port);
-}
-
 AttemptRecord BaseRecord(const DomainPolicy& p, const MxPolicy& mx, const std::string& address, uint16_t port,
                          int64_t now) {
   AttemptRecord r;
@@ -375,7 +373,7 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
       env.message = &message;
       if (dsn) env.dsn = *dsn;
       for (size_t i : pending) env.recipients.push_back(recipients[i]);
-      const std::string relay = Relay(mx->host, address, options.port);
+      const std::string relay = FormatRelay(mx->host, address, options.port);
 
       SessionResult sr = options.session(address, options.port, so, &env, clock->Now());
       AttemptRecord rec = BaseRecord(policy, *mx, address, options.port, clock->Now());

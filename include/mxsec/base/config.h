@@ -11,18 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "mxsec/base/net_address.h"
 #include "mxsec/base/status.h"
 
 namespace mxsec {
 
 enum class DnssecValidation { kResolver, kLocal, kOff };
 const char* DnssecValidationName(DnssecValidation v);
-
-struct ResolverAddress {
-  std::string address;  // IPv4 or IPv6 literal, no brackets
-  uint16_t port = 53;
-  std::string ToString() const;  // "127.0.0.1:53", "[::1]:53"
-};
 
 struct Config {
   std::string source = "(defaults)";  // file the values came from

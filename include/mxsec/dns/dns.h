@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "mxsec/base/config.h"
+#include "mxsec/base/net_address.h"
 #include "mxsec/base/status.h"
 
 namespace mxsec {
