@@ -44,15 +44,9 @@
 #include "mxsec/policy/local_policy.h"
 #include "mxsec/policy/mta_sts.h"
 #include "mxsec/policy/mta_sts_refresh.h"
+#include "mxsec/policy/verdict.h"
 
 namespace mxsec {
-
-enum class Verdict { kMustTls, kOpportunistic, kDefer, kFail };
-enum class Mechanism { kDane, kMtaSts, kLocal, kNone };
-enum class HostTls { kDane, kEncrypt, kPkix, kMay, kSkip };
-const char* VerdictName(Verdict v);      // "must-tls", "opportunistic", "defer", "fail"
-const char* MechanismName(Mechanism m);  // "dane", "mta-sts", "local", "none"
-const char* HostTlsName(HostTls t);      // "dane", "encrypt", "pkix", "may", "skip"
 
 struct MxPolicy {
   std::string host;                    // MX exchange name, normal form

@@ -31,7 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "mxsec/policy/policy.h"
+#include "mxsec/dns/dns.h"
+#include "mxsec/policy/verdict.h"
 #include "mxsec/smtp/smtp_proto.h"
 #include "mxsec/smtp/tls_verify.h"
 
