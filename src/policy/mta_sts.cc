@@ -1,4 +1,6 @@
-// mta_sts.cc - MTA-STS (RFC 8461) record and policy parsing, MX matching.
+// mta_sts.cc - MTA-STS (RFC 8461) record and policy parsing, MX matching,
+// and the readings of a TXT answer and of a fetch that the per-domain
+// decision (policy.cc) and the proactive refresh (mta_sts_refresh.cc) share.
 //
 // The _mta-sts TXT record and the policy file come from parties we do not
 // trust, and a policy we misread can either route mail around TLS or make
@@ -19,6 +21,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "mxsec/dns/dns.h"
 
 namespace mxsec {
 namespace {
@@ -161,9 +165,9 @@ Result<StsTxt> ParseStsFields(std::string_view rest) {
     start = semi + 1;
   }
   if (pieces[0].find_first_not_of(" \t") != std::string_view::npos) {
-    return Status::Error("TXT record: junk after v=STSv1");
+    return Status::Invalid("TXT record: junk after v=STSv1");
   }
-  if (pieces.size() == 1) return Status::Error("TXT record: id missing");
+  if (pieces.size() == 1) return Status::Invalid("TXT record: id missing");
 
   std::optional<std::string> id;
   for (size_t i = 1; i < pieces.size(); ++i) {
@@ -172,34 +176,34 @@ Result<StsTxt> ParseStsFields(std::string_view rest) {
     while (!f.empty() && IsWsp(f.front())) f.remove_prefix(1);
     if (f.empty()) {
       if (last) break;  // optional trailing delimiter
-      return Status::Error("TXT record: empty field");
+      return Status::Invalid("TXT record: empty field");
     }
     if (last && IsWsp(f.back())) {
-      return Status::Error("TXT record: white space at end of record");
+      return Status::Invalid("TXT record: white space at end of record");
     }
     while (IsWsp(f.back())) f.remove_suffix(1);
 
     size_t eq = f.find('=');
     if (eq == std::string_view::npos) {
-      return Status::Error("TXT record: invalid field " + Quote(f));
+      return Status::Invalid("TXT record: invalid field " + Quote(f));
     }
     std::string_view name = f.substr(0, eq);
     std::string_view value = f.substr(eq + 1);
     if (name == "id") {
       // Stricter than the ABNF, which would let a second "id=" parse as an
       // extension: two ids leave the cache key ambiguous.
-      if (id) return Status::Error("TXT record: duplicate id");
+      if (id) return Status::Invalid("TXT record: duplicate id");
       if (!IsStsId(value)) {
-        return Status::Error("TXT record: id " + Quote(value) + " is not 1-32 letters and digits");
+        return Status::Invalid("TXT record: id " + Quote(value) + " is not 1-32 letters and digits");
       }
       id = std::string(value);
     } else if (name == "v") {
-      return Status::Error("TXT record: duplicate v= field");
+      return Status::Invalid("TXT record: duplicate v= field");
     } else if (!IsExtName(name) || !IsTxtExtValue(value)) {
-      return Status::Error("TXT record: invalid field " + Quote(f));
+      return Status::Invalid("TXT record: invalid field " + Quote(f));
     }
   }
-  if (!id) return Status::Error("TXT record: id missing");
+  if (!id) return Status::Invalid("TXT record: id missing");
   return StsTxt{*id};
 }
 
@@ -226,9 +230,50 @@ Result<StsTxt> ParseStsTxt(const std::vector<std::string>& records) {
     ++count;
     found = &r;
   }
-  if (count == 0) return Status::Error("no v=STSv1 TXT record");
-  if (count > 1) return Status::Error(std::to_string(count) + " v=STSv1 TXT records");
+  if (count == 0) return Status::NotFound("no v=STSv1 TXT record");
+  if (count > 1) return Status::Invalid(std::to_string(count) + " v=STSv1 TXT records");
   return ParseStsFields(std::string_view(*found).substr(7));
+}
+
+Result<StsTxt> ReadStsTxtAnswer(const DnsAnswer& txt) {
+  if (txt.failed()) return Status::Unavailable("_mta-sts TXT lookup failed: " + txt.reason);
+  std::vector<std::string> texts;
+  for (const DnsRecord& r : txt.records) texts.push_back(r.text);
+  Result<StsTxt> parsed = ParseStsTxt(texts);
+  if (!parsed.ok()) return parsed.status().Prefixed("_mta-sts TXT: ");
+  return parsed;
+}
+
+Result<StsFetchRequest> StsFetchRequestFor(const std::string& domain, const DnsAnswer& a, const DnsAnswer& aaaa) {
+  StsFetchRequest request;
+  request.domain = domain;
+  for (const DnsAnswer* answer : {&a, &aaaa}) {
+    for (const DnsRecord& r : answer->records) request.addresses.push_back(r.text);
+  }
+  if (request.addresses.empty()) {
+    return Status::NotFound("no address for mta-sts." + domain + " (" +
+                            (a.failed() ? a.reason : std::string(DnsOutcomeName(a.outcome))) + ")");
+  }
+  return request;
+}
+
+Result<StsPolicy> ReadFetchedStsPolicy(const StsFetchResult& fetched) {
+  if (!fetched.ok) return Status::Unavailable(fetched.error);
+  Result<StsPolicy> policy = ParseStsPolicy(fetched.body);
+  if (!policy.ok()) return policy.status().Prefixed("invalid policy: ");
+  return policy;
+}
+
+CachedStsPolicy NewCachedStsPolicy(const std::string& domain, const std::string& id, const std::string& text,
+                                   const StsPolicy& policy, int64_t fetched_at) {
+  CachedStsPolicy entry;
+  entry.domain = domain;
+  entry.id = id;
+  entry.text = text;
+  entry.policy = policy;
+  entry.fetched_at = fetched_at;
+  entry.expires_at = fetched_at + policy.max_age;
+  return entry;
 }
 
 const char* StsModeName(StsMode mode) {
@@ -244,12 +289,12 @@ const char* StsModeName(StsMode mode) {
 }
 
 Result<StsPolicy> ParseStsPolicy(std::string_view body) {
-  if (body.empty()) return Status::Error("policy is empty");
+  if (body.empty()) return Status::Invalid("policy is empty");
   if (body.size() > kStsMaxPolicyBytes) {
-    return Status::Error("policy larger than " + std::to_string(kStsMaxPolicyBytes) + " bytes");
+    return Status::Invalid("policy larger than " + std::to_string(kStsMaxPolicyBytes) + " bytes");
   }
   if (body.substr(0, 3) == "\xef\xbb\xbf") {
-    return Status::Error("policy line 1: starts with a UTF-8 byte order mark");
+    return Status::Invalid("policy line 1: starts with a UTF-8 byte order mark");
   }
 
   StsPolicy policy;
@@ -265,35 +310,35 @@ Result<StsPolicy> ParseStsPolicy(std::string_view body) {
     if (nl != std::string_view::npos && !line.empty() && line.back() == '\r') line.remove_suffix(1);
 
     if (line.size() > kMaxPolicyLine) {
-      return Status::Error(LineError(lineno, "longer than " + std::to_string(kMaxPolicyLine) + " octets"));
+      return Status::Invalid(LineError(lineno, "longer than " + std::to_string(kMaxPolicyLine) + " octets"));
     }
     // A lone CR is a control byte too: only CRLF and LF end a line.
     for (unsigned char c : line) {
       if ((c < 0x20 && c != '\t') || c == 0x7f) {
         char buf[40];
         std::snprintf(buf, sizeof buf, "control byte 0x%02x", c);
-        return Status::Error(LineError(lineno, buf));
+        return Status::Invalid(LineError(lineno, buf));
       }
     }
     // The ABNF has no empty lines and no leading WSP (a field starts in
     // column one; the terminator is only optional after the last field).
-    if (line.empty()) return Status::Error(LineError(lineno, "empty line"));
-    if (IsWsp(line.front())) return Status::Error(LineError(lineno, "starts with white space"));
+    if (line.empty()) return Status::Invalid(LineError(lineno, "empty line"));
+    if (IsWsp(line.front())) return Status::Invalid(LineError(lineno, "starts with white space"));
 
     size_t colon = line.find(':');
-    if (colon == std::string_view::npos) return Status::Error(LineError(lineno, "no \"key:\" in " + Quote(line)));
+    if (colon == std::string_view::npos) return Status::Invalid(LineError(lineno, "no \"key:\" in " + Quote(line)));
     std::string_view key = line.substr(0, colon);
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && IsWsp(value.front())) value.remove_prefix(1);
     while (!value.empty() && IsWsp(value.back())) value.remove_suffix(1);
-    if (!IsExtName(key)) return Status::Error(LineError(lineno, "invalid key " + Quote(key)));
+    if (!IsExtName(key)) return Status::Invalid(LineError(lineno, "invalid key " + Quote(key)));
 
     if (key == "version") {
-      if (have_version) return Status::Error(LineError(lineno, "duplicate key \"version\""));
-      if (value != "STSv1") return Status::Error(LineError(lineno, "unsupported version " + Quote(value)));
+      if (have_version) return Status::Invalid(LineError(lineno, "duplicate key \"version\""));
+      if (value != "STSv1") return Status::Invalid(LineError(lineno, "unsupported version " + Quote(value)));
       have_version = true;
     } else if (key == "mode") {
-      if (have_mode) return Status::Error(LineError(lineno, "duplicate key \"mode\""));
+      if (have_mode) return Status::Invalid(LineError(lineno, "duplicate key \"mode\""));
       if (value == "enforce") {
         policy.mode = StsMode::kEnforce;
       } else if (value == "testing") {
@@ -301,41 +346,41 @@ Result<StsPolicy> ParseStsPolicy(std::string_view body) {
       } else if (value == "none") {
         policy.mode = StsMode::kNone;
       } else {
-        return Status::Error(LineError(lineno, "unknown mode " + Quote(value)));
+        return Status::Invalid(LineError(lineno, "unknown mode " + Quote(value)));
       }
       have_mode = true;
     } else if (key == "max_age") {
-      if (have_max_age) return Status::Error(LineError(lineno, "duplicate key \"max_age\""));
+      if (have_max_age) return Status::Invalid(LineError(lineno, "duplicate key \"max_age\""));
       bool digits = !value.empty();
       for (unsigned char c : value) digits = digits && IsDigit(c);
-      if (!digits) return Status::Error(LineError(lineno, "max_age " + Quote(value) + " is not a number"));
-      if (value.size() > 10) return Status::Error(LineError(lineno, "max_age " + Quote(value) + " has more than 10 digits"));
+      if (!digits) return Status::Invalid(LineError(lineno, "max_age " + Quote(value) + " is not a number"));
+      if (value.size() > 10) return Status::Invalid(LineError(lineno, "max_age " + Quote(value) + " has more than 10 digits"));
       int64_t n = 0;
       for (unsigned char c : value) n = n * 10 + (c - '0');
       // §3.2 caps max_age at 31557600 although the ABNF allows ten digits
       // (erratum 7282); a larger value is a broken policy, not one to clamp.
       if (n > kStsMaxAge) {
-        return Status::Error(LineError(lineno, "max_age " + std::string(value) + " exceeds " + std::to_string(kStsMaxAge)));
+        return Status::Invalid(LineError(lineno, "max_age " + std::string(value) + " exceeds " + std::to_string(kStsMaxAge)));
       }
       policy.max_age = n;
       have_max_age = true;
     } else if (key == "mx") {
       std::string_view host = value;
       if (host.substr(0, 2) == "*.") host.remove_prefix(2);
-      if (!IsDomain(host)) return Status::Error(LineError(lineno, "invalid mx pattern " + Quote(value)));
+      if (!IsDomain(host)) return Status::Invalid(LineError(lineno, "invalid mx pattern " + Quote(value)));
       std::string lowered(value);
       for (char& c : lowered) c = Lower(c);
       policy.mx.push_back(std::move(lowered));
     } else if (!IsPolicyExtValue(value)) {
-      return Status::Error(LineError(lineno, "invalid value for " + Quote(key)));
+      return Status::Invalid(LineError(lineno, "invalid value for " + Quote(key)));
     }
   }
 
-  if (!have_version) return Status::Error("policy: version missing");
-  if (!have_mode) return Status::Error("policy: mode missing");
-  if (!have_max_age) return Status::Error("policy: max_age missing");
+  if (!have_version) return Status::Invalid("policy: version missing");
+  if (!have_mode) return Status::Invalid("policy: mode missing");
+  if (!have_max_age) return Status::Invalid("policy: max_age missing");
   if (policy.mode != StsMode::kNone && policy.mx.empty()) {
-    return Status::Error(std::string("policy: mx missing (required with mode ") + StsModeName(policy.mode) + ")");
+    return Status::Invalid(std::string("policy: mx missing (required with mode ") + StsModeName(policy.mode) + ")");
   }
   return policy;
 }

@@ -3,6 +3,7 @@
 #include "mxsec/policy/mta_sts_refresh.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,78 @@ int64_t StsRefreshBackoff(const StsRefreshOptions& options, int failures) {
   return std::min(delay, hi);
 }
 
+namespace {
+
+// One due entry on its way through the run.
+struct RefreshAttempt {
+  const CachedStsPolicy* entry = nullptr;
+  StsRefreshOutcome* out = nullptr;
+  std::string id;  // the id the TXT record names now
+  std::optional<StsFetchRequest> request;  // set when the policy is to be fetched
+};
+
+// What the TXT record and the policy host's addresses (answers[0..2]: TXT,
+// A, AAAA) allow: a request, or out->error saying why not.
+void PrepareFetch(const DnsAnswer* answers, bool have_fetcher, RefreshAttempt* attempt) {
+  const std::string& domain = attempt->entry->domain;
+  // Without a record there is nothing to refresh from; the cached policy
+  // keeps applying until it expires (RFC 8461 §5.1), as at delivery.
+  Result<StsTxt> txt = ReadStsTxtAnswer(answers[0]);
+  if (!txt.ok()) {
+    attempt->out->error = txt.error();
+    return;
+  }
+  attempt->id = txt->id;
+  Result<StsFetchRequest> request = StsFetchRequestFor(domain, answers[1], answers[2]);
+  if (!request.ok()) {
+    attempt->out->error = request.error();
+  } else if (!have_fetcher) {
+    attempt->out->error = "no HTTPS fetcher available";
+  } else {
+    attempt->request = std::move(request.value());
+  }
+}
+
+// Stores a fetched policy under the id the TXT record names now.
+void StoreFetched(const StsFetchResult* fetched, int64_t fetched_at, StsCache* cache, RefreshAttempt* attempt) {
+  StsRefreshOutcome& out = *attempt->out;
+  if (fetched == nullptr) {
+    out.error = "policy fetch failed: no result";
+    return;
+  }
+  Result<StsPolicy> policy = ReadFetchedStsPolicy(*fetched);
+  if (!policy.ok()) {
+    out.error = policy.status().IsInvalid() ? policy.error() : "policy fetch failed: " + policy.error();
+    return;
+  }
+  CachedStsPolicy fresh =
+      NewCachedStsPolicy(attempt->entry->domain, attempt->id, fetched->body, policy.value(), fetched_at);
+  Status put = cache->Put(fresh);
+  if (!put.ok()) {
+    out.error = "cache not updated: " + put.message();
+    return;
+  }
+  out.refreshed = true;
+  out.id = fresh.id;
+  out.expires_at = fresh.expires_at;
+}
+
+// A failed refresh leaves the policy as it was and puts the next attempt off.
+void RecordFailure(const CachedStsPolicy& entry, int64_t now, const StsRefreshOptions& options, StsCache* cache,
+                   StsRefreshOutcome* out) {
+  CachedStsPolicy state = entry;
+  state.refresh_failures = std::min(state.refresh_failures, 1 << 20) + 1;
+  state.refresh_last = now;
+  state.refresh_next = now + StsRefreshBackoff(options, state.refresh_failures);
+  state.refresh_error = out->error;
+  out->expires_at = state.expires_at;
+  out->next_attempt = state.refresh_next;
+  Status s = cache->RecordRefreshFailure(state);
+  if (!s.ok()) out->error += "; back-off not recorded: " + s.message();
+}
+
+}  // namespace
+
 StsRefreshReport RefreshStsPolicies(Resolver* resolver, StsFetcher* fetcher, StsCache* cache, Clock* clock,
                                     const StsRefreshOptions& options) {
   StsRefreshReport report;
@@ -27,7 +100,7 @@ StsRefreshReport RefreshStsPolicies(Resolver* resolver, StsFetcher* fetcher, Sts
     report.error = due.error();
     return report;
   }
-  std::vector<CachedStsPolicy>& entries = due.value();
+  const std::vector<CachedStsPolicy>& entries = due.value();
   if (entries.empty()) return report;
 
   // One batch of DNS questions for every domain: TXT, A, AAAA.
@@ -40,44 +113,18 @@ StsRefreshReport RefreshStsPolicies(Resolver* resolver, StsFetcher* fetcher, Sts
   std::vector<DnsAnswer> answers = resolver->LookupMany(questions);
 
   report.domains.resize(entries.size());
-  std::vector<std::string> ids(entries.size());
+  std::vector<RefreshAttempt> attempts(entries.size());
   std::vector<StsFetchRequest> requests;
-  std::vector<size_t> request_of;  // requests[k] is for entries[request_of[k]]
+  std::vector<RefreshAttempt*> fetching;  // requests[k] is for *fetching[k]
   for (size_t i = 0; i < entries.size(); ++i) {
-    StsRefreshOutcome& out = report.domains[i];
-    out.domain = entries[i].domain;
-    const DnsAnswer& txt = answers[3 * i];
-    if (txt.failed()) {
-      out.error = "_mta-sts TXT lookup failed: " + txt.reason;
-      continue;
-    }
-    std::vector<std::string> texts;
-    for (const DnsRecord& r : txt.records) texts.push_back(r.text);
-    // Without a record there is nothing to refresh from; the cached policy
-    // keeps applying until it expires (RFC 8461 §5.1), as at delivery.
-    Result<StsTxt> parsed = ParseStsTxt(texts);
-    if (!parsed.ok()) {
-      out.error = "_mta-sts TXT: " + parsed.error();
-      continue;
-    }
-    ids[i] = parsed->id;
-    StsFetchRequest req;
-    req.domain = entries[i].domain;
-    for (size_t k = 3 * i + 1; k <= 3 * i + 2; ++k) {
-      for (const DnsRecord& r : answers[k].records) req.addresses.push_back(r.text);
-    }
-    if (req.addresses.empty()) {
-      const DnsAnswer& a = answers[3 * i + 1];
-      out.error = "no address for mta-sts." + entries[i].domain + " (" +
-                  (a.failed() ? a.reason : std::string(DnsOutcomeName(a.outcome))) + ")";
-      continue;
-    }
-    if (fetcher == nullptr) {
-      out.error = "no HTTPS fetcher available";
-      continue;
-    }
-    requests.push_back(std::move(req));
-    request_of.push_back(i);
+    RefreshAttempt& attempt = attempts[i];
+    attempt.entry = &entries[i];
+    attempt.out = &report.domains[i];
+    attempt.out->domain = entries[i].domain;
+    PrepareFetch(&answers[3 * i], fetcher != nullptr, &attempt);
+    if (!attempt.request) continue;
+    requests.push_back(*attempt.request);
+    fetching.push_back(&attempt);
   }
 
   std::vector<StsFetchResult> fetched;
@@ -85,47 +132,12 @@ StsRefreshReport RefreshStsPolicies(Resolver* resolver, StsFetcher* fetcher, Sts
   // The fetch may have taken a while: the new max_age counts from its end,
   // never from before the policy was seen.
   const int64_t fetched_at = clock->Now();
-  for (size_t k = 0; k < request_of.size(); ++k) {
-    const size_t i = request_of[k];
-    StsRefreshOutcome& out = report.domains[i];
-    if (k >= fetched.size() || !fetched[k].ok) {
-      out.error = "policy fetch failed: " + (k < fetched.size() ? fetched[k].error : std::string("no result"));
-      continue;
-    }
-    Result<StsPolicy> policy = ParseStsPolicy(fetched[k].body);
-    if (!policy.ok()) {
-      out.error = "invalid policy: " + policy.error();
-      continue;
-    }
-    CachedStsPolicy fresh;
-    fresh.domain = entries[i].domain;
-    fresh.id = ids[i];
-    fresh.text = fetched[k].body;
-    fresh.policy = policy.value();
-    fresh.fetched_at = fetched_at;
-    fresh.expires_at = fetched_at + policy->max_age;
-    Status put = cache->Put(fresh);
-    if (!put.ok()) {
-      out.error = "cache not updated: " + put.message();
-      continue;
-    }
-    out.refreshed = true;
-    out.id = fresh.id;
-    out.expires_at = fresh.expires_at;
+  for (size_t k = 0; k < fetching.size(); ++k) {
+    StoreFetched(k < fetched.size() ? &fetched[k] : nullptr, fetched_at, cache, fetching[k]);
   }
 
-  for (size_t i = 0; i < entries.size(); ++i) {
-    StsRefreshOutcome& out = report.domains[i];
-    if (out.refreshed) continue;
-    CachedStsPolicy state = entries[i];
-    state.refresh_failures = std::min(state.refresh_failures, 1 << 20) + 1;
-    state.refresh_last = now;
-    state.refresh_next = now + StsRefreshBackoff(options, state.refresh_failures);
-    state.refresh_error = out.error;
-    out.expires_at = state.expires_at;
-    out.next_attempt = state.refresh_next;
-    Status s = cache->RecordRefreshFailure(state);
-    if (!s.ok()) out.error += "; back-off not recorded: " + s.message();
+  for (RefreshAttempt& attempt : attempts) {
+    if (!attempt.out->refreshed) RecordFailure(*attempt.entry, now, options, cache, attempt.out);
   }
   return report;
 }

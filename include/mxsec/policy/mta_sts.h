@@ -31,6 +31,8 @@
 
 namespace mxsec {
 
+struct DnsAnswer;  // mxsec/dns/dns.h
+
 inline constexpr int64_t kStsMaxAge = 31557600;       // RFC 8461 §3.2
 inline constexpr size_t kStsMaxPolicyBytes = 65536;   // 64 KiB
 
@@ -41,9 +43,16 @@ struct StsTxt {
 
 // `records` holds one element per TXT RR, the RR's character-strings already
 // concatenated. RRs that do not start with "v=STSv1" are ignored; exactly one
-// must remain and parse, else an error ("no v=STSv1 TXT record", "2 v=STSv1
-// TXT records", "TXT record: id missing", ...).
+// must remain and parse, else an error: kNotFound when none remains ("no
+// v=STSv1 TXT record": the domain publishes no policy), kInvalid otherwise
+// ("2 v=STSv1 TXT records", "TXT record: id missing", ...).
 Result<StsTxt> ParseStsTxt(const std::vector<std::string>& records);
+
+// The answer to the _mta-sts.<domain> TXT question read as above, the
+// message prefixed "_mta-sts TXT: ": kNotFound also when the name has no TXT
+// records (NODATA, NXDOMAIN); kUnavailable ("_mta-sts TXT lookup failed:
+// ...") when the lookup failed, which says nothing about the policy.
+Result<StsTxt> ReadStsTxtAnswer(const DnsAnswer& txt);
 
 // --- Policy file (RFC 8461 §3.2) ---
 enum class StsMode { kEnforce, kTesting, kNone };
@@ -61,7 +70,8 @@ struct StsPolicy {
 // is enforce or testing, invalid mx pattern, NUL or other control bytes, a
 // UTF-8 BOM, lines longer than 1000 octets, bodies over kStsMaxPolicyBytes.
 // Unknown keys that follow the extension grammar are ignored.
-// Errors name the line: "policy line 4: duplicate key \"mode\"".
+// Errors name the line: "policy line 4: duplicate key \"mode\"", and all
+// have the code kInvalid.
 Result<StsPolicy> ParseStsPolicy(std::string_view body);
 
 // RFC 8461 §4.1: `host` is the MX exchange name (no CNAME expansion), with or
@@ -91,6 +101,17 @@ struct StsFetchOptions {
   uint16_t port = 443;          // test beds only
 };
 
+// The request for `domain`'s policy with the addresses of mta-sts.<domain>
+// from its A and AAAA answers; kNotFound ("no address for mta-sts.<domain>
+// (NXDOMAIN)") when neither has one.
+Result<StsFetchRequest> StsFetchRequestFor(const std::string& domain, const DnsAnswer& a, const DnsAnswer& aaaa);
+
+// A fetch's outcome as RFC 8460 §4.3 tells them apart: the policy, or
+// kInvalid ("invalid policy: policy line 2: ...") when the body does not
+// parse (sts-policy-invalid), or kUnavailable with the fetcher's error when
+// there was no body (sts-policy-fetch-error).
+Result<StsPolicy> ReadFetchedStsPolicy(const StsFetchResult& fetched);
+
 class StsFetcher {
  public:
   virtual ~StsFetcher() = default;
@@ -119,6 +140,11 @@ struct CachedStsPolicy {
   int64_t refresh_next = 0;     // no refresh attempt before this time (back-off)
   std::string refresh_error;    // why the last attempt failed
 };
+
+// The cache entry for a policy fetched at `fetched_at` under the TXT id
+// `id`: it expires max_age seconds later (RFC 8461 §3.3).
+CachedStsPolicy NewCachedStsPolicy(const std::string& domain, const std::string& id, const std::string& text,
+                                   const StsPolicy& policy, int64_t fetched_at);
 
 class StsCache {
  public:
