@@ -291,10 +291,8 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
   // A published MTA-STS policy (TXT record present) that could not be
   // fetched or parsed, with no cached one to fall back on: RFC 8460's
   // sts-policy-fetch-error / sts-policy-invalid, once per delivery attempt.
-  // (policy.cc names the failure "policy fetch failed: invalid policy: ..."
-  // when the body did not parse.)
-  if (log && policy.mta_sts && policy.mta_sts->mode == StsMode::kNone && policy.mta_sts->error &&
-      !policy.mta_sts->id.empty() && policy.mta_sts->error->rfind("policy fetch failed: ", 0) == 0) {
+  if (log && policy.mta_sts && (policy.mta_sts->problem == StsProblem::kFetchFailed ||
+                                policy.mta_sts->problem == StsProblem::kPolicyInvalid)) {
     AttemptRecord rec;
     rec.time = clock->Now();
     rec.domain = policy.domain;
@@ -303,9 +301,9 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
     rec.mechanism = MechanismName(policy.mechanism);
     rec.policy_type = "sts";
     rec.outcome = "policy-failed";
-    rec.detail = *policy.mta_sts->error;
-    rec.failure_type = rec.detail.rfind("policy fetch failed: invalid policy: ", 0) == 0 ? "sts-policy-invalid"
-                                                                                           : "sts-policy-fetch-error";
+    rec.detail = policy.mta_sts->error.value_or("");
+    rec.failure_type = policy.mta_sts->problem == StsProblem::kPolicyInvalid ? "sts-policy-invalid"
+                                                                             : "sts-policy-fetch-error";
     (void)log->Record(rec);
   }
 

@@ -435,9 +435,10 @@ TEST_CASE("tlsrpt: the host and port of an https rua") {
 }
 
 TEST_CASE("tlsrpt: an MTA-STS policy that could not be fetched or parsed is reported once per attempt") {
-  struct Case { const char* error; const char* type; };
-  for (const Case& c : {Case{"policy fetch failed: HTTP status 404", "sts-policy-fetch-error"},
-                        Case{"policy fetch failed: invalid policy: line 2: mode", "sts-policy-invalid"}}) {
+  struct Case { const char* error; StsProblem problem; const char* type; };
+  for (const Case& c : {Case{"policy fetch failed: HTTP status 404", StsProblem::kFetchFailed, "sts-policy-fetch-error"},
+                        Case{"policy fetch failed: invalid policy: line 2: mode", StsProblem::kPolicyInvalid,
+                             "sts-policy-invalid"}}) {
     CAPTURE(std::string(c.error));
     DomainPolicy p;
     p.domain = "example.org";
@@ -446,6 +447,7 @@ TEST_CASE("tlsrpt: an MTA-STS policy that could not be fetched or parsed is repo
     st.mode = StsMode::kNone;
     st.id = "id1";
     st.error = std::string(c.error);
+    st.problem = c.problem;
     p.mta_sts = st;
     MxPolicy mx;
     mx.host = "mx.example.org";
@@ -503,6 +505,7 @@ TEST_CASE("tlsrpt: an MTA-STS policy that could not be fetched or parsed is repo
   StsState st;
   st.mode = StsMode::kNone;
   st.error = std::string("invalid TXT record");
+  st.problem = StsProblem::kTxtUnusable;
   p.mta_sts = st;
   CaptureLog log;
   FakeClock clock(kDay);

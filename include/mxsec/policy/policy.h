@@ -2,7 +2,9 @@
 //
 // Given a destination domain, the engine looks up its MX hosts, their
 // addresses, TLSA records (DANE, RFC 7672) and MTA-STS policy (RFC 8461),
-// and decides for every MX host how it may be used:
+// and decides for every MX host how it may be used (the lookups are the
+// engine's; the decision is DecidePolicy of policy_decision.h, a pure
+// function of what they learned):
 //   dane     TLS required, authenticated by the TLSA records
 //   encrypt  TLS required, not authenticated (secure but unusable TLSA)
 //   pkix     TLS required, certificate valid for the MX name (MTA-STS enforce)
@@ -63,6 +65,18 @@ struct MxPolicy {
   std::string reason;
 };
 
+// What kept the MTA-STS policy in force from being the one the domain
+// publishes now; StsState::error says it in words, set exactly when this is
+// not kNone. Callers branch on this (a TLS report's result type, RFC 8460
+// §4.3), never on the words.
+enum class StsProblem {
+  kNone,           // what is in force is what the domain publishes
+  kTxtUnusable,    // the _mta-sts TXT record is malformed or ambiguous, or its lookup failed: no policy
+  kFetchFailed,    // a published policy (TXT id) could not be fetched: no policy (sts-policy-fetch-error)
+  kPolicyInvalid,  // a published policy was fetched and does not parse: no policy (sts-policy-invalid)
+  kCacheFallback,  // the TXT record or the fetch failed: the unexpired cached policy applies (RFC 8461 §5.1)
+};
+
 struct StsState {
   StsMode mode = StsMode::kNone;
   std::string id;
@@ -70,6 +84,7 @@ struct StsState {
   std::vector<std::string> mx;
   std::string source;                  // "fetched" or "cache"
   std::optional<std::string> error;    // why a fetch failed, or the TXT was unusable
+  StsProblem problem = StsProblem::kNone;
   int64_t expires_at = 0;
 };
 
@@ -133,9 +148,8 @@ class PolicyEngine {
   StsRefreshReport RefreshStsCache(const StsRefreshOptions& options);
 
  private:
+  // Gathers the facts (policy.cc) and decides from them.
   DomainPolicy ResolveWith(const std::string& domain, StsFetcher* fetcher);
-  // The decision from DNS and MTA-STS alone (`use_sts`: MTA-STS considered).
-  DomainPolicy Decide(const std::string& domain, StsFetcher* fetcher, bool use_sts);
 
   Resolver* resolver_;
   StsFetcherFactory fetchers_;
