@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "mxsec/dns/dns.h"
 #include "mxsec/policy/mta_sts.h"
 
 using namespace mxsec;
@@ -217,6 +218,61 @@ TEST_CASE("mta_sts: TXT record errors") {
 }
 
 // --- Policy body ---
+
+TEST_CASE("mta_sts: parser errors carry codes callers branch on") {
+  CHECK(ParseStsTxt({"v=spf1 -all"}).status().IsNotFound());
+  CHECK(ParseStsTxt({"v=STSv1; id=a", "v=STSv1; id=b"}).status().IsInvalid());
+  CHECK(ParseStsTxt({"v=STSv1; id=a; id=b"}).status().IsInvalid());
+  CHECK(ParseStsPolicy("").status().IsInvalid());
+  CHECK(ParseStsPolicy("version: STSv1\nmode: enforced\nmax_age: 1\n").status().IsInvalid());
+  CHECK(ParseStsPolicy(std::string(kStsMaxPolicyBytes + 1, 'a')).status().IsInvalid());
+}
+
+TEST_CASE("mta_sts: the TXT answer, the fetch request and the fetch outcome, read once for everyone") {
+  auto answer = [](DnsOutcome outcome, std::vector<std::string> texts) {
+    DnsAnswer a;
+    a.question = {"_mta-sts.example.org", RrType::kTXT};
+    a.outcome = outcome;
+    a.reason = outcome == DnsOutcome::kFailure ? "timeout" : "";
+    for (const std::string& t : texts) {
+      DnsRecord r;
+      r.text = t;
+      a.records.push_back(r);
+    }
+    return a;
+  };
+  CHECK(ReadStsTxtAnswer(answer(DnsOutcome::kRecords, {"v=STSv1; id=x1"}))->id == "x1");
+  Result<StsTxt> none = ReadStsTxtAnswer(answer(DnsOutcome::kNoData, {}));
+  CHECK(none.status().IsNotFound());
+  CHECK(none.error() == "_mta-sts TXT: no v=STSv1 TXT record");
+  CHECK(ReadStsTxtAnswer(answer(DnsOutcome::kNxDomain, {})).status().IsNotFound());
+  Result<StsTxt> bad = ReadStsTxtAnswer(answer(DnsOutcome::kRecords, {"v=STSv1"}));
+  CHECK(bad.status().IsInvalid());
+  CHECK(bad.error() == "_mta-sts TXT: TXT record: id missing");
+  Result<StsTxt> failed = ReadStsTxtAnswer(answer(DnsOutcome::kFailure, {}));
+  CHECK(failed.status().IsUnavailable());
+  CHECK(failed.error() == "_mta-sts TXT lookup failed: timeout");
+
+  DnsAnswer a = answer(DnsOutcome::kRecords, {"192.0.2.80"}), aaaa = answer(DnsOutcome::kNoData, {});
+  Result<StsFetchRequest> request = StsFetchRequestFor("example.org", a, aaaa);
+  REQUIRE(request.ok());
+  CHECK(request->addresses == std::vector<std::string>{"192.0.2.80"});
+  Result<StsFetchRequest> nowhere = StsFetchRequestFor("example.org", answer(DnsOutcome::kFailure, {}), aaaa);
+  CHECK(nowhere.status().IsNotFound());
+  CHECK(nowhere.error() == "no address for mta-sts.example.org (timeout)");
+
+  CHECK(ReadFetchedStsPolicy({true, "version: STSv1\nmode: none\nmax_age: 60\n", ""})->max_age == 60);
+  Result<StsPolicy> invalid = ReadFetchedStsPolicy({true, "version: STSv1\n", ""});
+  CHECK(invalid.status().IsInvalid());
+  CHECK(invalid.error() == "invalid policy: policy: mode missing");
+  Result<StsPolicy> unfetched = ReadFetchedStsPolicy({false, "", "HTTP status 404"});
+  CHECK_FALSE(unfetched.status().IsInvalid());
+  CHECK(unfetched.error() == "HTTP status 404");
+
+  CachedStsPolicy entry = NewCachedStsPolicy("example.org", "x1", "text", StsPolicy{StsMode::kNone, 60, {}}, 1000);
+  CHECK(entry.fetched_at == 1000);
+  CHECK(entry.expires_at == 1060);
+}
 
 TEST_CASE("mta_sts: policy valid CRLF") {
   StsPolicy p = Policy(kGood);

@@ -359,6 +359,37 @@ TEST_CASE("policy: fetch failure without a cached policy: no MTA-STS, error show
   CHECK(p.mta_sts->error->find("invalid policy") != std::string::npos);
 }
 
+TEST_CASE("policy: the MTA-STS problem is typed for the TLS report, whatever the words") {
+  Bed b;
+  b.OneMx(I, I);
+  b.StsTxt("one");
+  b.web.Break("example.org", "HTTP status 404");
+  CHECK(b.Run("example.org").mta_sts->problem == StsProblem::kFetchFailed);
+  b.dns.NoData("mta-sts.example.org", RrType::kA, I);
+  b.dns.NoData("mta-sts.example.org", RrType::kAAAA, I);
+  DomainPolicy p = b.Run("example.org");
+  CHECK(*p.mta_sts->error == "policy fetch failed: no address for mta-sts.example.org (nodata)");
+  CHECK(p.mta_sts->problem == StsProblem::kFetchFailed);
+  b.StsTxt("one");
+  b.web.Serve("example.org", "version: STSv1\nmode: enforced\nmax_age: 1\n");
+  CHECK(b.Run("example.org").mta_sts->problem == StsProblem::kPolicyInvalid);
+  b.web.Serve("example.org", kEnforce);
+  CHECK(b.Run("example.org").mta_sts->problem == StsProblem::kNone);
+}
+
+TEST_CASE("policy: an MX host that is a CNAME costs a third round trip, nothing else does") {
+  Bed b;
+  b.OneMx(S, S);
+  b.dns.Records("mx1.example.org", RrType::kA, S, {ARec("real.example.net", "192.0.2.7")}, {"real.example.net"});
+  b.dns.Records("_25._tcp.real.example.net", RrType::kTLSA, S, {TlsaRec("_25._tcp.real.example.net", 3, 1, 1)});
+  b.StsTxt("x");
+  b.web.Serve("example.org", kEnforce);
+  DomainPolicy p = b.Run("example.org");
+  CHECK(b.dns.batches == 3);
+  CHECK(b.web.fetches["example.org"] == 1);
+  CHECK(p.mx[0].tls == HostTls::kDane);
+}
+
 TEST_CASE("policy: DANE wins over MTA-STS") {
   Bed b;
   b.OneMx(S, S);
