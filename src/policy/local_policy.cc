@@ -37,6 +37,63 @@ bool ParsePolicyWord(const std::string& w, LocalTls* out) {
   return false;
 }
 
+// The words of a line up to a comment.
+std::vector<std::string> WordsOf(const std::string& line) {
+  std::vector<std::string> words;
+  std::istringstream ws(line);
+  std::string w;
+  while (ws >> w) {
+    if (w[0] == '#') break;  // the rest of the line is a comment
+    words.push_back(w);
+  }
+  return words;
+}
+
+// match=NAME[:NAME...] of a verify rule.
+Status ParseMatch(const std::string& attr, const std::string& policy_word, const std::string& where, LocalRule* rule) {
+  if (attr.rfind("match=", 0) != 0)
+    return Status::Error(where + ": unknown attribute \"" + attr + "\" (only match=NAME[:NAME...] is known)");
+  if (rule->policy != LocalTls::kVerify)
+    return Status::Error(where + ": match= is only valid with the policy verify, not " + policy_word);
+  if (!rule->match.empty()) return Status::Error(where + ": match= given twice");
+  std::string list = attr.substr(6);
+  if (list.empty()) return Status::Error(where + ": match= without a name");
+  size_t start = 0;
+  for (;;) {
+    size_t colon = list.find(':', start);
+    std::string name = list.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    auto n = NormalizeHostName(name);
+    if (name.empty() || !n.ok())
+      return Status::Error(where + ": bad name \"" + name + "\" in match=" +
+                           (n.ok() ? std::string(" (empty)") : ": " + n.error()));
+    rule->match.push_back(n.value());
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return Status::Ok();
+}
+
+// One rule from its words (at least one), `where` being FILE:LINE.
+Result<LocalRule> ParseRule(const std::vector<std::string>& words, const std::string& where) {
+  if (words.size() < 2) return Status::Error(where + ": \"" + words[0] + "\" has no policy (DOMAIN POLICY [match=NAME[:NAME...]])");
+  LocalRule rule;
+  rule.source = where;
+  std::string domain = words[0];
+  if (domain[0] == '.') {
+    rule.subdomains = true;
+    domain.erase(0, 1);
+  }
+  auto norm = NormalizeHostName(domain);
+  if (!norm.ok()) return Status::Error(where + ": bad domain \"" + words[0] + "\"" + ": " + norm.error());
+  rule.domain = norm.value();
+  if (!ParsePolicyWord(words[1], &rule.policy))
+    return Status::Error(where + ": unknown policy \"" + words[1] + "\" (dane-only, verify, encrypt or may)");
+  for (size_t i = 2; i < words.size(); ++i) {
+    if (Status s = ParseMatch(words[i], words[1], where, &rule); !s.ok()) return s;
+  }
+  return rule;
+}
+
 }  // namespace
 
 Result<LocalPolicy> LocalPolicy::Parse(const std::string& text, const std::string& file) {
@@ -52,59 +109,16 @@ Result<LocalPolicy> LocalPolicy::Parse(const std::string& text, const std::strin
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.size() > kLocalPolicyMaxLine)
       return Status::Error(where + ": line is longer than " + std::to_string(kLocalPolicyMaxLine) + " characters");
-    std::vector<std::string> words;
-    std::istringstream ws(line);
-    std::string w;
-    while (ws >> w) {
-      if (w[0] == '#') break;  // the rest of the line is a comment
-      words.push_back(w);
-    }
+    const std::vector<std::string> words = WordsOf(line);
     if (words.empty()) continue;
-    if (words.size() < 2) return Status::Error(where + ": \"" + words[0] + "\" has no policy (DOMAIN POLICY [match=NAME[:NAME...]])");
-
-    LocalRule rule;
-    rule.source = where;
-    std::string domain = words[0];
-    if (domain[0] == '.') {
-      rule.subdomains = true;
-      domain.erase(0, 1);
-    }
-    auto norm = NormalizeHostName(domain);
-    if (!norm.ok())
-      return Status::Error(where + ": bad domain \"" + words[0] + "\"" + (norm.ok() ? "" : ": " + norm.error()));
-    rule.domain = norm.value();
-
-    if (!ParsePolicyWord(words[1], &rule.policy))
-      return Status::Error(where + ": unknown policy \"" + words[1] + "\" (dane-only, verify, encrypt or may)");
-
-    for (size_t i = 2; i < words.size(); ++i) {
-      const std::string& attr = words[i];
-      if (attr.rfind("match=", 0) != 0)
-        return Status::Error(where + ": unknown attribute \"" + attr + "\" (only match=NAME[:NAME...] is known)");
-      if (rule.policy != LocalTls::kVerify)
-        return Status::Error(where + ": match= is only valid with the policy verify, not " + words[1]);
-      if (!rule.match.empty()) return Status::Error(where + ": match= given twice");
-      std::string list = attr.substr(6);
-      if (list.empty()) return Status::Error(where + ": match= without a name");
-      size_t start = 0;
-      for (;;) {
-        size_t colon = list.find(':', start);
-        std::string name = list.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
-        auto n = NormalizeHostName(name);
-        if (name.empty() || !n.ok())
-          return Status::Error(where + ": bad name \"" + name + "\" in match=" +
-                               (n.ok() ? std::string(" (empty)") : ": " + n.error()));
-        rule.match.push_back(n.value());
-        if (colon == std::string::npos) break;
-        start = colon + 1;
-      }
-    }
-
-    auto& into = rule.subdomains ? table.parents_ : table.exact_;
-    auto it = into.find(rule.domain);
+    Result<LocalRule> rule = ParseRule(words, where);
+    if (!rule.ok()) return rule.status();
+    auto& into = rule->subdomains ? table.parents_ : table.exact_;
+    auto it = into.find(rule->domain);
     if (it != into.end())
-      return Status::Error(where + ": duplicate domain \"" + rule.Key() + "\" (first at " + it->second.source + ")");
-    into.emplace(rule.domain, std::move(rule));
+      return Status::Error(where + ": duplicate domain \"" + rule->Key() + "\" (first at " + it->second.source + ")");
+    const std::string key = rule->domain;
+    into.emplace(key, std::move(rule.value()));
   }
   return table;
 }

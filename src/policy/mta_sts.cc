@@ -288,6 +288,116 @@ const char* StsModeName(StsMode mode) {
   return "unknown";
 }
 
+namespace {
+
+// One policy line's bytes: bounded, no control bytes, not empty, starting
+// in column one.
+Status CheckPolicyLine(std::string_view line, size_t lineno) {
+  if (line.size() > kMaxPolicyLine) {
+    return Status::Invalid(LineError(lineno, "longer than " + std::to_string(kMaxPolicyLine) + " octets"));
+  }
+  // A lone CR is a control byte too: only CRLF and LF end a line.
+  for (unsigned char c : line) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "control byte 0x%02x", c);
+      return Status::Invalid(LineError(lineno, buf));
+    }
+  }
+  // The ABNF has no empty lines and no leading WSP (a field starts in
+  // column one; the terminator is only optional after the last field).
+  if (line.empty()) return Status::Invalid(LineError(lineno, "empty line"));
+  if (IsWsp(line.front())) return Status::Invalid(LineError(lineno, "starts with white space"));
+  return Status::Ok();
+}
+
+// The policy being read, one "key: value" field at a time.
+class PolicyReader {
+ public:
+  Status Field(std::string_view key, std::string_view value, size_t lineno);
+  Result<StsPolicy> Finish() const;
+
+ private:
+  Status Version(std::string_view value, size_t lineno);
+  Status Mode(std::string_view value, size_t lineno);
+  Status MaxAge(std::string_view value, size_t lineno);
+  Status Mx(std::string_view value, size_t lineno);
+
+  StsPolicy policy_;
+  bool have_version_ = false, have_mode_ = false, have_max_age_ = false;
+};
+
+Status PolicyReader::Field(std::string_view key, std::string_view value, size_t lineno) {
+  if (key == "version") return Version(value, lineno);
+  if (key == "mode") return Mode(value, lineno);
+  if (key == "max_age") return MaxAge(value, lineno);
+  if (key == "mx") return Mx(value, lineno);
+  if (!IsPolicyExtValue(value)) return Status::Invalid(LineError(lineno, "invalid value for " + Quote(key)));
+  return Status::Ok();
+}
+
+Status PolicyReader::Version(std::string_view value, size_t lineno) {
+  if (have_version_) return Status::Invalid(LineError(lineno, "duplicate key \"version\""));
+  if (value != "STSv1") return Status::Invalid(LineError(lineno, "unsupported version " + Quote(value)));
+  have_version_ = true;
+  return Status::Ok();
+}
+
+Status PolicyReader::Mode(std::string_view value, size_t lineno) {
+  if (have_mode_) return Status::Invalid(LineError(lineno, "duplicate key \"mode\""));
+  if (value == "enforce") {
+    policy_.mode = StsMode::kEnforce;
+  } else if (value == "testing") {
+    policy_.mode = StsMode::kTesting;
+  } else if (value == "none") {
+    policy_.mode = StsMode::kNone;
+  } else {
+    return Status::Invalid(LineError(lineno, "unknown mode " + Quote(value)));
+  }
+  have_mode_ = true;
+  return Status::Ok();
+}
+
+Status PolicyReader::MaxAge(std::string_view value, size_t lineno) {
+  if (have_max_age_) return Status::Invalid(LineError(lineno, "duplicate key \"max_age\""));
+  bool digits = !value.empty();
+  for (unsigned char c : value) digits = digits && IsDigit(c);
+  if (!digits) return Status::Invalid(LineError(lineno, "max_age " + Quote(value) + " is not a number"));
+  if (value.size() > 10) return Status::Invalid(LineError(lineno, "max_age " + Quote(value) + " has more than 10 digits"));
+  int64_t n = 0;
+  for (unsigned char c : value) n = n * 10 + (c - '0');
+  // §3.2 caps max_age at 31557600 although the ABNF allows ten digits
+  // (erratum 7282); a larger value is a broken policy, not one to clamp.
+  if (n > kStsMaxAge) {
+    return Status::Invalid(LineError(lineno, "max_age " + std::string(value) + " exceeds " + std::to_string(kStsMaxAge)));
+  }
+  policy_.max_age = n;
+  have_max_age_ = true;
+  return Status::Ok();
+}
+
+Status PolicyReader::Mx(std::string_view value, size_t lineno) {
+  std::string_view host = value;
+  if (host.substr(0, 2) == "*.") host.remove_prefix(2);
+  if (!IsDomain(host)) return Status::Invalid(LineError(lineno, "invalid mx pattern " + Quote(value)));
+  std::string lowered(value);
+  for (char& c : lowered) c = Lower(c);
+  policy_.mx.push_back(std::move(lowered));
+  return Status::Ok();
+}
+
+Result<StsPolicy> PolicyReader::Finish() const {
+  if (!have_version_) return Status::Invalid("policy: version missing");
+  if (!have_mode_) return Status::Invalid("policy: mode missing");
+  if (!have_max_age_) return Status::Invalid("policy: max_age missing");
+  if (policy_.mode != StsMode::kNone && policy_.mx.empty()) {
+    return Status::Invalid(std::string("policy: mx missing (required with mode ") + StsModeName(policy_.mode) + ")");
+  }
+  return policy_;
+}
+
+}  // namespace
+
 Result<StsPolicy> ParseStsPolicy(std::string_view body) {
   if (body.empty()) return Status::Invalid("policy is empty");
   if (body.size() > kStsMaxPolicyBytes) {
@@ -296,9 +406,7 @@ Result<StsPolicy> ParseStsPolicy(std::string_view body) {
   if (body.substr(0, 3) == "\xef\xbb\xbf") {
     return Status::Invalid("policy line 1: starts with a UTF-8 byte order mark");
   }
-
-  StsPolicy policy;
-  bool have_version = false, have_mode = false, have_max_age = false;
+  PolicyReader reader;
   size_t pos = 0;
   size_t lineno = 0;
   while (pos < body.size()) {
@@ -308,22 +416,7 @@ Result<StsPolicy> ParseStsPolicy(std::string_view body) {
     std::string_view line = body.substr(pos, end - pos);
     pos = nl == std::string_view::npos ? body.size() : nl + 1;
     if (nl != std::string_view::npos && !line.empty() && line.back() == '\r') line.remove_suffix(1);
-
-    if (line.size() > kMaxPolicyLine) {
-      return Status::Invalid(LineError(lineno, "longer than " + std::to_string(kMaxPolicyLine) + " octets"));
-    }
-    // A lone CR is a control byte too: only CRLF and LF end a line.
-    for (unsigned char c : line) {
-      if ((c < 0x20 && c != '\t') || c == 0x7f) {
-        char buf[40];
-        std::snprintf(buf, sizeof buf, "control byte 0x%02x", c);
-        return Status::Invalid(LineError(lineno, buf));
-      }
-    }
-    // The ABNF has no empty lines and no leading WSP (a field starts in
-    // column one; the terminator is only optional after the last field).
-    if (line.empty()) return Status::Invalid(LineError(lineno, "empty line"));
-    if (IsWsp(line.front())) return Status::Invalid(LineError(lineno, "starts with white space"));
+    if (Status s = CheckPolicyLine(line, lineno); !s.ok()) return s;
 
     size_t colon = line.find(':');
     if (colon == std::string_view::npos) return Status::Invalid(LineError(lineno, "no \"key:\" in " + Quote(line)));
@@ -332,57 +425,9 @@ Result<StsPolicy> ParseStsPolicy(std::string_view body) {
     while (!value.empty() && IsWsp(value.front())) value.remove_prefix(1);
     while (!value.empty() && IsWsp(value.back())) value.remove_suffix(1);
     if (!IsExtName(key)) return Status::Invalid(LineError(lineno, "invalid key " + Quote(key)));
-
-    if (key == "version") {
-      if (have_version) return Status::Invalid(LineError(lineno, "duplicate key \"version\""));
-      if (value != "STSv1") return Status::Invalid(LineError(lineno, "unsupported version " + Quote(value)));
-      have_version = true;
-    } else if (key == "mode") {
-      if (have_mode) return Status::Invalid(LineError(lineno, "duplicate key \"mode\""));
-      if (value == "enforce") {
-        policy.mode = StsMode::kEnforce;
-      } else if (value == "testing") {
-        policy.mode = StsMode::kTesting;
-      } else if (value == "none") {
-        policy.mode = StsMode::kNone;
-      } else {
-        return Status::Invalid(LineError(lineno, "unknown mode " + Quote(value)));
-      }
-      have_mode = true;
-    } else if (key == "max_age") {
-      if (have_max_age) return Status::Invalid(LineError(lineno, "duplicate key \"max_age\""));
-      bool digits = !value.empty();
-      for (unsigned char c : value) digits = digits && IsDigit(c);
-      if (!digits) return Status::Invalid(LineError(lineno, "max_age " + Quote(value) + " is not a number"));
-      if (value.size() > 10) return Status::Invalid(LineError(lineno, "max_age " + Quote(value) + " has more than 10 digits"));
-      int64_t n = 0;
-      for (unsigned char c : value) n = n * 10 + (c - '0');
-      // §3.2 caps max_age at 31557600 although the ABNF allows ten digits
-      // (erratum 7282); a larger value is a broken policy, not one to clamp.
-      if (n > kStsMaxAge) {
-        return Status::Invalid(LineError(lineno, "max_age " + std::string(value) + " exceeds " + std::to_string(kStsMaxAge)));
-      }
-      policy.max_age = n;
-      have_max_age = true;
-    } else if (key == "mx") {
-      std::string_view host = value;
-      if (host.substr(0, 2) == "*.") host.remove_prefix(2);
-      if (!IsDomain(host)) return Status::Invalid(LineError(lineno, "invalid mx pattern " + Quote(value)));
-      std::string lowered(value);
-      for (char& c : lowered) c = Lower(c);
-      policy.mx.push_back(std::move(lowered));
-    } else if (!IsPolicyExtValue(value)) {
-      return Status::Invalid(LineError(lineno, "invalid value for " + Quote(key)));
-    }
+    if (Status s = reader.Field(key, value, lineno); !s.ok()) return s;
   }
-
-  if (!have_version) return Status::Invalid("policy: version missing");
-  if (!have_mode) return Status::Invalid("policy: mode missing");
-  if (!have_max_age) return Status::Invalid("policy: max_age missing");
-  if (policy.mode != StsMode::kNone && policy.mx.empty()) {
-    return Status::Invalid(std::string("policy: mx missing (required with mode ") + StsModeName(policy.mode) + ")");
-  }
-  return policy;
+  return reader.Finish();
 }
 
 bool StsMxMatches(std::string_view pattern, std::string_view host) {

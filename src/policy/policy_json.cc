@@ -8,8 +8,76 @@
 
 namespace mxsec {
 
+namespace {
+
+using nlohmann::json;
+
+json MxToJson(const MxPolicy& m) {
+  json o;
+  o["host"] = m.host;
+  o["preference"] = m.preference;
+  o["dnssec"] = DnssecStatusName(m.dnssec);
+  o["addresses"] = m.addresses;
+  o["tls"] = HostTlsName(m.tls);
+  json tl = json::array();
+  for (const TlsaRecord& t : m.tlsa) {
+    tl.push_back({{"usage", t.usage}, {"selector", t.selector}, {"matching", t.matching}, {"data", t.DataHex()}});
+  }
+  o["tlsa"] = tl;
+  if (!m.tlsa_base.empty()) o["tlsa_base"] = m.tlsa_base;
+  if (m.tlsa_looked_up) o["tlsa_dnssec"] = DnssecStatusName(m.tlsa_dnssec);
+  if (!m.cname_chain.empty()) o["cname_chain"] = m.cname_chain;
+  o["reason"] = m.reason;
+  return o;
+}
+
+json LookupsToJson(const std::vector<LookupTrace>& lookups) {
+  json out = json::array();
+  for (const LookupTrace& t : lookups) {
+    out.push_back({{"name", t.name}, {"type", t.type}, {"outcome", t.outcome},
+                   {"dnssec", DnssecStatusName(t.dnssec)}, {"mode", t.mode}, {"how", t.how}});
+  }
+  return out;
+}
+
+json StsToJson(const std::optional<StsState>& state) {
+  if (!state) return nullptr;
+  const StsState& s = *state;
+  json o;
+  o["mode"] = StsModeName(s.mode);
+  o["id"] = s.id;
+  o["max_age"] = s.max_age;
+  o["mx"] = s.mx;
+  o["source"] = s.source;
+  o["error"] = s.error ? json(*s.error) : json(nullptr);
+  if (s.expires_at) o["expires_at"] = s.expires_at;
+  return o;
+}
+
+json ResolverCheckToJson(const std::optional<ResolverCheck>& check) {
+  if (!check) return nullptr;
+  const ResolverCheck& c = *check;
+  json o;
+  o["status"] = ResolverCheckStatusName(c.status);
+  o["summary"] = c.summary;
+  o["probe"] = c.probe_name.empty() ? json(nullptr)
+                                    : json{{"name", c.probe_name}, {"result", c.probe_result}, {"ok", c.probe_ok}};
+  o["secure"] = c.secure_name.empty()
+                    ? json(nullptr)
+                    : json{{"name", c.secure_name}, {"result", c.secure_result}, {"ok", c.secure_ok}};
+  o["checked_at"] = c.checked_at;
+  return o;
+}
+
+json LocalRuleToJson(const std::optional<LocalRule>& rule) {
+  if (!rule) return nullptr;
+  return {{"policy", LocalTlsName(rule->policy)}, {"domain", rule->Key()}, {"source", rule->source},
+          {"match", rule->match}};
+}
+
+}  // namespace
+
 std::string PolicyToJsonLine(const DomainPolicy& p) {
-  using nlohmann::json;
   json j;
   j["domain"] = p.domain;
   j["policy"] = VerdictName(p.verdict);
@@ -21,66 +89,12 @@ std::string PolicyToJsonLine(const DomainPolicy& p) {
   j["implicit_mx"] = p.implicit_mx;
   if (!p.mx_chain.empty()) j["mx_cname_chain"] = p.mx_chain;
   json mxs = json::array();
-  for (const MxPolicy& m : p.mx) {
-    json o;
-    o["host"] = m.host;
-    o["preference"] = m.preference;
-    o["dnssec"] = DnssecStatusName(m.dnssec);
-    o["addresses"] = m.addresses;
-    o["tls"] = HostTlsName(m.tls);
-    json tl = json::array();
-    for (const TlsaRecord& t : m.tlsa) {
-      tl.push_back({{"usage", t.usage}, {"selector", t.selector}, {"matching", t.matching}, {"data", t.DataHex()}});
-    }
-    o["tlsa"] = tl;
-    if (!m.tlsa_base.empty()) o["tlsa_base"] = m.tlsa_base;
-    if (m.tlsa_looked_up) o["tlsa_dnssec"] = DnssecStatusName(m.tlsa_dnssec);
-    if (!m.cname_chain.empty()) o["cname_chain"] = m.cname_chain;
-    o["reason"] = m.reason;
-    mxs.push_back(o);
-  }
+  for (const MxPolicy& m : p.mx) mxs.push_back(MxToJson(m));
   j["mx"] = mxs;
-  json lookups = json::array();
-  for (const LookupTrace& t : p.lookups) {
-    lookups.push_back({{"name", t.name}, {"type", t.type}, {"outcome", t.outcome},
-                       {"dnssec", DnssecStatusName(t.dnssec)}, {"mode", t.mode}, {"how", t.how}});
-  }
-  j["lookups"] = lookups;
-  if (p.mta_sts) {
-    const StsState& s = *p.mta_sts;
-    json o;
-    o["mode"] = StsModeName(s.mode);
-    o["id"] = s.id;
-    o["max_age"] = s.max_age;
-    o["mx"] = s.mx;
-    o["source"] = s.source;
-    o["error"] = s.error ? json(*s.error) : json(nullptr);
-    if (s.expires_at) o["expires_at"] = s.expires_at;
-    j["mta_sts"] = o;
-  } else {
-    j["mta_sts"] = nullptr;
-  }
-  if (p.resolver_check) {
-    const ResolverCheck& c = *p.resolver_check;
-    json o;
-    o["status"] = ResolverCheckStatusName(c.status);
-    o["summary"] = c.summary;
-    o["probe"] = c.probe_name.empty() ? json(nullptr)
-                                      : json{{"name", c.probe_name}, {"result", c.probe_result}, {"ok", c.probe_ok}};
-    o["secure"] = c.secure_name.empty()
-                      ? json(nullptr)
-                      : json{{"name", c.secure_name}, {"result", c.secure_result}, {"ok", c.secure_ok}};
-    o["checked_at"] = c.checked_at;
-    j["resolver_check"] = o;
-  } else {
-    j["resolver_check"] = nullptr;
-  }
-  if (p.local) {
-    j["local_policy"] = {{"policy", LocalTlsName(p.local->policy)}, {"domain", p.local->Key()},
-                         {"source", p.local->source}, {"match", p.local->match}};
-  } else {
-    j["local_policy"] = nullptr;
-  }
+  j["lookups"] = LookupsToJson(p.lookups);
+  j["mta_sts"] = StsToJson(p.mta_sts);
+  j["resolver_check"] = ResolverCheckToJson(p.resolver_check);
+  j["local_policy"] = LocalRuleToJson(p.local);
   if (!p.notes.empty()) j["notes"] = p.notes;
   // Hostile DNS data may hold invalid UTF-8: replace it rather than fail.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);

@@ -11,10 +11,6 @@ using namespace mxsec::testing;
 
 namespace {
 
-constexpr auto S = DnssecStatus::kSecure;
-constexpr auto I = DnssecStatus::kInsecure;
-constexpr auto B = DnssecStatus::kBogus;
-constexpr auto X = DnssecStatus::kIndeterminate;
 constexpr auto kRecords = DnsOutcome::kRecords;
 constexpr auto kNoData = DnsOutcome::kNoData;
 constexpr auto kFailure = DnsOutcome::kFailure;

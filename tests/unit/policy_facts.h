@@ -4,6 +4,7 @@
 // no AAAA records; TLSA, MTA-STS and local-rule calls apply to the last
 // host added or to the domain. Example:
 //   DomainPolicy p = Facts().Host("mx1.example.org", S).Tlsa(S, {DaneEe()}).Decide();
+//   CHECK(p.mx[0].tls == HostTls::kDane);
 #pragma once
 
 #include <doctest/doctest.h>
@@ -18,6 +19,12 @@
 namespace mxsec::testing {
 
 inline constexpr int64_t kFactsNow = 1700000000;
+
+// The DNSSEC statuses as the decision tests write them.
+inline constexpr auto S = DnssecStatus::kSecure;
+inline constexpr auto I = DnssecStatus::kInsecure;
+inline constexpr auto B = DnssecStatus::kBogus;
+inline constexpr auto X = DnssecStatus::kIndeterminate;
 
 // A usable DANE-EE(3) SPKI(1) SHA2-256(1) record, and an unusable PKIX-EE one.
 inline DnsRecord DaneEe() { return TlsaRec("_25._tcp.mx1.example.org", 3, 1, 1); }
