@@ -4,8 +4,8 @@
 // Everything a remote party sends here (TXT strings, HTTP bodies, headers)
 // is hostile input: parsers are strict, bounded, and return an error naming
 // what was wrong instead of guessing. Orchestration (when to fetch, when a
-// cached policy still applies) lives in policy.cc; this module provides the
-// pieces and promises:
+// cached policy still applies) lives in the policy decision
+// (policy_decision.h); this module provides the pieces and promises:
 //   - ParseStsTxt / ParseStsPolicy never crash and never accept a record or
 //     policy the RFC grammar rejects (documented strictness: duplicate
 //     version/mode/max_age keys, max_age > 31557600, control bytes are errors);
