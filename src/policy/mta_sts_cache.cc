@@ -188,7 +188,8 @@ class SqliteStsCache : public StsCache {
   Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t refresh_age, size_t limit) override {
     std::lock_guard<std::mutex> lock(mu_);
     SqliteResetOnExit use(candidates_);
-    candidates_.BindInt64(1, now).BindInt64(2, refresh_age).BindInt64(3, static_cast<int64_t>(std::min<size_t>(limit, INT32_MAX)));
+    const auto max_rows = static_cast<int64_t>(std::min<size_t>(limit, INT32_MAX));
+    candidates_.BindInt64(1, now).BindInt64(2, refresh_age).BindInt64(3, max_rows);
     std::vector<CachedStsPolicy> out;
     for (;;) {
       Result<bool> row = candidates_.Step();

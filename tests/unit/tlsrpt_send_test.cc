@@ -210,7 +210,8 @@ TEST_CASE("tlsrpt send: lookups that fail are retried, domains without a record 
         "broken.example: TXT lookup of _smtp._tls.broken.example failed (SERVFAIL (fake)); try again later");
   std::vector<TlsRptEvent> none = h.Of(TlsRptEventKind::kNoRecord);
   REQUIRE(none.size() == 1);
-  CHECK(DescribeTlsRptEvent(none[0]) == "norecord.example: no report sent: no TLSRPT record (no TXT record starts with v=TLSRPTv1)");
+  CHECK(DescribeTlsRptEvent(none[0]) ==
+        "norecord.example: no report sent: no TLSRPT record (no TXT record starts with v=TLSRPTv1)");
   CHECK_FALSE(IsTlsRptWarning(TlsRptEventKind::kNoRecord));
   CHECK(h.poster.posts.empty());
   CHECK(h.queue.submitted.empty());
