@@ -368,6 +368,77 @@ HttpsClient::HttpsClient(const HttpsOptions& options) : options_(options) {
   if (options_.max_response_bytes == 0) options_.max_response_bytes = defaults.max_response_bytes;
 }
 
+namespace {
+
+// The transfer of `req` (result into `*result`), set up and attached to
+// `multi`; null when it failed before any network I/O (the result says
+// why).
+std::unique_ptr<Transfer> StartTransfer(const HttpsRequest& req, Result<HttpsResponse>* result,
+                                        const HttpsOptions& options, Runner& runner, CURLM* multi,
+                                        SteadyClock::time_point deadline) {
+  auto t = std::make_unique<Transfer>();
+  t->request = &req;
+  t->result = result;
+  t->max_body = options.max_response_bytes;
+  t->tries = std::min(req.addresses.size(), options.max_addresses);
+  if (!IsPlainHostName(req.host)) {
+    Fail(*t, "invalid host name \"" + Printable(req.host, 60) + "\"");
+    return nullptr;
+  }
+  if (!IsPlainPath(req.path) || req.port == 0) {
+    Fail(*t, "invalid path or port for " + req.host);
+    return nullptr;
+  }
+  if (req.addresses.empty()) {
+    Fail(*t, "no address for " + req.host);
+    return nullptr;
+  }
+  t->easy.reset(curl_easy_init());
+  if (!t->easy) {
+    Fail(*t, "curl: cannot create a handle");
+    return nullptr;
+  }
+  if (!runner.Setup(*t) || !runner.StartAttempt(*t, multi, deadline)) return nullptr;
+  return t;
+}
+
+// Runs the attached transfers until every one has its result.
+void RunTransfers(std::vector<std::unique_ptr<Transfer>>& transfers, Runner& runner, CURLM* multi,
+                  SteadyClock::time_point deadline) {
+  size_t active = transfers.size();
+  auto fail_attached = [&](const std::string& error) {
+    for (auto& t : transfers) {
+      if (t->attached == nullptr) continue;
+      curl_multi_remove_handle(t->attached, t->easy.get());
+      t->attached = nullptr;
+      Fail(*t, error);
+    }
+  };
+  while (active > 0) {
+    int running = 0;
+    CURLMcode mc = curl_multi_perform(multi, &running);
+    if (mc != CURLM_OK) return fail_attached(std::string("curl: ") + curl_multi_strerror(mc));
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      // msg points into the multi handle: copy what we need before removal.
+      CURL* h = msg->easy_handle;
+      const CURLcode rc = msg->data.result;
+      char* priv = nullptr;
+      curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
+      auto* t = reinterpret_cast<Transfer*>(priv);
+      curl_multi_remove_handle(multi, h);
+      t->attached = nullptr;
+      if (runner.Finish(*t, rc, multi, deadline)) --active;
+    }
+    if (active == 0) break;
+    mc = curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+    if (mc != CURLM_OK) return fail_attached(std::string("curl: ") + curl_multi_strerror(mc));
+  }
+}
+
+}  // namespace
+
 std::vector<Result<HttpsResponse>> HttpsClient::PerformMany(const std::vector<HttpsRequest>& requests) const {
   std::vector<Result<HttpsResponse>> results(requests.size(), Result<HttpsResponse>(Status::Error("not run")));
   if (requests.empty()) return results;
@@ -383,73 +454,11 @@ std::vector<Result<HttpsResponse>> HttpsClient::PerformMany(const std::vector<Ht
   // Declared after `multi`, so every easy handle is removed from it and
   // cleaned up before the multi handle goes.
   std::vector<std::unique_ptr<Transfer>> transfers;
-  size_t active = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
-    const HttpsRequest& req = requests[i];
-    auto t = std::make_unique<Transfer>();
-    t->request = &req;
-    t->result = &results[i];
-    t->max_body = options_.max_response_bytes;
-    t->tries = std::min(req.addresses.size(), options_.max_addresses);
-    if (!IsPlainHostName(req.host)) {
-      Fail(*t, "invalid host name \"" + Printable(req.host, 60) + "\"");
-      continue;
-    }
-    if (!IsPlainPath(req.path) || req.port == 0) {
-      Fail(*t, "invalid path or port for " + req.host);
-      continue;
-    }
-    if (req.addresses.empty()) {
-      Fail(*t, "no address for " + req.host);
-      continue;
-    }
-    t->easy.reset(curl_easy_init());
-    if (!t->easy) {
-      Fail(*t, "curl: cannot create a handle");
-      continue;
-    }
-    if (!runner.Setup(*t) || !runner.StartAttempt(*t, multi.get(), deadline)) continue;
-    transfers.push_back(std::move(t));
-    ++active;
+    auto t = StartTransfer(requests[i], &results[i], options_, runner, multi.get(), deadline);
+    if (t) transfers.push_back(std::move(t));
   }
-
-  auto fail_attached = [&](const std::string& error) {
-    for (auto& t : transfers) {
-      if (t->attached == nullptr) continue;
-      curl_multi_remove_handle(t->attached, t->easy.get());
-      t->attached = nullptr;
-      Fail(*t, error);
-    }
-    active = 0;
-  };
-
-  while (active > 0) {
-    int running = 0;
-    CURLMcode mc = curl_multi_perform(multi.get(), &running);
-    if (mc != CURLM_OK) {
-      fail_attached(std::string("curl: ") + curl_multi_strerror(mc));
-      break;
-    }
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi.get(), &queued)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      // msg points into the multi handle: copy what we need before removal.
-      CURL* h = msg->easy_handle;
-      const CURLcode rc = msg->data.result;
-      char* priv = nullptr;
-      curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
-      auto* t = reinterpret_cast<Transfer*>(priv);
-      curl_multi_remove_handle(multi.get(), h);
-      t->attached = nullptr;
-      if (runner.Finish(*t, rc, multi.get(), deadline)) --active;
-    }
-    if (active == 0) break;
-    mc = curl_multi_poll(multi.get(), nullptr, 0, 1000, nullptr);
-    if (mc != CURLM_OK) {
-      fail_attached(std::string("curl: ") + curl_multi_strerror(mc));
-      break;
-    }
-  }
+  RunTransfers(transfers, runner, multi.get(), deadline);
   return results;
 }
 

@@ -26,8 +26,6 @@
 // between threads.
 #include "mxsec/policy/mta_sts.h"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -36,7 +34,10 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "mxsec/base/sqlite.h"
 
 namespace mxsec {
 namespace {
@@ -123,42 +124,17 @@ class MemoryStsCache : public StsCache {
   std::map<std::string, CachedStsPolicy> entries_;
 };
 
-struct DbDeleter {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtDeleter {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using DbPtr = std::unique_ptr<sqlite3, DbDeleter>;
-using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
-
-// Returns a statement to its unbound, un-stepped state however the
-// function using it ends.
-class StmtUse {
- public:
-  explicit StmtUse(sqlite3_stmt* s) : s_(s) {}
-  ~StmtUse() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  StmtUse(const StmtUse&) = delete;
-  StmtUse& operator=(const StmtUse&) = delete;
-
- private:
-  sqlite3_stmt* s_;
-};
-
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS sts_policy ("
     "domain TEXT PRIMARY KEY, id TEXT, text TEXT, fetched_at INTEGER, expires_at INTEGER,"
     " refresh_failures INTEGER NOT NULL DEFAULT 0, refresh_last INTEGER NOT NULL DEFAULT 0,"
     " refresh_next INTEGER NOT NULL DEFAULT 0, refresh_error TEXT NOT NULL DEFAULT '')";
-// Columns a file of an older version lacks, added on open.
-constexpr const char* kAddColumns[] = {
-    "ALTER TABLE sts_policy ADD COLUMN refresh_failures INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE sts_policy ADD COLUMN refresh_last INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE sts_policy ADD COLUMN refresh_next INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE sts_policy ADD COLUMN refresh_error TEXT NOT NULL DEFAULT ''",
+// Columns a file of an older version lacks, added on open: name, declaration.
+constexpr const char* kAddColumns[][2] = {
+    {"refresh_failures", "INTEGER NOT NULL DEFAULT 0"},
+    {"refresh_last", "INTEGER NOT NULL DEFAULT 0"},
+    {"refresh_next", "INTEGER NOT NULL DEFAULT 0"},
+    {"refresh_error", "TEXT NOT NULL DEFAULT ''"},
 };
 #define MXSEC_STS_COLUMNS \
   "domain, id, text, fetched_at, expires_at, refresh_failures, refresh_last, refresh_next, refresh_error"
@@ -188,17 +164,13 @@ class SqliteStsCache : public StsCache {
     using Found = std::optional<CachedStsPolicy>;
     const std::string key = NormalDomain(domain);
     std::lock_guard<std::mutex> lock(mu_);
-    sqlite3_stmt* s = get_.get();
-    StmtUse use(s);
-    if (sqlite3_bind_text(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT) != SQLITE_OK) {
-      return Error("read policy for " + key);
-    }
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return Found();
+    SqliteResetOnExit use(get_);
     // A lock held past the busy timeout or a damaged file is an error, not
     // "no cached policy": the caller decides conservatively.
-    if (rc != SQLITE_ROW) return Error("read policy for " + key);
-    return ReadRow(s);
+    Result<bool> row = get_.BindText(1, key).Step();
+    if (!row.ok()) return Error("read policy for " + key, row.status());
+    if (!*row) return Found();
+    return ReadRow(get_);
   }
 
   Status Put(const CachedStsPolicy& entry) override {
@@ -206,69 +178,43 @@ class SqliteStsCache : public StsCache {
     if (!norm.ok()) return norm.status();
     const CachedStsPolicy& e = *norm;
     std::lock_guard<std::mutex> lock(mu_);
-    sqlite3_stmt* s = put_.get();
-    StmtUse use(s);
-    int rc = sqlite3_bind_text(s, 1, e.domain.data(), static_cast<int>(e.domain.size()), SQLITE_TRANSIENT);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_text(s, 2, e.id.data(), static_cast<int>(e.id.size()), SQLITE_TRANSIENT);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_text(s, 3, e.text.data(), static_cast<int>(e.text.size()), SQLITE_TRANSIENT);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 4, e.fetched_at);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 5, e.expires_at);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 6, e.refresh_failures);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 7, e.refresh_last);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 8, e.refresh_next);
-    if (rc == SQLITE_OK) {
-      rc = sqlite3_bind_text(s, 9, e.refresh_error.data(), static_cast<int>(e.refresh_error.size()), SQLITE_TRANSIENT);
-    }
-    if (rc == SQLITE_OK) rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) return Error("store policy for " + e.domain);
-    return Status::Ok();
+    SqliteResetOnExit use(put_);
+    put_.BindText(1, e.domain).BindText(2, e.id).BindText(3, e.text);
+    put_.BindInt64(4, e.fetched_at).BindInt64(5, e.expires_at).BindInt64(6, e.refresh_failures);
+    put_.BindInt64(7, e.refresh_last).BindInt64(8, e.refresh_next).BindText(9, e.refresh_error);
+    return Error("store policy for " + e.domain, put_.Run());
   }
 
   Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t refresh_age, size_t limit) override {
     std::lock_guard<std::mutex> lock(mu_);
-    sqlite3_stmt* s = candidates_.get();
-    StmtUse use(s);
-    int rc = sqlite3_bind_int64(s, 1, now);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 2, refresh_age);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 3, static_cast<sqlite3_int64>(std::min<size_t>(limit, INT32_MAX)));
-    if (rc != SQLITE_OK) return Error("list policies to refresh");
+    SqliteResetOnExit use(candidates_);
+    const auto max_rows = static_cast<int64_t>(std::min<size_t>(limit, INT32_MAX));
+    candidates_.BindInt64(1, now).BindInt64(2, refresh_age).BindInt64(3, max_rows);
     std::vector<CachedStsPolicy> out;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      std::optional<CachedStsPolicy> e = ReadRow(s);
+    for (;;) {
+      Result<bool> row = candidates_.Step();
+      if (!row.ok()) return Error("list policies to refresh", row.status());
+      if (!*row) break;
+      std::optional<CachedStsPolicy> e = ReadRow(candidates_);
       if (e) out.push_back(std::move(*e));  // a row that no longer parses is not refreshed
     }
-    if (rc != SQLITE_DONE) return Error("list policies to refresh");
     return out;
   }
 
   Status RecordRefreshFailure(const CachedStsPolicy& state) override {
     const std::string key = NormalDomain(state.domain);
     std::lock_guard<std::mutex> lock(mu_);
-    sqlite3_stmt* s = record_failure_.get();
-    StmtUse use(s);
-    int rc = sqlite3_bind_text(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 2, state.refresh_failures);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 3, state.refresh_last);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 4, state.refresh_next);
-    if (rc == SQLITE_OK) {
-      rc = sqlite3_bind_text(s, 5, state.refresh_error.data(), static_cast<int>(state.refresh_error.size()),
-                             SQLITE_TRANSIENT);
-    }
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(s, 6, state.fetched_at);
-    if (rc == SQLITE_OK) rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) return Error("record refresh failure for " + key);
-    return Status::Ok();
+    SqliteResetOnExit use(record_failure_);
+    record_failure_.BindText(1, key).BindInt64(2, state.refresh_failures).BindInt64(3, state.refresh_last);
+    record_failure_.BindInt64(4, state.refresh_next).BindText(5, state.refresh_error).BindInt64(6, state.fetched_at);
+    return Error("record refresh failure for " + key, record_failure_.Run());
   }
 
   Status Remove(const std::string& domain) override {
     const std::string key = NormalDomain(domain);
     std::lock_guard<std::mutex> lock(mu_);
-    sqlite3_stmt* s = remove_.get();
-    StmtUse use(s);
-    int rc = sqlite3_bind_text(s, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
-    if (rc == SQLITE_OK) rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) return Error("remove policy for " + key);
-    return Status::Ok();
+    SqliteResetOnExit use(remove_);
+    return Error("remove policy for " + key, remove_.BindText(1, key).Run());
   }
 
  private:
@@ -276,21 +222,21 @@ class SqliteStsCache : public StsCache {
 
   // The entry of the current row of a statement selecting the columns of
   // kGet, or nullopt when it is damaged or its text no longer parses.
-  static std::optional<CachedStsPolicy> ReadRow(sqlite3_stmt* s) {
-    if (sqlite3_column_type(s, 0) != SQLITE_TEXT || sqlite3_column_type(s, 1) != SQLITE_TEXT ||
-        sqlite3_column_type(s, 2) != SQLITE_TEXT || sqlite3_column_type(s, 3) != SQLITE_INTEGER ||
-        sqlite3_column_type(s, 4) != SQLITE_INTEGER) {
+  static std::optional<CachedStsPolicy> ReadRow(const SqliteStatement& s) {
+    using Type = SqliteStatement::Type;
+    if (s.ColumnType(0) != Type::kText || s.ColumnType(1) != Type::kText || s.ColumnType(2) != Type::kText ||
+        s.ColumnType(3) != Type::kInteger || s.ColumnType(4) != Type::kInteger) {
       return std::nullopt;
     }
     CachedStsPolicy entry;
-    entry.domain = ColumnText(s, 0);
-    entry.id = ColumnText(s, 1);
-    entry.text = ColumnText(s, 2);
-    entry.fetched_at = sqlite3_column_int64(s, 3);
-    entry.refresh_failures = static_cast<int>(std::min<sqlite3_int64>(sqlite3_column_int64(s, 5), INT32_MAX));
-    entry.refresh_last = sqlite3_column_int64(s, 6);
-    entry.refresh_next = sqlite3_column_int64(s, 7);
-    entry.refresh_error = ColumnText(s, 8);
+    entry.domain = s.ColumnText(0);
+    entry.id = s.ColumnText(1);
+    entry.text = s.ColumnText(2);
+    entry.fetched_at = s.ColumnInt64(3);
+    entry.refresh_failures = static_cast<int>(std::min<int64_t>(s.ColumnInt64(5), INT32_MAX));
+    entry.refresh_last = s.ColumnInt64(6);
+    entry.refresh_next = s.ColumnInt64(7);
+    entry.refresh_error = s.ColumnText(8);
     Result<StsPolicy> parsed = ParseStsPolicy(entry.text);
     if (!parsed.ok()) return std::nullopt;
     entry.policy = std::move(parsed).value();
@@ -300,60 +246,47 @@ class SqliteStsCache : public StsCache {
     return entry;
   }
 
-  static std::string ColumnText(sqlite3_stmt* s, int col) {
-    const unsigned char* p = sqlite3_column_text(s, col);
-    int n = sqlite3_column_bytes(s, col);
-    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
-  }
-
-  Status Error(const std::string& what) const {
-    const char* msg = db_ ? sqlite3_errmsg(db_.get()) : "out of memory";
-    return Status::Error("sts cache " + path_ + ": " + what + ": " + msg);
+  // `failed` (an error of the wrapper, in SQLite's words) with the file and
+  // what was being done; success stays success.
+  Status Error(const std::string& what, const Status& failed) const {
+    return failed.Prefixed("sts cache " + path_ + ": " + what + ": ");
   }
 
   Status Init() {
-    sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path_.c_str(), &raw,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
-    db_.reset(raw);  // sqlite3_open_v2 may hand back a handle even on failure
-    if (rc != SQLITE_OK) return Error("open");
-    // The busy timeout must be in place before the first statement, which
-    // may already meet another process's lock.
-    sqlite3_busy_timeout(db_.get(), 5000);
-    if (sqlite3_exec(db_.get(), "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return Error("set WAL mode");
+    SqliteOpenOptions options;
+    options.create = true;
+    options.full_mutex = true;
+    options.busy_timeout_ms = 5000;
+    Result<SqliteDb> db = SqliteDb::Open(path_, options);
+    if (!db.ok()) return Error("open", db.status());
+    db_ = std::move(db).value();
+    Status s = db_.Exec("PRAGMA journal_mode=WAL");
+    if (!s.ok()) return Error("set WAL mode", s);
+    s = db_.Exec(kSchema);
+    if (!s.ok()) return Error("create table", s);
+    for (const auto& column : kAddColumns) {
+      s = db_.AddColumn("sts_policy", column[0], column[1]);
+      if (!s.ok()) return Error("add refresh columns", s);
     }
-    if (sqlite3_exec(db_.get(), kSchema, nullptr, nullptr, nullptr) != SQLITE_OK) return Error("create table");
-    for (const char* add : kAddColumns) {
-      // Fails with "duplicate column name" where the column exists (a new
-      // file, or another process migrated it first): that is the goal.
-      if (sqlite3_exec(db_.get(), add, nullptr, nullptr, nullptr) != SQLITE_OK &&
-          std::string(sqlite3_errmsg(db_.get())).find("duplicate column") == std::string::npos) {
-        return Error("add refresh columns");
-      }
-    }
-    if (!Prepare(kGet, &get_) || !Prepare(kPut, &put_) || !Prepare(kRemove, &remove_) ||
-        !Prepare(kCandidates, &candidates_) || !Prepare(kRecordFailure, &record_failure_)) {
-      return Error("prepare statement");
+    const std::pair<const char*, SqliteStatement*> statements[] = {
+        {kGet, &get_}, {kPut, &put_}, {kRemove, &remove_}, {kCandidates, &candidates_},
+        {kRecordFailure, &record_failure_}};
+    for (auto [sql, out] : statements) {
+      Result<SqliteStatement> prepared = db_.Prepare(sql, SqliteDb::Reuse::kPersistent);
+      if (!prepared.ok()) return Error("prepare statement", prepared.status());
+      *out = std::move(prepared).value();
     }
     return Status::Ok();
   }
 
-  bool Prepare(const char* sql, StmtPtr* out) {
-    sqlite3_stmt* raw = nullptr;
-    int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
-    out->reset(raw);
-    return rc == SQLITE_OK;
-  }
-
   std::string path_;
   std::mutex mu_;
-  DbPtr db_;  // declared before the statements: finalized after them
-  StmtPtr get_;
-  StmtPtr put_;
-  StmtPtr remove_;
-  StmtPtr candidates_;
-  StmtPtr record_failure_;
+  SqliteDb db_;  // declared before the statements: finalized after them
+  SqliteStatement get_;
+  SqliteStatement put_;
+  SqliteStatement remove_;
+  SqliteStatement candidates_;
+  SqliteStatement record_failure_;
 };
 
 }  // namespace

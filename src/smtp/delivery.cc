@@ -2,8 +2,6 @@
 // (see delivery.h for the promises), and the SQLite log of attempts.
 #include "mxsec/smtp/delivery.h"
 
-#include <sqlite3.h>
-
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -12,12 +10,11 @@
 #include <sstream>
 
 #include "mxsec/base/net_address.h"
+#include "mxsec/base/sqlite.h"
 
 namespace mxsec {
 
 namespace {
-
-struct DbClose { void operator()(sqlite3* d) const { sqlite3_close_v2(d); } };
 
 // Lists are stored one item per line: no item (a TLSA record in
 // presentation form, a policy line, a host name) contains a line break.
@@ -36,46 +33,38 @@ std::vector<std::string> SplitLines(const std::string& s) {
 }
 
 // Creates the table, or adds the columns a table of an older version lacks.
-// Two processes may migrate at once: a column the other one just added is
-// not an error.
-Status PrepareAttemptsTable(sqlite3* db, const std::string& path) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db,
-                        "PRAGMA journal_mode=WAL;"
-                        "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
-                        " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
-                        " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
-                        " failure_type TEXT, policy_type TEXT, policy_strings TEXT, mx_patterns TEXT);",
-                        nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = path + ": " + (err ? err : "cannot create table");
-    sqlite3_free(err);
-    return Status::Error(msg);
-  }
+Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
+  Status created = db.Exec(
+      "PRAGMA journal_mode=WAL;"
+      "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
+      " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
+      " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
+      " failure_type TEXT, policy_type TEXT, policy_strings TEXT, mx_patterns TEXT);");
+  if (!created.ok()) return created.Prefixed(path + ": ");
   for (const char* column : {"policy_type", "policy_strings", "mx_patterns"}) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('attempts') WHERE name = ?1", -1, &st, nullptr) !=
-        SQLITE_OK)
-      return Status::Error(path + ": " + sqlite3_errmsg(db));
-    sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC);
-    const bool present = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (present) continue;
-    std::string sql = std::string("ALTER TABLE attempts ADD COLUMN ") + column + " TEXT";
-    rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    if (rc != SQLITE_OK) {
-      std::string msg = err ? err : "ALTER TABLE failed";
-      sqlite3_free(err);
-      if (msg.find("duplicate column") == std::string::npos)
-        return Status::Error(path + ": adding column " + column + ": " + msg);
-    }
+    Status added = db.AddColumn("attempts", column, "TEXT");
+    if (!added.ok()) return added.Prefixed(path + ": adding column " + column + ": ");
   }
   return Status::Ok();
 }
 
+// The attempt log's file: the busy timeout lets parallel deliveries wait for
+// each other's short writes.
+Result<SqliteDb> OpenAttemptsDb(const std::string& path, bool create) {
+  SqliteOpenOptions options;
+  options.create = create;
+  options.full_mutex = true;
+  options.busy_timeout_ms = 5000;
+  Result<SqliteDb> db = SqliteDb::Open(path, options);
+  if (!db.ok()) return db.status().Prefixed(path + ": ");
+  Status prepared = PrepareAttemptsTable(db.value(), path);
+  if (!prepared.ok()) return prepared;
+  return db;
+}
+
 class SqliteAttemptLog : public AttemptLog {
  public:
-  explicit SqliteAttemptLog(sqlite3* db) : db_(db) {}
+  explicit SqliteAttemptLog(SqliteDb db) : db_(std::move(db)) {}
 
   Status Record(const AttemptRecord& r) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -83,24 +72,23 @@ class SqliteAttemptLog : public AttemptLog {
         "INSERT INTO attempts (time, domain, mx, address, port, policy, mechanism, host_tls, tls_version,"
         " tls_cipher, verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
         " mx_patterns) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)";
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_.get(), kSql, -1, &st, nullptr) != SQLITE_OK)
-      return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
-    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
+    Result<SqliteStatement> st = db_.Prepare(kSql);
+    if (!st.ok()) return st.status().Prefixed("attempt log: ");
     int i = 1;
-    auto text = [&](const std::string& s) { sqlite3_bind_text(st, i++, s.c_str(), -1, SQLITE_TRANSIENT); };
-    sqlite3_bind_int64(st, i++, r.time);
+    // Up to a NUL byte, as always stored: no field is meant to hold one.
+    auto text = [&](const std::string& s) { st->BindText(i++, s.c_str()); };
+    st->BindInt64(i++, r.time);
     text(r.domain);
     text(r.mx);
     text(r.address);
-    sqlite3_bind_int(st, i++, r.port);
+    st->BindInt64(i++, r.port);
     text(r.policy);
     text(r.mechanism);
     text(r.host_tls);
     text(r.tls_version);
     text(r.tls_cipher);
     text(r.verification);
-    sqlite3_bind_int(st, i++, r.verified ? 1 : 0);
+    st->BindInt64(i++, r.verified ? 1 : 0);
     text(r.outcome);
     text(r.code);
     text(r.detail);
@@ -108,73 +96,53 @@ class SqliteAttemptLog : public AttemptLog {
     text(r.policy_type);
     text(JoinLines(r.policy_strings));
     text(JoinLines(r.mx_patterns));
-    if (sqlite3_step(st) != SQLITE_DONE)
-      return Status::Error(std::string("attempt log: ") + sqlite3_errmsg(db_.get()));
-    return Status::Ok();
+    return st->Run().Prefixed("attempt log: ");
   }
 
  private:
   std::mutex mu_;
-  std::unique_ptr<sqlite3, DbClose> db_;
+  SqliteDb db_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path) {
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
-  std::unique_ptr<sqlite3, DbClose> db(raw);
-  if (rc != SQLITE_OK) return Status::Error(path + ": " + (raw ? sqlite3_errmsg(raw) : "cannot open"));
-  sqlite3_busy_timeout(db.get(), 5000);
-  Status prepared = PrepareAttemptsTable(db.get(), path);
-  if (!prepared.ok()) return prepared;
-  return std::unique_ptr<AttemptLog>(new SqliteAttemptLog(db.release()));
+  Result<SqliteDb> db = OpenAttemptsDb(path, true);
+  if (!db.ok()) return db.status();
+  return std::unique_ptr<AttemptLog>(new SqliteAttemptLog(std::move(db).value()));
 }
 
 Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
   std::vector<AttemptRecord> out;
   struct stat sb;
   if (stat(path.c_str(), &sb) != 0) return out;  // nothing was ever recorded
-  sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr);
-  std::unique_ptr<sqlite3, DbClose> db(raw);
-  if (rc != SQLITE_OK) return Status::Error(path + ": " + (raw ? sqlite3_errmsg(raw) : "cannot open"));
-  sqlite3_busy_timeout(db.get(), 5000);
-  Status prepared = PrepareAttemptsTable(db.get(), path);
-  if (!prepared.ok()) return prepared;
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db.get(),
-                         "SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
-                         " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
-                         " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
-                         -1, &st, nullptr) != SQLITE_OK)
-    return Status::Error(path + ": " + sqlite3_errmsg(db.get()));
-  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> guard(st, sqlite3_finalize);
-  sqlite3_bind_int64(st, 1, from);
-  sqlite3_bind_int64(st, 2, to);
+  Result<SqliteDb> db = OpenAttemptsDb(path, false);
+  if (!db.ok()) return db.status();
+  Result<SqliteStatement> st =
+      db->Prepare("SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
+                  " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
+                  " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid");
+  if (!st.ok()) return st.status().Prefixed(path + ": ");
+  st->BindInt64(1, from).BindInt64(2, to);
   for (;;) {
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) break;
-    if (rc != SQLITE_ROW) return Status::Error(path + ": " + sqlite3_errmsg(db.get()));
+    Result<bool> row = st->Step();
+    if (!row.ok()) return row.status().Prefixed(path + ": ");
+    if (!*row) break;
     int c = 0;
-    auto text = [&]() {
-      const unsigned char* t = sqlite3_column_text(st, c++);
-      return t ? std::string(reinterpret_cast<const char*>(t)) : std::string();
-    };
+    auto text = [&]() { return st->ColumnText(c++); };
     AttemptRecord r;
-    r.time = sqlite3_column_int64(st, c++);
+    r.time = st->ColumnInt64(c++);
     r.domain = text();
     r.mx = text();
     r.address = text();
-    r.port = static_cast<uint16_t>(sqlite3_column_int(st, c++));
+    r.port = static_cast<uint16_t>(st->ColumnInt64(c++));
     r.policy = text();
     r.mechanism = text();
     r.host_tls = text();
     r.tls_version = text();
     r.tls_cipher = text();
     r.verification = text();
-    r.verified = sqlite3_column_int(st, c++) != 0;
+    r.verified = st->ColumnInt64(c++) != 0;
     r.outcome = text();
     r.code = text();
     r.detail = text();
