@@ -473,6 +473,13 @@ class Transaction {
   size_t accepted_ = 0;
 };
 
+// The connection failed at `stage`: every open recipient is settled with
+// that, and the session ends without QUIT.
+AfterTransaction ConnectionLost(Transaction& tx, TransactionStage stage, const Status& error) {
+  tx.SettleOpen(StreamFailed(stage, error));
+  return AfterTransaction::kHangUp;
+}
+
 // A reason the server cannot take the message for anyone, or nullopt.
 std::optional<RcptResult> ServerCannotTake(const EhloCapabilities& caps, const Envelope& env) {
   const PreparedMessage& msg = *env.message;
@@ -522,16 +529,10 @@ std::optional<AfterTransaction> SendRecipients(Session& s, Transaction& tx) {
   for (size_t i : tx.sent) {
     if (!tx.pipelining) {
       Status w = s.conn.Write(RcptToCommand(tx.env.recipients[i], s.caps, tx.env.dsn) + "\r\n", t.rcpt);
-      if (!w.ok()) {
-        tx.SettleOpen(StreamFailed(TransactionStage::kSendRcpt, w));
-        return AfterTransaction::kHangUp;
-      }
+      if (!w.ok()) return ConnectionLost(tx, TransactionStage::kSendRcpt, w);
     }
     auto rep = s.conn.ReadReply(t.rcpt);
-    if (!rep.ok()) {
-      tx.SettleOpen(StreamFailed(TransactionStage::kReadRcpt, rep.status()));
-      return AfterTransaction::kHangUp;
-    }
+    if (!rep.ok()) return ConnectionLost(tx, TransactionStage::kReadRcpt, rep.status());
     if (rep->code == 250 || rep->code == 251) tx.Accept(i);
     else tx.Settle(i, ReplyOutcome(TransactionStage::kReadRcpt, *rep));
   }
@@ -546,30 +547,18 @@ AfterTransaction SendData(Session& s, Transaction& tx) {
   const SmtpTimeouts& t = s.options.timeouts;
   if (!tx.pipelining) {
     Status w = s.conn.Write("DATA\r\n", t.data_init);
-    if (!w.ok()) {
-      tx.SettleOpen(StreamFailed(TransactionStage::kSendData, w));
-      return AfterTransaction::kHangUp;
-    }
+    if (!w.ok()) return ConnectionLost(tx, TransactionStage::kSendData, w);
   }
   auto data = s.conn.ReadReply(t.data_init);
-  if (!data.ok()) {
-    tx.SettleOpen(StreamFailed(TransactionStage::kReadData, data.status()));
-    return AfterTransaction::kHangUp;
-  }
+  if (!data.ok()) return ConnectionLost(tx, TransactionStage::kReadData, data.status());
   if (data->code != 354) {
     tx.SettleOpen(ReplyOutcome(TransactionStage::kReadData, *data));
     return AfterTransaction::kQuit;
   }
   Status w = s.conn.Write(tx.env.message->data, t.data_xfer, t.min_data_rate);
-  if (!w.ok()) {
-    tx.SettleOpen(StreamFailed(TransactionStage::kSendMessage, w));
-    return AfterTransaction::kHangUp;
-  }
+  if (!w.ok()) return ConnectionLost(tx, TransactionStage::kSendMessage, w);
   auto done = s.conn.ReadReply(t.data_done);
-  if (!done.ok()) {
-    tx.SettleOpen(StreamFailed(TransactionStage::kReadEndOfData, done.status()));
-    return AfterTransaction::kHangUp;
-  }
+  if (!done.ok()) return ConnectionLost(tx, TransactionStage::kReadEndOfData, done.status());
   tx.SettleOpen(ReplyOutcome(TransactionStage::kReadEndOfData, *done));
   return AfterTransaction::kQuit;
 }
