@@ -29,6 +29,22 @@ std::string RefusalText(TransactionStage stage, const SmtpReply& reply) {
   }
 }
 
+// The text a connection failure before the end of data is reported with.
+std::string LostConnectionText(TransactionStage stage, const std::string& error) {
+  switch (stage) {
+    case TransactionStage::kSendPipelined: return "lost connection sending MAIL/RCPT: " + error;
+    case TransactionStage::kSendMail: return "lost connection sending MAIL FROM: " + error;
+    case TransactionStage::kReadMail: return "MAIL FROM: " + error;
+    case TransactionStage::kReadRcpt: return "RCPT TO: " + error;
+    case TransactionStage::kReadData: return "DATA: " + error;
+    case TransactionStage::kSendMessage: return "lost connection sending the message: " + error;
+    case TransactionStage::kSendRcpt:
+    case TransactionStage::kSendData:
+    case TransactionStage::kReadEndOfData: return error;
+  }
+  return error;
+}
+
 }  // namespace
 
 bool TlsDemand::Required() const {
@@ -102,30 +118,20 @@ RcptResult MessageTooBig(uint64_t size, uint64_t limit) {
 }
 
 RcptResult StreamFailed(TransactionStage stage, const Status& error) {
-  const std::string& e = error.message();
-  switch (stage) {
-    case TransactionStage::kSendPipelined: return {RcptStatus::kDeferred, "4.4.2", "lost connection sending MAIL/RCPT: " + e, true};
-    case TransactionStage::kSendMail: return {RcptStatus::kDeferred, "4.4.2", "lost connection sending MAIL FROM: " + e, true};
-    case TransactionStage::kReadMail: return {RcptStatus::kDeferred, "4.4.2", "MAIL FROM: " + e, true};
-    case TransactionStage::kSendRcpt: return {RcptStatus::kDeferred, "4.4.2", e, true};
-    case TransactionStage::kReadRcpt: return {RcptStatus::kDeferred, "4.4.2", "RCPT TO: " + e, true};
-    case TransactionStage::kSendData: return {RcptStatus::kDeferred, "4.4.2", e, true};
-    case TransactionStage::kReadData: return {RcptStatus::kDeferred, "4.4.2", "DATA: " + e, true};
-    // The terminator was not (completely) sent: the server cannot have
-    // taken the message, so another host may be tried.
-    case TransactionStage::kSendMessage:
-      return {RcptStatus::kDeferred, "4.4.2", "lost connection sending the message: " + e, true};
-    // RFC 1047: the server may have the message (it may have accepted it
-    // and lost the connection before its reply reached us). Bouncing could
-    // lose it; another host in this attempt would duplicate it every time
-    // the first had accepted. Defer, without moving on: the retry later
-    // risks one duplicate, not one per MX.
-    case TransactionStage::kReadEndOfData:
-      return {RcptStatus::kDeferred, "4.4.2",
-              "no reply after end of data (" + e + "): outcome unknown, not retried at another host now (RFC 1047)",
-              false};
-  }
-  return {RcptStatus::kDeferred, "4.4.2", e, false};
+  // RFC 1047: the server may have the message (it may have accepted it
+  // and lost the connection before its reply reached us). Bouncing could
+  // lose it; another host in this attempt would duplicate it every time
+  // the first had accepted. Defer, without moving on: the retry later
+  // risks one duplicate, not one per MX.
+  if (stage == TransactionStage::kReadEndOfData)
+    return {RcptStatus::kDeferred, "4.4.2",
+            "no reply after end of data (" + error.message() +
+                "): outcome unknown, not retried at another host now (RFC 1047)",
+            false};
+  // Before the end of data the server cannot have taken the message (the
+  // terminator was not, or not completely, sent), so another host may be
+  // tried.
+  return {RcptStatus::kDeferred, "4.4.2", LostConnectionText(stage, error.message()), true};
 }
 
 RcptResult ReplyOutcome(TransactionStage stage, const SmtpReply& reply) {

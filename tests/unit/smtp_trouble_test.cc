@@ -125,9 +125,9 @@ TEST_CASE("smtp_trouble: what the server lacks bounces") {
 
 TEST_CASE("smtp_trouble: a lost connection defers to the next host, except after the end of data") {
   const Status lost = Status::Error("connection closed by server");
-  for (TransactionStage st : {TransactionStage::kSendPipelined, TransactionStage::kSendMail, TransactionStage::kReadMail,
-                              TransactionStage::kSendRcpt, TransactionStage::kReadRcpt, TransactionStage::kSendData,
-                              TransactionStage::kReadData, TransactionStage::kSendMessage}) {
+  using enum TransactionStage;
+  for (TransactionStage st : {kSendPipelined, kSendMail, kReadMail, kSendRcpt, kReadRcpt, kSendData, kReadData,
+                              kSendMessage}) {
     RcptResult r = StreamFailed(st, lost);
     CHECK(r.status == RcptStatus::kDeferred);
     CHECK(r.code == "4.4.2");
@@ -164,7 +164,8 @@ TEST_CASE("smtp_trouble: replies: 5xx bounces, 4xx defers to the next host, 250 
   CHECK(r.code == "2.0.0");
   CHECK_FALSE(r.try_next_host);
   CHECK(ReplyOutcome(TransactionStage::kReadEndOfData, Reply(250, "2.6.0", "queued")).code == "2.6.0");
-  CHECK(ReplyOutcome(TransactionStage::kReadEndOfData, Reply(452, "4.3.1", "full")).status == RcptStatus::kDeferred);
+  r = ReplyOutcome(TransactionStage::kReadEndOfData, Reply(452, "4.3.1", "full"));
+  CHECK(r.status == RcptStatus::kDeferred);
 }
 
 TEST_CASE("smtp_trouble: the domain's verdict settles everyone without a connection") {
