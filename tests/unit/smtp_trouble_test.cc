@@ -139,11 +139,16 @@ TEST_CASE("smtp_trouble: a lost connection defers to the next host, except after
   CHECK(StreamFailed(TransactionStage::kSendMessage, lost).reply ==
         "lost connection sending the message: connection closed by server");
   // RFC 1047: the server may have the message.
-  RcptResult r = StreamFailed(TransactionStage::kReadEndOfData, lost);
+  RcptResult r = StreamFailed(kReadEndOfData, lost);
   CHECK(r.status == RcptStatus::kDeferred);
   CHECK(r.code == "4.4.2");
   CHECK_FALSE(r.try_next_host);
-  CHECK(r.reply.find("outcome unknown") != std::string::npos);
+  CHECK(r.reply ==
+        "no reply after end of data (connection closed by server): outcome unknown, not retried at another host "
+        "now (RFC 1047)");
+  CHECK(StreamFailed(kSendRcpt, lost).reply == "connection closed by server");
+  CHECK(StreamFailed(kSendMail, lost).reply == "lost connection sending MAIL FROM: connection closed by server");
+  CHECK(StreamFailed(kReadData, lost).reply == "DATA: connection closed by server");
 }
 
 TEST_CASE("smtp_trouble: replies: 5xx bounces, 4xx defers to the next host, 250 after data delivers") {
