@@ -11,6 +11,7 @@
 
 #include "mxsec/base/net_address.h"
 #include "mxsec/base/sqlite.h"
+#include "mxsec/smtp/smtp_trouble.h"
 
 namespace mxsec {
 
@@ -226,36 +227,46 @@ void FillTls(AttemptRecord* r, const TlsInfo& tls) {
   r->verification = tls.verification;
   r->verified = tls.verified;
 }
+void SetHostFailed(AttemptRecord* r, const SessionResult& sr) {
+  r->outcome = "host-failed";
+  r->code = sr.code;
+  r->detail = sr.error;
+  r->failure_type = sr.failure_type;
+}
 
-}  // namespace
+// The outcome of a session with a transaction, by its recipients' fates.
+const char* TransactionOutcome(size_t delivered, size_t bounced, size_t deferred) {
+  return deferred == 0 && bounced == 0   ? "delivered"
+         : delivered == 0 && deferred == 0 ? "bounced"
+         : delivered == 0 && bounced == 0  ? "deferred"
+                                           : "partial";
+}
 
-std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
-                                            const std::vector<Mailbox>& recipients,
-                                            const PreparedMessage& message, const DeliveryOptions& options,
-                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn) {
-  std::vector<RecipientOutcome> out(recipients.size());
-  for (size_t i = 0; i < recipients.size(); ++i) out[i].recipient = recipients[i];
-
-  // A host taken out of use because its TLSA lookup failed (bogus or
-  // indeterminate, RFC 7672 §2.1.1) is a DANE failure before any session:
-  // RFC 8460 reports it as "dnssec-invalid" ("no valid records were
-  // returned from the recursive resolver"), once per delivery attempt.
-  if (log) {
-    for (const MxPolicy& m : policy.mx) {
-      if (m.tls != HostTls::kSkip || !m.tlsa_looked_up ||
-          (m.tlsa_dnssec != DnssecStatus::kBogus && m.tlsa_dnssec != DnssecStatus::kIndeterminate))
-        continue;
-      AttemptRecord rec = BaseRecord(policy, m, "", options.port, clock->Now());
-      rec.policy_type = "tlsa";
-      rec.policy_strings.clear();
-      rec.mx_patterns = {m.host};
-      rec.outcome = "policy-failed";
-      rec.detail = m.reason;
-      rec.failure_type = "dnssec-invalid";
-      (void)log->Record(rec);
-    }
+// A host taken out of use because its TLSA lookup failed (bogus or
+// indeterminate, RFC 7672 §2.1.1) is a DANE failure before any session:
+// RFC 8460 reports it as "dnssec-invalid" ("no valid records were
+// returned from the recursive resolver"), once per delivery attempt.
+void RecordTlsaLookupFailures(const DomainPolicy& policy, const DeliveryOptions& options, AttemptLog* log,
+                              Clock* clock) {
+  if (!log) return;
+  for (const MxPolicy& m : policy.mx) {
+    if (m.tls != HostTls::kSkip || !m.tlsa_looked_up ||
+        (m.tlsa_dnssec != DnssecStatus::kBogus && m.tlsa_dnssec != DnssecStatus::kIndeterminate))
+      continue;
+    AttemptRecord rec = BaseRecord(policy, m, "", options.port, clock->Now());
+    rec.policy_type = "tlsa";
+    rec.policy_strings.clear();
+    rec.mx_patterns = {m.host};
+    rec.outcome = "policy-failed";
+    rec.detail = m.reason;
+    rec.failure_type = "dnssec-invalid";
+    (void)log->Record(rec);
   }
+}
 
+// Records the MTA-STS policy failure of this delivery attempt, if any.
+void RecordStsPolicyFailure(const DomainPolicy& policy, const DeliveryOptions& options, AttemptLog* log,
+                            Clock* clock) {
   // A published MTA-STS policy (TXT record present) that could not be
   // fetched or parsed, with no cached one to fall back on: RFC 8460's
   // sts-policy-fetch-error / sts-policy-invalid, once per delivery attempt.
@@ -274,164 +285,224 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
                                                                              : "sts-policy-fetch-error";
     (void)log->Record(rec);
   }
+}
 
-  if (policy.verdict == Verdict::kFail || policy.verdict == Verdict::kDefer) {
-    for (RecipientOutcome& o : out) {
-      o.status = policy.verdict == Verdict::kFail ? RcptStatus::kBounced : RcptStatus::kDeferred;
-      o.code = policy.status_code.empty() ? (policy.verdict == Verdict::kFail ? "5.4.4" : "4.4.3") : policy.status_code;
-      o.reply = policy.domain + ": " + policy.reason;
-    }
-    return out;
-  }
-
-  // Usable hosts by preference; equal preferences in random order
-  // (RFC 5321 §5.1) so that load spreads as the domain intended.
+// Usable hosts by preference; equal preferences in random order
+// (RFC 5321 §5.1) so that load spreads as the domain intended.
+std::vector<const MxPolicy*> HostsInOrder(const DomainPolicy& policy, bool shuffle_equal_preferences) {
   std::vector<const MxPolicy*> hosts;
   for (const MxPolicy& m : policy.mx)
     if (m.tls != HostTls::kSkip && !m.addresses.empty()) hosts.push_back(&m);
-  if (options.shuffle_equal_preferences) {
-    std::random_device rd;
-    std::mt19937 rng(rd());
-    for (size_t b = 0; b < hosts.size();) {
-      size_t e = b;
-      while (e < hosts.size() && hosts[e]->preference == hosts[b]->preference) ++e;
-      std::shuffle(hosts.begin() + static_cast<long>(b), hosts.begin() + static_cast<long>(e), rng);
-      b = e;
+  if (!shuffle_equal_preferences) return hosts;
+  std::random_device rd;
+  std::mt19937 rng(rd());
+  for (size_t b = 0; b < hosts.size();) {
+    size_t e = b;
+    while (e < hosts.size() && hosts[e]->preference == hosts[b]->preference) ++e;
+    std::shuffle(hosts.begin() + static_cast<long>(b), hosts.begin() + static_cast<long>(e), rng);
+    b = e;
+  }
+  return hosts;
+}
+
+// One call of DeliverDomain: what it delivers, the recipients still to be
+// settled, and how far the walk over the MX hosts went.
+struct Walk {
+  Walk(const DomainPolicy& p, const Mailbox& s, const std::vector<Mailbox>& r, const PreparedMessage& m,
+       const DeliveryOptions& o, AttemptLog* l, Clock* c, const DsnRequest* d)
+      : policy(p), sender(s), recipients(r), message(m), options(o), log(l), clock(c), dsn(d), out(r.size()),
+        pending(r.size()), last_trouble(NoHostReached(p.domain)) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      out[i].recipient = r[i];
+      pending[i] = i;
     }
   }
 
-  std::vector<size_t> pending(recipients.size());
-  for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
-  std::string last_code = "4.4.1", last_reply = policy.domain + ": no MX host could be reached";
-
-  // Postfix's smtp_mx_address_limit / smtp_mx_session_limit: 20 MX hosts
-  // of up to 1024 addresses each at 30 s per connect would otherwise hold
-  // one delivery for days. Stopping early only defers; the policy of every
-  // host tried is enforced as always.
-  const size_t address_limit = std::max<size_t>(options.mx_address_limit, 1);
-  const size_t session_limit = std::max<size_t>(options.mx_session_limit, 1);
+  const DomainPolicy& policy;
+  const Mailbox& sender;
+  const std::vector<Mailbox>& recipients;
+  const PreparedMessage& message;
+  const DeliveryOptions& options;
+  AttemptLog* log;
+  Clock* clock;
+  const DsnRequest* dsn;
+  std::vector<RecipientOutcome> out;
+  std::vector<size_t> pending;  // indices of recipients no server settled yet
+  RcptResult last_trouble;      // what `pending` are told if nothing better comes
   size_t addresses_tried = 0, sessions = 0;
-  std::string limit_note;  // why the walk stopped early, or ""
-  auto addresses_left = [&](size_t host_index, size_t address_index) {
-    size_t n = hosts[host_index]->addresses.size() - address_index;
-    for (size_t h = host_index + 1; h < hosts.size(); ++h) n += hosts[h]->addresses.size();
-    return n;
-  };
+  std::string limit_note;       // why the walk stopped early, or ""
 
-  for (size_t hi = 0; hi < hosts.size() && limit_note.empty(); ++hi) {
-    const MxPolicy* mx = hosts[hi];
-    if (pending.empty()) break;
-    for (size_t ai = 0; ai < mx->addresses.size(); ++ai) {
-      const std::string& address = mx->addresses[ai];
-      if (pending.empty()) break;
-      if (addresses_tried >= address_limit || sessions >= session_limit) {
-        const bool by_address = addresses_tried >= address_limit;
-        limit_note = std::string(by_address ? "smtp_mx_address_limit" : "smtp_mx_session_limit") + " (" +
-                     std::to_string(by_address ? address_limit : session_limit) + ") reached, " +
-                     std::to_string(addresses_left(hi, ai)) + " more addresses not tried in this attempt";
-        if (options.log) options.log(policy.domain + ": " + limit_note);
-        break;
-      }
-      ++addresses_tried;
-      SessionOptions so = SessionOptionsFor(policy, *mx, options);
-      Envelope env;
-      env.sender = sender;
-      env.message = &message;
-      if (dsn) env.dsn = *dsn;
-      for (size_t i : pending) env.recipients.push_back(recipients[i]);
-      const std::string relay = FormatRelay(mx->host, address, options.port);
+  void Record(const AttemptRecord& rec) const {
+    if (log) (void)log->Record(rec);
+  }
+  void Log(const std::string& line) const {
+    if (options.log) options.log(line);
+  }
+};
 
-      SessionResult sr = options.session(address, options.port, so, &env, clock->Now());
-      AttemptRecord rec = BaseRecord(policy, *mx, address, options.port, clock->Now());
-      FillTls(&rec, sr.tls);
-      if (sr.host_failed && sr.retry_plaintext && mx->tls == HostTls::kMay) {
-        rec.outcome = "host-failed";
-        rec.code = sr.code;
-        rec.detail = sr.error + "; retrying without TLS (opportunistic)";
-        rec.failure_type = sr.failure_type;
-        if (log) (void)log->Record(rec);
-        if (options.log) options.log(relay + ": " + sr.error + "; opportunistic TLS: retrying without TLS");
-        so.no_tls = true;
-        sr = options.session(address, options.port, so, &env, clock->Now());
-        rec = BaseRecord(policy, *mx, address, options.port, clock->Now());
-        FillTls(&rec, sr.tls);
-      }
-      if (sr.host_failed) {
-        rec.outcome = "host-failed";
-        rec.code = sr.code;
-        rec.detail = sr.error;
-        rec.failure_type = sr.failure_type;
-        if (log) (void)log->Record(rec);
-        last_code = sr.code.empty() ? "4.4.1" : sr.code;
-        last_reply = relay + ": " + sr.error;
-        if (options.log) options.log(last_reply);
-        for (size_t i : pending) {
-          if (!sr.connected) continue;
-          // The host was reached and refused by our policy or its own
-          // doing: name it in the recipient's line.
-          out[i].reached = true;
-          out[i].relay_host = mx->host;
-          out[i].relay_address = address;
-          out[i].relay_port = options.port;
-          out[i].tls = sr.tls;
-          out[i].code = last_code;
-          out[i].reply = last_reply;
-          out[i].status = RcptStatus::kDeferred;
-        }
-        continue;
-      }
-      // A transaction ran: settle what the server settled.
-      ++sessions;
-      std::vector<size_t> still;
-      size_t delivered = 0, bounced = 0, deferred = 0;
-      for (size_t k = 0; k < pending.size(); ++k) {
-        size_t i = pending[k];
-        const RcptResult& rr = k < sr.recipients.size() ? sr.recipients[k]
-                                                        : RcptResult{RcptStatus::kDeferred, "4.4.2", "no result", true};
-        RecipientOutcome& o = out[i];
-        o.reached = true;
-        o.relay_host = mx->host;
-        o.relay_address = address;
-        o.relay_port = options.port;
-        o.tls = sr.tls;
-        o.status = rr.status;
-        o.code = rr.code;
-        o.reply = rr.reply;
-        o.dsn_passed = sr.dsn_passed;
-        if (rr.status == RcptStatus::kDelivered) ++delivered;
-        else if (rr.status == RcptStatus::kBounced) ++bounced;
-        else {
-          ++deferred;
-          if (rr.try_next_host) still.push_back(i);
-        }
-      }
-      rec.outcome = deferred == 0 && bounced == 0 ? "delivered"
-                    : delivered == 0 && deferred == 0 ? "bounced"
-                    : delivered == 0 && bounced == 0  ? "deferred"
-                                                      : "partial";
-      rec.code = sr.recipients.empty() ? "" : sr.recipients.front().code;
-      rec.detail = sr.recipients.empty() ? "" : sr.recipients.front().reply;
-      if (log) (void)log->Record(rec);
-      pending = still;
-      if (!pending.empty()) {
-        last_code = out[pending.front()].code;
-        last_reply = relay + ": " + out[pending.front()].reply;
-      }
+// Postfix's smtp_mx_address_limit / smtp_mx_session_limit: 20 MX hosts
+// of up to 1024 addresses each at 30 s per connect would otherwise hold
+// one delivery for days. Stopping early only defers; the policy of every
+// host tried is enforced as always. Sets w.limit_note when a limit is
+// reached before address `ai` of host `hi`.
+bool LimitReached(Walk& w, const std::vector<const MxPolicy*>& hosts, size_t hi, size_t ai) {
+  const size_t address_limit = std::max<size_t>(w.options.mx_address_limit, 1);
+  const size_t session_limit = std::max<size_t>(w.options.mx_session_limit, 1);
+  if (w.addresses_tried < address_limit && w.sessions < session_limit) return false;
+  size_t left = hosts[hi]->addresses.size() - ai;
+  for (size_t h = hi + 1; h < hosts.size(); ++h) left += hosts[h]->addresses.size();
+  const bool by_address = w.addresses_tried >= address_limit;
+  w.limit_note = WalkLimitNote(by_address ? WalkLimit::kAddresses : WalkLimit::kSessions,
+                               by_address ? address_limit : session_limit, left);
+  w.Log(w.policy.domain + ": " + w.limit_note);
+  return true;
+}
+
+// Runs the session with `address` for the pending recipients, and the one
+// plaintext retry smtp_trouble.h may allow. `rec` is the attempt to record
+// for the session returned (an abandoned TLS attempt is recorded here).
+SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& address, AttemptRecord* rec) {
+  const DeliveryOptions& options = w.options;
+  SessionOptions so = SessionOptionsFor(w.policy, mx, options);
+  Envelope env;
+  env.sender = w.sender;
+  env.message = &w.message;
+  if (w.dsn) env.dsn = *w.dsn;
+  for (size_t i : w.pending) env.recipients.push_back(w.recipients[i]);
+
+  SessionResult sr = options.session(address, options.port, so, &env, w.clock->Now());
+  *rec = BaseRecord(w.policy, mx, address, options.port, w.clock->Now());
+  FillTls(rec, sr.tls);
+  if (!MayRetryWithoutTls(sr, mx.tls)) return sr;
+  SetHostFailed(rec, sr);
+  rec->detail += "; retrying without TLS (opportunistic)";
+  w.Record(*rec);
+  w.Log(FormatRelay(mx.host, address, options.port) + ": " + sr.error + "; opportunistic TLS: retrying without TLS");
+  so.no_tls = true;
+  sr = options.session(address, options.port, so, &env, w.clock->Now());
+  *rec = BaseRecord(w.policy, mx, address, options.port, w.clock->Now());
+  FillTls(rec, sr.tls);
+  return sr;
+}
+
+// Names the server that answered for a recipient.
+void MarkReached(RecipientOutcome* o, const MxPolicy& mx, const std::string& address, uint16_t port,
+                 const TlsInfo& tls) {
+  o->reached = true;
+  o->relay_host = mx.host;
+  o->relay_address = address;
+  o->relay_port = port;
+  o->tls = tls;
+}
+
+// The host could not be used: the pending recipients stay pending.
+void SettleHostFailure(Walk& w, const MxPolicy& mx, const std::string& address, const SessionResult& sr,
+                       AttemptRecord* rec) {
+  SetHostFailed(rec, sr);
+  w.Record(*rec);
+  w.last_trouble = HostFailedOutcome(sr, FormatRelay(mx.host, address, w.options.port));
+  w.Log(w.last_trouble.reply);
+  if (!sr.connected) return;
+  // The host was reached and refused by our policy or its own doing: name
+  // it in the recipient's line.
+  for (size_t i : w.pending) {
+    RecipientOutcome& o = w.out[i];
+    MarkReached(&o, mx, address, w.options.port, sr.tls);
+    o.code = w.last_trouble.code;
+    o.reply = w.last_trouble.reply;
+    o.status = RcptStatus::kDeferred;
+  }
+}
+
+// A transaction ran: settle what the server settled; recipients deferred
+// for a reason another host may not have stay pending.
+void SettleTransaction(Walk& w, const MxPolicy& mx, const std::string& address, const SessionResult& sr,
+                       AttemptRecord* rec) {
+  ++w.sessions;
+  std::vector<size_t> still;
+  size_t delivered = 0, bounced = 0, deferred = 0;
+  for (size_t k = 0; k < w.pending.size(); ++k) {
+    const RcptResult rr = k < sr.recipients.size() ? sr.recipients[k] : MissingOutcome();
+    RecipientOutcome& o = w.out[w.pending[k]];
+    MarkReached(&o, mx, address, w.options.port, sr.tls);
+    o.status = rr.status;
+    o.code = rr.code;
+    o.reply = rr.reply;
+    o.dsn_passed = sr.dsn_passed;
+    if (rr.status == RcptStatus::kDelivered) ++delivered;
+    else if (rr.status == RcptStatus::kBounced) ++bounced;
+    else {
+      ++deferred;
+      if (rr.try_next_host) still.push_back(w.pending[k]);
     }
   }
-  for (size_t i : pending) {
-    RecipientOutcome& o = out[i];
+  rec->outcome = TransactionOutcome(delivered, bounced, deferred);
+  rec->code = sr.recipients.empty() ? "" : sr.recipients.front().code;
+  rec->detail = sr.recipients.empty() ? "" : sr.recipients.front().reply;
+  w.Record(*rec);
+  w.pending = still;
+  if (w.pending.empty()) return;
+  const RecipientOutcome& first = w.out[w.pending.front()];
+  w.last_trouble = {RcptStatus::kDeferred, first.code,
+                    FormatRelay(mx.host, address, w.options.port) + ": " + first.reply, true};
+}
+
+// Every address of every usable host in order, until nobody is pending or
+// a limit is reached.
+void WalkHosts(Walk& w) {
+  const std::vector<const MxPolicy*> hosts = HostsInOrder(w.policy, w.options.shuffle_equal_preferences);
+  for (size_t hi = 0; hi < hosts.size() && w.limit_note.empty(); ++hi) {
+    const MxPolicy& mx = *hosts[hi];
+    for (size_t ai = 0; ai < mx.addresses.size() && !w.pending.empty(); ++ai) {
+      if (LimitReached(w, hosts, hi, ai)) break;
+      ++w.addresses_tried;
+      AttemptRecord rec;
+      SessionResult sr = RunAttempt(w, mx, mx.addresses[ai], &rec);
+      if (sr.host_failed) SettleHostFailure(w, mx, mx.addresses[ai], sr, &rec);
+      else SettleTransaction(w, mx, mx.addresses[ai], sr, &rec);
+    }
+    if (w.pending.empty()) break;
+  }
+}
+
+// The recipients no server settled are deferred.
+void DeferUnsettled(Walk& w) {
+  const RcptResult deferral = FinalDeferral(w.last_trouble);
+  for (size_t i : w.pending) {
+    RecipientOutcome& o = w.out[i];
     // The last host that answered keeps its word (a 4xx, a TLS failure);
     // otherwise the last connection error explains the deferral. A limit
     // that ended the walk is named either way.
     if (!(o.status == RcptStatus::kDeferred && !o.code.empty() && o.relay_host.size())) {
-      o.status = RcptStatus::kDeferred;
-      o.code = last_code.empty() || last_code[0] != '4' ? "4.4.1" : last_code;
-      o.reply = last_reply;
+      o.status = deferral.status;
+      o.code = deferral.code;
+      o.reply = deferral.reply;
     }
-    if (!limit_note.empty()) o.reply += "; " + limit_note;
+    if (!w.limit_note.empty()) o.reply += "; " + w.limit_note;
   }
-  return out;
+}
+
+}  // namespace
+
+std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
+                                            const std::vector<Mailbox>& recipients,
+                                            const PreparedMessage& message, const DeliveryOptions& options,
+                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn) {
+  Walk w(policy, sender, recipients, message, options, log, clock, dsn);
+  RecordTlsaLookupFailures(policy, options, log, clock);
+  RecordStsPolicyFailure(policy, options, log, clock);
+  if (std::optional<RcptResult> settled = VerdictOutcome(policy.verdict, policy.status_code, policy.domain,
+                                                         policy.reason)) {
+    for (RecipientOutcome& o : w.out) {
+      o.status = settled->status;
+      o.code = settled->code;
+      o.reply = settled->reply;
+    }
+    return w.out;
+  }
+  WalkHosts(w);
+  DeferUnsettled(w);
+  return w.out;
 }
 
 }  // namespace mxsec

@@ -1,6 +1,13 @@
 // smtp_client.cc - one SMTP session to one address with the host's TLS
 // policy enforced (see smtp_client.h for the promises).
 //
+// RunSmtpSession drives the phases in order, as Postfix's src/smtp/ does:
+// Open (connect, greeting), Hello (EHLO), NegotiateTls (STARTTLS,
+// handshake, verification), Hello again after TLS, RunTransaction (MAIL,
+// RCPT, DATA), Quit. A phase that finds trouble asks smtp_trouble.h what it
+// means and ends the session with that HostFailure; in the transaction,
+// each recipient is settled exactly once with what smtp_trouble.h decides.
+//
 // I/O is non-blocking with a deadline per stage (RFC 5321 §4.5.3.2). The
 // plaintext and TLS phases share one ReplyReader only until STARTTLS: the
 // reader is checked to be empty after the 220 and then replaced, so no byte
@@ -25,6 +32,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+
+#include "mxsec/smtp/smtp_trouble.h"
 
 namespace mxsec {
 
@@ -129,7 +138,7 @@ class Connection {
     auto deadline = [&] { return min_rate > 0 ? std::min(idle_deadline, rate_deadline()) : idle_deadline; };
     auto wait = [&](short events) -> Status {
       Status w = Wait(events, deadline());
-      if (w.ok() || w.message() != "timed out") return w;
+      if (!w.IsTimeout()) return w;
       if (min_rate > 0 && rate_deadline() < idle_deadline)
         return Status::Error("timed out: " + std::to_string(off) + " of " + std::to_string(data.size()) +
                              " octets written, slower than " + std::to_string(min_rate) + " octets/s");
@@ -210,12 +219,12 @@ class Connection {
   Status Wait(short events, SteadyClock::time_point deadline) {
     for (;;) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
-      if (left <= 0) return Status::Error("timed out");
+      if (left <= 0) return Status::Timeout("timed out");
       pollfd p{fd_, events, 0};
       int n = poll(&p, 1, static_cast<int>(left));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Status::Error(std::string("poll: ") + strerror(errno));
-      if (n == 0) return Status::Error("timed out");
+      if (n == 0) return Status::Timeout("timed out");
       return Status::Ok();
     }
   }
@@ -261,331 +270,334 @@ std::vector<DerCertificate> PeerChain(gnutls_session_t s) {
   return chain;
 }
 
-bool RequiresTls(HostTls t) { return t == HostTls::kDane || t == HostTls::kEncrypt || t == HostTls::kPkix; }
+// How a phase before the transaction ended: the session goes on, or the
+// host cannot be used and the session ends with `failure`.
+struct PhaseResult {
+  std::optional<HostFailure> failure;
+  static PhaseResult Continue() { return {}; }
+  static PhaseResult Fail(HostFailure f) { return {std::move(f)}; }
+  bool failed() const { return failure.has_value(); }
+};
 
-const char* PolicyWord(HostTls t) {
-  switch (t) {
-    case HostTls::kDane: return "DANE";
-    case HostTls::kEncrypt: return "DANE (unusable TLSA: encryption only)";
-    case HostTls::kPkix: return "MTA-STS";
-    default: return "policy";
-  }
-}
+// What the phases of one session share.
+struct Session {
+  Session(const SessionOptions& o, int64_t t) : options(o), demand(TlsDemand::Of(o)), now(t) {}
+  Connection conn;
+  const SessionOptions& options;
+  const TlsDemand demand;
+  const int64_t now;
+  EhloCapabilities caps;  // of the last EHLO (empty after HELO)
+  SessionResult result;
+};
 
-// Who demands TLS, for messages: the local policy table when it decided.
-std::string PolicyWordFor(const SessionOptions& o) {
-  if (!o.required_by.empty()) return o.required_by;
-  return PolicyWord(o.tls);
-}
-
-// Marks the session as a host failure.
-SessionResult& HostFailed(SessionResult& r, const std::string& code, const std::string& error,
-                          const std::string& failure_type = "") {
+// Ends the session with the host failed.
+SessionResult& HostFailed(SessionResult& r, const HostFailure& f) {
   r.host_failed = true;
-  r.code = code;
-  r.error = error;
-  r.failure_type = failure_type;
+  r.retry_plaintext = f.retry_plaintext;
+  r.code = f.code;
+  r.error = f.reason;
+  r.failure_type = f.failure_type;
   return r;
 }
 
-std::string ServerCode(const SmtpReply& reply, const char* fallback) {
-  return reply.enhanced.empty() ? fallback : reply.enhanced;
+// Phase: connect and read the greeting.
+PhaseResult Open(Session& s, const std::string& address, uint16_t port) {
+  const SmtpTimeouts& t = s.options.timeouts;
+  Status c = s.conn.Connect(address, port, t.connect);
+  if (!c.ok()) return PhaseResult::Fail(ConnectFailed(c));
+  s.result.connected = true;
+  auto greet = s.conn.ReadReply(t.greeting);
+  if (!greet.ok()) return PhaseResult::Fail(GreetingLost(greet.status()));
+  s.result.greeting = greet->Summary();
+  if (greet->code != 220) return PhaseResult::Fail(GreetingRefused(*greet));
+  return PhaseResult::Continue();
+}
+
+// EHLO, or HELO where smtp_trouble.h allows it; sets s.caps.
+Status SayHello(Session& s) {
+  const int timeout = s.options.timeouts.helo;
+  Status w = s.conn.Write("EHLO " + s.options.helo_name + "\r\n", timeout);
+  if (!w.ok()) return w;
+  auto rep = s.conn.ReadReply(timeout);
+  if (!rep.ok()) return rep.status();
+  if (rep->code == 250) {
+    s.caps = ParseEhlo(*rep);
+    s.result.ehlo = s.caps.keywords;
+    return Status::Ok();
+  }
+  if (!MayFallBackToHelo(s.demand, s.conn.tls() != nullptr)) return Status::Error("EHLO rejected: " + rep->Summary());
+  w = s.conn.Write("HELO " + s.options.helo_name + "\r\n", timeout);
+  if (!w.ok()) return w;
+  auto helo = s.conn.ReadReply(timeout);
+  if (!helo.ok()) return helo.status();
+  if (helo->code != 250) return Status::Error("HELO rejected: " + helo->Summary());
+  s.caps = EhloCapabilities();
+  return Status::Ok();
+}
+
+// Phase: EHLO, first in plaintext and again after STARTTLS.
+PhaseResult Hello(Session& s, bool after_starttls) {
+  Status h = SayHello(s);
+  if (!h.ok()) return PhaseResult::Fail(HelloFailed(h, after_starttls));
+  return PhaseResult::Continue();
+}
+
+// Records what the handshake agreed on and the chain as presented.
+std::vector<DerCertificate> DescribeTls(Session& s) {
+  TlsInfo& tls = s.result.tls;
+  gnutls_session_t ts = s.conn.tls();
+  tls.used = true;
+  tls.version = gnutls_protocol_get_name(gnutls_protocol_get_version(ts)) ?: "";
+  tls.cipher = gnutls_cipher_get_name(gnutls_cipher_get(ts)) ?: "";
+  if (char* d = gnutls_session_get_desc(ts)) {
+    tls.description = d;
+    gnutls_free(d);
+  }
+  std::vector<DerCertificate> chain = PeerChain(ts);
+  tls.chain = DescribeChain(chain);
+  return chain;
+}
+
+VerifyResult VerifyChain(const Session& s, const std::vector<DerCertificate>& chain) {
+  const SessionOptions& o = s.options;
+  if (o.tls == HostTls::kDane) return VerifyDane(DaneVerifyInput{chain, o.tlsa, o.dane_names, s.now});
+  PkixVerifyInput in;
+  in.chain = chain;
+  in.ca_file = o.ca_file;
+  in.host = o.pkix_host;
+  in.names = o.pkix_names;
+  in.now = s.now;
+  return VerifyPkix(in);
+}
+
+// Authenticates the server where the policy demands it (dane, pkix); for
+// encrypt and may the certificate is not checked.
+PhaseResult AuthenticateServer(Session& s, const std::vector<DerCertificate>& chain) {
+  const SessionOptions& o = s.options;
+  TlsInfo& tls = s.result.tls;
+  if (o.tls != HostTls::kDane && o.tls != HostTls::kPkix) {
+    tls.verification = "none";
+    tls.detail = o.tls == HostTls::kEncrypt
+                     ? (o.required_by.empty() ? std::string("encrypted, not authenticated (TLSA records unusable)")
+                                              : "encrypted, not authenticated (" + o.required_by + ")")
+                     : std::string("opportunistic: certificate not checked");
+    return PhaseResult::Continue();
+  }
+  tls.verification = o.tls == HostTls::kDane ? "dane" : "pkix";
+  VerifyResult v = VerifyChain(s, chain);
+  tls.verified = v.ok;
+  tls.detail = v.detail;
+  tls.matched = v.matched;
+  if (v.ok) return PhaseResult::Continue();
+  s.conn.Bye();
+  return PhaseResult::Fail(VerificationFailed(v, s.demand));
+}
+
+// Phase: STARTTLS, the handshake and the server's authentication, as the
+// policy demands. Continues in plaintext only where smtp_trouble.h says so.
+PhaseResult NegotiateTls(Session& s) {
+  if (s.options.no_tls) return PhaseResult::Continue();
+  const int timeout = s.options.timeouts.starttls;
+  if (!s.caps.starttls) {
+    std::optional<HostFailure> f = StarttlsNotOffered(s.demand);
+    if (!f) return PhaseResult::Continue();
+    (void)s.conn.Write("QUIT\r\n", 1000);
+    return PhaseResult::Fail(std::move(*f));
+  }
+  Status w = s.conn.Write("STARTTLS\r\n", timeout);
+  if (!w.ok()) return PhaseResult::Fail(StarttlsLost(w));
+  auto rep = s.conn.ReadReply(timeout);
+  if (!rep.ok()) return PhaseResult::Fail(StarttlsLost(rep.status()));
+  if (rep->code != 220) {
+    std::optional<HostFailure> f = StarttlsRefused(*rep, s.demand);
+    return f ? PhaseResult::Fail(std::move(*f)) : PhaseResult::Continue();
+  }
+  if (s.conn.PendingPlaintext() > 0) return PhaseResult::Fail(DataBeforeHandshake());
+  Status h = s.conn.StartTls(s.options.sni, timeout);
+  if (!h.ok()) return PhaseResult::Fail(HandshakeFailed(h, s.demand));
+  return AuthenticateServer(s, DescribeTls(s));
+}
+
+// Phase: QUIT, politely and briefly, then the TLS close.
+void Quit(Session& s) {
+  const int timeout = std::min(s.options.timeouts.quit, 10000);
+  if (s.conn.Write("QUIT\r\n", timeout).ok()) (void)s.conn.ReadReply(timeout);
+  s.conn.Bye();
+}
+
+// Whether the session says QUIT after the transaction: not after the
+// connection failed, nor after a refused pipelined MAIL (the pipelined
+// RCPTs and DATA are still being answered).
+enum class AfterTransaction { kQuit, kHangUp };
+
+// Where a recipient stands in the transaction; it is settled exactly once.
+enum class RcptStage {
+  kUnanswered,  // not yet sent, or sent and not yet answered
+  kAccepted,    // 250/251 to RCPT: the end of data settles it
+  kSettled,     // its RcptResult is final for this session
+};
+
+// The recipients of one transaction and their RcptResults in the session.
+class Transaction {
+ public:
+  Transaction(const Envelope& env, std::vector<RcptResult>* results, bool pipelining)
+      : env(env), pipelining(pipelining), results_(results), stage_(env.recipients.size(), RcptStage::kUnanswered) {
+    results_->assign(env.recipients.size(), RcptResult{});
+  }
+  void Settle(size_t i, const RcptResult& r) {
+    (*results_)[i] = r;
+    stage_[i] = RcptStage::kSettled;
+  }
+  // Every recipient, whatever it was settled with before.
+  void SettleAll(const RcptResult& r) {
+    for (size_t i = 0; i < stage_.size(); ++i) Settle(i, r);
+  }
+  // Every recipient not settled yet.
+  void SettleOpen(const RcptResult& r) {
+    for (size_t i = 0; i < stage_.size(); ++i)
+      if (stage_[i] != RcptStage::kSettled) Settle(i, r);
+  }
+  void Accept(size_t i) {
+    stage_[i] = RcptStage::kAccepted;
+    ++accepted_;
+  }
+  size_t accepted() const { return accepted_; }
+
+  const Envelope& env;
+  const bool pipelining;
+  std::vector<size_t> sent;  // recipients RCPT TO is sent for, in order
+
+ private:
+  std::vector<RcptResult>* results_;
+  std::vector<RcptStage> stage_;
+  size_t accepted_ = 0;
+};
+
+// The connection failed at `stage`: every open recipient is settled with
+// that, and the session ends without QUIT.
+AfterTransaction ConnectionLost(Transaction& tx, TransactionStage stage, const Status& error) {
+  tx.SettleOpen(StreamFailed(stage, error));
+  return AfterTransaction::kHangUp;
+}
+
+// A reason the server cannot take the message for anyone, or nullopt.
+std::optional<RcptResult> ServerCannotTake(const EhloCapabilities& caps, const Envelope& env) {
+  const PreparedMessage& msg = *env.message;
+  if (msg.eight_bit && !caps.eightbitmime) return ServerLacks(MissingExtension::kEightBitMime);
+  if (env.sender.utf8 && !caps.smtputf8) return ServerLacks(MissingExtension::kSmtpUtf8Sender);
+  if (caps.size && *caps.size > 0 && msg.content_size > *caps.size) return MessageTooBig(msg.content_size, *caps.size);
+  return std::nullopt;
+}
+
+std::string MailCommandFor(const EhloCapabilities& caps, const Envelope& env) {
+  bool need_utf8 = env.sender.utf8;
+  for (const Mailbox& m : env.recipients) need_utf8 = need_utf8 || m.utf8;
+  const PreparedMessage& msg = *env.message;
+  std::string mail = MailFromCommand(env.sender, caps, msg.content_size, msg.eight_bit, &env.dsn);
+  if (need_utf8 && caps.smtputf8 && mail.find(" SMTPUTF8") == std::string::npos) mail += " SMTPUTF8";
+  return mail;
+}
+
+// MAIL FROM, with every RCPT and DATA in the same write under PIPELINING
+// (RFC 2920; replies are read in order), and its reply.
+std::optional<AfterTransaction> SendMail(Session& s, Transaction& tx) {
+  const SmtpTimeouts& t = s.options.timeouts;
+  std::string batch = MailCommandFor(s.caps, tx.env) + "\r\n";
+  if (tx.pipelining) {
+    for (size_t i : tx.sent) batch += RcptToCommand(tx.env.recipients[i], s.caps, tx.env.dsn) + "\r\n";
+    batch += "DATA\r\n";
+  }
+  Status w = s.conn.Write(batch, t.mail);
+  if (!w.ok()) {
+    tx.SettleAll(StreamFailed(tx.pipelining ? TransactionStage::kSendPipelined : TransactionStage::kSendMail, w));
+    return AfterTransaction::kHangUp;
+  }
+  auto rep = s.conn.ReadReply(t.mail);
+  if (!rep.ok()) {
+    tx.SettleAll(StreamFailed(TransactionStage::kReadMail, rep.status()));
+    return AfterTransaction::kHangUp;
+  }
+  if (rep->code == 250) return std::nullopt;
+  tx.SettleAll(ReplyOutcome(TransactionStage::kReadMail, *rep));
+  return tx.pipelining ? AfterTransaction::kHangUp : AfterTransaction::kQuit;
+}
+
+// RCPT TO for every recipient sent (written already under PIPELINING) and
+// the replies; ends the transaction when nobody was accepted.
+std::optional<AfterTransaction> SendRecipients(Session& s, Transaction& tx) {
+  const SmtpTimeouts& t = s.options.timeouts;
+  for (size_t i : tx.sent) {
+    if (!tx.pipelining) {
+      Status w = s.conn.Write(RcptToCommand(tx.env.recipients[i], s.caps, tx.env.dsn) + "\r\n", t.rcpt);
+      if (!w.ok()) return ConnectionLost(tx, TransactionStage::kSendRcpt, w);
+    }
+    auto rep = s.conn.ReadReply(t.rcpt);
+    if (!rep.ok()) return ConnectionLost(tx, TransactionStage::kReadRcpt, rep.status());
+    if (rep->code == 250 || rep->code == 251) tx.Accept(i);
+    else tx.Settle(i, ReplyOutcome(TransactionStage::kReadRcpt, *rep));
+  }
+  if (tx.accepted() > 0) return std::nullopt;
+  if (tx.pipelining) (void)s.conn.ReadReply(t.data_init);  // the DATA we pipelined gets a 5xx/503
+  return AfterTransaction::kQuit;
+}
+
+// DATA (written already under PIPELINING), the message and the reply after
+// its end, which settles every accepted recipient.
+AfterTransaction SendData(Session& s, Transaction& tx) {
+  const SmtpTimeouts& t = s.options.timeouts;
+  if (!tx.pipelining) {
+    Status w = s.conn.Write("DATA\r\n", t.data_init);
+    if (!w.ok()) return ConnectionLost(tx, TransactionStage::kSendData, w);
+  }
+  auto data = s.conn.ReadReply(t.data_init);
+  if (!data.ok()) return ConnectionLost(tx, TransactionStage::kReadData, data.status());
+  if (data->code != 354) {
+    tx.SettleOpen(ReplyOutcome(TransactionStage::kReadData, *data));
+    return AfterTransaction::kQuit;
+  }
+  Status w = s.conn.Write(tx.env.message->data, t.data_xfer, t.min_data_rate);
+  if (!w.ok()) return ConnectionLost(tx, TransactionStage::kSendMessage, w);
+  auto done = s.conn.ReadReply(t.data_done);
+  if (!done.ok()) return ConnectionLost(tx, TransactionStage::kReadEndOfData, done.status());
+  tx.SettleOpen(ReplyOutcome(TransactionStage::kReadEndOfData, *done));
+  return AfterTransaction::kQuit;
+}
+
+// Phase: the mail transaction. Fills s.result.recipients, one per
+// envelope recipient.
+AfterTransaction RunTransaction(Session& s, const Envelope& env) {
+  Transaction tx(env, &s.result.recipients, s.caps.pipelining);
+  if (std::optional<RcptResult> refusal = ServerCannotTake(s.caps, env)) {
+    tx.SettleAll(*refusal);
+    return AfterTransaction::kQuit;
+  }
+  s.result.dsn_passed = s.caps.dsn && !env.dsn.notify.empty();
+  for (size_t i = 0; i < env.recipients.size(); ++i) {
+    if (env.recipients[i].utf8 && !s.caps.smtputf8) tx.Settle(i, ServerLacks(MissingExtension::kSmtpUtf8Recipient));
+    else tx.sent.push_back(i);
+  }
+  if (tx.sent.empty()) return AfterTransaction::kQuit;
+  if (std::optional<AfterTransaction> end = SendMail(s, tx)) return *end;
+  if (std::optional<AfterTransaction> end = SendRecipients(s, tx)) return *end;
+  return SendData(s, tx);
 }
 
 }  // namespace
 
-SessionResult RunSmtpSession(const std::string& address, uint16_t port, const SessionOptions& o,
-                             const Envelope* env, int64_t now) {
-  SessionResult r;
-  Connection c;
-  const SmtpTimeouts& t = o.timeouts;
-  const bool must_tls = RequiresTls(o.tls);
-
-  Status s = c.Connect(address, port, t.connect);
-  if (!s.ok()) return HostFailed(r, "4.4.1", s.message());
-  r.connected = true;
-
-  auto greet = c.ReadReply(t.greeting);
-  if (!greet.ok()) return HostFailed(r, "4.4.2", "greeting: " + greet.error());
-  r.greeting = greet->Summary();
-  if (greet->code != 220)
-    return HostFailed(r, ServerCode(*greet, greet->permanent() ? "5.0.0" : "4.0.0"),
-                      "server greeting: " + greet->Summary());
-
-  auto ehlo = [&](EhloCapabilities* caps) -> Status {
-    Status w = c.Write("EHLO " + o.helo_name + "\r\n", t.helo);
-    if (!w.ok()) return w;
-    auto rep = c.ReadReply(t.helo);
-    if (!rep.ok()) return rep.status();
-    if (rep->code != 250) {
-      if (must_tls || c.tls()) return Status::Error("EHLO rejected: " + rep->Summary());
-      // HELO only where plaintext is allowed anyway (no STARTTLS without EHLO).
-      w = c.Write("HELO " + o.helo_name + "\r\n", t.helo);
-      if (!w.ok()) return w;
-      auto helo = c.ReadReply(t.helo);
-      if (!helo.ok()) return helo.status();
-      if (helo->code != 250) return Status::Error("HELO rejected: " + helo->Summary());
-      *caps = EhloCapabilities();
-      return Status::Ok();
-    }
-    *caps = ParseEhlo(*rep);
-    r.ehlo = caps->keywords;
-    return Status::Ok();
-  };
-
-  EhloCapabilities caps;
-  s = ehlo(&caps);
-  if (!s.ok()) return HostFailed(r, "4.5.0", s.message());
-
-  if (!o.no_tls) {
-    if (!caps.starttls) {
-      if (must_tls) {
-        c.Write("QUIT\r\n", 1000);
-        return HostFailed(r, "4.7.4",
-                          std::string("STARTTLS not offered: possible downgrade, TLS required by ") +
-                              PolicyWordFor(o),
-                          "starttls-not-supported");
-      }
-    } else {
-      s = c.Write("STARTTLS\r\n", t.starttls);
-      if (!s.ok()) return HostFailed(r, "4.4.2", "STARTTLS: " + s.message());
-      auto rep = c.ReadReply(t.starttls);
-      if (!rep.ok()) return HostFailed(r, "4.4.2", "STARTTLS: " + rep.error());
-      if (rep->code != 220) {
-        if (must_tls)
-          return HostFailed(r, "4.7.4",
-                            "STARTTLS refused (" + rep->Summary() + "), TLS required by " + PolicyWordFor(o),
-                            "starttls-not-supported");
-        // may: the server said no; carry on in plaintext on this connection.
-      } else {
-        if (c.PendingPlaintext() > 0) {
-          return HostFailed(r, "4.7.0",
-                            "protocol violation: the server sent data after the 220 reply to STARTTLS "
-                            "(command injection attempt?); connection dropped");
-        }
-        s = c.StartTls(o.sni, t.starttls);
-        if (!s.ok()) {
-          if (!must_tls) r.retry_plaintext = true;
-          return HostFailed(r, "4.7.5", s.message(), "validation-failure");
-        }
-        r.tls.used = true;
-        gnutls_session_t ts = c.tls();
-        r.tls.version = gnutls_protocol_get_name(gnutls_protocol_get_version(ts)) ?: "";
-        r.tls.cipher = gnutls_cipher_get_name(gnutls_cipher_get(ts)) ?: "";
-        if (char* d = gnutls_session_get_desc(ts)) {
-          r.tls.description = d;
-          gnutls_free(d);
-        }
-        std::vector<DerCertificate> chain = PeerChain(ts);
-        r.tls.chain = DescribeChain(chain);
-        if (o.tls == HostTls::kDane || o.tls == HostTls::kPkix) {
-          VerifyResult v;
-          if (o.tls == HostTls::kDane) {
-            r.tls.verification = "dane";
-            v = VerifyDane(DaneVerifyInput{chain, o.tlsa, o.dane_names, now});
-          } else {
-            r.tls.verification = "pkix";
-            PkixVerifyInput in;
-            in.chain = chain;
-            in.ca_file = o.ca_file;
-            in.host = o.pkix_host;
-            in.names = o.pkix_names;
-            in.now = now;
-            v = VerifyPkix(in);
-          }
-          r.tls.verified = v.ok;
-          r.tls.detail = v.detail;
-          r.tls.matched = v.matched;
-          if (!v.ok) {
-            c.Bye();
-            return HostFailed(r, "4.7.5",
-                              std::string("certificate verification failed (") + PolicyWordFor(o) + "): " + v.detail,
-                              v.failure_type.empty() ? "validation-failure" : v.failure_type);
-          }
-        } else {
-          r.tls.verification = "none";
-          r.tls.detail = o.tls == HostTls::kEncrypt
-                             ? (o.required_by.empty() ? std::string("encrypted, not authenticated (TLSA records unusable)")
-                                                      : "encrypted, not authenticated (" + o.required_by + ")")
-                             : std::string("opportunistic: certificate not checked");
-        }
-        s = ehlo(&caps);
-        if (!s.ok()) return HostFailed(r, "4.5.0", "after STARTTLS: " + s.message());
-      }
-    }
+SessionResult RunSmtpSession(const std::string& address, uint16_t port, const SessionOptions& options,
+                             const Envelope* envelope, int64_t now) {
+  Session s(options, now);
+  PhaseResult phase = Open(s, address, port);
+  if (!phase.failed()) phase = Hello(s, false);
+  if (!phase.failed()) phase = NegotiateTls(s);
+  if (!phase.failed() && s.result.tls.used) phase = Hello(s, true);
+  if (phase.failed()) return HostFailed(s.result, *phase.failure);
+  if (options.probe_only || !envelope) {
+    Quit(s);
+    return s.result;
   }
-
-  auto quit = [&] {
-    if (c.Write("QUIT\r\n", std::min(t.quit, 10000)).ok()) (void)c.ReadReply(std::min(t.quit, 10000));
-    c.Bye();
-  };
-  if (o.probe_only || !env) {
-    quit();
-    return r;
-  }
-
-  // --- The transaction ---
-  const PreparedMessage& msg = *env->message;
-  r.recipients.assign(env->recipients.size(), RcptResult{});
-  auto all = [&](RcptStatus st, const std::string& code, const std::string& reply, bool next_host) {
-    for (RcptResult& x : r.recipients) {
-      x.status = st;
-      x.code = code;
-      x.reply = reply;
-      x.try_next_host = next_host;
-    }
-  };
-  if (msg.eight_bit && !caps.eightbitmime) {
-    all(RcptStatus::kBounced, "5.6.3", "message has 8-bit data and the server does not announce 8BITMIME", false);
-    quit();
-    return r;
-  }
-  if (env->sender.utf8 && !caps.smtputf8) {
-    all(RcptStatus::kBounced, "5.6.7", "sender address needs SMTPUTF8, which the server does not announce", false);
-    quit();
-    return r;
-  }
-  if (caps.size && *caps.size > 0 && msg.content_size > *caps.size) {
-    all(RcptStatus::kBounced, "5.3.4",
-        "message is " + std::to_string(msg.content_size) + " octets, server limit " + std::to_string(*caps.size),
-        false);
-    quit();
-    return r;
-  }
-  bool need_utf8 = env->sender.utf8;
-  for (const Mailbox& m : env->recipients) need_utf8 = need_utf8 || m.utf8;
-  std::string mail = MailFromCommand(env->sender, caps, msg.content_size, msg.eight_bit, &env->dsn);
-  r.dsn_passed = caps.dsn && !env->dsn.notify.empty();
-  if (need_utf8 && caps.smtputf8 && mail.find(" SMTPUTF8") == std::string::npos) mail += " SMTPUTF8";
-
-  std::vector<size_t> rcpt_sent;  // indices of recipients actually sent
-  for (size_t i = 0; i < env->recipients.size(); ++i) {
-    if (env->recipients[i].utf8 && !caps.smtputf8) {
-      r.recipients[i] = RcptResult{RcptStatus::kBounced, "5.6.7",
-                                   "address needs SMTPUTF8, which the server does not announce", false};
-    } else {
-      rcpt_sent.push_back(i);
-    }
-  }
-  if (rcpt_sent.empty()) {
-    quit();
-    return r;
-  }
-
-  const bool pipelining = caps.pipelining;
-  // With PIPELINING, MAIL, every RCPT and DATA go out in one write
-  // (RFC 2920); replies are read in order.
-  if (pipelining) {
-    std::string batch = mail + "\r\n";
-    for (size_t i : rcpt_sent) batch += RcptToCommand(env->recipients[i], caps, env->dsn) + "\r\n";
-    batch += "DATA\r\n";
-    s = c.Write(batch, t.mail);
-    if (!s.ok()) {
-      all(RcptStatus::kDeferred, "4.4.2", "lost connection sending MAIL/RCPT: " + s.message(), true);
-      return r;
-    }
-  } else {
-    s = c.Write(mail + "\r\n", t.mail);
-    if (!s.ok()) {
-      all(RcptStatus::kDeferred, "4.4.2", "lost connection sending MAIL FROM: " + s.message(), true);
-      return r;
-    }
-  }
-  auto mrep = c.ReadReply(t.mail);
-  if (!mrep.ok()) {
-    all(RcptStatus::kDeferred, "4.4.2", "MAIL FROM: " + mrep.error(), true);
-    return r;
-  }
-  if (mrep->code != 250) {
-    bool perm = mrep->permanent();
-    all(perm ? RcptStatus::kBounced : RcptStatus::kDeferred, ServerCode(*mrep, perm ? "5.0.0" : "4.0.0"),
-        "MAIL FROM rejected: " + mrep->Summary(), !perm);
-    if (!pipelining) quit();
-    return r;
-  }
-  size_t accepted = 0;
-  for (size_t i : rcpt_sent) {
-    if (!pipelining) {
-      s = c.Write(RcptToCommand(env->recipients[i], caps, env->dsn) + "\r\n", t.rcpt);
-      if (!s.ok()) {
-        for (size_t k : rcpt_sent)
-          if (r.recipients[k].code.empty()) r.recipients[k] = {RcptStatus::kDeferred, "4.4.2", s.message(), true};
-        return r;
-      }
-    }
-    auto rr = c.ReadReply(t.rcpt);
-    if (!rr.ok()) {
-      for (size_t k : rcpt_sent)
-        if (r.recipients[k].code.empty()) r.recipients[k] = {RcptStatus::kDeferred, "4.4.2", "RCPT TO: " + rr.error(), true};
-      return r;
-    }
-    if (rr->code == 250 || rr->code == 251) {
-      r.recipients[i].code = "pending";
-      ++accepted;
-    } else if (rr->permanent()) {
-      r.recipients[i] = {RcptStatus::kBounced, ServerCode(*rr, "5.0.0"), rr->Summary(), false};
-    } else {
-      r.recipients[i] = {RcptStatus::kDeferred, ServerCode(*rr, "4.0.0"), rr->Summary(), true};
-    }
-  }
-  if (!pipelining && accepted > 0) {
-    s = c.Write("DATA\r\n", t.data_init);
-    if (!s.ok()) {
-      for (size_t k : rcpt_sent)
-        if (r.recipients[k].code == "pending") r.recipients[k] = {RcptStatus::kDeferred, "4.4.2", s.message(), true};
-      return r;
-    }
-  }
-  if (accepted == 0) {
-    if (pipelining) (void)c.ReadReply(t.data_init);  // the DATA we pipelined gets a 5xx/503
-    quit();
-    return r;
-  }
-  auto pending = [&](RcptStatus st, const std::string& code, const std::string& reply, bool next) {
-    for (size_t k : rcpt_sent)
-      if (r.recipients[k].code == "pending") r.recipients[k] = {st, code, reply, next};
-  };
-  auto drep = c.ReadReply(t.data_init);
-  if (!drep.ok()) {
-    pending(RcptStatus::kDeferred, "4.4.2", "DATA: " + drep.error(), true);
-    return r;
-  }
-  if (drep->code != 354) {
-    bool perm = drep->permanent();
-    pending(perm ? RcptStatus::kBounced : RcptStatus::kDeferred, ServerCode(*drep, perm ? "5.0.0" : "4.0.0"),
-            "DATA rejected: " + drep->Summary(), !perm);
-    quit();
-    return r;
-  }
-  s = c.Write(msg.data, t.data_xfer, t.min_data_rate);
-  if (!s.ok()) {
-    // The terminator was not (completely) sent: the server cannot have
-    // taken the message, so another host may be tried.
-    pending(RcptStatus::kDeferred, "4.4.2", "lost connection sending the message: " + s.message(), true);
-    return r;
-  }
-  auto final_rep = c.ReadReply(t.data_done);
-  if (!final_rep.ok()) {
-    // RFC 1047: the server may have the message (it may have accepted it
-    // and lost the connection before its reply reached us). Bouncing could
-    // lose it; another host in this attempt would duplicate it every time
-    // the first had accepted. Defer, without moving on: the retry later
-    // risks one duplicate, not one per MX.
-    pending(RcptStatus::kDeferred, "4.4.2",
-            "no reply after end of data (" + final_rep.error() +
-                "): outcome unknown, not retried at another host now (RFC 1047)",
-            false);
-    return r;
-  }
-  if (final_rep->code == 250) {
-    pending(RcptStatus::kDelivered, ServerCode(*final_rep, "2.0.0"), final_rep->Summary(), false);
-  } else {
-    bool perm = final_rep->permanent();
-    pending(perm ? RcptStatus::kBounced : RcptStatus::kDeferred, ServerCode(*final_rep, perm ? "5.0.0" : "4.0.0"),
-            final_rep->Summary(), !perm);
-  }
-  quit();
-  return r;
+  if (RunTransaction(s, *envelope) == AfterTransaction::kQuit) Quit(s);
+  return s.result;
 }
 
 }  // namespace mxsec

@@ -555,6 +555,101 @@ std::vector<CertificateInfo> DescribeChain(const std::vector<DerCertificate>& ch
   return out;
 }
 
+namespace {
+
+VerifyResult DaneMatched(const TlsaRecord& t, int depth, std::string detail) {
+  VerifyResult r;
+  r.ok = true;
+  r.matched = t;
+  r.matched_depth = depth;
+  r.detail = std::move(detail);
+  return r;
+}
+
+// What the records that did not verify taught: the failure that got
+// furthest explains best why we refused (a chain that verified but named
+// another host says more than a record that matched nothing).
+struct DaneMisses {
+  DaneMisses() { best.stage = -1; }
+  void Note(ChainCheck c, const std::string& prefix) {
+    if (c.stage > best.stage) {
+      best = std::move(c);
+      best.detail = prefix + best.detail;
+    }
+  }
+  ChainCheck best;
+  std::vector<std::string> unmatched;
+};
+
+// DANE-EE (usage 3): only the leaf is compared.
+std::optional<VerifyResult> VerifyDaneEe(const std::vector<TlsaRecord>& records, const std::vector<Cert>& chain,
+                                         DaneMisses* misses) {
+  for (const TlsaRecord& t : records) {
+    if (t.usage != 3) continue;
+    if (RecordMatches(t, chain[0])) return DaneMatched(t, 0, "DANE-EE " + ShortRecord(t) + " matched the leaf");
+    misses->unmatched.push_back(ShortRecord(t) + " does not match the leaf");
+  }
+  return std::nullopt;
+}
+
+// DANE-TA "2 0 0": the record carries the TA itself, so the server need
+// not send it.
+std::optional<VerifyResult> VerifyTaFromRecord(const TlsaRecord& t, const std::vector<Cert>& chain,
+                                               const DaneVerifyInput& input, DaneMisses* misses) {
+  std::string error;
+  if (!ParseDer(t.data, &error)) {
+    misses->unmatched.push_back(ShortRecord(t) + " holds no parsable certificate (" + error + ")");
+    return std::nullopt;
+  }
+  const std::string what = "DANE-TA " + ShortRecord(t) + " (trust anchor from the record)";
+  ChainCheck c = CheckTrustAnchor(t.data, 0, chain, input.reference_names, input.now);
+  if (c.ok) return DaneMatched(t, -1, what + ": path verified, " + c.detail);
+  misses->Note(std::move(c), what + ": ");
+  return std::nullopt;
+}
+
+// DANE-TA (usage 2) record `t`: a certificate at depth >= 1 that matches
+// is the only trust anchor of the path from the leaf.
+std::optional<VerifyResult> VerifyDaneTa(const TlsaRecord& t, const std::vector<Cert>& chain,
+                                         const DaneVerifyInput& input, DaneMisses* misses) {
+  bool found = false;
+  for (size_t i = 1; i < chain.size(); i++) {
+    if (!RecordMatches(t, chain[i])) continue;
+    found = true;
+    const std::string what =
+        "DANE-TA " + ShortRecord(t) + " matched " + chain[i].subject + " at depth " + std::to_string(i);
+    ChainCheck c = CheckTrustAnchor(*chain[i].der, i, chain, input.reference_names, input.now);
+    if (c.ok) return DaneMatched(t, static_cast<int>(i), what + ", path verified, " + c.detail);
+    misses->Note(std::move(c), what + ", but ");
+  }
+  if (found) return std::nullopt;
+  if (t.selector == 0 && t.matching == 0) return VerifyTaFromRecord(t, chain, input, misses);
+  if (t.selector == 1 && t.matching == 0) {
+    misses->unmatched.push_back(ShortRecord(t) +
+                                " matches no certificate at depth >= 1, and a bare public key trust anchor "
+                                "is not supported");
+  } else {
+    misses->unmatched.push_back(ShortRecord(t) + " matches no certificate at depth >= 1");
+  }
+  return std::nullopt;
+}
+
+VerifyResult DaneRefused(DaneMisses misses) {
+  ChainCheck& best = misses.best;
+  if (best.stage < kNotTrusted) {
+    std::string all;
+    for (const std::string& u : misses.unmatched) all += (all.empty() ? "" : "; ") + u;
+    best.stage = kNoMatch;
+    best.detail = "no TLSA record matched the chain: " + all;
+  }
+  VerifyResult r;
+  r.detail = best.detail;
+  r.failure_type = FailureType(best.stage);
+  return r;
+}
+
+}  // namespace
+
 VerifyResult VerifyDane(const DaneVerifyInput& input) {
   VerifyResult r;
   std::vector<Cert> chain;
@@ -572,86 +667,13 @@ VerifyResult VerifyDane(const DaneVerifyInput& input) {
     return r;
   }
   const std::vector<TlsaRecord> records = ApplyDigestAgility(usable);
-
-  // The failure that got furthest explains best why we refused: a chain
-  // that verified but named another host says more than a record that
-  // matched nothing.
-  ChainCheck best;
-  best.stage = -1;
-  std::vector<std::string> unmatched;
-  auto note = [&best](ChainCheck c, const std::string& prefix) {
-    if (c.stage > best.stage) {
-      best = std::move(c);
-      best.detail = prefix + best.detail;
-    }
-  };
-
-  for (const TlsaRecord& t : records) {
-    if (t.usage != 3) continue;
-    if (RecordMatches(t, chain[0])) {
-      r.ok = true;
-      r.matched = t;
-      r.matched_depth = 0;
-      r.detail = "DANE-EE " + ShortRecord(t) + " matched the leaf";
-      return r;
-    }
-    unmatched.push_back(ShortRecord(t) + " does not match the leaf");
-  }
-
+  DaneMisses misses;
+  if (std::optional<VerifyResult> ee = VerifyDaneEe(records, chain, &misses)) return *ee;
   for (const TlsaRecord& t : records) {
     if (t.usage != 2) continue;
-    bool found = false;
-    for (size_t i = 1; i < chain.size(); i++) {
-      if (!RecordMatches(t, chain[i])) continue;
-      found = true;
-      const std::string what = "DANE-TA " + ShortRecord(t) + " matched " + chain[i].subject + " at depth " +
-                                std::to_string(i);
-      ChainCheck c = CheckTrustAnchor(*chain[i].der, i, chain, input.reference_names, input.now);
-      if (c.ok) {
-        r.ok = true;
-        r.matched = t;
-        r.matched_depth = static_cast<int>(i);
-        r.detail = what + ", path verified, " + c.detail;
-        return r;
-      }
-      note(std::move(c), what + ", but ");
-    }
-    if (found) continue;
-    if (t.selector == 0 && t.matching == 0) {
-      // The record carries the TA itself: no need for the server to send it.
-      std::string error;
-      if (!ParseDer(t.data, &error)) {
-        unmatched.push_back(ShortRecord(t) + " holds no parsable certificate (" + error + ")");
-        continue;
-      }
-      const std::string what = "DANE-TA " + ShortRecord(t) + " (trust anchor from the record)";
-      ChainCheck c = CheckTrustAnchor(t.data, 0, chain, input.reference_names, input.now);
-      if (c.ok) {
-        r.ok = true;
-        r.matched = t;
-        r.matched_depth = -1;
-        r.detail = what + ": path verified, " + c.detail;
-        return r;
-      }
-      note(std::move(c), what + ": ");
-    } else if (t.selector == 1 && t.matching == 0) {
-      unmatched.push_back(ShortRecord(t) +
-                          " matches no certificate at depth >= 1, and a bare public key trust anchor "
-                          "is not supported");
-    } else {
-      unmatched.push_back(ShortRecord(t) + " matches no certificate at depth >= 1");
-    }
+    if (std::optional<VerifyResult> ta = VerifyDaneTa(t, chain, input, &misses)) return *ta;
   }
-
-  if (best.stage < kNotTrusted) {
-    std::string all;
-    for (const std::string& u : unmatched) all += (all.empty() ? "" : "; ") + u;
-    best.stage = kNoMatch;
-    best.detail = "no TLSA record matched the chain: " + all;
-  }
-  r.detail = best.detail;
-  r.failure_type = FailureType(best.stage);
-  return r;
+  return DaneRefused(std::move(misses));
 }
 
 VerifyResult VerifyPkix(const PkixVerifyInput& input) {

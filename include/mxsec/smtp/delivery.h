@@ -11,7 +11,8 @@
 // only; a recipient is never sent to a host whose policy was not met.
 // For an opportunistic host whose TLS handshake failed, one new plaintext
 // connection is made (RFC 7435); for every other host a TLS failure is final
-// for that host.
+// for that host. What each failure means for the recipients is decided in
+// smtp_trouble.h.
 //
 // Every session is recorded through an AttemptLog (domain, host, address,
 // policy, TLS, verification, outcome, RFC 8460 failure type) for reports;

@@ -6,7 +6,9 @@
 // says EHLO again, and then either QUITs (probe) or runs one mail
 // transaction. It reports what happened per recipient and, when the host
 // could not be used, why, with an RFC 3463 status code and, for TLS
-// failures, an RFC 8460 result type.
+// failures, an RFC 8460 result type. What each failure means (the code,
+// the reason, whether another host or plaintext may be tried) is decided
+// in smtp_trouble.h, never here.
 //
 // Security promises:
 //   - when the policy requires TLS (dane, encrypt, pkix) nothing but EHLO,

@@ -1,7 +1,7 @@
 // smtp_proto.h - the SMTP wire format (RFC 5321), without any I/O:
 // replies, EHLO capabilities, envelope addresses and message data.
 //
-// The SMTP client (smtp.cc) feeds bytes from the server into a
+// The SMTP client (smtp_client.cc) feeds bytes from the server into a
 // ReplyReader and writes what these functions produce. Everything the
 // server sends is hostile input: replies are bounded in line length and
 // line count, and a malformed reply is an error, never guessed at.

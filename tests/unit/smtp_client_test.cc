@@ -1,0 +1,252 @@
+// smtp_client_test.cc - the phases of RunSmtpSession against a scripted
+// server on a loopback socket: what is sent in which order, and what the
+// session reports when a phase fails. Only plaintext servers: a TLS
+// handshake that completes is the integration tests' business.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string_view>
+#include <thread>
+
+#include "mxsec/smtp/smtp_client.h"
+
+using namespace mxsec;
+
+namespace {
+
+// At the end of a reply (or as the whole reply): close the connection
+// after sending what comes before.
+constexpr std::string_view kClose = "<close>";
+
+// Accepts one connection, sends `greeting`, then answers each command line
+// with the next of `replies`; the message after a 354 counts as one line.
+// Records what it received in `received` ("<message>" for the data).
+class ScriptedServer {
+ public:
+  ScriptedServer(std::string greeting, std::vector<std::string> replies)
+      : greeting_(std::move(greeting)), replies_(std::move(replies)) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(listener_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    socklen_t len = sizeof sa;
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port = ntohs(sa.sin_port);
+    REQUIRE(listen(listener_, 1) == 0);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~ScriptedServer() {
+    if (thread_.joinable()) thread_.join();
+    close(listener_);
+  }
+  // What the client sent, once it closed the connection.
+  const std::vector<std::string>& Received() {
+    if (thread_.joinable()) thread_.join();
+    return received_;
+  }
+
+  uint16_t port = 0;
+
+ private:
+  void Serve() {
+    int fd = accept(listener_, nullptr, nullptr);
+    if (fd < 0) return;
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    Send(fd, greeting_);
+    bool data = false;
+    for (size_t i = 0;; ++i) {
+      std::string line = data ? ReadUntil(fd, "\r\n.\r\n") : ReadUntil(fd, "\r\n");
+      if (line.empty()) break;
+      received_.push_back(data ? "<message>" : line.substr(0, line.size() - 2));
+      if (i >= replies_.size()) continue;
+      const std::string& reply = replies_[i];
+      const bool close_after = reply.ends_with(kClose);
+      Send(fd, close_after ? reply.substr(0, reply.size() - kClose.size()) : reply);
+      if (close_after) break;
+      data = reply.rfind("354", 0) == 0;
+    }
+    close(fd);
+  }
+  void Send(int fd, const std::string& s) { (void)!send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
+  std::string ReadUntil(int fd, const std::string& end) {
+    while (buf_.find(end) == std::string::npos) {
+      char b[4096];
+      ssize_t n = recv(fd, b, sizeof b, 0);
+      if (n <= 0) return "";
+      buf_.append(b, static_cast<size_t>(n));
+    }
+    size_t at = buf_.find(end) + end.size();
+    std::string out = buf_.substr(0, at);
+    buf_.erase(0, at);
+    return out;
+  }
+
+  int listener_ = -1;
+  std::string greeting_;
+  std::vector<std::string> replies_;
+  std::vector<std::string> received_;
+  std::string buf_;
+  std::thread thread_;
+};
+
+SessionOptions Options(HostTls tls) {
+  SessionOptions o;
+  o.helo_name = "client.example";
+  o.tls = tls;
+  o.sni = o.pkix_host = "mx.example.org";
+  SmtpTimeouts& t = o.timeouts;
+  t.connect = t.greeting = t.helo = t.starttls = t.mail = t.rcpt = t.data_init = t.data_xfer = t.data_done =
+      t.quit = 3000;
+  t.min_data_rate = 0;
+  return o;
+}
+
+Mailbox Box(const std::string& local) {
+  Mailbox m;
+  m.local = local;
+  m.domain = "example.org";
+  return m;
+}
+
+struct Mail {
+  PreparedMessage message;
+  Envelope envelope;
+  explicit Mail(std::vector<std::string> rcpts) {
+    message = *PrepareMessage("Subject: t\r\n\r\nhello\r\n", MessageOptions());
+    envelope.sender = Box("sender");
+    for (const std::string& r : rcpts) envelope.recipients.push_back(Box(r));
+    envelope.message = &message;
+  }
+};
+
+SessionResult Run(ScriptedServer& server, const SessionOptions& o, const Envelope* env) {
+  return RunSmtpSession("127.0.0.1", server.port, o, env, 0);
+}
+
+const char* kGreeting = "220 mx.example.org ESMTP\r\n";
+const char* kEhloPlain = "250-mx.example.org\r\n250 8BITMIME\r\n";
+const char* kEhloStarttls = "250-mx.example.org\r\n250 STARTTLS\r\n";
+
+}  // namespace
+
+TEST_CASE("smtp_client: may without STARTTLS: one plaintext transaction, phase by phase") {
+  ScriptedServer server(kGreeting, {kEhloPlain, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
+                                    "250 2.0.0 queued as X\r\n", "221 bye\r\n"});
+  Mail mail({"a"});
+  SessionResult r = Run(server, Options(HostTls::kMay), &mail.envelope);
+  CHECK_FALSE(r.host_failed);
+  CHECK(r.greeting == "220 mx.example.org ESMTP");
+  CHECK_FALSE(r.tls.used);
+  REQUIRE(r.recipients.size() == 1);
+  CHECK(r.recipients[0].status == RcptStatus::kDelivered);
+  CHECK(r.recipients[0].code == "2.0.0");
+  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
+                                                       "RCPT TO:<a@example.org>", "DATA", "<message>", "QUIT"});
+}
+
+TEST_CASE("smtp_client: STARTTLS not offered under a TLS-required policy: QUIT, never MAIL") {
+  for (HostTls tls : {HostTls::kDane, HostTls::kEncrypt, HostTls::kPkix}) {
+    ScriptedServer server(kGreeting, {kEhloPlain, "221 bye\r\n"});
+    Mail mail({"a"});
+    SessionResult r = Run(server, Options(tls), &mail.envelope);
+    CHECK(r.host_failed);
+    CHECK(r.code == "4.7.4");
+    CHECK(r.failure_type == "starttls-not-supported");
+    CHECK_FALSE(r.retry_plaintext);
+    CHECK(r.recipients.empty());
+    CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "QUIT"});
+  }
+}
+
+TEST_CASE("smtp_client: a refused STARTTLS fails a TLS-required host, may carries on in plaintext") {
+  {
+    ScriptedServer server(kGreeting, {kEhloStarttls, "454 4.7.0 not now\r\n"});
+    Mail mail({"a"});
+    SessionResult r = Run(server, Options(HostTls::kPkix), &mail.envelope);
+    CHECK(r.host_failed);
+    CHECK(r.error == "STARTTLS refused (454 4.7.0 not now), TLS required by MTA-STS");
+    CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "STARTTLS"});
+  }
+  ScriptedServer server(kGreeting, {kEhloStarttls, "454 4.7.0 not now\r\n", "250 ok\r\n", "250 ok\r\n",
+                                    "354 go\r\n", "250 ok\r\n", "221 bye\r\n"});
+  Mail mail({"a"});
+  SessionResult r = Run(server, Options(HostTls::kMay), &mail.envelope);
+  CHECK_FALSE(r.host_failed);
+  REQUIRE(r.recipients.size() == 1);
+  CHECK(r.recipients[0].status == RcptStatus::kDelivered);
+}
+
+TEST_CASE("smtp_client: data after the 220 to STARTTLS ends the session before the handshake") {
+  ScriptedServer server(kGreeting, {kEhloStarttls, "220 go ahead\r\n250 injected\r\n"});
+  Mail mail({"a"});
+  SessionResult r = Run(server, Options(HostTls::kMay), &mail.envelope);
+  CHECK(r.host_failed);
+  CHECK(r.code == "4.7.0");
+  CHECK_FALSE(r.retry_plaintext);
+  CHECK_FALSE(r.tls.used);
+}
+
+TEST_CASE("smtp_client: a failed handshake allows a plaintext retry for may only") {
+  for (HostTls tls : {HostTls::kMay, HostTls::kDane, HostTls::kPkix}) {
+    ScriptedServer server(kGreeting, {kEhloStarttls, "220 go ahead\r\n<close>"});
+    Mail mail({"a"});
+    SessionResult r = Run(server, Options(tls), &mail.envelope);
+    CHECK(r.host_failed);
+    CHECK(r.code == "4.7.5");
+    CHECK(r.failure_type == "validation-failure");
+    CHECK(r.retry_plaintext == (tls == HostTls::kMay));
+    CHECK(r.recipients.empty());
+  }
+}
+
+TEST_CASE("smtp_client: a refused greeting fails the host with the server's code") {
+  ScriptedServer server("554 5.7.1 no thanks\r\n", {});
+  SessionResult r = Run(server, Options(HostTls::kMay), nullptr);
+  CHECK(r.host_failed);
+  CHECK(r.code == "5.7.1");
+  CHECK(r.error == "server greeting: 554 5.7.1 no thanks");
+}
+
+TEST_CASE("smtp_client: a connection lost after RCPT defers every recipient, the accepted ones too") {
+  ScriptedServer server(kGreeting, {kEhloPlain, "250 ok\r\n", "250 ok\r\n", "<close>"});
+  Mail mail({"a", "b"});
+  SessionResult r = Run(server, Options(HostTls::kMay), &mail.envelope);
+  CHECK_FALSE(r.host_failed);
+  REQUIRE(r.recipients.size() == 2);
+  for (const RcptResult& x : r.recipients) {
+    CHECK(x.status == RcptStatus::kDeferred);
+    CHECK(x.code == "4.4.2");
+    CHECK(x.reply == "RCPT TO: connection closed by server");
+    CHECK(x.try_next_host);
+  }
+}
+
+TEST_CASE("smtp_client: RCPT replies settle each recipient; no reply after the data stays at this host") {
+  ScriptedServer server(kGreeting, {kEhloPlain, "250 ok\r\n", "550 5.1.1 no such user\r\n", "250 ok\r\n",
+                                    "354 go\r\n", "<close>"});
+  Mail mail({"nobody", "a"});
+  SessionResult r = Run(server, Options(HostTls::kMay), &mail.envelope);
+  REQUIRE(r.recipients.size() == 2);
+  CHECK(r.recipients[0].status == RcptStatus::kBounced);
+  CHECK(r.recipients[0].code == "5.1.1");
+  CHECK(r.recipients[1].status == RcptStatus::kDeferred);
+  CHECK_FALSE(r.recipients[1].try_next_host);  // RFC 1047
+}
+
+TEST_CASE("smtp_client: with PIPELINING a refused MAIL bounces everyone and the session hangs up") {
+  ScriptedServer server(kGreeting, {"250-mx.example.org\r\n250 PIPELINING\r\n", "553 5.1.8 bad sender\r\n",
+                                    "503 no\r\n", "503 no\r\n"});
+  Mail mail({"a"});
+  SessionResult r = Run(server, Options(HostTls::kMay), &mail.envelope);
+  REQUIRE(r.recipients.size() == 1);
+  CHECK(r.recipients[0].status == RcptStatus::kBounced);
+  CHECK(r.recipients[0].reply == "MAIL FROM rejected: 553 5.1.8 bad sender");
+  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
+                                                       "RCPT TO:<a@example.org>", "DATA"});
+}
