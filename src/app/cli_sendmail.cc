@@ -88,7 +88,7 @@ struct Logger {
   }
 };
 
-// What delivers queued messages: the policy engine and DeliverDomain.
+// What delivers queued messages: the policy engine and DeliverDomain, joined by ResolveAndDeliver.
 class Engine {
  public:
   Status Init(const Config& cfg, Logger* log) {

@@ -15,13 +15,6 @@ namespace {
 
 constexpr auto S = DnssecStatus::kSecure;
 
-Mailbox Box(const std::string& local, const std::string& domain = "example.org") {
-  Mailbox m;
-  m.local = local;
-  m.domain = domain;
-  return m;
-}
-
 struct Session {
   std::string address;
   HostTls tls;
@@ -51,8 +44,11 @@ struct Bed {
     REQUIRE(t.ok());
     policy_options.local_policy = std::make_shared<const mxsec::LocalPolicy>(std::move(t.value()));
   }
-  std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::vector<Mailbox>& rcpts,
+  // Delivers to `locals` @ `domain`.
+  std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::vector<std::string>& locals,
                                         const DsnRequest* dsn = nullptr) {
+    std::vector<Mailbox> rcpts;
+    for (const std::string& l : locals) rcpts.push_back(Mailbox{.local = l, .domain = domain});
     PolicyEngine engine(&dns, [this] { return std::make_unique<FakeStsFetcher>(&web); }, cache.get(), &clock,
                         policy_options);
     DeliveryOptions options;
@@ -72,7 +68,8 @@ struct Bed {
     context.options = &options;
     context.clock = &clock;
     context.warn = [this](const std::string& w) { warnings.push_back(w); };
-    return ResolveAndDeliver(context, domain, Box("sender", "sender.example"), rcpts, message, dsn);
+    const Mailbox sender{.local = "sender", .domain = "sender.example"};
+    return ResolveAndDeliver(context, domain, sender, rcpts, message, dsn);
   }
 };
 
@@ -81,7 +78,7 @@ struct Bed {
 TEST_CASE("deliver message: the domain's policy is enforced and every recipient gets its outcome") {
   Bed b;
   b.DaneDomain();
-  std::vector<RecipientOutcome> out = b.Deliver("example.org", {Box("a"), Box("b")});
+  std::vector<RecipientOutcome> out = b.Deliver("example.org", {"a", "b"});
   REQUIRE(out.size() == 2);
   CHECK(out[0].status == RcptStatus::kDelivered);
   CHECK(out[1].status == RcptStatus::kDelivered);
@@ -96,7 +93,7 @@ TEST_CASE("deliver message: the domain's policy is enforced and every recipient 
 TEST_CASE("deliver message: the domain is taken as the address spells it, in normal form for the lookup") {
   Bed b;
   b.DaneDomain();
-  std::vector<RecipientOutcome> out = b.Deliver("Example.ORG.", {Box("a", "Example.ORG.")});
+  std::vector<RecipientOutcome> out = b.Deliver("Example.ORG.", {"a"});
   REQUIRE(out.size() == 1);
   CHECK(out[0].status == RcptStatus::kDelivered);
   CHECK(b.dns.Asked("example.org", RrType::kMX));
@@ -104,7 +101,7 @@ TEST_CASE("deliver message: the domain is taken as the address spells it, in nor
 
 TEST_CASE("deliver message: an invalid domain bounces every recipient with 5.1.2, nothing asked or sent") {
   Bed b;
-  std::vector<RecipientOutcome> out = b.Deliver("bad..example", {Box("a", "bad..example"), Box("b", "bad..example")});
+  std::vector<RecipientOutcome> out = b.Deliver("bad..example", {"a", "b"});
   REQUIRE(out.size() == 2);
   for (const RecipientOutcome& o : out) {
     CHECK(o.status == RcptStatus::kBounced);
@@ -122,7 +119,7 @@ TEST_CASE("deliver message: a local rule that weakens DANE is reported before th
   Bed b;
   b.DaneDomain();
   b.LocalPolicy("example.org may\n");
-  std::vector<RecipientOutcome> out = b.Deliver("example.org", {Box("a")});
+  std::vector<RecipientOutcome> out = b.Deliver("example.org", {"a"});
   REQUIRE(b.warnings.size() == 1);
   CHECK(b.warnings[0].find("example.org: local policy may") != std::string::npos);
   CHECK(b.warnings[0].find("overrides DANE must-tls") != std::string::npos);
@@ -137,7 +134,7 @@ TEST_CASE("deliver message: a local rule that weakens nothing gives no warning")
   Bed b;
   b.DaneDomain();
   b.LocalPolicy("example.org dane-only\n");
-  b.Deliver("example.org", {Box("a")});
+  b.Deliver("example.org", {"a"});
   CHECK(b.warnings.empty());
   REQUIRE(b.sessions.size() == 1);
   CHECK(b.sessions[0].tls == HostTls::kDane);
@@ -148,7 +145,7 @@ TEST_CASE("deliver message: the sender's DSN request reaches the session") {
   b.DaneDomain();
   DsnRequest dsn;
   dsn.notify = "SUCCESS,FAILURE";
-  b.Deliver("example.org", {Box("a")}, &dsn);
+  b.Deliver("example.org", {"a"}, &dsn);
   REQUIRE(b.sessions.size() == 1);
   CHECK(b.sessions[0].dsn_notify == "SUCCESS,FAILURE");
 }
