@@ -15,8 +15,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <optional>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -91,6 +91,7 @@ Result<std::shared_ptr<const LocalPolicy>> LoadLocalPolicyTable(const Config& cf
 // as `trust` allows.
 Status BuildResolver(const Config& cfg, const ResolverTrust& trust, Runtime* rt) {
   if (cfg.dnssec_validation == DnssecValidation::kLocal) {
+    // The resolver only fetches (DO+CD); signatures are checked here.
     auto anchors = LoadTrustAnchors(cfg.trust_anchor_file);
     if (!anchors.ok()) return Status::Error(cfg.source + ": trust_anchor_file: " + anchors.error());
     LocalValidatorOptions lopt;
