@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "mxsec/base/domain_name.h"
 #include "mxsec/policy/local_policy.h"
 #include "mxsec/dns/local_validator.h"
+#include "mxsec/dns/resolver_trust.h"
 #include "mxsec/policy/mta_sts.h"
 #include "mxsec/policy/policy.h"
 #include "mxsec/queue/submission.h"
@@ -74,98 +76,109 @@ std::vector<ResolverAddress> ResolversFor(const Config& cfg) {
   return ParseResolvConf(buf.str());
 }
 
-// Builds the runtime from the configuration; an error names what is wrong
-// with the configuration (the caller picks the exit code).
-Status BuildRuntime(const Config& cfg, Runtime* rt) {
-  std::shared_ptr<const LocalPolicy> local;
-  if (!cfg.local_policy_file.empty()) {
-    auto loaded = LocalPolicy::Load(cfg.local_policy_file);
-    if (!loaded.ok()) return Status::Error(cfg.source + ": local_policy_file: " + loaded.error());
-    local = std::make_shared<const LocalPolicy>(std::move(loaded.value()));
-  }
+namespace {
 
-  std::vector<ResolverAddress> servers = ResolversFor(cfg);
-  if (servers.empty()) return Status::Error("no DNS resolver: set dns_resolver or fix /etc/resolv.conf");
+// The local policy table of local_policy_file, or null when none is set.
+Result<std::shared_ptr<const LocalPolicy>> LoadLocalPolicyTable(const Config& cfg) {
+  if (cfg.local_policy_file.empty()) return std::shared_ptr<const LocalPolicy>();
+  auto loaded = LocalPolicy::Load(cfg.local_policy_file);
+  if (!loaded.ok()) return Status::Error(cfg.source + ": local_policy_file: " + loaded.error());
+  return std::make_shared<const LocalPolicy>(std::move(loaded.value()));
+}
 
-  DnsTransportOptions topt;
-  topt.servers = servers;
-  topt.timeout_ms = cfg.dns_timeout * 1000;
-  topt.tries = cfg.dns_tries;
-  rt->transport = NewLdnsTransport(topt);
-
-  ResolverModeOptions ropt;
-  std::string names;
-  bool all_loopback = true;
-  for (const auto& s : servers) {
-    names += (names.empty() ? "" : ", ") + s.ToString();
-    all_loopback = all_loopback && IsLoopbackAddress(s.address);
-  }
-  ropt.description = "resolver " + names + " (AD bit)";
-  PolicyOptions popt;
-  popt.local_policy = local;
-  popt.mta_sts = cfg.mta_sts;
-  popt.dane = cfg.dane;
-  if (!cfg.dane) popt.dane_off_reason = "DANE is switched off (dane = no in " + cfg.source + ")";
-  if (cfg.dnssec_validation == DnssecValidation::kOff) {
-    popt.dane = false;
-    popt.dane_off_reason = "DNSSEC is switched off (dnssec_validation = off): no DANE";
-    ropt.trust_ad = false;
-    ropt.untrusted_reason = popt.dane_off_reason;
-  } else if (!all_loopback && !cfg.dnssec_trust_remote_resolver) {
-    ropt.trust_ad = false;
-    ropt.untrusted_reason = "resolver " + names +
-                            " is not on loopback: its AD bit could be forged on the path, so DANE is off "
-                            "(run a validating resolver on 127.0.0.1, or set dnssec_trust_remote_resolver = yes)";
-  }
+// The resolver of dnssec_validation over rt->transport: the local
+// validator, or the resolver-mode resolver that believes the AD bit as far
+// as `trust` allows.
+Status BuildResolver(const Config& cfg, const ResolverTrust& trust, Runtime* rt) {
   if (cfg.dnssec_validation == DnssecValidation::kLocal) {
-    // The resolver only fetches (DO+CD); signatures are checked here, so
-    // where it runs does not matter.
+    // The resolver only fetches (DO+CD); signatures are checked here.
     auto anchors = LoadTrustAnchors(cfg.trust_anchor_file);
     if (!anchors.ok()) return Status::Error(cfg.source + ": trust_anchor_file: " + anchors.error());
     LocalValidatorOptions lopt;
-    lopt.description = "local validation (trust anchor " + cfg.trust_anchor_file + ") via resolver " + names;
+    lopt.description =
+        "local validation (trust anchor " + cfg.trust_anchor_file + ") via resolver " + trust.resolver_names;
     rt->resolver = NewLocalValidatingResolver(rt->transport.get(), std::move(anchors.value()), lopt);
-  } else {
-    ropt.probe_name = cfg.dnssec_probe;
-    ropt.secure_name = cfg.dnssec_probe_secure;
-    std::unique_ptr<ResolverModeResolver> rm = NewResolverModeResolver(rt->transport.get(), ropt);
-    rt->resolver_mode = rm.get();
-    rt->resolver = std::move(rm);
+    return Status::Ok();
   }
+  ResolverModeOptions ropt;
+  ropt.description = "resolver " + trust.resolver_names + " (AD bit)";
+  ropt.trust_ad = trust.ad_trusted;
+  ropt.untrusted_reason = trust.ad_untrusted_reason;
+  ropt.probe_name = cfg.dnssec_probe;
+  ropt.secure_name = cfg.dnssec_probe_secure;
+  std::unique_ptr<ResolverModeResolver> rm = NewResolverModeResolver(rt->transport.get(), ropt);
+  rt->resolver_mode = rm.get();
+  rt->resolver = std::move(rm);
+  return Status::Ok();
+}
 
-  if (cfg.mta_sts) {
-    std::string why;
-    if (!MakeDirs(cfg.state_dir)) {
-      why = cfg.state_dir + ": " + strerror(errno);
-    } else {
-      auto opened = OpenSqliteStsCache(cfg.state_dir + "/mta-sts.sqlite");
-      if (opened.ok()) rt->cache = std::move(opened.value());
-      else why = opened.error();
-    }
-    if (!rt->cache) {
-      std::cerr << "mxsec: warning: MTA-STS cache unavailable (" << why
-                << "); policies are fetched but not remembered\n";
-      rt->cache = NewMemoryStsCache();
-    }
-    InitCurlOnce();
+// The MTA-STS cache in state_dir; one in memory (with a warning) when that
+// cannot be opened, so policies are still fetched and enforced.
+std::unique_ptr<StsCache> OpenStsCache(const Config& cfg) {
+  std::string why;
+  if (!MakeDirs(cfg.state_dir)) {
+    why = cfg.state_dir + ": " + strerror(errno);
+  } else {
+    auto opened = OpenSqliteStsCache(cfg.state_dir + "/mta-sts.sqlite");
+    if (opened.ok()) return std::move(opened.value());
+    why = opened.error();
   }
+  std::cerr << "mxsec: warning: MTA-STS cache unavailable (" << why
+            << "); policies are fetched but not remembered\n";
+  return NewMemoryStsCache();
+}
+
+StsFetcherFactory CurlFetchers(const Config& cfg) {
   StsFetchOptions fopt;
   fopt.ca_file = cfg.ca_file;
   fopt.connect_timeout_ms = cfg.mta_sts_connect_timeout * 1000L;
   fopt.total_timeout_ms = cfg.mta_sts_fetch_timeout * 1000L;
-  StsFetcherFactory factory = [fopt]() { return NewCurlStsFetcher(fopt); };
-  rt->engine = std::make_unique<PolicyEngine>(rt->resolver.get(), factory, rt->cache.get(), SystemClock(), popt);
+  return [fopt]() { return NewCurlStsFetcher(fopt); };
+}
+
+}  // namespace
+
+// Builds the runtime from the configuration; an error names what is wrong
+// with the configuration (the caller picks the exit code).
+Status BuildRuntime(const Config& cfg, Runtime* rt) {
+  auto local = LoadLocalPolicyTable(cfg);
+  if (!local.ok()) return local.status();
+
+  ResolverTrustSettings trust_settings;
+  trust_settings.resolvers = ResolversFor(cfg);
+  if (trust_settings.resolvers.empty())
+    return Status::Error("no DNS resolver: set dns_resolver or fix /etc/resolv.conf");
+  trust_settings.validation = cfg.dnssec_validation;
+  trust_settings.trust_remote_resolver = cfg.dnssec_trust_remote_resolver;
+  trust_settings.dane = cfg.dane;
+  trust_settings.config_source = cfg.source;
+  const ResolverTrust trust = DecideResolverTrust(trust_settings);
+
+  DnsTransportOptions topt;
+  topt.servers = trust_settings.resolvers;
+  topt.timeout_ms = cfg.dns_timeout * 1000;
+  topt.tries = cfg.dns_tries;
+  rt->transport = NewLdnsTransport(topt);
+  Status resolver = BuildResolver(cfg, trust, rt);
+  if (!resolver.ok()) return resolver;
+
+  if (cfg.mta_sts) {
+    rt->cache = OpenStsCache(cfg);
+    InitCurlOnce();
+  }
+  PolicyOptions popt;
+  popt.local_policy = local.value();
+  popt.mta_sts = cfg.mta_sts;
+  popt.dane = trust.dane;
+  popt.dane_off_reason = trust.dane_off_reason;
+  rt->engine =
+      std::make_unique<PolicyEngine>(rt->resolver.get(), CurlFetchers(cfg), rt->cache.get(), SystemClock(), popt);
   return Status::Ok();
 }
 
 // The local policy table must be valid before any command does anything
 // (sendmail would otherwise queue a message it cannot route as asked).
-Status CheckLocalPolicy(const Config& cfg) {
-  if (cfg.local_policy_file.empty()) return Status::Ok();
-  auto loaded = LocalPolicy::Load(cfg.local_policy_file);
-  if (!loaded.ok()) return Status::Error(cfg.source + ": local_policy_file: " + loaded.error());
-  return Status::Ok();
-}
+Status CheckLocalPolicy(const Config& cfg) { return LoadLocalPolicyTable(cfg).status(); }
 
 std::optional<ResolverCheck> CheckResolver(Runtime* rt, const std::string& who, bool verbose) {
   if (!rt->resolver_mode) return std::nullopt;
@@ -178,27 +191,33 @@ std::optional<ResolverCheck> CheckResolver(Runtime* rt, const std::string& who, 
   return c;
 }
 
-int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
-  bool json = false;
-  std::vector<std::string> domains;
+int ParseDomainArguments(const std::string& command, const std::vector<std::string>& args, bool accept_end_of_options,
+                         DomainArguments* out) {
   bool options_done = false;
   for (const std::string& a : args) {
-    if (!options_done && a == "--json") { json = true; continue; }
-    if (!options_done && a == "--") { options_done = true; continue; }
-    if (!options_done && a.size() > 1 && a[0] == '-') return Fail(EX_USAGE, "policy: unknown option \"" + a + "\"");
+    if (!options_done && a == "--json") { out->json = true; continue; }
+    if (accept_end_of_options && !options_done && a == "--") { options_done = true; continue; }
+    if (!options_done && a.size() > 1 && a[0] == '-')
+      return Fail(EX_USAGE, command + ": unknown option \"" + a + "\"");
     auto n = NormalizeHostName(a);
-    if (!n.ok()) return Fail(EX_USAGE, "policy: invalid domain argument: " + n.error());
-    domains.push_back(n.value());
+    if (!n.ok()) return Fail(EX_USAGE, command + ": invalid domain argument: " + n.error());
+    out->domains.push_back(n.value());
   }
-  if (domains.empty()) return Fail(EX_USAGE, "policy: no domain given\n" + std::string(kUsage));
+  if (out->domains.empty()) return Fail(EX_USAGE, command + ": no domain given\n" + std::string(kUsage));
+  return EX_OK;
+}
+
+int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  DomainArguments parsed;
+  if (int bad = ParseDomainArguments("policy", args, true, &parsed); bad != EX_OK) return bad;
 
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
   CheckResolver(&rt, "policy: ", g.verbose > 0);
-  std::vector<DomainPolicy> results = rt.engine->ResolveMany(domains);
+  std::vector<DomainPolicy> results = rt.engine->ResolveMany(parsed.domains);
   for (const DomainPolicy& p : results) {
-    if (json) std::cout << PolicyToJsonLine(p) << "\n";
+    if (parsed.json) std::cout << PolicyToJsonLine(p) << "\n";
     else std::cout << PolicyToText(p);
     if (g.verbose) std::cerr << "mxsec: " << p.domain << ": statuses from " << p.dnssec_source << "\n";
   }
@@ -207,36 +226,50 @@ int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::
   return EX_OK;
 }
 
-int RunMxsec(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  std::string prog = argc > 0 ? argv[0] : "mxsec";
-  std::string base = prog.substr(prog.rfind('/') == std::string::npos ? 0 : prog.rfind('/') + 1);
-  // Set-group-ID (the queue group, mxsec(8)): the caller must not choose the configuration.
-  const bool privileged = (getegid() != getgid() || geteuid() != getuid()) && getuid() != 0;
-  if (base == "sendmail" || base == "mailq") {
-    // Invoked as sendmail(1)/mailq(1): sendmail options only; the configuration comes from
-    // $MXSEC_CONFIG or the default file (or -C FILE).
-    GlobalOptions g;
-    auto opts = ParseSendmailArgs(args);
-    std::string cfile = opts.ok() ? opts->config_file : "";
-    if (privileged && (!cfile.empty() || (getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG"))))
-      return Fail(EX_USAGE, base + ": -C and MXSEC_CONFIG are not allowed in a set-group-ID mxsec");
-    g.config_path = cfile.empty() ? DefaultConfigPath() : cfile;
-    g.config_explicit = !cfile.empty() || (getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG"));
-    Config cfg;
-    Status loaded = LoadConfig(g.config_path, g.config_explicit, {}, &cfg);
-    if (!loaded.ok()) return Fail(EX_CONFIG, base + ": " + loaded.message());
-    loaded = CheckLocalPolicy(cfg);
-    if (!loaded.ok()) return Fail(EX_CONFIG, base + ": " + loaded.message());
-    return RunSendmail(g, cfg, args, base);
-  }
+namespace {
 
-  GlobalOptions g;
+// The command line of `mxsec [global options] COMMAND [ARGS]`.
+struct CommandLine {
+  GlobalOptions global;
   std::string command;
-  std::vector<std::string> rest;
+  std::vector<std::string> args;  // the command's own arguments
+};
+
+bool ConfigFromEnvironment() {
+  const char* env = getenv("MXSEC_CONFIG");
+  return env && *env;
+}
+
+// Set-group-ID (the queue group, mxsec(8)): the caller must not choose the configuration.
+bool RunsPrivileged() { return (getegid() != getgid() || geteuid() != getuid()) && getuid() != 0; }
+
+// Invoked as sendmail(1)/mailq(1): sendmail options only; the configuration comes from
+// $MXSEC_CONFIG or the default file (or -C FILE).
+int RunAsSendmail(const std::string& invoked_as, const std::vector<std::string>& args, bool privileged) {
+  GlobalOptions g;
+  auto opts = ParseSendmailArgs(args);
+  std::string cfile = opts.ok() ? opts->config_file : "";
+  if (privileged && (!cfile.empty() || ConfigFromEnvironment()))
+    return Fail(EX_USAGE, invoked_as + ": -C and MXSEC_CONFIG are not allowed in a set-group-ID mxsec");
+  g.config_path = cfile.empty() ? DefaultConfigPath() : cfile;
+  g.config_explicit = !cfile.empty() || ConfigFromEnvironment();
+  Config cfg;
+  Status loaded = LoadConfig(g.config_path, g.config_explicit, {}, &cfg);
+  if (!loaded.ok()) return Fail(EX_CONFIG, invoked_as + ": " + loaded.message());
+  loaded = CheckLocalPolicy(cfg);
+  if (!loaded.ok()) return Fail(EX_CONFIG, invoked_as + ": " + loaded.message());
+  return RunSendmail(g, cfg, args, invoked_as);
+}
+
+// The global options before the command, and the command; everything after
+// it goes to `rest`. Returns an exit code when the program ends here
+// (--help, --version, a usage error).
+std::optional<int> ParseOptionsBeforeCommand(const std::vector<std::string>& args, CommandLine* cl,
+                                             std::vector<std::string>* rest) {
+  GlobalOptions& g = cl->global;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (!command.empty()) { rest.push_back(a); continue; }
+    if (!cl->command.empty()) { rest->push_back(a); continue; }
     if (a == "--help" || a == "-h") { std::cout << kUsage; return EX_OK; }
     if (a == "--version") { std::cout << "mxsec " << MXSEC_VERSION << "\n"; return EX_OK; }
     if (a == "-v") { ++g.verbose; continue; }
@@ -254,64 +287,103 @@ int RunMxsec(int argc, char** argv) {
     }
     if (a.size() > 2 && a.rfind("-o", 0) == 0) { g.overrides.push_back(a.substr(2)); continue; }
     if (a[0] == '-') return Fail(EX_USAGE, "unknown option \"" + a + "\"\n" + kUsage);
-    command = a;
+    cl->command = a;
   }
-  if (command.empty()) return Fail(EX_USAGE, std::string("no command given\n") + kUsage);
-  if (privileged) {
-    if (g.config_explicit || !g.overrides.empty() || (getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG")))
-      return Fail(EX_USAGE, "--config, -o and MXSEC_CONFIG are not allowed in a set-group-ID mxsec");
-    if (command != "sendmail" && command != "queue")
-      return Fail(EX_USAGE, "only sendmail and queue are allowed in a set-group-ID mxsec");
-  }
+  if (cl->command.empty()) return Fail(EX_USAGE, std::string("no command given\n") + kUsage);
+  return std::nullopt;
+}
 
-  // Global options may also follow the command (mxsec policy -o x=y d).
-  std::vector<std::string> cmd_args;
-  // Not after `sendmail`: its options are sendmail's (-o, -v, -C).
+std::optional<int> RefusePrivileged(const CommandLine& cl) {
+  const GlobalOptions& g = cl.global;
+  if (g.config_explicit || !g.overrides.empty() || ConfigFromEnvironment())
+    return Fail(EX_USAGE, "--config, -o and MXSEC_CONFIG are not allowed in a set-group-ID mxsec");
+  if (cl.command != "sendmail" && cl.command != "queue")
+    return Fail(EX_USAGE, "only sendmail and queue are allowed in a set-group-ID mxsec");
+  return std::nullopt;
+}
+
+// Global options may also follow the command (mxsec policy -o x=y d); not
+// after `sendmail`: its options are sendmail's (-o, -v, -C). Returns an
+// exit code when the program ends here (--help).
+std::optional<int> ParseOptionsAfterCommand(const std::vector<std::string>& rest, CommandLine* cl) {
+  GlobalOptions& g = cl->global;
   for (size_t i = 0; i < rest.size(); ++i) {
     const std::string& a = rest[i];
-    if (command == "sendmail") { cmd_args.push_back(a); continue; }
-    if (a == "--") { cmd_args.insert(cmd_args.end(), rest.begin() + static_cast<long>(i), rest.end()); break; }
+    if (cl->command == "sendmail") { cl->args.push_back(a); continue; }
+    if (a == "--") { cl->args.insert(cl->args.end(), rest.begin() + static_cast<long>(i), rest.end()); break; }
     if (a == "-v") { ++g.verbose; continue; }
     if (a == "--config" && i + 1 < rest.size()) { g.config_path = rest[++i]; g.config_explicit = true; continue; }
     if (a == "-o" && i + 1 < rest.size()) { g.overrides.push_back(rest[++i]); continue; }
     if (a == "--help") { std::cout << kUsage; return EX_OK; }
-    cmd_args.push_back(a);
+    cl->args.push_back(a);
   }
+  return std::nullopt;
+}
 
-  if (!g.config_explicit) {
-    g.config_path = DefaultConfigPath();
-    g.config_explicit = getenv("MXSEC_CONFIG") && *getenv("MXSEC_CONFIG");
+// The configuration file and its local policy table; `cfg` holds what was read.
+Status LoadConfiguration(GlobalOptions* g, Config* cfg) {
+  if (!g->config_explicit) {
+    g->config_path = DefaultConfigPath();
+    g->config_explicit = ConfigFromEnvironment();
   }
+  Status loaded = LoadConfig(g->config_path, g->config_explicit, g->overrides, cfg);
+  if (loaded.ok()) loaded = CheckLocalPolicy(*cfg);
+  return loaded;
+}
+
+// pipe(8) bounces every exit code but 75 and 71: a local problem must
+// never bounce mail that a corrected setup would deliver.
+int DeferForConfiguration(const Status& loaded) {
+  std::cout << "4.3.5 mxsec configuration error: " << loaded.message() << "\n";
+  std::cerr << "mxsec: " << loaded.message() << "\n";
+  return EX_TEMPFAIL;
+}
+
+int RunQueueCommand(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args,
+                    bool privileged) {
+  if (privileged && getuid() != 0 && !args.empty() && args[0] != "list" && args[0] != "run" && args[0] != "flush")
+    return Fail(EX_NOPERM, "queue " + args[0] + ": only root may do that");
+  return RunQueue(g, cfg, args);
+}
+
+int RunCommand(const CommandLine& cl, const Config& cfg, bool privileged) {
+  const GlobalOptions& g = cl.global;
+  const std::string& command = cl.command;
+  if (command == "policy") return RunPolicy(g, cfg, cl.args);
+  if (command == "sendmail") return RunSendmail(g, cfg, cl.args, "sendmail");
+  if (command == "probe") return RunProbe(g, cfg, cl.args);
+  if (command == "serve") return RunServe(g, cfg, cl.args);
+  if (command == "tlsrpt") return RunTlsrpt(g, cfg, cl.args);
+  if (command == "mta-sts") return RunMtaSts(g, cfg, cl.args);
+  if (command == "queue") return RunQueueCommand(g, cfg, cl.args, privileged);
+  return Fail(EX_USAGE, "unknown command \"" + command + "\"\n" + kUsage);
+}
+
+}  // namespace
+
+int RunMxsec(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string prog = argc > 0 ? argv[0] : "mxsec";
+  std::string base = prog.substr(prog.rfind('/') == std::string::npos ? 0 : prog.rfind('/') + 1);
+  const bool privileged = RunsPrivileged();
+  if (base == "sendmail" || base == "mailq") return RunAsSendmail(base, args, privileged);
+
+  CommandLine cl;
+  std::vector<std::string> rest;
+  if (auto done = ParseOptionsBeforeCommand(args, &cl, &rest)) return *done;
+  if (privileged) {
+    if (auto refused = RefusePrivileged(cl)) return *refused;
+  }
+  if (auto done = ParseOptionsAfterCommand(rest, &cl)) return *done;
+
   Config cfg;
-  Status loaded = LoadConfig(g.config_path, g.config_explicit, g.overrides, &cfg);
-  if (loaded.ok()) loaded = CheckLocalPolicy(cfg);
-  if (command == "deliver") {
-    // pipe(8) bounces every exit code but 75 and 71: a local problem must
-    // never bounce mail that a corrected setup would deliver.
-    if (!loaded.ok()) {
-      std::cout << "4.3.5 mxsec configuration error: " << loaded.message() << "\n";
-      std::cerr << "mxsec: " << loaded.message() << "\n";
-      return EX_TEMPFAIL;
-    }
-    return RunDeliver(g, cfg, cmd_args);
+  Status loaded = LoadConfiguration(&cl.global, &cfg);
+  if (cl.command == "deliver") {
+    if (!loaded.ok()) return DeferForConfiguration(loaded);
+    return RunDeliver(cl.global, cfg, cl.args);
   }
   if (!loaded.ok()) return Fail(EX_CONFIG, loaded.message());
-  if (command == "policy") return RunPolicy(g, cfg, cmd_args);
-  if (command == "sendmail") {
-    if (!loaded.ok()) return Fail(EX_CONFIG, "sendmail: " + loaded.message());
-    return RunSendmail(g, cfg, cmd_args, "sendmail");
-  }
-  if (command == "probe") return RunProbe(g, cfg, cmd_args);
-  if (command == "serve") return RunServe(g, cfg, cmd_args);
-  if (command == "tlsrpt") return RunTlsrpt(g, cfg, cmd_args);
-  if (command == "mta-sts") return RunMtaSts(g, cfg, cmd_args);
-  if (command == "queue") {
-    if (privileged && getuid() != 0 && !cmd_args.empty() && cmd_args[0] != "list" && cmd_args[0] != "run" &&
-        cmd_args[0] != "flush")
-      return Fail(EX_NOPERM, "queue " + cmd_args[0] + ": only root may do that");
-    return RunQueue(g, cfg, cmd_args);
-  }
-  return Fail(EX_USAGE, "unknown command \"" + command + "\"\n" + kUsage);
+  return RunCommand(cl, cfg, privileged);
 }
 
 }  // namespace mxsec

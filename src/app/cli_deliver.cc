@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "cli_internal.h"
+#include "mxsec/smtp/deliver_message.h"
 #include "mxsec/smtp/delivery.h"
 #include "mxsec/base/domain_name.h"
 #include "mxsec/base/net_address.h"
@@ -153,55 +154,66 @@ class HoldDiagnostics {
 
 }  // namespace
 
-int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
-  HoldDiagnostics hold;
-  // Usage problems exit 75 too: a broken master.cf must defer, not bounce.
-  auto usage = [](const std::string& why) {
-    std::cout << "4.3.5 mxsec deliver: " << why << "\n";
-    std::cerr << "mxsec: deliver: " << why << "\n";
-    return EX_TEMPFAIL;
-  };
+namespace {
+
+// Usage problems exit 75 too: a broken master.cf must defer, not bounce.
+int DeferForUsage(const std::string& why) {
+  std::cout << "4.3.5 mxsec deliver: " << why << "\n";
+  std::cerr << "mxsec: deliver: " << why << "\n";
+  return EX_TEMPFAIL;
+}
+
+// deliver [--json] -f SENDER [--] RCPT...
+struct DeliverArguments {
   bool json = false;
+  Mailbox sender;
+  std::vector<std::string> recipients;  // as given; checked one by one when delivering
+};
+
+// Returns EX_OK, or the exit code of a usage error (printed).
+int ParseDeliverArguments(const std::vector<std::string>& args, DeliverArguments* out) {
   std::optional<std::string> sender_arg;
-  std::vector<std::string> rcpt_args;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--") {
-      rcpt_args.insert(rcpt_args.end(), args.begin() + static_cast<long>(i) + 1, args.end());
+      out->recipients.insert(out->recipients.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;
     }
-    if (a == "--json") { json = true; continue; }
+    if (a == "--json") { out->json = true; continue; }
     if (a == "-f") {
-      if (i + 1 >= args.size()) return usage("-f needs the envelope sender");
+      if (i + 1 >= args.size()) return DeferForUsage("-f needs the envelope sender");
       sender_arg = args[++i];
       continue;
     }
     if (a.rfind("-f", 0) == 0 && a.size() > 2) { sender_arg = a.substr(2); continue; }
-    if (!a.empty() && a[0] == '-') return usage("unknown option \"" + a + "\"");
-    rcpt_args.push_back(a);
+    if (!a.empty() && a[0] == '-') return DeferForUsage("unknown option \"" + a + "\"");
+    out->recipients.push_back(a);
   }
-  if (!sender_arg) return usage("no envelope sender (-f SENDER; -f '' for the null sender)");
-  if (rcpt_args.empty()) return usage("no recipient given");
+  if (!sender_arg) return DeferForUsage("no envelope sender (-f SENDER; -f '' for the null sender)");
+  if (out->recipients.empty()) return DeferForUsage("no recipient given");
   auto sender = ParseMailbox(*sender_arg, true);
-  if (!sender.ok()) return usage("invalid sender address: " + sender.error());
+  if (!sender.ok()) return DeferForUsage("invalid sender address: " + sender.error());
+  out->sender = sender.value();
+  return EX_OK;
+}
 
-  // The message: read it all, then prepare it; a message that can never be
-  // sent is refused before any connection is made.
+// The message on stdin, read whole and prepared: a message that can never
+// be sent is refused before any connection is made. Returns EX_OK, or the
+// exit code with its status line printed.
+int ReadMessage(PreparedMessage* out) {
   std::string raw;
-  {
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) {
-      raw.append(buf, n);
-      if (raw.size() > kMaxMessageBytes) {
-        std::cout << "5.3.4 message larger than " << kMaxMessageBytes << " octets\n";
-        return EX_DATAERR;
-      }
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) {
+    raw.append(buf, n);
+    if (raw.size() > kMaxMessageBytes) {
+      std::cout << "5.3.4 message larger than " << kMaxMessageBytes << " octets\n";
+      return EX_DATAERR;
     }
-    if (ferror(stdin)) {
-      std::cout << "4.3.0 cannot read the message from standard input\n";
-      return EX_TEMPFAIL;
-    }
+  }
+  if (ferror(stdin)) {
+    std::cout << "4.3.0 cannot read the message from standard input\n";
+    return EX_TEMPFAIL;
   }
   auto message = PrepareMessage(raw, MessageOptions{});
   if (!message.ok()) {
@@ -209,63 +221,61 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
     std::cerr << "mxsec: deliver: message refused: " << message.error() << "\n";
     return EX_DATAERR;
   }
+  *out = std::move(message.value());
+  return EX_OK;
+}
 
-  Runtime rt;
-  Status built = BuildRuntime(cfg, &rt);
-  if (!built.ok()) return usage(built.message());
-  CheckResolver(&rt, "deliver: ", g.verbose > 0);
-  std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
-  DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
-  std::mutex log_mu;
-  dopt.log = [&](const std::string& line) {
-    std::lock_guard<std::mutex> l(log_mu);
+// The lines deliver writes on stderr from several delivery threads.
+class DeliverLog {
+ public:
+  void Line(const std::string& line) {
+    std::lock_guard<std::mutex> l(mu_);
     std::cerr << "mxsec: deliver: " << line << "\n";
-  };
+  }
+  void Warn(const std::string& line) { Line("warning: " + line); }
 
-  // Recipients grouped by domain; invalid ones bounce with 5.1.3.
-  std::vector<RecipientOutcome> outcomes(rcpt_args.size());
-  std::map<std::string, std::vector<size_t>> by_domain;
-  for (size_t i = 0; i < rcpt_args.size(); ++i) {
-    auto m = ParseMailbox(rcpt_args[i], false);
+ private:
+  std::mutex mu_;
+};
+
+// One outcome per recipient argument; the valid ones are listed by domain
+// in `by_domain`, the invalid ones bounce with 5.1.3.
+std::vector<RecipientOutcome> SortRecipients(const std::vector<std::string>& args,
+                                             std::map<std::string, std::vector<size_t>>* by_domain) {
+  std::vector<RecipientOutcome> outcomes(args.size());
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto m = ParseMailbox(args[i], false);
     if (!m.ok()) {
-      outcomes[i].recipient.local = rcpt_args[i];
+      outcomes[i].recipient.local = args[i];
       outcomes[i].status = RcptStatus::kBounced;
       outcomes[i].code = "5.1.3";
       outcomes[i].reply = "invalid recipient address: " + m.error();
       continue;
     }
     outcomes[i].recipient = m.value();
-    by_domain[m->domain].push_back(i);
+    (*by_domain)[m->domain].push_back(i);
   }
+  return outcomes;
+}
+
+// Delivers to every domain at once, a thread each; fills in the outcomes
+// of their recipients.
+void DeliverToDomains(const DomainDeliveryContext& context, const Mailbox& sender, const PreparedMessage& message,
+                      const std::map<std::string, std::vector<size_t>>& by_domain,
+                      std::vector<RecipientOutcome>* outcomes) {
   std::vector<std::thread> workers;
-  for (auto& [domain, idx] : by_domain) {
-    workers.emplace_back([&, d = domain, ids = idx] {
-      DomainPolicy policy;
-      auto host = NormalizeHostName(d);
-      if (!host.ok()) {
-        for (size_t i : ids) {
-          outcomes[i].status = RcptStatus::kBounced;
-          outcomes[i].code = "5.1.2";
-          outcomes[i].reply = "invalid recipient domain: " + host.error();
-        }
-        return;
-      }
-      policy = rt.engine->Resolve(host.value());
-      if (!policy.override_warning.empty()) {
-        // A local rule weakened what the domain demands: never silently.
-        std::lock_guard<std::mutex> l(log_mu);
-        std::cerr << "mxsec: deliver: warning: " << policy.override_warning << "\n";
-      }
+  for (const auto& [domain, ids] : by_domain) {
+    workers.emplace_back([&, &domain = domain, &ids = ids] {
       std::vector<Mailbox> rcpts;
-      for (size_t i : ids) rcpts.push_back(outcomes[i].recipient);
-      std::vector<RecipientOutcome> got =
-          DeliverDomain(policy, sender.value(), rcpts, message.value(), dopt, attempts.get(), SystemClock());
-      for (size_t k = 0; k < ids.size(); ++k) outcomes[ids[k]] = got[k];
+      for (size_t i : ids) rcpts.push_back((*outcomes)[i].recipient);
+      std::vector<RecipientOutcome> got = ResolveAndDeliver(context, domain, sender, rcpts, message);
+      for (size_t k = 0; k < ids.size(); ++k) (*outcomes)[ids[k]] = got[k];
     });
   }
   for (auto& t : workers) t.join();
+}
 
-  const int code = ExitCodeFor(outcomes);
+void PrintRecipientLines(const std::vector<RecipientOutcome>& outcomes) {
   for (const RecipientOutcome& o : outcomes) {
     std::string relay = o.relay_host.empty() ? "none"
                                              : FormatRelay(o.relay_host, o.relay_address, o.relay_port);
@@ -274,64 +284,202 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
               << " verify=" << (o.tls.used ? o.tls.verification : "none") << " code=" << o.code
               << " reply=" << o.reply << "\n";
   }
-  if (json) {
-    nlohmann::json j;
-    j["exit"] = code;
-    j["recipients"] = nlohmann::json::array();
-    for (const RecipientOutcome& o : outcomes) {
-      nlohmann::json r;
-      r["recipient"] = o.recipient.ToString();
-      r["status"] = RcptStatusName(o.status);
-      r["code"] = o.code;
-      r["reply"] = o.reply;
-      r["relay"] = o.relay_host.empty() ? nlohmann::json(nullptr)
-                                        : nlohmann::json{{"host", o.relay_host},
-                                                         {"address", o.relay_address},
-                                                         {"port", o.relay_port}};
-      r["tls"] = TlsJson(o.tls);
-      j["recipients"].push_back(r);
+}
+
+std::string DeliverJson(int code, const std::vector<RecipientOutcome>& outcomes) {
+  nlohmann::json j;
+  j["exit"] = code;
+  j["recipients"] = nlohmann::json::array();
+  for (const RecipientOutcome& o : outcomes) {
+    nlohmann::json r;
+    r["recipient"] = o.recipient.ToString();
+    r["status"] = RcptStatusName(o.status);
+    r["code"] = o.code;
+    r["reply"] = o.reply;
+    r["relay"] = o.relay_host.empty() ? nlohmann::json(nullptr)
+                                      : nlohmann::json{{"host", o.relay_host},
+                                                       {"address", o.relay_address},
+                                                       {"port", o.relay_port}};
+    r["tls"] = TlsJson(o.tls);
+    j["recipients"].push_back(r);
+  }
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// The line pipe(8) copies into the DSN when not all was delivered: the
+// first recipient that made the exit code what it is.
+std::string FailureStatusLine(int code, const std::vector<RecipientOutcome>& outcomes) {
+  const RecipientOutcome* first = nullptr;
+  for (const auto& o : outcomes) {
+    if ((code == EX_TEMPFAIL) == (o.status == RcptStatus::kDeferred) && o.status != RcptStatus::kDelivered) {
+      first = &o;
+      break;
     }
-    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  if (!first) first = &outcomes.front();
+  std::string text = first->reply;
+  if (!first->relay_host.empty() && text.find(first->relay_host) == std::string::npos)
+    text = FormatRelay(first->relay_host, first->relay_address, first->relay_port) + ": " + text;
+  size_t counts[3] = {0, 0, 0};
+  for (const auto& o : outcomes) ++counts[static_cast<int>(o.status)];
+  std::string line = first->code + " " + text;
+  if (outcomes.size() > 1)
+    line += " (" + std::to_string(counts[0]) + " delivered, " + std::to_string(counts[1]) + " deferred, " +
+            std::to_string(counts[2]) + " bounced)";
+  return line;
+}
+
+// The status line (or, with --json, the JSON object) on stdout.
+void PrintDeliverResult(bool json, int code, const std::vector<RecipientOutcome>& outcomes) {
+  if (json) {
+    std::cout << DeliverJson(code, outcomes) << "\n";
   } else if (code == EX_OK) {
     std::cout << "2.0.0 delivered to " << outcomes.size() << " recipient" << (outcomes.size() == 1 ? "" : "s")
               << "\n";
   } else {
-    // The line pipe(8) copies into the DSN: the first recipient that made
-    // the exit code what it is.
-    const RecipientOutcome* first = nullptr;
-    for (const auto& o : outcomes) {
-      if ((code == EX_TEMPFAIL) == (o.status == RcptStatus::kDeferred) && o.status != RcptStatus::kDelivered) {
-        first = &o;
-        break;
-      }
-    }
-    if (!first) first = &outcomes.front();
-    std::string text = first->reply;
-    if (!first->relay_host.empty() && text.find(first->relay_host) == std::string::npos)
-      text = FormatRelay(first->relay_host, first->relay_address, first->relay_port) + ": " + text;
-    size_t counts[3] = {0, 0, 0};
-    for (const auto& o : outcomes) ++counts[static_cast<int>(o.status)];
-    std::cout << first->code << " " << text;
-    if (outcomes.size() > 1)
-      std::cout << " (" << counts[0] << " delivered, " << counts[1] << " deferred, " << counts[2] << " bounced)";
-    std::cout << "\n";
+    std::cout << FailureStatusLine(code, outcomes) << "\n";
   }
+}
+
+}  // namespace
+
+int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  HoldDiagnostics hold;
+  DeliverArguments parsed;
+  if (int bad = ParseDeliverArguments(args, &parsed); bad != EX_OK) return bad;
+  PreparedMessage message;
+  if (int refused = ReadMessage(&message); refused != EX_OK) return refused;
+
+  Runtime rt;
+  Status built = BuildRuntime(cfg, &rt);
+  if (!built.ok()) return DeferForUsage(built.message());
+  CheckResolver(&rt, "deliver: ", g.verbose > 0);
+  std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
+  DeliverLog log;
+  DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
+  dopt.log = [&log](const std::string& line) { log.Line(line); };
+  DomainDeliveryContext context;
+  context.engine = rt.engine.get();
+  context.options = &dopt;
+  context.attempts = attempts.get();
+  context.clock = SystemClock();
+  context.warn = [&log](const std::string& line) { log.Warn(line); };
+
+  std::map<std::string, std::vector<size_t>> by_domain;
+  std::vector<RecipientOutcome> outcomes = SortRecipients(parsed.recipients, &by_domain);
+  DeliverToDomains(context, parsed.sender, message, by_domain, &outcomes);
+
+  const int code = ExitCodeFor(outcomes);
+  PrintRecipientLines(outcomes);
+  PrintDeliverResult(parsed.json, code, outcomes);
   std::cout.flush();
-  (void)g;
   return code;
 }
 
-int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
-  bool json = false;
-  std::vector<std::string> domains;
-  for (const std::string& a : args) {
-    if (a == "--json") { json = true; continue; }
-    if (a.size() > 1 && a[0] == '-') return Fail(EX_USAGE, "probe: unknown option \"" + a + "\"");
-    auto n = NormalizeHostName(a);
-    if (!n.ok()) return Fail(EX_USAGE, "probe: invalid domain argument: " + n.error());
-    domains.push_back(n.value());
+namespace {
+
+AttemptRecord ProbeRecord(const DomainPolicy& p, const MxPolicy& mx, const std::string& addr, uint16_t port,
+                          const SessionResult& sr) {
+  AttemptRecord rec;
+  rec.time = SystemClock()->Now();
+  rec.domain = p.domain;
+  rec.mx = mx.host;
+  rec.address = addr;
+  rec.port = port;
+  rec.policy = VerdictName(p.verdict);
+  rec.mechanism = MechanismName(p.mechanism);
+  rec.host_tls = HostTlsName(mx.tls);
+  rec.tls_version = sr.tls.version;
+  rec.tls_cipher = sr.tls.cipher;
+  rec.verification = sr.tls.verification;
+  rec.verified = sr.tls.verified;
+  rec.outcome = sr.host_failed ? "host-failed" : "probe-ok";
+  rec.code = sr.code;
+  rec.detail = sr.error;
+  rec.failure_type = sr.failure_type;
+  return rec;
+}
+
+nlohmann::json ProbeTlsJson(const TlsInfo& tls) {
+  nlohmann::json t;
+  t["used"] = tls.used;
+  t["version"] = tls.version;
+  t["cipher"] = tls.cipher;
+  t["verification"] = tls.verification;
+  t["verified"] = tls.verified;
+  t["detail"] = tls.detail;
+  t["matched_tlsa"] = tls.matched ? nlohmann::json(tls.matched->ToString()) : nlohmann::json(nullptr);
+  nlohmann::json chain = nlohmann::json::array();
+  for (const CertificateInfo& c : tls.chain) {
+    chain.push_back({{"subject", c.subject}, {"issuer", c.issuer}, {"spki_sha256", c.spki_sha256},
+                     {"not_before", c.not_before}, {"not_after", c.not_after}, {"dns_names", c.dns_names}});
   }
-  if (domains.empty()) return Fail(EX_USAGE, "probe: no domain given\n" + std::string(kUsage));
+  t["chain"] = chain;
+  return t;
+}
+
+nlohmann::json ProbeHostJson(const MxPolicy& mx, const std::string& addr, uint16_t port, const SessionResult& sr) {
+  nlohmann::json h;
+  h["host"] = mx.host;
+  h["address"] = addr;
+  h["port"] = port;
+  h["result"] = sr.host_failed ? "failed" : "ok";
+  h["code"] = sr.code;
+  h["error"] = sr.error;
+  h["failure_type"] = sr.failure_type;
+  h["ehlo"] = sr.ehlo;
+  h["tls"] = ProbeTlsJson(sr.tls);
+  return h;
+}
+
+std::string ProbeHostText(const MxPolicy& mx, const std::string& addr, uint16_t port, const SessionResult& sr) {
+  std::string text = "  probe " + FormatRelay(mx.host, addr, port) + ": ";
+  if (sr.host_failed) {
+    text += "FAILED " + sr.code + " " + sr.error + "\n";
+  } else {
+    text += std::string("ok, ") + (sr.tls.used ? TlsWord(sr.tls) : "no TLS") + ", verification " +
+            (sr.tls.verification.empty() ? "none" : sr.tls.verification) + (sr.tls.verified ? " (verified)" : "") +
+            "\n";
+    if (!sr.tls.detail.empty()) text += "      " + sr.tls.detail + "\n";
+  }
+  for (size_t k = 0; k < sr.tls.chain.size(); ++k) {
+    const CertificateInfo& c = sr.tls.chain[k];
+    text += "      depth " + std::to_string(k) + ": " + c.subject + " (issuer " + c.issuer + ", spki sha256 " +
+            c.spki_sha256 + ")\n";
+  }
+  return text;
+}
+
+// Probes every address of every usable MX host of `p` (connect, STARTTLS
+// and authentication as the policy demands, QUIT), records each session,
+// and returns what probe prints for the domain.
+std::string ProbeDomain(const DomainPolicy& p, const DeliveryOptions& dopt, AttemptLog* attempts, bool json) {
+  nlohmann::json hosts = nlohmann::json::array();
+  std::string text = PolicyToText(p);
+  for (const MxPolicy& mx : p.mx) {
+    if (mx.tls == HostTls::kSkip) continue;
+    for (const std::string& addr : mx.addresses) {
+      SessionOptions so = SessionOptionsFor(p, mx, dopt);
+      so.probe_only = true;
+      SessionResult sr = RunSmtpSession(addr, dopt.port, so, nullptr, SystemClock()->Now());
+      if (attempts) (void)attempts->Record(ProbeRecord(p, mx, addr, dopt.port, sr));
+      hosts.push_back(ProbeHostJson(mx, addr, dopt.port, sr));
+      text += ProbeHostText(mx, addr, dopt.port, sr);
+    }
+  }
+  if (!json) return text;
+  nlohmann::json j;
+  j["domain"] = p.domain;
+  j["policy"] = nlohmann::json::parse(PolicyToJsonLine(p), nullptr, false);
+  j["hosts"] = hosts;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace
+
+int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
+  DomainArguments parsed;
+  if (int bad = ParseDomainArguments("probe", args, false, &parsed); bad != EX_OK) return bad;
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
@@ -339,98 +487,16 @@ int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
   std::unique_ptr<AttemptLog> attempts = OpenAttemptLog(cfg);
   DeliveryOptions dopt = DeliveryOptionsFrom(cfg);
 
-  std::vector<DomainPolicy> policies = rt.engine->ResolveMany(domains);
+  std::vector<DomainPolicy> policies = rt.engine->ResolveMany(parsed.domains);
   for (const DomainPolicy& p : policies)
     if (!p.override_warning.empty()) std::cerr << "mxsec: probe: warning: " << p.override_warning << "\n";
   std::vector<std::string> outputs(policies.size());
   std::vector<std::thread> workers;
-  for (size_t d = 0; d < policies.size(); ++d) {
-    workers.emplace_back([&, d] {
-      const DomainPolicy& p = policies[d];
-      nlohmann::json hosts = nlohmann::json::array();
-      std::string text = PolicyToText(p);
-      for (const MxPolicy& mx : p.mx) {
-        if (mx.tls == HostTls::kSkip) continue;
-        for (const std::string& addr : mx.addresses) {
-          SessionOptions so = SessionOptionsFor(p, mx, dopt);
-          so.probe_only = true;
-          SessionResult sr = RunSmtpSession(addr, dopt.port, so, nullptr, SystemClock()->Now());
-          if (attempts) {
-            AttemptRecord rec;
-            rec.time = SystemClock()->Now();
-            rec.domain = p.domain;
-            rec.mx = mx.host;
-            rec.address = addr;
-            rec.port = dopt.port;
-            rec.policy = VerdictName(p.verdict);
-            rec.mechanism = MechanismName(p.mechanism);
-            rec.host_tls = HostTlsName(mx.tls);
-            rec.tls_version = sr.tls.version;
-            rec.tls_cipher = sr.tls.cipher;
-            rec.verification = sr.tls.verification;
-            rec.verified = sr.tls.verified;
-            rec.outcome = sr.host_failed ? "host-failed" : "probe-ok";
-            rec.code = sr.code;
-            rec.detail = sr.error;
-            rec.failure_type = sr.failure_type;
-            (void)attempts->Record(rec);
-          }
-          nlohmann::json h;
-          h["host"] = mx.host;
-          h["address"] = addr;
-          h["port"] = dopt.port;
-          h["result"] = sr.host_failed ? "failed" : "ok";
-          h["code"] = sr.code;
-          h["error"] = sr.error;
-          h["failure_type"] = sr.failure_type;
-          h["ehlo"] = sr.ehlo;
-          nlohmann::json t;
-          t["used"] = sr.tls.used;
-          t["version"] = sr.tls.version;
-          t["cipher"] = sr.tls.cipher;
-          t["verification"] = sr.tls.verification;
-          t["verified"] = sr.tls.verified;
-          t["detail"] = sr.tls.detail;
-          t["matched_tlsa"] = sr.tls.matched ? nlohmann::json(sr.tls.matched->ToString()) : nlohmann::json(nullptr);
-          nlohmann::json chain = nlohmann::json::array();
-          for (const CertificateInfo& c : sr.tls.chain) {
-            chain.push_back({{"subject", c.subject}, {"issuer", c.issuer}, {"spki_sha256", c.spki_sha256},
-                             {"not_before", c.not_before}, {"not_after", c.not_after}, {"dns_names", c.dns_names}});
-          }
-          t["chain"] = chain;
-          h["tls"] = t;
-          hosts.push_back(h);
-          text += "  probe " + FormatRelay(mx.host, addr, dopt.port) + ": ";
-          if (sr.host_failed) {
-            text += "FAILED " + sr.code + " " + sr.error + "\n";
-          } else {
-            text += std::string("ok, ") + (sr.tls.used ? TlsWord(sr.tls) : "no TLS") + ", verification " +
-                    (sr.tls.verification.empty() ? "none" : sr.tls.verification) +
-                    (sr.tls.verified ? " (verified)" : "") + "\n";
-            if (!sr.tls.detail.empty()) text += "      " + sr.tls.detail + "\n";
-          }
-          for (size_t k = 0; k < sr.tls.chain.size(); ++k) {
-            const CertificateInfo& c = sr.tls.chain[k];
-            text += "      depth " + std::to_string(k) + ": " + c.subject + " (issuer " + c.issuer +
-                    ", spki sha256 " + c.spki_sha256 + ")\n";
-          }
-        }
-      }
-      if (json) {
-        nlohmann::json j;
-        j["domain"] = p.domain;
-        j["policy"] = nlohmann::json::parse(PolicyToJsonLine(p), nullptr, false);
-        j["hosts"] = hosts;
-        outputs[d] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-      } else {
-        outputs[d] = text;
-      }
-    });
-  }
+  for (size_t d = 0; d < policies.size(); ++d)
+    workers.emplace_back([&, d] { outputs[d] = ProbeDomain(policies[d], dopt, attempts.get(), parsed.json); });
   for (auto& t : workers) t.join();
   for (const std::string& o : outputs) std::cout << o;
   std::cout.flush();
-  (void)g;
   return std::cout ? EX_OK : EX_IOERR;
 }
 

@@ -40,6 +40,16 @@ Status BuildRuntime(const Config& cfg, Runtime* rt);
 // `who` ("policy: "), a resolver that does not validate or cannot be
 // checked (with `verbose`, a passing check too). Returns the result.
 std::optional<ResolverCheck> CheckResolver(Runtime* rt, const std::string& who, bool verbose);
+// The arguments of `policy` and `probe`: [--json] DOMAIN... (each in normal form).
+struct DomainArguments {
+  bool json = false;
+  std::vector<std::string> domains;
+};
+// Parses `args` of `command` into `out`; returns EX_OK, or the exit code
+// of a usage error (printed, naming `command`). With
+// `accept_end_of_options`, "--" ends the options.
+int ParseDomainArguments(const std::string& command, const std::vector<std::string>& args, bool accept_end_of_options,
+                         DomainArguments* out);
 // Prints "mxsec: <msg>" on stderr and returns `code`.
 int Fail(int code, const std::string& msg);
 // mkdir -p; false with errno set on failure.

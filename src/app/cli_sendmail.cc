@@ -41,6 +41,7 @@
 #include "mxsec/queue/dsn.h"
 #include "mxsec/queue/queue.h"
 #include "mxsec/queue/submission.h"
+#include "mxsec/smtp/deliver_message.h"
 
 namespace mxsec {
 namespace {
@@ -87,7 +88,7 @@ struct Logger {
   }
 };
 
-// What delivers queued messages: the policy engine and DeliverDomain.
+// What delivers queued messages: the policy engine and DeliverDomain, joined by ResolveAndDeliver.
 class Engine {
  public:
   Status Init(const Config& cfg, Logger* log) {
@@ -100,22 +101,15 @@ class Engine {
     return Status::Ok();
   }
   DomainDeliverer Deliverer() {
-    return [this](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
-                  const PreparedMessage& msg, const DsnRequest& dsn) {
-      auto host = NormalizeHostName(domain);
-      if (!host.ok()) {
-        std::vector<RecipientOutcome> out(rcpts.size());
-        for (size_t i = 0; i < rcpts.size(); ++i) {
-          out[i].recipient = rcpts[i];
-          out[i].status = RcptStatus::kBounced;
-          out[i].code = "5.1.2";
-          out[i].reply = "invalid recipient domain: " + host.error();
-        }
-        return out;
-      }
-      DomainPolicy policy = rt_.engine->Resolve(host.value());
-      if (!policy.override_warning.empty()) log_->Warn(policy.override_warning);
-      return DeliverDomain(policy, sender, rcpts, msg, dopt_, attempts_.get(), SystemClock(), &dsn);
+    DomainDeliveryContext context;
+    context.engine = rt_.engine.get();
+    context.options = &dopt_;
+    context.attempts = attempts_.get();
+    context.clock = SystemClock();
+    context.warn = [log = log_](const std::string& line) { log->Warn(line); };
+    return [context](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
+                     const PreparedMessage& msg, const DsnRequest& dsn) {
+      return ResolveAndDeliver(context, domain, sender, rcpts, msg, &dsn);
     };
   }
 
@@ -382,6 +376,284 @@ int RunQueue(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
   return Fail(EX_USAGE, "queue: unknown subcommand \"" + sub + "\" (list, run, flush, delete ID)");
 }
 
+namespace {
+
+// What every step of a submission reads.
+struct SubmitContext {
+  const Config& cfg;
+  const SendmailOptions& options;
+  std::string who;     // "sendmail: ", the prefix of every message
+  std::string domain;  // sender_domain: qualifies addresses without one
+  size_t limit;        // message_size_limit, or kHardMaxMessage without one
+};
+
+// The invoking user: login name, and the full name from the GECOS field.
+struct InvokingUser {
+  std::string login;
+  std::string gecos;
+};
+
+InvokingUser CurrentUser() {
+  InvokingUser u;
+  if (passwd* pw = getpwuid(getuid())) {
+    u.login = pw->pw_name;
+    u.gecos = pw->pw_gecos ? pw->pw_gecos : "";
+    u.gecos = u.gecos.substr(0, u.gecos.find(','));
+  } else {
+    u.login = "uid" + std::to_string(getuid());
+  }
+  return u;
+}
+
+// Every step below returns EX_OK to go on, or the exit code the submission
+// ends with (its reason printed).
+
+// The envelope sender: -f/-r, else the invoking user at sender_domain.
+int EnvelopeSender(const SubmitContext& c, const InvokingUser& user, Mailbox* out) {
+  std::string sender_text;
+  if (c.options.sender) {
+    sender_text = *c.options.sender;
+    if (sender_text.size() >= 2 && sender_text.front() == '<' && sender_text.back() == '>')
+      sender_text = sender_text.substr(1, sender_text.size() - 2);
+    if (!sender_text.empty()) sender_text = Qualify(sender_text, c.domain);
+  } else {
+    sender_text = user.login + "@" + c.domain;
+  }
+  auto sender = ParseMailbox(sender_text, true);
+  if (!sender.ok())
+    return Fail(EX_USAGE, c.who + "invalid sender address \"" + sender_text + "\": " + sender.error());
+  *out = sender.value();
+  return EX_OK;
+}
+
+// Command-line recipients (each may be an address list, "A <a@b>, c@d").
+int ArgumentRecipients(const SubmitContext& c, std::vector<std::string>* rcpts) {
+  for (const std::string& a : c.options.recipients) {
+    auto list = ParseAddressList(a);
+    if (!list.ok()) return Fail(EX_USAGE, c.who + "invalid recipient \"" + a + "\": " + list.error());
+    for (const std::string& r : list.value()) rcpts->push_back(Qualify(r, c.domain));
+  }
+  if (!c.options.extract_recipients && rcpts->empty())
+    return Fail(EX_USAGE, c.who + "no recipients given (name them as arguments, or use -t to take them from the "
+                                  "To, Cc and Bcc headers)");
+  return EX_OK;
+}
+
+// The message. Read to the end (a writer is never cut off with SIGPIPE), keep at most the limit + 1.
+int ReadInput(const SubmitContext& c, std::string* raw) {
+  bool too_big = false;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(0, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Fail(EX_IOERR, c.who + "cannot read the message from standard input: " + strerror(errno));
+    }
+    if (n == 0) break;
+    if (raw->size() <= c.limit + 65536) raw->append(buf, static_cast<size_t>(n));
+    else too_big = true;
+  }
+  if (!c.options.ignore_dots) raw->resize(LoneDotEnd(*raw));
+  if (too_big || raw->size() > c.limit)
+    return Fail(EX_DATAERR, c.who + "message refused: larger than message_size_limit (" + std::to_string(c.limit) +
+                                " octets)");
+  return EX_OK;
+}
+
+// Headers: From/Date/Message-ID when missing, Bcc removed, -t recipients. `raw` is consumed.
+int EditMessage(const SubmitContext& c, const Mailbox& sender, const InvokingUser& user, std::string* raw,
+                EditedMessage* out) {
+  const SendmailOptions& o = c.options;
+  HeaderEdit edit;
+  edit.extract_recipients = o.extract_recipients;
+  edit.qualify_domain = c.domain;
+  std::string from_name = o.full_name ? *o.full_name : (o.sender ? "" : user.gecos);
+  const std::string shown_sender = sender.ToString().empty() ? "MAILER-DAEMON@" + c.domain : sender.ToString();
+  edit.from = from_name.empty() ? shown_sender : DisplayName(from_name) + " <" + shown_sender + ">";
+  edit.date = Rfc5322Date(SystemClock()->Now());
+  edit.message_id = "<" + std::to_string(SystemClock()->Now()) + "." + RandomHex(8) + "@" + c.domain + ">";
+  // One line-ending rule, NUL, bare CR and lines over 998 octets (of the input, naming its line,
+  // and after editing, naming the header field) refused before anything is queued.
+  auto edited = PrepareSubmission(*raw, edit);
+  if (!edited.ok()) return Fail(EX_DATAERR, c.who + "message refused: " + edited.error());
+  std::string().swap(*raw);
+  // What is queued is what the SMTP encoding accepts (PrepareSubmission promises it; exit 0 must mean sendable).
+  if (auto sendable = PrepareMessage(edited->message, MessageOptions{}); !sendable.ok())
+    return Fail(EX_DATAERR, c.who + "message refused, it cannot be sent by SMTP: " + sendable.error());
+  *out = std::move(edited.value());
+  return EX_OK;
+}
+
+// The recipients -t found in the headers, added to `rcpts`; then there must be some.
+int HeaderRecipients(const SubmitContext& c, const EditedMessage& edited, std::vector<std::string>* rcpts) {
+  for (const std::string& r : edited.recipients) {
+    std::string q = Qualify(r, c.domain);
+    auto m = ParseMailbox(q, false);
+    if (!m.ok())
+      return Fail(EX_DATAERR,
+                  c.who + "message refused: invalid recipient \"" + r + "\" in the headers: " + m.error());
+    rcpts->push_back(q);
+  }
+  if (rcpts->empty())
+    return Fail(EX_USAGE,
+                c.who + "no recipients: none given as arguments and none found in the To, Cc or Bcc headers");
+  return EX_OK;
+}
+
+// -N (RFC 3461): without it, failures and (with queue_delay_warning) delays are reported, as Postfix does.
+void ApplyDsnRequest(const SendmailOptions& o, QueuedEnvelope* env) {
+  if (!o.notify.empty()) {
+    const std::string list = "," + o.notify + ",";
+    auto asked = [&](const char* w) { return list.find(std::string(",") + w + ",") != std::string::npos; };
+    env->notify_failure = asked("failure");
+    env->notify_delay = asked("delay");
+    env->notify_success = asked("success");
+    env->dsn_notify = o.notify;
+    for (char& ch : env->dsn_notify) ch = static_cast<char>(toupper(static_cast<unsigned char>(ch)));
+  }
+  env->return_headers_only = o.ret == "hdrs";
+  env->dsn_ret = o.ret == "hdrs" ? "HDRS" : o.ret == "full" ? "FULL" : "";
+  env->envid = o.envid;
+}
+
+// Each recipient once (domains compare case-insensitively), the sender and the DSN request.
+int BuildEnvelope(const SubmitContext& c, const Mailbox& sender, const std::vector<std::string>& rcpts,
+                  QueuedEnvelope* env) {
+  std::set<std::string> have;
+  for (const std::string& r : rcpts) {
+    auto m = ParseMailbox(r, false);
+    if (!m.ok()) return Fail(EX_USAGE, c.who + "invalid recipient \"" + r + "\": " + m.error());
+    if (!have.insert(m->ToString()).second) continue;
+    env->recipients.push_back(QueuedRecipient{m->ToString()});
+  }
+  env->sender = sender.ToString();
+  ApplyDsnRequest(c.options, env);
+  return EX_OK;
+}
+
+// The trace field of this submission (Postfix's pickup adds the same), for the queue ID it names.
+class ReceivedField {
+ public:
+  ReceivedField(const Config& cfg, const EditedMessage& edited)
+      : host_(cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name),
+        arrival_(SystemClock()->Now()),
+        uid_(static_cast<unsigned>(getuid())),
+        message_(edited.message) {}
+  std::string operator()(const std::string& queue_id) const {
+    return SubmissionReceivedHeader(host_, uid_, queue_id, arrival_, message_);
+  }
+  size_t size() const { return (*this)("00000000000000000").size(); }
+  unsigned uid() const { return uid_; }
+
+ private:
+  std::string host_;
+  int64_t arrival_;
+  unsigned uid_;
+  const std::string& message_;
+};
+
+// The message with its trace field must still be within message_size_limit.
+int CheckSizeWithTrace(const SubmitContext& c, const EditedMessage& edited, const ReceivedField& received) {
+  if (edited.message.size() + received.size() > c.limit)
+    return Fail(EX_DATAERR, c.who + "message refused: larger than message_size_limit (" + std::to_string(c.limit) +
+                                " octets) with the headers added");
+  return EX_OK;
+}
+
+// Queues the message, its trace field written with the queue ID it names; sets `id`, and `lock`
+// unless the message is only queued.
+int QueueMessage(const SubmitContext& c, const EditedMessage& edited, const QueuedEnvelope& env,
+                 const ReceivedField& received, Queue& q, std::string* id, QueueLock* lock) {
+  bool io_error = false;
+  const bool queue_only = c.options.delivery == SendmailOptions::Delivery::kQueueOnly;
+  auto queued = q.Submit(edited.message, env, SystemClock(), queue_only ? nullptr : lock, &io_error, received);
+  if (!queued.ok())
+    return Fail(io_error ? EX_IOERR : EX_TEMPFAIL,
+                c.who + "cannot queue the message: " + queued.error() + "; the message was not accepted");
+  *id = queued.value();
+  syslog(LOG_INFO, "%s: queued: from=<%s> nrcpt=%zu size=%zu uid=%u", id->c_str(), env.sender.c_str(),
+         env.recipients.size(), edited.message.size() + received.size(), received.uid());
+  return EX_OK;
+}
+
+// -odb: a detached child makes the attempt after the exit; the parent returns at once.
+int DeliverInBackground(const Config& cfg, Queue& q, const std::string& id, QueueLock lock) {
+  std::cout.flush();
+  pid_t pid = fork();
+  if (pid < 0) {
+    syslog(LOG_WARNING, "%s: fork failed (%s); left for the queue runner", id.c_str(), strerror(errno));
+    return EX_OK;  // queued: the queue runner delivers it
+  }
+  if (pid > 0) return EX_OK;  // the parent's copy of the lock closes at exit; the child's keeps it
+  // The child: detach from the caller (its terminal and its pipes) and deliver.
+  closelog();  // its socket is among the descriptors closed below; syslog(3) reopens it
+  setsid();
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(null, 2);
+    if (null > 2) close(null);
+  }
+  for (int fd = 3; fd < 1024; ++fd)
+    if (fd != lock.fd()) close(fd);
+  Logger log;
+  log.to_stderr = false;
+  Engine engine;
+  if (engine.Init(cfg, &log).ok()) DeliverNow(q, id, std::move(lock), engine, cfg, log);
+  _exit(0);
+}
+
+// -odi: one attempt now, in the foreground; the message stays queued if it is deferred.
+int DeliverInForeground(const SubmitContext& c, Queue& q, const std::string& id, QueueLock lock) {
+  Logger log;
+  log.to_stderr = true;
+  log.prefix = c.who;
+  Engine engine;
+  Status s = engine.Init(c.cfg, &log);
+  if (!s.ok()) {
+    std::cerr << "mxsec: " << c.who << "queued as " << id << " but not delivered now: " << s.message() << "\n";
+    return EX_OK;
+  }
+  DeliverNow(q, id, std::move(lock), engine, c.cfg, log);
+  return EX_OK;
+}
+
+// The steps of a submission, in order: sender, recipients, message, envelope, queue, delivery.
+int SubmitMessage(const GlobalOptions& g, const SubmitContext& c) {
+  const InvokingUser user = CurrentUser();
+  Mailbox sender;
+  if (int stop = EnvelopeSender(c, user, &sender); stop != EX_OK) return stop;
+  std::vector<std::string> rcpts;
+  if (int stop = ArgumentRecipients(c, &rcpts); stop != EX_OK) return stop;
+  std::string raw;
+  if (int stop = ReadInput(c, &raw); stop != EX_OK) return stop;
+  EditedMessage edited;
+  if (int stop = EditMessage(c, sender, user, &raw, &edited); stop != EX_OK) return stop;
+  if (int stop = HeaderRecipients(c, edited, &rcpts); stop != EX_OK) return stop;
+  QueuedEnvelope env;
+  if (int stop = BuildEnvelope(c, sender, rcpts, &env); stop != EX_OK) return stop;
+
+  const ReceivedField received(c.cfg, edited);
+  if (int stop = CheckSizeWithTrace(c, edited, received); stop != EX_OK) return stop;
+  auto q = Queue::Open(c.cfg.queue_dir, true);
+  if (!q.ok())
+    return Fail(EX_TEMPFAIL, c.who + "cannot queue the message: " + q.error() + "; the message was not accepted");
+  std::string id;
+  QueueLock lock;
+  if (int stop = QueueMessage(c, edited, env, received, q.value(), &id, &lock); stop != EX_OK) return stop;
+  if (g.verbose) std::cerr << "mxsec: " << c.who << "queued as " << id << "\n";
+
+  switch (c.options.delivery) {
+    case SendmailOptions::Delivery::kQueueOnly: return EX_OK;
+    case SendmailOptions::Delivery::kBackground: return DeliverInBackground(c.cfg, q.value(), id, std::move(lock));
+    case SendmailOptions::Delivery::kInteractive: break;
+  }
+  return DeliverInForeground(c, q.value(), id, std::move(lock));
+}
+
+}  // namespace
+
 int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args,
                 const std::string& invoked_as) {
   openlog("mxsec", LOG_PID, LOG_MAIL);
@@ -396,178 +668,8 @@ int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std
   GlobalOptions gg = g;
   gg.verbose += o.verbose;
   if (o.mode == SendmailOptions::Mode::kRunQueue) return RunQueueOnce(gg, cfg, true);
-
-  const std::string domain = SenderDomain(cfg);
-  // The envelope sender: -f/-r, else the invoking user at sender_domain.
-  std::string login;
-  std::string gecos;
-  if (passwd* pw = getpwuid(getuid())) {
-    login = pw->pw_name;
-    gecos = pw->pw_gecos ? pw->pw_gecos : "";
-    gecos = gecos.substr(0, gecos.find(','));
-  } else {
-    login = "uid" + std::to_string(getuid());
-  }
-  std::string sender_text;
-  if (o.sender) {
-    sender_text = *o.sender;
-    if (sender_text.size() >= 2 && sender_text.front() == '<' && sender_text.back() == '>')
-      sender_text = sender_text.substr(1, sender_text.size() - 2);
-    if (!sender_text.empty()) sender_text = Qualify(sender_text, domain);
-  } else {
-    sender_text = login + "@" + domain;
-  }
-  auto sender = ParseMailbox(sender_text, true);
-  if (!sender.ok()) return Fail(EX_USAGE, who + "invalid sender address \"" + sender_text + "\": " + sender.error());
-
-  // Command-line recipients (each may be an address list, "A <a@b>, c@d").
-  std::vector<std::string> rcpts;
-  for (const std::string& a : o.recipients) {
-    auto list = ParseAddressList(a);
-    if (!list.ok()) return Fail(EX_USAGE, who + "invalid recipient \"" + a + "\": " + list.error());
-    for (const std::string& r : list.value()) rcpts.push_back(Qualify(r, domain));
-  }
-  if (!o.extract_recipients && rcpts.empty())
-    return Fail(EX_USAGE, who + "no recipients given (name them as arguments, or use -t to take them from the "
-                                "To, Cc and Bcc headers)");
-
-  // The message. Read to the end (a writer is never cut off with SIGPIPE), keep at most the limit + 1.
   const size_t limit = cfg.message_size_limit > 0 ? static_cast<size_t>(cfg.message_size_limit) : kHardMaxMessage;
-  std::string raw;
-  bool too_big = false;
-  {
-    char buf[65536];
-    for (;;) {
-      ssize_t n = read(0, buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return Fail(EX_IOERR, who + "cannot read the message from standard input: " + strerror(errno));
-      }
-      if (n == 0) break;
-      if (raw.size() <= limit + 65536) raw.append(buf, static_cast<size_t>(n));
-      else too_big = true;
-    }
-  }
-  if (!o.ignore_dots) raw.resize(LoneDotEnd(raw));
-  if (too_big || raw.size() > limit)
-    return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
-                                " octets)");
-
-  // Headers: From/Date/Message-ID when missing, Bcc removed, -t recipients.
-  HeaderEdit edit;
-  edit.extract_recipients = o.extract_recipients;
-  edit.qualify_domain = domain;
-  std::string from_name = o.full_name ? *o.full_name : (o.sender ? "" : gecos);
-  const std::string shown_sender = sender->ToString().empty() ? "MAILER-DAEMON@" + domain : sender->ToString();
-  edit.from = from_name.empty() ? shown_sender : DisplayName(from_name) + " <" + shown_sender + ">";
-  edit.date = Rfc5322Date(SystemClock()->Now());
-  edit.message_id = "<" + std::to_string(SystemClock()->Now()) + "." + RandomHex(8) + "@" + domain + ">";
-  // One line-ending rule, NUL, bare CR and lines over 998 octets (of the input, naming its line,
-  // and after editing, naming the header field) refused before anything is queued.
-  auto edited = PrepareSubmission(raw, edit);
-  if (!edited.ok()) return Fail(EX_DATAERR, who + "message refused: " + edited.error());
-  std::string().swap(raw);
-  // What is queued is what the SMTP encoding accepts (PrepareSubmission promises it; exit 0 must mean sendable).
-  if (auto sendable = PrepareMessage(edited->message, MessageOptions{}); !sendable.ok())
-    return Fail(EX_DATAERR, who + "message refused, it cannot be sent by SMTP: " + sendable.error());
-  for (const std::string& r : edited->recipients) {
-    std::string q = Qualify(r, domain);
-    auto m = ParseMailbox(q, false);
-    if (!m.ok()) return Fail(EX_DATAERR, who + "message refused: invalid recipient \"" + r + "\" in the headers: " + m.error());
-    rcpts.push_back(q);
-  }
-  if (rcpts.empty())
-    return Fail(EX_USAGE, who + "no recipients: none given as arguments and none found in the To, Cc or Bcc headers");
-  // Each recipient once (domains compare case-insensitively).
-  QueuedEnvelope env;
-  std::set<std::string> have;
-  for (const std::string& r : rcpts) {
-    auto m = ParseMailbox(r, false);
-    if (!m.ok()) return Fail(EX_USAGE, who + "invalid recipient \"" + r + "\": " + m.error());
-    if (!have.insert(m->ToString()).second) continue;
-    env.recipients.push_back(QueuedRecipient{m->ToString()});
-  }
-  env.sender = sender->ToString();
-  // -N (RFC 3461): without it, failures and (with queue_delay_warning) delays are reported, as Postfix does.
-  if (!o.notify.empty()) {
-    const std::string list = "," + o.notify + ",";
-    auto asked = [&](const char* w) { return list.find(std::string(",") + w + ",") != std::string::npos; };
-    env.notify_failure = asked("failure");
-    env.notify_delay = asked("delay");
-    env.notify_success = asked("success");
-    env.dsn_notify = o.notify;
-    for (char& c : env.dsn_notify) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
-  }
-  env.return_headers_only = o.ret == "hdrs";
-  env.dsn_ret = o.ret == "hdrs" ? "HDRS" : o.ret == "full" ? "FULL" : "";
-  env.envid = o.envid;
-
-  // The trace field of this submission (Postfix's pickup adds the same), written with the queue ID it names.
-  const std::string myhostname = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
-  const int64_t arrival = SystemClock()->Now();
-  const unsigned uid = static_cast<unsigned>(getuid());
-  const std::string& edited_text = edited->message;
-  auto received = [&](const std::string& id) {
-    return SubmissionReceivedHeader(myhostname, uid, id, arrival, edited_text);
-  };
-  const size_t received_size = received("00000000000000000").size();
-  if (edited->message.size() + received_size > limit)
-    return Fail(EX_DATAERR, who + "message refused: larger than message_size_limit (" + std::to_string(limit) +
-                                " octets) with the headers added");
-
-  auto q = Queue::Open(cfg.queue_dir, true);
-  if (!q.ok())
-    return Fail(EX_TEMPFAIL, who + "cannot queue the message: " + q.error() + "; the message was not accepted");
-  QueueLock lock;
-  bool io_error = false;
-  auto id = q->Submit(edited->message, env, SystemClock(),
-                      o.delivery == SendmailOptions::Delivery::kQueueOnly ? nullptr : &lock, &io_error, received);
-  if (!id.ok())
-    return Fail(io_error ? EX_IOERR : EX_TEMPFAIL,
-                who + "cannot queue the message: " + id.error() + "; the message was not accepted");
-  syslog(LOG_INFO, "%s: queued: from=<%s> nrcpt=%zu size=%zu uid=%u", id->c_str(), env.sender.c_str(),
-         env.recipients.size(), edited->message.size() + received_size, uid);
-  if (gg.verbose) std::cerr << "mxsec: " << who << "queued as " << id.value() << "\n";
-
-  if (o.delivery == SendmailOptions::Delivery::kQueueOnly) return EX_OK;
-  if (o.delivery == SendmailOptions::Delivery::kBackground) {
-    std::cout.flush();
-    pid_t pid = fork();
-    if (pid < 0) {
-      syslog(LOG_WARNING, "%s: fork failed (%s); left for the queue runner", id->c_str(), strerror(errno));
-      return EX_OK;  // queued: the queue runner delivers it
-    }
-    if (pid > 0) return EX_OK;  // the parent's copy of the lock closes at exit; the child's keeps it
-    // The child: detach from the caller (its terminal and its pipes) and deliver.
-    closelog();  // its socket is among the descriptors closed below; syslog(3) reopens it
-    setsid();
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-      dup2(null, 0);
-      dup2(null, 1);
-      dup2(null, 2);
-      if (null > 2) close(null);
-    }
-    for (int fd = 3; fd < 1024; ++fd)
-      if (fd != lock.fd()) close(fd);
-    Logger log;
-    log.to_stderr = false;
-    Engine engine;
-    if (engine.Init(cfg, &log).ok()) DeliverNow(q.value(), id.value(), std::move(lock), engine, cfg, log);
-    _exit(0);
-  }
-  // -odi: one attempt now, in the foreground; the message stays queued if it is deferred.
-  Logger log;
-  log.to_stderr = true;
-  log.prefix = who;
-  Engine engine;
-  Status s = engine.Init(cfg, &log);
-  if (!s.ok()) {
-    std::cerr << "mxsec: " << who << "queued as " << id.value() << " but not delivered now: " << s.message() << "\n";
-    return EX_OK;
-  }
-  DeliverNow(q.value(), id.value(), std::move(lock), engine, cfg, log);
-  return EX_OK;
+  return SubmitMessage(gg, SubmitContext{cfg, o, who, SenderDomain(cfg), limit});
 }
 
 }  // namespace mxsec

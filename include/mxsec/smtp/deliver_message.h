@@ -1,0 +1,46 @@
+// deliver_message.h - one delivery attempt of a message to the recipients
+// of one destination domain: the domain's TLS policy is decided
+// (policy.h PolicyEngine), a local rule that weakened what DANE or MTA-STS
+// demand is reported, and the message is delivered with that policy
+// enforced (delivery.h DeliverDomain). What `mxsec deliver` and the
+// sendmail queue both do, per domain.
+//
+// Promises: a domain name that is not a valid host name bounces every
+// recipient with 5.1.2 and makes no lookup and no connection; an
+// override warning of the policy is passed to `warn` before any session
+// starts, never dropped; one outcome per recipient, in order.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mxsec/base/clock.h"
+#include "mxsec/base/mailbox.h"
+#include "mxsec/policy/policy.h"
+#include "mxsec/smtp/delivery.h"
+#include "mxsec/smtp/smtp_proto.h"
+
+namespace mxsec {
+
+// What a delivery attempt works with. Nothing is owned; all must outlive
+// the calls. ResolveAndDeliver may run on several threads at once when
+// `warn` and `attempts` may (PolicyEngine and DeliverDomain can).
+struct DomainDeliveryContext {
+  PolicyEngine* engine = nullptr;
+  const DeliveryOptions* options = nullptr;
+  AttemptLog* attempts = nullptr;  // may be null: attempts are not recorded
+  Clock* clock = nullptr;
+  // Gets DomainPolicy::override_warning (a local rule weakened what the
+  // domain demands). Must be set: such an override is never silent.
+  std::function<void(const std::string&)> warn;
+};
+
+// Delivers `message` from `sender` to `recipients`, all in `domain` (as
+// the addresses spell it). `dsn` (may be null): the sender's RFC 3461
+// request, passed on to servers that announce DSN.
+std::vector<RecipientOutcome> ResolveAndDeliver(const DomainDeliveryContext& context, const std::string& domain,
+                                                const Mailbox& sender, const std::vector<Mailbox>& recipients,
+                                                const PreparedMessage& message, const DsnRequest* dsn = nullptr);
+
+}  // namespace mxsec
