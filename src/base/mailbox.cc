@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "mxsec/base/domain_name.h"
+#include "mxsec/base/text.h"
 
 namespace mxsec {
 
@@ -16,26 +17,6 @@ namespace {
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-// Text from the peer or the command line ends up in logs and bounce
-// messages: show it, but never let it carry terminal escapes or line breaks.
-std::string Printable(std::string_view s, size_t max = 80) {
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == max) {
-      out += "...";
-      break;
-    }
-    unsigned char u = static_cast<unsigned char>(s[i]);
-    if (u < 0x20 || u >= 0x7f) {
-      char buf[8];
-      snprintf(buf, sizeof buf, "\\x%02x", u);
-      out += buf;
-    } else {
-      out += s[i];
-    }
-  }
-  return out + "\"";
-}
 
 // Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms,
 // no surrogates, nothing above U+10FFFF) starting at s[i], or 0.
@@ -117,7 +98,7 @@ std::string Mailbox::ToString() const {
 }
 
 Result<Mailbox> ParseMailbox(std::string_view address, bool allow_null) {
-  const std::string shown = Printable(address);
+  const std::string shown = QuotedPrintable(address);
   auto fail = [&](const std::string& why) { return Status::Error("address " + shown + ": " + why); };
 
   // Callers sometimes pass the address in its SMTP path form ("<a@b>",

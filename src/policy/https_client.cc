@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mxsec/base/text.h"
 #include "mxsec/policy/mta_sts.h"  // InitCurlOnce
 
 namespace mxsec {
@@ -46,30 +47,11 @@ using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
 // TLS alerts) goes into logs and reports: keep it to one printable line of
 // bounded length.
 std::string Printable(std::string_view s, size_t max = 200) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (out.size() >= max) {
-      out += "...";
-      break;
-    }
-    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  }
+  std::string out = PrintableAscii(s, max);
   while (!out.empty() && out.back() == ' ') out.pop_back();
   return out;
 }
 
-// The host becomes part of a URL and of a CONNECT_TO entry; anything but
-// LDH labels could change what those mean.
-bool IsPlainHostName(std::string_view d) {
-  if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.') return false;
-  char prev = '.';
-  for (char c : d) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-    if (!ok || (c == '.' && prev == '.')) return false;
-    prev = c;
-  }
-  return true;
-}
 
 bool IsPlainPath(std::string_view p) {
   if (p.empty() || p.front() != '/' || p.size() > 2048) return false;
@@ -381,7 +363,9 @@ std::unique_ptr<Transfer> StartTransfer(const HttpsRequest& req, Result<HttpsRes
   t->result = result;
   t->max_body = options.max_response_bytes;
   t->tries = std::min(req.addresses.size(), options.max_addresses);
-  if (!IsPlainHostName(req.host)) {
+  // The host becomes part of a URL and of a CONNECT_TO entry; anything but
+  // LDH labels could change what those mean.
+  if (!IsLdhName(req.host, 253)) {
     Fail(*t, "invalid host name \"" + Printable(req.host, 60) + "\"");
     return nullptr;
   }

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mxsec/base/text.h"
 #include "mxsec/policy/https_client.h"
 
 namespace mxsec {
@@ -27,30 +28,7 @@ namespace {
 std::once_flag g_curl_once;
 CURLcode g_curl_init_result = CURLE_FAILED_INIT;
 
-std::string Printable(std::string_view s, size_t max = 60) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (out.size() >= max) {
-      out += "...";
-      break;
-    }
-    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  }
-  return out;
-}
 
-// The domain becomes part of the policy host's name; anything but LDH
-// labels could change what the URL means.
-bool IsPlainDomain(std::string_view d) {
-  if (d.empty() || d.size() > 245 || d.front() == '.' || d.back() == '.') return false;
-  char prev = '.';
-  for (char c : d) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-    if (!ok || (c == '.' && prev == '.')) return false;
-    prev = c;
-  }
-  return true;
-}
 
 class CurlStsFetcher : public StsFetcher {
  public:
@@ -105,7 +83,7 @@ StsFetchResult Judge(const Result<HttpsResponse>& got) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   if (lower != "text/plain") {
-    out.error = "content type " + Printable(media) + ", want text/plain";
+    out.error = "content type " + PrintableAscii(media, 60) + ", want text/plain";
     return out;
   }
   out.ok = true;
@@ -126,8 +104,11 @@ std::vector<StsFetchResult> CurlStsFetcher::FetchMany(const std::vector<StsFetch
   for (size_t i = 0; i < requests.size(); ++i) {
     std::string domain = requests[i].domain;
     if (!domain.empty() && domain.back() == '.') domain.pop_back();
-    if (!IsPlainDomain(domain)) {
-      results[i].error = "invalid domain \"" + Printable(requests[i].domain) + "\"";
+    // The domain becomes part of the policy host's name ("mta-sts." + 245
+    // octets stays within 253); anything but LDH labels could change what
+    // the URL means.
+    if (!IsLdhName(domain, 245)) {
+      results[i].error = "invalid domain \"" + PrintableAscii(requests[i].domain, 60) + "\"";
       continue;
     }
     HttpsRequest h;

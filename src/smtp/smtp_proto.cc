@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "mxsec/base/domain_name.h"
+#include "mxsec/base/text.h"
 
 namespace mxsec {
 
@@ -27,26 +28,6 @@ namespace {
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-// Text from the peer or the command line ends up in logs and bounce
-// messages: show it, but never let it carry terminal escapes or line breaks.
-std::string Printable(std::string_view s, size_t max = 80) {
-  std::string out = "\"";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == max) {
-      out += "...";
-      break;
-    }
-    unsigned char u = static_cast<unsigned char>(s[i]);
-    if (u < 0x20 || u >= 0x7f) {
-      char buf[8];
-      snprintf(buf, sizeof buf, "\\x%02x", u);
-      out += buf;
-    } else {
-      out += s[i];
-    }
-  }
-  return out + "\"";
-}
 
 // Length of the RFC 3463 code (class.subject.detail, subject and detail
 // 1-3 digits) at the start of `s`, or 0. The code must end the text or be
@@ -160,7 +141,7 @@ Result<std::optional<SmtpReply>> ReplyReader::Next() {
     std::string_view t(base + start, len);
     if (t.size() < 3 || t[0] < '2' || t[0] > '5' || !IsDigit(t[1]) || !IsDigit(t[2]) ||
         (t.size() > 3 && t[3] != ' ' && t[3] != '-'))
-      return fail("malformed reply line " + Printable(t, 60));
+      return fail("malformed reply line " + QuotedPrintable(t, 60));
     const int this_code = (t[0] - '0') * 100 + (t[1] - '0') * 10 + (t[2] - '0');
     if (line_count_ == 0) {
       code_ = this_code;

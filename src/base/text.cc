@@ -1,0 +1,54 @@
+// text.cc - the safe spellings of text.h.
+#include "mxsec/base/text.h"
+
+#include <cstdio>
+
+namespace mxsec {
+
+namespace {
+bool IsPrintableAscii(unsigned char c) { return c >= 0x20 && c < 0x7f; }
+}  // namespace
+
+std::string PrintableAscii(std::string_view s, size_t max) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= max) {
+      out += "...";
+      break;
+    }
+    out += IsPrintableAscii(c) ? static_cast<char>(c) : '?';
+  }
+  return out;
+}
+
+std::string QuotedPrintable(std::string_view s, size_t max) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i == max) {
+      out += "...";
+      break;
+    }
+    unsigned char u = static_cast<unsigned char>(s[i]);
+    if (!IsPrintableAscii(u)) {
+      char buf[8];
+      snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += s[i];
+    }
+  }
+  return out + "\"";
+}
+
+bool IsLdhName(std::string_view name, size_t max_len) {
+  if (name.empty() || name.size() > max_len || name.front() == '.' || name.back() == '.') return false;
+  char prev = '.';
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    if (!ok || (c == '.' && prev == '.')) return false;
+    prev = c;
+  }
+  return true;
+}
+
+}  // namespace mxsec
