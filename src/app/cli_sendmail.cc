@@ -212,7 +212,7 @@ int ListQueue(const Config& cfg, bool json) {
     std::cout << line << (e.sender.empty() ? "MAILER-DAEMON" : e.sender) << "\n";
     if (!e.last_reason.empty()) std::cout << "(" << e.last_reason << ")\n";
     for (const QueuedRecipient& r : e.recipients) {
-      if (r.state != "pending") continue;
+      if (r.state != RecipientState::kPending) continue;
       std::cout << std::string(49, ' ') << r.address << "\n";
     }
     std::cout << "\n";

@@ -29,9 +29,24 @@
 
 namespace mxsec {
 
+const char* RecipientStateName(RecipientState s) {
+  switch (s) {
+    case RecipientState::kPending: return "pending";
+    case RecipientState::kDelivered: return "delivered";
+    case RecipientState::kBounced: return "bounced";
+  }
+  return "pending";
+}
+
+std::optional<RecipientState> ParseRecipientState(std::string_view name) {
+  for (RecipientState s : {RecipientState::kPending, RecipientState::kDelivered, RecipientState::kBounced})
+    if (name == RecipientStateName(s)) return s;
+  return std::nullopt;
+}
+
 size_t QueuedEnvelope::pending() const {
   return static_cast<size_t>(std::count_if(recipients.begin(), recipients.end(),
-                                           [](const QueuedRecipient& r) { return r.state == "pending"; }));
+                                           [](const QueuedRecipient& r) { return r.state == RecipientState::kPending; }));
 }
 
 std::string EnvelopeToJson(const QueuedEnvelope& e) {
@@ -56,7 +71,7 @@ std::string EnvelopeToJson(const QueuedEnvelope& e) {
   j["recipients"] = nlohmann::json::array();
   for (const QueuedRecipient& r : e.recipients) {
     j["recipients"].push_back({{"address", r.address},
-                               {"state", r.state},
+                               {"state", RecipientStateName(r.state)},
                                {"code", r.code},
                                {"reply", r.reply},
                                {"relay", r.relay},
@@ -89,9 +104,11 @@ Result<QueuedEnvelope> EnvelopeFromJson(std::string_view text) {
     for (const auto& r : j.at("recipients")) {
       QueuedRecipient q;
       q.address = r.at("address").get<std::string>();
-      q.state = r.at("state").get<std::string>();
-      if (q.state != "pending" && q.state != "delivered" && q.state != "bounced")
-        return Status::Error("envelope: recipient " + q.address + " has unknown state \"" + q.state + "\"");
+      const std::string state = r.at("state").get<std::string>();
+      std::optional<RecipientState> parsed = ParseRecipientState(state);
+      if (!parsed)
+        return Status::Error("envelope: recipient " + q.address + " has unknown state \"" + state + "\"");
+      q.state = *parsed;
       q.code = r.value("code", "");
       q.reply = r.value("reply", "");
       q.relay = r.value("relay", "");
@@ -532,8 +549,8 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
     std::string why = !sender.ok() ? "invalid sender: " + sender.error() : "message cannot be sent: " + prepared.error();
     for (size_t i = 0; i < env.recipients.size(); ++i) {
       QueuedRecipient& r = env.recipients[i];
-      if (r.state != "pending") continue;
-      r.state = "bounced";
+      if (r.state != RecipientState::kPending) continue;
+      r.state = RecipientState::kBounced;
       r.code = "5.6.0";
       r.reply = why;
       r.time = now;
@@ -544,10 +561,10 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
     std::vector<Mailbox> boxes(env.recipients.size());
     for (size_t i = 0; i < env.recipients.size(); ++i) {
       QueuedRecipient& r = env.recipients[i];
-      if (r.state != "pending") continue;
+      if (r.state != RecipientState::kPending) continue;
       auto m = ParseMailbox(r.address, false);
       if (!m.ok()) {
-        r.state = "bounced";
+        r.state = RecipientState::kBounced;
         r.code = "5.1.3";
         r.reply = "invalid recipient address: " + m.error();
         r.time = now;
@@ -588,7 +605,7 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
     // The file as written, plus the deliveries since. Bounces wait for the end of the attempt, where
     // their DSN is queued first: recorded earlier, a crash would lose the DSN.
     QueuedEnvelope durable = env;
-    for (size_t i : newly_bounced) durable.recipients[i].state = "pending";
+    for (size_t i : newly_bounced) durable.recipients[i].state = RecipientState::kPending;
     uint64_t applied = 0, written = 0;
     std::atomic<bool> halt{false};
     auto settle = [&](const DomainWork& w, const std::vector<RecipientOutcome>& got) {
@@ -609,17 +626,17 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
           r.relay = RelayOf(o);
           r.time = now;
           if (o.status == RcptStatus::kDelivered) {
-            r.state = "delivered";
+            r.state = RecipientState::kDelivered;
             if (env.notify_success && !o.dsn_passed) newly_relayed.push_back(w.idx[j]);
             durable.recipients[w.idx[j]] = r;
             delivered_any = true;
           } else if (o.status == RcptStatus::kBounced) {
-            r.state = "bounced";
+            r.state = RecipientState::kBounced;
             newly_bounced.push_back(w.idx[j]);
           } else {
             env.last_reason = o.code + " " + o.reply;
           }
-          say(r.address + ": status=" + (r.state == "pending" ? std::string("deferred") : r.state) +
+          say(r.address + ": status=" + (r.state == RecipientState::kPending ? std::string("deferred") : RecipientStateName(r.state)) +
               " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
         }
         if (!delivered_any) return;
@@ -723,8 +740,8 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
   if (env.pending() > 0 && now - env.queued_at >= settings.lifetime) {
     for (size_t i = 0; i < env.recipients.size(); ++i) {
       QueuedRecipient& r = env.recipients[i];
-      if (r.state != "pending") continue;
-      r.state = "bounced";
+      if (r.state != RecipientState::kPending) continue;
+      r.state = RecipientState::kBounced;
       r.reply = "message expired after " + DurationWords(settings.lifetime) + " in the queue; last problem: " +
                 (r.code.empty() ? "" : r.code + " ") + r.reply;
       r.code = "4.4.7";
@@ -746,7 +763,7 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
         // No DSN, no bounce: those recipients stay pending and are tried again.
         rep.error = "cannot queue the delivery status notification: " + dsn_id.error();
         say(rep.error);
-        for (size_t i : newly_bounced) env.recipients[i].state = "pending";
+        for (size_t i : newly_bounced) env.recipients[i].state = RecipientState::kPending;
         newly_bounced.clear();
       } else {
         rep.dsn_id = dsn_id.value();
@@ -773,7 +790,7 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
       now - env.queued_at >= settings.delay_warning) {
     std::vector<size_t> waiting;
     for (size_t i = 0; i < env.recipients.size(); ++i)
-      if (env.recipients[i].state == "pending") waiting.push_back(i);
+      if (env.recipients[i].state == RecipientState::kPending) waiting.push_back(i);
     auto dsn_id = queue_dsn(DsnKind::kDelay, waiting);
     if (!dsn_id.ok()) {
       // Not marked as sent: the next attempt tries again.
@@ -787,8 +804,8 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
   }
 
   for (const QueuedRecipient& r : env.recipients) {
-    if (r.state == "delivered") ++rep.delivered;
-    else if (r.state == "bounced") ++rep.bounced;
+    if (r.state == RecipientState::kDelivered) ++rep.delivered;
+    else if (r.state == RecipientState::kBounced) ++rep.bounced;
     else ++rep.deferred;
   }
   if (env.pending() == 0) {

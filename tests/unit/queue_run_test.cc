@@ -118,7 +118,7 @@ QueuedEnvelope ManyDomains(size_t n, const std::string& local_ok_every) {
 
 std::map<std::string, size_t> States(const QueuedEnvelope& e) {
   std::map<std::string, size_t> n;
-  for (const QueuedRecipient& r : e.recipients) ++n[r.state];
+  for (const QueuedRecipient& r : e.recipients) ++n[RecipientStateName(r.state)];
   return n;
 }
 
@@ -273,8 +273,8 @@ TEST_CASE("queue run: killed after the first domain took the message, a rerun de
   CHECK(WTERMSIG(status) == SIGKILL);
   auto env = q->ReadEnvelope(id.value());
   REQUIRE(env.ok());
-  CHECK(env->recipients[0].state == "delivered");
-  CHECK(env->recipients[1].state == "pending");
+  CHECK(env->recipients[0].state == RecipientState::kDelivered);
+  CHECK(env->recipients[1].state == RecipientState::kPending);
   CountingDeliverer d;
   ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, d.Fn(), &clock, s, nullptr);
   CHECK(r.removed);
@@ -326,5 +326,5 @@ TEST_CASE("queue run: a delivery that cannot be recorded stops the attempt befor
   REQUIRE(rename(away.c_str(), t.path.c_str()) == 0);
   auto env = q->ReadEnvelope(id.value());
   REQUIRE(env.ok());
-  CHECK(env->recipients[1].state == "pending");
+  CHECK(env->recipients[1].state == RecipientState::kPending);
 }

@@ -137,7 +137,7 @@ TEST_CASE("queue: submission writes message and envelope, mode 0640, nothing tem
   REQUIRE(env.ok());
   CHECK(env->queued_at == 1700000000);
   CHECK(env->size == strlen(kMsg));
-  CHECK(env->recipients[0].state == "pending");
+  CHECK(env->recipients[0].state == RecipientState::kPending);
   CHECK(q->ReadMessage(id.value()).value() == kMsg);
 }
 
@@ -658,5 +658,16 @@ TEST_CASE("queue: an envelope is read only under its own ID, with its own messag
   CHECK(fake.calls == 0);
   CHECK_FALSE(r.removed);
   CHECK_MESSAGE(r.error.find("11 octets") != std::string::npos, r.error);
-  CHECK(q->ReadEnvelope(b.value())->recipients[0].state == "pending");
+  CHECK(q->ReadEnvelope(b.value())->recipients[0].state == RecipientState::kPending);
+}
+
+TEST_CASE("queue: recipient states have one spelling in the envelope, and nothing else is read") {
+  for (RecipientState s : {RecipientState::kPending, RecipientState::kDelivered, RecipientState::kBounced})
+    CHECK(ParseRecipientState(RecipientStateName(s)) == s);
+  CHECK(std::string(RecipientStateName(RecipientState::kPending)) == "pending");
+  CHECK(std::string(RecipientStateName(RecipientState::kDelivered)) == "delivered");
+  CHECK(std::string(RecipientStateName(RecipientState::kBounced)) == "bounced");
+  CHECK_FALSE(ParseRecipientState("deferred").has_value());
+  CHECK_FALSE(ParseRecipientState("Pending").has_value());
+  CHECK_FALSE(ParseRecipientState("").has_value());
 }

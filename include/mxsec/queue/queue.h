@@ -50,22 +50,29 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "mxsec/base/clock.h"
-#include "mxsec/smtp/delivery.h"
 #include "mxsec/base/status.h"
+#include "mxsec/smtp/delivery.h"
 
 namespace mxsec {
+
+// Where a queued recipient stands. Only kPending recipients are tried again;
+// the envelope file stores the state by name.
+enum class RecipientState { kPending, kDelivered, kBounced };
+const char* RecipientStateName(RecipientState s);  // "pending", "delivered", "bounced"
+std::optional<RecipientState> ParseRecipientState(std::string_view name);  // nullopt: unknown
 
 struct QueuedRecipient {
   QueuedRecipient() = default;
   explicit QueuedRecipient(std::string a) : address(std::move(a)) {}
   std::string address;
-  std::string state = "pending";  // "pending", "delivered", "bounced"
+  RecipientState state = RecipientState::kPending;
   std::string code;               // RFC 3463 code of the last result
   std::string reply;              // the server's reply or our reason
   std::string relay;              // host[address]:port of the last session, or ""
