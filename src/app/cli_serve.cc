@@ -307,7 +307,8 @@ class Lookups {
       }
       DomainPolicy p = rt->engine->Resolve(domain);
       if (!p.override_warning.empty()) Log("warning: " + p.override_warning);
-      std::string reply = PostfixPolicyReply(p);
+      const SocketmapAnswer answer = PostfixPolicyAnswer(p);
+      const std::string reply = answer.Encode();
       {
         std::lock_guard<std::mutex> l(mu_);
         // Decided under a configuration that SIGHUP replaced meanwhile: the
@@ -315,7 +316,7 @@ class Lookups {
         if (rt_ == rt) {
           Answer& a = answers_[domain];
           a.reply = reply;
-          a.expires = NowSec() + (reply.rfind("TEMP", 0) == 0 ? kTempAnswerTtl : kAnswerTtl);
+          a.expires = NowSec() + (answer.kind == SocketmapAnswer::Kind::kTemp ? kTempAnswerTtl : kAnswerTtl);
           a.used_since_refresh = false;
         }
         queue_.Done(domain);
@@ -457,9 +458,10 @@ size_t ConnectionCap(const Config& cfg) {
 std::optional<std::string> ImmediateReply(const std::string& key, std::string* domain) {
   // Only next-hop domains: parent-domain probes (".example.org"), bracketed
   // hosts and host:port forms get no policy from us.
-  if (key.empty() || key[0] == '.' || key[0] == '[' || key.find(':') != std::string::npos) return "NOTFOUND ";
+  if (key.empty() || key[0] == '.' || key[0] == '[' || key.find(':') != std::string::npos)
+    return SocketmapAnswer::NotFound().Encode();
   auto n = NormalizeHostName(key);
-  if (!n.ok()) return "NOTFOUND ";
+  if (!n.ok()) return SocketmapAnswer::NotFound().Encode();
   *domain = n.value();
   return std::nullopt;
 }

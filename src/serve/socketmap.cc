@@ -104,7 +104,7 @@ std::vector<std::string> SocketmapConnection::ExpireLookups(int64_t now) {
   std::vector<std::string> expired;
   for (Slot& s : slots_) {
     if (s.ready || now <= s.deadline) continue;
-    s.reply = EncodeNetstring("TEMP policy lookup for " + s.domain + " timed out");
+    s.reply = EncodeNetstring(SocketmapAnswer::Temp("policy lookup for " + s.domain + " timed out").Encode());
     s.ready = true;
     expired.push_back(std::move(s.domain));
     s.domain.clear();
@@ -208,42 +208,42 @@ Result<std::string> SocketmapKey(std::string_view request) {
   return key;
 }
 
-std::string PostfixPolicyReply(const DomainPolicy& p) {
+SocketmapAnswer PostfixPolicyAnswer(const DomainPolicy& p) {
   switch (p.verdict) {
     case Verdict::kDefer: {
       std::string reason = p.reason;
       for (char& c : reason)
         if (static_cast<unsigned char>(c) < 0x20) c = ' ';
       if (reason.size() > 400) reason.resize(400);
-      return "TEMP " + (p.status_code.empty() ? std::string() : p.status_code + " ") + reason;
+      return SocketmapAnswer::Temp((p.status_code.empty() ? std::string() : p.status_code + " ") + reason);
     }
     case Verdict::kFail:
-      return "NOTFOUND ";
+      return SocketmapAnswer::NotFound();
     case Verdict::kOpportunistic:
       // A local `may` is an answer of its own: it overrides whatever
       // DANE/MTA-STS policy Postfix would otherwise apply.
-      if (p.local && p.local->policy == LocalTls::kMay) return "OK may";
-      return "NOTFOUND ";
+      if (p.local && p.local->policy == LocalTls::kMay) return SocketmapAnswer::Ok("may");
+      return SocketmapAnswer::NotFound();
     case Verdict::kMustTls:
       break;
   }
   if (p.local) {
     // The local_policy_file rule decided (defer and fail were answered above).
     switch (p.local->policy) {
-      case LocalTls::kDaneOnly: return "OK dane-only";
-      case LocalTls::kEncrypt: return "OK encrypt";
-      case LocalTls::kMay: return "OK may";
+      case LocalTls::kDaneOnly: return SocketmapAnswer::Ok("dane-only");
+      case LocalTls::kEncrypt: return SocketmapAnswer::Ok("encrypt");
+      case LocalTls::kMay: return SocketmapAnswer::Ok("may");
       case LocalTls::kVerify: {
         std::string match;
         for (const std::string& n : p.local->match) match += (match.empty() ? "" : ":") + n;
-        return "OK secure match=" + (match.empty() ? std::string("hostname") : match) + " servername=hostname";
+        return SocketmapAnswer::Ok("secure match=" + (match.empty() ? std::string("hostname") : match) + " servername=hostname");
       }
     }
   }
   if (p.mechanism == Mechanism::kDane) {
     bool any_dane = false;
     for (const MxPolicy& m : p.mx) any_dane = any_dane || m.tls == HostTls::kDane;
-    return any_dane ? "OK dane-only" : "OK encrypt";
+    return SocketmapAnswer::Ok(any_dane ? "dane-only" : "encrypt");
   }
   if (p.mechanism == Mechanism::kMtaSts && p.mta_sts) {
     std::vector<std::string> names;
@@ -261,14 +261,25 @@ std::string PostfixPolicyReply(const DomainPolicy& p) {
         if (pattern.rfind("*.", 0) == 0 && StsMxMatches(pattern, m.host)) add(m.host);
       }
     }
-    if (names.empty()) return "TEMP 4.7.5 no MX host of " + p.domain + " matches its MTA-STS policy";
+    if (names.empty()) return SocketmapAnswer::Temp("4.7.5 no MX host of " + p.domain + " matches its MTA-STS policy");
     std::string match;
     for (const std::string& n : names) match += (match.empty() ? "" : ":") + n;
-    return "OK secure match=" + match + " servername=hostname";
+    return SocketmapAnswer::Ok("secure match=" + match + " servername=hostname");
   }
   // must-tls by something Postfix has no word for: the safest common
   // ground is mandatory, verified TLS to the MX names.
-  return "OK secure match=hostname servername=hostname";
+  return SocketmapAnswer::Ok("secure match=hostname servername=hostname");
 }
+
+std::string SocketmapAnswer::Encode() const {
+  switch (kind) {
+    case Kind::kOk: return "OK " + data;
+    case Kind::kNotFound: return "NOTFOUND ";
+    case Kind::kTemp: return "TEMP " + data;
+  }
+  return "TEMP internal error";
+}
+
+std::string PostfixPolicyReply(const DomainPolicy& policy) { return PostfixPolicyAnswer(policy).Encode(); }
 
 }  // namespace mxsec

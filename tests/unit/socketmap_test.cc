@@ -284,3 +284,13 @@ TEST_CASE("lookup queue: connections take turns, duplicates are one lookup, a cl
   CHECK_FALSE(q.Pop());
   CHECK(q.queued() == 0);
 }
+
+TEST_CASE("socketmap: an answer is typed, and its kind alone says how it is spelled") {
+  CHECK(SocketmapAnswer::Ok("dane-only").Encode() == "OK dane-only");
+  CHECK(SocketmapAnswer::NotFound().Encode() == "NOTFOUND ");
+  CHECK(SocketmapAnswer::Temp("4.7.5 no MX").Encode() == "TEMP 4.7.5 no MX");
+  // The kind is what callers test; a reason that happens to start with
+  // "TEMP" or "OK" does not change it.
+  CHECK(SocketmapAnswer::Ok("TEMP").kind == SocketmapAnswer::Kind::kOk);
+  CHECK(SocketmapAnswer::NotFound().data.empty());
+}

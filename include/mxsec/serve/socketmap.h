@@ -156,6 +156,19 @@ class LookupQueue {
 // works). Error when there is no space or the key is empty.
 Result<std::string> SocketmapKey(std::string_view request);
 
+// A socketmap reply (the Postfix socketmap_table(5) protocol): callers decide
+// from `kind` (a TEMP answer is kept for a shorter time, for instance) and
+// send Encode(); nothing reads the encoded text back.
+struct SocketmapAnswer {
+  enum class Kind { kOk, kNotFound, kTemp };
+  Kind kind = Kind::kNotFound;
+  std::string data;  // after "OK " or "TEMP "; empty for NOTFOUND
+  static SocketmapAnswer Ok(std::string d) { return {Kind::kOk, std::move(d)}; }
+  static SocketmapAnswer NotFound() { return {Kind::kNotFound, ""}; }
+  static SocketmapAnswer Temp(std::string d) { return {Kind::kTemp, std::move(d)}; }
+  std::string Encode() const;  // "OK <data>", "NOTFOUND ", "TEMP <data>"
+};
+
 // The Postfix TLS policy for a decision, as a socketmap reply payload:
 //   must-tls by DANE      -> "OK dane-only" ("OK encrypt" when every usable
 //                            host has only unusable TLSA records)
@@ -171,6 +184,7 @@ Result<std::string> SocketmapKey(std::string_view request);
 //                            match=<names, or hostname> servername=hostname"
 //   opportunistic, fail   -> "NOTFOUND " (Postfix's own default applies)
 //   defer                 -> "TEMP <reason>"
-std::string PostfixPolicyReply(const DomainPolicy& policy);
+SocketmapAnswer PostfixPolicyAnswer(const DomainPolicy& policy);
+std::string PostfixPolicyReply(const DomainPolicy& policy);  // PostfixPolicyAnswer(policy).Encode()
 
 }  // namespace mxsec
