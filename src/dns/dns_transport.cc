@@ -19,6 +19,7 @@
 #include "mxsec/dns/dns.h"
 #include "mxsec/dns/dnssec.h"
 #include "mxsec/base/domain_name.h"
+#include "ldns_ptr.h"  // the owners of ldns objects
 
 #include <arpa/inet.h>
 #include <ldns/ldns.h>
@@ -37,11 +38,6 @@
 namespace mxsec {
 namespace {
 
-struct PktFree { void operator()(ldns_pkt* p) const { ldns_pkt_free(p); } };
-struct RdfFree { void operator()(ldns_rdf* r) const { ldns_rdf_deep_free(r); } };
-struct MallocFree { void operator()(void* p) const { free(p); } };
-using PktPtr = std::unique_ptr<ldns_pkt, PktFree>;
-using RdfPtr = std::unique_ptr<ldns_rdf, RdfFree>;
 
 class Fd {
  public:
@@ -63,7 +59,7 @@ int64_t MsLeft(Clock::time_point deadline) {
 }
 
 std::string RdfToName(const ldns_rdf* rdf) {
-  std::unique_ptr<char, MallocFree> s(ldns_rdf2str(rdf));
+  MallocedChars s(ldns_rdf2str(rdf));
   if (!s) return "";
   std::string name(s.get());
   if (name == ".") return "";
@@ -111,7 +107,7 @@ std::vector<uint8_t> BuildQuery(const DnsQuestion& q, uint16_t id, bool cd, uint
   uint8_t* buf = nullptr;
   size_t len = 0;
   if (ldns_pkt2wire(&buf, pkt.get(), &len) != LDNS_STATUS_OK) return {};
-  std::unique_ptr<uint8_t, MallocFree> owned(buf);
+  MallocedBytes owned(buf);
   return std::vector<uint8_t>(buf, buf + len);
 }
 
@@ -157,7 +153,7 @@ DnsRecord ConvertRecord(const ldns_rr* rr) {
     case RrType::kA:
     case RrType::kAAAA:
       if (n >= 1) {
-        std::unique_ptr<char, MallocFree> s(ldns_rdf2str(ldns_rr_rdf(rr, 0)));
+        MallocedChars s(ldns_rdf2str(ldns_rr_rdf(rr, 0)));
         if (s) rec.text = s.get();
       }
       break;

@@ -21,17 +21,12 @@
 #include <vector>
 
 #include "mxsec/dns/dnssec.h"
+#include "ldns_ptr.h"  // the owners of ldns objects
 
 #include <ldns/ldns.h>
 
 namespace mxsec {
 namespace {
-
-struct RdfFree { void operator()(ldns_rdf* r) const { ldns_rdf_deep_free(r); } };
-struct RrFree { void operator()(ldns_rr* r) const { ldns_rr_free(r); } };
-struct MallocFree { void operator()(void* p) const { free(p); } };
-using RdfPtr = std::unique_ptr<ldns_rdf, RdfFree>;
-using RrPtr = std::unique_ptr<ldns_rr, RrFree>;
 
 RdfPtr NameRdf(const std::string& owner) {
   std::string n = owner.empty() || owner == "." ? "." : owner + ".";
@@ -39,7 +34,7 @@ RdfPtr NameRdf(const std::string& owner) {
 }
 
 std::string NameText(const ldns_rdf* rdf) {
-  std::unique_ptr<char, MallocFree> s(ldns_rdf2str(rdf));
+  MallocedChars s(ldns_rdf2str(rdf));
   if (!s) return "?";
   std::string n(s.get());
   if (n.size() > 1 && n.back() == '.') n.pop_back();
@@ -48,7 +43,7 @@ std::string NameText(const ldns_rdf* rdf) {
 }
 
 std::string RrText(const ldns_rr* rr) {
-  std::unique_ptr<char, MallocFree> s(ldns_rr2str(rr));
+  MallocedChars s(ldns_rr2str(rr));
   std::string t = s ? s.get() : "?";
   while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
   return t;
@@ -169,7 +164,7 @@ bool AppendTripleKey(const ldns_rr* rr, std::string* key) {
   uint8_t* wire = nullptr;
   size_t size = 0;
   if (ldns_rr2wire(&wire, rr, LDNS_SECTION_ANSWER, &size) != LDNS_STATUS_OK || !wire) return false;
-  std::unique_ptr<uint8_t, MallocFree> owned(wire);
+  MallocedBytes owned(wire);
   const size_t ttl_at = ldns_rdf_size(ldns_rr_owner(rr)) + 4;
   if (size < ttl_at + 4) return false;
   std::memset(wire + ttl_at, 0, 4);
@@ -188,10 +183,6 @@ std::string TripleKey(const RrList& rrset, const ldns_rr* sig, const ldns_rr* ke
   }
   return out;
 }
-
-struct BufferFree { void operator()(ldns_buffer* b) const { ldns_buffer_free(b); } };
-struct RrListDeepFree { void operator()(ldns_rr_list* l) const { ldns_rr_list_deep_free(l); } };
-using BufferPtr = std::unique_ptr<ldns_buffer, BufferFree>;
 
 // ECDSA public keys parsed once per process. ldns_verify_rrsig_time
 // rebuilds the OpenSSL key (curve group included) from the DNSKEY on every
@@ -224,7 +215,7 @@ std::shared_ptr<EVP_PKEY> EcdsaKey(uint8_t alg, const ldns_rdf* key_data) {
 // lowercase names, wildcard owner restored from the label count) and
 // canonical order. The same steps as ldns's own verifier takes.
 BufferPtr SignedData(const ldns_rr_list* rrset, const ldns_rr* sig) {
-  std::unique_ptr<ldns_rr_list, RrListDeepFree> clone(ldns_rr_list_clone(rrset));
+  RrListPtr clone(ldns_rr_list_clone(rrset));
   if (!clone || ldns_rr_rd_count(sig) < 9) return nullptr;
   const uint32_t orig_ttl = ldns_rdf2native_int32(ldns_rr_rrsig_origttl(sig));
   const uint8_t labels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig));
@@ -507,7 +498,7 @@ static SigResult VerifyRrsetImpl(const RrList& rrset, const RrList& sigs, const 
   const ldns_rr* first = ldns_rr_list_rr(rrset.get(), 0);
   const ldns_rdf* owner = ldns_rr_owner(first);
   const ldns_rr_type type = ldns_rr_get_type(first);
-  std::unique_ptr<char, MallocFree> type_name(ldns_rr_type2str(type));
+  MallocedChars type_name(ldns_rr_type2str(type));
   const std::string what = Clip(NameText(owner), 300) + " " + (type_name ? type_name.get() : "?");
   if (!budget.exhausted().empty()) {
     r.reason = what + ": " + budget.exhausted();
@@ -850,7 +841,7 @@ bool NsecCovers(const ldns_rr* nsec, const ldns_rdf* name) {
 }
 
 std::string LowerText(const ldns_rdf* rdf) {
-  std::unique_ptr<char, MallocFree> s(ldns_rdf2str(rdf));
+  MallocedChars s(ldns_rdf2str(rdf));
   std::string t = s ? s.get() : "";
   std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return static_cast<char>(tolower(c)); });
   if (!t.empty() && t.back() == '.') t.pop_back();
@@ -1036,7 +1027,7 @@ static DenialResult VerifyDenialImpl(const std::string& qname, uint16_t qtype, D
     return d;
   }
   if (what == Denial::kNoDs) qtype = LDNS_RR_TYPE_DS;
-  std::unique_ptr<char, MallocFree> tn(ldns_rr_type2str(static_cast<ldns_rr_type>(qtype)));
+  MallocedChars tn(ldns_rr_type2str(static_cast<ldns_rr_type>(qtype)));
   const std::string type_name = tn ? tn.get() : "?";
 
   // Only NSEC/NSEC3 RRsets that verify with the zone's keys count.

@@ -18,17 +18,16 @@
 #include <vector>
 
 #include "mxsec/dns/local_validator.h"
+#include "ldns_ptr.h"  // the owners of ldns objects
 
 #include <ldns/ldns.h>
 
 namespace mxsec {
 namespace {
 
-struct MallocFree { void operator()(void* p) const { free(p); } };
-
 // Normal form of an ldns name: lowercase, no trailing dot, "" for the root.
 std::string NormalName(const ldns_rdf* rdf) {
-  std::unique_ptr<char, MallocFree> s(ldns_rdf2str(rdf));
+  MallocedChars s(ldns_rdf2str(rdf));
   std::string n = s ? s.get() : "";
   if (!n.empty() && n.back() == '.') n.pop_back();
   std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(tolower(c)); });
