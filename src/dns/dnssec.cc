@@ -485,6 +485,239 @@ struct ZoneKey {
 
 }  // namespace
 
+namespace {
+
+// RFC 4035 §5.3.1: the records must be one RRset (one owner, type, class).
+// Returns what breaks that, or "".
+std::string NotOneRrsetProblem(const RrList& rrset) {
+  const ldns_rr* first = ldns_rr_list_rr(rrset.get(), 0);
+  for (size_t i = 1; i < rrset.size(); ++i) {
+    const ldns_rr* rr = ldns_rr_list_rr(rrset.get(), i);
+    if (ldns_rr_get_type(rr) != ldns_rr_get_type(first) || !SameName(ldns_rr_owner(rr), ldns_rr_owner(first)) ||
+        ldns_rr_get_class(rr) != ldns_rr_get_class(first))
+      return "not one RRset: " + RrText(rr).substr(0, 80);
+  }
+  return "";
+}
+
+// The zone's DNSKEYs with tags and flags computed once per call, not once
+// per RRSIG and key: a DNSKEY set of 500 keys meets 500 RRSIGs here.
+std::vector<ZoneKey> CollectZoneKeys(const RrList& keys, const ldns_rdf* zone) {
+  std::vector<ZoneKey> zone_keys;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+    if (ldns_rr_get_type(key) != LDNS_RR_TYPE_DNSKEY || ldns_rr_rd_count(key) < 4) continue;
+    if (!SameName(ldns_rr_owner(key), zone)) continue;
+    const uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key));
+    zone_keys.push_back({key, ldns_calc_keytag(key), alg, ldns_rdf2native_int16(ldns_rr_dnskey_flags(key)),
+                         RsaKeyTooCostly(key, alg)});
+  }
+  return zone_keys;
+}
+
+// The fields of one RRSIG that the checks use, read once.
+struct SigFields {
+  uint8_t alg = 0;
+  uint16_t tag = 0;
+  uint8_t labels = 0;
+  uint8_t owner_labels = 0;
+  uint32_t inception_field = 0, expiration_field = 0;
+  int64_t inception = 0, expiration = 0;  // serial arithmetic resolved against now (RFC 4034 §3.1.5)
+  std::string name;                       // "RRSIG tag T alg A", for reasons
+};
+
+SigFields ReadSigFields(const ldns_rr* sig, const ldns_rdf* owner, int64_t now) {
+  SigFields f;
+  f.alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
+  f.tag = ldns_rdf2native_int16(ldns_rr_rrsig_keytag(sig));
+  f.name = "RRSIG tag " + std::to_string(f.tag) + " alg " + std::to_string(f.alg);
+  f.labels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig));
+  f.owner_labels = SigLabels(owner);
+  f.inception_field = ldns_rdf2native_int32(ldns_rr_rrsig_inception(sig));
+  f.expiration_field = ldns_rdf2native_int32(ldns_rr_rrsig_expiration(sig));
+  f.inception = SerialTime(f.inception_field, now);
+  f.expiration = SerialTime(f.expiration_field, now);
+  return f;
+}
+
+// RFC 4035 §5.3.1: the signer is the zone and encloses the owner, the label
+// count fits the owner, and the validity window holds now (within the
+// skew). Returns the first problem, or "".
+std::string SigApplicabilityProblem(const ldns_rr* sig, const SigFields& f, const ldns_rdf* owner,
+                                    const ldns_rdf* zone, const SigCheckOptions& o) {
+  const ldns_rdf* signer = ldns_rr_rrsig_signame(sig);
+  if (!SameName(signer, zone))
+    return f.name + ": signed by " + NameText(signer) + ", not by the zone " + NameText(zone);
+  if (!AtOrBelow(owner, signer)) return f.name + ": signer " + NameText(signer) + " does not enclose " + NameText(owner);
+  if (f.labels > f.owner_labels)
+    return f.name + ": label count " + std::to_string(f.labels) + " exceeds the owner's " +
+           std::to_string(f.owner_labels);
+  // An empty window is no window (and std::clamp in the caller needs lo <= hi).
+  if (f.inception > f.expiration)
+    return f.name + ": inception " + std::to_string(f.inception_field) + " is after expiration " +
+           std::to_string(f.expiration_field);
+  if (o.now + o.skew < f.inception)
+    return f.name + ": not valid before " + std::to_string(f.inception) + " (now " + std::to_string(o.now) + ")";
+  if (o.now - o.skew > f.expiration)
+    return f.name + ": signature expired at " + std::to_string(f.expiration) + " (now " + std::to_string(o.now) + ")";
+  return "";
+}
+
+// The zone keys an RRSIG may have been made with (same tag and algorithm),
+// or a problem: none, or more than kMaxKeyTagCollisions (CVE-2023-50387:
+// colliding tags must not multiply the work).
+std::vector<const ZoneKey*> CandidateKeys(const std::vector<ZoneKey>& zone_keys, const SigFields& f,
+                                          const ldns_rdf* zone, std::string* problem) {
+  std::vector<const ZoneKey*> candidates;
+  for (const ZoneKey& zk : zone_keys)
+    if (zk.alg == f.alg && zk.tag == f.tag) candidates.push_back(&zk);
+  if (candidates.empty()) {
+    *problem = f.name + ": no zone key with that tag and algorithm in the DNSKEY set of " + NameText(zone);
+  } else if (candidates.size() > kMaxKeyTagCollisions) {
+    *problem = f.name + ": " + std::to_string(candidates.size()) + " keys of " + NameText(zone) +
+               " have that tag and algorithm, more than " + std::to_string(kMaxKeyTagCollisions) +
+               " (key-tag collision limit): not tried";
+    candidates.clear();
+  }
+  return candidates;
+}
+
+// RFC 4035 §5.3.1 and RFC 5011 §7: only a zone key that is not revoked, and
+// not one too costly to use. Returns why the key is not used, or "".
+std::string KeyUnusableProblem(const ZoneKey& zk, const SigFields& f) {
+  if (!(zk.flags & LDNS_KEY_ZONE_KEY)) return f.name + ": key " + std::to_string(f.tag) + " is not a zone key";
+  if (zk.flags & LDNS_KEY_REVOKE_KEY) return f.name + ": key " + std::to_string(f.tag) + " is revoked";
+  if (!zk.too_costly.empty()) return f.name + ": key " + std::to_string(f.tag) + " not used: " + zk.too_costly;
+  return "";
+}
+
+// One public-key check of (RRset, RRSIG, DNSKEY), through the memory of
+// recent results when there is one: only the public-key operation is
+// skipped for a remembered triple (the checks before it were made again).
+// Returns nullopt when the lookup's budget is spent (*limit says so).
+std::optional<bool> CheckSignature(const RrList& rrset, ldns_rr* sig, const ZoneKey& zk, const SigFields& f,
+                                   const SigCheckOptions& o, ValidationBudget& budget, std::string* error,
+                                   std::string* limit) {
+  const std::string triple = o.verified ? TripleKey(rrset, sig, zk.rr) : "";
+  if (!triple.empty() && o.verified->Contains(triple, o.now)) return true;
+  if (!triple.empty() && o.verified->Failed(triple, o.now)) {
+    *error = "remembered failure";
+    return false;
+  }
+  if (!budget.SpendPublicKeyOperation()) {
+    *limit = budget.exhausted();
+    return std::nullopt;
+  }
+  // Inside the skew allowance, verify as of the nearest valid instant.
+  const time_t check_time = static_cast<time_t>(std::clamp(o.now, f.inception, f.expiration));
+  const bool ok = internal::VerifySignatureCrypto(rrset.get(), sig, zk.rr, check_time, error);
+  if (!triple.empty()) {
+    if (ok) o.verified->Add(triple, f.expiration + o.skew, o.now);
+    else o.verified->AddFailure(triple, o.now);
+  }
+  return ok;
+}
+
+// The result for an RRSIG that verified (RFC 4035 §5.3.3 for the TTL,
+// §5.3.4 for a wildcard expansion).
+SigResult ValidResult(const ldns_rr* sig, const SigFields& f, const ldns_rdf* owner, const ldns_rdf* zone,
+                      const std::string& what, const SigCheckOptions& o) {
+  SigResult r;
+  r.status = SigStatus::kValid;
+  r.key_tags = {f.tag};
+  r.signer = NameText(zone);
+  r.wildcard = f.labels < f.owner_labels;
+  if (r.wildcard) {
+    RdfPtr encloser(ldns_dname_clone_from(owner, static_cast<uint16_t>(ldns_dname_label_count(owner) - f.labels)));
+    r.wildcard_source = "*." + (encloser ? NameText(encloser.get()) : std::string("?"));
+    if (r.wildcard_source == "*..") r.wildcard_source = "*";
+  }
+  const int64_t until_expiry = std::max<int64_t>(0, f.expiration - o.now);
+  r.ttl_limit =
+      static_cast<uint32_t>(std::min<int64_t>(ldns_rdf2native_int32(ldns_rr_rrsig_origttl(sig)), until_expiry));
+  r.reason = what + " signed by " + r.signer + " key " + std::to_string(f.tag) +
+             (r.wildcard ? " (wildcard expansion of " + r.wildcard_source + ")" : "");
+  return r;
+}
+
+// What the search over every (RRSIG, DNSKEY) pair found and spent.
+struct SigSearch {
+  ProblemList problems;
+  std::string limit;  // the work limit that ended the search, if one did
+  size_t checks = 0;  // pairs checked, kMaxSignatureChecksPerRrset at most
+  bool any_sig = false, any_supported = false;
+};
+
+// Tries one RRSIG against its candidate keys; a valid result, or nullopt
+// with the problems (and any limit reached) recorded in `search`.
+std::optional<SigResult> TrySignature(const RrList& rrset, ldns_rr* sig, const std::vector<ZoneKey>& zone_keys,
+                                      const ldns_rdf* owner, const ldns_rdf* zone, const std::string& what,
+                                      const SigCheckOptions& o, ValidationBudget& budget, SigSearch* search) {
+  const SigFields f = ReadSigFields(sig, owner, o.now);
+  if (!AlgorithmUsable(f.alg, o)) {
+    search->problems.Add(f.name + ": algorithm not supported");
+    return std::nullopt;
+  }
+  search->any_supported = true;
+  std::string problem = SigApplicabilityProblem(sig, f, owner, zone, o);
+  std::vector<const ZoneKey*> candidates;
+  if (problem.empty()) candidates = CandidateKeys(zone_keys, f, zone, &problem);
+  if (!problem.empty()) {
+    search->problems.Add(problem);
+    return std::nullopt;
+  }
+  for (const ZoneKey* zk : candidates) {
+    std::string unusable = KeyUnusableProblem(*zk, f);
+    if (!unusable.empty()) {
+      search->problems.Add(unusable);
+      continue;
+    }
+    if (search->checks == kMaxSignatureChecksPerRrset) {
+      search->limit = "gave up after " + std::to_string(kMaxSignatureChecksPerRrset) +
+                      " signature checks (limit per RRset)";
+      return std::nullopt;
+    }
+    ++search->checks;
+    std::string error;
+    std::optional<bool> ok = CheckSignature(rrset, sig, *zk, f, o, budget, &error, &search->limit);
+    if (!ok) return std::nullopt;
+    if (*ok) return ValidResult(sig, f, owner, zone, what, o);
+    search->problems.Add(f.name + ": does not verify (" + error + ")");
+    if (!budget.RecordFailure()) {
+      search->limit = budget.exhausted();
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+// The reason when no RRSIG verified, from what the search found.
+SigResult NoValidSignature(const SigSearch& search, const std::string& what) {
+  SigResult r;
+  r.status = SigStatus::kBogus;
+  if (!search.any_sig) {
+    r.reason = "no RRSIG over " + what + ": signatures missing or stripped";
+  } else if (!search.limit.empty()) {
+    r.reason = what + ": " + search.limit + (search.problems.empty() ? "" : " (" + search.problems.Text() + ")");
+  } else if (!search.any_supported) {
+    r.status = SigStatus::kUnsupported;
+    r.reason = what + ": no signature with an algorithm we can verify (" + search.problems.Text() + ")";
+  } else {
+    r.reason = what + ": " + search.problems.Text();
+  }
+  return r;
+}
+
+const ldns_rr* FirstDnskey(const RrList& keys) {
+  for (size_t i = 0; i < keys.size(); ++i)
+    if (ldns_rr_get_type(ldns_rr_list_rr(keys.get(), i)) == LDNS_RR_TYPE_DNSKEY) return ldns_rr_list_rr(keys.get(), i);
+  return nullptr;
+}
+
+}  // namespace
+
+// RFC 4035 §5.3: an RRset is valid when one of its RRSIGs verifies with a
+// usable key of the zone, within the work bounds of this file.
 static SigResult VerifyRrsetImpl(const RrList& rrset, const RrList& sigs, const RrList& keys,
                                  const SigCheckOptions& o) {
   SigResult r;
@@ -500,187 +733,25 @@ static SigResult VerifyRrsetImpl(const RrList& rrset, const RrList& sigs, const 
   const ldns_rr_type type = ldns_rr_get_type(first);
   MallocedChars type_name(ldns_rr_type2str(type));
   const std::string what = Clip(NameText(owner), 300) + " " + (type_name ? type_name.get() : "?");
-  if (!budget.exhausted().empty()) {
-    r.reason = what + ": " + budget.exhausted();
-    return r;
-  }
-  for (size_t i = 1; i < rrset.size(); ++i) {
-    const ldns_rr* rr = ldns_rr_list_rr(rrset.get(), i);
-    if (ldns_rr_get_type(rr) != type || !SameName(ldns_rr_owner(rr), owner) ||
-        ldns_rr_get_class(rr) != ldns_rr_get_class(first)) {
-      r.reason = "not one RRset: " + RrText(rr).substr(0, 80);
-      return r;
-    }
-  }
-  const ldns_rr* zone_key = nullptr;
-  for (size_t i = 0; i < keys.size() && !zone_key; ++i) {
-    if (ldns_rr_get_type(ldns_rr_list_rr(keys.get(), i)) == LDNS_RR_TYPE_DNSKEY) zone_key = ldns_rr_list_rr(keys.get(), i);
-  }
-  if (!zone_key) {
-    r.reason = "no DNSKEY to check " + what + " with";
-    return r;
-  }
+  if (!budget.exhausted().empty()) r.reason = what + ": " + budget.exhausted();
+  if (r.reason.empty()) r.reason = NotOneRrsetProblem(rrset);
+  const ldns_rr* zone_key = r.reason.empty() ? FirstDnskey(keys) : nullptr;
+  if (r.reason.empty() && !zone_key) r.reason = "no DNSKEY to check " + what + " with";
+  if (!r.reason.empty()) return r;
   const ldns_rdf* zone = ldns_rr_owner(zone_key);
-  // Tags and flags once per call, not once per RRSIG and key: a DNSKEY
-  // set of 500 keys meets 500 RRSIGs here.
-  std::vector<ZoneKey> zone_keys;
-  for (size_t k = 0; k < keys.size(); ++k) {
-    ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
-    if (ldns_rr_get_type(key) != LDNS_RR_TYPE_DNSKEY || ldns_rr_rd_count(key) < 4) continue;
-    if (!SameName(ldns_rr_owner(key), zone)) continue;
-    const uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key));
-    zone_keys.push_back({key, ldns_calc_keytag(key), alg, ldns_rdf2native_int16(ldns_rr_dnskey_flags(key)),
-                         RsaKeyTooCostly(key, alg)});
-  }
+  const std::vector<ZoneKey> zone_keys = CollectZoneKeys(keys, zone);
 
-  ProblemList problems;
-  std::string limit;  // the work limit that ended the search, if one did
-  size_t checks = 0;  // (RRSIG, DNSKEY) pairs checked, kMaxSignatureChecksPerRrset at most
-  bool any_sig = false, any_supported = false;
-  for (size_t i = 0; i < sigs.size() && limit.empty(); ++i) {
+  SigSearch search;
+  for (size_t i = 0; i < sigs.size() && search.limit.empty(); ++i) {
     ldns_rr* sig = ldns_rr_list_rr(sigs.get(), i);
     if (ldns_rr_get_type(sig) != LDNS_RR_TYPE_RRSIG || ldns_rr_rd_count(sig) < 9) continue;
     if (!SameName(ldns_rr_owner(sig), owner)) continue;
     if (ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(sig)) != type) continue;
-    any_sig = true;
-    const uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
-    const uint16_t tag = ldns_rdf2native_int16(ldns_rr_rrsig_keytag(sig));
-    const std::string sig_name = "RRSIG tag " + std::to_string(tag) + " alg " + std::to_string(alg);
-    if (!AlgorithmUsable(alg, o)) {
-      problems.Add(sig_name + ": algorithm not supported");
-      continue;
-    }
-    any_supported = true;
-    const ldns_rdf* signer = ldns_rr_rrsig_signame(sig);
-    if (!SameName(signer, zone)) {
-      problems.Add(sig_name + ": signed by " + NameText(signer) + ", not by the zone " + NameText(zone));
-      continue;
-    }
-    if (!AtOrBelow(owner, signer)) {
-      problems.Add(sig_name + ": signer " + NameText(signer) + " does not enclose " + NameText(owner));
-      continue;
-    }
-    const uint8_t labels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig));
-    const uint8_t owner_labels = SigLabels(owner);
-    if (labels > owner_labels) {
-      problems.Add(sig_name + ": label count " + std::to_string(labels) + " exceeds the owner's " +
-                   std::to_string(owner_labels));
-      continue;
-    }
-    const uint32_t inception_field = ldns_rdf2native_int32(ldns_rr_rrsig_inception(sig));
-    const uint32_t expiration_field = ldns_rdf2native_int32(ldns_rr_rrsig_expiration(sig));
-    const int64_t inception = SerialTime(inception_field, o.now);
-    const int64_t expiration = SerialTime(expiration_field, o.now);
-    // An empty window is no window (and std::clamp below needs lo <= hi).
-    if (inception > expiration) {
-      problems.Add(sig_name + ": inception " + std::to_string(inception_field) + " is after expiration " +
-                   std::to_string(expiration_field));
-      continue;
-    }
-    if (o.now + o.skew < inception) {
-      problems.Add(sig_name + ": not valid before " + std::to_string(inception) + " (now " + std::to_string(o.now) +
-                   ")");
-      continue;
-    }
-    if (o.now - o.skew > expiration) {
-      problems.Add(sig_name + ": signature expired at " + std::to_string(expiration) + " (now " +
-                   std::to_string(o.now) + ")");
-      continue;
-    }
-    // Inside the skew allowance, verify as of the nearest valid instant.
-    const time_t check_time = static_cast<time_t>(std::clamp(o.now, inception, expiration));
-    std::vector<const ZoneKey*> candidates;
-    for (const ZoneKey& zk : zone_keys)
-      if (zk.alg == alg && zk.tag == tag) candidates.push_back(&zk);
-    if (candidates.empty()) {
-      problems.Add(sig_name + ": no zone key with that tag and algorithm in the DNSKEY set of " + NameText(zone));
-      continue;
-    }
-    if (candidates.size() > kMaxKeyTagCollisions) {
-      problems.Add(sig_name + ": " + std::to_string(candidates.size()) + " keys of " + NameText(zone) +
-                   " have that tag and algorithm, more than " + std::to_string(kMaxKeyTagCollisions) +
-                   " (key-tag collision limit): not tried");
-      continue;
-    }
-    for (const ZoneKey* zk : candidates) {
-      if (!(zk->flags & LDNS_KEY_ZONE_KEY)) {
-        problems.Add(sig_name + ": key " + std::to_string(tag) + " is not a zone key");
-        continue;
-      }
-      if (zk->flags & LDNS_KEY_REVOKE_KEY) {
-        problems.Add(sig_name + ": key " + std::to_string(tag) + " is revoked");
-        continue;
-      }
-      if (!zk->too_costly.empty()) {
-        problems.Add(sig_name + ": key " + std::to_string(tag) + " not used: " + zk->too_costly);
-        continue;
-      }
-      if (checks == kMaxSignatureChecksPerRrset) {
-        limit = "gave up after " + std::to_string(kMaxSignatureChecksPerRrset) +
-                " signature checks (limit per RRset)";
-        break;
-      }
-      ++checks;
-      // Only the public-key operation is skipped for a remembered triple;
-      // the checks above were made again.
-      const std::string triple = o.verified ? TripleKey(rrset, sig, zk->rr) : "";
-      std::string error;
-      bool ok = false;
-      if (!triple.empty() && o.verified->Contains(triple, o.now)) {
-        ok = true;
-      } else if (!triple.empty() && o.verified->Failed(triple, o.now)) {
-        error = "remembered failure";
-      } else {
-        if (!budget.SpendPublicKeyOperation()) {
-          limit = budget.exhausted();
-          break;
-        }
-        ok = internal::VerifySignatureCrypto(rrset.get(), sig, zk->rr, check_time, &error);
-        if (!triple.empty()) {
-          if (ok) o.verified->Add(triple, expiration + o.skew, o.now);
-          else o.verified->AddFailure(triple, o.now);
-        }
-      }
-      if (!ok) {
-        problems.Add(sig_name + ": does not verify (" + error + ")");
-        if (!budget.RecordFailure()) {
-          limit = budget.exhausted();
-          break;
-        }
-        continue;
-      }
-      r.status = SigStatus::kValid;
-      r.key_tags = {tag};
-      r.signer = NameText(zone);
-      r.wildcard = labels < owner_labels;
-      if (r.wildcard) {
-        RdfPtr encloser(ldns_dname_clone_from(owner, static_cast<uint16_t>(ldns_dname_label_count(owner) - labels)));
-        r.wildcard_source = "*." + (encloser ? NameText(encloser.get()) : std::string("?"));
-        if (r.wildcard_source == "*..") r.wildcard_source = "*";
-      }
-      const int64_t until_expiry = std::max<int64_t>(0, expiration - o.now);
-      r.ttl_limit = static_cast<uint32_t>(
-          std::min<int64_t>(ldns_rdf2native_int32(ldns_rr_rrsig_origttl(sig)), until_expiry));
-      r.reason = what + " signed by " + r.signer + " key " + std::to_string(tag) +
-                 (r.wildcard ? " (wildcard expansion of " + r.wildcard_source + ")" : "");
-      return r;
-    }
+    search.any_sig = true;
+    std::optional<SigResult> valid = TrySignature(rrset, sig, zone_keys, owner, zone, what, o, budget, &search);
+    if (valid) return *valid;
   }
-  if (!any_sig) {
-    r.reason = "no RRSIG over " + what + ": signatures missing or stripped";
-    return r;
-  }
-  if (!limit.empty()) {
-    r.reason = what + ": " + limit + (problems.empty() ? "" : " (" + problems.Text() + ")");
-    return r;
-  }
-  if (!any_supported) {
-    r.status = SigStatus::kUnsupported;
-    r.reason = what + ": no signature with an algorithm we can verify (" + problems.Text() + ")";
-    return r;
-  }
-  r.reason = what + ": " + problems.Text();
-  return r;
+  return NoValidSignature(search, what);
 }
 
 SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& keys, const SigCheckOptions& o) {
