@@ -487,228 +487,288 @@ std::string DurationWords(int64_t s) {
 
 }  // namespace
 
-ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLock lock, bool force,
-                                   const DomainDeliverer& deliver, Clock* clock, const QueueSettings& settings,
-                                   const std::function<void(const std::string&)>& log) {
-  ProcessReport rep;
-  rep.id = id;
-  auto say = [&](const std::string& line) {
-    if (log) log(id + ": " + line);
-  };
-  if (!lock.held()) {
-    LockState st = queue.TryLock(id, &lock);
-    if (st != LockState::kLocked) {
-      rep.skipped = true;
-      rep.skip_reason = st == LockState::kBusy ? "being delivered by another process" : "no longer queued";
-      return rep;
-    }
-  }
-  // Read the envelope only now, under the lock: it is what the last holder left.
-  auto env_r = queue.ReadEnvelope(id);
-  if (!env_r.ok()) {
-    rep.error = env_r.error();
-    say("cannot read the envelope: " + rep.error);
-    return rep;
-  }
-  QueuedEnvelope env = std::move(env_r.value());
-  const int64_t now = clock->Now();
-  if (!force && env.next_retry > now) {
-    rep.skipped = true;
-    rep.skip_reason = "not due before " + Rfc5322Date(env.next_retry);
-    return rep;
-  }
-  auto raw = queue.ReadMessage(id);
-  if (!raw.ok()) {
-    rep.error = raw.error();
-    say("cannot read the message: " + rep.error);
-    return rep;
-  }
-  if (raw->size() != env.size) {
-    // The message file is never rewritten: another size means it was cut
-    // short or changed on disk, and sending it would send another message.
-    rep.error = queue.dir() + "/" + id + ".msg is " + std::to_string(raw->size()) + " octets, its envelope records " +
-                std::to_string(env.size) + "; left in the queue";
-    say("cannot send the message: " + rep.error);
-    return rep;
-  }
-  auto sender = ParseMailbox(env.sender, true);
-  auto prepared = PrepareMessage(raw.value(), MessageOptions{});
-  std::vector<size_t> newly_bounced;
-  std::vector<size_t> newly_relayed;  // delivered to a hop that did not take NOTIFY=, success asked
-  size_t untried_domains = 0;         // beyond max_domains_per_attempt
-  size_t never_tried_domains = 0;     // of those, never tried at all: the message is due again at once
-  DsnRequest dsn_request;
-  if (!env.sender.empty() && !env.is_bounce) {
-    dsn_request.notify = env.dsn_notify;
-    dsn_request.ret = env.dsn_ret;
-    dsn_request.envid = env.envid;
+namespace {
+
+// One delivery attempt of one queued message, in the order the steps must
+// happen for durability: read under the lock, deliver domain by domain
+// (each delivery recorded before another domain starts), expire, queue the
+// DSNs before the bounces they report are recorded, then remove the
+// message or write the envelope with its next retry.
+class QueueAttempt {
+ public:
+  QueueAttempt(Queue& queue, const std::string& id, QueueLock lock, const DomainDeliverer& deliver, Clock* clock,
+               const QueueSettings& settings, const std::function<void(const std::string&)>& log)
+      : queue_(queue), id_(id), lock_(std::move(lock)), deliver_(deliver), clock_(clock), settings_(settings),
+        log_(log) {
+    rep_.id = id;
   }
 
-  if (!sender.ok() || !prepared.ok()) {
-    // Checked at submission; a message changed on disk since can never be sent.
-    std::string why = !sender.ok() ? "invalid sender: " + sender.error() : "message cannot be sent: " + prepared.error();
-    for (size_t i = 0; i < env.recipients.size(); ++i) {
-      QueuedRecipient& r = env.recipients[i];
-      if (r.state != RecipientState::kPending) continue;
-      r.state = RecipientState::kBounced;
-      r.code = "5.6.0";
-      r.reply = why;
-      r.time = now;
-      newly_bounced.push_back(i);
+  ProcessReport Run(bool force) {
+    if (!Load(force)) return rep_;
+    DeliverOrBounceAll();
+    env_.attempts += 1;
+    ExpireIfPastLifetime();
+    ReportFailures();
+    ReportRelayedAndDelayed();
+    Finish();
+    return rep_;
+  }
+
+ private:
+  // The work list: one domain's pending recipients and when any of them was last tried.
+  struct DomainWork {
+    std::string domain;
+    std::vector<size_t> idx;
+    int64_t last = 0;
+  };
+
+  void Say(const std::string& line) {
+    if (log_) log_(id_ + ": " + line);
+  }
+
+  // Takes the lock if the caller did not, reads the envelope (only now,
+  // under the lock: it is what the last holder left) and the message.
+  // False when the attempt ends here (skipped or an error, in rep_).
+  bool Load(bool force) {
+    if (!lock_.held()) {
+      LockState st = queue_.TryLock(id_, &lock_);
+      if (st != LockState::kLocked) {
+        rep_.skipped = true;
+        rep_.skip_reason = st == LockState::kBusy ? "being delivered by another process" : "no longer queued";
+        return false;
+      }
     }
-  } else {
+    auto env = queue_.ReadEnvelope(id_);
+    if (!env.ok()) {
+      rep_.error = env.error();
+      Say("cannot read the envelope: " + rep_.error);
+      return false;
+    }
+    env_ = std::move(env.value());
+    now_ = clock_->Now();
+    if (!force && env_.next_retry > now_) {
+      rep_.skipped = true;
+      rep_.skip_reason = "not due before " + Rfc5322Date(env_.next_retry);
+      return false;
+    }
+    auto raw = queue_.ReadMessage(id_);
+    if (!raw.ok()) {
+      rep_.error = raw.error();
+      Say("cannot read the message: " + rep_.error);
+      return false;
+    }
+    raw_ = std::move(raw.value());
+    if (raw_.size() != env_.size) {
+      // The message file is never rewritten: another size means it was cut
+      // short or changed on disk, and sending it would send another message.
+      rep_.error = queue_.dir() + "/" + id_ + ".msg is " + std::to_string(raw_.size()) +
+                   " octets, its envelope records " + std::to_string(env_.size) + "; left in the queue";
+      Say("cannot send the message: " + rep_.error);
+      return false;
+    }
+    return true;
+  }
+
+  void Bounce(size_t i, const std::string& code, const std::string& reply) {
+    QueuedRecipient& r = env_.recipients[i];
+    r.state = RecipientState::kBounced;
+    r.code = code;
+    r.reply = reply;
+    r.time = now_;
+    newly_bounced_.push_back(i);
+  }
+
+  void DeliverOrBounceAll() {
+    auto sender = ParseMailbox(env_.sender, true);
+    auto prepared = PrepareMessage(raw_, MessageOptions{});
+    if (!sender.ok() || !prepared.ok()) {
+      // Checked at submission; a message changed on disk since can never be sent.
+      std::string why =
+          !sender.ok() ? "invalid sender: " + sender.error() : "message cannot be sent: " + prepared.error();
+      for (size_t i = 0; i < env_.recipients.size(); ++i)
+        if (env_.recipients[i].state == RecipientState::kPending) Bounce(i, "5.6.0", why);
+      return;
+    }
+    std::vector<Mailbox> boxes(env_.recipients.size());
+    std::vector<DomainWork> work = PlanDomains(&boxes);
+    DeliverDomains(work, boxes, sender.value(), prepared.value());
+  }
+
+  // Groups the pending recipients by domain (an unparsable address
+  // bounces), least recently tried domains first (never tried: time 0), so
+  // that a message with more domains than one attempt takes reaches all of
+  // them in turn; at most queue_max_domains_per_attempt of them.
+  std::vector<DomainWork> PlanDomains(std::vector<Mailbox>* boxes) {
     std::map<std::string, std::vector<size_t>> by_domain;
-    std::vector<Mailbox> boxes(env.recipients.size());
-    for (size_t i = 0; i < env.recipients.size(); ++i) {
-      QueuedRecipient& r = env.recipients[i];
+    for (size_t i = 0; i < env_.recipients.size(); ++i) {
+      QueuedRecipient& r = env_.recipients[i];
       if (r.state != RecipientState::kPending) continue;
       auto m = ParseMailbox(r.address, false);
       if (!m.ok()) {
-        r.state = RecipientState::kBounced;
-        r.code = "5.1.3";
-        r.reply = "invalid recipient address: " + m.error();
-        r.time = now;
-        newly_bounced.push_back(i);
+        Bounce(i, "5.1.3", "invalid recipient address: " + m.error());
         continue;
       }
-      boxes[i] = m.value();
+      (*boxes)[i] = m.value();
       by_domain[m->domain].push_back(i);
     }
-    // The work list: domains tried least recently first (never tried: time 0), so that a message
-    // with more domains than one attempt takes reaches all of them in turn.
-    struct DomainWork {
-      std::string domain;
-      std::vector<size_t> idx;
-      int64_t last = 0;
-    };
     std::vector<DomainWork> work;
     for (auto& [domain, idx] : by_domain) {
       DomainWork w{domain, idx, 0};
-      for (size_t i : idx) w.last = std::max(w.last, env.recipients[i].time);
+      for (size_t i : idx) w.last = std::max(w.last, env_.recipients[i].time);
       work.push_back(std::move(w));
     }
     std::stable_sort(work.begin(), work.end(), [](const DomainWork& a, const DomainWork& b) { return a.last < b.last; });
-    const size_t max_domains = std::max<size_t>(1, settings.max_domains_per_attempt);
+    const size_t max_domains = std::max<size_t>(1, settings_.max_domains_per_attempt);
     if (work.size() > max_domains) {
-      untried_domains = work.size() - max_domains;
+      const size_t untried = work.size() - max_domains;
       for (size_t k = max_domains; k < work.size(); ++k)
-        if (work[k].last == 0) ++never_tried_domains;
+        if (work[k].last == 0) ++never_tried_domains_;
       work.resize(max_domains);
-      say(std::to_string(untried_domains) + " of " + std::to_string(by_domain.size()) +
+      Say(std::to_string(untried) + " of " + std::to_string(by_domain.size()) +
           " domains left for the next run (queue_max_domains_per_attempt " + std::to_string(max_domains) + ")");
     }
+    return work;
+  }
 
-    // `mu` guards env, durable, newly_*, the counters and `say` while workers run; `write_mu`
-    // makes one envelope write at a time, and a write takes every delivery applied before it
-    // (so concurrent workers share one write).
-    std::mutex mu, write_mu;
+  DsnRequest RequestedDsn() const {
+    DsnRequest d;
+    if (!env_.sender.empty() && !env_.is_bounce) {
+      d.notify = env_.dsn_notify;
+      d.ret = env_.dsn_ret;
+      d.envid = env_.envid;
+    }
+    return d;
+  }
+
+  // Works the list with the calling thread and as many helpers as the
+  // worker budget gives: without any helper the attempt still progresses.
+  void DeliverDomains(const std::vector<DomainWork>& work, const std::vector<Mailbox>& boxes, const Mailbox& sender,
+                      const PreparedMessage& prepared) {
     // The file as written, plus the deliveries since. Bounces wait for the end of the attempt, where
     // their DSN is queued first: recorded earlier, a crash would lose the DSN.
-    QueuedEnvelope durable = env;
-    for (size_t i : newly_bounced) durable.recipients[i].state = RecipientState::kPending;
-    uint64_t applied = 0, written = 0;
-    std::atomic<bool> halt{false};
-    auto settle = [&](const DomainWork& w, const std::vector<RecipientOutcome>& got) {
-      uint64_t mine = 0;
-      {
-        std::lock_guard<std::mutex> l(mu);
-        bool delivered_any = false;
-        for (size_t j = 0; j < w.idx.size(); ++j) {
-          QueuedRecipient& r = env.recipients[w.idx[j]];
-          if (j >= got.size()) {  // a deliverer that answered for fewer recipients: try again later
-            r.code = "4.3.0";
-            r.reply = "internal: no result for this recipient";
-            continue;
-          }
-          const RecipientOutcome& o = got[j];
-          r.code = o.code;
-          r.reply = o.reply;
-          r.relay = RelayOf(o);
-          r.time = now;
-          if (o.status == RcptStatus::kDelivered) {
-            r.state = RecipientState::kDelivered;
-            if (env.notify_success && !o.dsn_passed) newly_relayed.push_back(w.idx[j]);
-            durable.recipients[w.idx[j]] = r;
-            delivered_any = true;
-          } else if (o.status == RcptStatus::kBounced) {
-            r.state = RecipientState::kBounced;
-            newly_bounced.push_back(w.idx[j]);
-          } else {
-            env.last_reason = o.code + " " + o.reply;
-          }
-          say(r.address + ": status=" + (r.state == RecipientState::kPending ? std::string("deferred") : RecipientStateName(r.state)) +
-              " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
-        }
-        if (!delivered_any) return;
-        mine = ++applied;
-      }
-      // Durable before this thread starts another domain: a crash from here on does not send
-      // these recipients the message again.
-      std::lock_guard<std::mutex> wl(write_mu);
-      QueuedEnvelope snapshot;
-      uint64_t target = 0;
-      {
-        std::lock_guard<std::mutex> l(mu);
-        if (written >= mine) return;  // another worker's write took ours along
-        snapshot = durable;
-        target = applied;
-      }
-      Status s = queue.WriteEnvelope(snapshot);
-      std::lock_guard<std::mutex> l(mu);
-      written = target;
-      if (!s.ok()) {
-        // Progress that cannot be recorded is not made: no further domain is started.
-        halt = true;
-        rep.error = "cannot record the deliveries so far: " + s.message();
-        say(rep.error + "; the other domains wait for the next run");
-      }
-    };
+    durable_ = env_;
+    for (size_t i : newly_bounced_) durable_.recipients[i].state = RecipientState::kPending;
+    const DsnRequest dsn_request = RequestedDsn();
     std::atomic<size_t> next{0};
     auto run = [&] {
-      for (size_t k = next++; k < work.size() && !halt; k = next++) {
+      for (size_t k = next++; k < work.size() && !halt_; k = next++) {
         std::vector<Mailbox> rcpts;
         for (size_t i : work[k].idx) rcpts.push_back(boxes[i]);
-        settle(work[k], deliver(work[k].domain, sender.value(), rcpts, prepared.value(), dsn_request));
+        Settle(work[k], deliver_(work[k].domain, sender, rcpts, prepared, dsn_request));
       }
     };
-    // The calling thread works the list too: without any helper the attempt still progresses.
     std::vector<std::thread> helpers;
-    for (size_t h = 1; h < work.size() && settings.workers; ++h) {
+    for (size_t h = 1; h < work.size() && settings_.workers; ++h) {
       std::thread t;
       std::string why;
-      if (!settings.workers->TryStart(run, &t, &why)) {
+      if (!settings_.workers->TryStart(run, &t, &why)) {
         if (!why.empty()) {
-          std::lock_guard<std::mutex> l(mu);
-          say("cannot start a delivery thread (" + why + "); going on with " + std::to_string(helpers.size() + 1));
+          std::lock_guard<std::mutex> l(mu_);
+          Say("cannot start a delivery thread (" + why + "); going on with " + std::to_string(helpers.size() + 1));
         }
         break;
       }
       helpers.push_back(std::move(t));
     }
     run();
-    for (std::thread& t : helpers) settings.workers->Join(&t);
+    for (std::thread& t : helpers) settings_.workers->Join(&t);
   }
-  env.attempts += 1;
 
-  // Queues a DSN of `kind` to the sender about the recipients at `which`.
-  auto queue_dsn = [&](DsnKind kind, const std::vector<size_t>& which) -> Result<std::string> {
+  // Applies one domain's outcomes (under mu_); true when any recipient was
+  // delivered, which must be made durable before this thread goes on.
+  bool ApplyOutcomes(const DomainWork& w, const std::vector<RecipientOutcome>& got) {
+    bool delivered_any = false;
+    for (size_t j = 0; j < w.idx.size(); ++j) {
+      QueuedRecipient& r = env_.recipients[w.idx[j]];
+      if (j >= got.size()) {  // a deliverer that answered for fewer recipients: try again later
+        r.code = "4.3.0";
+        r.reply = "internal: no result for this recipient";
+        continue;
+      }
+      const RecipientOutcome& o = got[j];
+      r.code = o.code;
+      r.reply = o.reply;
+      r.relay = RelayOf(o);
+      r.time = now_;
+      if (o.status == RcptStatus::kDelivered) {
+        r.state = RecipientState::kDelivered;
+        if (env_.notify_success && !o.dsn_passed) newly_relayed_.push_back(w.idx[j]);
+        durable_.recipients[w.idx[j]] = r;
+        delivered_any = true;
+      } else if (o.status == RcptStatus::kBounced) {
+        r.state = RecipientState::kBounced;
+        newly_bounced_.push_back(w.idx[j]);
+      } else {
+        env_.last_reason = o.code + " " + o.reply;
+      }
+      Say(r.address + ": status=" +
+          (r.state == RecipientState::kPending ? std::string("deferred") : RecipientStateName(r.state)) +
+          " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
+    }
+    return delivered_any;
+  }
+
+  // `mu_` guards env_, durable_, newly_*, the counters and Say while workers
+  // run; `write_mu_` makes one envelope write at a time, and a write takes
+  // every delivery applied before it (so concurrent workers share one write).
+  void Settle(const DomainWork& w, const std::vector<RecipientOutcome>& got) {
+    uint64_t mine = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!ApplyOutcomes(w, got)) return;
+      mine = ++applied_;
+    }
+    // Durable before this thread starts another domain: a crash from here on does not send
+    // these recipients the message again.
+    std::lock_guard<std::mutex> wl(write_mu_);
+    QueuedEnvelope snapshot;
+    uint64_t target = 0;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (written_ >= mine) return;  // another worker's write took ours along
+      snapshot = durable_;
+      target = applied_;
+    }
+    Status s = queue_.WriteEnvelope(snapshot);
+    std::lock_guard<std::mutex> l(mu_);
+    written_ = target;
+    if (!s.ok()) {
+      // Progress that cannot be recorded is not made: no further domain is started.
+      halt_ = true;
+      rep_.error = "cannot record the deliveries so far: " + s.message();
+      Say(rep_.error + "; the other domains wait for the next run");
+    }
+  }
+
+  // Past the lifetime: what is still pending bounces (Postfix's maximal_queue_lifetime).
+  void ExpireIfPastLifetime() {
+    if (env_.pending() == 0 || now_ - env_.queued_at < settings_.lifetime) return;
+    for (size_t i = 0; i < env_.recipients.size(); ++i) {
+      QueuedRecipient& r = env_.recipients[i];
+      if (r.state != RecipientState::kPending) continue;
+      Bounce(i, "4.4.7",
+             "message expired after " + DurationWords(settings_.lifetime) + " in the queue; last problem: " +
+                 (r.code.empty() ? "" : r.code + " ") + r.reply);
+      Say(r.address + ": status=bounced code=4.4.7 reply=" + r.reply);
+    }
+  }
+
+  DsnInput DsnInputFor(DsnKind kind, const std::vector<size_t>& which, const char* what) const {
     DsnInput in;
     in.kind = kind;
-    in.will_retry_until = env.queued_at + settings.lifetime;
-    in.reporting_mta = settings.reporting_mta;
-    in.bounce_domain = settings.bounce_domain;
-    in.original_sender = env.sender;
-    in.queue_id = id;
-    in.envid = env.envid;
-    in.arrival = env.queued_at;
-    in.now = now;
-    in.headers_only = env.return_headers_only;
-    in.original = raw.value();
-    static const char* const kWhat[] = {"dsn", "delayed", "relayed"};
-    in.message_id = id + "." + kWhat[static_cast<int>(kind)] + "." + std::to_string(now) + "@" +
-                    settings.bounce_domain;
+    in.will_retry_until = env_.queued_at + settings_.lifetime;
+    in.reporting_mta = settings_.reporting_mta;
+    in.bounce_domain = settings_.bounce_domain;
+    in.original_sender = env_.sender;
+    in.queue_id = id_;
+    in.envid = env_.envid;
+    in.arrival = env_.queued_at;
+    in.now = now_;
+    in.headers_only = env_.return_headers_only;
+    in.original = raw_;
+    in.message_id = id_ + "." + what + "." + std::to_string(now_) + "@" + settings_.bounce_domain;
     for (size_t i : which) {
-      const QueuedRecipient& r = env.recipients[i];
+      const QueuedRecipient& r = env_.recipients[i];
       DsnRecipient d;
       d.address = r.address;
       d.status = r.code;
@@ -717,122 +777,151 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
       d.expired = kind == DsnKind::kFailure && r.code == "4.4.7";
       in.recipients.push_back(d);
     }
+    return in;
+  }
+
+  // Queues a DSN of `kind` to the sender about the recipients at `which`.
+  Result<std::string> QueueDsn(DsnKind kind, const std::vector<size_t>& which) {
+    static const char* const kWhat[] = {"dsn", "delayed", "relayed"};
+    const char* what = kWhat[static_cast<int>(kind)];
+    DsnInput in = DsnInputFor(kind, which, what);
     QueuedEnvelope dsn_env;
     dsn_env.sender = "";
     dsn_env.is_bounce = true;
-    dsn_env.recipients.push_back(QueuedRecipient{env.sender});
+    dsn_env.recipients.push_back(QueuedRecipient{env_.sender});
     dsn_env.next_retry = 0;
     // Never dropped for its content: a report returning less than asked says why in the log, and
     // one that could still not be sent (BuildDsn promises it can) goes out as the minimal one.
     std::string reduced;
     std::string text = BuildDsn(in, &reduced);
-    if (!reduced.empty()) say(std::string(kWhat[static_cast<int>(kind)]) + " notification: " + reduced);
+    if (!reduced.empty()) Say(std::string(what) + " notification: " + reduced);
     if (auto sendable = PrepareMessage(text, MessageOptions{}); !sendable.ok()) {
-      say(std::string(kWhat[static_cast<int>(kind)]) + " notification cannot be sent as built (" + sendable.error() +
+      Say(std::string(what) + " notification cannot be sent as built (" + sendable.error() +
           "); queuing a minimal one without the original message");
       in.omit_original = true;
       text = BuildDsn(in);
     }
-    return queue.Submit(text, dsn_env, clock, nullptr);
-  };
-
-  // Past the lifetime: what is still pending bounces (Postfix's maximal_queue_lifetime).
-  if (env.pending() > 0 && now - env.queued_at >= settings.lifetime) {
-    for (size_t i = 0; i < env.recipients.size(); ++i) {
-      QueuedRecipient& r = env.recipients[i];
-      if (r.state != RecipientState::kPending) continue;
-      r.state = RecipientState::kBounced;
-      r.reply = "message expired after " + DurationWords(settings.lifetime) + " in the queue; last problem: " +
-                (r.code.empty() ? "" : r.code + " ") + r.reply;
-      r.code = "4.4.7";
-      r.time = now;
-      newly_bounced.push_back(i);
-      say(r.address + ": status=bounced code=4.4.7 reply=" + r.reply);
-    }
+    return queue_.Submit(text, dsn_env, clock_, nullptr);
   }
 
-  if (!newly_bounced.empty()) {
-    if (env.is_bounce || env.sender.empty()) {
-      say("delivery status notification to <" + (env.recipients.empty() ? "" : env.recipients[0].address) +
+  void ReportFailures() {
+    if (newly_bounced_.empty()) return;
+    if (env_.is_bounce || env_.sender.empty()) {
+      Say("delivery status notification to <" + (env_.recipients.empty() ? "" : env_.recipients[0].address) +
           "> failed permanently; dropped (a bounce is never bounced)");
-    } else if (!env.notify_failure) {
-      say("bounced recipients not reported: the sender asked for no notification (-N never)");
+    } else if (!env_.notify_failure) {
+      Say("bounced recipients not reported: the sender asked for no notification (-N never)");
     } else {
-      auto dsn_id = queue_dsn(DsnKind::kFailure, newly_bounced);
+      auto dsn_id = QueueDsn(DsnKind::kFailure, newly_bounced_);
       if (!dsn_id.ok()) {
         // No DSN, no bounce: those recipients stay pending and are tried again.
-        rep.error = "cannot queue the delivery status notification: " + dsn_id.error();
-        say(rep.error);
-        for (size_t i : newly_bounced) env.recipients[i].state = RecipientState::kPending;
-        newly_bounced.clear();
+        rep_.error = "cannot queue the delivery status notification: " + dsn_id.error();
+        Say(rep_.error);
+        for (size_t i : newly_bounced_) env_.recipients[i].state = RecipientState::kPending;
+        newly_bounced_.clear();
       } else {
-        rep.dsn_id = dsn_id.value();
-        rep.dsn_ids.push_back(rep.dsn_id);
-        say("delivery status notification to <" + env.sender + "> queued as " + rep.dsn_id);
+        rep_.dsn_id = dsn_id.value();
+        rep_.dsn_ids.push_back(rep_.dsn_id);
+        Say("delivery status notification to <" + env_.sender + "> queued as " + rep_.dsn_id);
       }
     }
   }
 
   // RFC 3461 success and delay reports; never for the null sender (nor for our own DSNs).
-  const bool may_notify = !env.sender.empty() && !env.is_bounce;
-  if (may_notify && !newly_relayed.empty()) {
-    auto dsn_id = queue_dsn(DsnKind::kRelayed, newly_relayed);
-    if (!dsn_id.ok()) {
-      // The recipients are delivered; what is lost is the notice that they were (logged, counted as an error).
-      rep.error = "cannot queue the success notification (relayed): " + dsn_id.error();
-      say(rep.error);
-    } else {
-      rep.dsn_ids.push_back(dsn_id.value());
-      say("success notification (relayed) to <" + env.sender + "> queued as " + dsn_id.value());
+  void ReportRelayedAndDelayed() {
+    const bool may_notify = !env_.sender.empty() && !env_.is_bounce;
+    if (may_notify && !newly_relayed_.empty()) {
+      auto dsn_id = QueueDsn(DsnKind::kRelayed, newly_relayed_);
+      if (!dsn_id.ok()) {
+        // The recipients are delivered; what is lost is the notice that they were (logged, counted as an error).
+        rep_.error = "cannot queue the success notification (relayed): " + dsn_id.error();
+        Say(rep_.error);
+      } else {
+        rep_.dsn_ids.push_back(dsn_id.value());
+        Say("success notification (relayed) to <" + env_.sender + "> queued as " + dsn_id.value());
+      }
     }
-  }
-  if (may_notify && env.notify_delay && !env.delay_warned && settings.delay_warning > 0 && env.pending() > 0 &&
-      now - env.queued_at >= settings.delay_warning) {
+    if (!may_notify || !env_.notify_delay || env_.delay_warned || settings_.delay_warning <= 0 ||
+        env_.pending() == 0 || now_ - env_.queued_at < settings_.delay_warning)
+      return;
     std::vector<size_t> waiting;
-    for (size_t i = 0; i < env.recipients.size(); ++i)
-      if (env.recipients[i].state == RecipientState::kPending) waiting.push_back(i);
-    auto dsn_id = queue_dsn(DsnKind::kDelay, waiting);
+    for (size_t i = 0; i < env_.recipients.size(); ++i)
+      if (env_.recipients[i].state == RecipientState::kPending) waiting.push_back(i);
+    auto dsn_id = QueueDsn(DsnKind::kDelay, waiting);
     if (!dsn_id.ok()) {
       // Not marked as sent: the next attempt tries again.
-      rep.error = "cannot queue the delay notification: " + dsn_id.error();
-      say(rep.error);
+      rep_.error = "cannot queue the delay notification: " + dsn_id.error();
+      Say(rep_.error);
     } else {
-      env.delay_warned = true;
-      rep.dsn_ids.push_back(dsn_id.value());
-      say("delay notification to <" + env.sender + "> queued as " + dsn_id.value());
+      env_.delay_warned = true;
+      rep_.dsn_ids.push_back(dsn_id.value());
+      Say("delay notification to <" + env_.sender + "> queued as " + dsn_id.value());
     }
   }
 
-  for (const QueuedRecipient& r : env.recipients) {
-    if (r.state == RecipientState::kDelivered) ++rep.delivered;
-    else if (r.state == RecipientState::kBounced) ++rep.bounced;
-    else ++rep.deferred;
-  }
-  if (env.pending() == 0) {
-    Status s = queue.Remove(id);
-    if (!s.ok()) {
-      rep.error = s.message();
-      say("cannot remove the finished message: " + rep.error);
-      // Leave an envelope without pending recipients: nothing is sent twice.
-      (void)queue.WriteEnvelope(env);
-      return rep;
+  // Removes a finished message, or records the envelope with its next retry.
+  void Finish() {
+    for (const QueuedRecipient& r : env_.recipients) {
+      if (r.state == RecipientState::kDelivered) ++rep_.delivered;
+      else if (r.state == RecipientState::kBounced) ++rep_.bounced;
+      else ++rep_.deferred;
     }
-    rep.removed = true;
-    say("removed from the queue (" + std::to_string(rep.delivered) + " delivered, " + std::to_string(rep.bounced) +
-        " bounced)");
-    return rep;
+    if (env_.pending() == 0) {
+      Status s = queue_.Remove(id_);
+      if (!s.ok()) {
+        rep_.error = s.message();
+        Say("cannot remove the finished message: " + rep_.error);
+        // Leave an envelope without pending recipients: nothing is sent twice.
+        (void)queue_.WriteEnvelope(env_);
+        return;
+      }
+      rep_.removed = true;
+      Say("removed from the queue (" + std::to_string(rep_.delivered) + " delivered, " +
+          std::to_string(rep_.bounced) + " bounced)");
+      return;
+    }
+    // Domains never tried for the bound of one attempt are not a failure: due at the next run. Once
+    // each had its turn, the backoff applies as to any message.
+    env_.next_retry = never_tried_domains_ > 0 ? now_ : now_ + RetryDelay(env_.attempts, settings_);
+    Status s = queue_.WriteEnvelope(env_);
+    if (!s.ok()) {
+      rep_.error = s.message();
+      Say("cannot update the envelope: " + rep_.error);
+    } else {
+      Say("deferred, next attempt " + Rfc5322Date(env_.next_retry));
+    }
   }
-  // Domains never tried for the bound of one attempt are not a failure: due at the next run. Once
-  // each had its turn, the backoff applies as to any message.
-  env.next_retry = never_tried_domains > 0 ? now : now + RetryDelay(env.attempts, settings);
-  Status s = queue.WriteEnvelope(env);
-  if (!s.ok()) {
-    rep.error = s.message();
-    say("cannot update the envelope: " + rep.error);
-  } else {
-    say("deferred, next attempt " + Rfc5322Date(env.next_retry));
-  }
-  return rep;
+
+  Queue& queue_;
+  const std::string id_;
+  QueueLock lock_;  // held for the whole attempt
+  const DomainDeliverer& deliver_;
+  Clock* clock_;
+  const QueueSettings& settings_;
+  const std::function<void(const std::string&)>& log_;
+
+  ProcessReport rep_;
+  QueuedEnvelope env_;
+  std::string raw_;
+  int64_t now_ = 0;
+  std::vector<size_t> newly_bounced_;
+  std::vector<size_t> newly_relayed_;  // delivered to a hop that did not take NOTIFY=, success asked
+  size_t never_tried_domains_ = 0;     // beyond max_domains_per_attempt and never tried: due again at once
+
+  // While domains are delivered concurrently (DeliverDomains, Settle).
+  std::mutex mu_, write_mu_;
+  QueuedEnvelope durable_;
+  uint64_t applied_ = 0, written_ = 0;
+  std::atomic<bool> halt_{false};
+};
+
+}  // namespace
+
+ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLock lock, bool force,
+                                   const DomainDeliverer& deliver, Clock* clock, const QueueSettings& settings,
+                                   const std::function<void(const std::string&)>& log) {
+  QueueAttempt attempt(queue, id, std::move(lock), deliver, clock, settings, log);
+  return attempt.Run(force);
 }
 
 }  // namespace mxsec
