@@ -760,6 +760,106 @@ SigResult VerifyRrset(const RrList& rrset, const RrList& sigs, const RrList& key
   return r;
 }
 
+namespace {
+
+// The zone's DNSKEYs that a DS record or trust anchor vouches for (RFC 4035
+// §5.2), in the order found, each once, with what vouches for it.
+struct VouchedKeys {
+  std::vector<std::pair<const ldns_rr*, std::string>> keys;  // key, what vouches for it
+  ProblemList problems;
+  size_t usable_anchors = 0;
+  void Add(const ldns_rr* key, const std::string& why) {
+    for (const auto& c : keys)
+      if (c.first == key) return;  // vouched for by two DS records (SHA-1 and SHA-256): tried once
+    keys.emplace_back(key, why);
+  }
+};
+
+using TaggedKeys = std::vector<std::pair<const ldns_rr*, uint16_t>>;
+
+// A DS record (RFC 4034 §5.1.4): the keys with its tag and algorithm whose
+// digest matches, at most kMaxKeyTagCollisions of them considered.
+void MatchDs(const ldns_rr* ds, const TaggedKeys& tagged, const std::string& zone_name, const SigCheckOptions& o,
+             VouchedKeys* out) {
+  const uint16_t tag = ldns_rdf2native_int16(ldns_rr_rdf(ds, 0));
+  const uint8_t alg = ldns_rdf2native_int8(ldns_rr_rdf(ds, 1));
+  const uint8_t digest = ldns_rdf2native_int8(ldns_rr_rdf(ds, 2));
+  const std::string ds_name =
+      "DS " + std::to_string(tag) + " alg " + std::to_string(alg) + " digest " + std::to_string(digest);
+  if (!AlgorithmUsable(alg, o) || !DigestUsable(digest, o)) {
+    out->problems.Add(ds_name + ": algorithm or digest type not supported");
+    return;
+  }
+  ++out->usable_anchors;
+  std::vector<const ldns_rr*> same_tag;
+  for (const auto& [key, key_tag] : tagged)
+    if (key_tag == tag && ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) == alg) same_tag.push_back(key);
+  if (same_tag.size() > kMaxKeyTagCollisions) {
+    out->problems.Add(ds_name + ": " + std::to_string(same_tag.size()) + " DNSKEYs of " + zone_name +
+                      " have its tag and algorithm, more than " + std::to_string(kMaxKeyTagCollisions) +
+                      " (key-tag collision limit): not tried");
+    return;
+  }
+  bool matched = false;
+  for (const ldns_rr* key : same_tag) {
+    RrPtr computed(ldns_key_rr2ds(key, static_cast<ldns_hash>(digest)));
+    if (!computed || ldns_rr_rd_count(computed.get()) < 4) continue;
+    if (ldns_rdf_compare(ldns_rr_rdf(computed.get(), 3), ldns_rr_rdf(ds, 3)) != 0) continue;
+    matched = true;
+    out->Add(key, ds_name);
+  }
+  if (!matched) out->problems.Add(ds_name + ": matches no DNSKEY of " + zone_name + " (digest mismatch or key missing)");
+}
+
+// A DNSKEY trust anchor: the key of the set that is the same record.
+void MatchDnskeyAnchor(const ldns_rr* anchor, const RrList& keys, const std::string& zone_name,
+                       const SigCheckOptions& o, VouchedKeys* out) {
+  const uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(anchor));
+  const std::string anchor_name = "DNSKEY anchor " + std::to_string(ldns_calc_keytag(anchor));
+  if (!AlgorithmUsable(alg, o)) {
+    out->problems.Add(anchor_name + ": algorithm " + std::to_string(alg) + " not supported");
+    return;
+  }
+  ++out->usable_anchors;
+  bool matched = false;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+    bool same = ldns_rr_rd_count(key) == ldns_rr_rd_count(anchor);
+    for (size_t f = 0; same && f < ldns_rr_rd_count(anchor); ++f)
+      same = ldns_rdf_compare(ldns_rr_rdf(key, f), ldns_rr_rdf(anchor, f)) == 0;
+    if (!same) continue;
+    matched = true;
+    out->Add(key, anchor_name);
+  }
+  if (!matched) out->problems.Add(anchor_name + ": not in the DNSKEY set of " + zone_name);
+}
+
+VouchedKeys FindVouchedKeys(const RrList& keys, const RrList& ds, const ldns_rdf* zone, const std::string& zone_name,
+                            const SigCheckOptions& o) {
+  // Key tags once, not once per DS record: both sets can be large.
+  TaggedKeys tagged;
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
+    if (ldns_rr_rd_count(key) >= 4) tagged.emplace_back(key, ldns_calc_keytag(key));
+  }
+  VouchedKeys out;
+  for (size_t i = 0; i < ds.size(); ++i) {
+    const ldns_rr* a = ldns_rr_list_rr(ds.get(), i);
+    if (!SameName(ldns_rr_owner(a), zone)) continue;
+    if (ldns_rr_get_type(a) == LDNS_RR_TYPE_DS && ldns_rr_rd_count(a) >= 4) {
+      MatchDs(a, tagged, zone_name, o, &out);
+    } else if (ldns_rr_get_type(a) == LDNS_RR_TYPE_DNSKEY && ldns_rr_rd_count(a) >= 4) {
+      MatchDnskeyAnchor(a, keys, zone_name, o, &out);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// RFC 4035 §5.2: the DNSKEY set is authenticated when a key that a DS
+// record or trust anchor vouches for signs it; at most kMaxDsMatchFailures
+// such keys are tried.
 static SigResult VerifyDnskeysImpl(const RrList& dnskeys, const RrList& sigs, const RrList& ds,
                                    const SigCheckOptions& given) {
   // One budget for every check below, the caller's or our own.
@@ -775,76 +875,11 @@ static SigResult VerifyDnskeysImpl(const RrList& dnskeys, const RrList& sigs, co
   }
   const ldns_rdf* zone = ldns_rr_owner(ldns_rr_list_rr(keys.get(), 0));
   const std::string zone_name = NameText(zone);
-  ProblemList problems;
-  // Key tags once, not once per DS record: both sets can be large.
-  std::vector<std::pair<const ldns_rr*, uint16_t>> tagged;
-  for (size_t k = 0; k < keys.size(); ++k) {
-    const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
-    if (ldns_rr_rd_count(key) >= 4) tagged.emplace_back(key, ldns_calc_keytag(key));
-  }
+  VouchedKeys vouched = FindVouchedKeys(keys, ds, zone, zone_name, o);
+  ProblemList& problems = vouched.problems;
   std::string limit;  // the work limit that ended the search, if one did
-  std::vector<std::pair<const ldns_rr*, std::string>> candidates;  // key, what vouches for it
-  auto AddCandidate = [&](const ldns_rr* key, const std::string& why) {
-    for (const auto& c : candidates)
-      if (c.first == key) return;  // vouched for by two DS records (SHA-1 and SHA-256): tried once
-    candidates.emplace_back(key, why);
-  };
-  size_t usable_anchors = 0;
-  for (size_t i = 0; i < ds.size(); ++i) {
-    const ldns_rr* a = ldns_rr_list_rr(ds.get(), i);
-    if (!SameName(ldns_rr_owner(a), zone)) continue;
-    if (ldns_rr_get_type(a) == LDNS_RR_TYPE_DS && ldns_rr_rd_count(a) >= 4) {
-      const uint16_t tag = ldns_rdf2native_int16(ldns_rr_rdf(a, 0));
-      const uint8_t alg = ldns_rdf2native_int8(ldns_rr_rdf(a, 1));
-      const uint8_t digest = ldns_rdf2native_int8(ldns_rr_rdf(a, 2));
-      const std::string ds_name = "DS " + std::to_string(tag) + " alg " + std::to_string(alg) + " digest " +
-                                  std::to_string(digest);
-      if (!AlgorithmUsable(alg, o) || !DigestUsable(digest, o)) {
-        problems.Add(ds_name + ": algorithm or digest type not supported");
-        continue;
-      }
-      ++usable_anchors;
-      std::vector<const ldns_rr*> same_tag;
-      for (const auto& [key, key_tag] : tagged)
-        if (key_tag == tag && ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) == alg) same_tag.push_back(key);
-      if (same_tag.size() > kMaxKeyTagCollisions) {
-        problems.Add(ds_name + ": " + std::to_string(same_tag.size()) + " DNSKEYs of " + zone_name +
-                     " have its tag and algorithm, more than " + std::to_string(kMaxKeyTagCollisions) +
-                     " (key-tag collision limit): not tried");
-        continue;
-      }
-      bool matched = false;
-      for (const ldns_rr* key : same_tag) {
-        RrPtr computed(ldns_key_rr2ds(key, static_cast<ldns_hash>(digest)));
-        if (!computed || ldns_rr_rd_count(computed.get()) < 4) continue;
-        if (ldns_rdf_compare(ldns_rr_rdf(computed.get(), 3), ldns_rr_rdf(a, 3)) != 0) continue;
-        matched = true;
-        AddCandidate(key, ds_name);
-      }
-      if (!matched) problems.Add(ds_name + ": matches no DNSKEY of " + zone_name + " (digest mismatch or key missing)");
-    } else if (ldns_rr_get_type(a) == LDNS_RR_TYPE_DNSKEY && ldns_rr_rd_count(a) >= 4) {
-      const uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(a));
-      const std::string anchor_name = "DNSKEY anchor " + std::to_string(ldns_calc_keytag(a));
-      if (!AlgorithmUsable(alg, o)) {
-        problems.Add(anchor_name + ": algorithm " + std::to_string(alg) + " not supported");
-        continue;
-      }
-      ++usable_anchors;
-      bool matched = false;
-      for (size_t k = 0; k < keys.size(); ++k) {
-        const ldns_rr* key = ldns_rr_list_rr(keys.get(), k);
-        bool same = ldns_rr_rd_count(key) == ldns_rr_rd_count(a);
-        for (size_t f = 0; same && f < ldns_rr_rd_count(a); ++f)
-          same = ldns_rdf_compare(ldns_rr_rdf(key, f), ldns_rr_rdf(a, f)) == 0;
-        if (!same) continue;
-        matched = true;
-        AddCandidate(key, anchor_name);
-      }
-      if (!matched) problems.Add(anchor_name + ": not in the DNSKEY set of " + zone_name);
-    }
-  }
   size_t failed = 0;
-  for (const auto& [key, why] : candidates) {
+  for (const auto& [key, why] : vouched.keys) {
     if (failed == kMaxDsMatchFailures) {
       limit = "gave up after " + std::to_string(kMaxDsMatchFailures) +
               " keys matching a DS or anchor failed to sign it (limit per DNSKEY set)";
@@ -861,7 +896,7 @@ static SigResult VerifyDnskeysImpl(const RrList& dnskeys, const RrList& sigs, co
     }
     problems.Add(why + ": " + s.reason);
   }
-  if (usable_anchors == 0) {
+  if (vouched.usable_anchors == 0) {
     r.status = SigStatus::kUnsupported;
     r.reason = "no DS or trust anchor for " + zone_name + " that we can use" +
                (problems.empty() ? "" : " (" + problems.Text() + ")");
