@@ -1112,6 +1112,194 @@ Nsec3Chain SelectNsec3Chain(const std::vector<const ldns_rr*>& nsec3s, const ldn
 
 }  // namespace
 
+namespace {
+
+// One proof of denial of existence (RFC 4035 §5.4 with NSEC, RFC 5155 §8
+// with NSEC3) from records whose signatures verified. Each step either
+// settles the result (Valid or Fail) or leaves it to the next.
+class DenialProof {
+ public:
+  DenialProof(const std::string& qname, const ldns_rdf* qn, uint16_t qtype, Denial what, const ldns_rdf* zone,
+              const std::string& type_name, const DenialRecords& records, DenialResult d)
+      : qname_(qname), qn_(qn), qtype_(qtype), what_(what), zone_(zone), type_name_(type_name), records_(records),
+        d_(std::move(d)),
+        claim_(what == Denial::kNoDs     ? "no DS at the delegation " + qname
+               : what == Denial::kNoData ? "no " + type_name + " at " + qname
+                                         : qname + " does not exist") {}
+
+  DenialResult Prove(SigCheckOptions& o) {
+    if (!records_.limit.empty()) return Fail("not proven that " + claim_);
+    if (!records_.nsecs.empty()) return ProveWithNsec();
+    if (records_.nsec3s.empty()) return Fail("no signed NSEC or NSEC3 records to prove " + claim_);
+    return ProveWithNsec3(o);
+  }
+
+ private:
+  DenialResult Fail(const std::string& why) {
+    records_.MarkBogus(&d_, why);
+    return d_;
+  }
+  DenialResult Valid(const std::string& how) {
+    d_.status = SigStatus::kValid;
+    d_.reason = claim_ + " (" + how + ")";
+    return d_;
+  }
+
+  // The type bitmap of a record at the name itself, for NODATA and no-DS;
+  // false (and the result bogus) when it does not deny.
+  bool CheckBitmap(const ldns_rr* at, const std::string& where) {
+    if (what_ == Denial::kNoDs) {
+      if (HasType(at, LDNS_RR_TYPE_SOA)) { Fail(where + " is from the child zone (SOA), not the parent"); return false; }
+      if (!HasType(at, LDNS_RR_TYPE_NS)) { Fail(where + ": " + qname_ + " is not a delegation (no NS)"); return false; }
+      if (HasType(at, LDNS_RR_TYPE_DS)) { Fail(where + " lists a DS record"); return false; }
+      return true;
+    }
+    if (qtype_ == LDNS_RR_TYPE_DS && HasType(at, LDNS_RR_TYPE_SOA)) {
+      Fail(where + " is from the child zone (SOA): it cannot deny the parent's DS");
+      return false;
+    }
+    if (HasType(at, static_cast<ldns_rr_type>(qtype_)) || HasType(at, LDNS_RR_TYPE_CNAME)) {
+      Fail(where + " lists " + type_name_ + " or CNAME");
+      return false;
+    }
+    // NS without SOA: the parent side of a delegation knows nothing of the child's data.
+    if (qtype_ != LDNS_RR_TYPE_DS && HasType(at, LDNS_RR_TYPE_NS) && !HasType(at, LDNS_RR_TYPE_SOA)) {
+      Fail(where + " is a delegation point: it cannot deny " + type_name_);
+      return false;
+    }
+    return true;
+  }
+
+  // RFC 4035 §5.4 with NSEC records.
+  DenialResult ProveWithNsec() {
+    d_.method = "NSEC";
+    const ldns_rr* at = nullptr;
+    for (const ldns_rr* r : records_.nsecs)
+      if (SameName(ldns_rr_owner(r), qn_)) at = r;
+    if (what_ != Denial::kNxDomain && at) {
+      if (!CheckBitmap(at, "NSEC at " + qname_)) return d_;
+      return Valid("NSEC at " + qname_);
+    }
+    if (what_ == Denial::kNoDs) return Fail("no NSEC at " + qname_ + " to prove " + claim_);
+    if (at) return Fail("NSEC at " + qname_ + ": the name exists");
+    // The name is covered: find the closest encloser, then the wildcard.
+    const ldns_rr* cover = nullptr;
+    for (const ldns_rr* r : records_.nsecs)
+      if (NsecCovers(r, qn_)) cover = r;
+    if (!cover) return Fail("no NSEC covers " + qname_);
+    const ldns_rdf* cover_owner = ldns_rr_owner(cover);
+    // A covering NSEC whose next name lies below qname: qname is an empty
+    // non-terminal. It exists (no NXDOMAIN) and has no data at all.
+    if (ldns_dname_is_subdomain(ldns_rr_rdf(cover, 0), qn_)) {
+      if (what_ == Denial::kNxDomain) return Fail(qname_ + " is an empty non-terminal: it exists");
+      return Valid("NSEC " + NameText(cover_owner) + ": " + qname_ + " is an empty non-terminal");
+    }
+    if (ldns_dname_is_subdomain(qn_, cover_owner) &&
+        ((HasType(cover, LDNS_RR_TYPE_NS) && !HasType(cover, LDNS_RR_TYPE_SOA)) || HasType(cover, LDNS_RR_TYPE_DNAME)))
+      return Fail("the covering NSEC at " + NameText(cover_owner) + " is a delegation or DNAME above " + qname_);
+    RdfPtr ce = Parent(qn_);
+    while (ce && !SameName(ce.get(), zone_) &&
+           !(AtOrBelow(cover_owner, ce.get()) || AtOrBelow(ldns_rr_rdf(cover, 0), ce.get())))
+      ce = Parent(ce.get());
+    if (!ce) return Fail("no closest encloser for " + qname_);
+    return ProveNsecWildcard(cover_owner, ce.get());
+  }
+
+  // The wildcard at the closest encloser `ce`: absent for NXDOMAIN,
+  // present without the type for NODATA (RFC 4035 §3.1.3.4).
+  DenialResult ProveNsecWildcard(const ldns_rdf* cover_owner, const ldns_rdf* ce) {
+    RdfPtr wc = Wildcard(ce);
+    const ldns_rr* wc_at = nullptr;
+    const ldns_rr* wc_cover = nullptr;
+    for (const ldns_rr* r : records_.nsecs) {
+      if (wc && SameName(ldns_rr_owner(r), wc.get())) wc_at = r;
+      if (wc && NsecCovers(r, wc.get())) wc_cover = r;
+    }
+    if (what_ == Denial::kNxDomain) {
+      if (wc_at) return Fail("the wildcard " + NameText(wc.get()) + " exists: " + qname_ + " would match it");
+      if (!wc_cover)
+        return Fail("no NSEC proves that " + (wc ? NameText(wc.get()) : std::string("*")) + " does not exist");
+      return Valid("NSEC " + NameText(cover_owner) + " covers it, closest encloser " + NameText(ce) + ", no wildcard");
+    }
+    if (!wc_at) return Fail("no NSEC at " + qname_ + " or at the wildcard that would answer it");
+    if (!CheckBitmap(wc_at, "NSEC at " + NameText(wc.get()))) return d_;
+    d_.wildcard = true;
+    return Valid("wildcard " + NameText(wc.get()) + " has no " + type_name_);
+  }
+
+  // RFC 5155 §8 with NSEC3 records of one chain.
+  DenialResult ProveWithNsec3(SigCheckOptions& o) {
+    d_.method = "NSEC3";
+    Nsec3Chain chain = SelectNsec3Chain(records_.nsec3s, zone_);
+    if (!chain.unsupported.empty()) {
+      d_.status = SigStatus::kUnsupported;
+      d_.reason = chain.unsupported;
+      return d_;
+    }
+    Nsec3Set set(chain.records, o.budget);
+    const ldns_rr* at = set.Match(qn_);
+    if (what_ != Denial::kNxDomain && at) {
+      if (!CheckBitmap(at, "NSEC3 matching " + qname_)) return d_;
+      return Valid("NSEC3 matching " + qname_);
+    }
+    if (what_ == Denial::kNxDomain && at) return Fail("an NSEC3 matches " + qname_ + ": the name exists");
+    // Closest encloser proof (RFC 5155 §8.3): the closest provable encloser
+    // matches, the next closer name is covered.
+    RdfPtr ce = Parent(qn_);
+    RdfPtr next_closer(ldns_rdf_clone(qn_));
+    while (ce && !set.Match(ce.get())) {
+      if (SameName(ce.get(), zone_)) { ce.reset(); break; }
+      next_closer.reset(ldns_rdf_clone(ce.get()));
+      ce = Parent(ce.get());
+    }
+    if (!ce) return Fail("no NSEC3 proves a closest encloser of " + qname_);
+    const ldns_rr* ce_rr = set.Match(ce.get());
+    if (!SameName(ce.get(), zone_) &&
+        ((HasType(ce_rr, LDNS_RR_TYPE_NS) && !HasType(ce_rr, LDNS_RR_TYPE_SOA)) || HasType(ce_rr, LDNS_RR_TYPE_DNAME)))
+      return Fail("the closest encloser " + NameText(ce.get()) + " is a delegation or DNAME");
+    const ldns_rr* nc_cover = set.Cover(next_closer.get());
+    if (!nc_cover) return Fail("no NSEC3 covers the next closer name " + NameText(next_closer.get()));
+    if (what_ == Denial::kNoDs || (what_ == Denial::kNoData && qtype_ == LDNS_RR_TYPE_DS)) {
+      // RFC 5155 §8.6: no matching NSEC3 for a DS query; an opt-out span over
+      // the next closer name says an unsigned delegation may be there.
+      if (!ldns_nsec3_optout(nc_cover)) return Fail("no NSEC3 matches " + qname_ + " and the span is not opt-out");
+      d_.opt_out = true;
+      return Valid("NSEC3 opt-out span covers " + NameText(next_closer.get()) + ": insecure");
+    }
+    return ProveNsec3Wildcard(set, ce.get(), nc_cover);
+  }
+
+  // The wildcard at the closest encloser: covered for NXDOMAIN (RFC 5155
+  // §8.4), matching without the type for NODATA (§8.7).
+  DenialResult ProveNsec3Wildcard(Nsec3Set& set, const ldns_rdf* ce, const ldns_rr* nc_cover) {
+    RdfPtr wc = Wildcard(ce);
+    if (what_ == Denial::kNxDomain) {
+      if (wc && set.Match(wc.get())) return Fail("the wildcard " + NameText(wc.get()) + " exists");
+      if (!wc || !set.Cover(wc.get())) return Fail("no NSEC3 covers the wildcard at " + NameText(ce));
+      d_.opt_out = ldns_nsec3_optout(nc_cover);
+      return Valid("NSEC3: closest encloser " + NameText(ce) + ", next closer and wildcard covered" +
+                   (d_.opt_out ? "; opt-out span: insecure" : ""));
+    }
+    const ldns_rr* wc_at = wc ? set.Match(wc.get()) : nullptr;
+    if (!wc_at) return Fail("no NSEC3 matches " + qname_ + " or the wildcard that would answer it");
+    if (!CheckBitmap(wc_at, "NSEC3 matching " + NameText(wc.get()))) return d_;
+    d_.wildcard = true;
+    return Valid("NSEC3: wildcard " + NameText(wc.get()) + " has no " + type_name_);
+  }
+
+  const std::string& qname_;
+  const ldns_rdf* qn_;
+  const uint16_t qtype_;
+  const Denial what_;
+  const ldns_rdf* zone_;
+  const std::string type_name_;
+  const DenialRecords& records_;
+  DenialResult d_;
+  const std::string claim_;
+};
+
+}  // namespace
+
 static DenialResult VerifyDenialImpl(const std::string& qname, uint16_t qtype, Denial what, const RrList& auth,
                                      const RrList& keys, const SigCheckOptions& given) {
   ValidationBudget own;
@@ -1135,162 +1323,10 @@ static DenialResult VerifyDenialImpl(const std::string& qname, uint16_t qtype, D
   if (what == Denial::kNoDs) qtype = LDNS_RR_TYPE_DS;
   MallocedChars tn(ldns_rr_type2str(static_cast<ldns_rr_type>(qtype)));
   const std::string type_name = tn ? tn.get() : "?";
-
   // Only NSEC/NSEC3 RRsets that verify with the zone's keys count.
   const DenialRecords records = CollectDenialRecords(auth, keys, o, &d.key_tags);
-  const auto& nsecs = records.nsecs;
-  const auto& nsec3s = records.nsec3s;
-  auto fail = [&](const std::string& why) {
-    records.MarkBogus(&d, why);
-    return d;
-  };
-  const std::string claim = what == Denial::kNoDs     ? "no DS at the delegation " + qname
-                            : what == Denial::kNoData ? "no " + type_name + " at " + qname
-                                                      : qname + " does not exist";
-  if (!records.limit.empty()) return fail("not proven that " + claim);
-  // The bitmap of a record at the name itself, for NODATA and no-DS.
-  auto check_bitmap = [&](const ldns_rr* at, const std::string& where) -> bool {
-    if (what == Denial::kNoDs) {
-      if (HasType(at, LDNS_RR_TYPE_SOA)) { fail(where + " is from the child zone (SOA), not the parent"); return false; }
-      if (!HasType(at, LDNS_RR_TYPE_NS)) { fail(where + ": " + qname + " is not a delegation (no NS)"); return false; }
-      if (HasType(at, LDNS_RR_TYPE_DS)) { fail(where + " lists a DS record"); return false; }
-      return true;
-    }
-    if (qtype == LDNS_RR_TYPE_DS && HasType(at, LDNS_RR_TYPE_SOA)) {
-      fail(where + " is from the child zone (SOA): it cannot deny the parent's DS");
-      return false;
-    }
-    if (HasType(at, static_cast<ldns_rr_type>(qtype)) || HasType(at, LDNS_RR_TYPE_CNAME)) {
-      fail(where + " lists " + type_name + " or CNAME");
-      return false;
-    }
-    // NS without SOA: the parent side of a delegation knows nothing of the child's data.
-    if (qtype != LDNS_RR_TYPE_DS && HasType(at, LDNS_RR_TYPE_NS) && !HasType(at, LDNS_RR_TYPE_SOA)) {
-      fail(where + " is a delegation point: it cannot deny " + type_name);
-      return false;
-    }
-    return true;
-  };
-
-  if (!nsecs.empty()) {
-    d.method = "NSEC";
-    const ldns_rr* at = nullptr;
-    for (const ldns_rr* r : nsecs)
-      if (SameName(ldns_rr_owner(r), qn.get())) at = r;
-    if (what != Denial::kNxDomain && at) {
-      if (!check_bitmap(at, "NSEC at " + qname)) return d;
-      d.status = SigStatus::kValid;
-      d.reason = claim + " (NSEC at " + qname + ")";
-      return d;
-    }
-    if (what == Denial::kNoDs) return fail("no NSEC at " + qname + " to prove " + claim);
-    if (at) return fail("NSEC at " + qname + ": the name exists");
-    // The name is covered: find the closest encloser, then the wildcard.
-    const ldns_rr* cover = nullptr;
-    for (const ldns_rr* r : nsecs)
-      if (NsecCovers(r, qn.get())) cover = r;
-    if (!cover) return fail("no NSEC covers " + qname);
-    const ldns_rdf* cover_owner = ldns_rr_owner(cover);
-    // A covering NSEC whose next name lies below qname: qname is an empty
-    // non-terminal. It exists (no NXDOMAIN) and has no data at all.
-    if (ldns_dname_is_subdomain(ldns_rr_rdf(cover, 0), qn.get())) {
-      if (what == Denial::kNxDomain) return fail(qname + " is an empty non-terminal: it exists");
-      d.status = SigStatus::kValid;
-      d.reason = claim + " (NSEC " + NameText(cover_owner) + ": " + qname + " is an empty non-terminal)";
-      return d;
-    }
-    if (ldns_dname_is_subdomain(qn.get(), cover_owner) &&
-        ((HasType(cover, LDNS_RR_TYPE_NS) && !HasType(cover, LDNS_RR_TYPE_SOA)) || HasType(cover, LDNS_RR_TYPE_DNAME)))
-      return fail("the covering NSEC at " + NameText(cover_owner) + " is a delegation or DNAME above " + qname);
-    RdfPtr ce = Parent(qn.get());
-    while (ce && !SameName(ce.get(), zone) &&
-           !(AtOrBelow(cover_owner, ce.get()) || AtOrBelow(ldns_rr_rdf(cover, 0), ce.get())))
-      ce = Parent(ce.get());
-    if (!ce) return fail("no closest encloser for " + qname);
-    RdfPtr wc = Wildcard(ce.get());
-    const ldns_rr* wc_at = nullptr;
-    const ldns_rr* wc_cover = nullptr;
-    for (const ldns_rr* r : nsecs) {
-      if (wc && SameName(ldns_rr_owner(r), wc.get())) wc_at = r;
-      if (wc && NsecCovers(r, wc.get())) wc_cover = r;
-    }
-    if (what == Denial::kNxDomain) {
-      if (wc_at) return fail("the wildcard " + NameText(wc.get()) + " exists: " + qname + " would match it");
-      if (!wc_cover) return fail("no NSEC proves that " + (wc ? NameText(wc.get()) : std::string("*")) + " does not exist");
-      d.status = SigStatus::kValid;
-      d.reason = claim + " (NSEC " + NameText(cover_owner) + " covers it, closest encloser " + NameText(ce.get()) +
-                 ", no wildcard)";
-      return d;
-    }
-    // NODATA at a wildcard (RFC 4035 §3.1.3.4).
-    if (!wc_at) return fail("no NSEC at " + qname + " or at the wildcard that would answer it");
-    if (!check_bitmap(wc_at, "NSEC at " + NameText(wc.get()))) return d;
-    d.status = SigStatus::kValid;
-    d.wildcard = true;
-    d.reason = claim + " (wildcard " + NameText(wc.get()) + " has no " + type_name + ")";
-    return d;
-  }
-
-  if (nsec3s.empty()) return fail("no signed NSEC or NSEC3 records to prove " + claim);
-  d.method = "NSEC3";
-  Nsec3Chain chain = SelectNsec3Chain(nsec3s, zone);
-  if (!chain.unsupported.empty()) {
-    d.status = SigStatus::kUnsupported;
-    d.reason = chain.unsupported;
-    return d;
-  }
-  Nsec3Set set(chain.records, o.budget);
-  const ldns_rr* at = set.Match(qn.get());
-  if (what != Denial::kNxDomain && at) {
-    if (!check_bitmap(at, "NSEC3 matching " + qname)) return d;
-    d.status = SigStatus::kValid;
-    d.reason = claim + " (NSEC3 matching " + qname + ")";
-    return d;
-  }
-  if (what == Denial::kNxDomain && at) return fail("an NSEC3 matches " + qname + ": the name exists");
-  // Closest encloser proof (RFC 5155 §8.3): the closest provable encloser
-  // matches, the next closer name is covered.
-  RdfPtr ce = Parent(qn.get());
-  RdfPtr next_closer(ldns_rdf_clone(qn.get()));
-  while (ce && !set.Match(ce.get())) {
-    if (SameName(ce.get(), zone)) { ce.reset(); break; }
-    next_closer.reset(ldns_rdf_clone(ce.get()));
-    ce = Parent(ce.get());
-  }
-  if (!ce) return fail("no NSEC3 proves a closest encloser of " + qname);
-  const ldns_rr* ce_rr = set.Match(ce.get());
-  if (!SameName(ce.get(), zone) &&
-      ((HasType(ce_rr, LDNS_RR_TYPE_NS) && !HasType(ce_rr, LDNS_RR_TYPE_SOA)) || HasType(ce_rr, LDNS_RR_TYPE_DNAME)))
-    return fail("the closest encloser " + NameText(ce.get()) + " is a delegation or DNAME");
-  const ldns_rr* nc_cover = set.Cover(next_closer.get());
-  if (!nc_cover) return fail("no NSEC3 covers the next closer name " + NameText(next_closer.get()));
-  if (what == Denial::kNoDs || (what == Denial::kNoData && qtype == LDNS_RR_TYPE_DS)) {
-    // RFC 5155 §8.6: no matching NSEC3 for a DS query; an opt-out span over
-    // the next closer name says an unsigned delegation may be there.
-    if (!ldns_nsec3_optout(nc_cover)) return fail("no NSEC3 matches " + qname + " and the span is not opt-out");
-    d.status = SigStatus::kValid;
-    d.opt_out = true;
-    d.reason = claim + " (NSEC3 opt-out span covers " + NameText(next_closer.get()) + ": insecure)";
-    return d;
-  }
-  RdfPtr wc = Wildcard(ce.get());
-  if (what == Denial::kNxDomain) {
-    if (wc && set.Match(wc.get())) return fail("the wildcard " + NameText(wc.get()) + " exists");
-    if (!wc || !set.Cover(wc.get())) return fail("no NSEC3 covers the wildcard at " + NameText(ce.get()));
-    d.status = SigStatus::kValid;
-    d.opt_out = ldns_nsec3_optout(nc_cover);
-    d.reason = claim + " (NSEC3: closest encloser " + NameText(ce.get()) + ", next closer and wildcard covered" +
-               (d.opt_out ? "; opt-out span: insecure" : "") + ")";
-    return d;
-  }
-  // NODATA at a wildcard (RFC 5155 §8.7).
-  const ldns_rr* wc_at = wc ? set.Match(wc.get()) : nullptr;
-  if (!wc_at) return fail("no NSEC3 matches " + qname + " or the wildcard that would answer it");
-  if (!check_bitmap(wc_at, "NSEC3 matching " + NameText(wc.get()))) return d;
-  d.status = SigStatus::kValid;
-  d.wildcard = true;
-  d.reason = claim + " (NSEC3: wildcard " + NameText(wc.get()) + " has no " + type_name + ")";
-  return d;
+  DenialProof proof(qname, qn.get(), qtype, what, zone, type_name, records, std::move(d));
+  return proof.Prove(o);
 }
 
 static DenialResult VerifyWildcardAnswerImpl(const std::string& qname, const std::string& wildcard_source,
