@@ -577,6 +577,17 @@ class UnprivilegedTest(unittest.TestCase):
         self.assertEqual(p.returncode, EX_USAGE, diag(p))     # MXSEC_CONFIG is in the environment
         self.assertIn(b"MXSEC_CONFIG", p.stderr)
         self.assertEqual(q.files(), [])
+        # Global options after the command are refused too: otherwise a user of the queue's group
+        # chooses queue_dir or state_dir for a program that runs with the group's rights.
+        env = dict(q.env)
+        env.pop("MXSEC_CONFIG", None)
+        other = tempfile.mkdtemp(prefix="sgid-other.", dir=TB)
+        for args in (["queue", "--config", q.conf, "list"], ["queue", "-o", "queue_dir=" + other, "list"],
+                     ["queue", "list", "--config", q.conf], ["queue", "run", "-o", "queue_dir=" + other]):
+            p = self.as_nobody([exe] + args, b"", env, groups="nogroup")
+            self.assertEqual(p.returncode, EX_USAGE, "%s: %s" % (args, diag(p)))
+            self.assertIn(b"not allowed in a set-group-ID mxsec", p.stderr, args)
+        self.assertEqual(os.listdir(other), [])
 
 
 class BounceTest(unittest.TestCase):
