@@ -371,10 +371,13 @@ int RunMxsec(int argc, char** argv) {
   CommandLine cl;
   std::vector<std::string> rest;
   if (auto done = ParseOptionsBeforeCommand(args, &cl, &rest)) return *done;
+  if (auto done = ParseOptionsAfterCommand(rest, &cl)) return *done;
+  // Only once every global option is known, those after the command too
+  // ("mxsec queue --config F run"): checked earlier, a user of the queue's
+  // group could choose the configuration of a set-group-ID program.
   if (privileged) {
     if (auto refused = RefusePrivileged(cl)) return *refused;
   }
-  if (auto done = ParseOptionsAfterCommand(rest, &cl)) return *done;
 
   Config cfg;
   Status loaded = LoadConfiguration(&cl.global, &cfg);
