@@ -1,6 +1,6 @@
-// cli_serve.cc - `mxsec serve --listen SPEC...`: the socketmap policy server
-// for Postfix's smtp_tls_policy_maps (the daemon is SocketmapServer,
-// serve/server.h). This file parses the arguments, builds the policy
+// cli_serve.cc - `mxsec serve --listen SPEC... [--metrics SPEC]`: the
+// socketmap policy server for Postfix's smtp_tls_policy_maps (the daemon is
+// SocketmapServer, serve/server.h), with its Prometheus metrics. This file parses the arguments, builds the policy
 // runtime from the configuration (again on SIGHUP) and logs to stderr.
 #include <sys/resource.h>
 #include <sysexits.h>
@@ -8,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "cli_internal.h"
 #include "mxsec/serve/server.h"
@@ -47,13 +48,18 @@ Result<ServeGeneration> Generation(const GlobalOptions& g, const Config& cfg) {
 
 int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
   std::vector<std::string> specs;
+  std::optional<std::string> metrics_spec;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--listen" && i + 1 < args.size()) {
       specs.push_back(args[++i]);
     } else if (args[i].rfind("--listen=", 0) == 0) {
       specs.push_back(args[i].substr(9));
+    } else if ((args[i] == "--metrics" && i + 1 < args.size()) || args[i].rfind("--metrics=", 0) == 0) {
+      if (metrics_spec) return Fail(EX_USAGE, "serve: --metrics given twice");
+      metrics_spec = args[i] == "--metrics" ? args[++i] : args[i].substr(10);
     } else {
-      return Fail(EX_USAGE, "serve: unknown argument \"" + args[i] + "\" (use --listen inet:ADDR:PORT|unix:PATH)");
+      return Fail(EX_USAGE, "serve: unknown argument \"" + args[i] +
+                                "\" (use --listen inet:ADDR:PORT|unix:PATH, --metrics inet:ADDR:PORT|unix:PATH)");
     }
   }
   if (specs.empty()) return Fail(EX_USAGE, "serve: no --listen given");
@@ -79,6 +85,12 @@ int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
     if (!l.ok()) return Fail(EX_UNAVAILABLE, "serve: cannot listen on " + l.error());
     listeners.push_back(std::move(l).value());
   }
+  std::optional<Listener> metrics;
+  if (metrics_spec) {
+    auto l = OpenListener(*metrics_spec, access.value());
+    if (!l.ok()) return Fail(EX_UNAVAILABLE, "serve: cannot listen for metrics on " + l.error());
+    metrics = std::move(l).value();
+  }
   ServeGeneration initial{std::make_shared<RuntimePolicySource>(std::move(rt)), ServeSettingsFrom(cfg, Log)};
   auto reload = [&g]() -> Result<ServeGeneration> {
     Config fresh;
@@ -87,7 +99,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
     return Generation(g, fresh);
   };
   SocketmapServer server(std::move(initial), reload, Log, g.verbose > 0);
-  Status run = server.Run(std::move(listeners));
+  Status run = server.Run(std::move(listeners), std::move(metrics));
   if (!run.ok()) return Fail(EX_OSERR, "serve: " + run.message());
   return EX_OK;
 }

@@ -20,12 +20,16 @@ int64_t ServeNow() {
       .count();
 }
 
-LookupPool::LookupPool(std::shared_ptr<PolicySource> source, const ServeSettings& settings, LogFunction log)
+LookupPool::LookupPool(std::shared_ptr<PolicySource> source, const ServeSettings& settings, LogFunction log,
+                       ServeMetrics* metrics)
     : settings_(settings),
       log_(std::move(log)),
+      metrics_(metrics),
       source_(std::move(source)),
       answers_(settings.answer_ttls),
-      last_check_(ServeNow()) {}
+      last_check_(ServeNow()) {
+  if (auto check = source_->LastResolverCheck()) metrics_->SetResolverCheck(*check);
+}
 
 LookupPool::~LookupPool() { Stop(); }
 
@@ -49,6 +53,11 @@ void LookupPool::Request(const std::string& domain, uint64_t owner) {
 std::vector<std::string> LookupPool::Cancel(uint64_t owner) {
   std::lock_guard<std::mutex> l(mu_);
   return queue_.Cancel(owner);
+}
+
+size_t LookupPool::CacheSize() {
+  std::lock_guard<std::mutex> l(mu_);
+  return answers_.size();
 }
 
 std::vector<std::pair<std::string, std::string>> LookupPool::TakeFinished() {
@@ -93,9 +102,11 @@ void LookupPool::Work() {
       domain = *queue_.Pop();
       source = source_;
     }
+    const auto start = std::chrono::steady_clock::now();
     DomainPolicy p = source->Resolve(domain);
     if (!p.override_warning.empty()) log_("warning: " + p.override_warning);
     const SocketmapAnswer answer = PostfixPolicyAnswer(p);
+    metrics_->CountLookup(answer, p, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     std::string reply = answer.Encode();
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -124,6 +135,7 @@ void LookupPool::MaybeCheckResolver() {
   std::optional<ResolverCheck> before = source->LastResolverCheck();
   std::optional<ResolverCheck> after = source->CheckResolver(std::time(nullptr));
   if (!after) return;
+  metrics_->SetResolverCheck(*after);
   bool changed = !before || before->status != after->status;
   if (changed || after->status != ResolverCheckStatus::kValidates) {
     log_(std::string(after->status == ResolverCheckStatus::kValidates ? "" : "warning: ") + after->summary);
@@ -158,6 +170,7 @@ void LookupPool::RefreshSts() {
       source = source_;
     }
     StsRefreshReport report = source->RefreshStsCache();
+    metrics_->CountStsRefresh(report);
     if (!report.error.empty()) log_("warning: MTA-STS refresh: " + report.error);
     for (const StsRefreshOutcome& d : report.domains) {
       if (!d.refreshed) log_("MTA-STS policy of " + d.domain + " not refreshed (kept, retried later): " + d.error);

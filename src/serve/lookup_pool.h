@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "mxsec/serve/answer_cache.h"
+#include "mxsec/serve/metrics.h"
 #include "mxsec/serve/server.h"
 #include "mxsec/serve/socketmap.h"
 
@@ -39,7 +40,9 @@ int64_t ServeNow();
 class LookupPool {
  public:
   using LogFunction = std::function<void(const std::string&)>;
-  LookupPool(std::shared_ptr<PolicySource> source, const ServeSettings& settings, LogFunction log);
+  // `metrics` (not owned) must outlive the pool.
+  LookupPool(std::shared_ptr<PolicySource> source, const ServeSettings& settings, LogFunction log,
+             ServeMetrics* metrics);
   ~LookupPool();  // stops the threads if running
   LookupPool(const LookupPool&) = delete;
   LookupPool& operator=(const LookupPool&) = delete;
@@ -54,6 +57,7 @@ class LookupPool {
   // The connection is gone: its lookups not yet started are dropped and
   // returned (others may wait for them too: the caller queues them again).
   std::vector<std::string> Cancel(uint64_t owner);
+  size_t CacheSize();
   // Answers finished since the last call (domain -> encoded reply).
   std::vector<std::pair<std::string, std::string>> TakeFinished();
 
@@ -71,6 +75,7 @@ class LookupPool {
 
   const ServeSettings settings_;
   const LogFunction log_;
+  ServeMetrics* const metrics_;
   std::mutex mu_;
   // Two condition variables: with one shared by the workers and the
   // background threads, notify_one() for new work could wake one whose

@@ -21,6 +21,8 @@
 
 #include "lookup_pool.h"
 #include "mxsec/base/domain_name.h"
+#include "mxsec/serve/metrics.h"
+#include "mxsec/serve/metrics_http.h"
 
 namespace mxsec {
 namespace {
@@ -133,9 +135,9 @@ class SocketmapServer::Loop {
         verbose_(verbose),
         client_log_(log_),
         control_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-        lookups_(std::move(initial.source), initial.settings, log_) {}
+        lookups_(std::move(initial.source), initial.settings, log_, &metrics_) {}
 
-  Status Run(std::vector<Listener> listeners);
+  Status Run(std::vector<Listener> listeners, std::optional<Listener> metrics_listener);
   void RequestStop() {
     stop_requested_ = true;
     Poke();
@@ -173,7 +175,8 @@ class SocketmapServer::Loop {
   OwnedFd signals_;
   OwnedFd wake_;     // the lookup pool: answers finished
   OwnedFd epoll_;
-  LookupPool lookups_;  // after wake_: its threads stop before wake_ closes
+  ServeMetrics metrics_;
+  LookupPool lookups_;  // after wake_ and metrics_: its threads stop before they go
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> reload_requested_{false};
   bool running_ = true;
@@ -192,7 +195,7 @@ void SocketmapServer::Loop::Watch(int fd, uint32_t events) {
   epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
 }
 
-Status SocketmapServer::Loop::Run(std::vector<Listener> listeners) {
+Status SocketmapServer::Loop::Run(std::vector<Listener> listeners, std::optional<Listener> metrics_listener) {
   if (settings_.handle_signals) {
     sigset_t mask;
     sigemptyset(&mask);
@@ -209,6 +212,18 @@ Status SocketmapServer::Loop::Run(std::vector<Listener> listeners) {
   if (wake_.get() < 0 || epoll_.get() < 0 || control_.get() < 0)
     return Status::Unavailable(std::string("cannot set up the event loop: ") + strerror(errno));
   if (Status s = lookups_.Start(wake_.get()); !s.ok()) return s;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+  if (metrics_listener) {
+    auto body = [this] {
+      metrics_.SetCacheEntries(lookups_.CacheSize());
+      return metrics_.Exposition();
+    };
+    metrics_endpoint = std::make_unique<MetricsEndpoint>(std::move(*metrics_listener), body, log_);
+    if (Status s = metrics_endpoint->Start(); !s.ok()) {
+      lookups_.Stop();
+      return s;
+    }
+  }
 
   for (const Listener& l : listeners) {
     Watch(l.fd(), EPOLLIN);
@@ -255,6 +270,7 @@ Status SocketmapServer::Loop::Run(std::vector<Listener> listeners) {
   for (auto& [fd, c] : conns_) close(fd);
   conns_.clear();
   listeners.clear();  // closes them, removes UNIX sockets' files
+  metrics_endpoint.reset();
   lookups_.Stop();
   return Status::Ok();
 }
@@ -284,6 +300,7 @@ void SocketmapServer::Loop::HandleControl() {
 
 void SocketmapServer::Loop::DoReload() {
   Result<ServeGeneration> fresh = reload_ ? reload_() : Result<ServeGeneration>(Status::Error("no reload"));
+  metrics_.CountReload(fresh.ok());
   if (!fresh.ok()) {
     log_("reload failed, keeping the old configuration: " + fresh.error());
     return;
@@ -311,6 +328,7 @@ void SocketmapServer::Loop::Accept(int listen_fd) {
       // Closed at once: left in the backlog it would wait, and hold its
       // client, for nothing.
       close(c);
+      metrics_.CountRejected();
       client_log_("connection limit reached (serve_max_connections, at most " +
                   std::to_string(settings_.max_connections) + " connections): new connection closed");
       continue;
@@ -323,6 +341,7 @@ void SocketmapServer::Loop::Accept(int listen_fd) {
     setsockopt(c, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     conns_[c] = std::make_unique<Conn>(c, next_id_++, settings_.limits);
+    metrics_.CountAccepted();
     Watch(c, EPOLLIN);
   }
 }
@@ -363,10 +382,12 @@ bool SocketmapServer::Loop::Service(Conn& c, std::string* why) {
     auto next = c.sc.NextRequest(now);
     if (!next.ok()) {
       *why = "malformed request: " + next.error();
+      metrics_.CountMalformed();
       return false;
     }
     if (!next.value()) break;
     ++taken;
+    metrics_.CountRequest();
     auto key = SocketmapKey(*next.value());
     std::string domain;
     std::optional<std::string> reply;
@@ -374,7 +395,14 @@ bool SocketmapServer::Loop::Service(Conn& c, std::string* why) {
       reply = "PERM " + key.error();
     } else {
       reply = ImmediateReply(key.value(), &domain);
-      if (!reply) reply = lookups_.Cached(domain);
+      if (!reply) {
+        reply = lookups_.Cached(domain);
+        if (reply) {
+          metrics_.CountCacheHit();
+        } else {
+          metrics_.CountCacheMiss();
+        }
+      }
     }
     if (reply) {
       c.sc.Reply(*reply);
@@ -451,6 +479,7 @@ void SocketmapServer::Loop::CloseConn(int fd, const std::string& why, bool notew
   epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
   close(fd);
   conns_.erase(it);
+  metrics_.CountClosed();
 }
 
 void SocketmapServer::Loop::SetAccepting(bool on) {
@@ -487,6 +516,7 @@ void SocketmapServer::Loop::Sweep(int64_t now) {
   for (auto& [fd, c] : conns_) {
     std::vector<std::string> expired = c->sc.ExpireLookups(now);
     if (!expired.empty()) {
+      metrics_.CountLookupTimeouts(expired.size());
       // No longer waiting for those (unless another request still is).
       std::vector<std::string> still = c->sc.Awaited();
       for (const std::string& d : expired) {
@@ -520,7 +550,9 @@ SocketmapServer::SocketmapServer(ServeGeneration initial, ReloadFunction reload,
 
 SocketmapServer::~SocketmapServer() = default;
 
-Status SocketmapServer::Run(std::vector<Listener> listeners) { return loop_->Run(std::move(listeners)); }
+Status SocketmapServer::Run(std::vector<Listener> listeners, std::optional<Listener> metrics) {
+  return loop_->Run(std::move(listeners), std::move(metrics));
+}
 void SocketmapServer::Stop() { loop_->RequestStop(); }
 void SocketmapServer::Reload() { loop_->RequestReload(); }
 

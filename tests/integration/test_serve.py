@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 import harness
 
@@ -63,8 +65,9 @@ class Replies:
             self.buf += c
 
 
-def start_serve(name, port, overrides=(), unix=True):
-    """Starts a server on ADDR:PORT (and DIR/NAME.sock); returns (process, log path, socket path)."""
+def start_serve(name, port, overrides=(), unix=True, extra=()):
+    """Starts a server on ADDR:PORT (and DIR/NAME.sock; EXTRA: more arguments of serve); returns (process,
+    log path, socket path)."""
     log = os.path.join(DIR, name + ".log")
     sock = os.path.join(DIR, name + ".sock")
     cmd = [MXSEC, "--config", os.path.join(TB, "mxsec.conf")]
@@ -73,6 +76,7 @@ def start_serve(name, port, overrides=(), unix=True):
     cmd += ["serve", "--listen", "inet:%s:%d" % (ADDR, port)]
     if unix:
         cmd += ["--listen", "unix:" + sock]
+    cmd += list(extra)
     with open(log, "ab") as logf:
         p = subprocess.Popen(cmd, stdout=logf, stderr=logf)
     PROCS.append(p)
@@ -343,6 +347,60 @@ class ServeBounds(unittest.TestCase):
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 78, r.stderr)
         self.assertIn('serve_socket_group: no group "no-such-group-x"', r.stderr)
+
+    def test_metrics(self):
+        """serve --metrics: Prometheus counters after known lookups, scraped over HTTP; not a web server."""
+        mport = 8480
+        p, log, _ = start_serve("metrics", 8477, unix=False, extra=["--metrics", "inet:%s:%d" % (ADDR, mport)])
+        self.assertIn("metrics on inet:%s:%d" % (ADDR, mport), read_log(log))
+
+        def scrape():
+            with urllib.request.urlopen("http://%s:%d/metrics" % (ADDR, mport), timeout=10) as r:
+                self.assertEqual(r.headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8")
+                samples = {}
+                for ln in r.read().decode().splitlines():
+                    if ln and not ln.startswith("#"):
+                        name, value = ln.rsplit(" ", 1)
+                        samples[name] = float(value)
+                return samples
+
+        before = scrape()
+        self.assertEqual(before["mxsec_serve_requests_total"], 0)
+        self.assertEqual(lookup(8477, "ee.dane.test", timeout=60), "OK dane-only")
+        self.assertEqual(lookup(8477, "ee.dane.test"), "OK dane-only")
+        self.assertTrue(lookup(8477, "enforce.sts.test", timeout=60).startswith("OK secure match="))
+        self.assertEqual(lookup(8477, "testing.sts.test", timeout=60), "NOTFOUND ")
+        self.assertTrue(lookup(8477, "bogus.test", timeout=60).startswith("TEMP 4."))
+        self.assertEqual(lookup(8477, ".ee.dane.test"), "NOTFOUND ")
+        m = scrape()
+        self.assertEqual(m["mxsec_serve_requests_total"], 6)
+        self.assertEqual(m["mxsec_serve_answer_cache_hits_total"], 1)
+        self.assertEqual(m["mxsec_serve_answer_cache_misses_total"], 4)
+        self.assertEqual(m["mxsec_serve_answer_cache_entries"], 4)
+        self.assertEqual(m['mxsec_serve_lookups_total{answer="dane-only"}'], 1)
+        self.assertEqual(m['mxsec_serve_lookups_total{answer="secure"}'], 1)
+        self.assertEqual(m['mxsec_serve_lookups_total{answer="notfound"}'], 1)
+        self.assertEqual(m['mxsec_serve_lookups_total{answer="temp"}'], 1)
+        self.assertEqual(m["mxsec_serve_lookup_duration_seconds_count"], 4)
+        self.assertEqual(m['mxsec_serve_lookup_duration_seconds_bucket{le="+Inf"}'], 4)
+        self.assertEqual(m['mxsec_serve_mta_sts_lookups_total{outcome="fetched"}'] +
+                         m['mxsec_serve_mta_sts_lookups_total{outcome="cached"}'], 2)  # enforce, testing
+        self.assertEqual(m["mxsec_serve_connections_accepted_total"], 6)
+        self.assertEqual(m["mxsec_serve_connections_rejected_total"], 0)
+        self.assertEqual(m['mxsec_serve_resolver_status{status="validates"}'], 1)
+        # Not a web server: other paths and methods are refused, an endless request head is cut off.
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen("http://%s:%d/" % (ADDR, mport), timeout=10)
+        self.assertEqual(e.exception.code, 404)
+        with socket.create_connection((ADDR, mport), timeout=10) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX: " + b"x" * 9000)
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.0 400 "))
+        stop(p)
+        r = subprocess.run([MXSEC, "--config", os.path.join(TB, "mxsec.conf"), "serve", "--listen",
+                            "inet:%s:8478" % ADDR, "--metrics", "inet:%s:%d" % (ADDR, mport), "--metrics",
+                            "inet:%s:%d" % (ADDR, mport + 1)], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("--metrics given twice", r.stderr)
 
 
 def main():

@@ -13,10 +13,13 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
 #include "mxsec/serve/answer_cache.h"
+#include "mxsec/serve/metrics.h"
+#include "mxsec/serve/metrics_http.h"
 #include "mxsec/serve/server.h"
 
 using namespace mxsec;
@@ -79,7 +82,7 @@ class FakeSource : public PolicySource {
 class RunningServer {
  public:
   explicit RunningServer(std::shared_ptr<FakeSource> source, ServeSettings settings = TestSettings(),
-                         ReloadFunction reload = nullptr)
+                         ReloadFunction reload = nullptr, bool with_metrics = false)
       : source_(source) {
     char tmpl[] = "/tmp/mxsec-serve-test.XXXXXX";
     REQUIRE(mkdtemp(tmpl) != nullptr);
@@ -94,7 +97,15 @@ class RunningServer {
     server_ = std::make_unique<SocketmapServer>(ServeGeneration{source, settings}, reload, log, false);
     std::vector<Listener> ls;
     ls.push_back(std::move(listener).value());
-    thread_ = std::thread([this, ls = std::move(ls)]() mutable { run_status_ = server_->Run(std::move(ls)); });
+    std::optional<Listener> metrics;
+    if (with_metrics) {
+      auto m = OpenListener("unix:" + metrics_path(), SocketAccess());
+      REQUIRE(m.ok());
+      metrics = std::move(m).value();
+    }
+    thread_ = std::thread([this, ls = std::move(ls), m = std::move(metrics)]() mutable {
+      run_status_ = server_->Run(std::move(ls), std::move(m));
+    });
     WaitForLog("listening on");
   }
   ~RunningServer() {
@@ -117,6 +128,7 @@ class RunningServer {
   }
   SocketmapServer& server() { return *server_; }
   const std::string& path() const { return path_; }
+  std::string metrics_path() const { return dir_ + "/metrics.sock"; }
   Status run_status() const { return run_status_; }
   std::string Log() {
     std::lock_guard<std::mutex> l(log_mu_);
@@ -156,6 +168,14 @@ class Client {
   bool connected() const { return connected_; }
   void SendRaw(const std::string& bytes) { CHECK(send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size())); }
   void Ask(const std::string& key) { SendRaw(EncodeNetstring("tls " + key)); }
+  // Everything until the server closes the connection.
+  std::string ReadAll() {
+    std::string all;
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd_, buf, sizeof buf, 0)) > 0) all.append(buf, static_cast<size_t>(n));
+    return all;
+  }
   // The next reply's payload; "<eof>" when the server closed the connection.
   std::string Reply() {
     NetstringReader r;
@@ -335,4 +355,103 @@ TEST_CASE("serve: answers expire (TEMP ones sooner); used ones are renewed befor
   CHECK(cache.DueForRefresh(2560, none_busy).empty());
   CHECK(cache.DueForRefresh(2600, none_busy).empty());
   CHECK(cache.size() == 0);
+}
+
+TEST_CASE("serve metrics: GET /metrics gets the exposition; other requests 400, 404, 405; HEAD no body") {
+  auto body = [] { return std::string("mxsec_x 1\n"); };
+  std::string ok = MetricsHttpResponse("GET /metrics HTTP/1.1\r\nHost: x", body);
+  CHECK(ok.rfind("HTTP/1.0 200 OK\r\n", 0) == 0);
+  CHECK(ok.find("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") != std::string::npos);
+  CHECK(ok.find("Content-Length: 10\r\n") != std::string::npos);
+  CHECK(ok.substr(ok.size() - 10) == "mxsec_x 1\n");
+  std::string head = MetricsHttpResponse("HEAD /metrics HTTP/1.0", body);
+  CHECK(head.substr(head.size() - 4) == "\r\n\r\n");
+  CHECK(head.find("Content-Length: 10\r\n") != std::string::npos);
+  CHECK(MetricsHttpResponse("GET / HTTP/1.1", body).rfind("HTTP/1.0 404 ", 0) == 0);
+  CHECK(MetricsHttpResponse("POST /metrics HTTP/1.1", body).rfind("HTTP/1.0 405 ", 0) == 0);
+  for (const char* bad : {"", "GET", "GET /metrics", "GET /metrics SPDY/3", "\x16\x03\x01"})
+    CHECK_MESSAGE(MetricsHttpResponse(bad, body).rfind("HTTP/1.0 400 ", 0) == 0, bad);
+}
+
+TEST_CASE("serve metrics: counters, the answer labels and a cumulative latency histogram") {
+  ServeMetrics m;
+  DomainPolicy dane;
+  dane.verdict = Verdict::kMustTls;
+  DomainPolicy sts;
+  StsState st;
+  st.source = "fetched";
+  st.mode = StsMode::kEnforce;
+  sts.mta_sts = st;
+  m.CountLookup(SocketmapAnswer::Ok("dane-only"), dane, 0.003);
+  m.CountLookup(SocketmapAnswer::Ok("secure match=mx.example servername=hostname"), sts, 0.3);
+  sts.mta_sts->problem = StsProblem::kFetchFailed;
+  m.CountLookup(SocketmapAnswer::Temp("4.7.5 x"), sts, 30);
+  m.CountRequest();
+  m.CountCacheHit();
+  m.CountAccepted();
+  m.CountAccepted();
+  m.CountClosed();
+  StsRefreshReport r;
+  r.domains.resize(3);
+  r.domains[0].refreshed = true;
+  m.CountStsRefresh(r);
+  ResolverCheck check;
+  check.status = ResolverCheckStatus::kNotValidating;
+  m.SetResolverCheck(check);
+  std::string e = m.Exposition();
+  for (const char* line :
+       {"# TYPE mxsec_serve_requests_total counter\nmxsec_serve_requests_total 1\n",
+        "mxsec_serve_answer_cache_hits_total 1\n", "mxsec_serve_connections_open 1\n",
+        "mxsec_serve_connections_accepted_total 2\n", "mxsec_serve_lookups_total{answer=\"dane-only\"} 1\n",
+        "mxsec_serve_lookups_total{answer=\"secure\"} 1\n", "mxsec_serve_lookups_total{answer=\"temp\"} 1\n",
+        "mxsec_serve_lookups_total{answer=\"notfound\"} 0\n",
+        "# TYPE mxsec_serve_lookup_duration_seconds histogram\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.005\"} 1\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.25\"} 1\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.5\"} 2\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"20\"} 2\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+        "mxsec_serve_lookup_duration_seconds_sum 30.303\n",
+        "mxsec_serve_lookup_duration_seconds_count 3\n",
+        "mxsec_serve_mta_sts_lookups_total{outcome=\"fetched\"} 1\n",
+        "mxsec_serve_mta_sts_lookups_total{outcome=\"fetch-failed\"} 1\n",
+        "mxsec_serve_mta_sts_refresh_runs_total 1\n", "mxsec_serve_mta_sts_refreshes_total{outcome=\"refreshed\"} 1\n",
+        "mxsec_serve_mta_sts_refreshes_total{outcome=\"failed\"} 2\n",
+        "mxsec_serve_resolver_status{status=\"validates\"} 0\n",
+        "mxsec_serve_resolver_status{status=\"not-validating\"} 1\n"})
+    CHECK_MESSAGE(e.find(line) != std::string::npos, std::string(line));
+  // Every sample line belongs to a metric announced by a TYPE line before it.
+  std::istringstream in(e);
+  std::string ln, typed;
+  while (std::getline(in, ln)) {
+    if (ln.rfind("# TYPE ", 0) == 0) {
+      typed = ln.substr(7, ln.find(' ', 7) - 7);
+    } else if (ln[0] != '#') {
+      CHECK_MESSAGE(ln.rfind(typed, 0) == 0, ln);
+    }
+  }
+}
+
+TEST_CASE("serve metrics: a running server counts what it did, scraped over HTTP") {
+  auto source = std::make_shared<FakeSource>();
+  RunningServer s(source, RunningServer::TestSettings(), nullptr, /*with_metrics=*/true);
+  Client c(s.path());
+  c.Ask("dane.example");
+  CHECK(c.Reply() == "OK dane-only");
+  c.Ask("dane.example");
+  CHECK(c.Reply() == "OK dane-only");
+  c.Ask(".parent.example");
+  CHECK(c.Reply() == "NOTFOUND ");
+  Client scraper(s.metrics_path());
+  scraper.SendRaw("GET /metrics HTTP/1.0\r\n\r\n");
+  std::string page = scraper.ReadAll();
+  CHECK(page.rfind("HTTP/1.0 200 OK\r\n", 0) == 0);
+  for (const char* line : {"mxsec_serve_requests_total 3\n", "mxsec_serve_answer_cache_hits_total 1\n",
+                           "mxsec_serve_answer_cache_misses_total 1\n", "mxsec_serve_answer_cache_entries 1\n",
+                           "mxsec_serve_lookups_total{answer=\"dane-only\"} 1\n",
+                           "mxsec_serve_connections_open 1\n"})
+    CHECK_MESSAGE(page.find(line) != std::string::npos, std::string(line));
+  Client slowloris(s.metrics_path());
+  slowloris.SendRaw(std::string(kMetricsMaxRequestHead, 'x'));
+  CHECK(slowloris.ReadAll().rfind("HTTP/1.0 400 ", 0) == 0);
 }

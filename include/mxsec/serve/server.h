@@ -107,8 +107,10 @@ class SocketmapServer {
   SocketmapServer& operator=(const SocketmapServer&) = delete;
 
   // Serves the listeners until Stop(); closes them and every connection
-  // before it returns. An error: the event loop could not be set up.
-  Status Run(std::vector<Listener> listeners);
+  // before it returns. With `metrics`, serves the Prometheus exposition of
+  // its counters there too (metrics.h, metrics_http.h). An error: the event
+  // loop could not be set up.
+  Status Run(std::vector<Listener> listeners, std::optional<Listener> metrics = std::nullopt);
   // From any thread (or a signal, with handle_signals).
   void Stop();
   void Reload();
