@@ -13,58 +13,27 @@
 #   TB_BULK=N testbed.sh start DIR      also create N benchmark domains bK.dane.test (DANE-EE) and
 #                                       bK.sts.test (MTA-STS enforce), K = 1..N (tools/bench)
 #
-# What it is. Real servers on 127.0.0.0/8, nothing faked, nothing outside DIR (pid files, logs, keys,
-# zones, temp paths, mail all live in DIR; needs root for ports 25/53/443; DIR gets mode go+x so that
-# Postfix's unprivileged processes can reach DIR/postfix):
-#   - nsd, authoritative for the private TLD test. and its children. The signed zones are signed at every
-#     start with fresh ECDSAP256SHA256 keys (KSK + ZSK per zone, NSEC), signatures valid from an hour ago
-#     for 30 days; bogus.test is signed with signatures that expired in 2020. (The DNSSEC variants below say
-#     where they differ: NSEC3, other algorithms.)
-#   - a second nsd without zones: it answers REFUSED to everything (a delegation to it is lame, so
-#     unbound returns SERVFAIL at once: the "indeterminate" case). Exception: it hosts rrsigstrip.test, which is
-#     reached only through the RRSIG-stripping proxy below.
-#   - unbound, validating, trust anchor = DS of the test. KSK (DIR/dns/test-anchor.ds), cache TTLs capped
-#     at 5 s, EDE on, remote control on the unix socket DIR/dns/unbound.ctl. This is mxsec's resolver.
-#   - a second unbound with validation OFF (module-config "iterator", no trust anchor, same stub zone, remote
-#     control on DIR/dns/unbound-noval.ctl): a resolver that lies by omission. It answers bogus.test with data
-#     and never sets AD; mxsec's resolver self-check must notice (tests: -o dns_resolver=127.0.53.4).
-#   - dns_strip_proxy.py (tools/testbed, /usr/bin/python3): a UDP forwarder to the second nsd that deletes every
-#     RRSIG from the replies (log DIR/dns/strip.log): the only way to rrsigstrip.test, whose DS is in test. (The
-#     second nsd hosts that one zone; it must not be on the first nsd, which unbound asks for all of test.)
-#   - nginx serving https://mta-sts.<domain>/.well-known/mta-sts.txt from DIR/www/<domain>/.well-known/
-#     with a certificate (DIR/pki/web.pem) from the private CA DIR/pki/ca.pem (generated at start).
-#   - Postfix, a private instance (config DIR/postfix/etc, queue DIR/postfix/spool, log DIR/postfix/maillog,
-#     chroot off), the honest receiving MTA: three smtpd listeners (master.cf services named ADDR:25) on
-#     127.0.55.1/.2/.3, STARTTLS offered (smtpd_tls_security_level = may), SMTPUTF8 and 8BITMIME on, every
-#     recipient domain accepted (virtual_mailbox_domains = static:all) and delivered by virtual(8) to ONE
-#     catch-all Maildir: DIR/postfix/mail/catchall/{new,cur}/ (one file per recipient, with Return-Path:
-#     <sender> and Delivered-To: <recipient> prepended). Which listener took a message: each has its own
-#     myhostname, named in the smtpd Received: header, "by dane.postfix.testbed" (127.0.55.1, cert
-#     mx-ee-chain.pem), "by insecure.postfix.testbed" (127.0.55.2, mx-insecure-chain.pem), "by
-#     sts.postfix.testbed" (127.0.55.3, mx-sts-chain.pem; bulk names by SNI, tls_server_sni_maps). That header
-#     also says whether TLS was used: "(using TLSv1.3 with cipher ...)" and "with ESMTPS" (smtpd_tls_received_
-#     header = yes); without TLS it says "with ESMTP" and has no "using" clause.
-#   - smtp_server.py (tools/testbed, /usr/bin/python3, one process): scripted SMTP servers on 127.0.56.1-8:25,
-#     one behaviour per address (table below). Each records every message it accepts (after the final "."
-#     and its 250) as DIR/smtp/<mode>/<n>.json = {"mail_from", "rcpt_to", "data" (un-dot-stuffed, latin-1
-#     decoded), "tls", "tls_version", "tls_cipher", "sni", "peer", "helo", "mail_params", "rcpt_params" (one
-#     list per recipient), ...}; log DIR/smtp/server.log. They do not announce DSN (RFC 3461) in EHLO; the
-#     Postfix listeners do (Postfix's default): a NOTIFY=SUCCESS recipient there gets Postfix's own
-#     "Action: delivered" report, sent to the envelope sender (also into the catch-all Maildir).
+# What it is: real servers on 127.0.0.0/8, nothing faked, nothing outside DIR (pid files, logs, keys, zones,
+# temp paths, mail; needs root for ports 25/53/443; DIR gets mode go+x for Postfix's unprivileged processes):
+#   - nsd, authoritative for test. and its children, signed at every start with fresh keys; a second nsd that
+#     answers REFUSED (lame delegations) but serves rrsigstrip.test to dns_strip_proxy.py, which deletes RRSIGs
+#   - unbound, validating (trust anchor: DS of test.), mxsec's resolver; a second unbound that does not validate
+#   - nginx serving the MTA-STS policies DIR/www/<domain>/.well-known/mta-sts.txt (private CA DIR/pki/ca.pem)
+#   - Postfix, a private instance, the honest receiving MTA: three smtpd listeners, one catch-all Maildir
+#   - smtp_server.py: scripted SMTP servers, one behaviour per address, each accepted message kept as JSON
+# tools/testbed/README says what each one does in detail, the address plan, and every domain of the test bed
+# with the decision and delivery outcome a correct client reaches (the integration tests are written against
+# it). The data lives beside this script: zones/*.zone (zone data), conf/* (daemon configurations, mxsec.conf,
+# env.sh), www/ (MTA-STS policies); templates name their variables @NAME@, filled in by subst().
 #
-# Files in DIR: mxsec.conf (config for mxsec against this bed), env.sh (TB_DIR TB_NSD TB_UNBOUND
-# TB_REFUSED TB_NGINX TB_CA TB_SMTP_DANE TB_SMTP_INSECURE TB_SMTP_STS TB_CONF TB_MAILDIR TB_MAILLOG
+# Files in DIR: mxsec.conf (config for mxsec against this bed), env.sh (TB_DIR TB_NSD TB_UNBOUND TB_REFUSED
+# TB_UNBOUND_NOVAL TB_NGINX TB_CA TB_SMTP_DANE TB_SMTP_INSECURE TB_SMTP_STS TB_CONF TB_MAILDIR TB_MAILLOG
 # TB_POSTFIX_ETC TB_SCRIPTED and TB_SCRIPTED_<MODE> = address of each scripted server), state/ queue/ (mxsec),
 # pki/ (ca.pem ca.key; for each of mx-ee mx-ta mx-sts mx-insecure wrongname expired: NAME.pem NAME.key
 # NAME-chain.pem (leaf + CA); web.{pem,key}; tlsa.txt), dns/ (zones, keys, nsd/unbound configs, pid files and
 # logs), nginx/ (config, pid, logs), www/<domain>/.well-known/mta-sts.txt (tests may overwrite these),
 # postfix/ (etc/ spool/ data/ mail/catchall/ maillog), smtp/ (server.pid server.log <mode>/<n>.json),
 # setup.log (output of the tools).
-#
-# The address plan, and every domain of the test bed with the decision and delivery outcome a correct client
-# reaches (the integration tests are written against it): tools/testbed/README. The data lives beside this
-# script: zones/*.zone (zone data), conf/* (daemon configurations, mxsec.conf), www/ (MTA-STS policies).
-# Templates name their variables as @NAME@; subst() fills in exactly the names it is given, nothing else.
 set -euo pipefail
 export LC_ALL=C
 umask 022
@@ -315,7 +284,9 @@ spki256() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform 
 # zones/sts.test.zone is the one list of the MTA-STS domains: their labels X (mta-sts.X.sts.test has an A record)
 # and the MX hosts served by the Postfix listener on $SMTP_STS_ADDR, both in the zone's order
 sts_domains() { sed -n 's/^mta-sts\.\([^ ]*\)\.sts\.test\. .* IN A .*/\1/p' "$HERE/zones/sts.test.zone"; }
-sts_postfix_hosts() { awk '$4 == "A" && $5 == "@SMTP_STS_ADDR@" { sub(/\.$/, "", $1); print $1 }' "$HERE/zones/sts.test.zone"; }
+sts_postfix_hosts() {
+    awk '$4 == "A" && $5 == "@SMTP_STS_ADDR@" { sub(/\.$/, "", $1); print $1 }' "$HERE/zones/sts.test.zone"
+}
 
 make_pki() {
     local p=$TB/pki
@@ -374,11 +345,6 @@ keygen() {
     ZSK_OF[$zone]=${z:+$TB/dns/keys/$z}
 }
 
-sign() {  # ZONE OPTION...: ldns-signzone OPTION... with the keys of ZONE: ZONE.zone -> ZONE.zone.signed
-    local zone=$1 f=$TB/dns/zones/$1.zone; shift
-    run ldns-signzone "$@" -f "$f.signed" "$f" "${KSK_OF[$zone]}" ${ZSK_OF[$zone]:+"${ZSK_OF[$zone]}"}
-}
-
 zone_head() {  # ZONE: the $ORIGIN, $TTL, SOA and NS lines that open its zone file
     echo "\$ORIGIN $1."
     echo "\$TTL $ZONE_TTL"
@@ -390,9 +356,11 @@ zone_file() {  # ZONE TEMPLATE [NAME=VALUE...]: DIR/dns/zones/ZONE.zone = zone_h
     { zone_head "$1"; subst "zones/$2" "${ZONE_VARS[@]}" "${@:3}"; } > "$TB/dns/zones/$1.zone"
 }
 
+# The zones but test. and wrongkey.test (their files need the keys: write_keyed_zones); ZONE_VARS: the variables
+# every zone template may use
 write_zones() {
-    local z=$TB/dns/zones zone a b addr ds_vars=()
-    mkdir -p "$z" "$TB/dns/keys"
+    local z=$TB/dns/zones zone b addr
+    mkdir -p "$z"
     ZONE_VARS=(NSD_ADDR REFUSED_ADDR STRIP_ADDR NGINX_ADDR TLSRPT_HTTPS_ADDR SMTP_DANE_ADDR SMTP_INSECURE_ADDR
                SMTP_STS_ADDR ZONE_TTL SERIAL EE_SPKI256 EE_CERT512 CA_CERT256 EXPIRED_SPKI256 "${SCRIPTED_VARS[@]}")
     for zone in dane.test bogus.test insecure.test nsec3.test; do zone_file "$zone" "$zone.zone"; done
@@ -401,7 +369,7 @@ write_zones() {
         echo "mx.b$b IN A $SMTP_DANE_ADDR"
         echo "_25._tcp.mx.b$b IN TLSA 3 1 1 $EE_SPKI256"
     done >> "$z/dane.test.zone"
-    {   # fully qualified, one record per line (set-txt edits it); benchmark domains: MTA-STS enforce
+    {   # no $ORIGIN: fully qualified, one record per line (set-txt edits it); benchmark domains: MTA-STS enforce
         subst zones/sts.test.zone "${ZONE_VARS[@]}"
         for addr in $TLSRPT_HANG_ADDRS; do echo "tlsrpt-hang.sts.test. $ZONE_TTL IN A $addr"; done
         for addr in $TLSRPT_MANY_ADDRS; do echo "tlsrpt-many.sts.test. $ZONE_TTL IN A $addr"; done
@@ -413,54 +381,74 @@ write_zones() {
         done
     } > "$z/sts.test.zone"
     # one MX host each; the hosts of the insecure zones and of rsamd5.test and dsa.test (algorithms that must
-    # not be validated) are insecure: 127.0.55.2. (optout.test: the delegation to child.optout.test is added
-    # after signing, below.)
+    # not be validated) are insecure. (optout.test: its delegation to child.optout.test is added after signing.)
     for zone in unsigned.nsec3.test optout.test child.optout.test dsbad.test rrsigstrip.test unsupalg.test \
                 "${ALG_ZONES[@]/%/.test}"; do
-        case $zone in unsigned.*|child.*|unsupalg.*|rsamd5.*|dsa.*) addr=$SMTP_INSECURE_ADDR ;; *) addr=$SMTP_DANE_ADDR ;; esac
+        case $zone in
+            unsigned.*|child.*|unsupalg.*|rsamd5.*|dsa.*) addr=$SMTP_INSECURE_ADDR ;;
+            *)                                            addr=$SMTP_DANE_ADDR ;;
+        esac
         zone_file "$zone" one-mx.zone MX_ADDR="$addr"
     done
+}
 
-    # keys: KSK + ZSK per signed zone; one key (CSK: RSA key generation is slow) for the one-algorithm zones
-    for zone in dane.test nsec3.test optout.test dsbad.test rrsigstrip.test wrongkey.test unsupalg.test bogus.test test; do
+# Keys: KSK + ZSK per signed zone, one key (CSK: RSA key generation is slow) per one-algorithm zone. wrongkey.test
+# gets a second ZSK, WRONGKEY_ZSK2, that signs its data but is not in its DNSKEY set (signed with -d: keys not added)
+make_keys() {
+    local zone a
+    mkdir -p "$TB/dns/keys"
+    for zone in test dane.test bogus.test nsec3.test optout.test dsbad.test rrsigstrip.test wrongkey.test \
+                unsupalg.test; do
         keygen "$zone"
     done
     for a in "${ALG_ZONES[@]}"; do keygen "$a.test" "${ALG_OF[$a]}" csk; done
-    cp "${KSK_OF[test]}.ds" "$TB/dns/test-anchor.ds"
-    # wrongkey.test: its DNSKEY set (KSK + ZSK) is in the zone file and signed by the KSK, every other RRset
-    # only by a second ZSK that is not in the DNSKEY set (signed with -d: keys not added)
-    local wrongkey_zsk2
-    wrongkey_zsk2=$TB/dns/keys/$(cd "$TB/dns/keys" && ldns-keygen -a ECDSAP256SHA256 wrongkey.test) ||
+    WRONGKEY_ZSK2=$TB/dns/keys/$(cd "$TB/dns/keys" && ldns-keygen -a ECDSAP256SHA256 wrongkey.test) ||
         die "ldns-keygen failed for wrongkey.test"
+    cp "${KSK_OF[test]}.ds" "$TB/dns/test-anchor.ds"
+}
+
+alg_zone_delegations() {  # NS + DS of the one-algorithm zones: test.zone's DS_ALG_ZONES
+    local a
+    for a in "${ALG_ZONES[@]}"; do
+        echo "$a IN NS ns.test."
+        case $a in
+            rsamd5|dsa) ldns-key2ds -n -2 "${KSK_OF[$a.test]}.key" || return 1 ;;
+            *)          cat "${KSK_OF[$a.test]}.ds" ;;
+        esac
+    done
+}
+
+# wrongkey.test (its DNSKEY set in the zone, signed by the KSK) and test. (the DS of each secure delegation:
+# DS_NAME for NAME.test; unsupalg.test's names algorithm 253; the one-algorithm zones' DS as ldns-keygen makes it,
+# SHA-384 for ECDSAP384SHA384, SHA-256 for the others, except rsamd5.test and dsa.test: signed with RSAMD5 and
+# DSA, which RFC 8624 says MUST NOT be validated; their DS has a SHA-256 digest, so only the algorithm makes
+# the delegation insecure)
+write_keyed_zones() {
+    local z=$TB/dns/zones zone ds_vars=() alg_ds
     { zone_head wrongkey.test; cat "${KSK_OF[wrongkey.test]}.key" "${ZSK_OF[wrongkey.test]}.key"
       subst zones/one-mx.zone "${ZONE_VARS[@]}" MX_ADDR="$SMTP_DANE_ADDR"; } > "$z/wrongkey.test.zone"
-
-    # test.: the DS of each secure delegation (DS_NAME for NAME.test); unsupalg.test's names algorithm 253;
-    # the one-algorithm zones' DS as ldns-keygen makes it (SHA-384 for ECDSAP384SHA384, SHA-256 for the others)
-    # except rsamd5.test and dsa.test: signed with RSAMD5 and DSA, which RFC 8624 says MUST NOT be validated;
-    # their DS has a SHA-256 digest, so only the algorithm makes the delegation insecure
-    for zone in dane bogus nsec3 optout rrsigstrip wrongkey; do ds_vars+=("DS_${zone^^}=$(cat "${KSK_OF[$zone.test]}.ds")"); done
-    ds_vars+=("DS_UNSUPALG=$(awk '{ $5 = 253; print }' "${KSK_OF[unsupalg.test]}.ds")")
-    ds_vars+=("DS_DSBAD=$(awk '{ d = $NF; c = substr(d, length(d)); $NF = substr(d, 1, length(d) - 1) (c == "0" ? "1" : "0"); print }' \
-        "${KSK_OF[dsbad.test]}.ds")")
-    local alg_ds=
-    for a in "${ALG_ZONES[@]}"; do
-        alg_ds+="$a IN NS ns.test."$'\n'
-        case $a in
-            rsamd5|dsa) alg_ds+=$(ldns-key2ds -n -2 "${KSK_OF[$a.test]}.key") || die "ldns-key2ds failed for $a.test" ;;
-            *)          alg_ds+=$(cat "${KSK_OF[$a.test]}.ds") ;;
-        esac
-        alg_ds+=$'\n'
+    for zone in dane bogus nsec3 optout rrsigstrip wrongkey; do
+        ds_vars+=("DS_${zone^^}=$(cat "${KSK_OF[$zone.test]}.ds")")
     done
-    zone_file test test.zone "${ds_vars[@]}" DS_ALG_ZONES="${alg_ds%$'\n'}"
-
+    ds_vars+=("DS_UNSUPALG=$(awk '{ $5 = 253; print }' "${KSK_OF[unsupalg.test]}.ds")")
+    # the DS digest with its last hex digit changed: matches no key of dsbad.test
+    ds_vars+=("DS_DSBAD=$(awk '{ d = $NF; c = substr(d, length(d)); $NF = substr(d, 1, length(d) - 1) \
+        (c == "0" ? "1" : "0"); print }' "${KSK_OF[dsbad.test]}.ds")")
+    alg_ds=$(alg_zone_delegations) || die "ldns-key2ds failed for a zone of ${ALG_ZONES[*]}"
+    zone_file test test.zone "${ds_vars[@]}" DS_ALG_ZONES="$alg_ds"
     for zone in test dane.test bogus.test insecure.test sts.test nsec3.test unsigned.nsec3.test optout.test \
                 child.optout.test dsbad.test rrsigstrip.test wrongkey.test unsupalg.test "${ALG_ZONES[@]/%/.test}"; do
         run nsd-checkzone "$zone" "$z/$zone.zone"
     done
+}
 
-    # sign: valid from an hour ago (clock skew) for 30 days; bogus.test expired in 2020
-    local inc exp
+sign() {  # ZONE OPTION...: ldns-signzone OPTION... with the keys of ZONE: ZONE.zone -> ZONE.zone.signed
+    local zone=$1 f=$TB/dns/zones/$1.zone; shift
+    run ldns-signzone "$@" -f "$f.signed" "$f" "${KSK_OF[$zone]}" ${ZSK_OF[$zone]:+"${ZSK_OF[$zone]}"}
+}
+
+sign_zones() {  # valid from an hour ago (clock skew) for 30 days; bogus.test expired in 2020
+    local inc exp a
     inc=$(date -u -d '1 hour ago' +%Y%m%d%H%M%S)
     exp=$(date -u -d '30 days' +%Y%m%d%H%M%S)
     sign test -i "$inc" -e "$exp"
@@ -470,10 +458,10 @@ write_zones() {
     sign optout.test -n -t 0 -p -i "$inc" -e "$exp"
     # A real opt-out span: ldns-signzone -p sets the flag but keeps unsigned delegations in the NSEC3 chain,
     # so the delegation is added only now. It has no NSEC3 of its own; an opt-out NSEC3 covers its hash.
-    echo "child.optout.test. $ZONE_TTL IN NS ns.test." >> "$z/optout.test.zone.signed"
+    echo "child.optout.test. $ZONE_TTL IN NS ns.test." >> "$TB/dns/zones/optout.test.zone.signed"
     sign dsbad.test -i "$inc" -e "$exp"
     sign rrsigstrip.test -i "$inc" -e "$exp"
-    ZSK_OF[wrongkey.test]=$wrongkey_zsk2
+    ZSK_OF[wrongkey.test]=$WRONGKEY_ZSK2   # signs the data; the zone file has the first ZSK in its DNSKEY set
     sign wrongkey.test -d -i "$inc" -e "$exp"
     sign unsupalg.test -i "$inc" -e "$exp"
     for a in "${ALG_ZONES[@]}"; do sign "$a.test" -i "$inc" -e "$exp"; done
@@ -722,6 +710,9 @@ cmd_start() {
     SERIAL=$(date +%s)
     make_pki
     write_zones
+    make_keys
+    write_keyed_zones
+    sign_zones
     write_dns_configs
     write_www
     write_nginx_conf
