@@ -278,9 +278,6 @@ make_cert() {  # name cn dns_names...   (key + cert signed by the CA; CERT_VALID
 
 spki256() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1; }
 
-
-spki256() { openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1; }
-
 # zones/sts.test.zone is the one list of the MTA-STS domains: their labels X (mta-sts.X.sts.test has an A record)
 # and the MX hosts served by the Postfix listener on $SMTP_STS_ADDR, both in the zone's order
 sts_domains() { sed -n 's/^mta-sts\.\([^ ]*\)\.sts\.test\. .* IN A .*/\1/p' "$HERE/zones/sts.test.zone"; }
@@ -518,8 +515,9 @@ big_policy() {  # domain size: valid header, then mx lines, then one padding lin
     [ "$(stat -c %s "$f")" = "$2" ] || die "internal error: $f is not $2 bytes"
 }
 
-
-write_www() {  # the policy files of www/; big and chunked (70000 bytes) and the benchmark domains' generated
+# DIR/www: the policy files of www/, and generated: big.sts.test and chunked.sts.test (70000 bytes each) and the
+# benchmark domains' policies
+write_www() {
     local x b
     for x in $(sts_domains); do mkdir -p "$TB/www/$x.sts.test/.well-known"; done   # redirect, notfound: no file
     cp -R "$HERE/www/." "$TB/www/"
@@ -669,12 +667,10 @@ start_daemon() {
     die "$name did not answer within 10 s; see its log $logf"
 }
 
-cmd_start() {
-    local t0=$SECONDS
-    BULK=${TB_BULK:-0}   # benchmark domains bN.dane.test and bN.sts.test, N = 1..TB_BULK
-    [[ $BULK =~ ^[0-9]+$ ]] || die "TB_BULK must be a number"
-
-    TB=$(resolve_dir "${1:-}")
+# prepare_dir: TB emptied (only if it is a test bed) and laid out, setup.log opened; a start that fails from here
+# on stops what it started
+prepare_dir() {
+    local c
     case $TB in /|/tmp|/root|/home|/usr|/etc|/var|/work) die "refusing to use $TB as test bed directory" ;; esac
     if [ -e "$TB" ] && [ ! -d "$TB" ]; then die "$TB exists and is not a directory"; fi
     if [ -d "$TB" ] && [ -n "$(ls -A -- "$TB")" ] && [ ! -f "$TB/$MARKER" ]; then
@@ -694,7 +690,10 @@ cmd_start() {
     SETUP_LOG=$TB/setup.log
     : > "$SETUP_LOG"
     trap on_start_exit EXIT
+}
 
+check_ports() {  # every address and port the test bed serves is free
+    local m
     check_free "$NSD_ADDR" "$DNS_PORT" u nsd;              check_free "$NSD_ADDR" "$DNS_PORT" t nsd
     check_free "$REFUSED_ADDR" "$DNS_PORT" u nsd-refused;  check_free "$REFUSED_ADDR" "$DNS_PORT" t nsd-refused
     check_free "$UNBOUND_ADDR" "$DNS_PORT" u unbound;      check_free "$UNBOUND_ADDR" "$DNS_PORT" t unbound
@@ -704,9 +703,31 @@ cmd_start() {
     check_free "$SMTP_DANE_ADDR" "$SMTP_PORT" t postfix
     check_free "$SMTP_INSECURE_ADDR" "$SMTP_PORT" t postfix
     check_free "$SMTP_STS_ADDR" "$SMTP_PORT" t postfix
-    local m
     for m in "${SCRIPTED_MODES[@]}"; do check_free "${SCRIPTED[$m]}" "$SMTP_PORT" t "smtp_server.py $m"; done
+}
 
+start_daemons() {  # in dependency order, each answering its probe before the next starts
+    start_daemon nsd probe_nsd nsd -c "$TB/dns/nsd.conf"
+    start_daemon nsd-refused probe_refused nsd -c "$TB/dns/nsd-refused.conf"
+    start_daemon dnsstrip probe_dnsstrip /usr/bin/python3 "$HERE/dns_strip_proxy.py" --listen "$STRIP_ADDR:$DNS_PORT" \
+        --upstream "$REFUSED_ADDR:$DNS_PORT" --pidfile "$TB/dns/strip.pid" --log "$TB/dns/strip.log"
+    start_daemon unbound probe_unbound unbound -c "$TB/dns/unbound.conf"
+    start_daemon unbound-noval probe_unbound_noval unbound -c "$TB/dns/unbound-noval.conf"
+    start_daemon nginx probe_nginx nginx -p "$TB/nginx/" -e "$TB/nginx/error.log" -c "$TB/nginx/nginx.conf"
+    start_daemon postfix probe_postfix postfix -c "$TB/postfix/etc" start
+    local m listen=()
+    for m in "${SCRIPTED_MODES[@]}"; do listen+=(--listen "$m=${SCRIPTED[$m]}:$SMTP_PORT"); done
+    start_daemon smtp probe_smtp /usr/bin/python3 "$HERE/smtp_server.py" --dir "$TB" \
+        --pidfile "$TB/smtp/server.pid" "${listen[@]}"
+}
+
+cmd_start() {
+    local t0=$SECONDS
+    BULK=${TB_BULK:-0}   # benchmark domains bN.dane.test and bN.sts.test, N = 1..TB_BULK
+    [[ $BULK =~ ^[0-9]+$ ]] || die "TB_BULK must be a number"
+    TB=$(resolve_dir "${1:-}")
+    prepare_dir
+    check_ports
     SERIAL=$(date +%s)
     make_pki
     write_zones
@@ -718,20 +739,7 @@ cmd_start() {
     write_nginx_conf
     write_postfix_conf
     write_client_files
-
-    start_daemon nsd probe_nsd nsd -c "$TB/dns/nsd.conf"
-    start_daemon nsd-refused probe_refused nsd -c "$TB/dns/nsd-refused.conf"
-    start_daemon dnsstrip probe_dnsstrip /usr/bin/python3 "$HERE/dns_strip_proxy.py" --listen "$STRIP_ADDR:$DNS_PORT" \
-        --upstream "$REFUSED_ADDR:$DNS_PORT" --pidfile "$TB/dns/strip.pid" --log "$TB/dns/strip.log"
-    start_daemon unbound probe_unbound unbound -c "$TB/dns/unbound.conf"
-    start_daemon unbound-noval probe_unbound_noval unbound -c "$TB/dns/unbound-noval.conf"
-    start_daemon nginx probe_nginx nginx -p "$TB/nginx/" -e "$TB/nginx/error.log" -c "$TB/nginx/nginx.conf"
-    start_daemon postfix probe_postfix postfix -c "$TB/postfix/etc" start
-    local listen=()
-    for m in "${SCRIPTED_MODES[@]}"; do listen+=(--listen "$m=${SCRIPTED[$m]}:$SMTP_PORT"); done
-    start_daemon smtp probe_smtp /usr/bin/python3 "$HERE/smtp_server.py" --dir "$TB" \
-        --pidfile "$TB/smtp/server.pid" "${listen[@]}"
-
+    start_daemons
     START_OK=1
     trap - EXIT
     msg "test bed running in $TB ($((SECONDS - t0)) s): source $TB/env.sh; mxsec --config $TB/mxsec.conf"
