@@ -8,8 +8,8 @@ Received: header) and scripted SMTP servers (tools/testbed/smtp_server.py,
 127.0.56.1-8, one misbehaviour each, every accepted message recorded as
 DIR/smtp/<mode>/<n>.json). Every test sends a message carrying a unique token
 (Subject and Message-ID) and checks the RECEIVING END: the message is there
-(with TLS or not, with the right envelope) or it is not. The header of
-testbed.sh has the table of domains and expected outcomes.
+(with TLS or not, with the right envelope) or it is not. tools/testbed/README
+has the table of domains and expected outcomes.
 
 Usage: test_deliver.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """

@@ -5,7 +5,7 @@ Real sessions first: `mxsec deliver` to ee.dane.test (DANE, delivered), enforce.
 delivered), wrongname.sts.test (MTA-STS, certificate-host-mismatch), expired.sts.test (MTA-STS,
 certificate-expired), tlsafail.dane.test (TLSA lookup SERVFAIL: dnssec-invalid, no session),
 notfound.sts.test and syntax.sts.test (MTA-STS policy HTTP 404 / invalid: sts-policy-fetch-error /
-sts-policy-invalid, then delivered opportunistically). Their _smtp._tls records (testbed.sh header, "SMTP TLS reporting") send the
+sts-policy-invalid, then delivered opportunistically). Their _smtp._tls records (tools/testbed/README, "SMTP TLS reporting") send the
 reports by mail to the test bed's Postfix (ee, wrongname), by HTTPS POST to tlsrpt.sts.test (enforce:
 a small HTTPS receiver this suite runs on 127.0.54.2:443 with a certificate from the test bed's CA),
 and nowhere for expired (two TLSRPT records: no reporting). The checks are made at the receiving
