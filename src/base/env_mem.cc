@@ -246,7 +246,7 @@ Status MemEnv::CreateDir(const std::string& path, uint32_t mode) {
   return Status::Ok();
 }
 
-std::unique_ptr<MemEnv> MemEnv::AfterPowerLoss() const {
+std::unique_ptr<MemEnv> MemEnv::AfterPowerLoss(PowerLoss reading) const {
   std::lock_guard<std::mutex> l(state_->mu);
   auto after = std::make_shared<State>(state_->clock);
   std::map<const Inode*, std::shared_ptr<Inode>> kept;  // one copy per file, whatever its number of names
@@ -254,7 +254,7 @@ std::unique_ptr<MemEnv> MemEnv::AfterPowerLoss() const {
     Dir& copy = after->dirs[path];
     copy.mode = d.mode;
     copy.mtime = d.mtime;
-    for (const auto& [name, file] : d.synced) {
+    for (const auto& [name, file] : reading == PowerLoss::kPendingNamesKept ? d.names : d.synced) {
       std::shared_ptr<Inode>& survivor = kept[file.get()];
       if (!survivor) {
         survivor = std::make_shared<Inode>();

@@ -11,13 +11,17 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "temp_queue_dir.h"
 #include "mxsec/base/config.h"
+#include "mxsec/base/mem_env.h"
 #include "mxsec/queue/dsn.h"
 #include "mxsec/queue/queue.h"
 
@@ -658,4 +662,146 @@ TEST_CASE("queue: recipient states have one spelling in the envelope, and nothin
   CHECK_FALSE(ParseRecipientState("deferred").has_value());
   CHECK_FALSE(ParseRecipientState("Pending").has_value());
   CHECK_FALSE(ParseRecipientState("").has_value());
+}
+
+namespace {
+
+// A disk as a power loss left it, and the instant: just before which change, in which reading (mem_env.h).
+struct LostPower {
+  std::string when;
+  std::unique_ptr<MemEnv> disk;
+};
+
+// The disks a power loss leaves at every instant of `work`: before each change it makes, in both readings.
+std::vector<LostPower> PowerLossesDuring(MemEnv& env, const std::function<void()>& work) {
+  std::vector<LostPower> losses;
+  env.SetChangeHook([&](std::string_view op, const std::string& path) {
+    const std::string when = "before " + std::string(op) + " " + path;
+    losses.push_back({when + ", pending names lost", env.AfterPowerLoss(PowerLoss::kPendingNamesLost)});
+    losses.push_back({when + ", pending names kept", env.AfterPowerLoss(PowerLoss::kPendingNamesKept)});
+    return Status::Ok();
+  });
+  work();
+  env.SetChangeHook(nullptr);
+  return losses;
+}
+
+std::vector<std::string> FilesOn(const MemEnv& disk, const std::string& dir) {
+  auto names = disk.ListDir(dir);
+  return names.ok() ? names.value() : std::vector<std::string>{};
+}
+
+}  // namespace
+
+TEST_CASE("queue: a power loss during Submit leaves the whole message or, after the next Clean, nothing") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  Result<std::string> id = Status::Error("not submitted");
+  std::vector<LostPower> losses = PowerLossesDuring(t.env, [&] {
+    id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test"}), &clock, nullptr);
+  });
+  REQUIRE(id.ok());
+  // Message to a temporary name, link to ID.msg, temporary name removed, envelope to a temporary
+  // name, renamed to ID.env, directory synced: before each, in both readings.
+  REQUIRE(losses.size() == 12);
+  FakeClock later(time(nullptr) + 7200);
+  size_t debris_removed = 0, queued = 0;
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(t.path, false, loss.disk.get());
+    REQUIRE(after.ok());
+    const bool has_message = FilesOn(*loss.disk, t.path) != std::vector<std::string>{};
+    if (after->Ids().empty()) {
+      // The submitter never got an answer; a message file without its envelope is debris.
+      debris_removed += has_message;
+      after->Clean(&later, 3600);
+      CHECK(FilesOn(*loss.disk, t.path).empty());
+    } else {
+      // The envelope was renamed into place (kept by the file system): the whole message is there.
+      ++queued;
+      CHECK(after->Ids() == std::vector<std::string>{id.value()});
+      auto message = after->ReadMessage(id.value());
+      auto env = after->ReadEnvelope(id.value());
+      REQUIRE(message.ok());
+      REQUIRE(env.ok());
+      CHECK(message.value() == kMsg);
+      CHECK(env->size == strlen(kMsg));
+    }
+  }
+  CHECK(debris_removed > 0);  // a message file linked before its envelope, removed by Clean
+  CHECK(queued == 1);         // renamed, not yet synced, kept
+  // Once Submit returned, the message survives any power loss.
+  std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
+  auto reopened = Queue::Open(t.path, false, disk.get());
+  REQUIRE(reopened.ok());
+  CHECK(reopened->Ids() == std::vector<std::string>{id.value()});
+  auto message = reopened->ReadMessage(id.value());
+  REQUIRE(message.ok());
+  CHECK(message.value() == kMsg);
+}
+
+TEST_CASE("queue: a power loss while an envelope is replaced leaves the old one or the new one, never neither") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test", "defer@two.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  QueuedEnvelope next = q->ReadEnvelope(id.value()).value();
+  next.attempts = 1;
+  next.recipients[0].state = RecipientState::kDelivered;
+  Status written;
+  std::vector<LostPower> losses = PowerLossesDuring(t.env, [&] { written = q->WriteEnvelope(next); });
+  REQUIRE(written.ok());
+  REQUIRE(losses.size() == 6);  // temporary file, rename, directory sync
+  std::set<int> seen;
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(t.path, false, loss.disk.get());
+    REQUIRE(after.ok());
+    auto env = after->ReadEnvelope(id.value());
+    REQUIRE_MESSAGE(env.ok(), env.error());
+    const bool is_new = env->attempts == 1 && env->recipients[0].state == RecipientState::kDelivered;
+    const bool is_old = env->attempts == 0 && env->recipients[0].state == RecipientState::kPending;
+    CHECK((is_old || is_new));
+    seen.insert(env->attempts);
+  }
+  CHECK(seen == std::set<int>{0, 1});
+  std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
+  auto after = Queue::Open(t.path, false, disk.get());
+  REQUIRE(after.ok());
+  auto env = after->ReadEnvelope(id.value());
+  REQUIRE(env.ok());
+  CHECK(env->attempts == 1);
+}
+
+TEST_CASE("queue: a power loss while a message is removed never leaves an envelope without its message") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  Status removed;
+  std::vector<LostPower> losses = PowerLossesDuring(t.env, [&] { removed = q->Remove(id.value()); });
+  REQUIRE(removed.ok());
+  REQUIRE(losses.size() == 6);  // envelope, message, directory sync
+  FakeClock later(time(nullptr) + 7200);
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(t.path, false, loss.disk.get());
+    REQUIRE(after.ok());
+    if (!after->Ids().empty()) {
+      auto message = after->ReadMessage(id.value());  // still queued, whole
+      REQUIRE_MESSAGE(message.ok(), message.error());
+      CHECK(message.value() == kMsg);
+      continue;
+    }
+    after->Clean(&later, 3600);  // a message file left without its envelope is debris
+    CHECK(FilesOn(*loss.disk, t.path).empty());
+  }
+  std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
+  CHECK(FilesOn(*disk, t.path).empty());
 }

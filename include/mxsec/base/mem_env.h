@@ -2,13 +2,17 @@
 // left behind, locks that conflict within one process, storage that fails on
 // demand, and power losses at any instant.
 //
-// What a power loss keeps (AfterPowerLoss) follows env.h's contract in its
-// strictest reading: in each directory, the names as of its last SyncDir
-// (a later rename, link or removal is undone as a whole); of each file, the
-// data as last fsynced (OverwriteFile is not). Directories themselves are
-// kept (a simplification: storage code makes its directory before it keeps
-// anything there). Locks are not kept: they belong to processes, and a power
-// loss ends them all.
+// What a power loss keeps (AfterPowerLoss): of each file, the data as last
+// fsynced (OverwriteFile is not); of the names (new files, renames, links,
+// removals) made since their directory's last SyncDir, either none
+// (PowerLoss::kPendingNamesLost, env.h's contract in its strictest reading)
+// or all (kPendingNamesKept: a file system that wrote them in order, as a
+// journal does). Taken just before each change (SetChangeHook), the two
+// readings give every state a power loss can leave on such a file system:
+// the changes since the last sync lost, or kept up to that instant.
+// Directories themselves are kept (a simplification: storage code makes its
+// directory before it keeps anything there). Locks are not kept: they
+// belong to processes, and a power loss ends them all.
 //
 // Paths are absolute ("/q/ID.msg"); "/" exists from the start. Modes are
 // kept as given (no umask). Thread-safe. A FileLock may outlive its MemEnv.
@@ -23,6 +27,8 @@
 #include "mxsec/base/env.h"
 
 namespace mxsec {
+
+enum class PowerLoss { kPendingNamesLost, kPendingNamesKept };
 
 class MemEnv : public Env {
  public:
@@ -46,7 +52,7 @@ class MemEnv : public Env {
 
   // What a power loss at this instant leaves, as a new MemEnv (on the same
   // clock); this one goes on unchanged, as the process that "died" would.
-  std::unique_ptr<MemEnv> AfterPowerLoss() const;
+  std::unique_ptr<MemEnv> AfterPowerLoss(PowerLoss reading = PowerLoss::kPendingNamesLost) const;
 
   // Called before every change (op is "write", "sync", "rename", "link",
   // "remove" or "mkdir"; path the file or directory changed: for rename and
