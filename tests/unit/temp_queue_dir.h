@@ -40,6 +40,12 @@ class TempQueueDir {
   std::string root_;
 };
 
+// The names in directory `dir` of `env` (none when it does not exist).
+inline std::vector<std::string> FilesIn(const mxsec::MemEnv& env, const std::string& dir) {
+  auto names = env.ListDir(dir);
+  return names.ok() ? names.value() : std::vector<std::string>{};
+}
+
 struct MemQueueDir {
   MemQueueDir() {
     (void)env.CreateDir("/var", 0755);
@@ -48,11 +54,7 @@ struct MemQueueDir {
   MemQueueDir(const MemQueueDir&) = delete;
   MemQueueDir& operator=(const MemQueueDir&) = delete;
 
-  // The names in the queue directory (none when it does not exist).
-  std::vector<std::string> Files() const {
-    auto names = env.ListDir(path);
-    return names.ok() ? names.value() : std::vector<std::string>{};
-  }
+  std::vector<std::string> Files() const { return FilesIn(env, path); }
 
   mxsec::MemEnv env;                          // file times from the system clock, as on disk
   const std::string path = "/var/spool/mxsec";  // the queue directory (created by the code under test)

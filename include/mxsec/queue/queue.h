@@ -3,7 +3,8 @@
 // A queued message is two files in the queue directory: ID.msg (the
 // message as submitted, after header edits; never rewritten) and ID.env (the
 // envelope as JSON: sender, recipients with their state, times, the last
-// reason). Promises:
+// reason). Every access to them goes through an Env (mxsec/base/env.h): the
+// real file system by default, a MemEnv in tests. Promises:
 //   - Submit returns only after both files were written under temporary
 //     names, fsynced, renamed into place and the directory fsynced; ID.env
 //     is renamed last and is the commit mark: an ID.msg without ID.env is
@@ -11,7 +12,8 @@
 //     message), removed by the next run;
 //   - files are created mode 0640 (never world-readable or -writable); their
 //     group is the directory's (a set-group-ID queue directory, mxsec(8));
-//   - whoever delivers a message holds an exclusive flock(2) on its ID.msg
+//   - whoever delivers a message holds an exclusive lock (Env::LockFile,
+//     flock(2) on the real file system) on its ID.msg
 //     (which is never replaced, so the lock is stable): two runners never
 //     deliver one message at the same time, and a runner that loses the
 //     race skips the message; a lock dies with its process (kill -9);
