@@ -173,7 +173,7 @@ std::string DisplayName(const std::string& name) {
 int ListQueue(const Config& cfg, bool json) {
   auto q = Queue::Open(cfg.queue_dir, false);
   if (!q.ok()) {
-    if (errno == ENOENT) {
+    if (q.status().IsNotFound()) {
       if (!json) std::cout << "Mail queue is empty\n";
       return EX_OK;
     }

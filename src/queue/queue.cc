@@ -3,14 +3,12 @@
 // Durability order of Submit: ID.msg (with its prefix for that ID, if any) written to a temporary name, fsynced,
 // linked to its final name (link fails if the name exists, so an ID is
 // never reused), then ID.env likewise and renamed, then the directory
-// fsynced. Only then is the submission reported as successful.
+// fsynced. Only then is the submission reported as successful. Every file
+// system access goes through the queue's Env (mxsec/base/env.h), so that
+// tests can take a power loss between any two of these steps (MemEnv).
 #include "mxsec/queue/queue.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -127,23 +126,14 @@ bool ValidQueueId(std::string_view id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
 }
 
-QueueLock& QueueLock::operator=(QueueLock&& o) noexcept {
-  if (this != &o) {
-    Release();
-    fd_ = o.fd_;
-    o.fd_ = -1;
-  }
-  return *this;
-}
-QueueLock::~QueueLock() { Release(); }
-void QueueLock::Release() {
-  if (fd_ >= 0) close(fd_);  // the flock goes with the last descriptor of the open file
-  fd_ = -1;
-}
-
 namespace {
 
-constexpr mode_t kFileMode = 0640;
+constexpr uint32_t kFileMode = 0640;
+constexpr uint32_t kDirMode = 0750;
+constexpr uint32_t kWorldWritable = 0002;  // S_IWOTH
+// The queue reads only files it wrote itself: a message whose size was bounded when it was submitted
+// (message_size_limit) and its envelope. They have no read bound of their own.
+constexpr size_t kNoReadBound = std::numeric_limits<size_t>::max();
 
 std::string NewQueueId(Clock* clock) {
   timeval tv{};
@@ -156,38 +146,6 @@ std::string NewQueueId(Clock* clock) {
   return buf;
 }
 
-std::string Errno(const std::string& what) { return what + ": " + strerror(errno); }
-
-bool IsIoError(int e) { return e == EIO || e == EROFS || e == EBADF || e == EFAULT; }
-
-// Writes all of `head` and then `data` to `fd` and fsyncs it.
-Status WriteAllSync(int fd, std::string_view head, std::string_view data, const std::string& name) {
-  for (std::string_view part : {head, data}) {
-    size_t off = 0;
-    while (off < part.size()) {
-      ssize_t n = write(fd, part.data() + off, part.size() - off);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return Status::Error(Errno(name + ": write"));
-      }
-      off += static_cast<size_t>(n);
-    }
-  }
-  if (fsync(fd) != 0) return Status::Error(Errno(name + ": fsync"));
-  return Status::Ok();
-}
-
-Status FsyncDir(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::Error(Errno(dir + ": open"));
-  int rc = fsync(fd);
-  int err = errno;
-  close(fd);
-  errno = err;
-  if (rc != 0) return Status::Error(Errno(dir + ": fsync"));
-  return Status::Ok();
-}
-
 std::string TempName(const std::string& dir, const std::string& what) {
   uint32_t rnd = 0;
   if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd) rnd = static_cast<uint32_t>(getpid());
@@ -196,135 +154,116 @@ std::string TempName(const std::string& dir, const std::string& what) {
   return dir + buf;
 }
 
-// Creates `path` exclusively with kFileMode (whatever the umask), writes and fsyncs `head` + `data`.
-// Returns the open descriptor (the caller closes it) or an error (the file is removed).
-Result<int> CreateSynced(const std::string& path, std::string_view data, std::string_view head = {}) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kFileMode);
-  if (fd < 0) return Status::Error(Errno(path + ": create"));
-  Status s = fchmod(fd, kFileMode) == 0 ? Status::Ok() : Status::Error(Errno(path + ": chmod"));
-  if (s.ok()) s = WriteAllSync(fd, head, data, path);
-  if (!s.ok()) {
-    int err = errno;
-    close(fd);
-    unlink(path.c_str());
-    errno = err;
-    return s;
+// mkdir -p: each missing directory on the way to `dir` is made with kDirMode.
+Status MakeDirs(Env* env, const std::string& dir) {
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = dir.find('/', pos + 1);
+    const std::string cur = dir.substr(0, pos);
+    if (cur.empty()) continue;
+    if (Status s = env->CreateDir(cur, kDirMode); !s.ok()) return s;
   }
-  return fd;
-}
-
-Result<std::string> ReadFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Error(Errno(path));
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status s = Status::Error(Errno(path + ": read"));
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return out;
+  return Status::Ok();
 }
 
 }  // namespace
 
-Result<Queue> Queue::Open(const std::string& dir, bool create) {
-  struct stat st{};
-  if (stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT || !create) return Status::Error(Errno("queue directory " + dir));
-    // mkdir -p with 0750: never world-accessible; see mxsec(8) for the set-group-ID layout.
-    std::string cur;
-    size_t pos = 0;
-    while (pos != std::string::npos) {
-      pos = dir.find('/', pos + 1);
-      cur = dir.substr(0, pos);
-      if (cur.empty()) continue;
-      if (mkdir(cur.c_str(), 0750) != 0 && errno != EEXIST) return Status::Error(Errno("queue directory " + cur));
-    }
-    if (stat(dir.c_str(), &st) != 0) return Status::Error(Errno("queue directory " + dir));
+Result<Queue> Queue::Open(const std::string& dir, bool create, Env* env) {
+  auto st = env->Stat(dir);
+  if (!st.ok()) {
+    if (!st.status().IsNotFound() || !create) return st.status().Prefixed("queue directory ");
+    // Never world-accessible; see mxsec(8) for the set-group-ID layout.
+    if (Status made = MakeDirs(env, dir); !made.ok()) return made.Prefixed("queue directory ");
+    st = env->Stat(dir);
+    if (!st.ok()) return st.status().Prefixed("queue directory ");
   }
-  if (!S_ISDIR(st.st_mode)) return Status::Error("queue directory " + dir + " is not a directory");
-  if (st.st_mode & S_IWOTH)
+  if (!st->is_dir) return Status::Error("queue directory " + dir + " is not a directory");
+  if (st->mode & kWorldWritable)
     return Status::Error("queue directory " + dir + " is world-writable; refusing to use it (see mxsec(8))");
-  return Queue(dir);
+  return Queue(dir, env);
 }
 
-Result<std::string> Queue::Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
-                                  bool* io_error, const std::function<std::string(const std::string& id)>& prefix) {
-  if (io_error) *io_error = false;
-  auto fail = [&](const Status& s) -> Result<std::string> {
-    if (io_error) *io_error = IsIoError(errno);
+std::string Queue::PathOf(const std::string& id, const char* suffix) const { return dir_ + "/" + id + suffix; }
+
+Status Queue::WriteLockedTemp(const std::string& tmp, std::string_view head, std::string_view message,
+                              QueueLock* lock) {
+  Status s = env_->WriteNewFile(tmp, {head, message}, kFileMode);
+  if (!s.ok()) return s;
+  // Locked before the message is visible: no runner can take it while we finish (or deliver it).
+  std::unique_ptr<FileLock> held;
+  s = env_->LockFile(tmp, &held);
+  if (!s.ok()) {
+    (void)env_->RemoveFile(tmp);
     return s;
-  };
-  const std::string tmp_msg = TempName(dir_, "msg");
-  std::string id;
-  std::string head;
-  QueueLock lock;
+  }
+  *lock = QueueLock(std::move(held));
+  return Status::Ok();
+}
+
+Result<std::string> Queue::LinkNewMessage(std::string_view message, Clock* clock, const SubmitPrefix& prefix,
+                                          std::string* head, QueueLock* lock) {
+  const std::string tmp = TempName(dir_, "msg");
   bool written = false;
   for (int tries = 0;; ++tries) {
-    id = NewQueueId(clock);
+    const std::string id = NewQueueId(clock);
     // The prefix names the ID, so a new ID (a collision, rare) means writing the file again.
     if (!written || prefix) {
       if (written) {
-        lock.Release();
-        unlink(tmp_msg.c_str());
+        lock->Release();
+        (void)env_->RemoveFile(tmp);
       }
-      head = prefix ? prefix(id) : std::string();
-      auto msg_fd = CreateSynced(tmp_msg, message, head);
-      if (!msg_fd.ok()) return fail(msg_fd.status());
+      *head = prefix ? prefix(id) : std::string();
+      if (Status s = WriteLockedTemp(tmp, *head, message, lock); !s.ok()) return s;
       written = true;
-      // Lock before the message is visible: no runner can take it while we finish (or deliver it).
-      lock = QueueLock(msg_fd.value());
-      if (flock(lock.fd(), LOCK_EX) != 0) {
-        Status s = Status::Error(Errno(tmp_msg + ": flock"));
-        unlink(tmp_msg.c_str());
-        return fail(s);
-      }
     }
-    if (link(tmp_msg.c_str(), (dir_ + "/" + id + ".msg").c_str()) == 0) break;
-    if (errno != EEXIST || tries > 100) {
-      Status s = Status::Error(Errno(dir_ + "/" + id + ".msg: link"));
-      unlink(tmp_msg.c_str());
-      return fail(s);
+    auto linked = env_->LinkFile(tmp, PathOf(id, ".msg"));
+    if (linked.ok() && linked.value()) {
+      (void)env_->RemoveFile(tmp);
+      return id;
+    }
+    if (!linked.ok() || tries > 100) {
+      Status s = linked.ok() ? Status::Error(PathOf(id, ".msg") + ": link: " + strerror(EEXIST)) : linked.status();
+      (void)env_->RemoveFile(tmp);
+      return s;
     }
   }
-  unlink(tmp_msg.c_str());
-  const std::string msg_path = dir_ + "/" + id + ".msg";
+}
 
-  env.id = id;
+Status Queue::InstallEnvelope(const QueuedEnvelope& env) {
+  const std::string tmp = TempName(dir_, "env");
+  const std::string json = EnvelopeToJson(env);
+  Status s = env_->WriteNewFile(tmp, {json}, kFileMode);
+  if (!s.ok()) return s;
+  s = env_->RenameFile(tmp, PathOf(env.id, ".env"));
+  if (!s.ok()) (void)env_->RemoveFile(tmp);
+  return s;
+}
+
+Result<std::string> Queue::Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
+                                  bool* io_error, const SubmitPrefix& prefix) {
+  if (io_error) *io_error = false;
+  auto fail = [&](const Status& s) -> Result<std::string> {
+    if (io_error) *io_error = s.IsIoError();
+    return s;
+  };
+  std::string head;
+  QueueLock lock;
+  auto id = LinkNewMessage(message, clock, prefix, &head, &lock);
+  if (!id.ok()) return fail(id.status());
+  const std::string msg_path = PathOf(id.value(), ".msg");
+
+  env.id = id.value();
   env.size = head.size() + message.size();
   env.queued_at = clock->Now();
-  const std::string tmp_env = TempName(dir_, "env");
-  auto env_fd = CreateSynced(tmp_env, EnvelopeToJson(env));
-  if (!env_fd.ok()) {
-    int err = errno;
-    unlink(msg_path.c_str());
-    errno = err;
-    return fail(env_fd.status());
+  // ID.env is the commit mark: renamed into place last, then made durable with the directory.
+  Status s = InstallEnvelope(env);
+  if (s.ok()) {
+    s = env_->SyncDir(dir_);
+    if (!s.ok()) (void)env_->RemoveFile(PathOf(env.id, ".env"));
   }
-  close(env_fd.value());
-  if (rename(tmp_env.c_str(), (dir_ + "/" + id + ".env").c_str()) != 0) {
-    Status s = Status::Error(Errno(dir_ + "/" + id + ".env: rename"));
-    int err = errno;
-    unlink(tmp_env.c_str());
-    unlink(msg_path.c_str());
-    errno = err;
+  if (!s.ok()) {
+    (void)env_->RemoveFile(msg_path);
     return fail(s);
-  }
-  Status synced = FsyncDir(dir_);
-  if (!synced.ok()) {
-    int err = errno;
-    unlink((dir_ + "/" + id + ".env").c_str());
-    unlink(msg_path.c_str());
-    errno = err;
-    return fail(synced);
   }
   if (lock_out) *lock_out = std::move(lock);
   return id;
@@ -332,90 +271,81 @@ Result<std::string> Queue::Submit(std::string_view message, QueuedEnvelope env, 
 
 std::vector<std::string> Queue::Ids() const {
   std::vector<std::string> ids;
-  DIR* d = opendir(dir_.c_str());
-  if (!d) return ids;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
+  auto names = env_->ListDir(dir_);
+  if (!names.ok()) return ids;
+  for (const std::string& n : names.value()) {
     if (n.size() == 21 && n.compare(17, 4, ".env") == 0 && ValidQueueId(n.substr(0, 17))) ids.push_back(n.substr(0, 17));
   }
-  closedir(d);
   std::sort(ids.begin(), ids.end());  // IDs start with the time: oldest first
   return ids;
 }
 
 LockState Queue::TryLock(const std::string& id, QueueLock* out) const {
   if (!ValidQueueId(id)) return LockState::kGone;
-  int fd = open((dir_ + "/" + id + ".msg").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return LockState::kGone;
-  QueueLock lock(fd);
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) return LockState::kBusy;
+  std::unique_ptr<FileLock> held;
+  Status s = env_->LockFile(PathOf(id, ".msg"), &held);
+  if (s.IsUnavailable()) return LockState::kBusy;
+  if (!s.ok()) return LockState::kGone;
   // The holder before us may have finished and removed the message.
-  struct stat st{};
-  if (fstat(fd, &st) != 0 || st.st_nlink == 0) return LockState::kGone;
-  if (access((dir_ + "/" + id + ".env").c_str(), F_OK) != 0) return LockState::kGone;
-  *out = std::move(lock);
+  auto info = held->Stat();
+  if (!info.ok() || info->nlink == 0) return LockState::kGone;
+  if (!env_->FileExists(PathOf(id, ".env"))) return LockState::kGone;
+  *out = QueueLock(std::move(held));
   return LockState::kLocked;
 }
 
 Result<QueuedEnvelope> Queue::ReadEnvelope(const std::string& id) const {
-  auto text = ReadFile(dir_ + "/" + id + ".env");
+  const std::string path = PathOf(id, ".env");
+  auto text = env_->ReadFile(path, kNoReadBound);
   if (!text.ok()) return text.status();
   auto env = EnvelopeFromJson(text.value());
-  if (!env.ok()) return Status::Error(dir_ + "/" + id + ".env: " + env.error());
+  if (!env.ok()) return Status::Error(path + ": " + env.error());
   // The file name is what the lock, the message file and every rewrite
   // use; an envelope naming another ID would carry one message's state
   // into another's envelope.
   if (env->id != id)
-    return Status::Error(dir_ + "/" + id + ".env: names queue ID " + env->id + ", not " + id +
+    return Status::Error(path + ": names queue ID " + env->id + ", not " + id +
                          "; not used (moved or copied from another message?)");
   return env;
 }
 
-Result<std::string> Queue::ReadMessage(const std::string& id) const { return ReadFile(dir_ + "/" + id + ".msg"); }
+Result<std::string> Queue::ReadMessage(const std::string& id) const {
+  return env_->ReadFile(PathOf(id, ".msg"), kNoReadBound);
+}
 
 Status Queue::WriteEnvelope(const QueuedEnvelope& env) {
-  const std::string tmp = TempName(dir_, "env");
-  auto fd = CreateSynced(tmp, EnvelopeToJson(env));
-  if (!fd.ok()) return fd.status();
-  close(fd.value());
-  if (rename(tmp.c_str(), (dir_ + "/" + env.id + ".env").c_str()) != 0) {
-    Status s = Status::Error(Errno(dir_ + "/" + env.id + ".env: rename"));
-    unlink(tmp.c_str());
-    return s;
-  }
-  return FsyncDir(dir_);
+  if (Status s = InstallEnvelope(env); !s.ok()) return s;
+  return env_->SyncDir(dir_);
 }
 
 Status Queue::Remove(const std::string& id) {
-  if (unlink((dir_ + "/" + id + ".env").c_str()) != 0 && errno != ENOENT)
-    return Status::Error(Errno(dir_ + "/" + id + ".env: unlink"));
-  if (unlink((dir_ + "/" + id + ".msg").c_str()) != 0 && errno != ENOENT)
-    return Status::Error(Errno(dir_ + "/" + id + ".msg: unlink"));
-  return FsyncDir(dir_);
+  for (const char* suffix : {".env", ".msg"}) {
+    Status s = env_->RemoveFile(PathOf(id, suffix));
+    if (!s.ok() && !s.IsNotFound()) return s;
+  }
+  return env_->SyncDir(dir_);
+}
+
+void Queue::RemoveIfDebris(const std::string& id) {
+  if (env_->FileExists(PathOf(id, ".env"))) return;
+  std::unique_ptr<FileLock> held;
+  // Not locked and still without an envelope: a submission that failed (its caller got an error).
+  if (env_->LockFile(PathOf(id, ".msg"), &held).ok() && !env_->FileExists(PathOf(id, ".env")))
+    (void)env_->RemoveFile(PathOf(id, ".msg"));
 }
 
 void Queue::Clean(Clock* clock, int64_t min_age) {
-  DIR* d = opendir(dir_.c_str());
-  if (!d) return;
-  std::vector<std::string> names;
-  while (dirent* e = readdir(d)) names.push_back(e->d_name);
-  closedir(d);
-  for (const std::string& n : names) {
-    std::string path = dir_ + "/" + n;
-    struct stat st{};
-    if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (clock->Now() - st.st_mtime < min_age) continue;
+  auto names = env_->ListDir(dir_);
+  if (!names.ok()) return;
+  for (const std::string& n : names.value()) {
+    const std::string path = dir_ + "/" + n;
+    auto info = env_->Stat(path);
+    if (!info.ok() || !info->is_regular) continue;
+    if (clock->Now() - info->mtime < min_age) continue;
     if (n.rfind(".tmp-", 0) == 0) {
-      unlink(path.c_str());
+      (void)env_->RemoveFile(path);
     } else if (n.size() == 21 && n.compare(17, 4, ".msg") == 0) {
-      std::string id = n.substr(0, 17);
-      if (access((dir_ + "/" + id + ".env").c_str(), F_OK) == 0) continue;
-      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      QueueLock lock(fd);
-      // Not locked and still without an envelope: a submission that failed (its caller got an error).
-      if (flock(fd, LOCK_EX | LOCK_NB) == 0 && access((dir_ + "/" + id + ".env").c_str(), F_OK) != 0)
-        unlink(path.c_str());
+      RemoveIfDebris(n.substr(0, 17));
     }
   }
 }

@@ -18,8 +18,8 @@ using namespace mxsec;
 
 namespace {
 
-struct TempQueueDir : mxsec_test::TempQueueDir {
-  TempQueueDir() : mxsec_test::TempQueueDir("mxsec-dsn-test") {}
+struct MemQueue : mxsec_test::MemQueueDir {
+  Result<Queue> Open() { return Queue::Open(path, true, &env); }
 };
 
 DsnInput Input(std::string_view original) {
@@ -145,9 +145,9 @@ TEST_CASE("dsn: a returned message that could not be sent is reduced, never incl
 }
 
 TEST_CASE("dsn: the report about a message with an over-long line is queued and delivered, not dropped") {
-  TempQueueDir t;
+  MemQueue t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE_MESSAGE(q.ok(), q.error());
   const std::string reply = "550 5.1.1 " + std::string(1200, 'w');
   for (int variant = 0; variant < 2; ++variant) {

@@ -2,7 +2,8 @@
 // the bounded delivery threads (WorkerBudget, a ThreadStarter that fails on
 // demand), the per-attempt domain bound, and the envelope written after each
 // domain that took the message (a crash between two domains, as a forked
-// child killed with SIGKILL, repeats neither).
+// child killed with SIGKILL, repeats neither). In memory (MemEnv) but the
+// SIGKILL test, which needs a file system that outlives a process.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -27,8 +28,15 @@ using namespace mxsec;
 
 namespace {
 
-struct TempQueueDir : mxsec_test::TempQueueDir {
-  TempQueueDir() : mxsec_test::TempQueueDir("mxsec-queue-run-test") {}
+// The queue of every test here but the one killed with SIGKILL: a MemEnv.
+struct MemQueue : mxsec_test::MemQueueDir {
+  Result<Queue> Open() { return Queue::Open(path, true, &env); }
+};
+
+// That one's: the real file system, which outlives a process that dies with its locks.
+struct RealQueue : mxsec_test::TempQueueDir {
+  RealQueue() : mxsec_test::TempQueueDir("mxsec-queue-run-test") {}
+  Result<Queue> Open() { return Queue::Open(path, true); }
 };
 
 const char* kBody = "From: a@client.test\nTo: x@one.test\nSubject: hi\n\nbody line\n";
@@ -125,9 +133,9 @@ std::map<std::string, size_t> States(const QueuedEnvelope& e) {
 }  // namespace
 
 TEST_CASE("queue run: no thread can be started: no crash, the calling thread delivers, a second run too") {
-  TempQueueDir t;
+  MemQueue t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   auto id = q->Submit(kBody, ManyDomains(40, "half"), &clock, nullptr);
   REQUIRE(id.ok());
@@ -164,9 +172,9 @@ TEST_CASE("queue run: no thread can be started: no crash, the calling thread del
 }
 
 TEST_CASE("queue run: thread creation failing half-way: the threads already running finish the work") {
-  TempQueueDir t;
+  MemQueue t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   auto id = q->Submit(kBody, ManyDomains(200, "all"), &clock, nullptr);
   REQUIRE(id.ok());
@@ -186,9 +194,9 @@ TEST_CASE("queue run: thread creation failing half-way: the threads already runn
 }
 
 TEST_CASE("queue run: 20000 distinct domains are delivered with at most queue_run_concurrency threads") {
-  TempQueueDir t;
+  MemQueue t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   const size_t n = 20000;
   auto id = q->Submit(kBody, ManyDomains(n, "none"), &clock, nullptr);
@@ -213,9 +221,9 @@ TEST_CASE("queue run: 20000 distinct domains are delivered with at most queue_ru
 }
 
 TEST_CASE("queue run: at most queue_max_domains_per_attempt domains per attempt; the others at the next run") {
-  TempQueueDir t;
+  MemQueue t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   auto id = q->Submit(kBody, ManyDomains(25, "none"), &clock, nullptr);
   REQUIRE(id.ok());
@@ -243,9 +251,9 @@ TEST_CASE("queue run: at most queue_max_domains_per_attempt domains per attempt;
 }
 
 TEST_CASE("queue run: killed after the first domain took the message, a rerun delivers only the second") {
-  TempQueueDir t;
+  RealQueue t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   QueuedEnvelope e;
   e.sender = "a@client.test";
@@ -296,9 +304,9 @@ TEST_CASE("config: queue_run_concurrency and queue_max_domains_per_attempt, with
 }
 
 TEST_CASE("queue run: a delivery that cannot be recorded stops the attempt before the next domain") {
-  TempQueueDir t;
+  MemQueue t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   QueuedEnvelope e;
   e.sender = "a@client.test";
@@ -307,11 +315,14 @@ TEST_CASE("queue run: a delivery that cannot be recorded stops the attempt befor
   REQUIRE(id.ok());
   CountingDeliverer ok;
   DomainDeliverer inner = ok.Fn();
-  const std::string away = t.path + ".away";
+  std::atomic<bool> disk_failed{false};
+  t.env.SetChangeHook([&](std::string_view op, const std::string& path) {
+    return disk_failed ? Status::IoError(path + ": " + std::string(op) + ": Input/output error") : Status::Ok();
+  });
   DomainDeliverer deliver = [&](const std::string& domain, const Mailbox& from, const std::vector<Mailbox>& to,
                                 const PreparedMessage& m, const DsnRequest& dsn) {
-    // The queue directory goes away (as a full or failing disk would refuse the write).
-    if (domain == "one.test") REQUIRE(rename(t.path.c_str(), away.c_str()) == 0);
+    // The disk refuses every write from here on (full or failing).
+    if (domain == "one.test") disk_failed = true;
     return inner(domain, from, to, m, dsn);
   };
   std::vector<std::string> lines;
@@ -323,7 +334,7 @@ TEST_CASE("queue run: a delivery that cannot be recorded stops the attempt befor
     return l.find("cannot record the deliveries so far") != std::string::npos &&
            l.find("the other domains wait for the next run") != std::string::npos;
   }));
-  REQUIRE(rename(away.c_str(), t.path.c_str()) == 0);
+  disk_failed = false;
   auto env = q->ReadEnvelope(id.value());
   REQUIRE(env.ok());
   CHECK(env->recipients[1].state == RecipientState::kPending);

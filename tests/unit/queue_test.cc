@@ -1,24 +1,27 @@
 // queue_test.cc - the durable queue: submission files and modes, locking,
-// per-recipient state, backoff and lifetime with a fake clock, DSNs.
+// per-recipient state, backoff and lifetime with a fake clock, DSNs; and
+// what a power loss at any instant leaves (MemEnv). All in memory but the
+// first test, which checks the files on the real file system.
 #include <doctest/doctest.h>
 
-#include <dirent.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "temp_queue_dir.h"
 #include "mxsec/base/config.h"
+#include "mxsec/base/mem_env.h"
 #include "mxsec/queue/dsn.h"
 #include "mxsec/queue/queue.h"
 
@@ -26,23 +29,24 @@ using namespace mxsec;
 
 namespace {
 
-struct TempDir : mxsec_test::TempQueueDir {
-  TempDir() : TempQueueDir("mxsec-queue-test") {}
+// The queue of every test here but the first: a MemEnv.
+struct TempDir : mxsec_test::MemQueueDir {
+  Result<Queue> Open() { return Queue::Open(path, true, &env); }
+  std::vector<std::string> Files() const { return MemQueueDir::Files(); }
 };
 
-std::vector<std::string> Files(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (dirent* e = readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
+// The first test's: the real file system, for the modes as the system makes them under a umask.
+struct RealDir : mxsec_test::TempQueueDir {
+  RealDir() : TempQueueDir("mxsec-queue-test") {}
+  Result<Queue> Open() { return Queue::Open(path, true); }
+  std::vector<std::string> Files() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(path)) out.push_back(e.path().filename().string());
+    return out;
   }
-  closedir(d);
-  return out;
-}
+};
 
-QueuedEnvelope Env(const std::string& sender, std::vector<std::string> rcpts) {
+QueuedEnvelope MakeEnvelope(const std::string& sender, std::vector<std::string> rcpts) {
   QueuedEnvelope e;
   e.sender = sender;
   for (auto& r : rcpts) e.recipients.push_back(QueuedRecipient{r});
@@ -115,17 +119,17 @@ QueueSettings Settings() {
 }  // namespace
 
 TEST_CASE("queue: submission writes message and envelope, mode 0640, nothing temporary left") {
-  TempDir t;
+  RealDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE_MESSAGE(q.ok(), q.error());
   struct stat st{};
   REQUIRE(stat(t.path.c_str(), &st) == 0);
   CHECK((st.st_mode & 07777) == 0750);
-  auto id = q->Submit(kMsg, Env("a@client.test", {"x@one.test"}), &clock, nullptr);
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"x@one.test"}), &clock, nullptr);
   REQUIRE_MESSAGE(id.ok(), id.error());
   CHECK(ValidQueueId(id.value()));
-  auto files = Files(t.path);
+  auto files = t.Files();
   CHECK(files.size() == 2);
   for (const auto& f : files) {
     CHECK(f.rfind(".tmp", 0) != 0);
@@ -143,15 +147,14 @@ TEST_CASE("queue: submission writes message and envelope, mode 0640, nothing tem
 
 TEST_CASE("queue: a world-writable queue directory is refused") {
   TempDir t;
-  REQUIRE(mkdir(t.path.c_str(), 0777) == 0);
-  REQUIRE(chmod(t.path.c_str(), 0777) == 0);
-  auto q = Queue::Open(t.path, true);
+  REQUIRE(t.env.CreateDir(t.path, 0777).ok());
+  auto q = t.Open();
   REQUIRE_FALSE(q.ok());
   CHECK(q.error().find("world-writable") != std::string::npos);
 }
 
 TEST_CASE("queue: envelope JSON round trip and errors") {
-  QueuedEnvelope e = Env("", {"a@b.test"});
+  QueuedEnvelope e = MakeEnvelope("", {"a@b.test"});
   e.id = "0123456789ABCDEF0";
   e.is_bounce = true;
   e.attempts = 3;
@@ -172,10 +175,10 @@ TEST_CASE("queue: envelope JSON round trip and errors") {
 TEST_CASE("queue: a held lock makes other runners skip; released, the message is delivered once") {
   TempDir t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   QueueLock held;
-  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test"}), &clock, &held);
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test"}), &clock, &held);
   REQUIRE(id.ok());
   REQUIRE(held.held());
   QueueLock other;
@@ -190,7 +193,7 @@ TEST_CASE("queue: a held lock makes other runners skip; released, the message is
                                             nullptr);
   CHECK(done.removed);
   CHECK(fake.calls == 1);
-  CHECK(Files(t.path).empty());
+  CHECK(t.Files().empty());
   CHECK(q->TryLock(id.value(), &other) == LockState::kGone);
   ProcessReport again = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
                                              nullptr);
@@ -201,9 +204,9 @@ TEST_CASE("queue: a held lock makes other runners skip; released, the message is
 TEST_CASE("queue: delivered recipients are never retried; backoff doubles up to the cap") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
-  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test", "defer@two.test"}), &clock, nullptr);
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test", "defer@two.test"}), &clock, nullptr);
   REQUIRE(id.ok());
   FakeDeliverer fake;
   QueueSettings s = Settings();
@@ -247,9 +250,9 @@ TEST_CASE("queue: RetryDelay") {
 TEST_CASE("queue: a permanent failure queues a DSN to the sender from the null sender") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
-  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test", "reject@one.test"}), &clock, nullptr);
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test", "reject@one.test"}), &clock, nullptr);
   REQUIRE(id.ok());
   FakeDeliverer fake;
   ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(),
@@ -273,7 +276,7 @@ TEST_CASE("queue: a permanent failure queues a DSN to the sender from the null s
   CHECK(PrepareMessage(dsn, MessageOptions{}).ok());
 
   // The DSN itself bounces: dropped, never bounced.
-  QueuedEnvelope bounce = Env("", {"reject@client.test"});
+  QueuedEnvelope bounce = MakeEnvelope("", {"reject@client.test"});
   bounce.is_bounce = true;
   auto bid = q->Submit(dsn, bounce, &clock, nullptr);
   REQUIRE(bid.ok());
@@ -291,9 +294,9 @@ TEST_CASE("queue: a permanent failure queues a DSN to the sender from the null s
 TEST_CASE("queue: -N never suppresses the DSN") {
   TempDir t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
-  QueuedEnvelope e = Env("a@client.test", {"reject@one.test"});
+  QueuedEnvelope e = MakeEnvelope("a@client.test", {"reject@one.test"});
   e.notify_failure = false;
   auto id = q->Submit(kMsg, e, &clock, nullptr);
   REQUIRE(id.ok());
@@ -308,9 +311,9 @@ TEST_CASE("queue: -N never suppresses the DSN") {
 TEST_CASE("queue: past the lifetime, deferred recipients bounce with 4.4.7") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
-  auto id = q->Submit(kMsg, Env("a@client.test", {"defer@one.test"}), &clock, nullptr);
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"defer@one.test"}), &clock, nullptr);
   REQUIRE(id.ok());
   FakeDeliverer fake;
   QueueSettings s = Settings();
@@ -334,7 +337,7 @@ TEST_CASE("queue: past the lifetime, deferred recipients bounce with 4.4.7") {
 
   // lifetime 0: one attempt only.
   s.lifetime = 0;
-  auto id2 = q->Submit(kMsg, Env("a@client.test", {"defer@one.test"}), &clock, nullptr);
+  auto id2 = q->Submit(kMsg, MakeEnvelope("a@client.test", {"defer@one.test"}), &clock, nullptr);
   REQUIRE(id2.ok());
   ProcessReport r4 = ProcessQueuedMessage(q.value(), id2.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
   CHECK(r4.removed);
@@ -344,18 +347,18 @@ TEST_CASE("queue: past the lifetime, deferred recipients bounce with 4.4.7") {
 TEST_CASE("queue: a message file without envelope is debris, removed by Clean; a locked one is kept") {
   TempDir t;
   FakeClock clock;
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   QueueLock lock;
-  auto id = q->Submit(kMsg, Env("a@client.test", {"ok@one.test"}), &clock, &lock);
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test"}), &clock, &lock);
   REQUIRE(id.ok());
-  REQUIRE(unlink((t.path + "/" + id.value() + ".env").c_str()) == 0);
+  REQUIRE(t.env.RemoveFile(t.path + "/" + id.value() + ".env").ok());
   clock.Set(time(nullptr) + 7200);
   q->Clean(&clock, 3600);
-  CHECK(Files(t.path).size() == 1);  // still locked by its submitter
+  CHECK(t.Files().size() == 1);  // still locked by its submitter
   lock.Release();
   q->Clean(&clock, 3600);
-  CHECK(Files(t.path).empty());
+  CHECK(t.Files().empty());
 }
 
 TEST_CASE("dsn: headers-only return and long diagnostics stay within line limits") {
@@ -430,10 +433,10 @@ TEST_CASE("dsn: an 8-bit returned message is declared 8bit") {
 TEST_CASE("queue: a submission prefix names the queue ID it is stored under, and counts in the size") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   int calls = 0;
-  auto id = q->Submit(kMsg, Env("a@client.test", {"x@one.test"}), &clock, nullptr, nullptr,
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"x@one.test"}), &clock, nullptr, nullptr,
                       [&](const std::string& qid) {
                         ++calls;
                         return "Received: by client.test (mxsec, from userid 7)\n\tid " + qid + "; date\n";
@@ -444,7 +447,7 @@ TEST_CASE("queue: a submission prefix names the queue ID it is stored under, and
   CHECK(q->ReadMessage(id.value()).value() == want);
   CHECK(q->ReadEnvelope(id.value())->size == want.size());
   // Without a prefix the message is stored as given.
-  auto id2 = q->Submit(kMsg, Env("a@client.test", {"x@one.test"}), &clock, nullptr);
+  auto id2 = q->Submit(kMsg, MakeEnvelope("a@client.test", {"x@one.test"}), &clock, nullptr);
   REQUIRE(id2.ok());
   CHECK(q->ReadMessage(id2.value()).value() == kMsg);
 }
@@ -466,9 +469,9 @@ bool Has(const std::string& hay, const std::string& needle) { return hay.find(ne
 TEST_CASE("queue: -N success: a hop without DSN gets the request not, and the sender a relayed report") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
-  QueuedEnvelope e = Env("a@client.test", {"ok1@plain.test", "ok2@dsn.test"});
+  QueuedEnvelope e = MakeEnvelope("a@client.test", {"ok1@plain.test", "ok2@dsn.test"});
   e.notify_success = true;
   e.notify_delay = false;
   e.dsn_notify = "SUCCESS,FAILURE";
@@ -509,11 +512,11 @@ TEST_CASE("queue: -N success: a hop without DSN gets the request not, and the se
 TEST_CASE("queue: no success report without -N success, and never to the null sender") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   FakeDeliverer fake;
-  auto plain = q->Submit(kMsg, Env("a@client.test", {"ok@plain.test"}), &clock, nullptr);
-  QueuedEnvelope null_env = Env("", {"ok@plain.test"});
+  auto plain = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@plain.test"}), &clock, nullptr);
+  QueuedEnvelope null_env = MakeEnvelope("", {"ok@plain.test"});
   null_env.notify_success = true;
   null_env.dsn_notify = "SUCCESS";
   auto null_id = q->Submit(kMsg, null_env, &clock, nullptr);
@@ -537,9 +540,9 @@ TEST_CASE("queue: no success report without -N success, and never to the null se
 TEST_CASE("queue: one failure report and one success report from one attempt") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
-  QueuedEnvelope e = Env("a@client.test", {"ok@plain.test", "reject@plain.test"});
+  QueuedEnvelope e = MakeEnvelope("a@client.test", {"ok@plain.test", "reject@plain.test"});
   e.notify_success = true;
   e.dsn_notify = "SUCCESS,FAILURE";
   auto id = q->Submit(kMsg, e, &clock, nullptr);
@@ -564,18 +567,18 @@ TEST_CASE("queue: one failure report and one success report from one attempt") {
 TEST_CASE("queue: a delayed report once after queue_delay_warning, when asked, never when off") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
   QueueSettings s = Settings();
   s.delay_warning = 3600;
   FakeDeliverer fake;
   // Default (no -N): delay warnings on, as Postfix; -N failure: off; null sender: never.
-  auto dflt = q->Submit(kMsg, Env("a@client.test", {"defer@one.test", "ok@one.test"}), &clock, nullptr);
-  QueuedEnvelope fonly = Env("a@client.test", {"defer@one.test"});
+  auto dflt = q->Submit(kMsg, MakeEnvelope("a@client.test", {"defer@one.test", "ok@one.test"}), &clock, nullptr);
+  QueuedEnvelope fonly = MakeEnvelope("a@client.test", {"defer@one.test"});
   fonly.notify_delay = false;
   fonly.dsn_notify = "FAILURE";
   auto failure_only = q->Submit(kMsg, fonly, &clock, nullptr);
-  auto null_id = q->Submit(kMsg, Env("", {"defer@one.test"}), &clock, nullptr);
+  auto null_id = q->Submit(kMsg, MakeEnvelope("", {"defer@one.test"}), &clock, nullptr);
   REQUIRE(dflt.ok());
   REQUIRE(failure_only.ok());
   REQUIRE(null_id.ok());
@@ -615,10 +618,10 @@ TEST_CASE("queue: a delayed report once after queue_delay_warning, when asked, n
 TEST_CASE("queue: an envelope is read only under its own ID, with its own message file") {
   TempDir t;
   FakeClock clock(1700000000);
-  auto q = Queue::Open(t.path, true);
+  auto q = t.Open();
   REQUIRE(q.ok());
-  auto a = q->Submit(kMsg, Env("a@client.test", {"defer@two.test"}), &clock, nullptr);
-  auto b = q->Submit("Subject: b\n\nb\n", Env("b@client.test", {"ok@one.test"}), &clock, nullptr);
+  auto a = q->Submit(kMsg, MakeEnvelope("a@client.test", {"defer@two.test"}), &clock, nullptr);
+  auto b = q->Submit("Subject: b\n\nb\n", MakeEnvelope("b@client.test", {"ok@one.test"}), &clock, nullptr);
   REQUIRE(a.ok());
   REQUIRE(b.ok());
   // A's envelope file names B (copied over, restored from a backup...):
@@ -626,13 +629,7 @@ TEST_CASE("queue: an envelope is read only under its own ID, with its own messag
   // B's recipient. It is refused, and both stay queued as they were.
   QueuedEnvelope wrong = q->ReadEnvelope(a.value()).value();
   wrong.id = b.value();
-  {
-    FILE* f = fopen((t.path + "/" + a.value() + ".env").c_str(), "w");
-    REQUIRE(f != nullptr);
-    const std::string json = EnvelopeToJson(wrong);
-    fwrite(json.data(), 1, json.size(), f);
-    fclose(f);
-  }
+  REQUIRE(t.env.OverwriteFile(t.path + "/" + a.value() + ".env", EnvelopeToJson(wrong)).ok());
   auto read = q->ReadEnvelope(a.value());
   REQUIRE_FALSE(read.ok());
   CHECK_MESSAGE(read.error().find("names queue ID " + b.value()) != std::string::npos, read.error());
@@ -648,12 +645,7 @@ TEST_CASE("queue: an envelope is read only under its own ID, with its own messag
 
   // A message file that is not the size its envelope records (cut short
   // on disk) is not sent as if it were the message: it stays queued.
-  {
-    FILE* f = fopen((t.path + "/" + b.value() + ".msg").c_str(), "w");
-    REQUIRE(f != nullptr);
-    fputs("Subject: b\n", f);
-    fclose(f);
-  }
+  REQUIRE(t.env.OverwriteFile(t.path + "/" + b.value() + ".msg", "Subject: b\n").ok());
   r = ProcessQueuedMessage(q.value(), b.value(), QueueLock(), true, fake.Fn(), &clock, Settings(), nullptr);
   CHECK(fake.calls == 0);
   CHECK_FALSE(r.removed);
@@ -670,4 +662,141 @@ TEST_CASE("queue: recipient states have one spelling in the envelope, and nothin
   CHECK_FALSE(ParseRecipientState("deferred").has_value());
   CHECK_FALSE(ParseRecipientState("Pending").has_value());
   CHECK_FALSE(ParseRecipientState("").has_value());
+}
+
+namespace {
+
+// A disk as a power loss left it, and the instant: just before which change, in which reading (mem_env.h).
+struct LostPower {
+  std::string when;
+  std::unique_ptr<MemEnv> disk;
+};
+
+// The disks a power loss leaves at every instant of `work`: before each change it makes, in both readings.
+std::vector<LostPower> PowerLossesDuring(MemEnv& env, const std::function<void()>& work) {
+  std::vector<LostPower> losses;
+  env.SetChangeHook([&](std::string_view op, const std::string& path) {
+    const std::string when = "before " + std::string(op) + " " + path;
+    losses.push_back({when + ", pending names lost", env.AfterPowerLoss(PowerLoss::kPendingNamesLost)});
+    losses.push_back({when + ", pending names kept", env.AfterPowerLoss(PowerLoss::kPendingNamesKept)});
+    return Status::Ok();
+  });
+  work();
+  env.SetChangeHook(nullptr);
+  return losses;
+}
+
+}  // namespace
+
+TEST_CASE("queue: a power loss during Submit leaves the whole message or, after the next Clean, nothing") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  Result<std::string> id = Status::Error("not submitted");
+  std::vector<LostPower> losses = PowerLossesDuring(t.env, [&] {
+    id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test"}), &clock, nullptr);
+  });
+  REQUIRE(id.ok());
+  // Message to a temporary name, link to ID.msg, temporary name removed, envelope to a temporary
+  // name, renamed to ID.env, directory synced: before each, in both readings.
+  REQUIRE(losses.size() == 12);
+  FakeClock later(time(nullptr) + 7200);
+  size_t debris_removed = 0, queued = 0;
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(t.path, false, loss.disk.get());
+    REQUIRE(after.ok());
+    if (after->Ids().empty()) {
+      // The submitter never got an answer; a message file without its envelope is debris.
+      for (const std::string& name : mxsec_test::FilesIn(*loss.disk, t.path))
+        debris_removed += name == id.value() + ".msg";
+      after->Clean(&later, 3600);
+      CHECK(mxsec_test::FilesIn(*loss.disk, t.path).empty());
+    } else {
+      // The envelope was renamed into place (kept by the file system): the whole message is there.
+      ++queued;
+      CHECK(after->Ids() == std::vector<std::string>{id.value()});
+      auto message = after->ReadMessage(id.value());
+      auto env = after->ReadEnvelope(id.value());
+      REQUIRE(message.ok());
+      REQUIRE(env.ok());
+      CHECK(message.value() == kMsg);
+      CHECK(env->size == strlen(kMsg));
+    }
+  }
+  CHECK(debris_removed > 0);  // a message file linked before its envelope, removed by Clean
+  CHECK(queued == 1);         // renamed, not yet synced, kept
+  // Once Submit returned, the message survives any power loss.
+  std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
+  auto reopened = Queue::Open(t.path, false, disk.get());
+  REQUIRE(reopened.ok());
+  CHECK(reopened->Ids() == std::vector<std::string>{id.value()});
+  auto message = reopened->ReadMessage(id.value());
+  REQUIRE(message.ok());
+  CHECK(message.value() == kMsg);
+}
+
+TEST_CASE("queue: a power loss while an envelope is replaced leaves the old one or the new one, never neither") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test", "defer@two.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  QueuedEnvelope next = q->ReadEnvelope(id.value()).value();
+  next.attempts = 1;
+  next.recipients[0].state = RecipientState::kDelivered;
+  Status written;
+  std::vector<LostPower> losses = PowerLossesDuring(t.env, [&] { written = q->WriteEnvelope(next); });
+  REQUIRE(written.ok());
+  REQUIRE(losses.size() == 6);  // temporary file, rename, directory sync
+  std::set<int> seen;
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(t.path, false, loss.disk.get());
+    REQUIRE(after.ok());
+    auto env = after->ReadEnvelope(id.value());
+    REQUIRE_MESSAGE(env.ok(), env.error());
+    const bool is_new = env->attempts == 1 && env->recipients[0].state == RecipientState::kDelivered;
+    const bool is_old = env->attempts == 0 && env->recipients[0].state == RecipientState::kPending;
+    CHECK((is_old || is_new));
+    seen.insert(env->attempts);
+  }
+  CHECK(seen == std::set<int>{0, 1});
+  std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
+  auto after = Queue::Open(t.path, false, disk.get());
+  REQUIRE(after.ok());
+  auto env = after->ReadEnvelope(id.value());
+  REQUIRE(env.ok());
+  CHECK(env->attempts == 1);
+}
+
+TEST_CASE("queue: a power loss while a message is removed never leaves an envelope without its message") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  Status removed;
+  std::vector<LostPower> losses = PowerLossesDuring(t.env, [&] { removed = q->Remove(id.value()); });
+  REQUIRE(removed.ok());
+  REQUIRE(losses.size() == 6);  // envelope, message, directory sync
+  FakeClock later(time(nullptr) + 7200);
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(t.path, false, loss.disk.get());
+    REQUIRE(after.ok());
+    if (!after->Ids().empty()) {
+      auto message = after->ReadMessage(id.value());  // still queued, whole
+      REQUIRE_MESSAGE(message.ok(), message.error());
+      CHECK(message.value() == kMsg);
+      continue;
+    }
+    after->Clean(&later, 3600);  // a message file left without its envelope is debris
+    CHECK(mxsec_test::FilesIn(*loss.disk, t.path).empty());
+  }
+  std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
+  CHECK(mxsec_test::FilesIn(*disk, t.path).empty());
 }

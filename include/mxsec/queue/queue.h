@@ -3,7 +3,8 @@
 // A queued message is two files in the queue directory: ID.msg (the
 // message as submitted, after header edits; never rewritten) and ID.env (the
 // envelope as JSON: sender, recipients with their state, times, the last
-// reason). Promises:
+// reason). Every access to them goes through an Env (mxsec/base/env.h): the
+// real file system by default, a MemEnv in tests. Promises:
 //   - Submit returns only after both files were written under temporary
 //     names, fsynced, renamed into place and the directory fsynced; ID.env
 //     is renamed last and is the commit mark: an ID.msg without ID.env is
@@ -11,7 +12,8 @@
 //     message), removed by the next run;
 //   - files are created mode 0640 (never world-readable or -writable); their
 //     group is the directory's (a set-group-ID queue directory, mxsec(8));
-//   - whoever delivers a message holds an exclusive flock(2) on its ID.msg
+//   - whoever delivers a message holds an exclusive lock (Env::LockFile,
+//     flock(2) on the real file system) on its ID.msg
 //     (which is never replaced, so the lock is stable): two runners never
 //     deliver one message at the same time, and a runner that loses the
 //     race skips the message; a lock dies with its process (kill -9);
@@ -49,6 +51,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -57,6 +60,7 @@
 #include <vector>
 
 #include "mxsec/base/clock.h"
+#include "mxsec/base/env.h"
 #include "mxsec/base/status.h"
 #include "mxsec/smtp/delivery.h"
 
@@ -106,30 +110,32 @@ Result<QueuedEnvelope> EnvelopeFromJson(std::string_view json);
 // True for a syntactically valid queue ID (what NewQueueId makes).
 bool ValidQueueId(std::string_view id);
 
-// The exclusive lock on one queued message; released when destroyed.
+// The exclusive lock on one queued message (a FileLock on its ID.msg);
+// released when destroyed. Movable, not copyable.
 class QueueLock {
  public:
   QueueLock() = default;
-  explicit QueueLock(int fd) : fd_(fd) {}
-  QueueLock(QueueLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  QueueLock& operator=(QueueLock&& o) noexcept;
-  QueueLock(const QueueLock&) = delete;
-  QueueLock& operator=(const QueueLock&) = delete;
-  ~QueueLock();
-  bool held() const { return fd_ >= 0; }
-  int fd() const { return fd_; }
-  void Release();
+  explicit QueueLock(std::unique_ptr<FileLock> lock) : lock_(std::move(lock)) {}
+  bool held() const { return lock_ != nullptr; }
+  // The descriptor holding the lock (to keep it open across fork), or -1.
+  int fd() const { return lock_ ? lock_->fd() : -1; }
+  void Release() { lock_.reset(); }
 
  private:
-  int fd_ = -1;
+  std::unique_ptr<FileLock> lock_;
 };
 
 enum class LockState { kLocked, kBusy, kGone };
 
+// The text a submission stores in front of the message, made for the queue ID it gets.
+using SubmitPrefix = std::function<std::string(const std::string& id)>;
+
 class Queue {
  public:
-  // Opens (and with `create`, makes: mode 0750) the queue directory.
-  static Result<Queue> Open(const std::string& dir, bool create);
+  // Opens (and with `create`, makes: mode 0750) the queue directory on
+  // `env` (the file system; a MemEnv in tests), which outlives the Queue.
+  // Without `create`, a directory that does not exist is kNotFound.
+  static Result<Queue> Open(const std::string& dir, bool create, Env* env = Env::Default());
   const std::string& dir() const { return dir_; }
 
   // Queues `message` durably with `env` (its id, size and queued_at are
@@ -141,8 +147,7 @@ class Queue {
   // names the queue ID (the Received: field of a submission) is part of the
   // file from its first write.
   Result<std::string> Submit(std::string_view message, QueuedEnvelope env, Clock* clock, QueueLock* lock_out,
-                             bool* io_error = nullptr,
-                             const std::function<std::string(const std::string& id)>& prefix = nullptr);
+                             bool* io_error = nullptr, const SubmitPrefix& prefix = nullptr);
 
   // IDs with a committed envelope, oldest first.
   std::vector<std::string> Ids() const;
@@ -159,8 +164,22 @@ class Queue {
   void Clean(Clock* clock, int64_t min_age);
 
  private:
-  explicit Queue(std::string dir) : dir_(std::move(dir)) {}
+  Queue(std::string dir, Env* env) : dir_(std::move(dir)), env_(env) {}
+  std::string PathOf(const std::string& id, const char* suffix) const;  // dir/ID.msg, dir/ID.env
+  // Writes head + message to the new file `tmp` (fsynced) and locks it.
+  Status WriteLockedTemp(const std::string& tmp, std::string_view head, std::string_view message, QueueLock* lock);
+  // The message written and locked under a temporary name, then linked to
+  // ID.msg for a new ID (never an existing one). Returns the ID; `head` is
+  // the prefix written.
+  Result<std::string> LinkNewMessage(std::string_view message, Clock* clock, const SubmitPrefix& prefix,
+                                     std::string* head, QueueLock* lock);
+  // ID.env replaced by a fsynced temporary file (not yet durable: SyncDir).
+  Status InstallEnvelope(const QueuedEnvelope& env);
+  // Removes ID.msg when it has no envelope and nobody holds it (Clean).
+  void RemoveIfDebris(const std::string& id);
+
   std::string dir_;
+  Env* env_;
 };
 
 // Makes threads for the queue (a fake in tests fails on demand; LevelDB's
