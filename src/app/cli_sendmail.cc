@@ -108,8 +108,8 @@ class Engine {
     context.clock = SystemClock();
     context.warn = [log = log_](const std::string& line) { log->Warn(line); };
     return [context](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
-                     const PreparedMessage& msg, const DsnRequest& dsn) {
-      return ResolveAndDeliver(context, domain, sender, rcpts, msg, &dsn);
+                     const PreparedMessage& msg, const DsnRequest& dsn, MessageTls message_tls) {
+      return ResolveAndDeliver(context, domain, sender, rcpts, msg, &dsn, message_tls);
     };
   }
 

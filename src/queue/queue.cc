@@ -67,6 +67,7 @@ std::string EnvelopeToJson(const QueuedEnvelope& e) {
   j["return_headers_only"] = e.return_headers_only;
   j["envid"] = e.envid;
   j["is_bounce"] = e.is_bounce;
+  j["message_tls"] = MessageTlsName(e.message_tls);
   j["recipients"] = nlohmann::json::array();
   for (const QueuedRecipient& r : e.recipients) {
     j["recipients"].push_back({{"address", r.address},
@@ -100,6 +101,10 @@ Result<QueuedEnvelope> EnvelopeFromJson(std::string_view text) {
     e.return_headers_only = j.value("return_headers_only", false);
     e.envid = j.value("envid", "");
     e.is_bounce = j.value("is_bounce", false);
+    const std::string message_tls = j.value("message_tls", MessageTlsName(MessageTls::kPolicy));
+    std::optional<MessageTls> tls = ParseMessageTls(message_tls);
+    if (!tls) return Status::Error("envelope: unknown message_tls \"" + message_tls + "\"");
+    e.message_tls = *tls;
     for (const auto& r : j.at("recipients")) {
       QueuedRecipient q;
       q.address = r.at("address").get<std::string>();
@@ -584,7 +589,7 @@ class QueueAttempt {
       for (size_t k = next++; k < work.size() && !halt_; k = next++) {
         std::vector<Mailbox> rcpts;
         for (size_t i : work[k].idx) rcpts.push_back(boxes[i]);
-        Settle(work[k], deliver_(work[k].domain, sender, rcpts, prepared, dsn_request));
+        Settle(work[k], deliver_(work[k].domain, sender, rcpts, prepared, dsn_request, env_.message_tls));
       }
     };
     std::vector<std::thread> helpers;
@@ -676,10 +681,14 @@ class QueueAttempt {
     for (size_t i = 0; i < env_.recipients.size(); ++i) {
       QueuedRecipient& r = env_.recipients[i];
       if (r.state != RecipientState::kPending) continue;
-      Bounce(i, "4.4.7",
+      // RFC 8689 §4.2.1: a REQUIRETLS message no host could take is returned with 5.7.30.
+      const bool requiretls_unmet = env_.message_tls == MessageTls::kRequireTls && r.code == "4.7.30";
+      const std::string code = requiretls_unmet ? "5.7.30" : "4.4.7";
+      const std::string last = r.reply;
+      Bounce(i, code,
              "message expired after " + DurationWords(settings_.lifetime) + " in the queue; last problem: " +
-                 (r.code.empty() ? "" : r.code + " ") + r.reply);
-      Say(r.address + ": status=bounced code=4.4.7 reply=" + r.reply);
+                 (r.code.empty() ? "" : r.code + " ") + last);
+      Say(r.address + ": status=bounced code=" + code + " reply=" + r.reply);
     }
   }
 
@@ -696,6 +705,7 @@ class QueueAttempt {
     in.now = now_;
     in.headers_only = env_.return_headers_only;
     in.original = raw_;
+    in.omit_original = env_.message_tls == MessageTls::kRequireTls;
     in.message_id = id_ + "." + what + "." + std::to_string(now_) + "@" + settings_.bounce_domain;
     for (size_t i : which) {
       const QueuedRecipient& r = env_.recipients[i];

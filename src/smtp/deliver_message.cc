@@ -23,12 +23,21 @@ std::vector<RecipientOutcome> BounceInvalidDomain(const std::vector<Mailbox>& re
 
 std::vector<RecipientOutcome> ResolveAndDeliver(const DomainDeliveryContext& context, const std::string& domain,
                                                 const Mailbox& sender, const std::vector<Mailbox>& recipients,
-                                                const PreparedMessage& message, const DsnRequest* dsn) {
+                                                const PreparedMessage& message, const DsnRequest* dsn,
+                                                MessageTls message_tls) {
   auto host = NormalizeHostName(domain);
   if (!host.ok()) return BounceInvalidDomain(recipients, host.error());
   DomainPolicy policy = context.engine->Resolve(host.value());
   if (!policy.override_warning.empty()) context.warn(policy.override_warning);
-  return DeliverDomain(policy, sender, recipients, message, *context.options, context.attempts, context.clock, dsn);
+  if (message_tls == MessageTls::kTlsOptional) {
+    std::string demanded;
+    (void)SetAsideTlsDemands(policy, &demanded);
+    if (!demanded.empty())
+      context.warn(policy.domain + ": policy override: TLS-Required: No (RFC 8689) from the sender sets aside " +
+                   demanded + "; delivering with opportunistic TLS");
+  }
+  return DeliverDomain(policy, sender, recipients, message, *context.options, context.attempts, context.clock, dsn,
+                       message_tls);
 }
 
 }  // namespace mxsec

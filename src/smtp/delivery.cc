@@ -309,9 +309,9 @@ std::vector<const MxPolicy*> HostsInOrder(const DomainPolicy& policy, bool shuff
 // settled, and how far the walk over the MX hosts went.
 struct Walk {
   Walk(const DomainPolicy& p, const Mailbox& s, const std::vector<Mailbox>& r, const PreparedMessage& m,
-       const DeliveryOptions& o, AttemptLog* l, Clock* c, const DsnRequest* d)
-      : policy(p), sender(s), recipients(r), message(m), options(o), log(l), clock(c), dsn(d), out(r.size()),
-        pending(r.size()), last_trouble(NoHostReached(p.domain)) {
+       const DeliveryOptions& o, AttemptLog* l, Clock* c, const DsnRequest* d, MessageTls t)
+      : policy(p), sender(s), recipients(r), message(m), options(o), log(l), clock(c), dsn(d), message_tls(t),
+        out(r.size()), pending(r.size()), last_trouble(NoHostReached(p.domain)) {
     for (size_t i = 0; i < r.size(); ++i) {
       out[i].recipient = r[i];
       pending[i] = i;
@@ -326,6 +326,7 @@ struct Walk {
   AttemptLog* log;
   Clock* clock;
   const DsnRequest* dsn;
+  const MessageTls message_tls;
   std::vector<RecipientOutcome> out;
   std::vector<size_t> pending;  // indices of recipients no server settled yet
   RcptResult last_trouble;      // what `pending` are told if nothing better comes
@@ -358,12 +359,26 @@ bool LimitReached(Walk& w, const std::vector<const MxPolicy*>& hosts, size_t hi,
   return true;
 }
 
+// The record of a session of the walk. A session whose policy the sender
+// set aside (TLS-Required: No) says so, and is not one a TLS report counts.
+AttemptRecord SessionRecord(const Walk& w, const MxPolicy& mx, const std::string& address) {
+  AttemptRecord r = BaseRecord(w.policy, mx, address, w.options.port, w.clock->Now());
+  if (w.message_tls == MessageTls::kTlsOptional) {
+    r.mechanism = MessageTlsName(MessageTls::kTlsOptional);
+    r.policy_type.clear();
+    r.policy_strings.clear();
+    r.mx_patterns.clear();
+  }
+  return r;
+}
+
 // Runs the session with `address` for the pending recipients, and the one
 // plaintext retry smtp_trouble.h may allow. `rec` is the attempt to record
 // for the session returned (an abandoned TLS attempt is recorded here).
 SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& address, AttemptRecord* rec) {
   const DeliveryOptions& options = w.options;
   SessionOptions so = SessionOptionsFor(w.policy, mx, options);
+  so.requiretls = w.message_tls == MessageTls::kRequireTls;
   Envelope env;
   env.sender = w.sender;
   env.message = &w.message;
@@ -371,7 +386,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   for (size_t i : w.pending) env.recipients.push_back(w.recipients[i]);
 
   SessionResult sr = options.session(address, options.port, so, &env, w.clock->Now());
-  *rec = BaseRecord(w.policy, mx, address, options.port, w.clock->Now());
+  *rec = SessionRecord(w, mx, address);
   FillTls(rec, sr.tls);
   if (!MayRetryWithoutTls(sr, mx.tls)) return sr;
   SetHostFailed(rec, sr);
@@ -380,7 +395,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   w.Log(FormatRelay(mx.host, address, options.port) + ": " + sr.error + "; opportunistic TLS: retrying without TLS");
   so.no_tls = true;
   sr = options.session(address, options.port, so, &env, w.clock->Now());
-  *rec = BaseRecord(w.policy, mx, address, options.port, w.clock->Now());
+  *rec = SessionRecord(w, mx, address);
   FillTls(rec, sr.tls);
   return sr;
 }
@@ -447,10 +462,28 @@ void SettleTransaction(Walk& w, const MxPolicy& mx, const std::string& address, 
                     FormatRelay(mx.host, address, w.options.port) + ": " + first.reply, true};
 }
 
+// REQUIRETLS: the hosts that cannot take the message are not tried (RFC
+// 8689 §4.2.1: it "MUST NOT be sent" to them); if none is left, what the
+// recipients are told says why.
+void KeepRequireTlsHosts(Walk& w, std::vector<const MxPolicy*>* hosts) {
+  std::vector<const MxPolicy*> kept;
+  for (const MxPolicy* mx : *hosts) {
+    RequireTlsCheck c = RequireTlsHost(w.policy, *mx);
+    if (c.eligible) {
+      kept.push_back(mx);
+    } else {
+      w.Log(w.policy.domain + ": REQUIRETLS: not trying " + c.reason);
+    }
+  }
+  if (kept.empty()) w.last_trouble = RequireTlsUnavailable(RequireTlsDomain(w.policy).reason);
+  *hosts = std::move(kept);
+}
+
 // Every address of every usable host in order, until nobody is pending or
 // a limit is reached.
 void WalkHosts(Walk& w) {
-  const std::vector<const MxPolicy*> hosts = HostsInOrder(w.policy, w.options.shuffle_equal_preferences);
+  std::vector<const MxPolicy*> hosts = HostsInOrder(w.policy, w.options.shuffle_equal_preferences);
+  if (w.message_tls == MessageTls::kRequireTls) KeepRequireTlsHosts(w, &hosts);
   for (size_t hi = 0; hi < hosts.size() && w.limit_note.empty(); ++hi) {
     const MxPolicy& mx = *hosts[hi];
     for (size_t ai = 0; ai < mx.addresses.size() && !w.pending.empty(); ++ai) {
@@ -487,12 +520,17 @@ void DeferUnsettled(Walk& w) {
 std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
                                             const std::vector<Mailbox>& recipients,
                                             const PreparedMessage& message, const DeliveryOptions& options,
-                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn) {
-  Walk w(policy, sender, recipients, message, options, log, clock, dsn);
+                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn,
+                                            MessageTls message_tls) {
+  // The sender's TLS-Required: No: the walk sees the demands set aside.
+  const DomainPolicy relaxed =
+      message_tls == MessageTls::kTlsOptional ? SetAsideTlsDemands(policy) : DomainPolicy();
+  const DomainPolicy& walked = message_tls == MessageTls::kTlsOptional ? relaxed : policy;
+  Walk w(walked, sender, recipients, message, options, log, clock, dsn, message_tls);
   RecordTlsaLookupFailures(policy, options, log, clock);
   RecordStsPolicyFailure(policy, options, log, clock);
-  if (std::optional<RcptResult> settled = VerdictOutcome(policy.verdict, policy.status_code, policy.domain,
-                                                         policy.reason)) {
+  if (std::optional<RcptResult> settled = VerdictOutcome(walked.verdict, walked.status_code, walked.domain,
+                                                         walked.reason)) {
     for (RecipientOutcome& o : w.out) {
       o.status = settled->status;
       o.code = settled->code;

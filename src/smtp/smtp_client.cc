@@ -489,11 +489,11 @@ std::optional<RcptResult> ServerCannotTake(const EhloCapabilities& caps, const E
   return std::nullopt;
 }
 
-std::string MailCommandFor(const EhloCapabilities& caps, const Envelope& env) {
+std::string MailCommandFor(const EhloCapabilities& caps, const Envelope& env, bool requiretls) {
   bool need_utf8 = env.sender.utf8;
   for (const Mailbox& m : env.recipients) need_utf8 = need_utf8 || m.utf8;
   const PreparedMessage& msg = *env.message;
-  std::string mail = MailFromCommand(env.sender, caps, msg.content_size, msg.eight_bit, &env.dsn);
+  std::string mail = MailFromCommand(env.sender, caps, msg.content_size, msg.eight_bit, &env.dsn, requiretls);
   if (need_utf8 && caps.smtputf8 && mail.find(" SMTPUTF8") == std::string::npos) mail += " SMTPUTF8";
   return mail;
 }
@@ -502,7 +502,7 @@ std::string MailCommandFor(const EhloCapabilities& caps, const Envelope& env) {
 // (RFC 2920; replies are read in order), and its reply.
 std::optional<AfterTransaction> SendMail(Session& s, Transaction& tx) {
   const SmtpTimeouts& t = s.options.timeouts;
-  std::string batch = MailCommandFor(s.caps, tx.env) + "\r\n";
+  std::string batch = MailCommandFor(s.caps, tx.env, s.options.requiretls) + "\r\n";
   if (tx.pipelining) {
     for (size_t i : tx.sent) batch += RcptToCommand(tx.env.recipients[i], s.caps, tx.env.dsn) + "\r\n";
     batch += "DATA\r\n";
@@ -595,6 +595,12 @@ SessionResult RunSmtpSession(const std::string& address, uint16_t port, const Se
   if (options.probe_only || !envelope) {
     Quit(s);
     return s.result;
+  }
+  if (options.requiretls) {
+    if (std::optional<HostFailure> f = RequireTlsNotMet(s.result.tls, s.caps)) {
+      Quit(s);
+      return HostFailed(s.result, *f);
+    }
   }
   if (RunTransaction(s, *envelope) == AfterTransaction::kQuit) Quit(s);
   return s.result;

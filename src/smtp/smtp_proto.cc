@@ -263,7 +263,7 @@ std::string XtextEncode(std::string_view s) {
 }
 
 std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps, uint64_t size, bool eight_bit,
-                            const DsnRequest* dsn) {
+                            const DsnRequest* dsn, bool requiretls) {
   std::string cmd = "MAIL FROM:<" + NoLineBreaks(sender.ToString()) + ">";
   if (caps.size && size > 0) cmd += " SIZE=" + std::to_string(size);
   if (eight_bit && caps.eightbitmime) cmd += " BODY=8BITMIME";
@@ -275,6 +275,7 @@ std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps,
     if (dsn->ret == "HDRS" || dsn->ret == "FULL") cmd += " RET=" + dsn->ret;
     if (!dsn->envid.empty()) cmd += " ENVID=" + XtextEncode(dsn->envid);
   }
+  if (requiretls && caps.requiretls) cmd += " REQUIRETLS";
   return cmd;
 }
 

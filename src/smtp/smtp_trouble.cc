@@ -98,6 +98,20 @@ HostFailure VerificationFailed(const VerifyResult& result, const TlsDemand& dema
           result.failure_type.empty() ? "validation-failure" : result.failure_type, false};
 }
 
+std::optional<HostFailure> RequireTlsNotMet(const TlsInfo& tls, const EhloCapabilities& caps) {
+  if (!tls.used) return HostFailure{"4.7.30", "REQUIRETLS support required: the session is not TLS", "", false};
+  if (!tls.verified)
+    return HostFailure{"4.7.30", "REQUIRETLS support required: the server is not authenticated (DANE or PKIX)", "",
+                       false};
+  if (!caps.requiretls)
+    return HostFailure{"4.7.30", "REQUIRETLS support required: the server does not announce REQUIRETLS", "", false};
+  return std::nullopt;
+}
+
+RcptResult RequireTlsUnavailable(const std::string& why) {
+  return {RcptStatus::kDeferred, "4.7.30", "REQUIRETLS support required: " + why, false};
+}
+
 RcptResult ServerLacks(MissingExtension extension) {
   switch (extension) {
     case MissingExtension::kEightBitMime:

@@ -333,3 +333,88 @@ TEST_CASE("delivery: a delivery within the limits names no limit") {
   CHECK(r.fake.calls.size() == 3);
   CHECK(out[0].reply.find("limit") == std::string::npos);
 }
+
+TEST_CASE("delivery: REQUIRETLS tries only hosts authenticated by DANE or MTA-STS enforce, and asks them for it") {
+  Run run;
+  run.policy.dnssec = DnssecStatus::kSecure;
+  run.policy.mx = {Host("mx1.example.org", 10, HostTls::kEncrypt, {"192.0.2.1"}),
+                   Host("mx2.example.org", 20, HostTls::kDane, {"192.0.2.2"})};
+  run.fake.by_address["192.0.2.2"] = [](const SessionOptions& o, const Envelope* e) {
+    CHECK(o.requiretls);
+    return AllDelivered(e);
+  };
+  DeliveryOptions o;
+  o.helo_name = "client.example";
+  o.session = run.fake.Runner();
+  o.shuffle_equal_preferences = false;
+  std::vector<std::string> logged;
+  o.log = [&](const std::string& l) { logged.push_back(l); };
+  run.policy.domain = "example.org";
+  run.policy.verdict = Verdict::kMustTls;
+  auto out = DeliverDomain(run.policy, Box("sender"), {Box("a")}, run.msg, o, &run.log, &run.clock, nullptr,
+                           MessageTls::kRequireTls);
+  REQUIRE(run.fake.calls.size() == 1);
+  CHECK(run.fake.calls[0].address == "192.0.2.2");
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  REQUIRE_FALSE(logged.empty());
+  CHECK(logged[0] == "example.org: REQUIRETLS: not trying mx1.example.org: TLS without authentication (encrypt)");
+}
+
+TEST_CASE("delivery: REQUIRETLS to a domain no host of which qualifies defers with 4.7.30, no connection") {
+  Run run;
+  run.policy.mx = {Host("mx1.example.org", 10, HostTls::kMay, {"192.0.2.1"})};
+  run.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope* e) { return AllDelivered(e); };
+  DeliveryOptions o;
+  o.session = run.fake.Runner();
+  run.policy.domain = "example.org";
+  run.policy.verdict = Verdict::kOpportunistic;
+  auto out = DeliverDomain(run.policy, Box("sender"), {Box("a"), Box("b")}, run.msg, o, &run.log, &run.clock,
+                           nullptr, MessageTls::kRequireTls);
+  CHECK(run.fake.calls.empty());
+  for (const RecipientOutcome& r : out) {
+    CHECK(r.status == RcptStatus::kDeferred);
+    CHECK(r.code == "4.7.30");
+    CHECK(r.reply.find("REQUIRETLS support required: no MX host can be authenticated") == 0);
+    CHECK(r.reply.find("mx1.example.org: opportunistic TLS only") != std::string::npos);
+  }
+}
+
+TEST_CASE("delivery: TLS-Required: No walks a must-TLS domain's hosts as may and keeps those sessions out of reports") {
+  Run run;
+  run.policy.mechanism = Mechanism::kDane;
+  MxPolicy skipped = Host("mx0.example.org", 5, HostTls::kSkip, {"192.0.2.9"});
+  skipped.reason = "TLSA lookup bogus";
+  MxPolicy dane = Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1"});
+  TlsaRecord t;
+  t.usage = 3;
+  t.selector = 1;
+  t.matching = 1;
+  t.data.assign(32, 1);
+  dane.tlsa = {t};
+  run.policy.mx = {skipped, dane};
+  run.fake.by_address["192.0.2.9"] = [](const SessionOptions& o, const Envelope* e) {
+    CHECK(o.tls == HostTls::kMay);
+    CHECK(o.tlsa.empty());
+    CHECK_FALSE(o.requiretls);
+    return AllDelivered(e);
+  };
+  DeliveryOptions o;
+  o.session = run.fake.Runner();
+  o.shuffle_equal_preferences = false;
+  run.policy.domain = "example.org";
+  run.policy.verdict = Verdict::kMustTls;
+  auto out = DeliverDomain(run.policy, Box("sender"), {Box("a")}, run.msg, o, &run.log, &run.clock, nullptr,
+                           MessageTls::kTlsOptional);
+  REQUIRE(run.fake.calls.size() == 1);
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  bool session_recorded = false;
+  for (const AttemptRecord& r : run.log.records) {
+    if (r.address != "192.0.2.9") continue;
+    session_recorded = true;
+    CHECK(r.mechanism == "tls-required-no");
+    CHECK(r.policy == "opportunistic");
+    CHECK(r.host_tls == "may");
+    CHECK(r.policy_type.empty());
+  }
+  CHECK(session_recorded);
+}

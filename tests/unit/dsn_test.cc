@@ -50,7 +50,7 @@ size_t LongestLine(std::string_view m) {
 // Delivers ok* recipients, bounces the rest with a long reply.
 DomainDeliverer Deliverer(const std::string& reply) {
   return [reply](const std::string& domain, const Mailbox&, const std::vector<Mailbox>& rcpts,
-                 const PreparedMessage&, const DsnRequest&) {
+                 const PreparedMessage&, const DsnRequest&, MessageTls) {
     std::vector<RecipientOutcome> out;
     for (const Mailbox& m : rcpts) {
       RecipientOutcome o;

@@ -81,7 +81,7 @@ struct CountingDeliverer {
   std::chrono::microseconds pause{0};
   DomainDeliverer Fn() {
     return [this](const std::string& domain, const Mailbox&, const std::vector<Mailbox>& rcpts,
-                  const PreparedMessage&, const DsnRequest&) {
+                  const PreparedMessage&, const DsnRequest&, MessageTls) {
       int now = ++running;
       int prev = max_running.load();
       while (now > prev && !max_running.compare_exchange_weak(prev, now)) {
@@ -267,10 +267,10 @@ TEST_CASE("queue run: killed after the first domain took the message, a rerun de
     CountingDeliverer ok;
     DomainDeliverer inner = ok.Fn();
     DomainDeliverer deliver = [&](const std::string& domain, const Mailbox& from, const std::vector<Mailbox>& to,
-                                  const PreparedMessage& m, const DsnRequest& dsn) {
+                                  const PreparedMessage& m, const DsnRequest& dsn, MessageTls t) {
       // The first transaction ended with 250; the runner dies before the second one's reply.
       if (domain == "two.test") raise(SIGKILL);
-      return inner(domain, from, to, m, dsn);
+      return inner(domain, from, to, m, dsn, t);
     };
     ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, deliver, &clock, s, nullptr);
     _exit(3);  // never reached when the kill came
@@ -320,10 +320,10 @@ TEST_CASE("queue run: a delivery that cannot be recorded stops the attempt befor
     return disk_failed ? Status::IoError(path + ": " + std::string(op) + ": Input/output error") : Status::Ok();
   });
   DomainDeliverer deliver = [&](const std::string& domain, const Mailbox& from, const std::vector<Mailbox>& to,
-                                const PreparedMessage& m, const DsnRequest& dsn) {
+                                const PreparedMessage& m, const DsnRequest& dsn, MessageTls t) {
     // The disk refuses every write from here on (full or failing).
     if (domain == "one.test") disk_failed = true;
-    return inner(domain, from, to, m, dsn);
+    return inner(domain, from, to, m, dsn, t);
   };
   std::vector<std::string> lines;
   ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, deliver, &clock, RunSettings(),

@@ -62,16 +62,18 @@ struct FakeDeliverer {
   std::mutex mu;
   std::vector<std::string> senders;
   std::vector<DsnRequest> dsn_requests;
+  std::vector<MessageTls> message_tls_seen;
   bool defer_all = false;
   // Domains whose server announces DSN: a NOTIFY= list is passed on there.
   std::vector<std::string> dsn_domains;
   DomainDeliverer Fn() {
     return [this](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
-                  const PreparedMessage&, const DsnRequest& dsn) {
+                  const PreparedMessage&, const DsnRequest& dsn, MessageTls message_tls) {
       ++calls;
       std::vector<RecipientOutcome> out;
       std::lock_guard<std::mutex> l(mu);
       senders.push_back(sender.ToString());
+      message_tls_seen.push_back(message_tls);
       dsn_requests.push_back(dsn);
       bool passed = !dsn.notify.empty() &&
                     std::find(dsn_domains.begin(), dsn_domains.end(), domain) != dsn_domains.end();

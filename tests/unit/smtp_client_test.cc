@@ -250,3 +250,16 @@ TEST_CASE("smtp_client: with PIPELINING a refused MAIL bounces everyone and the 
   CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
                                                        "RCPT TO:<a@example.org>", "DATA"});
 }
+
+TEST_CASE("smtp_client: REQUIRETLS without TLS: QUIT, never MAIL, 4.7.30, whatever the server announces") {
+  ScriptedServer server(kGreeting, {"250-mx.example.org\r\n250 REQUIRETLS\r\n", "221 bye\r\n"});
+  Mail mail({"a"});
+  SessionOptions o = Options(HostTls::kMay);
+  o.requiretls = true;
+  SessionResult r = Run(server, o, &mail.envelope);
+  CHECK(r.host_failed);
+  CHECK(r.code == "4.7.30");
+  CHECK(r.error == "REQUIRETLS support required: the session is not TLS");
+  CHECK(r.recipients.empty());
+  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "QUIT"});
+}

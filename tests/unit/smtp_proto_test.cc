@@ -665,3 +665,14 @@ TEST_CASE("smtp_proto: DSN parameters (RFC 3461) only to a server that announces
   // ORCPT's rfc822 type is for ASCII addresses (RFC 6533 has its own): left out for a UTF-8 one.
   CHECK(RcptToCommand(u, dsn, req) == "RCPT TO:<r\xc3\xa9@example.org> NOTIFY=SUCCESS,FAILURE");
 }
+
+TEST_CASE("smtp_proto: MAIL FROM carries REQUIRETLS only when asked and announced (RFC 8689)") {
+  Mailbox s;
+  s.local = "sender";
+  s.domain = "example.org";
+  EhloCapabilities caps;
+  CHECK(MailFromCommand(s, caps, 0, false, nullptr, true) == "MAIL FROM:<sender@example.org>");
+  caps.requiretls = true;
+  CHECK(MailFromCommand(s, caps, 0, false, nullptr, false) == "MAIL FROM:<sender@example.org>");
+  CHECK(MailFromCommand(s, caps, 0, false, nullptr, true) == "MAIL FROM:<sender@example.org> REQUIRETLS");
+}

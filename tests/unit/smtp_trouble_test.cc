@@ -227,3 +227,28 @@ TEST_CASE("smtp_trouble: the note of a limit that ended the walk") {
   CHECK(WalkLimitNote(WalkLimit::kSessions, 2, 7) ==
         "smtp_mx_session_limit (2) reached, 7 more addresses not tried in this attempt");
 }
+
+TEST_CASE("smtp_trouble: REQUIRETLS needs TLS, an authenticated server and REQUIRETLS announced after STARTTLS") {
+  TlsInfo tls;
+  EhloCapabilities caps;
+  caps.requiretls = true;
+  auto none = RequireTlsNotMet(tls, caps);
+  REQUIRE(none);
+  CHECK(none->code == "4.7.30");
+  CHECK(none->reason == "REQUIRETLS support required: the session is not TLS");
+  CHECK_FALSE(none->retry_plaintext);
+  tls.used = true;
+  auto unverified = RequireTlsNotMet(tls, caps);
+  REQUIRE(unverified);
+  CHECK(unverified->reason == "REQUIRETLS support required: the server is not authenticated (DANE or PKIX)");
+  tls.verified = true;
+  CHECK_FALSE(RequireTlsNotMet(tls, caps));
+  caps.requiretls = false;
+  auto silent = RequireTlsNotMet(tls, caps);
+  REQUIRE(silent);
+  CHECK(silent->reason == "REQUIRETLS support required: the server does not announce REQUIRETLS");
+  RcptResult none_left = RequireTlsUnavailable("no MX host can be authenticated");
+  CHECK(none_left.status == RcptStatus::kDeferred);
+  CHECK(none_left.code == "4.7.30");
+  CHECK(FinalDeferral(none_left).code == "4.7.30");
+}

@@ -40,6 +40,12 @@
 //     delivered, or bounced with the DSN committed to the queue first (a
 //     crash in between can repeat a DSN, never lose one). A DSN (null
 //     sender) that fails permanently is logged and dropped, never bounced;
+//   - a message whose sender asked for REQUIRETLS (RFC 8689) is delivered
+//     with it every time; a recipient still pending at the end of the
+//     lifetime whose last problem was that no host could take it with
+//     REQUIRETLS (4.7.30) bounces with 5.7.30; and no DSN about such a
+//     message returns any of its content (RFC 8689 §5: the DSN travels
+//     without REQUIRETLS, so the original is left out, headers too);
 //   - the other DSNs of RFC 3461 (never for the null sender): with success
 //     asked (-N success), a recipient delivered to a next hop that did not
 //     take NOTIFY= (no DSN in its EHLO) gets an "Action: relayed" report; a
@@ -101,6 +107,9 @@ struct QueuedEnvelope {
   bool return_headers_only = false; // -R hdrs
   std::string envid;                // -V
   bool is_bounce = false;           // a DSN we generated: never bounced itself
+  // The sender's RFC 8689 request (-O requiretls=yes, or the message's
+  // TLS-Required: No), for every delivery of the message.
+  MessageTls message_tls = MessageTls::kPolicy;
   size_t pending() const;
 };
 
@@ -238,10 +247,11 @@ int64_t RetryDelay(int attempts, const QueueSettings& s);
 
 // Delivers a message to the recipients of one domain (the policy engine +
 // DeliverDomain in the program, a fake in tests), passing the sender's DSN
-// request on. Called from several threads at once (WorkerBudget).
+// and RFC 8689 requests on. Called from several threads at once
+// (WorkerBudget).
 using DomainDeliverer = std::function<std::vector<RecipientOutcome>(
     const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& recipients,
-    const PreparedMessage& message, const DsnRequest& dsn)>;
+    const PreparedMessage& message, const DsnRequest& dsn, MessageTls message_tls)>;
 
 struct ProcessReport {
   std::string id;

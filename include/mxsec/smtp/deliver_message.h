@@ -7,8 +7,9 @@
 //
 // Promises: a domain name that is not a valid host name bounces every
 // recipient with 5.1.2 and makes no lookup and no connection; an
-// override warning of the policy is passed to `warn` before any session
-// starts, never dropped; one outcome per recipient, in order.
+// override warning of the policy, and the sender's `TLS-Required: No`
+// setting aside what the domain demands, are passed to `warn` before any
+// session starts, never dropped; one outcome per recipient, in order.
 #pragma once
 
 #include <functional>
@@ -38,9 +39,11 @@ struct DomainDeliveryContext {
 
 // Delivers `message` from `sender` to `recipients`, all in `domain` (as
 // the addresses spell it). `dsn` (may be null): the sender's RFC 3461
-// request, passed on to servers that announce DSN.
+// request, passed on to servers that announce DSN. `message_tls`: the
+// sender's RFC 8689 request (requiretls.h, delivery.h).
 std::vector<RecipientOutcome> ResolveAndDeliver(const DomainDeliveryContext& context, const std::string& domain,
                                                 const Mailbox& sender, const std::vector<Mailbox>& recipients,
-                                                const PreparedMessage& message, const DsnRequest* dsn = nullptr);
+                                                const PreparedMessage& message, const DsnRequest* dsn = nullptr,
+                                                MessageTls message_tls = MessageTls::kPolicy);
 
 }  // namespace mxsec

@@ -14,6 +14,14 @@
 // for that host. What each failure means for the recipients is decided in
 // smtp_trouble.h.
 //
+// What the sender asked of the message's TLS (requiretls.h) changes the
+// walk: with REQUIRETLS only the hosts RequireTlsHost() accepts are tried,
+// each session demands REQUIRETLS of its server (smtp_client.h), and when
+// no host may take the message its recipients are deferred with 4.7.30;
+// with `TLS-Required: No` the hosts are walked as SetAsideTlsDemands()
+// makes them, and such sessions are recorded with mechanism
+// "tls-required-no" and no report policy (TLS-RPT does not count them).
+//
 // Every session is recorded through an AttemptLog (domain, host, address,
 // policy, TLS, verification, outcome, RFC 8460 failure type) for reports;
 // so is, per call, every MX host taken out of use because its TLSA lookup
@@ -30,6 +38,7 @@
 
 #include "mxsec/base/clock.h"
 #include "mxsec/policy/policy.h"
+#include "mxsec/policy/requiretls.h"
 #include "mxsec/smtp/smtp_client.h"
 #include "mxsec/smtp/smtp_proto.h"
 
@@ -113,10 +122,12 @@ struct DeliveryOptions {
 // Delivers `message` from `sender` to `recipients` (all in policy.domain).
 // Returns one outcome per recipient, in order. `dsn` (may be null): the
 // sender's RFC 3461 request, passed on to servers that announce DSN.
+// `message_tls`: the sender's RFC 8689 request (see above).
 std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Mailbox& sender,
                                             const std::vector<Mailbox>& recipients,
                                             const PreparedMessage& message, const DeliveryOptions& options,
-                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn = nullptr);
+                                            AttemptLog* log, Clock* clock, const DsnRequest* dsn = nullptr,
+                                            MessageTls message_tls = MessageTls::kPolicy);
 
 // The session options that enforce `mx`'s policy (shared by deliver and probe).
 SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options);

@@ -23,6 +23,8 @@
 //   - no reply after the final "." (timeout, lost connection) defers the
 //     transaction's recipients with try_next_host false: the server may
 //     have the message (RFC 1047), another MX now would duplicate it;
+//   - with `requiretls`, no MAIL FROM is sent unless the session is TLS,
+//     the server was authenticated and announced REQUIRETLS after STARTTLS;
 //   - for `may`, a failed handshake is reported with `retry_plaintext` set:
 //     the caller may open a NEW connection without TLS (RFC 7435); this
 //     session never continues on the broken one.
@@ -65,6 +67,10 @@ struct SessionOptions {
   std::string required_by;                 // who demands TLS, for messages ("" : DANE/MTA-STS by `tls`)
   SmtpTimeouts timeouts;
   bool probe_only = false;                 // QUIT after TLS and EHLO, before MAIL FROM
+  // REQUIRETLS (RFC 8689 §4.2.1): no transaction unless TLS is in use, the
+  // server was authenticated (dane or pkix) and announces REQUIRETLS after
+  // STARTTLS; then MAIL FROM carries REQUIRETLS.
+  bool requiretls = false;
 };
 
 struct Envelope {

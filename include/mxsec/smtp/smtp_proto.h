@@ -103,11 +103,12 @@ struct DsnRequest {
 // RFC 3461 §4 xtext: "+" "=" and octets outside 33..126 as "+HH".
 std::string XtextEncode(std::string_view s);
 
-// "MAIL FROM:<a@b> SIZE=123 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x" with
-// only the parameters the server announced (size > 0 and caps.size, RET and
-// ENVID when caps.dsn and `dsn` asks for them, etc).
+// "MAIL FROM:<a@b> SIZE=123 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x
+// REQUIRETLS" with only the parameters the server announced (size > 0 and
+// caps.size, RET and ENVID when caps.dsn and `dsn` asks for them,
+// REQUIRETLS when `requiretls` and caps.requiretls (RFC 8689 §4.2.1), etc).
 std::string MailFromCommand(const Mailbox& sender, const EhloCapabilities& caps, uint64_t size, bool eight_bit,
-                            const DsnRequest* dsn = nullptr);
+                            const DsnRequest* dsn = nullptr, bool requiretls = false);
 // "RCPT TO:<a@b>", with " NOTIFY=... ORCPT=rfc822;a@b" when caps.dsn and
 // `dsn` has a NOTIFY list (ORCPT only for an ASCII address).
 std::string RcptToCommand(const Mailbox& rcpt);

@@ -78,6 +78,11 @@ HostFailure DataBeforeHandshake();
 HostFailure HandshakeFailed(const Status& error, const TlsDemand& demand);
 // DANE or PKIX verification failed (`result.ok` is false).
 HostFailure VerificationFailed(const VerifyResult& result, const TlsDemand& demand);
+// REQUIRETLS asked (RFC 8689 §4.2.1) and this session cannot carry it: no
+// TLS, no authenticated server, or no REQUIRETLS announced after
+// STARTTLS. 4.7.30: another host, or a later attempt, may (the queue
+// bounces with 5.7.30 when the message expires). nullopt: it can.
+std::optional<HostFailure> RequireTlsNotMet(const TlsInfo& tls, const EhloCapabilities& caps);
 
 // --- In the transaction: per recipient. ---
 
@@ -124,6 +129,9 @@ RcptResult HostFailedOutcome(const SessionResult& session, const std::string& re
 RcptResult MissingOutcome();
 // Before any host: what deferred recipients are told if none is reached.
 RcptResult NoHostReached(const std::string& domain);
+// REQUIRETLS and no MX host of the domain may take the message (`why`):
+// deferred 4.7.30, since the domain may deploy DANE or MTA-STS later.
+RcptResult RequireTlsUnavailable(const std::string& why);
 // The deferral of a recipient no server settled, from the last trouble of
 // the walk: never a permanent code (it is a deferral).
 RcptResult FinalDeferral(const RcptResult& last_trouble);
