@@ -42,7 +42,7 @@ const char* kUsage =
     "commands:\n"
     "  policy [--json] DOMAIN...   show the TLS policy of each domain (DNS and MTA-STS only)\n"
     "  probe [--json] DOMAIN...    connect to each MX, check STARTTLS and authentication, QUIT\n"
-    "  deliver [--json] -f SENDER [--] RCPT...  deliver the message on stdin now\n"
+    "  deliver [--json] [--requiretls] -f SENDER [--] RCPT...  deliver the message on stdin now\n"
     "  serve --listen inet:ADDR:PORT|unix:PATH... [--metrics inet:ADDR:PORT|unix:PATH]\n"
     "                              socketmap TLS policy server for Postfix (metrics: Prometheus, HTTP)\n"
     "  sendmail [sendmail options] [RCPT...]  submit the message on stdin to the queue (also as `sendmail`)\n"

@@ -166,6 +166,7 @@ int DeferForUsage(const std::string& why) {
 // deliver [--json] -f SENDER [--] RCPT...
 struct DeliverArguments {
   bool json = false;
+  bool requiretls = false;  // --requiretls: REQUIRETLS (RFC 8689)
   Mailbox sender;
   std::vector<std::string> recipients;  // as given; checked one by one when delivering
 };
@@ -180,6 +181,7 @@ int ParseDeliverArguments(const std::vector<std::string>& args, DeliverArguments
       break;
     }
     if (a == "--json") { out->json = true; continue; }
+    if (a == "--requiretls") { out->requiretls = true; continue; }
     if (a == "-f") {
       if (i + 1 >= args.size()) return DeferForUsage("-f needs the envelope sender");
       sender_arg = args[++i];
@@ -200,7 +202,7 @@ int ParseDeliverArguments(const std::vector<std::string>& args, DeliverArguments
 // The message on stdin, read whole and prepared: a message that can never
 // be sent is refused before any connection is made. Returns EX_OK, or the
 // exit code with its status line printed.
-int ReadMessage(PreparedMessage* out) {
+int ReadMessage(PreparedMessage* out, bool* tls_required_no) {
   std::string raw;
   char buf[65536];
   size_t n;
@@ -215,6 +217,7 @@ int ReadMessage(PreparedMessage* out) {
     std::cout << "4.3.0 cannot read the message from standard input\n";
     return EX_TEMPFAIL;
   }
+  *tls_required_no = HasTlsRequiredNo(raw);
   auto message = PrepareMessage(raw, MessageOptions{});
   if (!message.ok()) {
     std::cout << "5.6.0 message refused, it cannot be sent by SMTP: " << message.error() << "\n";
@@ -261,14 +264,14 @@ std::vector<RecipientOutcome> SortRecipients(const std::vector<std::string>& arg
 // Delivers to every domain at once, a thread each; fills in the outcomes
 // of their recipients.
 void DeliverToDomains(const DomainDeliveryContext& context, const Mailbox& sender, const PreparedMessage& message,
-                      const std::map<std::string, std::vector<size_t>>& by_domain,
+                      MessageTls message_tls, const std::map<std::string, std::vector<size_t>>& by_domain,
                       std::vector<RecipientOutcome>* outcomes) {
   std::vector<std::thread> workers;
   for (const auto& [domain, ids] : by_domain) {
     workers.emplace_back([&, &domain = domain, &ids = ids] {
       std::vector<Mailbox> rcpts;
       for (size_t i : ids) rcpts.push_back((*outcomes)[i].recipient);
-      std::vector<RecipientOutcome> got = ResolveAndDeliver(context, domain, sender, rcpts, message);
+      std::vector<RecipientOutcome> got = ResolveAndDeliver(context, domain, sender, rcpts, message, nullptr, message_tls);
       for (size_t k = 0; k < ids.size(); ++k) (*outcomes)[ids[k]] = got[k];
     });
   }
@@ -348,7 +351,17 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
   DeliverArguments parsed;
   if (int bad = ParseDeliverArguments(args, &parsed); bad != EX_OK) return bad;
   PreparedMessage message;
-  if (int refused = ReadMessage(&message); refused != EX_OK) return refused;
+  bool tls_required_no = false;
+  if (int refused = ReadMessage(&message, &tls_required_no); refused != EX_OK) return refused;
+  if (parsed.requiretls && tls_required_no) {
+    std::cout << "5.7.0 message refused: --requiretls and a \"TLS-Required: No\" header contradict each other "
+                 "(RFC 8689)\n";
+    std::cerr << "mxsec: deliver: message refused: --requiretls and \"TLS-Required: No\" contradict each other\n";
+    return EX_DATAERR;
+  }
+  const MessageTls message_tls = parsed.requiretls ? MessageTls::kRequireTls
+                                 : tls_required_no  ? MessageTls::kTlsOptional
+                                                    : MessageTls::kPolicy;
 
   Runtime rt;
   Status built = BuildRuntime(cfg, &rt);
@@ -367,7 +380,7 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
 
   std::map<std::string, std::vector<size_t>> by_domain;
   std::vector<RecipientOutcome> outcomes = SortRecipients(parsed.recipients, &by_domain);
-  DeliverToDomains(context, parsed.sender, message, by_domain, &outcomes);
+  DeliverToDomains(context, parsed.sender, message, message_tls, by_domain, &outcomes);
 
   const int code = ExitCodeFor(outcomes);
   PrintRecipientLines(outcomes);
@@ -418,6 +431,11 @@ nlohmann::json ProbeTlsJson(const TlsInfo& tls) {
   return t;
 }
 
+// RFC 8689 §4.2.1: what counts is REQUIRETLS in the EHLO reply after STARTTLS.
+bool AnnouncesRequireTls(const SessionResult& sr) {
+  return sr.tls.used && std::find(sr.ehlo.begin(), sr.ehlo.end(), "REQUIRETLS") != sr.ehlo.end();
+}
+
 nlohmann::json ProbeHostJson(const MxPolicy& mx, const std::string& addr, uint16_t port, const SessionResult& sr) {
   nlohmann::json h;
   h["host"] = mx.host;
@@ -428,6 +446,7 @@ nlohmann::json ProbeHostJson(const MxPolicy& mx, const std::string& addr, uint16
   h["error"] = sr.error;
   h["failure_type"] = sr.failure_type;
   h["ehlo"] = sr.ehlo;
+  h["requiretls"] = AnnouncesRequireTls(sr);
   h["tls"] = ProbeTlsJson(sr.tls);
   return h;
 }
@@ -439,7 +458,7 @@ std::string ProbeHostText(const MxPolicy& mx, const std::string& addr, uint16_t 
   } else {
     text += std::string("ok, ") + (sr.tls.used ? TlsWord(sr.tls) : "no TLS") + ", verification " +
             (sr.tls.verification.empty() ? "none" : sr.tls.verification) + (sr.tls.verified ? " (verified)" : "") +
-            "\n";
+            (AnnouncesRequireTls(sr) ? ", REQUIRETLS announced" : "") + "\n";
     if (!sr.tls.detail.empty()) text += "      " + sr.tls.detail + "\n";
   }
   for (size_t k = 0; k < sr.tls.chain.size(); ++k) {

@@ -210,6 +210,9 @@ int ListQueue(const Config& cfg, bool json) {
     snprintf(line, sizeof line, "%-17s%s %8llu %-20s ", id.c_str(), st == LockState::kBusy ? "*" : " ",
              static_cast<unsigned long long>(e.size), when);
     std::cout << line << (e.sender.empty() ? "MAILER-DAEMON" : e.sender) << "\n";
+    if (e.message_tls == MessageTls::kRequireTls) std::cout << "(REQUIRETLS: delivered only with it, RFC 8689)\n";
+    if (e.message_tls == MessageTls::kTlsOptional)
+      std::cout << "(TLS-Required: No: the recipient domains' DANE and MTA-STS demands are set aside)\n";
     if (!e.last_reason.empty()) std::cout << "(" << e.last_reason << ")\n";
     for (const QueuedRecipient& r : e.recipients) {
       if (r.state != RecipientState::kPending) continue;
@@ -484,6 +487,17 @@ int EditMessage(const SubmitContext& c, const Mailbox& sender, const InvokingUse
   return EX_OK;
 }
 
+// What the sender asks of the message's TLS (RFC 8689): -O requiretls=yes, or a
+// "TLS-Required: No" field; both at once contradict each other and are refused.
+int MessageTlsRequest(const SubmitContext& c, const EditedMessage& edited, MessageTls* out) {
+  const bool optional = HasTlsRequiredNo(edited.message);
+  if (c.options.requiretls && optional)
+    return Fail(EX_DATAERR, c.who + "message refused: it asks for REQUIRETLS (-O requiretls=yes) and its header has "
+                                    "\"TLS-Required: No\"; they contradict each other (RFC 8689)");
+  *out = c.options.requiretls ? MessageTls::kRequireTls : optional ? MessageTls::kTlsOptional : MessageTls::kPolicy;
+  return EX_OK;
+}
+
 // The recipients -t found in the headers, added to `rcpts`; then there must be some.
 int HeaderRecipients(const SubmitContext& c, const EditedMessage& edited, std::vector<std::string>* rcpts) {
   for (const std::string& r : edited.recipients) {
@@ -632,6 +646,7 @@ int SubmitMessage(const GlobalOptions& g, const SubmitContext& c) {
   if (int stop = EditMessage(c, sender, user, &raw, &edited); stop != EX_OK) return stop;
   if (int stop = HeaderRecipients(c, edited, &rcpts); stop != EX_OK) return stop;
   QueuedEnvelope env;
+  if (int stop = MessageTlsRequest(c, edited, &env.message_tls); stop != EX_OK) return stop;
   if (int stop = BuildEnvelope(c, sender, rcpts, &env); stop != EX_OK) return stop;
 
   const ReceivedField received(c.cfg, edited);

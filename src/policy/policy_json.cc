@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "mxsec/policy/policy.h"
+#include "mxsec/policy/requiretls.h"
 
 namespace mxsec {
 
@@ -95,6 +96,8 @@ std::string PolicyToJsonLine(const DomainPolicy& p) {
   j["mta_sts"] = StsToJson(p.mta_sts);
   j["resolver_check"] = ResolverCheckToJson(p.resolver_check);
   j["local_policy"] = LocalRuleToJson(p.local);
+  const RequireTlsCheck requiretls = RequireTlsDomain(p);
+  j["requiretls"] = {{"possible", requiretls.eligible}, {"reason", requiretls.reason}};
   if (!p.notes.empty()) j["notes"] = p.notes;
   // Hostile DNS data may hold invalid UTF-8: replace it rather than fail.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -142,6 +145,8 @@ std::string PolicyToText(const DomainPolicy& p) {
       << p.resolver_check->summary << "\n";
   if (p.local) o << "  local policy: " << p.local->Key() << " " << LocalTlsName(p.local->policy) << " ("
                  << p.local->source << ")\n";
+  const RequireTlsCheck requiretls = RequireTlsDomain(p);
+  o << "  requiretls: " << (requiretls.eligible ? "possible, " : "not possible: ") << requiretls.reason << "\n";
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   return o.str();
 }

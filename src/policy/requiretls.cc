@@ -2,6 +2,7 @@
 #include "mxsec/policy/requiretls.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace mxsec {
 
@@ -68,6 +69,57 @@ RequireTlsCheck RequireTlsDomain(const DomainPolicy& policy) {
   }
   if (why.empty()) why = "no MX host with an address";
   return {false, "no MX host can be authenticated as REQUIRETLS asks (RFC 8689 §4.2.1): " + why};
+}
+
+namespace {
+
+bool EqualsNoCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
+std::string_view Trim(std::string_view v) {
+  const char* ws = " \t\r\n";
+  size_t b = v.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  return v.substr(b, v.find_last_not_of(ws) - b + 1);
+}
+
+}  // namespace
+
+bool HasTlsRequiredNo(std::string_view message) {
+  std::string_view head = message.substr(0, kMaxHeaderScan);
+  bool found = false;
+  std::string value;   // of the TLS-Required field being read, unfolded
+  bool in_field = false;
+  auto finish = [&] {
+    if (in_field && EqualsNoCase(Trim(value), "no")) found = true;
+    in_field = false;
+    value.clear();
+  };
+  size_t pos = 0;
+  while (pos < head.size() && !found) {
+    size_t nl = head.find('\n', pos);
+    std::string_view line = head.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? head.size() : nl + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;  // the body follows
+    if (line[0] == ' ' || line[0] == '\t') {
+      if (in_field) value.append(" ").append(line);
+      continue;
+    }
+    finish();
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) break;  // not a header field: the body starts
+    if (EqualsNoCase(Trim(line.substr(0, colon)), "tls-required")) {
+      in_field = true;
+      value.assign(line.substr(colon + 1));
+    }
+  }
+  finish();
+  return found;
 }
 
 DomainPolicy SetAsideTlsDemands(const DomainPolicy& policy, std::string* demanded) {

@@ -98,7 +98,18 @@ Result<SendmailOptions> ParseSendmailArgs(const std::vector<std::string>& args) 
             else if (val == "dq") o.delivery = SendmailOptions::Delivery::kQueueOnly;
             else o.ignored.push_back("-o" + val);  // legacy sendmail options, ignored as Postfix does
             break;
-          default:  // -O option=value, -L label, -X file, -h hops, -e x, -p proto: ignored
+          case 'O': {
+            const std::string l = Lower(val);
+            if (l.rfind("requiretls=", 0) == 0) {
+              const std::string v = l.substr(11);
+              if (v != "yes" && v != "no") return Status::Error("-O " + val + ": expected requiretls=yes or requiretls=no");
+              o.requiretls = v == "yes";
+            } else {
+              o.ignored.push_back("-O" + val);
+            }
+            break;
+          }
+          default:  // -L label, -X file, -h hops, -e x, -p proto: ignored
             o.ignored.push_back(std::string("-") + c + val);
             break;
         }

@@ -96,6 +96,10 @@ struct FakeDeliverer {
           o.relay_host = "mx." + m.domain;
           o.relay_address = "127.0.0.9";
           o.relay_port = 25;
+        } else if (m.local.rfind("norequiretls", 0) == 0) {
+          o.status = RcptStatus::kDeferred;
+          o.code = "4.7.30";
+          o.reply = "REQUIRETLS support required: no MX host can be authenticated";
         } else {
           o.status = RcptStatus::kDeferred;
           o.code = "4.2.0";
@@ -801,4 +805,49 @@ TEST_CASE("queue: a power loss while a message is removed never leaves an envelo
   }
   std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
   CHECK(mxsec_test::FilesIn(*disk, t.path).empty());
+}
+
+TEST_CASE("queue: a REQUIRETLS message is delivered with it every time, bounces 5.7.30, and no DSN returns it") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  QueuedEnvelope e = MakeEnvelope("a@client.test", {"norequiretls@one.test", "defer@two.test"});
+  e.message_tls = MessageTls::kRequireTls;
+  auto id = q->Submit(kMsg, e, &clock, nullptr);
+  REQUIRE(id.ok());
+  auto stored = q->ReadEnvelope(id.value());
+  REQUIRE(stored.ok());
+  CHECK(stored->message_tls == MessageTls::kRequireTls);
+  CHECK(EnvelopeToJson(stored.value()).find("\"message_tls\":\"requiretls\"") != std::string::npos);
+  FakeDeliverer fake;
+  QueueSettings s = Settings();
+  s.lifetime = 86400;
+  ProcessQueuedMessage(q.value(), id.value(), QueueLock(), false, fake.Fn(), &clock, s, nullptr);
+  clock.Advance(86400);
+  ProcessReport r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, s, nullptr);
+  CHECK(r.bounced == 2);
+  for (MessageTls seen : fake.message_tls_seen) CHECK(seen == MessageTls::kRequireTls);
+  CHECK(fake.message_tls_seen.size() == 4);
+  REQUIRE_FALSE(r.dsn_id.empty());
+  std::string dsn = q->ReadMessage(r.dsn_id).value();
+  CHECK(dsn.find("Final-Recipient: rfc822; norequiretls@one.test\nAction: failed\nStatus: 5.7.30") !=
+        std::string::npos);
+  CHECK(dsn.find("Status: 4.4.7") != std::string::npos);  // the other one: an ordinary expiry
+  CHECK(dsn.find("Subject: hi") == std::string::npos);    // nothing of the original, headers neither
+  CHECK(dsn.find("text/rfc822-headers") == std::string::npos);
+  CHECK(q->ReadEnvelope(r.dsn_id)->message_tls == MessageTls::kPolicy);
+}
+
+TEST_CASE("queue: an envelope with an unknown message_tls is not read") {
+  QueuedEnvelope e = MakeEnvelope("a@client.test", {"x@one.test"});
+  std::string json = EnvelopeToJson(e);
+  CHECK(json.find("\"message_tls\":\"policy\"") != std::string::npos);
+  const std::string bad = std::string(json).replace(json.find("\"policy\""), 8, "\"maybe\"");
+  auto parsed = EnvelopeFromJson(bad);
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.error() == "envelope: unknown message_tls \"maybe\"");
+  json.erase(json.find("\"message_tls\""), std::string("\"message_tls\":\"policy\",").size());
+  REQUIRE(EnvelopeFromJson(json).ok());  // written by an older version: the domain's policy
+  CHECK(EnvelopeFromJson(json)->message_tls == MessageTls::kPolicy);
 }

@@ -112,3 +112,16 @@ TEST_CASE("requiretls: the names of the requests, as the queue envelope keeps th
     CHECK(ParseMessageTls(MessageTlsName(t)) == t);
   CHECK_FALSE(ParseMessageTls("yes"));
 }
+
+TEST_CASE("requiretls: TLS-Required: No is read from the header section only, unfolded, in any case") {
+  CHECK(HasTlsRequiredNo("Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"));
+  CHECK(HasTlsRequiredNo("tls-required:no\n\n"));
+  CHECK(HasTlsRequiredNo("Subject: x\nTLS-Required:\n   NO  \nTo: y\n\nbody"));
+  CHECK(HasTlsRequiredNo("TLS-Required: No"));  // headers only, no final newline
+  CHECK_FALSE(HasTlsRequiredNo("TLS-Required: Yes\n\n"));
+  CHECK_FALSE(HasTlsRequiredNo("TLS-Required: No thanks\n\n"));
+  CHECK_FALSE(HasTlsRequiredNo("Subject: x\n\nTLS-Required: No\n"));     // in the body
+  CHECK_FALSE(HasTlsRequiredNo("Subject: x\nnot a header\nTLS-Required: No\n\n"));  // the body started
+  CHECK_FALSE(HasTlsRequiredNo("X-TLS-Required: No\n\n"));
+  CHECK_FALSE(HasTlsRequiredNo(""));
+}

@@ -439,3 +439,21 @@ TEST_CASE("submission: a To list longer than 998 octets once qualified is folded
   }
   CheckSubmitted(r->message, "quoted-pair");
 }
+
+TEST_CASE("submission: -O requiretls=yes|no (Postfix 3.11), other -O options ignored") {
+  auto yes = ParseSendmailArgs({"-O", "requiretls=yes", "a@example.org"});
+  REQUIRE(yes.ok());
+  CHECK(yes->requiretls);
+  auto attached = ParseSendmailArgs({"-ORequireTLS=YES", "a@example.org"});
+  REQUIRE(attached.ok());
+  CHECK(attached->requiretls);
+  auto no = ParseSendmailArgs({"-O", "requiretls=no", "a@example.org"});
+  REQUIRE(no.ok());
+  CHECK_FALSE(no->requiretls);
+  auto bad = ParseSendmailArgs({"-O", "requiretls=maybe", "a@example.org"});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error() == "-O requiretls=maybe: expected requiretls=yes or requiretls=no");
+  auto other = ParseSendmailArgs({"-O", "DeliveryMode=b", "a@example.org"});
+  REQUIRE(other.ok());
+  CHECK_FALSE(other->requiretls);
+}

@@ -48,6 +48,14 @@ RequireTlsCheck RequireTlsHost(const DomainPolicy& policy, const MxPolicy& mx);
 // when none, why (the reasons of the hosts, or the verdict's).
 RequireTlsCheck RequireTlsDomain(const DomainPolicy& policy);
 
+// Whether the header section of `message` (up to the first empty line, or
+// the first line that is neither a field nor a continuation) has a field
+// "TLS-Required" whose value, unfolded and trimmed, is "No" in any case
+// (RFC 8689 §5; other values mean nothing). Reads at most
+// kMaxHeaderScan octets: a field beyond that is not seen.
+inline constexpr size_t kMaxHeaderScan = 1 << 20;
+bool HasTlsRequiredNo(std::string_view message);
+
 // The policy as `TLS-Required: No` makes it: every host with an address
 // `may`, the verdict opportunistic when some host has an address and it
 // was must-tls or defer for lack of a usable host; otherwise unchanged.

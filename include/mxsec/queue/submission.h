@@ -5,7 +5,9 @@
 // getopt semantics (grouped flags "-ti", attached or separate arguments
 // "-fuser" / "-f user", "--" ends the options) and Postfix's choices:
 // legacy -o* and -O options, -G -h -L -n -U -e -c -x -X are accepted and
-// ignored; any other option is an error naming it.
+// ignored, except -O requiretls=yes|no (Postfix 3.11's spelling of
+// REQUIRETLS, RFC 8689), whose value must be one of those; any other
+// option is an error naming it.
 //
 // EditHeaders implements the submission header rules: a line that is
 // neither a header field nor its continuation ends the header section (an
@@ -53,6 +55,7 @@ struct SendmailOptions {
   std::string ret;                  // -R
   std::string envid;                // -V
   std::string config_file;          // -C
+  bool requiretls = false;          // -O requiretls=yes (Postfix 3.11): REQUIRETLS, RFC 8689
   std::vector<std::string> recipients;
   std::vector<std::string> ignored; // options accepted and ignored (for -v logging)
 };
