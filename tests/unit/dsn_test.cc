@@ -182,3 +182,18 @@ TEST_CASE("dsn: the report about a message with an over-long line is queued and 
     }
   }
 }
+
+TEST_CASE("dsn: the text part and the delivery-status fields are US-ASCII, whatever the diagnostics hold") {
+  // Reasons cite RFC sections with "§", and servers may answer in UTF-8: the text part is declared
+  // us-ascii and RFC 3464 fields are ASCII, so no such octet may reach them.
+  DsnInput in = Input("Subject: x\n\nbody\n");
+  in.omit_original = true;
+  DsnRecipient r;
+  r.address = "user@example.org";
+  r.status = "5.7.30";
+  r.diagnostic = "REQUIRETLS support required: no MX host (RFC 8689 \xc2\xa7" "4.2.1); caf\xc3\xa9";
+  in.recipients.push_back(r);
+  std::string dsn = BuildDsn(in);
+  for (unsigned char c : dsn) CHECK_MESSAGE(c < 0x80, dsn);
+  CHECK(dsn.find("(RFC 8689 ??4.2.1); caf??") != std::string::npos);
+}
