@@ -24,12 +24,15 @@ namespace {
 // lines fits; a longer one is cut there, marked.
 constexpr size_t kDsnTextDiagnosticMax = 4000;
 
-// One header-safe line: no control characters, at most `max` octets.
+// One header-safe line of at most `max` octets, for the notification's
+// us-ascii part and RFC 3464 fields: controls
+// become spaces, octets beyond ASCII (a "§" in our reasons, UTF-8 in a
+// server's reply) become '?', so that the declared charset is the truth.
 std::string Clean(std::string_view s, size_t max = 900) {
   std::string out;
   for (char c : s) {
     unsigned char u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? ' ' : c;
+    out += (u < 0x20 || u == 0x7f) ? ' ' : u >= 0x80 ? '?' : c;
     if (out.size() >= max) break;
   }
   return out;
