@@ -33,6 +33,9 @@ Modes (testbed.sh gives each its own address):
               answers the final "." (until the client closes); nothing is recorded
   slowread    honest STARTTLS server (mx-ee chain) with a small receive buffer that reads the
               message data at about SLOW_READ_RATE octets/s, in steady small steps
+  requiretls  honest STARTTLS server (mx-rt chain: mx.requiretls.{dane,sts,insecure}.test) that
+              announces REQUIRETLS (RFC 8689) after STARTTLS, never before, and refuses a MAIL
+              FROM with the REQUIRETLS parameter outside TLS (530 5.7.30), as RFC 8689 asks
 (nodotreply and slowread are not started by testbed.sh: tests/integration/test_deliver.py runs
 them in a second instance on another port.)
 
@@ -56,11 +59,11 @@ import threading
 import time
 
 MODES = ("nostarttls", "inject", "greet421", "rcpt", "silent", "hsfail", "wrongname", "expired", "nodotreply",
-         "slowread")
+         "slowread", "requiretls")
 # mode -> basename of the key and the chain file (leaf + CA) in DIR/pki, for modes that do TLS
 TLS_CERTS = {"inject": "mx-ee", "rcpt": "mx-ee", "wrongname": "wrongname", "expired": "expired",
-             "nodotreply": "mx-ee", "slowread": "mx-ee"}
-OFFERS_STARTTLS = ("inject", "rcpt", "hsfail", "wrongname", "expired", "nodotreply", "slowread")
+             "nodotreply": "mx-ee", "slowread": "mx-ee", "requiretls": "mx-rt"}
+OFFERS_STARTTLS = ("inject", "rcpt", "hsfail", "wrongname", "expired", "nodotreply", "slowread", "requiretls")
 
 MAX_LINE = 4096             # command line cap (RFC 5321: 512); longer -> 500 and close
 MAX_MESSAGE = 20 * 1024 * 1024
@@ -263,6 +266,8 @@ class Session:
         lines = [self.hostname(), "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "SIZE %d" % SIZE_LIMIT]
         if self.mode in OFFERS_STARTTLS and self.tls_version is None:
             lines.append("STARTTLS")
+        if self.mode == "requiretls" and self.tls_version is not None:
+            lines.append("REQUIRETLS")
         return lines
 
     def cmd_EHLO(self, arg):
@@ -311,6 +316,10 @@ class Session:
             k, _, v = p.partition("=")
             if k.upper() == "SIZE" and v.isdigit() and int(v) > SIZE_LIMIT:
                 self.send("552 5.3.4 Message size exceeds fixed limit\r\n")
+                return
+            if k.upper() == "REQUIRETLS" and (self.mode != "requiretls" or self.tls_version is None):
+                self.send("530 5.7.30 REQUIRETLS support required\r\n" if self.mode == "requiretls"
+                          else "555 5.5.4 Unsupported option: REQUIRETLS\r\n")
                 return
         self.mail_from, self.mail_params = a
         self.send("250 2.1.0 Ok\r\n")

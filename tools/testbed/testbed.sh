@@ -52,9 +52,10 @@ SMTP_DANE_ADDR=127.0.55.1
 SMTP_INSECURE_ADDR=127.0.55.2
 SMTP_STS_ADDR=127.0.55.3
 # scripted SMTP servers (smtp_server.py): one behaviour (mode) per address
-SCRIPTED_MODES=(nostarttls inject greet421 rcpt silent hsfail wrongname expired)
+SCRIPTED_MODES=(nostarttls inject greet421 rcpt silent hsfail wrongname expired requiretls)
 declare -A SCRIPTED=([nostarttls]=127.0.56.1 [inject]=127.0.56.2 [greet421]=127.0.56.3 [rcpt]=127.0.56.4
-                     [silent]=127.0.56.5 [hsfail]=127.0.56.6 [wrongname]=127.0.56.7 [expired]=127.0.56.8)
+                     [silent]=127.0.56.5 [hsfail]=127.0.56.6 [wrongname]=127.0.56.7 [expired]=127.0.56.8
+                     [requiretls]=127.0.56.9)
 DNS_PORT=53
 HTTPS_PORT=443
 SMTP_PORT=25
@@ -298,6 +299,7 @@ make_pki() {
     make_cert wrongname wrong.example.net wrong.example.net
     CERT_VALIDITY=$'activation_date = "2020-01-01 00:00:00 UTC"\nexpiration_date = "2021-01-01 00:00:00 UTC"' \
         make_cert expired mx.expired.sts.test mx.expired.sts.test mx.expired.dane.test
+    make_cert mx-rt mx.requiretls.sts.test mx.requiretls.sts.test mx.requiretls.dane.test mx.requiretls.insecure.test
     local sts=() web=() x
     mapfile -t sts < <(sts_postfix_hosts)
     [ ${#sts[@]} -gt 0 ] || die "no MX host at @SMTP_STS_ADDR@ in $HERE/zones/sts.test.zone"
@@ -320,12 +322,13 @@ make_pki() {
     # TLSA data from the generated certificates
     EE_SPKI256=$(spki256 "$p/mx-ee.pem")
     EXPIRED_SPKI256=$(spki256 "$p/expired.pem")
+    RT_SPKI256=$(spki256 "$p/mx-rt.pem")
     EE_CERT512=$(openssl x509 -in "$p/mx-ee.pem" -outform DER | sha512sum | cut -d' ' -f1)
     CA_CERT256=$(openssl x509 -in "$p/ca.pem" -outform DER | sha256sum | cut -d' ' -f1)
-    [ ${#EE_SPKI256} = 64 ] && [ ${#EE_CERT512} = 128 ] && [ ${#CA_CERT256} = 64 ] && [ ${#EXPIRED_SPKI256} = 64 ] ||
-        die "could not compute TLSA data from $p/mx-ee.pem / expired.pem / ca.pem"
+    [ ${#EE_SPKI256} = 64 ] && [ ${#EE_CERT512} = 128 ] && [ ${#CA_CERT256} = 64 ] && [ ${#EXPIRED_SPKI256} = 64 ] &&
+        [ ${#RT_SPKI256} = 64 ] || die "could not compute TLSA data from $p/mx-ee.pem / expired.pem / mx-rt.pem / ca.pem"
     printf '%s\n' "mx-ee 3 1 1 $EE_SPKI256" "mx-ee 3 0 2 $EE_CERT512" "ca 2 0 1 $CA_CERT256" \
-        "expired 3 1 1 $EXPIRED_SPKI256" > "$p/tlsa.txt"
+        "expired 3 1 1 $EXPIRED_SPKI256" "mx-rt 3 1 1 $RT_SPKI256" > "$p/tlsa.txt"
 }
 
 # keygen ZONE [ALGORITHM [csk]]: new keys of ZONE, base paths in KSK_OF[ZONE] and ZSK_OF[ZONE]; with csk, only one
@@ -359,7 +362,8 @@ write_zones() {
     local z=$TB/dns/zones zone b addr
     mkdir -p "$z"
     ZONE_VARS=(NSD_ADDR REFUSED_ADDR STRIP_ADDR NGINX_ADDR TLSRPT_HTTPS_ADDR SMTP_DANE_ADDR SMTP_INSECURE_ADDR
-               SMTP_STS_ADDR ZONE_TTL SERIAL EE_SPKI256 EE_CERT512 CA_CERT256 EXPIRED_SPKI256 "${SCRIPTED_VARS[@]}")
+               SMTP_STS_ADDR ZONE_TTL SERIAL EE_SPKI256 EE_CERT512 CA_CERT256 EXPIRED_SPKI256 RT_SPKI256
+               "${SCRIPTED_VARS[@]}")
     for zone in dane.test bogus.test insecure.test nsec3.test; do zone_file "$zone" "$zone.zone"; done
     for ((b = 1; b <= BULK; b++)); do   # benchmark domains bN.dane.test, DANE-EE like ee.dane.test
         echo "b$b IN MX 10 mx.b$b"
