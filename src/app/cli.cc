@@ -143,6 +143,8 @@ StsFetcherFactory CurlFetchers(const Config& cfg) {
 Status BuildRuntime(const Config& cfg, Runtime* rt) {
   auto local = LoadLocalPolicyTable(cfg);
   if (!local.ok()) return local.status();
+  for (const std::string& w : local.value() ? local.value()->ExpiryWarnings() : std::vector<std::string>())
+    std::cerr << "mxsec: warning: " << w << "\n";
 
   ResolverTrustSettings trust_settings;
   trust_settings.resolvers = ResolversFor(cfg);

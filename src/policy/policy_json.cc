@@ -72,7 +72,9 @@ json ResolverCheckToJson(const std::optional<ResolverCheck>& check) {
 json LocalRuleToJson(const std::optional<LocalRule>& rule) {
   if (!rule) return nullptr;
   return {{"policy", LocalTlsName(rule->policy)}, {"domain", rule->Key()}, {"source", rule->source},
-          {"match", rule->match}};
+          {"match", rule->match},
+          {"until", rule->until.empty() ? json(nullptr) : json(rule->until)},
+          {"reason", rule->reason.empty() ? json(nullptr) : json(rule->reason)}};
 }
 
 }  // namespace
@@ -140,8 +142,13 @@ std::string PolicyToText(const DomainPolicy& p) {
   if (p.resolver_check && p.resolver_check->status != ResolverCheckStatus::kValidates)
     o << "  resolver check: " << ResolverCheckStatusName(p.resolver_check->status) << ": "
       << p.resolver_check->summary << "\n";
-  if (p.local) o << "  local policy: " << p.local->Key() << " " << LocalTlsName(p.local->policy) << " ("
-                 << p.local->source << ")\n";
+  if (p.local) {
+    o << "  local policy: " << p.local->Key() << " " << LocalTlsName(p.local->policy) << " (" << p.local->source
+      << ")";
+    if (!p.local->until.empty()) o << " until " << p.local->until << " (end of day UTC)";
+    if (!p.local->reason.empty()) o << ": " << p.local->reason;
+    o << "\n";
+  }
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   return o.str();
 }
