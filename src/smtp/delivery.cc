@@ -569,25 +569,27 @@ void DeferUnsettled(Walk& w) {
   }
 }
 
-// One message row per group of recipients with the same fate.
+// One message row per group of recipients with the same fate (status,
+// security class, policy failure); the group's TLS feature status is that
+// of its first recipient.
 void RecordMessages(const DomainPolicy& policy, const std::vector<RecipientOutcome>& out, AttemptLog* log,
                     Clock* clock) {
   if (!log) return;
-  std::map<std::tuple<std::string, std::string, std::string, std::string>, int64_t> groups;
+  std::map<std::tuple<std::string, std::string, std::string>, MessageRecord> groups;
+  const int64_t now = clock->Now();
   for (const RecipientOutcome& o : out) {
     const bool delivered = o.status == RcptStatus::kDelivered;
-    ++groups[{RcptStatusName(o.status), delivered ? TlsSecurityClass(o.tls) : "", delivered ? "" : o.policy_failure,
-              o.tls_status}];
-  }
-  const int64_t now = clock->Now();
-  for (const auto& [key, count] : groups) {
-    MessageRecord m;
+    MessageRecord& m = groups[{RcptStatusName(o.status), delivered ? TlsSecurityClass(o.tls) : "",
+                               delivered ? "" : o.policy_failure}];
+    if (m.recipients++ > 0) continue;
     m.time = now;
     m.domain = policy.domain;
-    std::tie(m.status, m.security, m.policy_failure, m.tls_status) = key;
-    m.recipients = count;
-    (void)log->RecordMessage(m);
+    m.status = RcptStatusName(o.status);
+    m.security = delivered ? TlsSecurityClass(o.tls) : "";
+    m.policy_failure = delivered ? "" : o.policy_failure;
+    m.tls_status = o.tls_status;
   }
+  for (const auto& [key, m] : groups) (void)log->RecordMessage(m);
 }
 
 }  // namespace
