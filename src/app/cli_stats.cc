@@ -1,4 +1,5 @@
-// cli_stats.cc - `mxsec stats [--since DURATION] [--json] [DOMAIN...]`:
+// cli_stats.cc - `mxsec stats [--since DURATION] [--json | --prometheus PATH]
+// [DOMAIN...]`:
 // what share of the outbound mail was authenticated (DANE, MTA-STS),
 // encrypted only, or sent in clear text, and what the TLS policy deferred
 // or bounced, per UTC day and in total, from the attempt log
@@ -7,11 +8,21 @@
 // Promises: reads `<state_dir>/delivery.sqlite` only, changes nothing; the
 // window is the last DURATION up to now (default kStatsDefaultSince); with
 // --json one JSON object on stdout (fields in mxsec(8)), else a table.
+// --prometheus PATH: the counters of the whole log (no --since: counters
+// must not go down) in node_exporter's textfile format, written to a
+// temporary file in PATH's directory and renamed over PATH, so the
+// collector never reads half a file; nothing on stdout.
 // Exit 0 with a report (a missing log is an empty one), 64 on bad
-// arguments, 66 when the log cannot be read.
+// arguments, 66 when the log cannot be read, 73 when PATH cannot be
+// written.
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <sysexits.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -30,13 +41,14 @@ constexpr const char* kStatsDefaultSince = "7d";
 
 struct StatsArgs {
   bool json = false;
-  int64_t since = 0;  // seconds
+  int64_t since = 0;       // seconds
+  std::string prometheus;  // --prometheus PATH, or ""
   std::set<std::string> domains;
 };
 
 // Parses the arguments; an exit code (with the message printed) on error.
 std::optional<int> ParseStatsArgs(const std::vector<std::string>& args, StatsArgs* out) {
-  std::string since = kStatsDefaultSince;
+  std::string since;  // "" until given
   bool options_done = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -47,13 +59,20 @@ std::optional<int> ParseStatsArgs(const std::vector<std::string>& args, StatsArg
       continue;
     }
     if (!options_done && a.rfind("--since=", 0) == 0) { since = a.substr(8); continue; }
+    if (!options_done && a == "--prometheus") {
+      if (i + 1 >= args.size() || args[i + 1].empty()) return Fail(EX_USAGE, "stats: --prometheus needs a path");
+      out->prometheus = args[++i];
+      continue;
+    }
     if (!options_done && a == "--") { options_done = true; continue; }
     if (!options_done && a.size() > 1 && a[0] == '-') return Fail(EX_USAGE, "stats: unknown option \"" + a + "\"");
     auto n = NormalizeHostName(a);
     if (!n.ok()) return Fail(EX_USAGE, "stats: invalid domain argument: " + n.error());
     out->domains.insert(n.value());
   }
-  Result<int64_t> seconds = ParseStatsDuration(since);
+  if (!out->prometheus.empty() && (!since.empty() || out->json))
+    return Fail(EX_USAGE, "stats: --prometheus counts the whole log: not with --since or --json");
+  Result<int64_t> seconds = ParseStatsDuration(since.empty() ? kStatsDefaultSince : since);
   if (!seconds.ok()) return Fail(EX_USAGE, "stats: --since: " + seconds.error());
   out->since = seconds.value();
   return std::nullopt;
@@ -132,6 +151,30 @@ std::string StatsTable(const StatsReport& r) {
   return o.str();
 }
 
+// Writes `text` to `path` by a temporary file in the same directory,
+// fsync and rename: readers see the old file or the new one, never a part.
+Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const size_t slash = path.rfind('/');
+  std::string tmp = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + ".mxsec-stats.XXXXXX";
+  const int fd = mkstemp(tmp.data());
+  if (fd < 0) return Status::IoError(tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  const bool ok = done == text.size() && fchmod(fd, 0644) == 0 && fsync(fd) == 0;
+  const int err = errno;
+  if (close(fd) != 0 || !ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    const int why = ok ? errno : err;
+    unlink(tmp.c_str());
+    return Status::IoError(path + ": " + std::strerror(why));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int RunStats(const GlobalOptions&, const Config& cfg, const std::vector<std::string>& args) {
@@ -139,11 +182,15 @@ int RunStats(const GlobalOptions&, const Config& cfg, const std::vector<std::str
   if (std::optional<int> bad = ParseStatsArgs(args, &parsed)) return *bad;
   StatsOptions options;
   options.to = SystemClock()->Now() + 1;  // up to and including now
-  options.from = options.to - 1 - parsed.since;
+  options.from = parsed.prometheus.empty() ? options.to - 1 - parsed.since : 0;
   options.domains = parsed.domains;
   const std::string path = cfg.state_dir + "/delivery.sqlite";
   Result<StatsReport> report = ReadStats(path, options);
   if (!report.ok()) return Fail(EX_NOINPUT, "stats: cannot read the attempt log: " + report.error());
+  if (!parsed.prometheus.empty()) {
+    Status written = WriteFileAtomically(parsed.prometheus, StatsToPrometheus(report.value()));
+    return written.ok() ? EX_OK : Fail(EX_CANTCREAT, "stats: --prometheus: " + written.message());
+  }
   std::cout << (parsed.json ? StatsToJson(report.value()) + "\n" : StatsTable(report.value()));
   return EX_OK;
 }

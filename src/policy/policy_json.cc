@@ -77,6 +77,14 @@ json LocalRuleToJson(const std::optional<LocalRule>& rule) {
           {"reason", rule->reason.empty() ? json(nullptr) : json(rule->reason)}};
 }
 
+// The text report's line for the local rule applied.
+std::string LocalRuleLine(const LocalRule& rule) {
+  std::string line = "  local policy: " + rule.Key() + " " + LocalTlsName(rule.policy) + " (" + rule.source + ")";
+  if (!rule.until.empty()) line += " until " + rule.until + " (end of day UTC)";
+  if (!rule.reason.empty()) line += ": " + rule.reason;
+  return line + "\n";
+}
+
 }  // namespace
 
 std::string PolicyToJsonLine(const DomainPolicy& p) {
@@ -142,13 +150,7 @@ std::string PolicyToText(const DomainPolicy& p) {
   if (p.resolver_check && p.resolver_check->status != ResolverCheckStatus::kValidates)
     o << "  resolver check: " << ResolverCheckStatusName(p.resolver_check->status) << ": "
       << p.resolver_check->summary << "\n";
-  if (p.local) {
-    o << "  local policy: " << p.local->Key() << " " << LocalTlsName(p.local->policy) << " (" << p.local->source
-      << ")";
-    if (!p.local->until.empty()) o << " until " << p.local->until << " (end of day UTC)";
-    if (!p.local->reason.empty()) o << ": " << p.local->reason;
-    o << "\n";
-  }
+  if (p.local) o << LocalRuleLine(*p.local);
   for (const auto& n : p.notes) o << "  note: " << n << "\n";
   return o.str();
 }

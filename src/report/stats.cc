@@ -142,6 +142,74 @@ std::string StatsToJson(const StatsReport& r) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+namespace {
+
+// A label value of the text format: backslash, quote and line feed escaped.
+std::string LabelValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+// One counter family: HELP, TYPE, one sample per labelled count.
+void Family(std::string* out, const std::string& name, const std::string& help, const std::string& label,
+            const std::map<std::string, int64_t>& samples) {
+  *out += "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n";
+  for (const auto& [value, n] : samples) {
+    *out += name;
+    if (!label.empty()) *out += "{" + label + "=\"" + LabelValue(value) + "\"}";
+    *out += " " + std::to_string(n) + "\n";
+  }
+}
+
+std::map<std::string, int64_t> Messages(const std::map<std::string, StatsCount>& m) {
+  std::map<std::string, int64_t> out;
+  for (const auto& [k, c] : m) out[k] = c.messages;
+  return out;
+}
+
+std::map<std::string, int64_t> Recipients(const std::map<std::string, StatsCount>& m) {
+  std::map<std::string, int64_t> out;
+  for (const auto& [k, c] : m) out[k] = c.recipients;
+  return out;
+}
+
+}  // namespace
+
+std::string StatsToPrometheus(const StatsReport& r) {
+  const StatsBucket& t = r.total;
+  std::string out;
+  Family(&out, "mxsec_delivered_messages_total",
+         "Messages delivered to a destination domain, by TLS security (dane, mta-sts, encrypted, clear).",
+         "security", Messages(t.delivered));
+  Family(&out, "mxsec_delivered_recipients_total", "Recipients delivered, by TLS security.", "security",
+         Recipients(t.delivered));
+  Family(&out, "mxsec_policy_deferred_messages_total",
+         "Messages deferred because the TLS policy could not be met, by RFC 8460 result type.", "reason",
+         Messages(t.deferred_policy_by_reason));
+  Family(&out, "mxsec_policy_deferred_recipients_total",
+         "Recipients deferred because the TLS policy could not be met, by RFC 8460 result type.", "reason",
+         Recipients(t.deferred_policy_by_reason));
+  Family(&out, "mxsec_policy_bounced_messages_total",
+         "Messages bounced because the TLS policy could not be met, by RFC 8460 result type.", "reason",
+         Messages(t.bounced_policy_by_reason));
+  Family(&out, "mxsec_policy_bounced_recipients_total",
+         "Recipients bounced because the TLS policy could not be met, by RFC 8460 result type.", "reason",
+         Recipients(t.bounced_policy_by_reason));
+  Family(&out, "mxsec_other_deferred_messages_total", "Messages deferred for other reasons than the TLS policy.",
+         "", {{"", t.deferred_other.messages}});
+  Family(&out, "mxsec_other_bounced_messages_total", "Messages bounced for other reasons than the TLS policy.", "",
+         {{"", t.bounced_other.messages}});
+  return out;
+}
+
 Result<int64_t> ParseStatsDuration(const std::string& text) {
   auto bad = [&]() {
     return Status::Invalid("bad duration \"" + text + "\" (a whole number and s, m, h, d or w: 7d, 12h)");

@@ -148,6 +148,33 @@ class Stats(unittest.TestCase):
         self.assertEqual(r.returncode, EX_NOINPUT, r.stderr)
         self.assertIn(b"delivery.sqlite", r.stderr)
 
+    def test_prometheus_textfile(self):
+        d = tempfile.mkdtemp(prefix="stats-prom-", dir=TB)
+        path = os.path.join(d, "mxsec.prom")
+        with open(path, "w") as f:
+            f.write("old\n")
+        r = mxsec("stats", "--prometheus", path)
+        self.assertEqual(r.returncode, EX_OK, r.stderr)
+        self.assertEqual(r.stdout, b"")
+        self.assertEqual(os.listdir(d), ["mxsec.prom"])   # no temporary file left
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o644)
+        with open(path) as f:
+            text = f.read()
+        samples = dict(l.rsplit(" ", 1) for l in text.splitlines() if l and not l.startswith("#"))
+        self.assertEqual(samples['mxsec_delivered_messages_total{security="dane"}'], "1")
+        self.assertEqual(samples['mxsec_delivered_recipients_total{security="dane"}'], "2")
+        self.assertEqual(samples['mxsec_delivered_messages_total{security="mta-sts"}'], "1")
+        self.assertEqual(samples['mxsec_delivered_messages_total{security="encrypted"}'], "1")
+        self.assertEqual(samples['mxsec_delivered_messages_total{security="clear"}'], "1")
+        self.assertEqual(samples['mxsec_policy_deferred_messages_total{reason="starttls-not-supported"}'], "1")
+        self.assertEqual(samples["mxsec_other_deferred_messages_total"], "0")
+        for name in samples:
+            self.assertRegex(name, r"^mxsec_[a-z_]+_total(\{|$)")
+        for args in (["--since", "1d"], ["--json"]):
+            self.assertEqual(mxsec("stats", "--prometheus", path, *args).returncode, EX_USAGE, args)
+        r = mxsec("stats", "--prometheus", os.path.join(d, "no-such-dir", "x.prom"))
+        self.assertEqual(r.returncode, 73, r.stderr)
+
     def test_missing_log_is_empty(self):
         state = tempfile.mkdtemp(prefix="stats-empty-", dir=TB)
         r = subprocess.run([MXSEC, "--config", os.path.join(TB, "mxsec.conf"), "-o", "state_dir=" + state, "stats",

@@ -168,3 +168,35 @@ TEST_CASE("stats: durations") {
     CHECK_FALSE(ParseStatsDuration(bad).ok());
   }
 }
+
+TEST_CASE("stats: Prometheus text format, counters of the totals") {
+  std::vector<MessageRecord> rows = SampleRows();
+  rows.push_back(Row(kDay2 + 70, "odd.example", "bounced", "", "we\"ird\\type\n", 1));
+  const std::string text = StatsToPrometheus(ComputeStats(rows, Window(0, kDay2 + 86400)));
+  auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+  CHECK(has("# TYPE mxsec_delivered_messages_total counter"));
+  CHECK(has("mxsec_delivered_messages_total{security=\"dane\"} 2"));
+  CHECK(has("mxsec_delivered_recipients_total{security=\"dane\"} 3"));
+  CHECK(has("mxsec_delivered_messages_total{security=\"clear\"} 1"));
+  CHECK(has("mxsec_delivered_messages_total{security=\"mta-sts\"} 1"));
+  CHECK(has("mxsec_policy_deferred_messages_total{reason=\"starttls-not-supported\"} 1"));
+  CHECK(has("mxsec_policy_deferred_recipients_total{reason=\"dnssec-invalid\"} 2"));
+  CHECK(has("mxsec_policy_bounced_messages_total{reason=\"we\\\"ird\\\\type\\n\"} 1"));
+  CHECK(has("mxsec_other_deferred_messages_total 1"));
+  CHECK(has("mxsec_other_bounced_messages_total 1"));
+  // Every sample line names a metric that has HELP and TYPE, and every metric ends in _total.
+  size_t samples = 0;
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = text.find('\n', at);
+    REQUIRE(end != std::string::npos);
+    const std::string line = text.substr(at, end - at);
+    at = end + 1;
+    if (line[0] == '#') continue;
+    ++samples;
+    const std::string name = line.substr(0, line.find_first_of("{ "));
+    CHECK(name.size() > 6);
+    CHECK(name.compare(name.size() - 6, 6, "_total") == 0);
+    CHECK(text.find("# TYPE " + name + " counter\n") != std::string::npos);
+  }
+  CHECK(samples == 16);
+}

@@ -83,6 +83,12 @@ Result<StatsReport> ReadStats(const std::string& path, const StatsOptions& optio
 // The report as one JSON object (fields in mxsec(8), STATS).
 std::string StatsToJson(const StatsReport& report);
 
+// The totals of `report` in the Prometheus text exposition format 0.0.4,
+// as counters (metric names in mxsec(8), STATS): what node_exporter's
+// textfile collector reads. Monotonic only over a window that starts at
+// the beginning of the log (report.from == 0).
+std::string StatsToPrometheus(const StatsReport& report);
+
 // "30d", "12h", "90m", "3600s", "2w" (a positive whole number and a unit)
 // in seconds; an error naming the text otherwise, or above ten years.
 Result<int64_t> ParseStatsDuration(const std::string& text);
