@@ -191,18 +191,15 @@ std::string StatsToPrometheus(const StatsReport& r) {
          "security", Messages(t.delivered));
   Family(&out, "mxsec_delivered_recipients_total", "Recipients delivered, by TLS security.", "security",
          Recipients(t.delivered));
-  Family(&out, "mxsec_policy_deferred_messages_total",
-         "Messages deferred because the TLS policy could not be met, by RFC 8460 result type.", "reason",
-         Messages(t.deferred_policy_by_reason));
-  Family(&out, "mxsec_policy_deferred_recipients_total",
-         "Recipients deferred because the TLS policy could not be met, by RFC 8460 result type.", "reason",
-         Recipients(t.deferred_policy_by_reason));
-  Family(&out, "mxsec_policy_bounced_messages_total",
-         "Messages bounced because the TLS policy could not be met, by RFC 8460 result type.", "reason",
-         Messages(t.bounced_policy_by_reason));
-  Family(&out, "mxsec_policy_bounced_recipients_total",
-         "Recipients bounced because the TLS policy could not be met, by RFC 8460 result type.", "reason",
-         Recipients(t.bounced_policy_by_reason));
+  const std::pair<const char*, const std::map<std::string, StatsCount>*> policy_failures[] = {
+      {"deferred", &t.deferred_policy_by_reason}, {"bounced", &t.bounced_policy_by_reason}};
+  for (const auto& [what, by_reason] : policy_failures) {
+    const std::string help = std::string(" ") + what + " because the TLS policy could not be met, by RFC 8460 result type.";
+    Family(&out, std::string("mxsec_policy_") + what + "_messages_total", "Messages" + help, "reason",
+           Messages(*by_reason));
+    Family(&out, std::string("mxsec_policy_") + what + "_recipients_total", "Recipients" + help, "reason",
+           Recipients(*by_reason));
+  }
   Family(&out, "mxsec_other_deferred_messages_total", "Messages deferred for other reasons than the TLS policy.",
          "", {{"", t.deferred_other.messages}});
   Family(&out, "mxsec_other_bounced_messages_total", "Messages bounced for other reasons than the TLS policy.", "",

@@ -134,75 +134,83 @@ Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path
   return std::unique_ptr<AttemptLog>(new SqliteAttemptLog(std::move(db).value()));
 }
 
-Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
-  std::vector<AttemptRecord> out;
+namespace {
+
+// The rows of `select` (?1 = from, ?2 = to) in the log at `path`, each
+// made by `make`. A missing file has no rows.
+template <typename Record>
+Result<std::vector<Record>> ReadRows(const std::string& path, const char* select, int64_t from, int64_t to,
+                                     Record (*make)(SqliteStatement& st)) {
+  std::vector<Record> out;
   struct stat sb;
   if (stat(path.c_str(), &sb) != 0) return out;  // nothing was ever recorded
   Result<SqliteDb> db = OpenAttemptsDb(path, false);
   if (!db.ok()) return db.status();
-  Result<SqliteStatement> st =
-      db->Prepare("SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
-                  " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
-                  " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid");
+  Result<SqliteStatement> st = db->Prepare(select);
   if (!st.ok()) return st.status().Prefixed(path + ": ");
   st->BindInt64(1, from).BindInt64(2, to);
   for (;;) {
     Result<bool> row = st->Step();
     if (!row.ok()) return row.status().Prefixed(path + ": ");
     if (!*row) break;
-    int c = 0;
-    auto text = [&]() { return st->ColumnText(c++); };
-    AttemptRecord r;
-    r.time = st->ColumnInt64(c++);
-    r.domain = text();
-    r.mx = text();
-    r.address = text();
-    r.port = static_cast<uint16_t>(st->ColumnInt64(c++));
-    r.policy = text();
-    r.mechanism = text();
-    r.host_tls = text();
-    r.tls_version = text();
-    r.tls_cipher = text();
-    r.verification = text();
-    r.verified = st->ColumnInt64(c++) != 0;
-    r.outcome = text();
-    r.code = text();
-    r.detail = text();
-    r.failure_type = text();
-    r.policy_type = text();
-    r.policy_strings = SplitLines(text());
-    r.mx_patterns = SplitLines(text());
-    out.push_back(std::move(r));
+    out.push_back(make(st.value()));
   }
   return out;
 }
 
+AttemptRecord AttemptOfRow(SqliteStatement& st) {
+  int c = 0;
+  auto text = [&]() { return st.ColumnText(c++); };
+  AttemptRecord r;
+  r.time = st.ColumnInt64(c++);
+  r.domain = text();
+  r.mx = text();
+  r.address = text();
+  r.port = static_cast<uint16_t>(st.ColumnInt64(c++));
+  r.policy = text();
+  r.mechanism = text();
+  r.host_tls = text();
+  r.tls_version = text();
+  r.tls_cipher = text();
+  r.verification = text();
+  r.verified = st.ColumnInt64(c++) != 0;
+  r.outcome = text();
+  r.code = text();
+  r.detail = text();
+  r.failure_type = text();
+  r.policy_type = text();
+  r.policy_strings = SplitLines(text());
+  r.mx_patterns = SplitLines(text());
+  return r;
+}
+
+MessageRecord MessageOfRow(SqliteStatement& st) {
+  MessageRecord m;
+  m.time = st.ColumnInt64(0);
+  m.domain = st.ColumnText(1);
+  m.status = st.ColumnText(2);
+  m.security = st.ColumnText(3);
+  m.policy_failure = st.ColumnText(4);
+  m.tls_status = st.ColumnText(5);
+  m.recipients = st.ColumnInt64(6);
+  return m;
+}
+
+}  // namespace
+
+Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
+  return ReadRows(path,
+                  "SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
+                  " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
+                  " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
+                  from, to, AttemptOfRow);
+}
+
 Result<std::vector<MessageRecord>> ReadMessages(const std::string& path, int64_t from, int64_t to) {
-  std::vector<MessageRecord> out;
-  struct stat sb;
-  if (stat(path.c_str(), &sb) != 0) return out;  // nothing was ever recorded
-  Result<SqliteDb> db = OpenAttemptsDb(path, false);
-  if (!db.ok()) return db.status();
-  Result<SqliteStatement> st =
-      db->Prepare("SELECT time, domain, status, security, policy_failure, tls_status, recipients FROM messages"
-                  " WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid");
-  if (!st.ok()) return st.status().Prefixed(path + ": ");
-  st->BindInt64(1, from).BindInt64(2, to);
-  for (;;) {
-    Result<bool> row = st->Step();
-    if (!row.ok()) return row.status().Prefixed(path + ": ");
-    if (!*row) break;
-    MessageRecord m;
-    m.time = st->ColumnInt64(0);
-    m.domain = st->ColumnText(1);
-    m.status = st->ColumnText(2);
-    m.security = st->ColumnText(3);
-    m.policy_failure = st->ColumnText(4);
-    m.tls_status = st->ColumnText(5);
-    m.recipients = st->ColumnInt64(6);
-    out.push_back(std::move(m));
-  }
-  return out;
+  return ReadRows(path,
+                  "SELECT time, domain, status, security, policy_failure, tls_status, recipients FROM messages"
+                  " WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
+                  from, to, MessageOfRow);
 }
 
 void SetReportPolicy(AttemptRecord* r, const DomainPolicy& p, const MxPolicy& mx) {
