@@ -129,13 +129,16 @@ Status ParseMatch(const std::string& attr, const std::string& policy_word, const
 // One NAME=VALUE attribute after the policy word.
 Status ParseAttribute(const std::string& attr, const std::string& policy_word, const std::string& where,
                       LocalRule* rule) {
-  const std::string name = attr.substr(0, attr.find('='));
-  const std::string value = attr.size() > name.size() ? attr.substr(name.size() + 1) : "";
-  if (name == "match") return ParseMatch(attr, policy_word, where, rule);
-  if ((name == "until" && !rule->until.empty()) || (name == "reason" && !rule->reason.empty()))
-    return Status::Invalid(where + ": " + name + "= given twice");
-  if (name == "until" && attr.size() > name.size()) return ParseUntil(value, where, rule);
-  if (name == "reason" && attr.size() > name.size()) return ParseReason(value, where, rule);
+  const size_t equals = attr.find('=');
+  const std::string name = attr.substr(0, equals);
+  const std::string value = equals == std::string::npos ? "" : attr.substr(equals + 1);
+  if (equals != std::string::npos) {
+    if (name == "match") return ParseMatch(attr, policy_word, where, rule);
+    if ((name == "until" && !rule->until.empty()) || (name == "reason" && !rule->reason.empty()))
+      return Status::Invalid(where + ": " + name + "= given twice");
+    if (name == "until") return ParseUntil(value, where, rule);
+    if (name == "reason") return ParseReason(value, where, rule);
+  }
   return Status::Error(where + ": unknown attribute \"" + attr +
                        "\" (match=NAME[:NAME...], until=YYYY-MM-DD and reason=\"TEXT\" are known)");
 }

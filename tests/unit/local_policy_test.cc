@@ -456,6 +456,8 @@ TEST_CASE("local policy: reason= quoting") {
       {"example.org may reason=\"a\tb\"\n", "lp:1: reason= holds a control character"},
       {"example.org may reason=a reason=b\n", "lp:1: reason= given twice"},
       {"example.org may reason\n", "lp:1: unknown attribute \"reason\""},
+      {"example.org verify match\n", "lp:1: unknown attribute \"match\""},
+      {"example.org verify until\n", "lp:1: unknown attribute \"until\""},
   };
   for (const Case& c : cases) {
     CAPTURE(c.text);
