@@ -48,7 +48,7 @@ const char* kUsage =
     "  queue list [--json]|run|flush|delete ID...  the sendmail queue (list: also as `mailq`)\n"
     "  tlsrpt [--day YYYY-MM-DD] [--dry-run] [DOMAIN...]  send the day's SMTP TLS reports (RFC 8460)\n"
     "  mta-sts refresh             refresh cached MTA-STS policies before they expire (RFC 8461)\n"
-    "  stats [--since DURATION] [--json] [DOMAIN...]  share of mail authenticated, encrypted, in clear text\n"
+    "  stats [--since DURATION] [--json|--prometheus PATH] [DOMAIN...]  share of mail authenticated, encrypted, clear\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {
