@@ -49,6 +49,7 @@ const char* kUsage =
     "  queue list [--json]|run|flush|delete ID...  the sendmail queue (list: also as `mailq`)\n"
     "  tlsrpt [--day YYYY-MM-DD] [--dry-run] [DOMAIN...]  send the day's SMTP TLS reports (RFC 8460)\n"
     "  mta-sts refresh             refresh cached MTA-STS policies before they expire (RFC 8461)\n"
+    "  stats [--since DURATION] [--json|--prometheus PATH] [DOMAIN...]  share of mail authenticated, encrypted, clear\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {
@@ -144,6 +145,8 @@ StsFetcherFactory CurlFetchers(const Config& cfg) {
 Status BuildRuntime(const Config& cfg, Runtime* rt) {
   auto local = LoadLocalPolicyTable(cfg);
   if (!local.ok()) return local.status();
+  for (const std::string& w : local.value() ? local.value()->ExpiryWarnings() : std::vector<std::string>())
+    std::cerr << "mxsec: warning: " << w << "\n";
 
   ResolverTrustSettings trust_settings;
   trust_settings.resolvers = ResolversFor(cfg);
@@ -355,6 +358,7 @@ int RunCommand(const CommandLine& cl, const Config& cfg, bool privileged) {
   if (command == "probe") return RunProbe(g, cfg, cl.args);
   if (command == "serve") return RunServe(g, cfg, cl.args);
   if (command == "tlsrpt") return RunTlsrpt(g, cfg, cl.args);
+  if (command == "stats") return RunStats(g, cfg, cl.args);
   if (command == "mta-sts") return RunMtaSts(g, cfg, cl.args);
   if (command == "queue") return RunQueueCommand(g, cfg, cl.args, privileged);
   return Fail(EX_USAGE, "unknown command \"" + command + "\"\n" + kUsage);

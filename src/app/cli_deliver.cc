@@ -27,6 +27,7 @@
 #include "mxsec/base/domain_name.h"
 #include "mxsec/base/net_address.h"
 #include "mxsec/smtp/smtp_client.h"
+#include "mxsec/smtp/tls_status.h"
 
 namespace mxsec {
 namespace {
@@ -283,7 +284,7 @@ void PrintRecipientLines(const std::vector<RecipientOutcome>& outcomes) {
     std::string relay = o.relay_host.empty() ? "none"
                                              : FormatRelay(o.relay_host, o.relay_address, o.relay_port);
     std::cerr << "mxsec: deliver: " << o.recipient.ToString() << ": status=" << RcptStatusName(o.status)
-              << " relay=" << relay << " tls=" << TlsWord(o.tls)
+              << " relay=" << relay << " tls=" << o.tls_status << " cipher=" << TlsWord(o.tls)
               << " verify=" << (o.tls.used ? o.tls.verification : "none") << " code=" << o.code
               << " reply=" << o.reply << "\n";
   }
@@ -304,6 +305,7 @@ std::string DeliverJson(int code, const std::vector<RecipientOutcome>& outcomes)
                                                        {"address", o.relay_address},
                                                        {"port", o.relay_port}};
     r["tls"] = TlsJson(o.tls);
+    r["tls_status"] = o.tls_status;
     j["recipients"].push_back(r);
   }
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -448,17 +450,19 @@ nlohmann::json ProbeHostJson(const MxPolicy& mx, const std::string& addr, uint16
   h["ehlo"] = sr.ehlo;
   h["requiretls"] = AnnouncesRequireTls(sr);
   h["tls"] = ProbeTlsJson(sr.tls);
+  h["tls_status"] = TlsFeatureStatus(FactsOfSession(mx.tls, sr));
   return h;
 }
 
 std::string ProbeHostText(const MxPolicy& mx, const std::string& addr, uint16_t port, const SessionResult& sr) {
   std::string text = "  probe " + FormatRelay(mx.host, addr, port) + ": ";
+  const std::string status = " (tls=" + TlsFeatureStatus(FactsOfSession(mx.tls, sr)) + ")";
   if (sr.host_failed) {
-    text += "FAILED " + sr.code + " " + sr.error + "\n";
+    text += "FAILED " + sr.code + " " + sr.error + status + "\n";
   } else {
     text += std::string("ok, ") + (sr.tls.used ? TlsWord(sr.tls) : "no TLS") + ", verification " +
             (sr.tls.verification.empty() ? "none" : sr.tls.verification) + (sr.tls.verified ? " (verified)" : "") +
-            (AnnouncesRequireTls(sr) ? ", REQUIRETLS announced" : "") + "\n";
+            (AnnouncesRequireTls(sr) ? ", REQUIRETLS announced" : "") + status + "\n";
     if (!sr.tls.detail.empty()) text += "      " + sr.tls.detail + "\n";
   }
   for (size_t k = 0; k < sr.tls.chain.size(); ++k) {

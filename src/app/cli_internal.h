@@ -70,5 +70,6 @@ int RunProbe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
 int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunMtaSts(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
+int RunStats(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 
 }  // namespace mxsec

@@ -73,7 +73,17 @@ json ResolverCheckToJson(const std::optional<ResolverCheck>& check) {
 json LocalRuleToJson(const std::optional<LocalRule>& rule) {
   if (!rule) return nullptr;
   return {{"policy", LocalTlsName(rule->policy)}, {"domain", rule->Key()}, {"source", rule->source},
-          {"match", rule->match}};
+          {"match", rule->match},
+          {"until", rule->until.empty() ? json(nullptr) : json(rule->until)},
+          {"reason", rule->reason.empty() ? json(nullptr) : json(rule->reason)}};
+}
+
+// The text report's line for the local rule applied.
+std::string LocalRuleLine(const LocalRule& rule) {
+  std::string line = "  local policy: " + rule.Key() + " " + LocalTlsName(rule.policy) + " (" + rule.source + ")";
+  if (!rule.until.empty()) line += " until " + rule.until + " (end of day UTC)";
+  if (!rule.reason.empty()) line += ": " + rule.reason;
+  return line + "\n";
 }
 
 }  // namespace
@@ -143,8 +153,7 @@ std::string PolicyToText(const DomainPolicy& p) {
   if (p.resolver_check && p.resolver_check->status != ResolverCheckStatus::kValidates)
     o << "  resolver check: " << ResolverCheckStatusName(p.resolver_check->status) << ": "
       << p.resolver_check->summary << "\n";
-  if (p.local) o << "  local policy: " << p.local->Key() << " " << LocalTlsName(p.local->policy) << " ("
-                 << p.local->source << ")\n";
+  if (p.local) o << LocalRuleLine(*p.local);
   const RequireTlsCheck requiretls = RequireTlsDomain(p);
   o << "  requiretls: " << (requiretls.eligible ? "possible, " : "not possible: ") << requiretls.reason << "\n";
   for (const auto& n : p.notes) o << "  note: " << n << "\n";

@@ -5,13 +5,16 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
+#include <tuple>
 #include <random>
 #include <sstream>
 
 #include "mxsec/base/net_address.h"
 #include "mxsec/base/sqlite.h"
 #include "mxsec/smtp/smtp_trouble.h"
+#include "mxsec/smtp/tls_status.h"
 
 namespace mxsec {
 
@@ -40,7 +43,9 @@ Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
       "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
       " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
       " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
-      " failure_type TEXT, policy_type TEXT, policy_strings TEXT, mx_patterns TEXT);");
+      " failure_type TEXT, policy_type TEXT, policy_strings TEXT, mx_patterns TEXT);"
+      "CREATE TABLE IF NOT EXISTS messages (time INTEGER, domain TEXT, status TEXT, security TEXT,"
+      " policy_failure TEXT, tls_status TEXT, recipients INTEGER);");
   if (!created.ok()) return created.Prefixed(path + ": ");
   for (const char* column : {"policy_type", "policy_strings", "mx_patterns"}) {
     Status added = db.AddColumn("attempts", column, "TEXT");
@@ -100,6 +105,22 @@ class SqliteAttemptLog : public AttemptLog {
     return st->Run().Prefixed("attempt log: ");
   }
 
+  Status RecordMessage(const MessageRecord& m) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Result<SqliteStatement> st = db_.Prepare(
+        "INSERT INTO messages (time, domain, status, security, policy_failure, tls_status, recipients)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7)");
+    if (!st.ok()) return st.status().Prefixed("attempt log: ");
+    st->BindInt64(1, m.time);
+    st->BindText(2, m.domain.c_str());
+    st->BindText(3, m.status.c_str());
+    st->BindText(4, m.security.c_str());
+    st->BindText(5, m.policy_failure.c_str());
+    st->BindText(6, m.tls_status.c_str());
+    st->BindInt64(7, m.recipients);
+    return st->Run().Prefixed("attempt log: ");
+  }
+
  private:
   std::mutex mu_;
   SqliteDb db_;
@@ -113,47 +134,83 @@ Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path
   return std::unique_ptr<AttemptLog>(new SqliteAttemptLog(std::move(db).value()));
 }
 
-Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
-  std::vector<AttemptRecord> out;
+namespace {
+
+// The rows of `select` (?1 = from, ?2 = to) in the log at `path`, each
+// made by `make`. A missing file has no rows.
+template <typename Record>
+Result<std::vector<Record>> ReadRows(const std::string& path, const char* select, int64_t from, int64_t to,
+                                     Record (*make)(SqliteStatement& st)) {
+  std::vector<Record> out;
   struct stat sb;
   if (stat(path.c_str(), &sb) != 0) return out;  // nothing was ever recorded
   Result<SqliteDb> db = OpenAttemptsDb(path, false);
   if (!db.ok()) return db.status();
-  Result<SqliteStatement> st =
-      db->Prepare("SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
-                  " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
-                  " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid");
+  Result<SqliteStatement> st = db->Prepare(select);
   if (!st.ok()) return st.status().Prefixed(path + ": ");
   st->BindInt64(1, from).BindInt64(2, to);
   for (;;) {
     Result<bool> row = st->Step();
     if (!row.ok()) return row.status().Prefixed(path + ": ");
     if (!*row) break;
-    int c = 0;
-    auto text = [&]() { return st->ColumnText(c++); };
-    AttemptRecord r;
-    r.time = st->ColumnInt64(c++);
-    r.domain = text();
-    r.mx = text();
-    r.address = text();
-    r.port = static_cast<uint16_t>(st->ColumnInt64(c++));
-    r.policy = text();
-    r.mechanism = text();
-    r.host_tls = text();
-    r.tls_version = text();
-    r.tls_cipher = text();
-    r.verification = text();
-    r.verified = st->ColumnInt64(c++) != 0;
-    r.outcome = text();
-    r.code = text();
-    r.detail = text();
-    r.failure_type = text();
-    r.policy_type = text();
-    r.policy_strings = SplitLines(text());
-    r.mx_patterns = SplitLines(text());
-    out.push_back(std::move(r));
+    out.push_back(make(st.value()));
   }
   return out;
+}
+
+AttemptRecord AttemptOfRow(SqliteStatement& st) {
+  int c = 0;
+  auto text = [&]() { return st.ColumnText(c++); };
+  AttemptRecord r;
+  r.time = st.ColumnInt64(c++);
+  r.domain = text();
+  r.mx = text();
+  r.address = text();
+  r.port = static_cast<uint16_t>(st.ColumnInt64(c++));
+  r.policy = text();
+  r.mechanism = text();
+  r.host_tls = text();
+  r.tls_version = text();
+  r.tls_cipher = text();
+  r.verification = text();
+  r.verified = st.ColumnInt64(c++) != 0;
+  r.outcome = text();
+  r.code = text();
+  r.detail = text();
+  r.failure_type = text();
+  r.policy_type = text();
+  r.policy_strings = SplitLines(text());
+  r.mx_patterns = SplitLines(text());
+  return r;
+}
+
+MessageRecord MessageOfRow(SqliteStatement& st) {
+  MessageRecord m;
+  m.time = st.ColumnInt64(0);
+  m.domain = st.ColumnText(1);
+  m.status = st.ColumnText(2);
+  m.security = st.ColumnText(3);
+  m.policy_failure = st.ColumnText(4);
+  m.tls_status = st.ColumnText(5);
+  m.recipients = st.ColumnInt64(6);
+  return m;
+}
+
+}  // namespace
+
+Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
+  return ReadRows(path,
+                  "SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
+                  " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
+                  " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
+                  from, to, AttemptOfRow);
+}
+
+Result<std::vector<MessageRecord>> ReadMessages(const std::string& path, int64_t from, int64_t to) {
+  return ReadRows(path,
+                  "SELECT time, domain, status, security, policy_failure, tls_status, recipients FROM messages"
+                  " WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
+                  from, to, MessageOfRow);
 }
 
 void SetReportPolicy(AttemptRecord* r, const DomainPolicy& p, const MxPolicy& mx) {
@@ -305,6 +362,30 @@ std::vector<const MxPolicy*> HostsInOrder(const DomainPolicy& policy, bool shuff
   return hosts;
 }
 
+// The TLS feature status of recipients no session reached: undecided,
+// at the level the domain's mechanism demands.
+std::string DomainTlsStatus(const DomainPolicy& policy) {
+  TlsFacts f;
+  f.demand = policy.mechanism == Mechanism::kDane     ? HostTls::kDane
+             : policy.mechanism == Mechanism::kMtaSts ? HostTls::kPkix
+                                                      : HostTls::kMay;
+  return TlsFeatureStatus(f);
+}
+
+// Why a verdict of defer is the TLS policy's doing, as an RFC 8460 result
+// type: a TLSA lookup that failed, an MTA-STS policy that could not be
+// fetched or parsed; "" for anything else (DNS trouble, a null MX).
+std::string VerdictPolicyFailure(const DomainPolicy& policy) {
+  if (policy.verdict != Verdict::kDefer) return "";
+  for (const MxPolicy& m : policy.mx)
+    if (m.tls == HostTls::kSkip && m.tlsa_looked_up &&
+        (m.tlsa_dnssec == DnssecStatus::kBogus || m.tlsa_dnssec == DnssecStatus::kIndeterminate))
+      return "dnssec-invalid";
+  if (policy.mta_sts && policy.mta_sts->problem == StsProblem::kFetchFailed) return "sts-policy-fetch-error";
+  if (policy.mta_sts && policy.mta_sts->problem == StsProblem::kPolicyInvalid) return "sts-policy-invalid";
+  return "";
+}
+
 // One call of DeliverDomain: what it delivers, the recipients still to be
 // settled, and how far the walk over the MX hosts went.
 struct Walk {
@@ -332,6 +413,10 @@ struct Walk {
   RcptResult last_trouble;      // what `pending` are told if nothing better comes
   size_t addresses_tried = 0, sessions = 0;
   std::string limit_note;       // why the walk stopped early, or ""
+  // What `pending` are told of TLS if nothing better comes: the last
+  // session's feature status and policy failure (tls_status.h).
+  std::string last_tls_status = DomainTlsStatus(policy);
+  std::string last_policy_failure;
 
   void Record(const AttemptRecord& rec) const {
     if (log) (void)log->Record(rec);
@@ -400,14 +485,17 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   return sr;
 }
 
-// Names the server that answered for a recipient.
+// Names the server that answered for a recipient, and what came of TLS.
 void MarkReached(RecipientOutcome* o, const MxPolicy& mx, const std::string& address, uint16_t port,
-                 const TlsInfo& tls) {
+                 const SessionResult& sr) {
   o->reached = true;
   o->relay_host = mx.host;
   o->relay_address = address;
   o->relay_port = port;
-  o->tls = tls;
+  o->tls = sr.tls;
+  const TlsFacts facts = FactsOfSession(mx.tls, sr);
+  o->tls_status = TlsFeatureStatus(facts);
+  o->policy_failure = facts.progress == TlsProgress::kViolated ? sr.failure_type : "";
 }
 
 // The host could not be used: the pending recipients stay pending.
@@ -416,13 +504,16 @@ void SettleHostFailure(Walk& w, const MxPolicy& mx, const std::string& address, 
   SetHostFailed(rec, sr);
   w.Record(*rec);
   w.last_trouble = HostFailedOutcome(sr, FormatRelay(mx.host, address, w.options.port));
+  const TlsFacts facts = FactsOfSession(mx.tls, sr);
+  w.last_tls_status = TlsFeatureStatus(facts);
+  w.last_policy_failure = facts.progress == TlsProgress::kViolated ? sr.failure_type : "";
   w.Log(w.last_trouble.reply);
   if (!sr.connected) return;
   // The host was reached and refused by our policy or its own doing: name
   // it in the recipient's line.
   for (size_t i : w.pending) {
     RecipientOutcome& o = w.out[i];
-    MarkReached(&o, mx, address, w.options.port, sr.tls);
+    MarkReached(&o, mx, address, w.options.port, sr);
     o.code = w.last_trouble.code;
     o.reply = w.last_trouble.reply;
     o.status = RcptStatus::kDeferred;
@@ -439,7 +530,7 @@ void SettleTransaction(Walk& w, const MxPolicy& mx, const std::string& address, 
   for (size_t k = 0; k < w.pending.size(); ++k) {
     const RcptResult rr = k < sr.recipients.size() ? sr.recipients[k] : MissingOutcome();
     RecipientOutcome& o = w.out[w.pending[k]];
-    MarkReached(&o, mx, address, w.options.port, sr.tls);
+    MarkReached(&o, mx, address, w.options.port, sr);
     o.status = rr.status;
     o.code = rr.code;
     o.reply = rr.reply;
@@ -460,6 +551,8 @@ void SettleTransaction(Walk& w, const MxPolicy& mx, const std::string& address, 
   const RecipientOutcome& first = w.out[w.pending.front()];
   w.last_trouble = {RcptStatus::kDeferred, first.code,
                     FormatRelay(mx.host, address, w.options.port) + ": " + first.reply, true};
+  w.last_tls_status = first.tls_status;
+  w.last_policy_failure.clear();
 }
 
 // REQUIRETLS: the hosts that cannot take the message are not tried (RFC
@@ -510,9 +603,34 @@ void DeferUnsettled(Walk& w) {
       o.status = deferral.status;
       o.code = deferral.code;
       o.reply = deferral.reply;
+      o.tls_status = w.last_tls_status;
+      o.policy_failure = w.last_policy_failure;
     }
     if (!w.limit_note.empty()) o.reply += "; " + w.limit_note;
   }
+}
+
+// One message row per group of recipients with the same fate (status,
+// security class, policy failure); the group's TLS feature status is that
+// of its first recipient.
+void RecordMessages(const DomainPolicy& policy, const std::vector<RecipientOutcome>& out, AttemptLog* log,
+                    Clock* clock) {
+  if (!log) return;
+  std::map<std::tuple<std::string, std::string, std::string>, MessageRecord> groups;
+  const int64_t now = clock->Now();
+  for (const RecipientOutcome& o : out) {
+    const bool delivered = o.status == RcptStatus::kDelivered;
+    MessageRecord& m = groups[{RcptStatusName(o.status), delivered ? TlsSecurityClass(o.tls) : "",
+                               delivered ? "" : o.policy_failure}];
+    if (m.recipients++ > 0) continue;
+    m.time = now;
+    m.domain = policy.domain;
+    m.status = RcptStatusName(o.status);
+    m.security = delivered ? TlsSecurityClass(o.tls) : "";
+    m.policy_failure = delivered ? "" : o.policy_failure;
+    m.tls_status = o.tls_status;
+  }
+  for (const auto& [key, m] : groups) (void)log->RecordMessage(m);
 }
 
 }  // namespace
@@ -535,11 +653,15 @@ std::vector<RecipientOutcome> DeliverDomain(const DomainPolicy& policy, const Ma
       o.status = settled->status;
       o.code = settled->code;
       o.reply = settled->reply;
+      o.tls_status = w.last_tls_status;
+      o.policy_failure = VerdictPolicyFailure(policy);
     }
+    RecordMessages(policy, w.out, log, clock);
     return w.out;
   }
   WalkHosts(w);
   DeferUnsettled(w);
+  RecordMessages(policy, w.out, log, clock);
   return w.out;
 }
 

@@ -5,7 +5,9 @@
 // promises of local_policy.h: no more rules than lines, match= only on
 // verify rules, a rule Find() returns is the exact rule of the name or a
 // ".domain" rule of a proper suffix of it, an exact rule is found again
-// by its own domain, and every rule names its FILE:LINE source.
+// by its own domain, every rule names its FILE:LINE source, a rule Find()
+// returns has not expired, and there is one expiry warning per expired rule
+// at most.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -22,11 +24,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t lines = 1;
   for (char c : text) lines += c == '\n';
   if (lp.size() > lines) abort();
+  if (lp.ExpiryWarnings().size() > lp.size()) abort();
   for (const std::string& probe : {std::string("example.org"), std::string("a.b.example.org"), text.substr(0, 64)}) {
     const mxsec::LocalRule* rule = lp.Find(probe);
     if (!rule) continue;
     if (!rule->match.empty() && rule->policy != mxsec::LocalTls::kVerify) abort();
     if (rule->source.rfind("fuzz-policy:", 0) != 0) abort();
+    if (rule->ExpiredAt(mxsec::SystemClock()->Now())) abort();
     if (!rule->subdomains && rule->domain != probe) abort();
     if (rule->subdomains) {
       const std::string suffix = "." + rule->domain;

@@ -40,8 +40,10 @@ PF_STS = "sts.postfix.testbed"            # 127.0.55.3
 # the exit statuses of the deliver contract (sysexits.h)
 EX_OK, EX_DATAERR, EX_NOUSER, EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL = 0, 65, 67, 68, 69, 75
 
+# tls= is the TLS feature status (Postfix 3.11's vocabulary), cipher= the version and cipher ("tls" here)
 RCPT_LINE = re.compile(r"^mxsec: deliver: (?P<rcpt>\S+): status=(?P<status>\S+) relay=(?P<relay>\S+) "
-                       r"tls=(?P<tls>.*?) verify=(?P<verify>\S+) code=(?P<code>\S+) reply=(?P<reply>.*)$")
+                       r"tls=(?P<tls_status>\S+) cipher=(?P<tls>.*?) verify=(?P<verify>\S+) "
+                       r"code=(?P<code>\S+) reply=(?P<reply>.*)$")
 STATUS_CODE = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 
 

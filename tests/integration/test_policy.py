@@ -674,6 +674,49 @@ class LocalPolicyErrors(unittest.TestCase):
         self.assertIn(path + ':1: unknown policy "frobnicate"', r.stdout)
 
 
+class LocalPolicyExpiry(unittest.TestCase):
+    """until=YYYY-MM-DD ends a local rule at the end of that day (UTC); reason= is shown."""
+
+    def table(self, body):
+        d = tempfile.mkdtemp(dir=TB)
+        path = os.path.join(d, "local-policy")
+        with open(path, "w") as f:
+            f.write(body)
+        return path
+
+    def test_expired_rule_is_ignored_and_warned_about(self):
+        path = self.table("# relaxed while the partner fixed DANE\n"
+                          "ee.dane.test may until=2020-01-31 reason=\"partner fixes DANE\"\n")
+        r = mxsec("-o", "local_policy_file=" + path, "policy", "--json", "ee.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p = json.loads(r.stdout)
+        self.assertEqual(p["policy"], "must-tls")
+        self.assertEqual(p["mechanism"], "dane")
+        self.assertIsNone(p["local_policy"])
+        self.assertEqual(r.stderr.count("expired"), 1, r.stderr)
+        self.assertIn("mxsec: warning: %s:2: the local policy rule for ee.dane.test expired at the end of "
+                      "2020-01-31 (UTC) and no longer applies" % path, r.stderr)
+
+    def test_rule_not_yet_expired_applies_and_shows_its_reason(self):
+        path = self.table("ee.dane.test may until=2999-12-31 reason=\"partner fixes DANE # ticket 7\"\n")
+        r = mxsec("-o", "local_policy_file=" + path, "policy", "--json", "ee.dane.test")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p = json.loads(r.stdout)
+        self.assertEqual(p["policy"], "opportunistic")
+        self.assertEqual(p["local_policy"]["until"], "2999-12-31")
+        self.assertEqual(p["local_policy"]["reason"], "partner fixes DANE # ticket 7")
+        self.assertNotIn("expired", r.stderr)
+        t = mxsec("-o", "local_policy_file=" + path, "policy", "ee.dane.test")
+        self.assertEqual(t.returncode, 0, t.stderr)
+        self.assertIn("until 2999-12-31 (end of day UTC): partner fixes DANE # ticket 7", t.stdout)
+
+    def test_bad_date_is_a_configuration_error(self):
+        path = self.table("ee.dane.test may\ninsecure.test may until=2026-02-30\n")
+        r = mxsec("-o", "local_policy_file=" + path, "policy", "ee.dane.test")
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(path + ':2: bad date "2026-02-30" in until=', r.stderr)
+
+
 def main():
     harness.main(sys.modules[__name__])
 

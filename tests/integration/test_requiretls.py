@@ -32,7 +32,8 @@ TB = None
 SENDER = "sender@insecure.test"   # DSNs to it arrive at the test bed's Postfix (127.0.55.2)
 EX_OK, EX_DATAERR, EX_TEMPFAIL = 0, 65, 75
 RCPT_LINE = re.compile(r"^mxsec: deliver: (?P<rcpt>\S+): status=(?P<status>\S+) relay=(?P<relay>\S+) "
-                       r"tls=(?P<tls>.*?) verify=(?P<verify>\S+) code=(?P<code>\S+) reply=(?P<reply>.*)$")
+                       r"tls=(?P<tls_status>\S+) cipher=(?P<tls>.*?) verify=(?P<verify>\S+) "
+                       r"code=(?P<code>\S+) reply=(?P<reply>.*)$")
 
 
 def setUpModule():

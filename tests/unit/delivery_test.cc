@@ -68,7 +68,12 @@ class MemoryLog : public AttemptLog {
     records.push_back(r);
     return Status::Ok();
   }
+  Status RecordMessage(const MessageRecord& m) override {
+    messages.push_back(m);
+    return Status::Ok();
+  }
   std::vector<AttemptRecord> records;
+  std::vector<MessageRecord> messages;
 };
 
 struct Run {
@@ -417,4 +422,72 @@ TEST_CASE("delivery: TLS-Required: No walks a must-TLS domain's hosts as may and
     CHECK(r.policy_type.empty());
   }
   CHECK(session_recorded);
+}
+
+TEST_CASE("delivery: TLS feature status and message rows per outcome") {
+  SUBCASE("delivered under DANE, authenticated") {
+    Run r;
+    r.policy.mx = {Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1"})};
+    r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope* e) {
+      SessionResult s = AllDelivered(e);
+      s.tls.verification = "dane";
+      s.tls.verified = true;
+      return s;
+    };
+    auto out = r.Go({Box("a"), Box("b")});
+    CHECK(out[0].tls_status == "dane");
+    REQUIRE(r.log.messages.size() == 1);
+    CHECK(r.log.messages[0].status == "delivered");
+    CHECK(r.log.messages[0].security == "dane");
+    CHECK(r.log.messages[0].tls_status == "dane");
+    CHECK(r.log.messages[0].recipients == 2);
+    CHECK(r.log.messages[0].domain == "example.org");
+  }
+  SUBCASE("deferred because DANE could not be met") {
+    Run r;
+    r.policy.mx = {Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1"})};
+    r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope*) {
+      SessionResult s;
+      s.connected = true;
+      s.host_failed = true;
+      s.code = "4.7.5";
+      s.error = "STARTTLS not offered";
+      s.failure_type = "starttls-not-supported";
+      return s;
+    };
+    auto out = r.Go({Box("a")});
+    CHECK(out[0].tls_status == "dane!");
+    CHECK(out[0].policy_failure == "starttls-not-supported");
+    REQUIRE(r.log.messages.size() == 1);
+    CHECK(r.log.messages[0].status == "deferred");
+    CHECK(r.log.messages[0].security == "");
+    CHECK(r.log.messages[0].policy_failure == "starttls-not-supported");
+  }
+  SUBCASE("no host reached: undecided, not a policy failure") {
+    Run r;
+    r.policy.mx = {Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1"})};
+    auto out = r.Go({Box("a")});
+    CHECK(out[0].tls_status == "dane?");
+    CHECK(out[0].policy_failure == "");
+    REQUIRE(r.log.messages.size() == 1);
+    CHECK(r.log.messages[0].policy_failure == "");
+  }
+  SUBCASE("a verdict of defer after a bogus TLSA lookup") {
+    Run r;
+    MxPolicy m = Host("mx1.example.org", 10, HostTls::kSkip, {"192.0.2.1"});
+    m.tlsa_looked_up = true;
+    m.tlsa_dnssec = DnssecStatus::kBogus;
+    r.policy.mx = {m};
+    r.policy.mechanism = Mechanism::kDane;
+    DeliveryOptions o;
+    o.session = r.fake.Runner();
+    r.policy.domain = "example.org";
+    r.policy.verdict = Verdict::kDefer;
+    auto out = DeliverDomain(r.policy, Box("sender"), {Box("a")}, r.msg, o, &r.log, &r.clock);
+    CHECK(out[0].status == RcptStatus::kDeferred);
+    CHECK(out[0].tls_status == "dane?");
+    CHECK(out[0].policy_failure == "dnssec-invalid");
+    REQUIRE(r.log.messages.size() == 1);
+    CHECK(r.log.messages[0].policy_failure == "dnssec-invalid");
+  }
 }

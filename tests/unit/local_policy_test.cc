@@ -156,7 +156,7 @@ struct Bed {
   PolicyOptions options;
 
   DomainPolicy Run(const std::string& table, const std::string& domain = "example.org") {
-    auto t = LocalPolicy::Parse(table, "/etc/mxsec/local-policy");
+    auto t = LocalPolicy::Parse(table, "/etc/mxsec/local-policy", &clock);
     REQUIRE(t.ok());
     options.local_policy = std::make_shared<const LocalPolicy>(std::move(t.value()));
     PolicyEngine engine(&dns, [this] { return std::make_unique<FakeStsFetcher>(&web); }, cache.get(), &clock,
@@ -376,4 +376,119 @@ TEST_CASE("local policy: the shipped example parses, commented out and with its 
   CHECK(t->Find("mail.corp.example")->policy == LocalTls::kEncrypt);
   REQUIRE(t->Find("other-partner.example"));
   CHECK(t->Find("other-partner.example")->match.size() == 2);
+}
+
+// --- Rules that expire: until=YYYY-MM-DD, reason="..." ---
+
+namespace {
+
+constexpr int64_t k2026Feb01 = 1769904000;  // 2026-02-01T00:00:00Z
+
+}  // namespace
+
+TEST_CASE("local policy: until= applies to the end of that day in UTC, then the rule is gone") {
+  FakeClock clock(k2026Feb01 - 1);  // 2026-01-31T23:59:59Z
+  auto t = LocalPolicy::Parse(
+      "example.org may until=2026-01-31 reason=\"partner fixes DANE\"\n.example.org encrypt\n", "lp", &clock);
+  REQUIRE(t.ok());
+  const LocalRule* r = t->Find("example.org");
+  REQUIRE(r);
+  CHECK(r->until == "2026-01-31");
+  CHECK(r->expires_at == k2026Feb01);
+  CHECK(r->reason == "partner fixes DANE");
+  CHECK(t->ExpiryWarnings().empty());
+  clock.Set(k2026Feb01);
+  CHECK(t->Find("example.org") == nullptr);
+  // An expired rule is as if it were not there: the parent rule applies to subdomains as before.
+  REQUIRE(t->Find("mx.example.org"));
+  CHECK(t->Find("mx.example.org")->policy == LocalTls::kEncrypt);
+  const std::vector<std::string> w = t->ExpiryWarnings();
+  REQUIRE(w.size() == 1);
+  CHECK(Contains(w[0], "lp:1: the local policy rule for example.org expired at the end of 2026-01-31 (UTC)"));
+  CHECK(Contains(w[0], "reason: partner fixes DANE"));
+}
+
+TEST_CASE("local policy: an expired exact rule lets a parent rule apply; warnings in file order") {
+  FakeClock clock(k2026Feb01);
+  auto t = LocalPolicy::Parse(".example.org may until=2026-01-01\na.example.org encrypt until=2025-12-31\n"
+                              "b.example.org verify until=2026-02-01\n.org dane-only until=2027-01-01\n",
+                              "lp", &clock);
+  REQUIRE(t.ok());
+  REQUIRE(t->Find("a.example.org"));
+  CHECK(t->Find("a.example.org")->Key() == ".org");   // both closer rules expired
+  REQUIRE(t->Find("b.example.org"));
+  CHECK(t->Find("b.example.org")->policy == LocalTls::kVerify);  // applies all of 2026-02-01
+  const std::vector<std::string> w = t->ExpiryWarnings();
+  REQUIRE(w.size() == 2);
+  CHECK(Contains(w[0], "lp:1: the local policy rule for .example.org expired at the end of 2026-01-01"));
+  CHECK(Contains(w[1], "lp:2: the local policy rule for a.example.org expired at the end of 2025-12-31"));
+}
+
+TEST_CASE("local policy: until= must be a real date, named by file and line") {
+  for (const char* bad : {"2026-02-30", "2025-02-29", "2026-13-01", "2026-00-10", "2026-01-00", "2026-1-01",
+                          "20260101", "2026/01/01", "1969-12-31", "", "2026-01-01x", "+026-01-01"}) {
+    CAPTURE(bad);
+    auto t = P(std::string("# c\nexample.org may until=") + bad + "\n");
+    REQUIRE_FALSE(t.ok());
+    CHECK(Contains(t.error(), std::string("lp:2: bad date \"") + bad + "\" in until="));
+  }
+  CHECK(P("example.org may until=2024-02-29\n").ok());  // a leap day
+  CHECK(P("example.org may until=2000-02-29\n").ok());
+  CHECK_FALSE(P("example.org may until=1900-02-29\n").ok());
+  auto twice = P("example.org may until=2026-01-01 until=2026-01-02\n");
+  REQUIRE_FALSE(twice.ok());
+  CHECK(Contains(twice.error(), "lp:1: until= given twice"));
+}
+
+TEST_CASE("local policy: reason= quoting") {
+  auto t = P("example.org may reason=\"say \\\"hi\\\" # not a comment \\\\ ok\" # a comment\n"
+             "example.net may reason=plain\n"
+             "example.com verify match=\"mx.example.com\" reason=\"\"\n");
+  REQUIRE(t.ok());
+  CHECK(t->Find("example.org")->reason == "say \"hi\" # not a comment \\ ok");
+  CHECK(t->Find("example.net")->reason == "plain");
+  CHECK(t->Find("example.com")->reason.empty());
+  CHECK(t->Find("example.com")->match == std::vector<std::string>{"mx.example.com"});
+  struct Case {
+    std::string text, want;
+  } cases[] = {
+      {"example.org may reason=\"open\n", "lp:1: unterminated quote"},
+      {"example.org may reason=\"a\tb\"\n", "lp:1: reason= holds a control character"},
+      {"example.org may reason=a reason=b\n", "lp:1: reason= given twice"},
+      {"example.org may reason\n", "lp:1: unknown attribute \"reason\""},
+      {"example.org verify match\n", "lp:1: unknown attribute \"match\""},
+      {"example.org verify until\n", "lp:1: unknown attribute \"until\""},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.text);
+    auto bad = P(c.text);
+    REQUIRE_FALSE(bad.ok());
+    CHECK(Contains(bad.error(), c.want));
+  }
+}
+
+TEST_CASE("local policy engine: an expired rule is ignored, one not yet expired applies with its reason") {
+  // The bed's clock: 2023-11-14T22:13:20Z.
+  {
+    Bed b;
+    b.Dane();
+    DomainPolicy p = b.Run("example.org may until=2023-11-13 reason=\"waiting for the partner\"\n");
+    CHECK(p.verdict == Verdict::kMustTls);
+    CHECK(p.mechanism == Mechanism::kDane);
+    CHECK_FALSE(p.local);
+  }
+  {
+    Bed b;
+    b.Dane();
+    DomainPolicy p = b.Run("example.org may until=2023-11-14 reason=\"waiting for the partner\"\n");
+    CHECK(p.verdict == Verdict::kOpportunistic);
+    REQUIRE(p.local);
+    CHECK(p.local->reason == "waiting for the partner");
+    CHECK(p.local->until == "2023-11-14");
+    const std::string json = PolicyToJsonLine(p);
+    CHECK(Contains(json, "\"until\":\"2023-11-14\""));
+    CHECK(Contains(json, "\"reason\":\"waiting for the partner\""));
+    const std::string text = PolicyToText(p);
+    CHECK(Contains(text, "until 2023-11-14 (end of day UTC): waiting for the partner"));
+  }
 }

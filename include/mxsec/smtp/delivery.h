@@ -29,6 +29,8 @@
 // "dnssec-invalid", no address), and a published MTA-STS policy that could
 // not be fetched ("sts-policy-fetch-error") or parsed ("sts-policy-invalid")
 // with no cached policy in force (policy type "sts", no host).
+// Per call, the fate of the recipients is recorded too (RecordMessage:
+// one row per group of recipients with the same fate), for `mxsec stats`.
 #pragma once
 
 #include <functional>
@@ -70,10 +72,27 @@ struct AttemptRecord {
 // Sets the report fields above for a session with `mx` of `policy`.
 void SetReportPolicy(AttemptRecord* record, const DomainPolicy& policy, const MxPolicy& mx);
 
+// What one call of DeliverDomain did for a group of its recipients with
+// the same fate: one message (to one destination domain) per row.
+struct MessageRecord {
+  int64_t time = 0;
+  std::string domain;
+  std::string status;          // "delivered", "deferred", "bounced"
+  std::string security;        // delivered: TlsSecurityClass (tls_status.h) of the session; else ""
+  // Deferred or bounced because the TLS policy could not be met: the RFC
+  // 8460 result type ("starttls-not-supported", "dnssec-invalid", ...);
+  // "" for every other reason.
+  std::string policy_failure;
+  std::string tls_status;      // TlsFeatureStatus (tls_status.h) of the recipients' last session
+  int64_t recipients = 0;
+};
+
 class AttemptLog {
  public:
   virtual ~AttemptLog() = default;
   virtual Status Record(const AttemptRecord& record) = 0;
+  // Logs that keep no per-message rows (test fakes) ignore them.
+  virtual Status RecordMessage(const MessageRecord& /*record*/) { return Status::Ok(); }
 };
 
 // `<state_dir>/delivery.sqlite`, table `attempts` (shared by processes).
@@ -85,6 +104,11 @@ Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path
 // migrated like OpenSqliteAttemptLog does). A missing file is an empty log.
 Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to);
 
+// The message rows (table `messages`) of `path` with from <= time < to,
+// oldest first. A missing file, or one written before the table existed,
+// is an empty log.
+Result<std::vector<MessageRecord>> ReadMessages(const std::string& path, int64_t from, int64_t to);
+
 struct RecipientOutcome {
   Mailbox recipient;
   RcptStatus status = RcptStatus::kDeferred;
@@ -95,6 +119,8 @@ struct RecipientOutcome {
   std::string relay_host, relay_address;
   uint16_t relay_port = 0;
   TlsInfo tls;
+  std::string tls_status;      // TlsFeatureStatus (tls_status.h): "dane", "may:none", "secure!", "dane?"
+  std::string policy_failure;  // deferred or bounced because the TLS policy was not met: RFC 8460 type, else ""
 };
 
 using SessionRunner = std::function<SessionResult(const std::string& address, uint16_t port,
