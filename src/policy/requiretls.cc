@@ -68,7 +68,7 @@ RequireTlsCheck RequireTlsDomain(const DomainPolicy& policy) {
     why += (why.empty() ? "" : "; ") + c.reason;
   }
   if (why.empty()) why = "no MX host with an address";
-  return {false, "no MX host can be authenticated as REQUIRETLS asks (RFC 8689 §4.2.1): " + why};
+  return {false, "no MX host can be authenticated as REQUIRETLS asks (RFC 8689 section 4.2.1): " + why};
 }
 
 namespace {

@@ -638,7 +638,8 @@ class QueueAttempt {
       }
       Say(r.address + ": status=" +
           (r.state == RecipientState::kPending ? std::string("deferred") : RecipientStateName(r.state)) +
-          " relay=" + (r.relay.empty() ? "none" : r.relay) + " code=" + r.code + " reply=" + r.reply);
+          " relay=" + (r.relay.empty() ? "none" : r.relay) + " tls=" + (o.tls_status.empty() ? "none" : o.tls_status) +
+          " code=" + r.code + " reply=" + r.reply);
     }
     return delivered_any;
   }

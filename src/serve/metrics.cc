@@ -96,6 +96,8 @@ void ServeMetrics::CountLookup(const SocketmapAnswer& answer, const DomainPolicy
   latency_count_++;
   latency_sum_ += seconds;
   if (auto o = StsLookupOutcomeOf(policy)) sts_lookups_[static_cast<size_t>(*o)]++;
+  if (policy.local) local_rule_lookups_++;
+  if (!policy.override_warning.empty()) overrides_++;
 }
 
 void ServeMetrics::CountStsRefresh(const StsRefreshReport& report) {
@@ -149,6 +151,10 @@ std::string ServeMetrics::Exposition() const {
            "Decisions for domains with MTA-STS, by how the policy was obtained.");
   for (size_t i = 0; i < kStsLookupOutcomes; ++i)
     w.Sample(Labeled("mxsec_serve_mta_sts_lookups_total", "outcome", kStsOutcomeNames[i]), sts_lookups_[i]);
+  w.Metric("mxsec_serve_local_rule_lookups_total", "counter", "Decisions made by a local_policy_file rule.",
+           local_rule_lookups_);
+  w.Metric("mxsec_serve_policy_overrides_total", "counter",
+           "Decisions where a local_policy_file rule weakened what DANE or MTA-STS demand.", overrides_);
   w.Metric("mxsec_serve_mta_sts_refresh_runs_total", "counter", "Runs of the MTA-STS cache refresh.",
            sts_refresh_runs_);
   w.Header("mxsec_serve_mta_sts_refreshes_total", "counter", "Cached MTA-STS policies refreshed, by outcome.");

@@ -76,7 +76,7 @@ TEST_CASE("requiretls: a domain that defers, fails or has only opportunistic hos
   RequireTlsCheck c = RequireTlsDomain(may);
   CHECK_FALSE(c.eligible);
   CHECK(c.reason ==
-        "no MX host can be authenticated as REQUIRETLS asks (RFC 8689 §4.2.1): a.example.org: opportunistic TLS "
+        "no MX host can be authenticated as REQUIRETLS asks (RFC 8689 section 4.2.1): a.example.org: opportunistic TLS "
         "only (no DANE, no MTA-STS enforce); b.example.org: TLS without authentication (encrypt)");
 }
 

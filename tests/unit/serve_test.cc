@@ -383,6 +383,10 @@ TEST_CASE("serve metrics: counters, the answer labels and a cumulative latency h
   st.mode = StsMode::kEnforce;
   sts.mta_sts = st;
   m.CountLookup(SocketmapAnswer::Ok("dane-only"), dane, 0.003);
+  DomainPolicy relaxed;
+  relaxed.local = LocalRule{};
+  relaxed.override_warning = "example.org: local policy may overrides DANE";
+  m.CountLookup(SocketmapAnswer::Ok("may"), relaxed, 0.001);
   m.CountLookup(SocketmapAnswer::Ok("secure match=mx.example servername=hostname"), sts, 0.3);
   sts.mta_sts->problem = StsProblem::kFetchFailed;
   m.CountLookup(SocketmapAnswer::Temp("4.7.5 x"), sts, 30);
@@ -406,13 +410,15 @@ TEST_CASE("serve metrics: counters, the answer labels and a cumulative latency h
         "mxsec_serve_lookups_total{answer=\"secure\"} 1\n", "mxsec_serve_lookups_total{answer=\"temp\"} 1\n",
         "mxsec_serve_lookups_total{answer=\"notfound\"} 0\n",
         "# TYPE mxsec_serve_lookup_duration_seconds histogram\n",
-        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.005\"} 1\n",
-        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.25\"} 1\n",
-        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.5\"} 2\n",
-        "mxsec_serve_lookup_duration_seconds_bucket{le=\"20\"} 2\n",
-        "mxsec_serve_lookup_duration_seconds_bucket{le=\"+Inf\"} 3\n",
-        "mxsec_serve_lookup_duration_seconds_sum 30.303\n",
-        "mxsec_serve_lookup_duration_seconds_count 3\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.005\"} 2\n",
+        "mxsec_serve_lookups_total{answer=\"may\"} 1\n", "mxsec_serve_local_rule_lookups_total 1\n",
+        "mxsec_serve_policy_overrides_total 1\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.25\"} 2\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"0.5\"} 3\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"20\"} 3\n",
+        "mxsec_serve_lookup_duration_seconds_bucket{le=\"+Inf\"} 4\n",
+        "mxsec_serve_lookup_duration_seconds_sum 30.304\n",
+        "mxsec_serve_lookup_duration_seconds_count 4\n",
         "mxsec_serve_mta_sts_lookups_total{outcome=\"fetched\"} 1\n",
         "mxsec_serve_mta_sts_lookups_total{outcome=\"fetch-failed\"} 1\n",
         "mxsec_serve_mta_sts_refresh_runs_total 1\n", "mxsec_serve_mta_sts_refreshes_total{outcome=\"refreshed\"} 1\n",

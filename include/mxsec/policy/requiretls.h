@@ -14,7 +14,7 @@
 // made pkix in a domain whose MX answer is secure. `encrypt`, `may` and
 // `skip` hosts never are; neither is an MTA-STS policy in testing mode.
 //
-// `TLS-Required: No` (RFC 8689 §5): the sender asks that the recipient
+// `TLS-Required: No` (RFC 8689 §3, §4.2.2): the sender asks that the recipient
 // domain's DANE and MTA-STS demands be set aside for this message. TLS is
 // still used when offered (the host becomes `may`), and never verified;
 // DNS failures and a domain that cannot receive mail still are what they
@@ -51,7 +51,7 @@ RequireTlsCheck RequireTlsDomain(const DomainPolicy& policy);
 // Whether the header section of `message` (up to the first empty line, or
 // the first line that is neither a field nor a continuation) has a field
 // "TLS-Required" whose value, unfolded and trimmed, is "No" in any case
-// (RFC 8689 §5; other values mean nothing). Reads at most
+// (RFC 8689 §3; other values mean nothing). Reads at most
 // kMaxHeaderScan octets: a field beyond that is not seen.
 inline constexpr size_t kMaxHeaderScan = 1 << 20;
 bool HasTlsRequiredNo(std::string_view message);

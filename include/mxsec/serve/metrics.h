@@ -75,6 +75,7 @@ class ServeMetrics {
   uint64_t latency_count_ = 0;
   double latency_sum_ = 0;
   std::array<uint64_t, kStsLookupOutcomes> sts_lookups_{};
+  uint64_t local_rule_lookups_ = 0, overrides_ = 0;
   uint64_t sts_refresh_runs_ = 0, sts_refreshed_ = 0, sts_refresh_failed_ = 0;
   std::optional<ResolverCheckStatus> resolver_status_;
   uint64_t resolver_checks_ = 0;
