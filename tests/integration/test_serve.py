@@ -10,8 +10,10 @@ UNIX socket (serve_socket_mode, _owner, _group).
 Usage: test_serve.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
 import grp
+import json
 import os
 import pwd
+import re
 import resource
 import select
 import socket
@@ -118,6 +120,20 @@ def lookup(port, domain, timeout=10):
     with socket.create_connection((ADDR, port), timeout=timeout) as s:
         s.sendall(netstring("tls " + domain))
         return Replies(s).next()
+
+
+def dashboard_metrics(prefix):
+    """The metric names with PREFIX that the sample Grafana dashboard's queries use."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "policy", "grafana",
+                        "mxsec-dashboard.json")
+    with open(path) as f:
+        dash = json.load(f)
+    names = set()
+    for p in dash["panels"]:
+        for t in p["targets"]:
+            names.update(n for n in re.findall(r"\bmxsec_[a-z_]+", t["expr"]) if n.startswith(prefix))
+    assert names, "no %s metric in the dashboard" % prefix
+    return names
 
 
 def wait_closed(sock, timeout):
@@ -388,6 +404,10 @@ class ServeBounds(unittest.TestCase):
         self.assertEqual(m["mxsec_serve_connections_accepted_total"], 6)
         self.assertEqual(m["mxsec_serve_connections_rejected_total"], 0)
         self.assertEqual(m['mxsec_serve_resolver_status{status="validates"}'], 1)
+        # The sample Grafana dashboard (policy/grafana) asks only for metrics that exist.
+        names = {s.split("{")[0] for s in m}
+        for name in dashboard_metrics("mxsec_serve_"):
+            self.assertIn(name, names, "policy/grafana/mxsec-dashboard.json")
         # Not a web server: other paths and methods are refused, an endless request head is cut off.
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen("http://%s:%d/" % (ADDR, mport), timeout=10)

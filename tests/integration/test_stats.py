@@ -170,6 +170,14 @@ class Stats(unittest.TestCase):
         self.assertEqual(samples["mxsec_other_deferred_messages_total"], "0")
         for name in samples:
             self.assertRegex(name, r"^mxsec_[a-z_]+_total(\{|$)")
+        # The sample Grafana dashboard (policy/grafana) asks only for metrics that exist.
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "policy", "grafana",
+                               "mxsec-dashboard.json")) as f:
+            exprs = [t["expr"] for p in json.load(f)["panels"] for t in p["targets"]]
+        wanted = {n for e in exprs for n in re.findall(r"\bmxsec_[a-z_]+", e) if not n.startswith("mxsec_serve_")}
+        self.assertTrue(wanted)
+        typed = {l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")}   # with samples or not yet
+        self.assertLessEqual(wanted, typed)
         for args in (["--since", "1d"], ["--json"]):
             self.assertEqual(mxsec("stats", "--prometheus", path, *args).returncode, EX_USAGE, args)
         r = mxsec("stats", "--prometheus", os.path.join(d, "no-such-dir", "x.prom"))
