@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "cli_internal.h"
+#include "mxsec/smtp/probe.h"
 #include "mxsec/smtp/deliver_message.h"
 #include "mxsec/smtp/delivery.h"
 #include "mxsec/base/domain_name.h"
@@ -393,28 +394,6 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
 
 namespace {
 
-AttemptRecord ProbeRecord(const DomainPolicy& p, const MxPolicy& mx, const std::string& addr, uint16_t port,
-                          const SessionResult& sr) {
-  AttemptRecord rec;
-  rec.time = SystemClock()->Now();
-  rec.domain = p.domain;
-  rec.mx = mx.host;
-  rec.address = addr;
-  rec.port = port;
-  rec.policy = VerdictName(p.verdict);
-  rec.mechanism = MechanismName(p.mechanism);
-  rec.host_tls = HostTlsName(mx.tls);
-  rec.tls_version = sr.tls.version;
-  rec.tls_cipher = sr.tls.cipher;
-  rec.verification = sr.tls.verification;
-  rec.verified = sr.tls.verified;
-  rec.outcome = sr.host_failed ? "host-failed" : "probe-ok";
-  rec.code = sr.code;
-  rec.detail = sr.error;
-  rec.failure_type = sr.failure_type;
-  return rec;
-}
-
 nlohmann::json ProbeTlsJson(const TlsInfo& tls) {
   nlohmann::json t;
   t["used"] = tls.used;
@@ -431,11 +410,6 @@ nlohmann::json ProbeTlsJson(const TlsInfo& tls) {
   }
   t["chain"] = chain;
   return t;
-}
-
-// RFC 8689 §4.2.1: what counts is REQUIRETLS in the EHLO reply after STARTTLS.
-bool AnnouncesRequireTls(const SessionResult& sr) {
-  return sr.tls.used && std::find(sr.ehlo.begin(), sr.ehlo.end(), "REQUIRETLS") != sr.ehlo.end();
 }
 
 nlohmann::json ProbeHostJson(const MxPolicy& mx, const std::string& addr, uint16_t port, const SessionResult& sr) {
@@ -473,22 +447,13 @@ std::string ProbeHostText(const MxPolicy& mx, const std::string& addr, uint16_t 
   return text;
 }
 
-// Probes every address of every usable MX host of `p` (connect, STARTTLS
-// and authentication as the policy demands, QUIT), records each session,
-// and returns what probe prints for the domain.
+// What probe prints for the domain after probing its hosts (probe.h).
 std::string ProbeDomain(const DomainPolicy& p, const DeliveryOptions& dopt, AttemptLog* attempts, bool json) {
   nlohmann::json hosts = nlohmann::json::array();
   std::string text = PolicyToText(p);
-  for (const MxPolicy& mx : p.mx) {
-    if (mx.tls == HostTls::kSkip) continue;
-    for (const std::string& addr : mx.addresses) {
-      SessionOptions so = SessionOptionsFor(p, mx, dopt);
-      so.probe_only = true;
-      SessionResult sr = RunSmtpSession(addr, dopt.port, so, nullptr, SystemClock()->Now());
-      if (attempts) (void)attempts->Record(ProbeRecord(p, mx, addr, dopt.port, sr));
-      hosts.push_back(ProbeHostJson(mx, addr, dopt.port, sr));
-      text += ProbeHostText(mx, addr, dopt.port, sr);
-    }
+  for (const ProbedAddress& a : ProbeMxHosts(p, dopt, attempts, SystemClock())) {
+    hosts.push_back(ProbeHostJson(*a.mx, a.address, a.port, a.session));
+    text += ProbeHostText(*a.mx, a.address, a.port, a.session);
   }
   if (!json) return text;
   nlohmann::json j;

@@ -260,10 +260,8 @@ SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx,
   return o;
 }
 
-namespace {
-
-AttemptRecord BaseRecord(const DomainPolicy& p, const MxPolicy& mx, const std::string& address, uint16_t port,
-                         int64_t now) {
+AttemptRecord SessionAttemptRecord(const DomainPolicy& p, const MxPolicy& mx, const std::string& address,
+                                   uint16_t port, int64_t now) {
   AttemptRecord r;
   r.time = now;
   r.domain = p.domain;
@@ -277,13 +275,16 @@ AttemptRecord BaseRecord(const DomainPolicy& p, const MxPolicy& mx, const std::s
   return r;
 }
 
-void FillTls(AttemptRecord* r, const TlsInfo& tls) {
+void SetAttemptTls(AttemptRecord* r, const TlsInfo& tls) {
   if (!tls.used) return;
   r->tls_version = tls.version;
   r->tls_cipher = tls.cipher;
   r->verification = tls.verification;
   r->verified = tls.verified;
 }
+
+namespace {
+
 void SetHostFailed(AttemptRecord* r, const SessionResult& sr) {
   r->outcome = "host-failed";
   r->code = sr.code;
@@ -310,7 +311,7 @@ void RecordTlsaLookupFailures(const DomainPolicy& policy, const DeliveryOptions&
     if (m.tls != HostTls::kSkip || !m.tlsa_looked_up ||
         (m.tlsa_dnssec != DnssecStatus::kBogus && m.tlsa_dnssec != DnssecStatus::kIndeterminate))
       continue;
-    AttemptRecord rec = BaseRecord(policy, m, "", options.port, clock->Now());
+    AttemptRecord rec = SessionAttemptRecord(policy, m, "", options.port, clock->Now());
     rec.policy_type = "tlsa";
     rec.policy_strings.clear();
     rec.mx_patterns = {m.host};
@@ -447,7 +448,7 @@ bool LimitReached(Walk& w, const std::vector<const MxPolicy*>& hosts, size_t hi,
 // The record of a session of the walk. A session whose policy the sender
 // set aside (TLS-Required: No) says so, and is not one a TLS report counts.
 AttemptRecord SessionRecord(const Walk& w, const MxPolicy& mx, const std::string& address) {
-  AttemptRecord r = BaseRecord(w.policy, mx, address, w.options.port, w.clock->Now());
+  AttemptRecord r = SessionAttemptRecord(w.policy, mx, address, w.options.port, w.clock->Now());
   if (w.message_tls == MessageTls::kTlsOptional) {
     r.mechanism = MessageTlsName(MessageTls::kTlsOptional);
     r.policy_type.clear();
@@ -472,7 +473,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
 
   SessionResult sr = options.session(address, options.port, so, &env, w.clock->Now());
   *rec = SessionRecord(w, mx, address);
-  FillTls(rec, sr.tls);
+  SetAttemptTls(rec, sr.tls);
   if (!MayRetryWithoutTls(sr, mx.tls)) return sr;
   SetHostFailed(rec, sr);
   rec->detail += "; retrying without TLS (opportunistic)";
@@ -481,7 +482,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   so.no_tls = true;
   sr = options.session(address, options.port, so, &env, w.clock->Now());
   *rec = SessionRecord(w, mx, address);
-  FillTls(rec, sr.tls);
+  SetAttemptTls(rec, sr.tls);
   return sr;
 }
 

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "mxsec/smtp/delivery.h"
+#include "mxsec/smtp/probe.h"
 
 using namespace mxsec;
 
@@ -490,4 +491,45 @@ TEST_CASE("delivery: TLS feature status and message rows per outcome") {
     REQUIRE(r.log.messages.size() == 1);
     CHECK(r.log.messages[0].policy_failure == "dnssec-invalid");
   }
+}
+
+TEST_CASE("probe: every address of every usable host, QUIT before MAIL FROM, recorded with no report policy") {
+  Run run;
+  run.policy.domain = "example.org";
+  run.policy.verdict = Verdict::kMustTls;
+  run.policy.mx = {Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1", "192.0.2.2"}),
+                   Host("mx2.example.org", 20, HostTls::kSkip, {"192.0.2.3"})};
+  TlsaRecord t;
+  t.usage = 3;
+  t.selector = 1;
+  t.matching = 1;
+  t.data.assign(32, 7);
+  run.policy.mx[0].tlsa = {t};
+  run.fake.by_address["192.0.2.1"] = [](const SessionOptions& o, const Envelope* e) {
+    CHECK(o.probe_only);
+    CHECK(e == nullptr);
+    SessionResult r;
+    r.connected = true;
+    r.tls.used = true;
+    r.tls.verification = "dane";
+    r.tls.verified = true;
+    r.ehlo = {"PIPELINING", "REQUIRETLS"};
+    return r;
+  };
+  DeliveryOptions o;
+  o.session = run.fake.Runner();
+  auto probed = ProbeMxHosts(run.policy, o, &run.log, &run.clock);
+  REQUIRE(probed.size() == 2);  // mx2 is skipped by the policy: never contacted
+  CHECK(probed[0].mx->host == "mx1.example.org");
+  CHECK(AnnouncesRequireTls(probed[0].session));
+  CHECK(probed[1].session.host_failed);
+  CHECK_FALSE(AnnouncesRequireTls(probed[1].session));
+  REQUIRE(run.log.records.size() == 2);
+  CHECK(run.log.records[0].outcome == "probe-ok");
+  CHECK(run.log.records[0].verification == "dane");
+  CHECK(run.log.records[1].outcome == "host-failed");
+  for (const AttemptRecord& r : run.log.records) CHECK(r.policy_type.empty());
+  SessionResult plain;
+  plain.ehlo = {"REQUIRETLS"};  // before STARTTLS it does not count
+  CHECK_FALSE(AnnouncesRequireTls(plain));
 }

@@ -71,6 +71,12 @@ struct AttemptRecord {
 
 // Sets the report fields above for a session with `mx` of `policy`.
 void SetReportPolicy(AttemptRecord* record, const DomainPolicy& policy, const MxPolicy& mx);
+// The record of a session with `mx` of `policy` at `address`: when, where,
+// under which policy (SetReportPolicy); the caller adds TLS and outcome.
+AttemptRecord SessionAttemptRecord(const DomainPolicy& policy, const MxPolicy& mx, const std::string& address,
+                                   uint16_t port, int64_t now);
+// The TLS fields of `record` from a session's TlsInfo (none without TLS).
+void SetAttemptTls(AttemptRecord* record, const TlsInfo& tls);
 
 // What one call of DeliverDomain did for a group of its recipients with
 // the same fate: one message (to one destination domain) per row.
