@@ -15,6 +15,81 @@ std::string Lower(std::string_view s) {
   return o;
 }
 
+// One option that takes an argument (`c`, with its argument `val`) into `o`.
+Status ApplyOptionWithArgument(char c, const std::string& val, SendmailOptions& o) {
+  switch (c) {
+    case 'f':
+    case 'r': o.sender = val; break;
+    case 'F': o.full_name = val; break;
+    case 'N': {
+      std::string l = Lower(val);
+      size_t p = 0;
+      while (p <= l.size()) {
+        size_t comma = l.find(',', p);
+        std::string w = l.substr(p, comma == std::string::npos ? std::string::npos : comma - p);
+        if (w != "never" && w != "success" && w != "delay" && w != "failure")
+          return Status::Error("-N " + val + ": expected never, or a list of success, delay, failure");
+        if (comma == std::string::npos) break;
+        p = comma + 1;
+      }
+      // RFC 3461 §4.1: NEVER stands alone.
+      if (l.find("never") != std::string::npos && l != "never")
+        return Status::Error("-N " + val + ": never cannot be combined with success, delay or failure");
+      o.notify = l;
+      break;
+    }
+    case 'R': {
+      std::string l = Lower(val);
+      if (l != "hdrs" && l != "full") return Status::Error("-R " + val + ": expected hdrs or full");
+      o.ret = l;
+      break;
+    }
+    case 'V': {
+      // RFC 3461 §4.4: printable US-ASCII, at most 100 characters.
+      bool printable = !val.empty() && val.size() <= 100;
+      for (char ch : val) printable = printable && ch >= 0x21 && ch <= 0x7e;
+      if (!printable)
+        return Status::Error("-V " + val + ": the envelope ID must be 1 to 100 printable US-ASCII characters");
+      o.envid = val;
+      break;
+    }
+    case 'C': o.config_file = val; break;
+    case 'B': {
+      std::string l = Lower(val);
+      if (l != "7bit" && l != "8bitmime") return Status::Error("-B " + val + ": expected 7BIT or 8BITMIME");
+      o.ignored.push_back("-B" + val);  // the body type is detected from the message itself
+      break;
+    }
+    case 'b':
+      if (val == "m") o.mode = SendmailOptions::Mode::kSend;
+      else if (val == "p") o.mode = SendmailOptions::Mode::kListQueue;
+      else return Status::Error("unknown option -b" + val + " (supported: -bm, -bp)");
+      break;
+    case 'o':
+      if (val == "i") o.ignore_dots = true;
+      else if (val == "di") o.delivery = SendmailOptions::Delivery::kInteractive;
+      else if (val == "db" || val == "db,") o.delivery = SendmailOptions::Delivery::kBackground;
+      else if (val == "dq") o.delivery = SendmailOptions::Delivery::kQueueOnly;
+      else o.ignored.push_back("-o" + val);  // legacy sendmail options, ignored as Postfix does
+      break;
+    case 'O': {
+      const std::string l = Lower(val);
+      if (l.rfind("requiretls=", 0) == 0) {
+        const std::string v = l.substr(11);
+        if (v != "yes" && v != "no") return Status::Error("-O " + val + ": expected requiretls=yes or requiretls=no");
+        o.requiretls = v == "yes";
+      } else {
+        o.ignored.push_back("-O" + val);
+      }
+      break;
+    }
+    default:  // -L label, -X file, -h hops, -e x, -p proto: ignored
+      o.ignored.push_back(std::string("-") + c + val);
+      break;
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<SendmailOptions> ParseSendmailArgs(const std::vector<std::string>& args) {
@@ -43,76 +118,7 @@ Result<SendmailOptions> ParseSendmailArgs(const std::vector<std::string>& args) 
         } else {
           return Status::Error(std::string("option -") + c + " needs an argument");
         }
-        switch (c) {
-          case 'f':
-          case 'r': o.sender = val; break;
-          case 'F': o.full_name = val; break;
-          case 'N': {
-            std::string l = Lower(val);
-            size_t p = 0;
-            while (p <= l.size()) {
-              size_t comma = l.find(',', p);
-              std::string w = l.substr(p, comma == std::string::npos ? std::string::npos : comma - p);
-              if (w != "never" && w != "success" && w != "delay" && w != "failure")
-                return Status::Error("-N " + val + ": expected never, or a list of success, delay, failure");
-              if (comma == std::string::npos) break;
-              p = comma + 1;
-            }
-            // RFC 3461 §4.1: NEVER stands alone.
-            if (l.find("never") != std::string::npos && l != "never")
-              return Status::Error("-N " + val + ": never cannot be combined with success, delay or failure");
-            o.notify = l;
-            break;
-          }
-          case 'R': {
-            std::string l = Lower(val);
-            if (l != "hdrs" && l != "full") return Status::Error("-R " + val + ": expected hdrs or full");
-            o.ret = l;
-            break;
-          }
-          case 'V': {
-            // RFC 3461 §4.4: printable US-ASCII, at most 100 characters.
-            bool printable = !val.empty() && val.size() <= 100;
-            for (char ch : val) printable = printable && ch >= 0x21 && ch <= 0x7e;
-            if (!printable)
-              return Status::Error("-V " + val + ": the envelope ID must be 1 to 100 printable US-ASCII characters");
-            o.envid = val;
-            break;
-          }
-          case 'C': o.config_file = val; break;
-          case 'B': {
-            std::string l = Lower(val);
-            if (l != "7bit" && l != "8bitmime") return Status::Error("-B " + val + ": expected 7BIT or 8BITMIME");
-            o.ignored.push_back("-B" + val);  // the body type is detected from the message itself
-            break;
-          }
-          case 'b':
-            if (val == "m") o.mode = SendmailOptions::Mode::kSend;
-            else if (val == "p") o.mode = SendmailOptions::Mode::kListQueue;
-            else return Status::Error("unknown option -b" + val + " (supported: -bm, -bp)");
-            break;
-          case 'o':
-            if (val == "i") o.ignore_dots = true;
-            else if (val == "di") o.delivery = SendmailOptions::Delivery::kInteractive;
-            else if (val == "db" || val == "db,") o.delivery = SendmailOptions::Delivery::kBackground;
-            else if (val == "dq") o.delivery = SendmailOptions::Delivery::kQueueOnly;
-            else o.ignored.push_back("-o" + val);  // legacy sendmail options, ignored as Postfix does
-            break;
-          case 'O': {
-            const std::string l = Lower(val);
-            if (l.rfind("requiretls=", 0) == 0) {
-              const std::string v = l.substr(11);
-              if (v != "yes" && v != "no") return Status::Error("-O " + val + ": expected requiretls=yes or requiretls=no");
-              o.requiretls = v == "yes";
-            } else {
-              o.ignored.push_back("-O" + val);
-            }
-            break;
-          }
-          default:  // -L label, -X file, -h hops, -e x, -p proto: ignored
-            o.ignored.push_back(std::string("-") + c + val);
-            break;
-        }
+        if (Status applied = ApplyOptionWithArgument(c, val, o); !applied.ok()) return applied;
         break;  // the argument used the rest of this word
       }
       switch (c) {
