@@ -357,6 +357,9 @@ std::string BuildReportMessage(const ReportMessage& m) {
   s += "TLS-Report-Domain: " + m.domain + "\r\n";
   s += "TLS-Report-Submitter: " + m.submitter + "\r\n";
   s += "Auto-Submitted: auto-generated\r\n";
+  // A report about a domain's broken TLS must reach it even so (RFC 8689
+  // §1, §3): its DANE or MTA-STS demands are set aside for this message.
+  s += "TLS-Required: No\r\n";
   s += "MIME-Version: 1.0\r\n";
   s += "Content-Type: multipart/report; report-type=\"tlsrpt\";\r\n\tboundary=\"" + boundary + "\"\r\n";
   s += "\r\n";

@@ -10,6 +10,7 @@
 
 #include "mxsec/base/clock.h"
 #include "mxsec/policy/https_client.h"
+#include "mxsec/policy/requiretls.h"
 #include "mxsec/queue/queue.h"
 
 namespace mxsec {
@@ -106,6 +107,8 @@ class QueueReportQueue : public ReportQueue {
     env.sender = sender;
     env.recipients.push_back(QueuedRecipient{recipient});
     env.notify_delay = false;
+    // As sendmail reads it: the message's own TLS-Required field decides.
+    env.message_tls = HasTlsRequiredNo(message) ? MessageTls::kTlsOptional : MessageTls::kPolicy;
     return q->Submit(message, env, SystemClock(), nullptr);
   }
 

@@ -437,6 +437,7 @@ class TlsrptTest(unittest.TestCase):
             self.assertEqual(msg["Delivered-To"].strip(), rcpt)
             self.assertEqual(msg["Return-Path"].strip(), "<postmaster@client.test>")
             self.assertEqual(msg["TLS-Report-Submitter"].strip(), "client.test")
+            self.assertEqual(msg["TLS-Required"].strip(), "No")   # RFC 8689: reaches a domain whose TLS is broken
             self.assertRegex(" ".join(msg["Subject"].split()),
                              r"^Report Domain: %s Submitter: client\.test Report-ID: <%s\.%s\.[0-9a-f]{16}@client\.test>$"
                              % (re.escape(domain), TODAY, re.escape(domain)))

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "mxsec/smtp/delivery.h"
+#include "mxsec/policy/requiretls.h"
 #include "mxsec/report/tlsrpt.h"
 
 using namespace mxsec;
@@ -260,6 +261,8 @@ TEST_CASE("tlsrpt: gzip round trip and the RFC 8460 §5.3 message") {
         std::string::npos);
   CHECK(msg.find("TLS-Report-Domain: example.org\r\n") != std::string::npos);
   CHECK(msg.find("TLS-Report-Submitter: sender.example\r\n") != std::string::npos);
+  CHECK(msg.find("TLS-Required: No\r\n") != std::string::npos);  // delivered even when the domain's TLS is broken
+  CHECK(HasTlsRequiredNo(msg));
   CHECK(msg.find("Content-Type: multipart/report; report-type=\"tlsrpt\";") != std::string::npos);
   CHECK(msg.find("Content-Type: application/tlsrpt+gzip\r\n") != std::string::npos);
   CHECK(msg.find("filename=\"sender.example!example.org!1!2.json.gz\"") != std::string::npos);
