@@ -200,43 +200,40 @@ void SurveyRest(const std::vector<std::string>& todo, const SurveyArgs& args, Ru
   });
 }
 
-}  // namespace
-
-int RunSurveyCommand(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& argv) {
-  SurveyArgs args;
-  if (auto bad = ParseSurveyArgs(argv, &args)) return *bad;
-  std::vector<std::string> domains;
-  if (auto bad = ReadList(args.list_path, &domains)) return *bad;
-  const std::unordered_set<std::string> wanted(domains.begin(), domains.end());
-  std::vector<SurveyRecord> records;
-  if (!args.out_path.empty()) {
-    if (auto bad = ResumeFrom(args.out_path, wanted, &records)) return *bad;
-  }
+// The domains of `domains` without a record in `records`, in order.
+std::vector<std::string> NotDoneYet(const std::vector<std::string>& domains, const std::vector<SurveyRecord>& records) {
   std::unordered_set<std::string> done;
   for (const SurveyRecord& r : records) done.insert(r.domain);
   std::vector<std::string> todo;
   for (const std::string& d : domains)
     if (!done.count(d)) todo.push_back(d);
+  return todo;
+}
 
-  Runtime rt;
-  Status built = BuildRuntime(cfg, &rt);
-  if (!built.ok()) return Fail(EX_CONFIG, built.message());
-  CheckResolver(&rt, "survey: ", g.verbose > 0);
+// What the configuration says of sessions: helo_name, port, timeouts, ca_file.
+void TakeSessionSettings(const Config& cfg, SurveyOptions* options) {
   DeliveryOptions d = DeliveryOptionsFrom(cfg);
-  args.options.helo_name = d.helo_name;
-  args.options.port = d.port;
-  args.options.timeouts = d.timeouts;
-  args.options.ca_file = d.ca_file;
+  options->helo_name = d.helo_name;
+  options->port = d.port;
+  options->timeouts = d.timeouts;
+  options->ca_file = d.ca_file;
+}
 
+// Surveys `todo` into --out (appended) or stdout.
+std::optional<int> SurveyIntoOutput(const std::vector<std::string>& todo, const SurveyArgs& args, Runtime* rt,
+                                    std::vector<SurveyRecord>* records, size_t total) {
   std::FILE* lines = stdout;
   if (!args.out_path.empty() && !(lines = std::fopen(args.out_path.c_str(), "a")))
     return Fail(EX_CANTCREAT, "survey: " + args.out_path + ": " + strerror(errno));
-  SurveyRest(todo, args, &rt, lines, &records, domains.size());
+  SurveyRest(todo, args, rt, lines, records, total);
   bool written = !std::ferror(lines);
   if (lines != stdout) written = std::fclose(lines) == 0 && written;
-  if (!written) return Fail(EX_CANTCREAT, "survey: " + (args.out_path.empty() ? "stdout" : args.out_path) +
-                                              ": write failed");
+  if (!written)
+    return Fail(EX_CANTCREAT, "survey: " + (args.out_path.empty() ? "stdout" : args.out_path) + ": write failed");
+  return std::nullopt;
+}
 
+int PrintSummary(const SurveyArgs& args, const std::vector<SurveyRecord>& records) {
   SurveySummary summary = Summarize(records, args.options.probe);
   if (!args.svg_path.empty()) {
     if (auto bad = WriteSvg(args.svg_path, summary)) return *bad;
@@ -245,6 +242,26 @@ int RunSurveyCommand(const GlobalOptions& g, const Config& cfg, const std::vecto
   else std::cout << SummaryToText(summary);
   std::cout.flush();
   return std::cout ? EX_OK : EX_IOERR;
+}
+
+}  // namespace
+
+int RunSurveyCommand(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& argv) {
+  SurveyArgs args;
+  if (auto bad = ParseSurveyArgs(argv, &args)) return *bad;
+  std::vector<std::string> domains;
+  if (auto bad = ReadList(args.list_path, &domains)) return *bad;
+  std::vector<SurveyRecord> records;
+  if (!args.out_path.empty()) {
+    if (auto bad = ResumeFrom(args.out_path, {domains.begin(), domains.end()}, &records)) return *bad;
+  }
+  Runtime rt;
+  Status built = BuildRuntime(cfg, &rt);
+  if (!built.ok()) return Fail(EX_CONFIG, built.message());
+  CheckResolver(&rt, "survey: ", g.verbose > 0);
+  TakeSessionSettings(cfg, &args.options);
+  if (auto bad = SurveyIntoOutput(NotDoneYet(domains, records), args, &rt, &records, domains.size())) return *bad;
+  return PrintSummary(args, records);
 }
 
 }  // namespace mxsec
