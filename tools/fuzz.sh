@@ -19,7 +19,7 @@ case "$seconds" in ''|*[!0-9]*) echo "usage: tools/fuzz.sh [SECONDS]" >&2; exit 
 # under ASan) needs well under a second per input.
 timeout_s=${FUZZ_TIMEOUT:-10}
 targets=(smtp_reply ehlo mta_sts_policy mta_sts_txt tlsrpt_record socketmap submission config local_policy
-         dns_validator metrics_http)
+         dns_validator metrics_http survey_input)
 
 CXX=${FUZZ_CXX:-clang++-14}
 if [ ! -f build-fuzz/build.ninja ]; then

@@ -50,6 +50,8 @@ const char* kUsage =
     "  tlsrpt [--day YYYY-MM-DD] [--dry-run] [DOMAIN...]  send the day's SMTP TLS reports (RFC 8460)\n"
     "  mta-sts refresh             refresh cached MTA-STS policies before they expire (RFC 8461)\n"
     "  stats [--since DURATION] [--json|--prometheus PATH] [DOMAIN...]  share of mail authenticated, encrypted, clear\n"
+    "  survey [--concurrency N] [--rate R/s] [--probe|--no-probe] [--out FILE.jsonl] [--json] [--svg FILE] FILE\n"
+    "                              how the domains of FILE protect inbound mail (DANE, MTA-STS, STARTTLS)\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {
@@ -359,6 +361,7 @@ int RunCommand(const CommandLine& cl, const Config& cfg, bool privileged) {
   if (command == "serve") return RunServe(g, cfg, cl.args);
   if (command == "tlsrpt") return RunTlsrpt(g, cfg, cl.args);
   if (command == "stats") return RunStats(g, cfg, cl.args);
+  if (command == "survey") return RunSurveyCommand(g, cfg, cl.args);
   if (command == "mta-sts") return RunMtaSts(g, cfg, cl.args);
   if (command == "queue") return RunQueueCommand(g, cfg, cl.args, privileged);
   return Fail(EX_USAGE, "unknown command \"" + command + "\"\n" + kUsage);

@@ -358,9 +358,8 @@ std::vector<DerCertificate> DescribeTls(Session& s) {
   return chain;
 }
 
-VerifyResult VerifyChain(const Session& s, const std::vector<DerCertificate>& chain) {
+VerifyResult VerifyChainAsPkix(const Session& s, const std::vector<DerCertificate>& chain) {
   const SessionOptions& o = s.options;
-  if (o.tls == HostTls::kDane) return VerifyDane(DaneVerifyInput{chain, o.tlsa, o.dane_names, s.now});
   PkixVerifyInput in;
   in.chain = chain;
   in.ca_file = o.ca_file;
@@ -368,6 +367,22 @@ VerifyResult VerifyChain(const Session& s, const std::vector<DerCertificate>& ch
   in.names = o.pkix_names;
   in.now = s.now;
   return VerifyPkix(in);
+}
+
+VerifyResult VerifyChainAsDane(const Session& s, const std::vector<DerCertificate>& chain) {
+  const SessionOptions& o = s.options;
+  return VerifyDane(DaneVerifyInput{chain, o.tlsa, o.dane_names, s.now});
+}
+
+VerifyResult VerifyChain(const Session& s, const std::vector<DerCertificate>& chain) {
+  return s.options.tls == HostTls::kDane ? VerifyChainAsDane(s, chain) : VerifyChainAsPkix(s, chain);
+}
+
+// report_verification: both checks, reported and never enforced.
+void ReportVerification(Session& s, const std::vector<DerCertificate>& chain) {
+  if (!s.options.report_verification || s.options.tls != HostTls::kMay) return;
+  s.result.tls.survey_pkix = VerifyChainAsPkix(s, chain);
+  if (!s.options.tlsa.empty()) s.result.tls.survey_dane = VerifyChainAsDane(s, chain);
 }
 
 // Authenticates the server where the policy demands it (dane, pkix); for
@@ -381,6 +396,7 @@ PhaseResult AuthenticateServer(Session& s, const std::vector<DerCertificate>& ch
                      ? (o.required_by.empty() ? std::string("encrypted, not authenticated (TLSA records unusable)")
                                               : "encrypted, not authenticated (" + o.required_by + ")")
                      : std::string("opportunistic: certificate not checked");
+    ReportVerification(s, chain);
     return PhaseResult::Continue();
   }
   tls.verification = o.tls == HostTls::kDane ? "dane" : "pkix";
@@ -396,6 +412,7 @@ PhaseResult AuthenticateServer(Session& s, const std::vector<DerCertificate>& ch
 // Phase: STARTTLS, the handshake and the server's authentication, as the
 // policy demands. Continues in plaintext only where smtp_trouble.h says so.
 PhaseResult NegotiateTls(Session& s) {
+  s.result.starttls_offered = s.caps.starttls;
   if (s.options.no_tls) return PhaseResult::Continue();
   const int timeout = s.options.timeouts.starttls;
   if (!s.caps.starttls) {

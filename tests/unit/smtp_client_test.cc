@@ -263,3 +263,25 @@ TEST_CASE("smtp_client: REQUIRETLS without TLS: QUIT, never MAIL, 4.7.30, whatev
   CHECK(r.recipients.empty());
   CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "QUIT"});
 }
+
+TEST_CASE("smtp_client: report_verification probes measure STARTTLS and send nothing after EHLO but QUIT") {
+  SessionOptions o = Options(HostTls::kMay);
+  o.probe_only = true;
+  o.report_verification = true;
+  {
+    ScriptedServer server(kGreeting, {kEhloPlain, "221 bye\r\n"});
+    SessionResult r = Run(server, o, nullptr);
+    CHECK_FALSE(r.host_failed);
+    CHECK_FALSE(r.starttls_offered);
+    CHECK_FALSE(r.tls.survey_pkix.has_value());
+    CHECK_FALSE(r.tls.survey_dane.has_value());
+    CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "QUIT"});
+  }
+  ScriptedServer server(kGreeting, {kEhloStarttls, "454 4.7.0 not now\r\n", "221 bye\r\n"});
+  SessionResult r = Run(server, o, nullptr);
+  CHECK_FALSE(r.host_failed);
+  CHECK(r.starttls_offered);
+  CHECK_FALSE(r.tls.used);
+  CHECK_FALSE(r.tls.survey_pkix.has_value());
+  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "STARTTLS", "QUIT"});
+}

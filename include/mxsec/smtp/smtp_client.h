@@ -71,6 +71,12 @@ struct SessionOptions {
   // server was authenticated (dane or pkix) and announces REQUIRETLS after
   // STARTTLS; then MAIL FROM carries REQUIRETLS.
   bool requiretls = false;
+  // `may` only, for measurements (mxsec survey): after the handshake the
+  // chain is also checked as DANE (against `tlsa`, when not empty) and as
+  // PKIX (`ca_file`, for `pkix_host`), and the results are reported in
+  // TlsInfo::survey_pkix / survey_dane. They never end the session: `may`
+  // is not authenticated, whatever they find.
+  bool report_verification = false;
 };
 
 struct Envelope {
@@ -100,6 +106,10 @@ struct TlsInfo {
   std::string detail;        // what matched, or why not
   std::optional<TlsaRecord> matched;
   std::vector<CertificateInfo> chain;
+  // SessionOptions::report_verification: what each check found (dane only
+  // when TLSA records were given). Informational, never enforced.
+  std::optional<VerifyResult> survey_pkix;
+  std::optional<VerifyResult> survey_dane;
 };
 
 struct SessionResult {
@@ -111,6 +121,7 @@ struct SessionResult {
   std::string failure_type;       // RFC 8460 result type when TLS failed, else ""
   std::string greeting;
   std::vector<std::string> ehlo;  // keywords of the last EHLO (after STARTTLS when TLS was used)
+  bool starttls_offered = false;  // the EHLO reply in plaintext announced STARTTLS
   TlsInfo tls;
   std::vector<RcptResult> recipients;  // one per envelope recipient (when a transaction ran)
   // The server announced DSN and got the NOTIFY= list: from here on, it reports
