@@ -42,6 +42,8 @@
 #include "mxsec/queue/queue.h"
 #include "mxsec/queue/submission.h"
 #include "mxsec/smtp/deliver_message.h"
+#include "mxsec/smtp/session_cache.h"
+#include "mxsec/smtp/smtp_client.h"
 
 namespace mxsec {
 namespace {
@@ -97,6 +99,11 @@ class Engine {
     attempts_ = OpenAttemptLog(cfg);
     dopt_ = DeliveryOptionsFrom(cfg);
     dopt_.log = [log](const std::string& line) { (*log)(line); };
+    // Messages to one destination share sessions (keyed on its policy, session_cache.h).
+    dopt_.session = [cache = &sessions_](const std::string& address, uint16_t port, const SessionOptions& options,
+                                         const Envelope* envelope, int64_t now) {
+      return RunSmtpSessionCached(cache, address, port, options, envelope, now);
+    };
     log_ = log;
     return Status::Ok();
   }
@@ -118,6 +125,7 @@ class Engine {
   Logger* log_ = nullptr;
   std::unique_ptr<AttemptLog> attempts_;
   DeliveryOptions dopt_;
+  SessionCache sessions_;  // closes its sessions (QUIT) when the Engine goes, after the run
 };
 
 // Delivers `id` (locked by `lock`, or not), then any DSN it produced, with at most
@@ -613,8 +621,10 @@ int DeliverInBackground(const Config& cfg, Queue& q, const std::string& id, Queu
     if (fd != lock.fd()) close(fd);
   Logger log;
   log.to_stderr = false;
-  Engine engine;
-  if (engine.Init(cfg, &log).ok()) DeliverNow(q, id, std::move(lock), engine, cfg, log);
+  {
+    Engine engine;
+    if (engine.Init(cfg, &log).ok()) DeliverNow(q, id, std::move(lock), engine, cfg, log);
+  }  // before _exit: the Engine's parked sessions end with QUIT
   _exit(0);
 }
 
