@@ -295,28 +295,31 @@ int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
     for (const std::string& id : q->Ids())
       if (seen.insert(id).second) batch.push_back(id);
     if (batch.empty()) break;
-    // Several messages at a time (each waits mostly on the network); the per-message
-    // lock keeps them apart, and apart from other runners.
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-      for (size_t i = next++; i < batch.size(); i = next++) {
-        ProcessReport rep = ProcessQueuedMessage(q.value(), batch[i], QueueLock(), force, deliver, SystemClock(),
-                                                 settings, [&](const std::string& l) { log(l); });
-        if (rep.skipped) {
-          ++skipped;
-          if (g.verbose) log(batch[i] + ": skipped: " + rep.skip_reason);
-        } else {
-          ++done;
-        }
-        if (!rep.error.empty()) ++errors;
-      }
-    };
     // Most of the budget for messages (8 of the default 10, the message parallelism of earlier
     // versions); a quarter is left for the domains of a message to several domains.
-    const size_t message_workers =
-        std::min(batch.size(), std::max<size_t>(1, budget.limit() - budget.limit() / 4));
+    const size_t message_workers = std::max<size_t>(1, budget.limit() - budget.limit() / 4);
+    // Several messages at a time (each waits mostly on the network); the per-message
+    // lock keeps them apart, and apart from other runners. A worker takes a run of messages
+    // to one destination, which then share its session.
+    const std::vector<std::vector<std::string>> runs = DestinationRuns(q.value(), batch, message_workers);
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t r = next++; r < runs.size(); r = next++) {
+        for (const std::string& id : runs[r]) {
+          ProcessReport rep = ProcessQueuedMessage(q.value(), id, QueueLock(), force, deliver, SystemClock(),
+                                                   settings, [&](const std::string& l) { log(l); });
+          if (rep.skipped) {
+            ++skipped;
+            if (g.verbose) log(id + ": skipped: " + rep.skip_reason);
+          } else {
+            ++done;
+          }
+          if (!rep.error.empty()) ++errors;
+        }
+      }
+    };
     std::vector<std::thread> workers;
-    for (size_t k = 0; k < message_workers; ++k) {
+    for (size_t k = 0; k < std::min(runs.size(), message_workers); ++k) {
       std::thread t;
       std::string why;
       if (!budget.TryStart(worker, &t, &why)) {

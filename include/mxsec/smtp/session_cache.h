@@ -46,13 +46,14 @@ class ReusableSession {
 // (idle, 2 s) and smtp_connection_reuse_time_limit (age, 300 s); uses are
 // bounded too (Postfix's smtp_connection_reuse_count_limit is unbounded by
 // default) so that one session cannot carry a whole queue; parked sessions
-// at most as many as Postfix's total concurrency (default_process_limit):
-// each holds a descriptor and its TLS state while idle.
+// at most as many as Postfix's per-destination concurrency: an idle session
+// holds one of the server's processes (and its per-client connection
+// count), so parking many would starve our own new connections.
 struct SessionCacheLimits {
   static constexpr size_t kMaxUses = 100;
   static constexpr int64_t kMaxIdleMs = 2000;
   static constexpr int64_t kMaxAgeMs = 300000;
-  static constexpr size_t kMaxSessions = 100;
+  static constexpr size_t kMaxSessions = 20;
   size_t max_uses = kMaxUses;
   int64_t max_idle_ms = kMaxIdleMs;
   int64_t max_age_ms = kMaxAgeMs;
