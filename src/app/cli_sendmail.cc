@@ -96,7 +96,7 @@ class Engine {
   Status Init(const Config& cfg, Logger* log) {
     Status s = BuildRuntime(cfg, &rt_);
     if (!s.ok()) return s;
-    attempts_ = OpenAttemptLog(cfg);
+    attempts_ = OpenAttemptLog(cfg, AttemptLogWrites::kBatched);  // written at the latest when the Engine goes
     dopt_ = DeliveryOptionsFrom(cfg);
     dopt_.log = [log](const std::string& line) { (*log)(line); };
     // Messages to one destination share sessions (keyed on its policy, session_cache.h).
