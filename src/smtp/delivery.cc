@@ -37,6 +37,20 @@ std::vector<std::string> SplitLines(const std::string& s) {
   return out;
 }
 
+// The tables' shape as this version writes it, stored as the file's
+// user_version once made: a file already at it needs no CREATE and no
+// column checks (three PRAGMA table_info each), which every `deliver`
+// process paid at start. A file of an older version (0) is migrated.
+constexpr int64_t kAttemptsSchema = 1;
+
+Result<int64_t> SchemaVersion(SqliteDb& db) {
+  Result<SqliteStatement> st = db.Prepare("PRAGMA user_version");
+  if (!st.ok()) return st.status();
+  Result<bool> row = st->Step();
+  if (!row.ok()) return row.status();
+  return *row ? st->ColumnInt64(0) : int64_t{0};
+}
+
 // Creates the table, or adds the columns a table of an older version lacks.
 //
 // synchronous=NORMAL (with WAL: a commit is not fsynced, a checkpoint is):
@@ -50,9 +64,12 @@ std::vector<std::string> SplitLines(const std::string& s) {
 // so at worst a report undercounts the sessions of those last moments.
 // Every delivery paid two fsyncs (and one of the directory) for this.
 Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
+  Status pragmas = db.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+  if (!pragmas.ok()) return pragmas.Prefixed(path + ": ");
+  Result<int64_t> version = SchemaVersion(db);
+  if (!version.ok()) return version.status().Prefixed(path + ": ");
+  if (*version >= kAttemptsSchema) return Status::Ok();
   Status created = db.Exec(
-      "PRAGMA journal_mode=WAL;"
-      "PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
       " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
       " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT,"
@@ -64,7 +81,7 @@ Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
     Status added = db.AddColumn("attempts", column, "TEXT");
     if (!added.ok()) return added.Prefixed(path + ": adding column " + column + ": ");
   }
-  return Status::Ok();
+  return db.Exec("PRAGMA user_version = " + std::to_string(kAttemptsSchema)).Prefixed(path + ": ");
 }
 
 // The attempt log's file: the busy timeout lets parallel deliveries wait for
