@@ -19,8 +19,8 @@ packages=(
   postfix swaks python3 python3-aiosmtpd msmtp postfix-mta-sts-resolver
   # real programs that submit through sendmail(1) (tests/integration/test_sendmail.py)
   bsd-mailx
-  # measuring
-  time
+  # measuring (time: tools/bench; valgrind and linux-perf: profiling one `mxsec deliver`)
+  time valgrind linux-perf
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -81,13 +81,13 @@ DeliveryOptions DeliveryOptionsFrom(const Config& cfg) {
   return o;
 }
 
-std::unique_ptr<AttemptLog> OpenAttemptLog(const Config& cfg) {
+std::unique_ptr<AttemptLog> OpenAttemptLog(const Config& cfg, AttemptLogWrites writes) {
   if (!MakeDirs(cfg.state_dir)) {
     std::cerr << "mxsec: warning: " << cfg.state_dir << ": " << strerror(errno)
               << "; delivery attempts are not recorded\n";
     return nullptr;
   }
-  auto log = OpenSqliteAttemptLog(cfg.state_dir + "/delivery.sqlite");
+  auto log = OpenSqliteAttemptLog(cfg.state_dir + "/delivery.sqlite", writes);
   if (!log.ok()) {
     std::cerr << "mxsec: warning: " << log.error() << "; delivery attempts are not recorded\n";
     return nullptr;

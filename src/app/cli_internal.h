@@ -60,7 +60,7 @@ std::string DefaultHeloName();
 SmtpTimeouts TimeoutsFrom(const Config& c);
 DeliveryOptions DeliveryOptionsFrom(const Config& cfg);
 // The attempt log in state_dir, or null (with a warning) when it cannot be opened.
-std::unique_ptr<AttemptLog> OpenAttemptLog(const Config& cfg);
+std::unique_ptr<AttemptLog> OpenAttemptLog(const Config& cfg, AttemptLogWrites writes = AttemptLogWrites::kEach);
 
 int RunSendmail(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args,
                 const std::string& invoked_as);

@@ -42,6 +42,8 @@
 #include "mxsec/queue/queue.h"
 #include "mxsec/queue/submission.h"
 #include "mxsec/smtp/deliver_message.h"
+#include "mxsec/smtp/session_cache.h"
+#include "mxsec/smtp/smtp_client.h"
 
 namespace mxsec {
 namespace {
@@ -94,9 +96,14 @@ class Engine {
   Status Init(const Config& cfg, Logger* log) {
     Status s = BuildRuntime(cfg, &rt_);
     if (!s.ok()) return s;
-    attempts_ = OpenAttemptLog(cfg);
+    attempts_ = OpenAttemptLog(cfg, AttemptLogWrites::kBatched);  // written at the latest when the Engine goes
     dopt_ = DeliveryOptionsFrom(cfg);
     dopt_.log = [log](const std::string& line) { (*log)(line); };
+    // Messages to one destination share sessions (keyed on its policy, session_cache.h).
+    dopt_.session = [cache = &sessions_](const std::string& address, uint16_t port, const SessionOptions& options,
+                                         const Envelope* envelope, int64_t now) {
+      return RunSmtpSessionCached(cache, address, port, options, envelope, now);
+    };
     log_ = log;
     return Status::Ok();
   }
@@ -118,6 +125,7 @@ class Engine {
   Logger* log_ = nullptr;
   std::unique_ptr<AttemptLog> attempts_;
   DeliveryOptions dopt_;
+  SessionCache sessions_;  // closes its sessions (QUIT) when the Engine goes, after the run
 };
 
 // Delivers `id` (locked by `lock`, or not), then any DSN it produced, with at most
@@ -287,28 +295,31 @@ int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
     for (const std::string& id : q->Ids())
       if (seen.insert(id).second) batch.push_back(id);
     if (batch.empty()) break;
-    // Several messages at a time (each waits mostly on the network); the per-message
-    // lock keeps them apart, and apart from other runners.
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-      for (size_t i = next++; i < batch.size(); i = next++) {
-        ProcessReport rep = ProcessQueuedMessage(q.value(), batch[i], QueueLock(), force, deliver, SystemClock(),
-                                                 settings, [&](const std::string& l) { log(l); });
-        if (rep.skipped) {
-          ++skipped;
-          if (g.verbose) log(batch[i] + ": skipped: " + rep.skip_reason);
-        } else {
-          ++done;
-        }
-        if (!rep.error.empty()) ++errors;
-      }
-    };
     // Most of the budget for messages (8 of the default 10, the message parallelism of earlier
     // versions); a quarter is left for the domains of a message to several domains.
-    const size_t message_workers =
-        std::min(batch.size(), std::max<size_t>(1, budget.limit() - budget.limit() / 4));
+    const size_t message_workers = std::max<size_t>(1, budget.limit() - budget.limit() / 4);
+    // Several messages at a time (each waits mostly on the network); the per-message
+    // lock keeps them apart, and apart from other runners. A worker takes a run of messages
+    // to one destination, which then share its session.
+    const std::vector<std::vector<std::string>> runs = DestinationRuns(q.value(), batch, message_workers);
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t r = next++; r < runs.size(); r = next++) {
+        for (const std::string& id : runs[r]) {
+          ProcessReport rep = ProcessQueuedMessage(q.value(), id, QueueLock(), force, deliver, SystemClock(),
+                                                   settings, [&](const std::string& l) { log(l); });
+          if (rep.skipped) {
+            ++skipped;
+            if (g.verbose) log(id + ": skipped: " + rep.skip_reason);
+          } else {
+            ++done;
+          }
+          if (!rep.error.empty()) ++errors;
+        }
+      }
+    };
     std::vector<std::thread> workers;
-    for (size_t k = 0; k < message_workers; ++k) {
+    for (size_t k = 0; k < std::min(runs.size(), message_workers); ++k) {
       std::thread t;
       std::string why;
       if (!budget.TryStart(worker, &t, &why)) {
@@ -613,8 +624,10 @@ int DeliverInBackground(const Config& cfg, Queue& q, const std::string& id, Queu
     if (fd != lock.fd()) close(fd);
   Logger log;
   log.to_stderr = false;
-  Engine engine;
-  if (engine.Init(cfg, &log).ok()) DeliverNow(q, id, std::move(lock), engine, cfg, log);
+  {
+    Engine engine;
+    if (engine.Init(cfg, &log).ok()) DeliverNow(q, id, std::move(lock), engine, cfg, log);
+  }  // before _exit: the Engine's parked sessions end with QUIT
   _exit(0);
 }
 

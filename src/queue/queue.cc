@@ -23,6 +23,7 @@
 #include <system_error>
 #include <thread>
 
+#include "mxsec/base/domain_name.h"
 #include "mxsec/base/net_address.h"
 #include "mxsec/queue/dsn.h"
 
@@ -41,6 +42,52 @@ std::optional<RecipientState> ParseRecipientState(std::string_view name) {
   for (RecipientState s : {RecipientState::kPending, RecipientState::kDelivered, RecipientState::kBounced})
     if (name == RecipientStateName(s)) return s;
   return std::nullopt;
+}
+
+namespace {
+
+// The domains of the pending recipients, sorted, as one key; "" for an envelope that cannot be read.
+std::string DestinationKey(const Queue& q, const std::string& id) {
+  Result<QueuedEnvelope> env = q.ReadEnvelope(id);
+  if (!env.ok()) return "";
+  std::vector<std::string> domains;
+  for (const QueuedRecipient& r : env->recipients) {
+    if (r.state != RecipientState::kPending) continue;
+    const size_t at = r.address.rfind('@');
+    domains.push_back(AsciiLower(at == std::string::npos ? std::string() : r.address.substr(at + 1)));
+  }
+  std::sort(domains.begin(), domains.end());
+  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
+  std::string key = "@";  // never "": a readable envelope is never grouped with an unreadable one
+  for (const std::string& d : domains) key += d + " ";
+  return key;
+}
+
+}  // namespace
+
+std::vector<std::vector<std::string>> DestinationRuns(const Queue& q, const std::vector<std::string>& ids,
+                                                      size_t workers) {
+  std::vector<std::vector<std::string>> groups;
+  std::map<std::string, size_t> group_of;  // destination key -> index in groups
+  for (const std::string& id : ids) {
+    const std::string key = DestinationKey(q, id);
+    auto [it, added] = group_of.emplace(key, groups.size());
+    if (added || key.empty()) {
+      it->second = groups.size();
+      groups.emplace_back();
+    }
+    groups[it->second].push_back(id);
+  }
+  // A worker's fair share of the whole batch: a destination with more is cut, one with less
+  // stays on one session.
+  const size_t cuts = std::max<size_t>(workers, 1);
+  const size_t per_run = std::max<size_t>(1, (ids.size() + cuts - 1) / cuts);
+  std::vector<std::vector<std::string>> runs;
+  for (const std::vector<std::string>& g : groups) {
+    for (size_t b = 0; b < g.size(); b += per_run)
+      runs.emplace_back(g.begin() + static_cast<long>(b), g.begin() + static_cast<long>(std::min(g.size(), b + per_run)));
+  }
+  return runs;
 }
 
 size_t QueuedEnvelope::pending() const {

@@ -29,11 +29,13 @@
 
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
 
 #include "mxsec/smtp/smtp_trouble.h"
+#include "mxsec/smtp/session_cache.h"
 
 namespace mxsec {
 
@@ -599,15 +601,112 @@ AfterTransaction RunTransaction(Session& s, const Envelope& env) {
   return SendData(s, tx);
 }
 
-}  // namespace
-
-SessionResult RunSmtpSession(const std::string& address, uint16_t port, const SessionOptions& options,
-                             const Envelope* envelope, int64_t now) {
-  Session s(options, now);
+// The phases before a transaction: connect, greeting, EHLO, STARTTLS and
+// the server's authentication, EHLO again.
+PhaseResult StartSession(Session& s, const std::string& address, uint16_t port) {
   PhaseResult phase = Open(s, address, port);
   if (!phase.failed()) phase = Hello(s, false);
   if (!phase.failed()) phase = NegotiateTls(s);
   if (!phase.failed() && s.result.tls.used) phase = Hello(s, true);
+  return phase;
+}
+
+// A session between transactions, with its own copy of the options it was
+// set up with (Session refers to them).
+class ParkedSmtpSession : public ReusableSession {
+ public:
+  ParkedSmtpSession(const SessionOptions& o, int64_t now) : options_(o), session_(options_, now) {}
+  Session& session() { return session_; }
+
+  bool Reset() override {
+    // Anything the server sent unasked while parked (a 421 before it
+    // closes, a TLS alert) means it is not waiting for us.
+    if (session_.conn.PendingPlaintext() > 0) return false;
+    const int timeout = std::min(options_.timeouts.mail, kResetTimeoutMs);
+    if (!session_.conn.Write("RSET\r\n", timeout).ok()) return false;
+    auto rep = session_.conn.ReadReply(timeout);
+    return rep.ok() && rep->code == 250;
+  }
+  void Close() override { Quit(session_); }
+
+ private:
+  // A server that does not answer RSET at once is not worth waiting for: a new session is.
+  static constexpr int kResetTimeoutMs = 10000;
+  const SessionOptions options_;
+  Session session_;
+};
+
+// A session set up to the point of a transaction, as RunSmtpSession does
+// it, or nullptr with the host's failure in `failed`.
+std::unique_ptr<ParkedSmtpSession> NewParkedSession(const std::string& address, uint16_t port,
+                                                    const SessionOptions& options, int64_t now,
+                                                    SessionResult* failed) {
+  auto parked = std::make_unique<ParkedSmtpSession>(options, now);
+  Session& s = parked->session();
+  PhaseResult phase = StartSession(s, address, port);
+  if (!phase.failed() && options.requiretls) {
+    if (std::optional<HostFailure> f = RequireTlsNotMet(s.result.tls, s.caps)) {
+      Quit(s);
+      phase = PhaseResult::Fail(std::move(*f));
+    }
+  }
+  if (!phase.failed()) return parked;
+  *failed = HostFailed(s.result, *phase.failure);
+  return nullptr;
+}
+
+void AppendKeyField(std::string* key, const std::string& field) {
+  *key += std::to_string(field.size()) + ":" + field + ";";
+}
+
+}  // namespace
+
+std::string SessionCacheKey(const std::string& address, uint16_t port, const SessionOptions& o) {
+  std::string key;
+  for (const std::string& f : {address, std::to_string(port), o.helo_name, std::string(HostTlsName(o.tls)),
+                               std::string(o.no_tls ? "plain" : "tls"), std::string(o.requiretls ? "rt" : "-"),
+                               o.sni, o.pkix_host, o.ca_file, o.required_by})
+    AppendKeyField(&key, f);
+  AppendKeyField(&key, std::to_string(o.tlsa.size()));
+  for (const TlsaRecord& t : o.tlsa) AppendKeyField(&key, t.ToString());
+  AppendKeyField(&key, std::to_string(o.dane_names.size()));
+  for (const std::string& n : o.dane_names) AppendKeyField(&key, n);
+  AppendKeyField(&key, std::to_string(o.pkix_names.size()));
+  for (const std::string& n : o.pkix_names) AppendKeyField(&key, n);
+  return key;
+}
+
+SessionResult RunSmtpSessionCached(SessionCache* cache, const std::string& address, uint16_t port,
+                                   const SessionOptions& options, const Envelope* envelope, int64_t now) {
+  if (!cache || options.probe_only || !envelope) return RunSmtpSession(address, port, options, envelope, now);
+  const std::string key = SessionCacheKey(address, port, options);
+  size_t uses = 0;
+  int64_t opened_ms = 0;
+  std::unique_ptr<ReusableSession> taken = cache->Take(key, &uses, &opened_ms);
+  std::unique_ptr<ParkedSmtpSession> parked(dynamic_cast<ParkedSmtpSession*>(taken.get()));
+  if (parked) {
+    (void)taken.release();
+  } else {
+    taken.reset();  // not ours (cannot happen under an SMTP key): closed
+    SessionResult failed;
+    parked = NewParkedSession(address, port, options, now, &failed);
+    if (!parked) return failed;
+    opened_ms = cache->NowMs();
+    uses = 0;
+  }
+  Session& s = parked->session();
+  s.result.dsn_passed = false;
+  // Out of step with the server (the connection failed, a refused pipelined MAIL): never parked.
+  if (RunTransaction(s, *envelope) != AfterTransaction::kQuit) return s.result;
+  SessionResult result = s.result;
+  cache->Put(key, std::move(parked), uses + 1, opened_ms);
+  return result;
+}
+
+SessionResult RunSmtpSession(const std::string& address, uint16_t port, const SessionOptions& options,
+                             const Envelope* envelope, int64_t now) {
+  Session s(options, now);
+  PhaseResult phase = StartSession(s, address, port);
   if (phase.failed()) return HostFailed(s.result, *phase.failure);
   if (options.probe_only || !envelope) {
     Quit(s);

@@ -486,6 +486,45 @@ class QueueTest(unittest.TestCase):
         self.assertEqual(postfix_find(tok), [])
 
 
+class SessionReuseTest(unittest.TestCase):
+    """A queue run carries several messages for one destination over one SMTP session (RSET between
+    transactions), keyed on the policy that authenticated it: rcpt.dane.test (DANE-EE) and
+    rcpt.insecure.test (no policy) share the scripted server's address, never a session."""
+
+    def test_one_session_per_destination_and_policy(self):
+        q = Queue(["queue_run_concurrency = 1"])   # one worker: the messages go one after the other
+        tok = new_token("reuse")
+        dane = ["ok-%s-%d@rcpt.dane.test" % (tok, i) for i in range(4)]
+        plain = ["ok-%s-p%d@rcpt.insecure.test" % (tok, i) for i in range(2)]
+        for rcpt in dane + plain:
+            p = q.sendmail(["-odq", "-f", SENDER, rcpt], message(tok, to=rcpt))
+            self.assertEqual(p.returncode, EX_OK, diag(p))
+        log = os.path.join(TB, "smtp", "server.log")
+        with open(log, errors="replace") as f:
+            log_start = len(f.read())
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        recs = records_wait(tok, 6)
+        self.assertEqual(sorted(a for rec in recs for a in rec["rcpt_to"]), sorted(dane + plain))
+        self.assertEqual(q.listing(), [])
+        peers = {}
+        for rec in recs:
+            domain = rec["rcpt_to"][0].split("@")[1]
+            peers.setdefault(domain, set()).add(rec["peer"])
+            self.assertTrue(rec["tls"], rec)
+        # One session (one client address:port) per destination domain, and two different ones.
+        self.assertEqual(len(peers["rcpt.dane.test"]), 1, peers)
+        self.assertEqual(len(peers["rcpt.insecure.test"]), 1, peers)
+        self.assertNotEqual(peers["rcpt.dane.test"], peers["rcpt.insecure.test"])
+        # RSET before each reused transaction (3 + 1); each session ended with QUIT.
+        with open(log, errors="replace") as f:
+            run_log = f.read()[log_start:]
+        for peer in peers["rcpt.dane.test"] | peers["rcpt.insecure.test"]:
+            lines = [line for line in run_log.splitlines() if peer + ">" in line]
+            self.assertEqual(sum(1 for line in lines if line.endswith("C: QUIT")), 1, "\n".join(lines))
+        self.assertEqual(run_log.count("C: RSET"), 4, run_log)
+
+
 class UnprivilegedTest(unittest.TestCase):
     """Submission by a user who is not root: the group model of mxsec(8) (a 2770 root:GROUP queue)."""
 

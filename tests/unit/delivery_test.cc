@@ -2,6 +2,9 @@
 // DeliverDomain, with a fake SMTP session.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <map>
 
 #include "mxsec/smtp/delivery.h"
@@ -532,4 +535,49 @@ TEST_CASE("probe: every address of every usable host, QUIT before MAIL FROM, rec
   SessionResult plain;
   plain.ehlo = {"REQUIRETLS"};  // before STARTTLS it does not count
   CHECK_FALSE(AnnouncesRequireTls(plain));
+}
+
+TEST_CASE("delivery: a batched attempt log holds rows until 64 are waiting, Flush, or its end; then all are there") {
+  char tmpl[] = "/tmp/mxsec-attempts-test.XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  const std::string dir = tmpl;
+  const std::string path = dir + "/delivery.sqlite";
+  auto rows_in_file = [&] {
+    auto a = ReadAttempts(path, 0, 1LL << 40);
+    auto m = ReadMessages(path, 0, 1LL << 40);
+    REQUIRE(a.ok());
+    REQUIRE(m.ok());
+    return std::make_pair(a->size(), m->size());
+  };
+  auto attempt = [](int64_t t) {
+    AttemptRecord r;
+    r.time = t;
+    r.domain = "example.org";
+    r.outcome = "delivered";
+    return r;
+  };
+  MessageRecord msg;
+  msg.time = 5;
+  msg.domain = "example.org";
+  msg.status = "delivered";
+  {
+    auto log = OpenSqliteAttemptLog(path, AttemptLogWrites::kBatched);
+    REQUIRE(log.ok());
+    REQUIRE((*log)->Record(attempt(1)).ok());
+    REQUIRE((*log)->RecordMessage(msg).ok());
+    CHECK(rows_in_file() == std::make_pair(size_t{0}, size_t{0}));  // held
+    REQUIRE((*log)->Flush().ok());
+    CHECK(rows_in_file() == std::make_pair(size_t{1}, size_t{1}));
+    for (int i = 0; i < 64; ++i) REQUIRE((*log)->Record(attempt(10 + i)).ok());
+    CHECK(rows_in_file().first == 65);  // the 64th row wrote the batch
+    REQUIRE((*log)->Record(attempt(100)).ok());
+    CHECK(rows_in_file().first == 65);
+  }
+  CHECK(rows_in_file() == std::make_pair(size_t{66}, size_t{1}));  // written when the log went
+  auto all = ReadAttempts(path, 0, 1LL << 40);
+  REQUIRE(all.ok());
+  CHECK(all->front().time == 1);
+  CHECK(all->back().time == 100);
+  for (const char* suffix : {"", "-wal", "-shm"}) unlink((path + suffix).c_str());
+  rmdir(dir.c_str());
 }

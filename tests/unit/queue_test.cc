@@ -851,3 +851,35 @@ TEST_CASE("queue: an envelope with an unknown message_tls is not read") {
   REQUIRE(EnvelopeFromJson(json).ok());  // written by an older version: the domain's policy
   CHECK(EnvelopeFromJson(json)->message_tls == MessageTls::kPolicy);
 }
+
+TEST_CASE("queue: DestinationRuns groups messages by their pending domains, in runs of a worker's share") {
+  TempDir t;
+  FakeClock clock(1700000000);
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  std::vector<std::string> ids;
+  auto submit = [&](std::vector<std::string> rcpts) {
+    auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", std::move(rcpts)), &clock, nullptr);
+    REQUIRE(id.ok());
+    ids.push_back(id.value());
+  };
+  for (int i = 0; i < 5; ++i) {
+    submit({"x@one.test"});
+    submit({"y@Two.test", "z@two.test"});
+  }
+  submit({"x@one.test", "y@two.test"});  // two domains: a destination of its own
+  ids.push_back("99999999999999999");    // no envelope: a run of its own, still listed
+  // 12 messages, 4 workers: runs of 3 at most. one.test: 5 in 3 + 2; two.test likewise; the
+  // mixed one; the unreadable one.
+  std::vector<std::vector<std::string>> runs = DestinationRuns(q.value(), ids, 4);
+  REQUIRE(runs.size() == 6);
+  CHECK(runs[0] == std::vector<std::string>{ids[0], ids[2], ids[4]});
+  CHECK(runs[1] == std::vector<std::string>{ids[6], ids[8]});
+  CHECK(runs[2] == std::vector<std::string>{ids[1], ids[3], ids[5]});
+  CHECK(runs[3] == std::vector<std::string>{ids[7], ids[9]});
+  CHECK(runs[4] == std::vector<std::string>{ids[10]});
+  CHECK(runs[5] == std::vector<std::string>{ids[11]});
+  // One worker: each destination is one run; as many workers as messages: one message each.
+  CHECK(DestinationRuns(q.value(), ids, 1).size() == 4);
+  CHECK(DestinationRuns(q.value(), ids, 12).size() == 12);
+}

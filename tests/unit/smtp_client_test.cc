@@ -12,6 +12,7 @@
 #include <string_view>
 #include <thread>
 
+#include "mxsec/smtp/session_cache.h"
 #include "mxsec/smtp/smtp_client.h"
 
 using namespace mxsec;
@@ -284,4 +285,64 @@ TEST_CASE("smtp_client: report_verification probes measure STARTTLS and send not
   CHECK_FALSE(r.tls.used);
   CHECK_FALSE(r.tls.survey_pkix.has_value());
   CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "STARTTLS", "QUIT"});
+}
+
+TEST_CASE("smtp_client: RunSmtpSessionCached: two messages on one session, RSET between, QUIT when the cache goes") {
+  ScriptedServer server(kGreeting, {kEhloPlain, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
+                                    "250 2.0.0 queued as X\r\n", "250 2.0.0 reset\r\n", "250 2.1.0 ok\r\n",
+                                    "250 2.1.5 ok\r\n", "354 go\r\n", "250 2.0.0 queued as Y\r\n", "221 bye\r\n"});
+  Mail first({"a"}), second({"b"});
+  const SessionOptions o = Options(HostTls::kMay);
+  {
+    SessionCache cache;
+    SessionResult r1 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &first.envelope, 0);
+    CHECK(cache.parked() == 1);
+    SessionResult r2 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &second.envelope, 0);
+    REQUIRE(r1.recipients.size() == 1);
+    REQUIRE(r2.recipients.size() == 1);
+    CHECK(r1.recipients[0].reply.find("queued as X") != std::string::npos);
+    CHECK(r2.recipients[0].reply.find("queued as Y") != std::string::npos);
+    CHECK(r2.greeting == r1.greeting);  // the session's facts travel with it
+    CHECK(cache.parked() == 1);
+  }
+  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
+                                                       "RCPT TO:<a@example.org>", "DATA", "<message>", "RSET",
+                                                       "MAIL FROM:<sender@example.org>", "RCPT TO:<b@example.org>",
+                                                       "DATA", "<message>", "QUIT"});
+}
+
+TEST_CASE("smtp_client: a session that failed its transaction in mid-stream is not parked") {
+  ScriptedServer server(kGreeting, {kEhloPlain, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
+                                    std::string(kClose)});
+  Mail mail({"a"});
+  SessionCache cache;
+  SessionResult r = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, Options(HostTls::kMay), &mail.envelope, 0);
+  REQUIRE(r.recipients.size() == 1);
+  CHECK(r.recipients[0].status == RcptStatus::kDeferred);
+  CHECK(cache.parked() == 0);
+}
+
+TEST_CASE("smtp_client: SessionCacheKey: the same policy shares a key; another domain, TLSA set or demand does not") {
+  SessionOptions a = Options(HostTls::kDane);
+  a.tlsa.push_back(TlsaRecord{3, 1, 1, std::vector<uint8_t>(32, 0xab)});
+  a.dane_names = {"mx.example.org", "example.org"};
+  SessionOptions same = a;
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) == SessionCacheKey("192.0.2.1", 25, same));
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.2", 25, a));
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.1", 587, a));
+  SessionOptions other_domain = a;
+  other_domain.dane_names = {"mx.example.org", "example.net"};
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.1", 25, other_domain));
+  SessionOptions other_tlsa = a;
+  other_tlsa.tlsa[0] = TlsaRecord{3, 1, 1, std::vector<uint8_t>(32, 0xcd)};
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.1", 25, other_tlsa));
+  SessionOptions may = a;
+  may.tls = HostTls::kMay;
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.1", 25, may));
+  SessionOptions requiretls = a;
+  requiretls.requiretls = true;
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.1", 25, requiretls));
+  SessionOptions local = a;
+  local.required_by = "local policy dane-only";
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.1", 25, local));
 }

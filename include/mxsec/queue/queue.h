@@ -241,6 +241,19 @@ struct QueueSettings {
   WorkerBudget* workers = nullptr;
 };
 
+// The messages of `ids` (oldest first) as runs, one worker's work each, so
+// that one worker carries a destination's messages one after the other over
+// the session it keeps open (mxsec/smtp/session_cache.h): messages whose
+// pending recipients are in the same domains form a group (read from their
+// envelopes without the lock, replaced by rename, so read whole; a message
+// whose envelope cannot be read is a group of its own), and a group is cut
+// into runs of a worker's fair share, ceil(ids / workers), so a destination
+// with many messages still gets the workers there are and one with fewer
+// stays on one session. Every id is in exactly one run; a run
+// keeps the order of `ids`; groups go by their oldest message.
+std::vector<std::vector<std::string>> DestinationRuns(const Queue& q, const std::vector<std::string>& ids,
+                                                      size_t workers);
+
 // Seconds until the next attempt after `attempts` failed ones:
 // retry_min * 2^(attempts-1), capped at retry_max.
 int64_t RetryDelay(int attempts, const QueueSettings& s);

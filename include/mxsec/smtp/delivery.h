@@ -99,12 +99,22 @@ class AttemptLog {
   virtual Status Record(const AttemptRecord& record) = 0;
   // Logs that keep no per-message rows (test fakes) ignore them.
   virtual Status RecordMessage(const MessageRecord& /*record*/) { return Status::Ok(); }
+  // Writes what a batching log holds (AttemptLogWrites::kBatched); others have nothing held.
+  virtual Status Flush() { return Status::Ok(); }
 };
+
+// How the SQLite log writes: each row in its own transaction (kEach: one
+// process per message, `deliver`), or rows held in memory and written
+// together, at most 64 rows or 1 s after the first of them, at Flush and
+// when the log is destroyed (kBatched: the queue runner; a process that
+// dies loses at most those rows, never anything of the queue).
+enum class AttemptLogWrites { kEach, kBatched };
 
 // `<state_dir>/delivery.sqlite`, table `attempts` (shared by processes).
 // A table written by an older version gets the missing columns added
 // (ALTER TABLE ADD COLUMN), so deployed logs keep working.
-Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path);
+Result<std::unique_ptr<AttemptLog>> OpenSqliteAttemptLog(const std::string& path,
+                                                         AttemptLogWrites writes = AttemptLogWrites::kEach);
 
 // The records of `path` with from <= time < to, oldest first (the table is
 // migrated like OpenSqliteAttemptLog does). A missing file is an empty log.

@@ -135,4 +135,24 @@ struct SessionResult {
 SessionResult RunSmtpSession(const std::string& address, uint16_t port, const SessionOptions& options,
                              const Envelope* envelope, int64_t now);
 
+class SessionCache;
+
+// RunSmtpSession for a runner that delivers many messages: the transaction
+// runs on a session parked in `cache` under the same key (RSET first), or
+// on a new one; after a transaction that ended in step with the server
+// (every reply read), the session is parked for the next message instead of
+// QUIT (session_cache.h bounds uses, idle time and age). The result of a
+// reused session carries the TLS facts of its handshake and authentication,
+// which the key proves were made under the same policy. Probes and calls
+// without an envelope, or with no cache, are plain RunSmtpSession.
+SessionResult RunSmtpSessionCached(SessionCache* cache, const std::string& address, uint16_t port,
+                                   const SessionOptions& options, const Envelope* envelope, int64_t now);
+
+// The cache key of a session: the address and port and every option that
+// decided how the session was set up and its server authenticated (HELO
+// name, TLS demand, TLSA records, DANE and PKIX names, SNI, CA file, who
+// required TLS, REQUIRETLS). The DANE names hold the recipient domain, so
+// sessions are never shared across domains.
+std::string SessionCacheKey(const std::string& address, uint16_t port, const SessionOptions& options);
+
 }  // namespace mxsec

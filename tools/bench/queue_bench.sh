@@ -1,0 +1,169 @@
+#!/bin/bash
+# queue_bench.sh - queue throughput: `mxsec queue run` against Postfix's
+# queue manager and smtp(8) with DANE, side by side in one run on the test bed.
+#
+#   tools/bench/queue_bench.sh [N]      (default 1000; run as root)
+#   MXSEC=build-h4/mxsec tools/bench/queue_bench.sh   (an existing build; default build-release)
+#   PF_TLS_REUSE=no tools/bench/queue_bench.sh        (Postfix without smtp_tls_connection_reuse)
+#
+# Two workloads, N one-recipient 2 KB messages each: all to ee.dane.test, and
+# spread round-robin over the 50 benchmark domains b1..b50.dane.test (DANE-EE,
+# every MX host is the test bed's Postfix smtpd at 127.0.55.1, the sink; it
+# delivers to the test bed's Maildir). For each workload and each sender the
+# messages are queued first with delivery held, then released, and the time
+# from the release until the sink's Maildir holds all N is measured:
+#   Postfix  a private sending instance in WORK/pf (smtp_tls_security_level =
+#            dane, smtp_dns_support_level = dnssec, the connection cache, by
+#            default also smtp_tls_connection_reuse); it runs in a mount
+#            namespace whose /etc/resolv.conf names the test bed's unbound.
+#            Held: cleanup puts every message on hold (header_checks HOLD);
+#            released with `postsuper -H ALL` and `postqueue -f`.
+#   mxsec    `mxsec sendmail -odq` N times (the test bed's mxsec.conf, a queue
+#            dir of its own), then `mxsec queue run`.
+# Every message carries a token in its Subject; the run fails unless each
+# token arrived exactly once. The unbound cache is warmed (one `mxsec policy`
+# over the domains) before anything is timed, so neither sender pays for the
+# other's cold lookups. Prints both rates and the ratio mxsec / Postfix.
+set -euo pipefail
+export LC_ALL=C
+umask 022
+cd "$(dirname "$0")/../.."
+. tools/bench/lib.sh
+N=${1:-1000}
+DOMAINS=50
+bench_build_mxsec
+bench_lock_and_dirs
+PF=$WORK/pf
+stop_sending_postfix() { [ -f "$PF/etc/main.cf" ] && postfix -c "$PF/etc" stop >/dev/null 2>&1; return 0; }
+bench_on_exit stop_sending_postfix
+bench_start_testbed "$DOMAINS"
+MAILDIR=$TB_MAILDIR
+chmod go+x "$WORK"   # Postfix's unprivileged processes reach WORK/pf
+CONF=$WORK/mxsec.conf
+{ cat "$TB_CONF"; echo "queue_dir = $WORK/queue"; echo "state_dir = $WORK/state"; } > "$CONF"
+printf 'nameserver %s\noptions trust-ad\n' "$TB_UNBOUND" > "$WORK/resolv.conf"
+
+# The sending Postfix: no listener, delivers everything with smtp(8), DANE from validated DNS.
+write_sending_postfix() {
+  mkdir -p "$PF/etc" "$PF/spool" "$PF/data"
+  chown postfix "$PF/data"
+  cp /usr/share/postfix/master.cf.dist "$PF/etc/master.cf"
+  postconf -c "$PF/etc" -F '*/*/chroot = n'
+  postconf -c "$PF/etc" -MX smtp/inet
+  postconf -c "$PF/etc" -M tlsproxy/unix="tlsproxy unix - - n - 0 tlsproxy"   # smtp_tls_connection_reuse
+  cat > "$PF/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/spool
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = postfix-qbench
+maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
+myhostname = sender.qbench.test
+myorigin = client.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+alias_maps =
+alias_database =
+biff = no
+smtputf8_enable = yes
+header_checks = static:HOLD
+smtp_dns_support_level = dnssec
+smtp_tls_security_level = dane
+smtp_tls_loglevel = 1
+smtp_tls_connection_reuse = ${PF_TLS_REUSE:-yes}
+smtp_helo_name = client.test
+EOF
+  postfix -c "$PF/etc" check
+  unshare -m sh -c "mount --bind '$WORK/resolv.conf' /etc/resolv.conf && exec postfix -c '$PF/etc' start" \
+    > "$WORK/pf-start.out" 2>&1 || { cat "$WORK/pf-start.out" >&2; exit 1; }
+}
+write_sending_postfix
+
+body=$(head -c 1900 /dev/zero | tr '\0' 'x' | fold -w 76)
+make_msg() {  # token recipient
+  printf 'From: bench@client.test\nTo: %s\nSubject: qbench %s\nMessage-ID: <%s@client.test>\n\n%s\n' \
+    "$2" "$1" "$1" "$body"
+}
+rcpt_for() {  # workload index
+  if [ "$1" = one ]; then echo user@ee.dane.test; else echo "user@b$(( ($2 - 1) % DOMAINS + 1 )).dane.test"; fi
+}
+
+shopt -s nullglob
+in_maildir() { local f=("$MAILDIR"/new/* "$MAILDIR"/cur/*); echo "${#f[@]}"; }
+secs() { date +%s.%N; }
+wait_maildir() {  # target count -> waits (at most 600 s) until the Maildir holds that many
+  local t_end=$((SECONDS + 600))
+  while [ "$(in_maildir)" -lt "$1" ] && [ $SECONDS -lt $t_end ]; do sleep 0.05; done
+}
+check_tokens() {  # prefix -> fails unless qbench PREFIX1..N each arrived exactly once
+  local bad
+  grep -h "^Subject: qbench $1-" "$MAILDIR"/new/* "$MAILDIR"/cur/* | sort | uniq -c > "$WORK/tokens.$1"
+  bad=$(awk -v n="$N" '$1 != 1 { b++ } END { print (NR != n) + b }' "$WORK/tokens.$1")
+  [ "$bad" = 0 ] || { echo "$1: $(wc -l < "$WORK/tokens.$1") distinct of $N tokens, some not exactly once" >&2; exit 1; }
+}
+
+declare -A RATE TIME
+run_postfix() {  # workload
+  local key=pf-$1 i held base t0 t1
+  for ((i = 1; i <= N; i++)); do
+    make_msg "$key-$i" "$(rcpt_for "$1" "$i")" | sendmail -C "$PF/etc" -f bench@client.test "$(rcpt_for "$1" "$i")"
+  done
+  for ((i = 0; i < 300; i++)); do
+    held=$(find "$PF/spool/hold" -type f | wc -l)
+    [ "$held" -ge "$N" ] && break
+    sleep 0.2
+  done
+  [ "$held" -ge "$N" ] || { echo "postfix: only $held of $N messages on hold" >&2; exit 1; }
+  base=$(in_maildir)
+  t0=$(secs)
+  postsuper -c "$PF/etc" -H ALL 2>/dev/null   # to the deferred queue ...
+  postqueue -c "$PF/etc" -f                    # ... and from there to delivery at once
+  wait_maildir $((base + N))
+  t1=$(secs)
+  record "$key" "$t0" "$t1"
+}
+
+run_mxsec() {  # workload
+  local key=mx-$1 i base t0 t1
+  for ((i = 1; i <= N; i++)); do
+    make_msg "$key-$i" "$(rcpt_for "$1" "$i")" |
+      "$MXSEC" --config "$CONF" sendmail -odq -f bench@client.test "$(rcpt_for "$1" "$i")"
+  done
+  base=$(in_maildir)
+  t0=$(secs)
+  "$MXSEC" --config "$CONF" queue run 2> "$WORK/run.$1.err" || { tail -5 "$WORK/run.$1.err" >&2; exit 1; }
+  wait_maildir $((base + N))
+  t1=$(secs)
+  record "$key" "$t0" "$t1"
+  [ "$("$MXSEC" --config "$CONF" queue list --json | wc -l)" = 0 ] || { echo "mxsec: messages left in its queue" >&2; exit 1; }
+}
+
+record() {  # key t0 t1
+  TIME[$1]=$(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.2f", b - a }')
+  RATE[$1]=$(awk -v n="$N" -v t="${TIME[$1]}" 'BEGIN { printf "%.1f", n / t }')
+  check_tokens "$1"
+  printf '%-12s %8s s %8s msg/s (release to the last arrival; every token once)\n' "$1" "${TIME[$1]}" "${RATE[$1]}"
+}
+
+echo "queue benchmark: $N messages of 2 KB, released at once, to Postfix smtpd over DANE; $(nproc) CPUs, $(date -u +%F)"
+echo "Postfix $(postconf -h -d mail_version) (smtp_tls_connection_reuse = ${PF_TLS_REUSE:-yes}); mxsec $MXSEC"
+{ echo ee.dane.test; for ((d = 1; d <= DOMAINS; d++)); do echo "b$d.dane.test"; done; } |
+  xargs "$MXSEC" --config "$CONF" policy > /dev/null   # warms the resolver cache for both
+for w in one spread; do
+  run_postfix "$w"
+  run_mxsec "$w"
+done
+echo
+printf '%-40s %12s %12s %8s\n' "workload" "Postfix" "mxsec" "ratio"
+for w in one spread; do
+  label="one domain (ee.dane.test)"
+  [ "$w" = spread ] && label="$DOMAINS domains (bK.dane.test)"
+  printf '%-40s %8s msg/s %6s msg/s %7.2fx\n' "$label" "${RATE[pf-$w]}" "${RATE[mx-$w]}" \
+    "$(awk -v a="${RATE[mx-$w]}" -v b="${RATE[pf-$w]}" 'BEGIN { print a / b }')"
+done
+echo "Postfix TLS sessions: $(grep -c 'Verified TLS connection established' "$PF/maillog" || true) verified," \
+  "$(grep -Ec '(Untrusted|Anonymous|Trusted) TLS connection established' "$PF/maillog" || true) not DANE-verified;" \
+  "delivered: $(grep -c 'status=sent' "$PF/maillog" || true)"
