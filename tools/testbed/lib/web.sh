@@ -56,6 +56,10 @@ write_nginx_conf() {
     mkdir -p "$n"/{body,proxy,fastcgi,uwsgi,scgi}
     # workers run as root when started by root, so that a DIR with mode 0700 (mktemp -d) stays readable
     [ "$(id -u)" = 0 ] && user="user root root;"
-    subst conf/nginx.conf TB NGINX_ADDR HTTPS_PORT USER="$user" WEB_CERT_CONF="$(web_cert_conf)" > "$n/nginx.conf"
+    # In a file of its own, included: with thousands of bulk domains the lines would exceed what one
+    # argument to sed may hold (subst).
+    web_cert_conf > "$n/web-certs.conf"
+    subst conf/nginx.conf TB NGINX_ADDR HTTPS_PORT USER="$user" WEB_CERT_CONF="    include $n/web-certs.conf;" \
+        > "$n/nginx.conf"
     run nginx -t -q -p "$n/" -e "$n/error.log" -c "$n/nginx.conf"
 }
