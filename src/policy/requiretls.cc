@@ -2,7 +2,8 @@
 #include "mxsec/policy/requiretls.h"
 
 #include <algorithm>
-#include <cctype>
+
+#include "mxsec/base/text.h"
 
 namespace mxsec {
 
@@ -71,31 +72,13 @@ RequireTlsCheck RequireTlsDomain(const DomainPolicy& policy) {
   return {false, "no MX host can be authenticated as REQUIRETLS asks (RFC 8689 section 4.2.1): " + why};
 }
 
-namespace {
-
-bool EqualsNoCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
-
-std::string_view Trim(std::string_view v) {
-  const char* ws = " \t\r\n";
-  size_t b = v.find_first_not_of(ws);
-  if (b == std::string_view::npos) return {};
-  return v.substr(b, v.find_last_not_of(ws) - b + 1);
-}
-
-}  // namespace
-
 bool HasTlsRequiredNo(std::string_view message) {
   std::string_view head = message.substr(0, kMaxHeaderScan);
   bool found = false;
   std::string value;   // of the TLS-Required field being read, unfolded
   bool in_field = false;
   auto finish = [&] {
-    if (in_field && EqualsNoCase(Trim(value), "no")) found = true;
+    if (in_field && EqualsIgnoreCase(TrimWsp(value), "no")) found = true;
     in_field = false;
     value.clear();
   };
@@ -113,7 +96,7 @@ bool HasTlsRequiredNo(std::string_view message) {
     finish();
     size_t colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) break;  // not a header field: the body starts
-    if (EqualsNoCase(Trim(line.substr(0, colon)), "tls-required")) {
+    if (EqualsIgnoreCase(TrimWsp(line.substr(0, colon)), "tls-required")) {
       in_field = true;
       value.assign(line.substr(colon + 1));
     }

@@ -11,27 +11,13 @@
 #include <tuple>
 
 #include "mxsec/base/domain_name.h"
+#include "mxsec/base/text.h"
 #include "mxsec/queue/dsn.h"
 #include "mxsec/smtp/smtp_proto.h"
 
 namespace mxsec {
 
 namespace {
-
-bool IsWsp(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsWsp(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsWsp(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i)
-    if (tolower(static_cast<unsigned char>(s[i])) != tolower(static_cast<unsigned char>(prefix[i]))) return false;
-  return true;
-}
 
 // §3 ext-name: (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
 bool ValidExtName(std::string_view n) {
@@ -106,7 +92,7 @@ Result<TlsRptRecord> ParseTlsRptRecord(std::string_view text) {
   size_t start = 0;
   for (;;) {
     size_t semi = text.find(';', start);
-    fields.push_back(Trim(text.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start)));
+    fields.push_back(TrimWsp(text.substr(start, semi == std::string_view::npos ? std::string_view::npos : semi - start)));
     if (semi == std::string_view::npos) break;
     start = semi + 1;
   }
@@ -128,14 +114,14 @@ Result<TlsRptRecord> ParseTlsRptRecord(std::string_view text) {
       size_t p = 0;
       for (;;) {
         size_t comma = value.find(',', p);
-        std::string_view uri = Trim(value.substr(p, comma == std::string_view::npos ? std::string_view::npos : comma - p));
+        std::string_view uri = TrimWsp(value.substr(p, comma == std::string_view::npos ? std::string_view::npos : comma - p));
         Status ok = CheckUri(uri);
         if (!ok.ok()) return ok;
-        if (StartsWithNoCase(uri, "mailto:")) {
+        if (StartsWithIgnoreCase(uri, "mailto:")) {
           auto addr = MailtoAddress(uri);
           if (!addr.ok()) return Status::Error("rua " + std::string(uri) + ": " + addr.error());
           rec.rua.emplace_back(uri);
-        } else if (StartsWithNoCase(uri, "https://") && uri.size() > 8) {
+        } else if (StartsWithIgnoreCase(uri, "https://") && uri.size() > 8) {
           rec.rua.emplace_back(uri);
         } else {
           rec.ignored.emplace_back(uri);
@@ -169,7 +155,7 @@ Result<TlsRptRecord> SelectTlsRptRecord(const std::vector<std::string>& txt_reco
 }
 
 Result<std::string> MailtoAddress(std::string_view uri) {
-  if (!StartsWithNoCase(uri, "mailto:")) return Status::Error("not a mailto: URI");
+  if (!StartsWithIgnoreCase(uri, "mailto:")) return Status::Error("not a mailto: URI");
   std::string_view rest = uri.substr(7);
   rest = rest.substr(0, rest.find('?'));
   std::string addr;
@@ -192,7 +178,7 @@ Result<std::string> MailtoAddress(std::string_view uri) {
 }
 
 Result<HttpsTarget> HttpsAuthority(std::string_view uri) {
-  if (!StartsWithNoCase(uri, "https://")) return Status::Error("not an https: URI");
+  if (!StartsWithIgnoreCase(uri, "https://")) return Status::Error("not an https: URI");
   std::string_view rest = uri.substr(8);
   std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
   if (authority.find('@') != std::string_view::npos) return Status::Error("user information in an https: URI");

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "mxsec/base/clock.h"
+#include "mxsec/base/text.h"
 #include "mxsec/policy/https_client.h"
 #include "mxsec/policy/requiretls.h"
 #include "mxsec/queue/queue.h"
@@ -17,14 +18,6 @@ namespace mxsec {
 namespace {
 
 constexpr int64_t kDaySeconds = 86400;
-
-bool HasSchemeNoCase(const std::string& uri, const char* scheme) {
-  const size_t n = strlen(scheme);
-  if (uri.size() < n) return false;
-  for (size_t i = 0; i < n; ++i)
-    if (tolower(static_cast<unsigned char>(uri[i])) != scheme[i]) return false;
-  return true;
-}
 
 TlsRptEvent Event(TlsRptEventKind kind, const std::string& domain, std::string detail = "") {
   TlsRptEvent e;
@@ -335,7 +328,7 @@ void TlsRptSender::SendToUri(const Delivery& d, const std::string& uri, Summary*
     return on_event(e);
   }
   Status done;
-  if (HasSchemeNoCase(uri, "mailto:")) {
+  if (StartsWithIgnoreCase(uri, "mailto:")) {
     auto to = MailtoAddress(uri);
     if (!to.ok()) {
       e.kind = TlsRptEventKind::kIgnoredMailtoUri;

@@ -30,3 +30,14 @@ TEST_CASE("text: IsLdhName accepts LDH labels only, within the length given") {
   CHECK_FALSE(IsLdhName("example.org:443", 253));
   CHECK_FALSE(IsLdhName("ab", 1));
 }
+
+TEST_CASE("text: WSP trimmed, ASCII case ignored (and nothing beyond ASCII folded)") {
+  CHECK(TrimWsp(" \t v=TLSRPTv1 \t") == "v=TLSRPTv1");
+  CHECK(TrimWsp("\r\nx\r") == "\r\nx\r");  // only SP and HTAB
+  CHECK(TrimWsp("  ").empty());
+  CHECK(EqualsIgnoreCase("TLS-Required", "tls-required"));
+  CHECK_FALSE(EqualsIgnoreCase("no", "no "));
+  CHECK(StartsWithIgnoreCase("MAILTO:a@b", "mailto:"));
+  CHECK_FALSE(StartsWithIgnoreCase("mail", "mailto:"));
+  CHECK_FALSE(EqualsIgnoreCase("\xc3\x89", "\xc3\xa9"));
+}

@@ -19,6 +19,13 @@ std::string PrintableAscii(std::string_view s, size_t max);
 // \xNN, cut after `max` input octets with "..." before the closing quote.
 std::string QuotedPrintable(std::string_view s, size_t max = 80);
 
+// `s` without its leading and trailing spaces and tabs (RFC 5234 WSP).
+std::string_view TrimWsp(std::string_view s);
+// ASCII case-insensitive comparisons, for protocol keywords, header field
+// names and URI schemes (never for anything that may hold UTF-8 meaning).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix);
+
 // True when `name` is LDH labels (letters, digits, hyphen) separated by
 // single dots, without a leading or trailing dot, at most `max_len` octets:
 // a name that can be put into a URL or a curl option without changing its
