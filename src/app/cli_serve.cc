@@ -35,7 +35,8 @@ class RuntimePolicySource : public PolicySource {
   std::unique_ptr<Runtime> rt_;
 };
 
-// The source and settings of a configuration, its resolver checked.
+// The source and settings of a configuration, its resolver checked: at
+// start and on every reload.
 Result<ServeGeneration> Generation(const GlobalOptions& g, const Config& cfg) {
   auto rt = std::make_unique<Runtime>();
   Status built = BuildRuntime(cfg, rt.get());
@@ -72,12 +73,10 @@ int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
     setrlimit(RLIMIT_NOFILE, &rl);
   }
 
-  auto rt = std::make_unique<Runtime>();
-  Status built = BuildRuntime(cfg, rt.get());
-  if (!built.ok()) return Fail(EX_CONFIG, built.message());
   auto access = ResolveSocketAccess(cfg);
   if (!access.ok()) return Fail(EX_CONFIG, "serve: " + access.error());
-  CheckResolver(rt.get(), "serve: ", g.verbose > 0);
+  Result<ServeGeneration> initial = Generation(g, cfg);
+  if (!initial.ok()) return Fail(EX_CONFIG, initial.error());
 
   std::vector<Listener> listeners;
   for (const std::string& s : specs) {
@@ -91,14 +90,13 @@ int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
     if (!l.ok()) return Fail(EX_UNAVAILABLE, "serve: cannot listen for metrics on " + l.error());
     metrics = std::move(l).value();
   }
-  ServeGeneration initial{std::make_shared<RuntimePolicySource>(std::move(rt)), ServeSettingsFrom(cfg, Log)};
   auto reload = [&g]() -> Result<ServeGeneration> {
     Config fresh;
     Status s = LoadConfig(g.config_path, g.config_explicit, g.overrides, &fresh);
     if (!s.ok()) return s;
     return Generation(g, fresh);
   };
-  SocketmapServer server(std::move(initial), reload, Log, g.verbose > 0);
+  SocketmapServer server(std::move(initial).value(), reload, Log, g.verbose > 0);
   Status run = server.Run(std::move(listeners), std::move(metrics));
   if (!run.ok()) return Fail(EX_OSERR, "serve: " + run.message());
   return EX_OK;

@@ -392,6 +392,12 @@ AttemptRecord SessionAttemptRecord(const DomainPolicy& p, const MxPolicy& mx, co
   return r;
 }
 
+void ClearReportPolicy(AttemptRecord* r) {
+  r->policy_type.clear();
+  r->policy_strings.clear();
+  r->mx_patterns.clear();
+}
+
 void SetAttemptTls(AttemptRecord* r, const TlsInfo& tls) {
   if (!tls.used) return;
   r->tls_version = tls.version;
@@ -568,9 +574,7 @@ AttemptRecord SessionRecord(const Walk& w, const MxPolicy& mx, const std::string
   AttemptRecord r = SessionAttemptRecord(w.policy, mx, address, w.options.port, w.clock->Now());
   if (w.message_tls == MessageTls::kTlsOptional) {
     r.mechanism = MessageTlsName(MessageTls::kTlsOptional);
-    r.policy_type.clear();
-    r.policy_strings.clear();
-    r.mx_patterns.clear();
+    ClearReportPolicy(&r);
   }
   return r;
 }

@@ -16,9 +16,7 @@ std::vector<ProbedAddress> ProbeMxHosts(const DomainPolicy& policy, const Delive
       ProbedAddress p{&mx, address, options.port, options.session(address, options.port, so, nullptr, clock->Now())};
       if (attempts) {
         AttemptRecord rec = SessionAttemptRecord(policy, mx, address, options.port, clock->Now());
-        rec.policy_type.clear();  // a probe is no delivery attempt: TLS reports do not count it
-        rec.policy_strings.clear();
-        rec.mx_patterns.clear();
+        ClearReportPolicy(&rec);  // a probe is no delivery attempt
         SetAttemptTls(&rec, p.session.tls);
         rec.outcome = p.session.host_failed ? "host-failed" : "probe-ok";
         rec.code = p.session.code;

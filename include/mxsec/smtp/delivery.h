@@ -75,6 +75,9 @@ void SetReportPolicy(AttemptRecord* record, const DomainPolicy& policy, const Mx
 // under which policy (SetReportPolicy); the caller adds TLS and outcome.
 AttemptRecord SessionAttemptRecord(const DomainPolicy& policy, const MxPolicy& mx, const std::string& address,
                                    uint16_t port, int64_t now);
+// Takes the report fields out: a record TLS reports do not count (a probe,
+// a session whose policy the sender set aside).
+void ClearReportPolicy(AttemptRecord* record);
 // The TLS fields of `record` from a session's TlsInfo (none without TLS).
 void SetAttemptTls(AttemptRecord* record, const TlsInfo& tls);
 
