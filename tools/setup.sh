@@ -9,12 +9,14 @@ set -euo pipefail
 packages=(
   # build
   build-essential meson ninja-build pkg-config cmake
-  libldns-dev libgnutls28-dev libcurl4-gnutls-dev nlohmann-json3-dev doctest-dev libsqlite3-dev
+  libldns-dev libgnutls28-dev libcurl4-gnutls-dev nlohmann-json3-dev doctest-dev libsqlite3-dev libpq-dev
   zlib1g-dev
   # fuzzing (tools/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   # test bed: DNS, DNSSEC tools, HTTPS, certificates
   nsd unbound ldnsutils knot-dnsutils nginx-light gnutls-bin openssl ca-certificates curl iproute2
+  # shared state of a fleet (state_backend = postgresql://): a server on loopback
+  postgresql
   # SMTP peers for the delivery tests, and the comparison tools of tools/bench
   postfix swaks python3 python3-aiosmtpd msmtp postfix-mta-sts-resolver
   # real programs that submit through sendmail(1) (tests/integration/test_sendmail.py)
