@@ -4,8 +4,15 @@ The command line tools/run-tests.sh gives each suite (--mxsec PATH [--testbed DI
 [unittest args]), the test bed's location and its start/stop, and the closing line
 "integration: N passed, M failed" that run-tests.sh counts. A skipped test counts as
 failed: a test that did not run proves nothing.
+
+PostgreSQL (the shared state of a fleet, state_backend = postgresql://...) runs only in
+a test bed started with start_testbed(TB, postgres=True) (or TB_PG=1 in the environment):
+pg_uri() and pg_passfile() say how mxsec reaches it, psql() queries it as mxsec does,
+pg_stop() and pg_start() take it away and bring it back with its data.
 """
 import argparse
+import csv
+import io
 import glob
 import json
 import os
@@ -21,8 +28,13 @@ TESTBED = os.path.join(ROOT, "tools", "testbed", "testbed.sh")
 TB = None   # the test bed directory of this run (main() sets it)
 
 
-def start_testbed(tb):
-    subprocess.run([TESTBED, "start", tb], check=True)
+def start_testbed(tb, postgres=False):
+    """Starts the test bed in TB (a fresh one); with POSTGRES also its PostgreSQL server
+    (TB_PG=1 of testbed.sh: it adds about a second, so only the suites that use it ask)."""
+    env = dict(os.environ)
+    if postgres:
+        env["TB_PG"] = "1"
+    subprocess.run([TESTBED, "start", tb], check=True, env=env)
 
 
 def stop_testbed(tb):
@@ -101,6 +113,86 @@ def postfix_settle(timeout=20):
     while postfix_queue_files() and time.monotonic() < deadline:
         time.sleep(0.1)
     return not postfix_queue_files()
+
+
+def testbed_env():
+    """The variables of the test bed's DIR/env.sh (TB_CONF, TB_MAILDIR, ...; TB_PG_URI,
+    TB_PG_PASSFILE, ... when it runs PostgreSQL) as a dict, read by the shell that sources it."""
+    out = subprocess.run(["bash", "-c", '. "$1" && env -0', "env.sh", os.path.join(TB, "env.sh")],
+                         check=True, capture_output=True,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}).stdout
+    pairs = (e.split("=", 1) for e in out.decode().split("\0") if "=" in e)
+    return {k: v for k, v in pairs if k.startswith("TB_")}
+
+
+def pg_env():
+    """The TB_PG_* variables of the test bed; an error if it runs no PostgreSQL."""
+    env = testbed_env()
+    if env.get("TB_PG") != "1":
+        raise AssertionError("the test bed in %s runs no PostgreSQL: the suite must start it with "
+                             "start_testbed(TB, postgres=True)" % TB)
+    return env
+
+
+def pg_uri():
+    """What mxsec's state_backend names: postgresql://mxsec@ADDR:PORT/mxsec (no password)."""
+    return pg_env()["TB_PG_URI"]
+
+
+def pg_passfile():
+    """The passfile (host:port:db:user:password, mode 0600) with the password of role mxsec."""
+    return pg_env()["TB_PG_PASSFILE"]
+
+
+def pg_stop():
+    """Stops the test bed's PostgreSQL (fast shutdown: open sessions are cut); the data is kept."""
+    subprocess.run([TESTBED, "pg-stop", TB], check=True)
+
+
+def pg_start():
+    """Starts it again on the same data; returns once role mxsec can log in."""
+    subprocess.run([TESTBED, "pg-start", TB], check=True)
+
+
+class PsqlError(Exception):
+    """psql failed (server down, SQL error, ...); the message has psql's own words."""
+
+    def __init__(self, returncode, stderr):
+        super().__init__("psql exit %d: %s" % (returncode, stderr.strip()))
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+PSQL_NULL = "@NULL@-%s" % uuid.uuid4().hex   # psql's text for NULL, told apart from every value
+
+
+def psql(sql, admin=False, timeout=60):
+    """Runs SQL (one string; several statements run as one transaction, the rows are those of the
+    last) and returns its rows: lists of str, None for NULL. As mxsec connects: role mxsec over
+    TCP, the password from the passfile only; with ADMIN, as the superuser on the server's unix
+    socket (peer authentication, run as its system user). Raises PsqlError when psql fails."""
+    e = pg_env()
+    args = [os.path.join(e["TB_PG_BIN"], "psql"), "-X", "-w", "-q", "-t", "--csv", "-v", "ON_ERROR_STOP=1",
+            "-P", "null=" + PSQL_NULL]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    if admin:
+        args = (["runuser", "-u", e["TB_PG_OS_USER"], "--"] + args +
+                ["-h", e["TB_PG_SOCKDIR"], "-p", e["TB_PG_PORT"], "-U", e["TB_PG_OS_USER"], "-d", e["TB_PG_DB"]])
+    else:
+        args += ["-d", e["TB_PG_URI"]]
+        env["PGPASSFILE"] = e["TB_PG_PASSFILE"]
+        env["PGCONNECT_TIMEOUT"] = "5"
+    r = subprocess.run(args + ["-c", sql], capture_output=True, env=env, timeout=timeout, cwd="/")
+    if r.returncode != 0:
+        raise PsqlError(r.returncode, r.stderr.decode(errors="replace"))
+    rows = csv.reader(io.StringIO(r.stdout.decode()))
+    return [[None if v == PSQL_NULL else v for v in row] for row in rows]
+
+
+def pg_reset():
+    """Drops everything role mxsec owns in its database (the tables mxsec created): the next
+    mxsec host starts on an empty shared state, without a restart of the server."""
+    psql("DROP OWNED BY CURRENT_USER")
 
 
 def main(suite):

@@ -12,6 +12,9 @@
 #   testbed.sh del-txt DIR OWNER        remove the TXT RRset of OWNER (in sts.test), same reload/flush
 #   TB_BULK=N testbed.sh start DIR      also create N benchmark domains bK.dane.test (DANE-EE) and
 #                                       bK.sts.test (MTA-STS enforce), K = 1..N (tools/bench)
+#   TB_PG=1 testbed.sh start DIR        also run PostgreSQL (mxsec's state_backend for a fleet; DIR/pg)
+#   testbed.sh pg-stop  DIR             stop that PostgreSQL (fast shutdown), its data kept
+#   testbed.sh pg-start DIR             start it again on the same data; returns once mxsec's role logs in
 #
 # What it is: real servers on 127.0.0.0/8, nothing faked, nothing outside DIR (pid files, logs, keys, zones,
 # temp paths, mail; needs root for ports 25/53/443; DIR gets mode go+x for Postfix's unprivileged processes):
@@ -21,11 +24,12 @@
 #   - nginx serving the MTA-STS policies DIR/www/<domain>/.well-known/mta-sts.txt (private CA DIR/pki/ca.pem)
 #   - Postfix, a private instance, the honest receiving MTA: three smtpd listeners, one catch-all Maildir
 #   - smtp_server.py: scripted SMTP servers, one behaviour per address, each accepted message kept as JSON
+#   - with TB_PG=1, PostgreSQL: role and database mxsec, password in the passfile DIR/pg/pgpass (lib/postgres.sh)
 # tools/testbed/README says what each one does in detail, the address plan, and every domain of the test bed
 # with the decision and delivery outcome a correct client reaches (the integration tests are written against
 # it). The data lives beside this script: zones/*.zone (zone data), conf/* (daemon configurations, mxsec.conf,
 # env.sh), www/ (MTA-STS policies); templates name their variables @NAME@, filled in by subst(). The code that
-# writes and runs each part is in lib/: pki.sh, dns.sh, web.sh, postfix.sh, daemons.sh.
+# writes and runs each part is in lib/: pki.sh, dns.sh, web.sh, postfix.sh, daemons.sh, postgres.sh.
 #
 # Files in DIR: mxsec.conf (config for mxsec against this bed), env.sh (TB_DIR TB_NSD TB_UNBOUND TB_REFUSED
 # TB_UNBOUND_NOVAL TB_NGINX TB_CA TB_SMTP_DANE TB_SMTP_INSECURE TB_SMTP_STS TB_CONF TB_MAILDIR TB_MAILLOG
@@ -34,6 +38,7 @@
 # NAME-chain.pem (leaf + CA); web.{pem,key}; tlsa.txt), dns/ (zones, keys, nsd/unbound configs, pid files and
 # logs), nginx/ (config, pid, logs), www/<domain>/.well-known/mta-sts.txt (tests may overwrite these),
 # postfix/ (etc/ spool/ data/ mail/catchall/ maillog), smtp/ (server.pid server.log <mode>/<n>.json),
+# pg/ (TB_PG=1: data/ run/ postgres.log pgpass; env.sh then also has TB_PG_URI TB_PG_PASSFILE TB_PG_ADDR ...),
 # setup.log (output of the tools).
 set -euo pipefail
 export LC_ALL=C
@@ -52,6 +57,7 @@ TLSRPT_MANY_ADDRS=$(for i in $(seq 10 29); do printf '127.0.54.%s ' "$i"; done) 
 SMTP_DANE_ADDR=127.0.55.1
 SMTP_INSECURE_ADDR=127.0.55.2
 SMTP_STS_ADDR=127.0.55.3
+PG_ADDR=127.0.57.1      # PostgreSQL (TB_PG=1), TCP only
 # scripted SMTP servers (smtp_server.py): one behaviour (mode) per address
 SCRIPTED_MODES=(nostarttls inject greet421 rcpt silent hsfail wrongname expired requiretls)
 declare -A SCRIPTED=([nostarttls]=127.0.56.1 [inject]=127.0.56.2 [greet421]=127.0.56.3 [rcpt]=127.0.56.4
@@ -60,6 +66,7 @@ declare -A SCRIPTED=([nostarttls]=127.0.56.1 [inject]=127.0.56.2 [greet421]=127.
 DNS_PORT=53
 HTTPS_PORT=443
 SMTP_PORT=25
+PG_PORT=5432
 # myhostname of each Postfix listener: named in its Received: header ("by NAME") and its banner
 PF_NAME_DANE=dane.postfix.testbed
 PF_NAME_INSECURE=insecure.postfix.testbed
@@ -80,13 +87,13 @@ declare -A ALG_OF=([rsasha256]=RSASHA256 [rsasha512]=RSASHA512 [ecdsap384]=ECDSA
 DAEMONS=(smtp postfix nginx unbound-noval unbound dnsstrip nsd-refused nsd)   # stop order
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # One file per concern: what each writes or runs (they use what this file defines)
-for lib in daemons pki dns web postfix; do . "$HERE/lib/$lib.sh"; done
+for lib in daemons pki dns web postfix postgres; do . "$HERE/lib/$lib.sh"; done
 
 prog=${0##*/}
 msg() { echo "$prog: $*" >&2; }
 die() { echo "$prog: error: $*" >&2; exit 1; }
 usage() {
-    sed -n '3,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -100,6 +107,7 @@ cmd_stop() {
     d=$(resolve_dir "${1:-}")
     [ -d "$d" ] || return 0
     local n
+    [ -d "$d/pg" ] && pg_stop_server "$d"
     for n in "${DAEMONS[@]}"; do stop_daemon "$d" "$n"; done
     # nsd's children (xfrd, serve) leave shortly after the main process
     local i
@@ -139,7 +147,29 @@ cmd_status() {
             rc=1
         fi
     done
+    if [ -d "$d/pg/data" ]; then
+        if pid=$(pg_running_pid "$d"); then echo "postgres: running (pid $pid)"; else echo "postgres: not running"; rc=1; fi
+    fi
     return $rc
+}
+
+# pg-stop / pg-start: the test bed's PostgreSQL alone, its data kept (tests of a database that goes away)
+cmd_pg() {  # stop|start DIR
+    local d pid
+    d=$(resolve_dir "${2:-}")
+    [ -f "$d/$MARKER" ] || die "no test bed in $d"
+    [ -f "$d/pg/data/PG_VERSION" ] || die "the test bed in $d has no PostgreSQL (start it with TB_PG=1)"
+    if [ "$1" = stop ]; then
+        pg_stop_server "$d"
+        return 0
+    fi
+    if pid=$(pg_running_pid "$d"); then
+        msg "postgres of $d already running (pid $pid)"
+        return 0
+    fi
+    SETUP_LOG=$d/setup.log
+    check_free "$PG_ADDR" "$PG_PORT" t postgres
+    pg_start_server "$d"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,6 +189,7 @@ run() {  # run a tool, output to setup.log; on failure show the tail of its outp
 on_start_exit() {
     local rc=$?
     if [ "$START_OK" != 1 ] && [ -n "$TB" ]; then
+        pg_init_abort
         msg "start failed (exit $rc): stopping what was started in $TB; tool output in $SETUP_LOG"
         cmd_stop "$TB" 2>/dev/null || true
         [ "$rc" = 0 ] && exit 1
@@ -216,6 +247,7 @@ prepare_dir() {
     fi
     mkdir -p "$TB"
     touch "$TB/$MARKER"
+    [ "$PG" = 1 ] && pg_bin >/dev/null
     mkdir -p "$TB"/{dns,pki,nginx,www,state,queue,postfix,smtp}
     SETUP_LOG=$TB/setup.log
     : > "$SETUP_LOG"
@@ -234,6 +266,8 @@ check_ports() {  # every address and port the test bed serves is free
     check_free "$SMTP_INSECURE_ADDR" "$SMTP_PORT" t postfix
     check_free "$SMTP_STS_ADDR" "$SMTP_PORT" t postfix
     for m in "${SCRIPTED_MODES[@]}"; do check_free "${SCRIPTED[$m]}" "$SMTP_PORT" t "smtp_server.py $m"; done
+    [ "$PG" = 1 ] && check_free "$PG_ADDR" "$PG_PORT" t postgres
+    return 0
 }
 
 start_daemons() {  # in dependency order, each answering its probe before the next starts
@@ -249,15 +283,20 @@ start_daemons() {  # in dependency order, each answering its probe before the ne
     for m in "${SCRIPTED_MODES[@]}"; do listen+=(--listen "$m=${SCRIPTED[$m]}:$SMTP_PORT"); done
     start_daemon smtp probe_smtp /usr/bin/python3 "$HERE/smtp_server.py" --dir "$TB" \
         --pidfile "$TB/smtp/server.pid" "${listen[@]}"
+    [ "$PG" = 1 ] && pg_timed pg_start_server "$TB" init
+    return 0
 }
 
 cmd_start() {
     local t0=$SECONDS
     BULK=${TB_BULK:-0}   # benchmark domains bN.dane.test and bN.sts.test, N = 1..TB_BULK
     [[ $BULK =~ ^[0-9]+$ ]] || die "TB_BULK must be a number"
+    PG=${TB_PG:-0}       # PostgreSQL in DIR/pg (lib/postgres.sh)
+    [[ $PG =~ ^[01]$ ]] || die "TB_PG must be 0 or 1"
     TB=$(resolve_dir "${1:-}")
     prepare_dir
     check_ports
+    [ "$PG" = 1 ] && pg_timed pg_init_begin   # initdb works in the background from here to write_postgres
     SERIAL=$(date +%s)
     make_pki
     write_zones
@@ -269,10 +308,13 @@ cmd_start() {
     write_nginx_conf
     write_postfix_conf
     write_client_files
+    [ "$PG" = 1 ] && pg_timed write_postgres
     start_daemons
     START_OK=1
     trap - EXIT
-    msg "test bed running in $TB ($((SECONDS - t0)) s): source $TB/env.sh; mxsec --config $TB/mxsec.conf"
+    local pg_note=
+    [ "$PG" = 1 ] && pg_note=$(printf '; PostgreSQL %d.%d s of it' $((PG_US / 1000000)) $((PG_US / 100000 % 10)))
+    msg "test bed running in $TB ($((SECONDS - t0)) s$pg_note): source $TB/env.sh; mxsec --config $TB/mxsec.conf"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -356,5 +398,7 @@ case ${1:-} in
     status)  [ $# -eq 2 ] || usage; cmd_status "$2" ;;
     set-txt) [ $# -eq 4 ] || usage; cmd_edit_txt set "$2" "$3" "$4" ;;
     del-txt) [ $# -eq 3 ] || usage; cmd_edit_txt del "$2" "$3" ;;
+    pg-stop)  [ $# -eq 2 ] || usage; cmd_pg stop "$2" ;;
+    pg-start) [ $# -eq 2 ] || usage; cmd_pg start "$2" ;;
     *)       usage ;;
 esac
