@@ -148,7 +148,12 @@ cmd_status() {
         fi
     done
     if [ -d "$d/pg/data" ]; then
-        if pid=$(pg_running_pid "$d"); then echo "postgres: running (pid $pid)"; else echo "postgres: not running"; rc=1; fi
+        if pid=$(pg_running_pid "$d"); then
+            echo "postgres: running (pid $pid)"
+        else
+            echo "postgres: not running"
+            rc=1
+        fi
     fi
     return $rc
 }
@@ -241,13 +246,13 @@ prepare_dir() {
              postfix postconf runuser /usr/bin/python3; do
         command -v "$c" >/dev/null || die "missing tool: $c"
     done
+    [ "$PG" = 1 ] && pg_bin >/dev/null   # dies when no server is installed
     if [ -f "$TB/$MARKER" ]; then
         cmd_stop "$TB"
         find "$TB" -mindepth 1 -delete
     fi
     mkdir -p "$TB"
     touch "$TB/$MARKER"
-    [ "$PG" = 1 ] && pg_bin >/dev/null
     mkdir -p "$TB"/{dns,pki,nginx,www,state,queue,postfix,smtp}
     SETUP_LOG=$TB/setup.log
     : > "$SETUP_LOG"

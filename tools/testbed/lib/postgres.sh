@@ -1,7 +1,8 @@
 # postgres.sh - part of tools/testbed/testbed.sh, sourced by it (not run alone):
-# the PostgreSQL server of the test bed, started only when asked (TB_PG=1: initdb and start add about 2 s to
-# every start, which the suites that do not use it should not pay). It holds the shared state of a fleet of
-# mxsec hosts (state_backend = postgresql://...): one cluster in DIR/pg, run by an unprivileged system user
+# the PostgreSQL server of the test bed, started only when asked (TB_PG=1: initdb alone takes 1.5-2.5 s on this
+# 2-CPU machine under load; run in the background while the zones are signed, PostgreSQL still adds 0.5-1 s and
+# about 1 s of CPU to a start, which the suites that do not use it should not pay). It holds the shared state of
+# a fleet of mxsec hosts (state_backend = postgresql://...): one cluster in DIR/pg, run by an unprivileged system user
 # (the server refuses to run as root), TCP on $PG_ADDR:$PG_PORT only; mxsec logs in as role $PG_ROLE to the
 # database $PG_DB it owns, its password (random per start) checked by SCRAM and kept only in the passfile
 # DIR/pg/pgpass. The superuser (named like the system user) logs in by peer on the socket in DIR/pg/run only.
