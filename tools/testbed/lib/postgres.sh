@@ -14,7 +14,7 @@ PG_ROLE=mxsec
 PG_DB=mxsec
 PG_URI=postgresql://$PG_ROLE@$PG_ADDR:$PG_PORT/$PG_DB
 PG_OWN_USER=mxsec-testpg   # created when the system has no "postgres" user (Debian's, of the postgresql package)
-PG_WAIT=30                 # seconds pg_ctl waits for the server to accept connections (start) or to exit (stop)
+PG_WAIT=30                 # seconds the server has to accept connections (pg_ctl start) or to exit (fast shutdown)
 
 PG_US=0   # microseconds spent on PostgreSQL during start (pg_timed), reported in its last line
 pg_timed() { local t=${EPOCHREALTIME/./}; "$@"; PG_US=$((PG_US + ${EPOCHREALTIME/./} - t)); }
