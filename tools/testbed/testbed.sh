@@ -57,7 +57,7 @@ TLSRPT_MANY_ADDRS=$(for i in $(seq 10 29); do printf '127.0.54.%s ' "$i"; done) 
 SMTP_DANE_ADDR=127.0.55.1
 SMTP_INSECURE_ADDR=127.0.55.2
 SMTP_STS_ADDR=127.0.55.3
-PG_ADDR=127.0.57.1      # PostgreSQL (TB_PG=1), TCP only
+PG_ADDR=127.0.58.1      # PostgreSQL (TB_PG=1), TCP only (127.0.57.x: servers the suites start themselves)
 # scripted SMTP servers (smtp_server.py): one behaviour (mode) per address
 SCRIPTED_MODES=(nostarttls inject greet421 rcpt silent hsfail wrongname expired requiretls)
 declare -A SCRIPTED=([nostarttls]=127.0.56.1 [inject]=127.0.56.2 [greet421]=127.0.56.3 [rcpt]=127.0.56.4
