@@ -47,7 +47,7 @@ done
 
 # 2. Each public header compiles alone (with the project's dependencies'
 # include paths), so its includes are its own and its contract is complete.
-cflags=$(pkg-config --cflags ldns gnutls libcurl sqlite3 nlohmann_json 2>/dev/null)
+cflags=$(pkg-config --cflags ldns gnutls libcurl sqlite3 libpq nlohmann_json 2>/dev/null)
 for h in $(find include/mxsec -name '*.h' | sort); do
   if ! echo "#include \"${h#include/}\"" |
       ${CXX:-g++} -std=c++20 -fsyntax-only -Iinclude $cflags -x c++ - 2>/tmp/check-layers.$$; then

@@ -52,6 +52,7 @@ const char* kUsage =
     "  stats [--since DURATION] [--json|--prometheus PATH] [DOMAIN...]  share of mail authenticated, encrypted, clear\n"
     "  survey [--concurrency N] [--rate R/s] [--probe|--no-probe] [--out FILE.jsonl] [--json] [--svg FILE] FILE\n"
     "                              how the domains of FILE protect inbound mail (DANE, MTA-STS, STARTTLS)\n"
+    "  db init|migrate|status      the shared state's schema on PostgreSQL (state_backend = postgresql://...)\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {
@@ -362,6 +363,7 @@ int RunCommand(const CommandLine& cl, const Config& cfg, bool privileged) {
   if (command == "tlsrpt") return RunTlsrpt(g, cfg, cl.args);
   if (command == "stats") return RunStats(g, cfg, cl.args);
   if (command == "survey") return RunSurveyCommand(g, cfg, cl.args);
+  if (command == "db") return RunDb(g, cfg, cl.args);
   if (command == "mta-sts") return RunMtaSts(g, cfg, cl.args);
   if (command == "queue") return RunQueueCommand(g, cfg, cl.args, privileged);
   return Fail(EX_USAGE, "unknown command \"" + command + "\"\n" + kUsage);

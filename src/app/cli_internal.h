@@ -71,6 +71,7 @@ int RunServe(const GlobalOptions& g, const Config& cfg, const std::vector<std::s
 int RunTlsrpt(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunMtaSts(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunStats(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
+int RunDb(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 int RunSurveyCommand(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args);
 
 }  // namespace mxsec

@@ -4,6 +4,7 @@
 // the program with a message naming file, line and key, never fall back to a
 // default that may be weaker than what the administrator meant.
 #include "mxsec/base/config.h"
+#include "mxsec/base/pg.h"
 
 #include <arpa/inet.h>
 
@@ -217,6 +218,25 @@ const std::map<std::string, Setter>& Setters() {
        }},
       {"state_dir", Str(&Config::state_dir, false)},
       {"queue_dir", Str(&Config::queue_dir, false)},
+      {"state_backend",
+       [](const std::string& v, Config* c, std::string* why) {
+         if (v == "sqlite") { c->state_backend = v; return true; }
+         auto pg = ParsePgConnectionString(v);
+         if (!pg.ok()) { *why = "\"sqlite\" or a PostgreSQL connection string: " + pg.status().message(); return false; }
+         c->state_backend = pg.value();
+         return true;
+       }},
+      {"state_backend_passfile", Str(&Config::state_backend_passfile)},
+      {"state_backend_connect_timeout", Duration(&Config::state_backend_connect_timeout, 2, 300)},
+      {"state_backend_statement_timeout", Duration(&Config::state_backend_statement_timeout, 1, 3600)},
+      {"state_host_name",
+       [](const std::string& v, Config* c, std::string* why) {
+         if (v.empty()) { c->state_host_name.clear(); return true; }
+         auto n = NormalizeHostName(v);
+         if (!n.ok()) { *why = n.error(); return false; }
+         c->state_host_name = n.value();
+         return true;
+       }},
       {"dane", Bool(&Config::dane)},
       {"mta_sts", Bool(&Config::mta_sts)},
       {"local_policy_file", Str(&Config::local_policy_file)},

@@ -33,6 +33,15 @@ struct Config {
   std::string helo_name;  // empty: the host's FQDN
   std::string state_dir = "/var/lib/mxsec";
   std::string queue_dir = "/var/spool/mxsec";
+  // Where the state a fleet of hosts may share lives (pg_schema.h): "sqlite"
+  // (files in state_dir, this host only) or a PostgreSQL connection string
+  // (no password in it: state_backend_passfile, else PGPASSFILE). The queue
+  // stays in queue_dir on every host.
+  std::string state_backend = "sqlite";
+  std::string state_backend_passfile;
+  int state_backend_connect_timeout = 5;     // seconds
+  int state_backend_statement_timeout = 10;  // seconds, per statement
+  std::string state_host_name;               // empty: helo_name, else the host's name
   bool dane = true;
   bool mta_sts = true;
   std::string local_policy_file;
