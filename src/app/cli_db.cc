@@ -50,7 +50,7 @@ int RunDb(const GlobalOptions& /*g*/, const Config& cfg, const std::vector<std::
   const std::string& what = args[0];
   if (!IsPgBackend(cfg.state_backend)) {
     return Fail(EX_CONFIG, "db " + what + ": state_backend is \"" + cfg.state_backend +
-                               "\" (" + cfg.source + "): the db command manages a PostgreSQL backend only");
+                               "\" in " + cfg.source + ": the db command manages a PostgreSQL backend only");
   }
   Result<PgConnection> c = PgConnection::Connect(PgOptionsOf(cfg));
   if (!c.ok()) return Fail(ExitCodeOf(c.status()), "db " + what + ": " + c.error());
