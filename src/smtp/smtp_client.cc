@@ -33,6 +33,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "mxsec/smtp/smtp_trouble.h"
 #include "mxsec/smtp/session_cache.h"
@@ -678,13 +679,14 @@ std::unique_ptr<ParkedSmtpSession> NewParkedSession(const std::string& address, 
                                                     const SessionOptions& options, int64_t now,
                                                     TlsSessionStore* tls_sessions, const std::string& key,
                                                     SessionResult* failed) {
-  std::string resume = tls_sessions ? tls_sessions->Take(key).value_or("") : "";
+  std::string resume = tls_sessions ? tls_sessions->Get(key).value_or("") : "";
   for (;;) {
     auto parked = std::make_unique<ParkedSmtpSession>(options, now);
     Session& s = parked->session();
-    s.resume_data = std::move(resume);
+    s.resume_data = std::exchange(resume, std::string());
     PhaseResult phase = StartSession(s, address, port);
-    // After the EHLO that follows the handshake: a TLS 1.3 ticket has come with its reply.
+    // After the EHLO that follows the handshake: a TLS 1.3 ticket has come with its reply. A resumed
+    // session without a new ticket leaves the one it used in the store.
     if (!phase.failed() && tls_sessions && s.result.tls.verified)
       (void)tls_sessions->Put(key, s.conn.ResumptionData());
     if (!phase.failed() && options.requiretls) {
@@ -713,8 +715,13 @@ std::string SessionCacheKey(const std::string& address, uint16_t port, const Ses
                                std::string(o.no_tls ? "plain" : "tls"), std::string(o.requiretls ? "rt" : "-"),
                                o.sni, o.pkix_host, o.ca_file, o.required_by})
     AppendKeyField(&key, f);
-  AppendKeyField(&key, std::to_string(o.tlsa.size()));
-  for (const TlsaRecord& t : o.tlsa) AppendKeyField(&key, t.ToString());
+  // An RRset is a set (RFC 2181 §5): the same records in another order, as
+  // DNS answers come, are the same policy and the same key.
+  std::vector<std::string> tlsa;
+  for (const TlsaRecord& t : o.tlsa) tlsa.push_back(t.ToString());
+  std::sort(tlsa.begin(), tlsa.end());
+  AppendKeyField(&key, std::to_string(tlsa.size()));
+  for (const std::string& t : tlsa) AppendKeyField(&key, t);
   AppendKeyField(&key, std::to_string(o.dane_names.size()));
   for (const std::string& n : o.dane_names) AppendKeyField(&key, n);
   AppendKeyField(&key, std::to_string(o.pkix_names.size()));

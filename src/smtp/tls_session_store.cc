@@ -25,21 +25,21 @@ void TlsSessionStore::EraseLocked(const std::string& key) {
   by_key_.erase(it);
 }
 
-std::optional<std::string> TlsSessionStore::Take(const std::string& key) {
+std::optional<std::string> TlsSessionStore::Get(const std::string& key) {
   std::lock_guard<std::mutex> l(mu_);
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return std::nullopt;
-  Entry e = std::move(*it->second);
-  entries_.erase(it->second);
-  by_key_.erase(it);
-  if (now_ms_() - e.stored_ms > limits_.max_age_ms) return std::nullopt;
-  return std::move(e.data);
+  if (now_ms_() - it->second->stored_ms > limits_.max_age_ms) {
+    EraseLocked(key);
+    return std::nullopt;
+  }
+  return it->second->data;
 }
 
 bool TlsSessionStore::Put(const std::string& key, std::string data) {
+  if (data.empty() || data.size() > limits_.max_bytes || limits_.max_entries == 0) return false;
   std::lock_guard<std::mutex> l(mu_);
   EraseLocked(key);
-  if (data.empty() || data.size() > limits_.max_bytes || limits_.max_entries == 0) return false;
   const int64_t now = now_ms_();
   // Expired entries first, then the oldest, until there is room.
   while (!entries_.empty() &&

@@ -7,11 +7,16 @@ smtp_connection_cache_on_demand = no, so that every message needs a connection a
 of its own). What is checked, from both ends:
   - mxsec: one "DOMAIN: HOST[ADDR]:25: TLS session resumed (TLS1.3, dane verified again)" line per
     resumed session (the queue run's log on stderr);
-  - Postfix: its Received: header describes the handshake, "(using TLSv1.3 with cipher ...
-    key-exchange X25519 server-signature ECDSA (P-256) server-digest SHA256)"; a resumed TLS 1.3
-    session (PSK with (EC)DHE, RFC 8446 §2.2) has no server signature, so the header of a resumed
-    session lacks "server-signature". Postfix logs "Reusing old session" only at
+  - Postfix: its Received: header (and its "TLS connection established" log line, at
+    smtpd_tls_loglevel 1) describes the handshake, "(using TLSv1.3 with cipher ... key-exchange
+    ECDHE (prime256v1) server-signature ECDSA (prime256v1) server-digest SHA256)"; in a resumed
+    session the server signs nothing (PSK with (EC)DHE, RFC 8446 §2.2) and Postfix has no digest to
+    name: the header lacks "server-digest" (found against Postfix 3.7 with OpenSSL 3; the key type
+    is still named, from the certificate). Postfix logs "Reusing old session" only at
     smtpd_tls_loglevel 2; the test bed runs 1.
+Found here: Postfix 3.7 (OpenSSL 3) sends tickets after a full handshake only, none in a resumed
+session, so the client offers the first ticket again (tls_session_store.h); with single-use tickets
+every other session would be a full handshake.
 
 Usage: test_resume.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
@@ -87,8 +92,8 @@ def received_headers(tok, count):
 
 
 def full_handshakes(headers, domain):
-    """How many of the messages to DOMAIN came over a full TLS 1.3 handshake (a server signature)."""
-    return sum(1 for rcpt, h in headers.items() if rcpt.endswith("@" + domain) and "server-signature" in h)
+    """How many of the messages to DOMAIN came over a full TLS 1.3 handshake (a signature digest)."""
+    return sum(1 for rcpt, h in headers.items() if rcpt.endswith("@" + domain) and " server-digest " in h)
 
 
 def resumed_lines(stderr, domain):
@@ -169,8 +174,7 @@ class ResumeTest(unittest.TestCase):
         dane = ["c%d-%s@ee.dane.test" % (i, tok) for i in range(3)]
         r, headers = self.run_queue(q, dane, tok)
         self.assertNotIn(b"TLS session resumed", r.stderr, diag(r))
-        # One session: every message's header names the same handshake (one client port is not in it;
-        # the full-handshake mark is): all three carry the server signature.
+        # One session, one full handshake: its mark is in all three messages' headers.
         self.assertEqual(full_handshakes(headers, "ee.dane.test"), 3, headers)
 
 

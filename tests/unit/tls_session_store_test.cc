@@ -23,16 +23,16 @@ struct FakeClock {
 
 }  // namespace
 
-TEST_CASE("tls_session_store: data goes to one taker, only under its own key") {
+TEST_CASE("tls_session_store: data only under its own key, offered until replaced") {
   FakeClock clock;
   TlsSessionStore store({}, clock.Fn());
   CHECK(store.Put("key-a", "ticket-a"));
-  CHECK_FALSE(store.Take("key-b").has_value());
-  CHECK_FALSE(store.Take("key-a;").has_value());
-  CHECK(store.Take("key-a").value_or("") == "ticket-a");
-  // Used once (RFC 8446 §C.4): gone for the next caller until put back.
-  CHECK_FALSE(store.Take("key-a").has_value());
-  CHECK(store.size() == 0);
+  CHECK_FALSE(store.Get("key-b").has_value());
+  CHECK_FALSE(store.Get("key-a;").has_value());
+  CHECK_FALSE(store.Get("key-").has_value());
+  CHECK(store.Get("key-a").value_or("") == "ticket-a");
+  CHECK(store.Get("key-a").value_or("") == "ticket-a");
+  CHECK(store.size() == 1);
 }
 
 TEST_CASE("tls_session_store: Put replaces the entry of its key; Forget removes it") {
@@ -41,11 +41,12 @@ TEST_CASE("tls_session_store: Put replaces the entry of its key; Forget removes 
   CHECK(store.Put("k", "old"));
   CHECK(store.Put("k", "new"));
   CHECK(store.size() == 1);
-  CHECK(store.Take("k").value_or("") == "new");
+  CHECK(store.Get("k").value_or("") == "new");
   CHECK(store.Put("k", "x"));
   store.Forget("k");
+  CHECK(store.size() == 0);
   store.Forget("never there");
-  CHECK_FALSE(store.Take("k").has_value());
+  CHECK_FALSE(store.Get("k").has_value());
 }
 
 TEST_CASE("tls_session_store: entries older than max_age_ms are never handed out") {
@@ -54,10 +55,9 @@ TEST_CASE("tls_session_store: entries older than max_age_ms are never handed out
   CHECK(TlsSessionStoreLimits::kMaxAgeMs == 3600 * 1000);
   CHECK(store.Put("k", "t"));
   clock.now += TlsSessionStoreLimits::kMaxAgeMs;
-  CHECK(store.Take("k").value_or("") == "t");  // exactly the lifetime: still good
-  CHECK(store.Put("k", "t"));
-  clock.now += TlsSessionStoreLimits::kMaxAgeMs + 1;
-  CHECK_FALSE(store.Take("k").has_value());
+  CHECK(store.Get("k").value_or("") == "t");  // exactly the lifetime: still good
+  clock.now += 1;  // offered again does not make it younger
+  CHECK_FALSE(store.Get("k").has_value());
   CHECK(store.size() == 0);
 }
 
@@ -73,29 +73,34 @@ TEST_CASE("tls_session_store: at most max_entries, the oldest goes first; expire
   }
   CHECK(store.Put("d", "t-d"));
   CHECK(store.size() == 3);
-  CHECK_FALSE(store.Take("a").has_value());
-  CHECK(store.Take("b").value_or("") == "t-b");
+  CHECK_FALSE(store.Get("a").has_value());
+  CHECK(store.Get("b").value_or("") == "t-b");
   CHECK(store.Put("b", "t-b2"));  // b is now the newest
+  CHECK(store.Get("b").value_or("") == "t-b2");
   CHECK(store.Put("e", "t-e"));   // evicts c, the oldest
-  CHECK_FALSE(store.Take("c").has_value());
-  CHECK(store.Take("d").value_or("") == "t-d");
+  CHECK_FALSE(store.Get("c").has_value());
+  CHECK(store.Get("d").value_or("") == "t-d");
+  CHECK(store.size() == 3);
   // Expired entries are dropped when there is a Put, not only when taken.
   clock.now += 2000;
   CHECK(store.Put("f", "t-f"));
   CHECK(store.size() == 1);
-  CHECK(store.Take("f").value_or("") == "t-f");
+  CHECK(store.Get("f").value_or("") == "t-f");
 }
 
-TEST_CASE("tls_session_store: empty or oversized data is not stored, and clears the key") {
+TEST_CASE("tls_session_store: empty or oversized data is not stored and leaves the entry as it was") {
   FakeClock clock;
   TlsSessionStoreLimits limits;
   limits.max_bytes = 8;
   TlsSessionStore store(limits, clock.Fn());
+  CHECK_FALSE(store.Put("j", "123456789"));
+  CHECK_FALSE(store.Put("j", ""));
+  CHECK_FALSE(store.Get("j").has_value());
   CHECK(store.Put("k", "12345678"));
   CHECK_FALSE(store.Put("k", "123456789"));
-  CHECK_FALSE(store.Take("k").has_value());  // the older data is not kept behind a failed Put
-  CHECK_FALSE(store.Put("k", ""));
-  CHECK(store.size() == 0);
+  CHECK_FALSE(store.Put("k", ""));  // a resumed session without a new ticket: the old one stays
+  CHECK(store.Get("k").value_or("") == "12345678");
+  CHECK(store.size() == 1);
   TlsSessionStoreLimits none;
   none.max_entries = 0;
   TlsSessionStore off(none, clock.Fn());
@@ -105,19 +110,24 @@ TEST_CASE("tls_session_store: empty or oversized data is not stored, and clears 
   CHECK(TlsSessionStoreLimits::kMaxBytes == 32768);
 }
 
-TEST_CASE("tls_session_store: concurrent takers of one entry: exactly one gets it") {
-  TlsSessionStore store;
-  for (int round = 0; round < 50; ++round) {
-    REQUIRE(store.Put("k", "ticket"));
-    std::atomic<int> got{0};
-    std::vector<std::thread> threads;
-    for (int i = 0; i < 4; ++i)
-      threads.emplace_back([&] {
-        if (store.Take("k")) ++got;
-      });
-    for (auto& t : threads) t.join();
-    CHECK(got == 1);
-  }
+TEST_CASE("tls_session_store: concurrent writers and readers: every read is one whole entry of its key") {
+  TlsSessionStoreLimits limits;
+  limits.max_entries = 8;
+  TlsSessionStore store(limits);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        const std::string key = "k" + std::to_string((i + t) % 12);
+        if (i % 3 == 0) (void)store.Put(key, "data-" + key);
+        else if (i % 7 == 0) store.Forget(key);
+        else if (auto d = store.Get(key); d && *d != "data-" + key) ++wrong;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(wrong == 0);
+  CHECK(store.size() <= 8);
 }
 
 TEST_CASE("tls_session_store: the connection cache holds one store on its own clock") {
@@ -127,5 +137,5 @@ TEST_CASE("tls_session_store: the connection cache holds one store on its own cl
   SessionCache cache({}, clock.Fn(), limits);
   CHECK(cache.tls_sessions().Put("k", "t"));
   clock.now += 101;
-  CHECK_FALSE(cache.tls_sessions().Take("k").has_value());
+  CHECK_FALSE(cache.tls_sessions().Get("k").has_value());
 }

@@ -31,13 +31,22 @@
 //     A resumed session without that chain is not used: the client starts
 //     a new connection with a full handshake (once) and forgets the entry.
 //
+// A ticket is offered again until the server gives a new one (which
+// replaces it) or it ages out. RFC 8446 §C.4 advises against reuse because
+// it links the connections; here they are linked anyway (the same client
+// and server addresses, one policy), and a server may send no new ticket in
+// a resumed session: Postfix 3.7 with OpenSSL 3 does not, found against the
+// test bed (tests/integration/test_resume.py), so single use would make
+// every other session a full handshake. A server that accepts a ticket only
+// once simply answers the second offer with a full handshake.
+//
 // Promises:
-//   - Take hands an entry to ONE caller and removes it (a ticket is used
-//     once, RFC 8446 §C.4); the caller puts back the data of the session
-//     it then had (a TLS 1.3 server sends a new ticket in every session);
-//   - an entry older than max_age_ms is never handed out; at most
-//     max_entries are held (the oldest goes first); data larger than
-//     max_bytes or empty is not stored; Put under a key replaces its entry.
+//   - Get hands out the data stored under exactly that key, never data
+//     older than max_age_ms (counted from its Put: a ticket offered again
+//     does not grow younger);
+//   - at most max_entries are held (the oldest goes first); empty data, or
+//     data larger than max_bytes, is refused and leaves the key's entry as
+//     it was; Put under a key replaces its entry.
 // Thread-safe.
 #pragma once
 
@@ -75,11 +84,11 @@ class TlsSessionStore {
   TlsSessionStore(const TlsSessionStore&) = delete;
   TlsSessionStore& operator=(const TlsSessionStore&) = delete;
 
-  // The data stored under `key`, removed from the store; nullopt when there
-  // is none or it is older than max_age_ms.
-  std::optional<std::string> Take(const std::string& key);
-  // Stores `data` under `key` (replacing its entry); false when the data is
-  // empty or larger than max_bytes (then the key has no entry).
+  // The data stored under `key`; nullopt when there is none or it is older
+  // than max_age_ms (then it is dropped).
+  std::optional<std::string> Get(const std::string& key);
+  // Stores `data` under `key` (replacing its entry); false, and nothing
+  // changed, when the data is empty or larger than max_bytes.
   bool Put(const std::string& key, std::string data);
   // Removes the entry of `key`, if any.
   void Forget(const std::string& key);
