@@ -696,7 +696,10 @@ std::unique_ptr<ParkedSmtpSession> NewParkedSession(const std::string& address, 
       }
     }
     if (!phase.failed()) return parked;
-    if (tls_sessions && s.result.tls.used && !s.result.tls.verified) tls_sessions->Forget(key);
+    // A session that failed after offering the stored one (a server that chokes on resumption
+    // would fail every time) or failed verification: the next one starts with a full handshake.
+    if (tls_sessions && (!s.resume_data.empty() || (s.result.tls.used && !s.result.tls.verified)))
+      tls_sessions->Forget(key);
     if (s.resumed_without_chain) continue;  // `resume` is empty now: at most once
     *failed = HostFailed(s.result, *phase.failure);
     return nullptr;

@@ -87,8 +87,9 @@ struct TestCert {
 // one transaction, and records for each whether its handshake resumed.
 class TlsServer {
  public:
-  TlsServer(const TestCert& cert, int connections, const char* priority = "NORMAL")
-      : priority_(priority), connections_(connections) {
+  // `broken`: the connection (from 0) that closes at once after the 220 to STARTTLS.
+  TlsServer(const TestCert& cert, int connections, const char* priority = "NORMAL", int broken = -1)
+      : priority_(priority), connections_(connections), broken_(broken) {
     REQUIRE(gnutls_certificate_allocate_credentials(&cred_) == 0);
     REQUIRE(gnutls_certificate_set_x509_key(cred_, const_cast<gnutls_x509_crt_t*>(&cert.crt), 1, cert.key) == 0);
     REQUIRE(gnutls_session_ticket_key_generate(&ticket_key_) == 0);
@@ -102,7 +103,7 @@ class TlsServer {
     port = ntohs(sa.sin_port);
     REQUIRE(listen(listener_, 4) == 0);
     thread_ = std::thread([this] {
-      for (int i = 0; i < connections_; ++i) ServeOne();
+      for (int i = 0; i < connections_; ++i) ServeOne(i == broken_);
     });
   }
   ~TlsServer() {
@@ -141,7 +142,7 @@ class TlsServer {
     else (void)send(fd, s.data(), s.size(), MSG_NOSIGNAL);
   }
 
-  void ServeOne() {
+  void ServeOne(bool broken) {
     int fd = accept(listener_, nullptr, nullptr);
     if (fd < 0) return;
     timeval tv{5, 0};
@@ -156,6 +157,7 @@ class TlsServer {
         Send(fd, tls, tls ? "250 mx.test\r\n" : "250-mx.test\r\n250 STARTTLS\r\n");
       } else if (line == "STARTTLS" && !tls) {
         Send(fd, tls, "220 2.0.0 go ahead\r\n");
+        if (broken) break;
         gnutls_init(&tls, GNUTLS_SERVER | GNUTLS_NO_SIGNAL);
         gnutls_priority_set_direct(tls, priority_, nullptr);
         gnutls_credentials_set(tls, GNUTLS_CRD_CERTIFICATE, cred_);
@@ -187,6 +189,7 @@ class TlsServer {
 
   const char* priority_;
   const int connections_;
+  const int broken_;
   gnutls_certificate_credentials_t cred_ = nullptr;
   gnutls_datum_t ticket_key_{nullptr, 0};
   int listener_ = -1;
@@ -363,4 +366,20 @@ TEST_CASE("tls_resume: smtp_tls_session_cache = no (resume_tls false): nothing s
   }
   CHECK(cache.tls_sessions().size() == 0);
   CHECK(server.Resumed() == std::vector<bool>{false, false});
+}
+
+TEST_CASE("tls_resume: a session that fails after offering the stored session forgets it") {
+  TestCert cert(30);
+  TlsServer server(cert, 3, "NORMAL", 1);
+  SessionCache cache;
+  const SessionOptions o = Dane(cert, "example.org");
+  REQUIRE(Delivered(Deliver(cache, server.port, o)));
+  CHECK(cache.tls_sessions().size() == 1);
+  SessionResult broken = Deliver(cache, server.port, o);  // the handshake fails
+  CHECK(broken.host_failed);
+  CHECK(cache.tls_sessions().size() == 0);
+  SessionResult r3 = Deliver(cache, server.port, o);
+  REQUIRE(Delivered(r3));
+  CHECK_FALSE(r3.tls.resumed);
+  CHECK(server.Resumed() == std::vector<bool>{false, false, false});
 }
