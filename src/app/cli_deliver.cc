@@ -78,6 +78,8 @@ DeliveryOptions DeliveryOptionsFrom(const Config& cfg) {
   o.ca_file = cfg.ca_file;
   o.mx_address_limit = static_cast<size_t>(cfg.smtp_mx_address_limit);
   o.mx_session_limit = static_cast<size_t>(cfg.smtp_mx_session_limit);
+  o.reuse_connection = cfg.smtp_connection_cache_on_demand;
+  o.resume_tls = cfg.smtp_tls_session_cache;
   return o;
 }
 
@@ -286,7 +288,8 @@ void PrintRecipientLines(const std::vector<RecipientOutcome>& outcomes) {
                                              : FormatRelay(o.relay_host, o.relay_address, o.relay_port);
     std::cerr << "mxsec: deliver: " << o.recipient.ToString() << ": status=" << RcptStatusName(o.status)
               << " relay=" << relay << " tls=" << o.tls_status << " cipher=" << TlsWord(o.tls)
-              << " verify=" << (o.tls.used ? o.tls.verification : "none") << " code=" << o.code
+              << " verify=" << (o.tls.used ? o.tls.verification : "none") << (o.tls.resumed ? " resumed=yes" : "")
+              << " code=" << o.code
               << " reply=" << o.reply << "\n";
   }
 }
@@ -306,6 +309,7 @@ std::string DeliverJson(int code, const std::vector<RecipientOutcome>& outcomes)
                                                        {"address", o.relay_address},
                                                        {"port", o.relay_port}};
     r["tls"] = TlsJson(o.tls);
+    if (o.tls.used) r["tls_resumed"] = o.tls.resumed;
     r["tls_status"] = o.tls_status;
     j["recipients"].push_back(r);
   }

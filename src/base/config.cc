@@ -309,6 +309,8 @@ const std::map<std::string, Setter>& Setters() {
       {"smtp_min_data_rate", Int(&Config::smtp_min_data_rate, 1, 100000000)},
       {"smtp_mx_address_limit", Int(&Config::smtp_mx_address_limit, 1, 1000)},
       {"smtp_mx_session_limit", Int(&Config::smtp_mx_session_limit, 1, 100)},
+      {"smtp_connection_cache_on_demand", Bool(&Config::smtp_connection_cache_on_demand)},
+      {"smtp_tls_session_cache", Bool(&Config::smtp_tls_session_cache)},
   };
   return setters;
 }

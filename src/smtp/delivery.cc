@@ -358,6 +358,8 @@ SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx,
   o.tls = mx.tls;
   o.timeouts = options.timeouts;
   o.ca_file = options.ca_file;
+  o.reuse_connection = options.reuse_connection;
+  o.resume_tls = options.resume_tls;
   o.pkix_host = mx.host;
   o.pkix_names = mx.pkix_names;
   o.sni = mx.host;
@@ -595,6 +597,9 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   SessionResult sr = options.session(address, options.port, so, &env, w.clock->Now());
   *rec = SessionRecord(w, mx, address);
   SetAttemptTls(rec, sr.tls);
+  if (sr.tls.resumed)
+    w.Log(w.policy.domain + ": " + FormatRelay(mx.host, address, options.port) + ": TLS session resumed (" +
+          sr.tls.version + ", " + sr.tls.verification + (sr.tls.verified ? " verified again" : " not verified") + ")");
   if (!MayRetryWithoutTls(sr, mx.tls)) return sr;
   SetHostFailed(rec, sr);
   rec->detail += "; retrying without TLS (opportunistic)";

@@ -20,8 +20,8 @@ void CloseAll(std::vector<std::unique_ptr<ReusableSession>>& sessions) {
 
 }  // namespace
 
-SessionCache::SessionCache(SessionCacheLimits limits, std::function<int64_t()> now_ms)
-    : limits_(limits), now_ms_(now_ms ? std::move(now_ms) : SteadyNowMs) {}
+SessionCache::SessionCache(SessionCacheLimits limits, std::function<int64_t()> now_ms, TlsSessionStoreLimits tls_limits)
+    : limits_(limits), now_ms_(now_ms ? std::move(now_ms) : SteadyNowMs), tls_sessions_(tls_limits, now_ms_) {}
 
 SessionCache::~SessionCache() {
   for (Parked& p : parked_) p.session->Close();

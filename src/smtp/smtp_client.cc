@@ -33,6 +33,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "mxsec/smtp/smtp_trouble.h"
 #include "mxsec/smtp/session_cache.h"
@@ -180,8 +181,9 @@ class Connection {
     return reader_.buffered() + static_cast<size_t>(queued > 0 ? queued : 0);
   }
 
-  // Starts TLS on the socket. On failure the connection is unusable.
-  Status StartTls(const std::string& sni, int timeout_ms) {
+  // Starts TLS on the socket, offering to resume the session in
+  // `resume_data` when not empty. On failure the connection is unusable.
+  Status StartTls(const std::string& sni, int timeout_ms, const std::string& resume_data) {
     GnutlsGlobalInit();
     gnutls_certificate_credentials_t cred = nullptr;
     if (gnutls_certificate_allocate_credentials(&cred) < 0) return Status::Error("TLS: cannot allocate credentials");
@@ -195,6 +197,8 @@ class Connection {
       return Status::Error("TLS: priority string rejected");
     if (!sni.empty()) gnutls_server_name_set(s, GNUTLS_NAME_DNS, sni.data(), sni.size());
     gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred_.get());
+    // Data GnuTLS cannot use is not an error: the handshake is then a full one.
+    if (!resume_data.empty()) (void)gnutls_session_set_data(s, resume_data.data(), resume_data.size());
     gnutls_transport_set_int(s, fd_);
     reader_ = ReplyReader();  // nothing from the plaintext phase survives
     auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
@@ -212,6 +216,21 @@ class Connection {
   }
 
   gnutls_session_t tls() const { return tls_.get(); }
+
+  // The data to resume this TLS session on another connection, or "" when
+  // there is none: under TLS 1.3 only once the server sent a ticket (it
+  // does after the handshake; GnuTLS takes it while reading a reply).
+  std::string ResumptionData() const {
+    if (!tls_) return "";
+    if (gnutls_protocol_get_version(tls_.get()) == GNUTLS_TLS1_3 &&
+        !(gnutls_session_get_flags(tls_.get()) & GNUTLS_SFLAGS_SESSION_TICKET))
+      return "";
+    gnutls_datum_t d{nullptr, 0};
+    if (gnutls_session_get_data2(tls_.get(), &d) < 0) return "";
+    std::string data(reinterpret_cast<const char*>(d.data), d.size);
+    gnutls_free(d.data);
+    return data;
+  }
 
   void Bye() {
     if (tls_) gnutls_bye(tls_.get(), GNUTLS_SHUT_WR);
@@ -290,6 +309,8 @@ struct Session {
   const int64_t now;
   EhloCapabilities caps;  // of the last EHLO (empty after HELO)
   SessionResult result;
+  std::string resume_data;          // a TLS session to offer to resume ("": none)
+  bool resumed_without_chain = false;  // resumed, but no chain to verify: the session failed
 };
 
 // Ends the session with the host failed.
@@ -349,6 +370,7 @@ std::vector<DerCertificate> DescribeTls(Session& s) {
   TlsInfo& tls = s.result.tls;
   gnutls_session_t ts = s.conn.tls();
   tls.used = true;
+  tls.resumed = gnutls_session_is_resumed(ts) != 0;
   tls.version = gnutls_protocol_get_name(gnutls_protocol_get_version(ts)) ?: "";
   tls.cipher = gnutls_cipher_get_name(gnutls_cipher_get(ts)) ?: "";
   if (char* d = gnutls_session_get_desc(ts)) {
@@ -432,9 +454,20 @@ PhaseResult NegotiateTls(Session& s) {
     return f ? PhaseResult::Fail(std::move(*f)) : PhaseResult::Continue();
   }
   if (s.conn.PendingPlaintext() > 0) return PhaseResult::Fail(DataBeforeHandshake());
-  Status h = s.conn.StartTls(s.options.sni, timeout);
+  Status h = s.conn.StartTls(s.options.sni, timeout, s.resume_data);
   if (!h.ok()) return PhaseResult::Fail(HandshakeFailed(h, s.demand));
-  return AuthenticateServer(s, DescribeTls(s));
+  std::vector<DerCertificate> chain = DescribeTls(s);
+  if (s.result.tls.resumed && chain.empty() && !s.resume_data.empty()) {
+    // Nothing to authenticate again (tls_session_store.h): not used; the
+    // caller may start over with a full handshake.
+    s.resumed_without_chain = true;
+    s.conn.Bye();
+    VerifyResult v;
+    v.detail = "resumed TLS session without the server's certificate chain";
+    v.failure_type = "validation-failure";
+    return PhaseResult::Fail(VerificationFailed(v, s.demand));
+  }
+  return AuthenticateServer(s, std::move(chain));
 }
 
 // Phase: QUIT, politely and briefly, then the TLS close.
@@ -637,22 +670,40 @@ class ParkedSmtpSession : public ReusableSession {
 };
 
 // A session set up to the point of a transaction, as RunSmtpSession does
-// it, or nullptr with the host's failure in `failed`.
+// it, or nullptr with the host's failure in `failed`. With `tls_sessions`,
+// the TLS session stored under `key` is offered for resumption, and the
+// session's own is stored when its server was authenticated
+// (tls_session_store.h); a resumed session that cannot be authenticated
+// again for want of a chain is dropped for one full handshake.
 std::unique_ptr<ParkedSmtpSession> NewParkedSession(const std::string& address, uint16_t port,
                                                     const SessionOptions& options, int64_t now,
+                                                    TlsSessionStore* tls_sessions, const std::string& key,
                                                     SessionResult* failed) {
-  auto parked = std::make_unique<ParkedSmtpSession>(options, now);
-  Session& s = parked->session();
-  PhaseResult phase = StartSession(s, address, port);
-  if (!phase.failed() && options.requiretls) {
-    if (std::optional<HostFailure> f = RequireTlsNotMet(s.result.tls, s.caps)) {
-      Quit(s);
-      phase = PhaseResult::Fail(std::move(*f));
+  std::string resume = tls_sessions ? tls_sessions->Get(key).value_or("") : "";
+  for (;;) {
+    auto parked = std::make_unique<ParkedSmtpSession>(options, now);
+    Session& s = parked->session();
+    s.resume_data = std::exchange(resume, std::string());
+    PhaseResult phase = StartSession(s, address, port);
+    // After the EHLO that follows the handshake: a TLS 1.3 ticket has come with its reply. A resumed
+    // session without a new ticket leaves the one it used in the store.
+    if (!phase.failed() && tls_sessions && s.result.tls.verified)
+      (void)tls_sessions->Put(key, s.conn.ResumptionData());
+    if (!phase.failed() && options.requiretls) {
+      if (std::optional<HostFailure> f = RequireTlsNotMet(s.result.tls, s.caps)) {
+        Quit(s);
+        phase = PhaseResult::Fail(std::move(*f));
+      }
     }
+    if (!phase.failed()) return parked;
+    // A session that failed after offering the stored one (a server that chokes on resumption
+    // would fail every time) or failed verification: the next one starts with a full handshake.
+    if (tls_sessions && (!s.resume_data.empty() || (s.result.tls.used && !s.result.tls.verified)))
+      tls_sessions->Forget(key);
+    if (s.resumed_without_chain) continue;  // `resume` is empty now: at most once
+    *failed = HostFailed(s.result, *phase.failure);
+    return nullptr;
   }
-  if (!phase.failed()) return parked;
-  *failed = HostFailed(s.result, *phase.failure);
-  return nullptr;
 }
 
 void AppendKeyField(std::string* key, const std::string& field) {
@@ -667,8 +718,13 @@ std::string SessionCacheKey(const std::string& address, uint16_t port, const Ses
                                std::string(o.no_tls ? "plain" : "tls"), std::string(o.requiretls ? "rt" : "-"),
                                o.sni, o.pkix_host, o.ca_file, o.required_by})
     AppendKeyField(&key, f);
-  AppendKeyField(&key, std::to_string(o.tlsa.size()));
-  for (const TlsaRecord& t : o.tlsa) AppendKeyField(&key, t.ToString());
+  // An RRset is a set (RFC 2181 §5): the same records in another order, as
+  // DNS answers come, are the same policy and the same key.
+  std::vector<std::string> tlsa;
+  for (const TlsaRecord& t : o.tlsa) tlsa.push_back(t.ToString());
+  std::sort(tlsa.begin(), tlsa.end());
+  AppendKeyField(&key, std::to_string(tlsa.size()));
+  for (const std::string& t : tlsa) AppendKeyField(&key, t);
   AppendKeyField(&key, std::to_string(o.dane_names.size()));
   for (const std::string& n : o.dane_names) AppendKeyField(&key, n);
   AppendKeyField(&key, std::to_string(o.pkix_names.size()));
@@ -682,14 +738,17 @@ SessionResult RunSmtpSessionCached(SessionCache* cache, const std::string& addre
   const std::string key = SessionCacheKey(address, port, options);
   size_t uses = 0;
   int64_t opened_ms = 0;
-  std::unique_ptr<ReusableSession> taken = cache->Take(key, &uses, &opened_ms);
-  std::unique_ptr<ParkedSmtpSession> parked(dynamic_cast<ParkedSmtpSession*>(taken.get()));
-  if (parked) {
-    (void)taken.release();
-  } else {
-    taken.reset();  // not ours (cannot happen under an SMTP key): closed
+  std::unique_ptr<ParkedSmtpSession> parked;
+  if (options.reuse_connection) {
+    std::unique_ptr<ReusableSession> taken = cache->Take(key, &uses, &opened_ms);
+    parked.reset(dynamic_cast<ParkedSmtpSession*>(taken.get()));
+    if (parked) (void)taken.release();
+    // else: not ours (cannot happen under an SMTP key): closed as `taken` goes
+  }
+  if (!parked) {
     SessionResult failed;
-    parked = NewParkedSession(address, port, options, now, &failed);
+    parked = NewParkedSession(address, port, options, now, options.resume_tls ? &cache->tls_sessions() : nullptr,
+                              key, &failed);
     if (!parked) return failed;
     opened_ms = cache->NowMs();
     uses = 0;
@@ -699,13 +758,14 @@ SessionResult RunSmtpSessionCached(SessionCache* cache, const std::string& addre
   // Out of step with the server (the connection failed, a refused pipelined MAIL): never parked.
   if (RunTransaction(s, *envelope) != AfterTransaction::kQuit) return s.result;
   SessionResult result = s.result;
-  cache->Put(key, std::move(parked), uses + 1, opened_ms);
+  if (options.reuse_connection) cache->Put(key, std::move(parked), uses + 1, opened_ms);
+  else parked->Close();
   return result;
 }
 
 SessionResult RunSmtpSession(const std::string& address, uint16_t port, const SessionOptions& options,
                              const Envelope* envelope, int64_t now) {
-  Session s(options, now);
+  Session s(options, now);  // no resumption: nothing outlives this call to resume from
   PhaseResult phase = StartSession(s, address, port);
   if (phase.failed()) return HostFailed(s.result, *phase.failure);
   if (options.probe_only || !envelope) {

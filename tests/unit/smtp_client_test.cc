@@ -345,4 +345,16 @@ TEST_CASE("smtp_client: SessionCacheKey: the same policy shares a key; another d
   SessionOptions local = a;
   local.required_by = "local policy dane-only";
   CHECK(SessionCacheKey("192.0.2.1", 25, a) != SessionCacheKey("192.0.2.1", 25, local));
+  // The TLSA RRset is a set: DNS answers in any order make one key; one record more or less does not.
+  SessionOptions two = a;
+  two.tlsa.push_back(TlsaRecord{3, 0, 2, std::vector<uint8_t>(64, 0x01)});
+  SessionOptions reversed = two;
+  std::swap(reversed.tlsa[0], reversed.tlsa[1]);
+  CHECK(SessionCacheKey("192.0.2.1", 25, two) == SessionCacheKey("192.0.2.1", 25, reversed));
+  CHECK(SessionCacheKey("192.0.2.1", 25, two) != SessionCacheKey("192.0.2.1", 25, a));
+  // How often a server is authenticated in full is not part of the policy.
+  SessionOptions no_reuse = a;
+  no_reuse.reuse_connection = false;
+  no_reuse.resume_tls = false;
+  CHECK(SessionCacheKey("192.0.2.1", 25, a) == SessionCacheKey("192.0.2.1", 25, no_reuse));
 }

@@ -95,6 +95,13 @@ struct Config {
   // transaction (failed connections, greetings and TLS do not count).
   int smtp_mx_address_limit = 5;
   int smtp_mx_session_limit = 2;
+
+  // Within one process that delivers many messages (a queue run), as
+  // Postfix's keys of these names: messages to one destination share an
+  // open session (session_cache.h), and new sessions resume the TLS session
+  // of an earlier one under the same policy (tls_session_store.h).
+  bool smtp_connection_cache_on_demand = true;
+  bool smtp_tls_session_cache = true;
 };
 
 // Where the configuration comes from when --config is not given.

@@ -160,7 +160,12 @@ struct DeliveryOptions {
   // greeting, EHLO or TLS, does not count). Both are at least 1.
   size_t mx_address_limit = 5;
   size_t mx_session_limit = 2;
-  // Called for every host that failed, with a line for the log.
+  // SessionOptions::reuse_connection and resume_tls (for a runner that
+  // keeps sessions, smtp_client.h RunSmtpSessionCached).
+  bool reuse_connection = true;
+  bool resume_tls = true;
+  // Called for every host that failed, and for every session that resumed
+  // a TLS session, with a line for the log.
   std::function<void(const std::string&)> log;
 };
 

@@ -18,6 +18,10 @@
 //     at most max_sessions are parked at once (the oldest is closed first);
 //   - every parked session is closed (QUIT) when the cache is destroyed.
 // Thread-safe; Reset and Close run outside the lock.
+//
+// The cache also holds the TLS sessions of the same keys for resumption on
+// a new connection (tls_session_store.h): one object per process that
+// delivers, whatever became of the connections.
 #pragma once
 
 #include <cstddef>
@@ -27,6 +31,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+
+#include "mxsec/smtp/tls_session_store.h"
 
 namespace mxsec {
 
@@ -63,7 +69,8 @@ struct SessionCacheLimits {
 class SessionCache {
  public:
   // `now_ms`: a monotonic clock in milliseconds (tests pass their own).
-  explicit SessionCache(SessionCacheLimits limits = {}, std::function<int64_t()> now_ms = nullptr);
+  explicit SessionCache(SessionCacheLimits limits = {}, std::function<int64_t()> now_ms = nullptr,
+                        TlsSessionStoreLimits tls_limits = {});
   ~SessionCache();
   SessionCache(const SessionCache&) = delete;
   SessionCache& operator=(const SessionCache&) = delete;
@@ -77,6 +84,8 @@ class SessionCache {
   // The clock the cache runs on (for `opened_ms`).
   int64_t NowMs() const { return now_ms_(); }
   size_t parked() const;
+  // TLS sessions for resumption, under the keys of this cache (on its clock).
+  TlsSessionStore& tls_sessions() { return tls_sessions_; }
 
  private:
   struct Parked {
@@ -91,6 +100,7 @@ class SessionCache {
   std::function<int64_t()> now_ms_;
   mutable std::mutex mu_;
   std::list<Parked> parked_;  // oldest first
+  TlsSessionStore tls_sessions_;
 };
 
 }  // namespace mxsec

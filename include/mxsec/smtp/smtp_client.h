@@ -77,6 +77,13 @@ struct SessionOptions {
   // TlsInfo::survey_pkix / survey_dane. They never end the session: `may`
   // is not authenticated, whatever they find.
   bool report_verification = false;
+  // RunSmtpSessionCached only (config smtp_connection_cache_on_demand and
+  // smtp_tls_session_cache): park the session for the next message of the
+  // same key; resume a TLS session stored under the key (tls_session_store.h).
+  // Not in the key: they decide how often a server is authenticated in
+  // full, never how.
+  bool reuse_connection = true;
+  bool resume_tls = true;
 };
 
 struct Envelope {
@@ -101,6 +108,7 @@ struct TlsInfo {
   std::string version;       // "TLS1.3"
   std::string cipher;        // "AES-256-GCM"
   std::string description;   // gnutls_session_get_desc()
+  bool resumed = false;      // an earlier session was resumed (its chain verified again, as below)
   std::string verification;  // "dane", "pkix", "none" (encrypt/may)
   bool verified = false;
   std::string detail;        // what matched, or why not
@@ -143,7 +151,10 @@ class SessionCache;
 // (every reply read), the session is parked for the next message instead of
 // QUIT (session_cache.h bounds uses, idle time and age). The result of a
 // reused session carries the TLS facts of its handshake and authentication,
-// which the key proves were made under the same policy. Probes and calls
+// which the key proves were made under the same policy. A new connection
+// resumes the TLS session stored in the cache under the key, if any, and
+// stores its own once its server was authenticated (tls_session_store.h
+// says which, and how a resumed session is checked). Probes and calls
 // without an envelope, or with no cache, are plain RunSmtpSession.
 SessionResult RunSmtpSessionCached(SessionCache* cache, const std::string& address, uint16_t port,
                                    const SessionOptions& options, const Envelope* envelope, int64_t now);
