@@ -30,7 +30,8 @@
 //     QueueSettings::max_domains_per_attempt domains (those tried least
 //     recently first); the rest stay pending, and while some of them were
 //     never tried the message is due again at once (then the backoff).
-//     A thread that cannot be started is logged and the work goes on with
+//     Each domain's delivery holds a slot of QueueSettings::destinations
+//     (DestinationLimiter) while it runs. A thread that cannot be started is logged and the work goes on with
 //     the threads there are, never ends the process;
 //   - an envelope is used only under the ID it names, and its message
 //     file only when it is the size the envelope records (the file is
