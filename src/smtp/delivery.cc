@@ -89,7 +89,10 @@ Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
 // pipe(8)) that closed the file last would checkpoint the WAL into it,
 // fsync both and delete the WAL, for the next process to make again: the
 // WAL is left to SQLite's automatic checkpoint instead (a commit that finds
-// it over wal_autocheckpoint pages, 1000 by default), which bounds it.
+// it over wal_autocheckpoint pages, 1000 by default), which bounds it. So a
+// power loss may drop the rows since that checkpoint (see
+// PrepareAttemptsTable: a report undercounts; nothing is delivered twice or
+// lost, that is the queue's business).
 Result<SqliteDb> OpenAttemptsDb(const std::string& path, bool create) {
   SqliteOpenOptions options;
   options.create = create;
