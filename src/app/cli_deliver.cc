@@ -295,7 +295,8 @@ void DeliverToDomains(const DomainDeliveryContext& context, const Mailbox& sende
     std::string why;
     if (!helpers_budget.TryStart(run, &t, &why)) {
       if (!why.empty() && context.warn)
-        context.warn("cannot start a delivery thread (" + why + "); going on with " + std::to_string(helpers.size() + 1));
+        context.warn("cannot start a delivery thread (" + why + "); going on with " +
+                     std::to_string(helpers.size() + 1));
       break;
     }
     helpers.push_back(std::move(t));

@@ -986,7 +986,8 @@ void RunQueuePass(Queue& queue, const std::vector<std::string>& ids, bool force,
     std::thread t;
     std::string why;
     if (!budget->TryStart(worker, &t, &why)) {
-      if (!why.empty() && hooks.warn) hooks.warn("cannot start a queue runner thread (" + why + "); going on with the others");
+      if (!why.empty() && hooks.warn)
+        hooks.warn("cannot start a queue runner thread (" + why + "); going on with the others");
       break;
     }
     workers.push_back(std::move(t));

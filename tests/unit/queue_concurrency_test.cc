@@ -170,7 +170,8 @@ TEST_CASE("queue run: 300 messages to one domain never exceed the per-destinatio
   MemQueue mq;
   auto q = mq.Open();
   REQUIRE(q.ok());
-  QueueMessages(q.value(), 300, [](size_t i) { return std::vector<std::string>{"u" + std::to_string(i) + "@one.test"}; });
+  QueueMessages(q.value(), 300,
+                [](size_t i) { return std::vector<std::string>{"u" + std::to_string(i) + "@one.test"}; });
   ConcurrencyRecorder rec;
   CountingStarter starter;
   RunAll(q.value(), rec, starter, 40, 4);
@@ -185,7 +186,8 @@ TEST_CASE("queue run: 200 messages over 200 domains never exceed the total, and 
   MemQueue mq;
   auto q = mq.Open();
   REQUIRE(q.ok());
-  QueueMessages(q.value(), 200, [](size_t i) { return std::vector<std::string>{"u@d" + std::to_string(i) + ".test"}; });
+  QueueMessages(q.value(), 200,
+                [](size_t i) { return std::vector<std::string>{"u@d" + std::to_string(i) + ".test"}; });
   ConcurrencyRecorder rec;
   CountingStarter starter;
   RunAll(q.value(), rec, starter, 8, 20);
@@ -217,7 +219,7 @@ TEST_CASE("queue run: messages to several domains each: both bounds hold, domain
   CHECK(rec.max_total.load() >= 2);
 }
 
-TEST_CASE("queue run: one message to many domains, alone (sendmail's delivery): the calling thread and helpers within the total") {
+TEST_CASE("queue run: one message to many domains alone (sendmail's delivery): caller and helpers within the total") {
   MemQueue mq;
   auto q = mq.Open();
   REQUIRE(q.ok());
@@ -233,7 +235,8 @@ TEST_CASE("queue run: one message to many domains, alone (sendmail's delivery): 
   QueueSettings s = RunSettings();
   s.workers = &budget;
   s.destinations = &destinations;
-  ProcessReport rep = ProcessQueuedMessage(q.value(), ids[0], QueueLock(), true, rec.Fn(), SystemClock(), s, nullptr);
+  ProcessReport rep =
+      ProcessQueuedMessage(q.value(), ids[0], QueueLock(), true, rec.Fn(), SystemClock(), s, nullptr);
   CHECK(rep.removed);
   CHECK(rec.calls.load() == 60);
   CHECK(rec.max_total.load() <= static_cast<int>(total));
@@ -244,7 +247,8 @@ TEST_CASE("queue: DestinationRuns cuts one destination into at most per_destinat
   MemQueue mq;
   auto q = mq.Open();
   REQUIRE(q.ok());
-  auto ids = QueueMessages(q.value(), 100, [](size_t i) { return std::vector<std::string>{"u" + std::to_string(i) + "@one.test"}; });
+  auto ids = QueueMessages(q.value(), 100,
+                           [](size_t i) { return std::vector<std::string>{"u" + std::to_string(i) + "@one.test"}; });
   auto runs = DestinationRuns(q.value(), ids, 75, 20);
   CHECK(runs.size() == 20);
   size_t n = 0;

@@ -27,7 +27,8 @@ void AppendRow(const std::string& path, bool checkpoint_on_close) {
   options.checkpoint_on_close = checkpoint_on_close;
   Result<SqliteDb> db = SqliteDb::Open(path, options);
   REQUIRE_MESSAGE(db.ok(), db.error());
-  REQUIRE(db->Exec("PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t (x INTEGER); INSERT INTO t VALUES (1);").ok());
+  REQUIRE(
+      db->Exec("PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t (x INTEGER); INSERT INTO t VALUES (1);").ok());
 }
 
 int64_t Rows(const std::string& path) {
