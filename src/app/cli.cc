@@ -169,10 +169,8 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
   Status resolver = BuildResolver(cfg, trust, rt);
   if (!resolver.ok()) return resolver;
 
-  if (cfg.mta_sts) {
-    rt->cache = OpenStsCache(cfg);
-    InitCurlOnce();
-  }
+  // libcurl is loaded by the first policy fetch (https_client.h), if any.
+  if (cfg.mta_sts) rt->cache = OpenStsCache(cfg);
   PolicyOptions popt;
   popt.local_policy = local.value();
   popt.mta_sts = cfg.mta_sts;

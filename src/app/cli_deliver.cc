@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -27,6 +28,7 @@
 #include "mxsec/smtp/delivery.h"
 #include "mxsec/base/domain_name.h"
 #include "mxsec/base/net_address.h"
+#include "mxsec/queue/queue.h"  // WorkerBudget
 #include "mxsec/smtp/smtp_client.h"
 #include "mxsec/smtp/tls_status.h"
 
@@ -267,19 +269,42 @@ std::vector<RecipientOutcome> SortRecipients(const std::vector<std::string>& arg
 
 // Delivers to every domain at once, a thread each; fills in the outcomes
 // of their recipients.
+// The domains from a work list, on the calling thread and at most `max_threads` - 1 helpers
+// (queue_run_concurrency, as a queue run): a message to one domain, the usual case under
+// pipe(8), starts no thread (no stack and no second malloc arena in a short process), and one to
+// thousands of domains never starts a thread per domain. A helper that cannot be started is
+// warned about and the work goes on with the threads there are.
 void DeliverToDomains(const DomainDeliveryContext& context, const Mailbox& sender, const PreparedMessage& message,
                       MessageTls message_tls, const std::map<std::string, std::vector<size_t>>& by_domain,
-                      std::vector<RecipientOutcome>* outcomes) {
-  std::vector<std::thread> workers;
-  for (const auto& [domain, ids] : by_domain) {
-    workers.emplace_back([&, &domain = domain, &ids = ids] {
+                      size_t max_threads, std::vector<RecipientOutcome>* outcomes) {
+  std::vector<std::pair<const std::string*, const std::vector<size_t>*>> work;
+  for (const auto& [domain, ids] : by_domain) work.emplace_back(&domain, &ids);
+  std::atomic<size_t> next{0};
+  auto run = [&] {
+    for (size_t k = next++; k < work.size(); k = next++) {
+      const std::vector<size_t>& ids = *work[k].second;
       std::vector<Mailbox> rcpts;
       for (size_t i : ids) rcpts.push_back((*outcomes)[i].recipient);
-      std::vector<RecipientOutcome> got = ResolveAndDeliver(context, domain, sender, rcpts, message, nullptr, message_tls);
-      for (size_t k = 0; k < ids.size(); ++k) (*outcomes)[ids[k]] = got[k];
-    });
+      std::vector<RecipientOutcome> got =
+          ResolveAndDeliver(context, *work[k].first, sender, rcpts, message, nullptr, message_tls);
+      for (size_t j = 0; j < ids.size(); ++j) (*outcomes)[ids[j]] = got[j];
+    }
+  };
+  WorkerBudget helpers_budget(max_threads > 0 ? max_threads - 1 : 0);
+  std::vector<std::thread> helpers;
+  for (size_t h = 1; h < work.size(); ++h) {
+    std::thread t;
+    std::string why;
+    if (!helpers_budget.TryStart(run, &t, &why)) {
+      if (!why.empty() && context.warn)
+        context.warn("cannot start a delivery thread (" + why + "); going on with " +
+                     std::to_string(helpers.size() + 1));
+      break;
+    }
+    helpers.push_back(std::move(t));
   }
-  for (auto& t : workers) t.join();
+  run();
+  for (std::thread& t : helpers) helpers_budget.Join(&t);
 }
 
 void PrintRecipientLines(const std::vector<RecipientOutcome>& outcomes) {
@@ -387,7 +412,8 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
 
   std::map<std::string, std::vector<size_t>> by_domain;
   std::vector<RecipientOutcome> outcomes = SortRecipients(parsed.recipients, &by_domain);
-  DeliverToDomains(context, parsed.sender, message, message_tls, by_domain, &outcomes);
+  DeliverToDomains(context, parsed.sender, message, message_tls, by_domain,
+                   static_cast<size_t>(cfg.queue_run_concurrency), &outcomes);
 
   const int code = ExitCodeFor(outcomes);
   PrintRecipientLines(outcomes);

@@ -12,11 +12,13 @@
 // Delivery results are logged to syslog (mail facility) and, in the
 // foreground, to stderr. `queue run|flush` and sendmail -q deliver only for
 // root or the owner of queue_dir; anyone else gets a request file in
-// queue_dir that the next privileged run takes (mxsec(8)). A run has at
-// most queue_run_concurrency delivery threads (queue.h WorkerBudget), and
-// one that cannot be started never ends it. A queued message starts with a Received: field
-// naming helo_name, the submitting user ID and the queue ID (as Postfix's
-// pickup adds).
+// queue_dir that the next privileged run takes (mxsec(8)). A run, and a
+// delivery of sendmail, has at most queue_run_concurrency delivery threads
+// (queue.h WorkerBudget; never one per domain) and makes at most
+// default_destination_concurrency_limit deliveries to one domain at once
+// (queue.h DestinationLimiter); a thread that cannot be started never ends
+// it. A queued message starts with a Received: field naming helo_name, the
+// submitting user ID and the queue ID (as Postfix's pickup adds).
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/random.h>
@@ -129,11 +131,14 @@ class Engine {
 };
 
 // Delivers `id` (locked by `lock`, or not), then any DSN it produced, with at most
-// queue_run_concurrency threads.
+// queue_run_concurrency threads, the calling one included, and at most
+// default_destination_concurrency_limit deliveries to one domain at once.
 void DeliverNow(Queue& q, const std::string& id, QueueLock lock, Engine& engine, const Config& cfg, Logger& log) {
-  WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency));
+  WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency) - 1);
+  DestinationLimiter destinations(static_cast<size_t>(cfg.default_destination_concurrency_limit));
   QueueSettings settings = SettingsFrom(cfg);
   settings.workers = &budget;
+  settings.destinations = &destinations;
   ProcessReport rep = ProcessQueuedMessage(q, id, std::move(lock), true, engine.Deliverer(), SystemClock(), settings,
                                            [&](const std::string& l) { log(l); });
   for (const std::string& dsn : rep.dsn_ids) {
@@ -281,12 +286,27 @@ int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
   Engine engine;
   Status s = engine.Init(cfg, &log);
   if (!s.ok()) return Fail(EX_CONFIG, s.message());
-  // Every delivery thread of this run, message workers and their domain helpers, comes from here.
+  // Every delivery thread of this run, message workers and their domain helpers, comes from here;
+  // deliveries to one domain take a slot of `destinations` (queue.h RunQueuePass).
   WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency));
+  DestinationLimiter destinations(static_cast<size_t>(cfg.default_destination_concurrency_limit));
   QueueSettings settings = SettingsFrom(cfg);
   settings.workers = &budget;
+  settings.destinations = &destinations;
   q->Clean(SystemClock(), 3600);
   std::atomic<size_t> done{0}, skipped{0}, errors{0};
+  QueueRunHooks hooks;
+  hooks.log = [&](const std::string& l) { log(l); };
+  hooks.warn = [&](const std::string& l) { log.Warn(l); };
+  hooks.done = [&](const ProcessReport& rep) {
+    if (rep.skipped) {
+      ++skipped;
+      if (g.verbose) log(rep.id + ": skipped: " + rep.skip_reason);
+    } else {
+      ++done;
+    }
+    if (!rep.error.empty()) ++errors;
+  };
   // DSNs queued during this run are picked up by the loop over fresh listings.
   std::set<std::string> seen;
   const DomainDeliverer deliver = engine.Deliverer();
@@ -295,42 +315,7 @@ int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
     for (const std::string& id : q->Ids())
       if (seen.insert(id).second) batch.push_back(id);
     if (batch.empty()) break;
-    // Most of the budget for messages (8 of the default 10, the message parallelism of earlier
-    // versions); a quarter is left for the domains of a message to several domains.
-    const size_t message_workers = std::max<size_t>(1, budget.limit() - budget.limit() / 4);
-    // Several messages at a time (each waits mostly on the network); the per-message
-    // lock keeps them apart, and apart from other runners. A worker takes a run of messages
-    // to one destination, which then share its session.
-    const std::vector<std::vector<std::string>> runs = DestinationRuns(q.value(), batch, message_workers);
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-      for (size_t r = next++; r < runs.size(); r = next++) {
-        for (const std::string& id : runs[r]) {
-          ProcessReport rep = ProcessQueuedMessage(q.value(), id, QueueLock(), force, deliver, SystemClock(),
-                                                   settings, [&](const std::string& l) { log(l); });
-          if (rep.skipped) {
-            ++skipped;
-            if (g.verbose) log(id + ": skipped: " + rep.skip_reason);
-          } else {
-            ++done;
-          }
-          if (!rep.error.empty()) ++errors;
-        }
-      }
-    };
-    std::vector<std::thread> workers;
-    for (size_t k = 0; k < std::min(runs.size(), message_workers); ++k) {
-      std::thread t;
-      std::string why;
-      if (!budget.TryStart(worker, &t, &why)) {
-        if (!why.empty()) log.Warn("cannot start a queue runner thread (" + why + "); going on with the others");
-        break;
-      }
-      workers.push_back(std::move(t));
-    }
-    // No thread at all: this one does the work.
-    if (workers.empty()) worker();
-    for (std::thread& t : workers) budget.Join(&t);
+    RunQueuePass(q.value(), batch, force, deliver, SystemClock(), settings, hooks);
   }
   if (g.verbose)
     log("run finished: " + std::to_string(done.load()) + " processed, " + std::to_string(skipped.load()) +

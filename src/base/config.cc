@@ -273,6 +273,7 @@ const std::map<std::string, Setter>& Setters() {
       {"queue_retry_max", Duration(&Config::queue_retry_max, 1, 7 * 86400)},
       // Each thread is a stack and, while it delivers, an SMTP session: a few hundred at most.
       {"queue_run_concurrency", Int(&Config::queue_run_concurrency, 1, 256)},
+      {"default_destination_concurrency_limit", Int(&Config::default_destination_concurrency_limit, 1, 256)},
       {"queue_max_domains_per_attempt", Int(&Config::queue_max_domains_per_attempt, 1, 1000000)},
       {"serve_max_connections", Int(&Config::serve_max_connections, 1, 1000000)},
       {"serve_idle_timeout", Duration(&Config::serve_idle_timeout, 1, 86400)},

@@ -146,6 +146,10 @@ Result<SqliteDb> SqliteDb::Open(const std::string& path, const SqliteOpenOptions
   SqliteDb db(raw);  // sqlite3_open_v2 may hand back a handle even on failure: closed with `db`
   if (rc != SQLITE_OK) return ErrorOf(raw, rc);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+  if (!options.checkpoint_on_close) {
+    const int set = sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    if (set != SQLITE_OK) return ErrorOf(raw, set);
+  }
   return Result<SqliteDb>(std::move(db));
 }
 

@@ -1,6 +1,7 @@
 // https_client.cc - the hardened libcurl HTTPS client (https_client.h).
 //
-// One curl easy handle per request, all on a private multi handle, so that
+// libcurl is loaded the first time a request is made (curl_api.h), so a
+// run that makes none does not pay for it. One curl easy handle per request, all on a private multi handle, so that
 // the requests of one PerformMany run concurrently and share nothing: no
 // connection cache entry, no DNS cache entry, no pinned address. Every
 // handle is owned by an RAII wrapper and removed from the multi handle
@@ -8,8 +9,6 @@
 #include "mxsec/policy/https_client.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -18,26 +17,29 @@
 #include <string_view>
 #include <vector>
 
+#include "curl_api.h"
 #include "mxsec/base/text.h"
-#include "mxsec/policy/mta_sts.h"  // InitCurlOnce
 
 namespace mxsec {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// libcurl's functions: every use below comes after PerformMany loaded them.
+const CurlApi& Curl() { return *LoadCurl(nullptr); }
+
 // Below this much time left, another address could not even complete a
 // TCP handshake on a slow path; report the failure we have instead.
 constexpr long kMinAttemptMs = 50;
 
 struct EasyDeleter {
-  void operator()(CURL* h) const { curl_easy_cleanup(h); }
+  void operator()(CURL* h) const { Curl().easy_cleanup(h); }
 };
 struct MultiDeleter {
-  void operator()(CURLM* m) const { curl_multi_cleanup(m); }
+  void operator()(CURLM* m) const { Curl().multi_cleanup(m); }
 };
 struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  void operator()(curl_slist* l) const { Curl().slist_free_all(l); }
 };
 using EasyPtr = std::unique_ptr<CURL, EasyDeleter>;
 using MultiPtr = std::unique_ptr<CURLM, MultiDeleter>;
@@ -105,7 +107,7 @@ bool Is2xx(long code) { return code >= 200 && code < 300; }
 
 struct Transfer {
   ~Transfer() {
-    if (attached != nullptr) curl_multi_remove_handle(attached, easy.get());
+    if (attached != nullptr) Curl().multi_remove_handle(attached, easy.get());
   }
 
   const HttpsRequest* request = nullptr;
@@ -130,7 +132,7 @@ size_t WriteBody(char* data, size_t size, size_t nmemb, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const size_t n = size * nmemb;
   long code = 0;
-  curl_easy_getinfo(t->easy.get(), CURLINFO_RESPONSE_CODE, &code);
+  Curl().easy_getinfo(t->easy.get(), CURLINFO_RESPONSE_CODE, &code);
   // Abort early: a body nobody reads would let a server keep us busy
   // until the deadline.
   if (!Is2xx(code) || !t->request->want_body) return 0;
@@ -178,55 +180,55 @@ bool Runner::Setup(Transfer& t) {
   auto set = [&rc](CURLcode x) {
     if (rc == CURLE_OK) rc = x;
   };
-  set(curl_easy_setopt(h, CURLOPT_URL, url.c_str()));
-  set(curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https"));
-  set(curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https"));
-  set(curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L));
+  set(Curl().easy_setopt(h, CURLOPT_URL, url.c_str()));
+  set(Curl().easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https"));
+  set(Curl().easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https"));
+  set(Curl().easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L));
   // An empty string switches off the proxy environment variables too.
-  set(curl_easy_setopt(h, CURLOPT_PROXY, ""));
-  set(curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L));
+  set(Curl().easy_setopt(h, CURLOPT_PROXY, ""));
+  set(Curl().easy_setopt(h, CURLOPT_NOSIGNAL, 1L));
   // One connection per attempt: a reused or multiplexed connection could
   // belong to another request's pinned address.
-  set(curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L));
-  set(curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L));
-  set(curl_easy_setopt(h, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2)));
-  set(curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L));
-  set(curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L));
+  set(Curl().easy_setopt(h, CURLOPT_FRESH_CONNECT, 1L));
+  set(Curl().easy_setopt(h, CURLOPT_FORBID_REUSE, 1L));
+  set(Curl().easy_setopt(h, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2)));
+  set(Curl().easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L));
+  set(Curl().easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L));
   if (!o_.ca_file.empty()) {
     // A configured CA file replaces the system store rather than adding to
     // it (curl's GnuTLS build would otherwise also read /etc/ssl/certs).
-    set(curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str()));
-    set(curl_easy_setopt(h, CURLOPT_CAPATH, nullptr));
+    set(Curl().easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str()));
+    set(Curl().easy_setopt(h, CURLOPT_CAPATH, nullptr));
   }
   // A body that is not wanted is never read, so its announced size does
   // not matter.
-  if (r.want_body) set(curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(t.max_body)));
+  if (r.want_body) set(Curl().easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(t.max_body)));
   // No ACCEPT_ENCODING and no decoding: the size cap applies to the bytes
   // the caller sees, and a decompressor is attack surface we do not need.
   // No COOKIEFILE/COOKIEJAR and no NETRC: nothing is remembered or sent
   // that the request does not say.
-  set(curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L));
-  set(curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteBody));
-  set(curl_easy_setopt(h, CURLOPT_WRITEDATA, &t));
-  set(curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, CountHeader));
-  set(curl_easy_setopt(h, CURLOPT_HEADERDATA, &t));
-  set(curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t.errbuf));
-  set(curl_easy_setopt(h, CURLOPT_PRIVATE, &t));
-  set(curl_easy_setopt(h, CURLOPT_USERAGENT, "mxsec"));
+  set(Curl().easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L));
+  set(Curl().easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteBody));
+  set(Curl().easy_setopt(h, CURLOPT_WRITEDATA, &t));
+  set(Curl().easy_setopt(h, CURLOPT_HEADERFUNCTION, CountHeader));
+  set(Curl().easy_setopt(h, CURLOPT_HEADERDATA, &t));
+  set(Curl().easy_setopt(h, CURLOPT_ERRORBUFFER, t.errbuf));
+  set(Curl().easy_setopt(h, CURLOPT_PRIVATE, &t));
+  set(Curl().easy_setopt(h, CURLOPT_USERAGENT, "mxsec"));
   if (r.post) {
     std::string ctype = "Content-Type: " + r.content_type;
-    t.headers.reset(curl_slist_append(nullptr, ctype.c_str()));
+    t.headers.reset(Curl().slist_append(nullptr, ctype.c_str()));
     if (!t.headers) {
       Fail(t, "out of memory");
       return false;
     }
-    set(curl_easy_setopt(h, CURLOPT_HTTPHEADER, t.headers.get()));
-    set(curl_easy_setopt(h, CURLOPT_POST, 1L));
-    set(curl_easy_setopt(h, CURLOPT_POSTFIELDS, r.body.data()));
-    set(curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size())));
+    set(Curl().easy_setopt(h, CURLOPT_HTTPHEADER, t.headers.get()));
+    set(Curl().easy_setopt(h, CURLOPT_POST, 1L));
+    set(Curl().easy_setopt(h, CURLOPT_POSTFIELDS, r.body.data()));
+    set(Curl().easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size())));
   }
   if (rc != CURLE_OK) {
-    Fail(t, "curl setup for " + r.host + ": " + curl_easy_strerror(rc));
+    Fail(t, "curl setup for " + r.host + ": " + Curl().easy_strerror(rc));
     return false;
   }
   return true;
@@ -247,21 +249,21 @@ bool Runner::StartAttempt(Transfer& t, CURLM* multi, SteadyClock::time_point dea
   }
   const std::string port = std::to_string(r.port);
   const std::string entry = r.host + ":" + port + ":" + target + ":" + port;
-  SlistPtr list(curl_slist_append(nullptr, entry.c_str()));
+  SlistPtr list(Curl().slist_append(nullptr, entry.c_str()));
   if (!list) {
     Fail(t, "out of memory");
     return false;
   }
   CURL* h = t.easy.get();
-  CURLcode rc = curl_easy_setopt(h, CURLOPT_CONNECT_TO, list.get());
+  CURLcode rc = Curl().easy_setopt(h, CURLOPT_CONNECT_TO, list.get());
   // The time left, not a fresh timeout per address: the deadline bounds
   // the request however many addresses it tries.
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(left));
+  if (rc == CURLE_OK) rc = Curl().easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(left));
   if (rc == CURLE_OK) {
-    rc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, std::min(o_.connect_timeout_ms, static_cast<long>(left)));
+    rc = Curl().easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, std::min(o_.connect_timeout_ms, static_cast<long>(left)));
   }
   if (rc != CURLE_OK) {
-    Fail(t, std::string("curl setup: ") + curl_easy_strerror(rc));
+    Fail(t, std::string("curl setup: ") + Curl().easy_strerror(rc));
     return false;
   }
   t.connect_to = std::move(list);  // the previous list is no longer referenced
@@ -269,9 +271,9 @@ bool Runner::StartAttempt(Transfer& t, CURLM* multi, SteadyClock::time_point dea
   t.header_bytes = 0;
   t.too_large = t.headers_too_large = false;
   t.errbuf[0] = '\0';
-  CURLMcode mc = curl_multi_add_handle(multi, h);
+  CURLMcode mc = Curl().multi_add_handle(multi, h);
   if (mc != CURLM_OK) {
-    Fail(t, std::string("curl: ") + curl_multi_strerror(mc));
+    Fail(t, std::string("curl: ") + Curl().multi_strerror(mc));
     return false;
   }
   t.attached = multi;
@@ -282,12 +284,12 @@ bool Runner::Finish(Transfer& t, CURLcode rc, CURLM* multi, SteadyClock::time_po
   const HttpsRequest& r = *t.request;
   CURL* h = t.easy.get();
   long code = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+  Curl().easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
   auto response = [&]() {
     HttpsResponse out;
     out.status = code;
     char* ctype = nullptr;
-    curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ctype);
+    Curl().easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ctype);
     if (ctype != nullptr) out.content_type = Printable(ctype, 200);
     return out;
   };
@@ -313,7 +315,7 @@ bool Runner::Finish(Transfer& t, CURLcode rc, CURLM* multi, SteadyClock::time_po
     // whole transfer leaves no time to retry: the deadline bounds all tries.
     const bool unreachable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT;
     const std::string& addr = r.addresses[t.address_index];
-    std::string what = t.errbuf[0] != '\0' ? Printable(t.errbuf) : curl_easy_strerror(rc);
+    std::string what = t.errbuf[0] != '\0' ? Printable(t.errbuf) : Curl().easy_strerror(rc);
     if (rc == CURLE_SSL_CACERT_BADFILE) what = "cannot load CA file " + Printable(o_.ca_file);
     if (IsTlsError(rc)) what = "TLS: " + what;
     if (unreachable) what = Printable(addr, 60) + ": " + what;
@@ -377,7 +379,7 @@ std::unique_ptr<Transfer> StartTransfer(const HttpsRequest& req, Result<HttpsRes
     Fail(*t, "no address for " + req.host);
     return nullptr;
   }
-  t->easy.reset(curl_easy_init());
+  t->easy.reset(Curl().easy_init());
   if (!t->easy) {
     Fail(*t, "curl: cannot create a handle");
     return nullptr;
@@ -393,31 +395,31 @@ void RunTransfers(std::vector<std::unique_ptr<Transfer>>& transfers, Runner& run
   auto fail_attached = [&](const std::string& error) {
     for (auto& t : transfers) {
       if (t->attached == nullptr) continue;
-      curl_multi_remove_handle(t->attached, t->easy.get());
+      Curl().multi_remove_handle(t->attached, t->easy.get());
       t->attached = nullptr;
       Fail(*t, error);
     }
   };
   while (active > 0) {
     int running = 0;
-    CURLMcode mc = curl_multi_perform(multi, &running);
-    if (mc != CURLM_OK) return fail_attached(std::string("curl: ") + curl_multi_strerror(mc));
+    CURLMcode mc = Curl().multi_perform(multi, &running);
+    if (mc != CURLM_OK) return fail_attached(std::string("curl: ") + Curl().multi_strerror(mc));
     int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+    while (CURLMsg* msg = Curl().multi_info_read(multi, &queued)) {
       if (msg->msg != CURLMSG_DONE) continue;
       // msg points into the multi handle: copy what we need before removal.
       CURL* h = msg->easy_handle;
       const CURLcode rc = msg->data.result;
       char* priv = nullptr;
-      curl_easy_getinfo(h, CURLINFO_PRIVATE, &priv);
+      Curl().easy_getinfo(h, CURLINFO_PRIVATE, &priv);
       auto* t = reinterpret_cast<Transfer*>(priv);
-      curl_multi_remove_handle(multi, h);
+      Curl().multi_remove_handle(multi, h);
       t->attached = nullptr;
       if (runner.Finish(*t, rc, multi, deadline)) --active;
     }
     if (active == 0) break;
-    mc = curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
-    if (mc != CURLM_OK) return fail_attached(std::string("curl: ") + curl_multi_strerror(mc));
+    mc = Curl().multi_poll(multi, nullptr, 0, 1000, nullptr);
+    if (mc != CURLM_OK) return fail_attached(std::string("curl: ") + Curl().multi_strerror(mc));
   }
 }
 
@@ -428,8 +430,12 @@ std::vector<Result<HttpsResponse>> HttpsClient::PerformMany(const std::vector<Ht
   if (requests.empty()) return results;
   const auto deadline = SteadyClock::now() + std::chrono::milliseconds(options_.total_timeout_ms);
 
-  InitCurlOnce();
-  MultiPtr multi(curl_multi_init());
+  std::string load_error;
+  if (LoadCurl(&load_error) == nullptr) {
+    for (auto& r : results) r = Status::Error(load_error);
+    return results;
+  }
+  MultiPtr multi(Curl().multi_init());
   if (!multi) {
     for (auto& r : results) r = Status::Error("curl: cannot create a multi handle");
     return results;

@@ -9,26 +9,19 @@
 // status 200 with media type text/plain and a body of at most
 // kStsMaxPolicyBytes, and reports a failure as one short line.
 // All requests of one FetchMany run concurrently, so fetcher objects share
-// no mutable state and may be used from any thread once InitCurlOnce has run.
+// no mutable state and may be used from any thread.
 #include "mxsec/policy/mta_sts.h"
 
-#include <curl/curl.h>
-
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "mxsec/base/text.h"
+#include "curl_api.h"
 #include "mxsec/policy/https_client.h"
 
 namespace mxsec {
 namespace {
-
-std::once_flag g_curl_once;
-CURLcode g_curl_init_result = CURLE_FAILED_INIT;
-
-
 
 class CurlStsFetcher : public StsFetcher {
  public:
@@ -94,9 +87,9 @@ StsFetchResult Judge(const Result<HttpsResponse>& got) {
 std::vector<StsFetchResult> CurlStsFetcher::FetchMany(const std::vector<StsFetchRequest>& requests) {
   std::vector<StsFetchResult> results(requests.size());
   if (requests.empty()) return results;
-  InitCurlOnce();
-  if (g_curl_init_result != CURLE_OK) {
-    for (auto& r : results) r.error = std::string("curl_global_init: ") + curl_easy_strerror(g_curl_init_result);
+  std::string load_error;
+  if (LoadCurl(&load_error) == nullptr) {
+    for (auto& r : results) r.error = load_error;
     return results;
   }
   std::vector<HttpsRequest> https;
@@ -126,12 +119,10 @@ std::vector<StsFetchResult> CurlStsFetcher::FetchMany(const std::vector<StsFetch
 
 }  // namespace
 
-void InitCurlOnce() {
-  std::call_once(g_curl_once, [] { g_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+void InitCurlOnce() { (void)LoadCurl(nullptr); }
 
 std::unique_ptr<StsFetcher> NewCurlStsFetcher(const StsFetchOptions& options) {
-  InitCurlOnce();
+  // libcurl is loaded by the first fetch (curl_api.h), not here: most runs make none.
   return std::make_unique<CurlStsFetcher>(options);
 }
 

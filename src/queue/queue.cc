@@ -66,7 +66,7 @@ std::string DestinationKey(const Queue& q, const std::string& id) {
 }  // namespace
 
 std::vector<std::vector<std::string>> DestinationRuns(const Queue& q, const std::vector<std::string>& ids,
-                                                      size_t workers) {
+                                                      size_t workers, size_t per_destination) {
   std::vector<std::vector<std::string>> groups;
   std::map<std::string, size_t> group_of;  // destination key -> index in groups
   for (const std::string& id : ids) {
@@ -79,11 +79,14 @@ std::vector<std::vector<std::string>> DestinationRuns(const Queue& q, const std:
     groups[it->second].push_back(id);
   }
   // A worker's fair share of the whole batch: a destination with more is cut, one with less
-  // stays on one session.
+  // stays on one session; never into more runs than the destination takes deliveries at once.
   const size_t cuts = std::max<size_t>(workers, 1);
-  const size_t per_run = std::max<size_t>(1, (ids.size() + cuts - 1) / cuts);
+  const size_t share = std::max<size_t>(1, (ids.size() + cuts - 1) / cuts);
+  const size_t max_runs = std::max<size_t>(per_destination, 1);
   std::vector<std::vector<std::string>> runs;
   for (const std::vector<std::string>& g : groups) {
+    const size_t n_runs = std::min((g.size() + share - 1) / share, max_runs);
+    const size_t per_run = (g.size() + n_runs - 1) / n_runs;
     for (size_t b = 0; b < g.size(); b += per_run)
       runs.emplace_back(g.begin() + static_cast<long>(b), g.begin() + static_cast<long>(std::min(g.size(), b + per_run)));
   }
@@ -447,6 +450,50 @@ void WorkerBudget::Join(std::thread* t) {
   --in_use_;
 }
 
+DestinationLimiter::Slot& DestinationLimiter::Slot::operator=(Slot&& o) noexcept {
+  if (this != &o) {
+    Release();
+    owner_ = o.owner_;
+    key_ = std::move(o.key_);
+    o.owner_ = nullptr;
+  }
+  return *this;
+}
+
+void DestinationLimiter::Slot::Release() {
+  if (owner_ == nullptr) return;
+  owner_->Give(key_);
+  owner_ = nullptr;
+}
+
+DestinationLimiter::Slot DestinationLimiter::Acquire(const std::string& domain) {
+  std::string key = AsciiLower(domain);
+  std::unique_lock<std::mutex> l(mu_);
+  freed_.wait(l, [&] {
+    auto it = in_use_.find(key);
+    return it == in_use_.end() || it->second < limit_;
+  });
+  ++in_use_[key];
+  return Slot(this, std::move(key));
+}
+
+void DestinationLimiter::Give(const std::string& key) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = in_use_.find(key);
+    if (it == in_use_.end()) return;
+    if (--it->second == 0) in_use_.erase(it);
+  }
+  // Waiters for other domains wake too and wait again: the waiters are at most the threads.
+  freed_.notify_all();
+}
+
+size_t DestinationLimiter::InUse(const std::string& domain) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = in_use_.find(AsciiLower(domain));
+  return it == in_use_.end() ? 0 : it->second;
+}
+
 int64_t RetryDelay(int attempts, const QueueSettings& s) {
   int64_t d = std::max(1, s.retry_min);
   int64_t cap = std::max(s.retry_max, s.retry_min);
@@ -636,7 +683,12 @@ class QueueAttempt {
       for (size_t k = next++; k < work.size() && !halt_; k = next++) {
         std::vector<Mailbox> rcpts;
         for (size_t i : work[k].idx) rcpts.push_back(boxes[i]);
-        Settle(work[k], deliver_(work[k].domain, sender, rcpts, prepared, dsn_request, env_.message_tls));
+        DestinationLimiter::Slot slot;
+        if (settings_.destinations) slot = settings_.destinations->Acquire(work[k].domain);
+        std::vector<RecipientOutcome> got =
+            deliver_(work[k].domain, sender, rcpts, prepared, dsn_request, env_.message_tls);
+        slot.Release();  // the sessions are over (or parked for the next delivery to the destination)
+        Settle(work[k], got);
       }
     };
     std::vector<std::thread> helpers;
@@ -910,6 +962,39 @@ ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLoc
                                    const std::function<void(const std::string&)>& log) {
   QueueAttempt attempt(queue, id, std::move(lock), deliver, clock, settings, log);
   return attempt.Run(force);
+}
+
+void RunQueuePass(Queue& queue, const std::vector<std::string>& ids, bool force, const DomainDeliverer& deliver,
+                  Clock* clock, const QueueSettings& settings, const QueueRunHooks& hooks) {
+  WorkerBudget* budget = settings.workers;
+  // Three quarters of the threads for messages; the rest helps the domains of a message to several.
+  const size_t message_workers = budget ? std::max<size_t>(1, budget->limit() - budget->limit() / 4) : 1;
+  const size_t per_destination =
+      settings.destinations ? settings.destinations->limit() : std::numeric_limits<size_t>::max();
+  const std::vector<std::vector<std::string>> runs = DestinationRuns(queue, ids, message_workers, per_destination);
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t r = next++; r < runs.size(); r = next++) {
+      for (const std::string& id : runs[r]) {
+        ProcessReport rep = ProcessQueuedMessage(queue, id, QueueLock(), force, deliver, clock, settings, hooks.log);
+        if (hooks.done) hooks.done(rep);
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (size_t k = 0; budget && k < std::min(runs.size(), message_workers); ++k) {
+    std::thread t;
+    std::string why;
+    if (!budget->TryStart(worker, &t, &why)) {
+      if (!why.empty() && hooks.warn)
+        hooks.warn("cannot start a queue runner thread (" + why + "); going on with the others");
+      break;
+    }
+    workers.push_back(std::move(t));
+  }
+  // No thread at all: this one does the work.
+  if (workers.empty()) worker();
+  for (std::thread& t : workers) budget->Join(&t);
 }
 
 }  // namespace mxsec

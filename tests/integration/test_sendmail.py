@@ -525,6 +525,60 @@ class SessionReuseTest(unittest.TestCase):
         self.assertEqual(run_log.count("C: RSET"), 4, run_log)
 
 
+def most_sessions_at_once(run_log, mode="rcpt"):
+    """The most sessions of the scripted server's MODE open at once in RUN_LOG (its log lines, in the
+    order the server wrote them): a session counts from "connect" to its client's QUIT or its end."""
+    open_now, most = set(), 0
+    for line in run_log.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) < 4 or parts[1] != mode:
+            continue
+        peer, what = parts[2].split(">")[0], parts[3]
+        if what == "connect":
+            open_now.add(peer)
+            most = max(most, len(open_now))
+        elif what in ("C: QUIT", "disconnect") or what.startswith("end:"):
+            open_now.discard(peer)
+    return most
+
+
+class ConcurrencyLimitTest(unittest.TestCase):
+    """A queue run opens at most default_destination_concurrency_limit sessions to one domain and at
+    most queue_run_concurrency in all, counted on the scripted server (its log of connects and
+    session ends)."""
+
+    def run_and_count(self, q, rcpts, tok):
+        for rcpt in rcpts:
+            p = q.sendmail(["-odq", "-f", SENDER, rcpt], message(tok, to=rcpt))
+            self.assertEqual(p.returncode, EX_OK, diag(p))
+        log = os.path.join(TB, "smtp", "server.log")
+        with open(log, errors="replace") as f:
+            log_start = len(f.read())
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        recs = records_wait(tok, len(rcpts))
+        self.assertEqual(sorted(a for rec in recs for a in rec["rcpt_to"]), sorted(rcpts))
+        self.assertEqual(q.listing(), [])
+        with open(log, errors="replace") as f:
+            return most_sessions_at_once(f.read()[log_start:])
+
+    def test_per_destination_limit(self):
+        q = Queue(["queue_run_concurrency = 20", "default_destination_concurrency_limit = 2"])
+        tok = new_token("perdest")
+        most = self.run_and_count(q, ["ok-%s-%d@rcpt.insecure.test" % (tok, i) for i in range(24)], tok)
+        # Two runs of twelve, started together: two sessions side by side, never a third.
+        self.assertEqual(most, 2)
+
+    def test_total_limit(self):
+        q = Queue(["queue_run_concurrency = 3", "default_destination_concurrency_limit = 20"])
+        tok = new_token("total")
+        rcpts = ["ok-%s-%d@rcpt.insecure.test" % (tok, i) for i in range(12)]
+        rcpts += ["ok-%s-d%d@rcpt.dane.test" % (tok, i) for i in range(12)]
+        most = self.run_and_count(q, rcpts, tok)
+        self.assertLessEqual(most, 3)
+        self.assertGreaterEqual(most, 2)
+
+
 class UnprivilegedTest(unittest.TestCase):
     """Submission by a user who is not root: the group model of mxsec(8) (a 2770 root:GROUP queue)."""
 

@@ -291,7 +291,7 @@ TEST_CASE("queue run: killed after the first domain took the message, a rerun de
 
 TEST_CASE("config: queue_run_concurrency and queue_max_domains_per_attempt, with their ranges") {
   Config c;
-  CHECK(c.queue_run_concurrency == 10);
+  CHECK(c.queue_run_concurrency == 100);
   CHECK(c.queue_max_domains_per_attempt == 1000);
   CHECK(ApplyConfigSetting("queue_run_concurrency", "4", "test", &c).ok());
   CHECK(c.queue_run_concurrency == 4);

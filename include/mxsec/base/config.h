@@ -53,7 +53,8 @@ struct Config {
   int queue_retry_min = 300;          // first retry delay, doubled per attempt ...
   int queue_retry_max = 4000;         // ... up to this
   int queue_delay_warning = 0;        // a "delayed" DSN this long after arrival (Postfix delay_warning_time); 0: off
-  int queue_run_concurrency = 10;     // delivery threads of one queue run (messages and their domains together)
+  int queue_run_concurrency = 100;    // delivery threads of one queue run (messages and their domains together)
+  int default_destination_concurrency_limit = 20;  // deliveries at once to one destination domain
   int queue_max_domains_per_attempt = 1000;  // domains one attempt of one message delivers to; the rest: next run
 
   // SMTP TLS reports (RFC 8460, `mxsec tlsrpt`).

@@ -87,6 +87,10 @@ struct SqliteOpenOptions {
   bool create = true;             // false: the file must exist
   bool full_mutex = false;        // SQLITE_OPEN_FULLMUTEX: the handle may be used from several threads
   int busy_timeout_ms = 5000;     // how long a statement waits for another process's lock
+  // false: the last connection to close leaves the WAL to the next automatic checkpoint (a commit
+  // past wal_autocheckpoint pages) instead of checkpointing, fsyncing and deleting it
+  // (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): for a log that many short processes append to.
+  bool checkpoint_on_close = true;
 };
 
 class SqliteDb {

@@ -24,7 +24,8 @@
 //     addresses tried)", "response larger than 65536 bytes", ...).
 // Requests given to one PerformMany run concurrently on a private curl multi
 // handle; a client object holds no mutable state and may be used from any
-// thread once InitCurlOnce (mta_sts.h) has run.
+// thread. libcurl is loaded by the first request, not at program start; a
+// process that cannot load it gets that reason as the error of every request.
 #pragma once
 
 #include <cstddef>

@@ -120,8 +120,9 @@ class StsFetcher {
   virtual std::vector<StsFetchResult> FetchMany(const std::vector<StsFetchRequest>& requests) = 0;
 };
 
-// libcurl (GnuTLS build) implementation. curl_global_init must have run
-// (InitCurlOnce() does it; call it before starting threads).
+// libcurl (GnuTLS build) implementation. libcurl is loaded and
+// initialised by the first fetch, from any thread (https_client.h);
+// InitCurlOnce() does it at once, for a caller that wants it done early.
 std::unique_ptr<StsFetcher> NewCurlStsFetcher(const StsFetchOptions& options);
 void InitCurlOnce();
 

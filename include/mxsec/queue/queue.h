@@ -30,7 +30,8 @@
 //     QueueSettings::max_domains_per_attempt domains (those tried least
 //     recently first); the rest stay pending, and while some of them were
 //     never tried the message is due again at once (then the backoff).
-//     A thread that cannot be started is logged and the work goes on with
+//     Each domain's delivery holds a slot of QueueSettings::destinations
+//     (DestinationLimiter) while it runs. A thread that cannot be started is logged and the work goes on with
 //     the threads there are, never ends the process;
 //   - an envelope is used only under the ID it names, and its message
 //     file only when it is the size the envelope records (the file is
@@ -55,8 +56,11 @@
 //     that ends with recipients pending that long after arrival.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -227,6 +231,55 @@ class WorkerBudget {
   ThreadStarter* const starter_;
 };
 
+// At most `limit` deliveries at once to one destination domain
+// (default_destination_concurrency_limit, Postfix's per-destination
+// concurrency), shared by every delivery thread of the process: messages of
+// a run and the domains of each message. A delivery holds its Slot while it
+// runs its SMTP sessions (one at a time) and gives it back when it returns;
+// sessions parked between transactions (mxsec/smtp/session_cache.h) are
+// taken by the next delivery to the same destination, which then holds the
+// slot. Acquire waits until a slot is free: a holder never waits for
+// another slot, so waiting ends when a delivery ends (its own timeouts
+// bound that). Only domains with a delivery in progress are remembered, so
+// the state is bounded by the threads. Domains compare case-insensitively.
+class DestinationLimiter {
+ public:
+  explicit DestinationLimiter(size_t limit) : limit_(limit == 0 ? 1 : limit) {}
+  DestinationLimiter(const DestinationLimiter&) = delete;
+  DestinationLimiter& operator=(const DestinationLimiter&) = delete;
+
+  // A slot for one destination; given back when destroyed. Movable.
+  class Slot {
+   public:
+    Slot() = default;
+    Slot(Slot&& o) noexcept : owner_(o.owner_), key_(std::move(o.key_)) { o.owner_ = nullptr; }
+    Slot& operator=(Slot&& o) noexcept;
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    ~Slot() { Release(); }
+    void Release();
+
+   private:
+    friend class DestinationLimiter;
+    Slot(DestinationLimiter* owner, std::string key) : owner_(owner), key_(std::move(key)) {}
+    DestinationLimiter* owner_ = nullptr;
+    std::string key_;
+  };
+
+  // Waits for a free slot of `domain` and takes it.
+  Slot Acquire(const std::string& domain);
+  size_t limit() const { return limit_; }
+  // Deliveries to `domain` in progress now (for tests and logs).
+  size_t InUse(const std::string& domain) const;
+
+ private:
+  void Give(const std::string& key);
+  const size_t limit_;
+  mutable std::mutex mu_;
+  std::condition_variable freed_;
+  std::map<std::string, size_t> in_use_;  // only domains with a delivery in progress
+};
+
 struct QueueSettings {
   int lifetime = 5 * 86400;
   int retry_min = 300;
@@ -239,6 +292,8 @@ struct QueueSettings {
   size_t max_domains_per_attempt = 1000;
   // Threads that may help deliver the domains of a message; null: the calling thread alone.
   WorkerBudget* workers = nullptr;
+  // Deliveries at once per destination domain; null: no bound but the threads.
+  DestinationLimiter* destinations = nullptr;
 };
 
 // The messages of `ids` (oldest first) as runs, one worker's work each, so
@@ -249,10 +304,14 @@ struct QueueSettings {
 // whose envelope cannot be read is a group of its own), and a group is cut
 // into runs of a worker's fair share, ceil(ids / workers), so a destination
 // with many messages still gets the workers there are and one with fewer
-// stays on one session. Every id is in exactly one run; a run
-// keeps the order of `ids`; groups go by their oldest message.
+// stays on one session. A group is cut into at most `per_destination` runs
+// (default_destination_concurrency_limit): more would only wait for the
+// destination's slots (DestinationLimiter) on threads of their own. Every id
+// is in exactly one run; a run keeps the order of `ids`; groups go by their
+// oldest message.
 std::vector<std::vector<std::string>> DestinationRuns(const Queue& q, const std::vector<std::string>& ids,
-                                                      size_t workers);
+                                                      size_t workers,
+                                                      size_t per_destination = std::numeric_limits<size_t>::max());
 
 // Seconds until the next attempt after `attempts` failed ones:
 // retry_min * 2^(attempts-1), capped at retry_max.
@@ -284,5 +343,27 @@ struct ProcessReport {
 ProcessReport ProcessQueuedMessage(Queue& queue, const std::string& id, QueueLock lock, bool force,
                                    const DomainDeliverer& deliver, Clock* clock, const QueueSettings& settings,
                                    const std::function<void(const std::string&)>& log);
+
+// What one pass of a queue run reports, message by message, from the
+// threads that deliver (so the callbacks must be thread-safe).
+struct QueueRunHooks {
+  std::function<void(const std::string&)> log;   // per recipient result and problem (ProcessQueuedMessage)
+  std::function<void(const std::string&)> warn;  // a thread that could not be started
+  std::function<void(const ProcessReport&)> done;  // each message's report
+};
+
+// One pass of a queue run over `ids` (oldest first): the messages cut into
+// DestinationRuns (at most settings.destinations' limit of runs per
+// destination), each run worked by one thread so that its messages follow
+// one another over the destination's session. Message threads come from
+// settings.workers, three quarters of its limit (at least one); the rest is
+// left for the domains of messages to several domains, so the threads of the
+// pass, helpers included, never exceed the budget's limit, and deliveries to
+// one domain never exceed settings.destinations' limit. Without a budget,
+// or when no thread can be started, the calling thread does the work; a
+// thread that cannot be started is reported to `warn` and the pass goes on
+// with the threads it has.
+void RunQueuePass(Queue& queue, const std::vector<std::string>& ids, bool force, const DomainDeliverer& deliver,
+                  Clock* clock, const QueueSettings& settings, const QueueRunHooks& hooks);
 
 }  // namespace mxsec
