@@ -12,7 +12,8 @@ runs on 127.0.54.2:443 (as test_tlsrpt.py does), which counts what it gets.
 The tests are numbered steps of one day: deliveries on both hosts are forwarded to the shared log;
 `tlsrpt` run on both hosts at once sends one report, counting both hosts' sessions; the database
 stopped while host B delivers (delivery unaffected, rows kept locally), `tlsrpt` then exiting 75
-without sending anything, and after a restart `db forward` forwarding each row once.
+without sending anything, and after a restart `db forward` forwarding each row once; the report
+sent again then counts every session once; a queue run forwards what it delivered.
 
 Usage: test_fleet_tlsrpt.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
@@ -301,6 +302,21 @@ class FleetTlsrptTest(unittest.TestCase):
         # The report-id of (day, domain) is kept.
         ids = psql("SELECT report_id FROM tlsrpt_report_ids WHERE day = '%s' AND domain = '%s'" % (TODAY, DOMAIN))
         self.assertEqual(ids, [[reports[0]["report-id"]]])
+
+    def test_5_queue_run_forwards_its_deliveries(self):
+        before = shared_attempts("hosta")
+        tok = new_token("fleet-q")
+        rcpt = "user@" + DOMAIN
+        msg = ("From: <%s>\nTo: <%s>\nSubject: fleet queued %s\n\nbody %s\n" % (SENDER, rcpt, tok, tok)).encode()
+        r = run_mxsec("hosta", ["sendmail", "-odq", "-f", SENDER, rcpt], msg)
+        self.assertEqual(r.returncode, EX_OK, r.diag)
+        self.assertEqual(shared_attempts("hosta"), before, "queued only: no session yet")
+        run = run_mxsec("hosta", ["queue", "flush"])
+        self.assertEqual(run.returncode, EX_OK, run.diag)
+        local, up_to, last, _ = local_attempts("hosta")
+        self.assertEqual(local, before + 1, run.diag)
+        self.assertEqual(up_to, last, "the end of the queue run forwards its rows")
+        self.assertEqual(shared_attempts("hosta"), before + 1)
 
 
 if __name__ == "__main__":
