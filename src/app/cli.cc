@@ -52,7 +52,7 @@ const char* kUsage =
     "  stats [--since DURATION] [--json|--prometheus PATH] [DOMAIN...]  share of mail authenticated, encrypted, clear\n"
     "  survey [--concurrency N] [--rate R/s] [--probe|--no-probe] [--out FILE.jsonl] [--json] [--svg FILE] FILE\n"
     "                              how the domains of FILE protect inbound mail (DANE, MTA-STS, STARTTLS)\n"
-    "  db init|migrate|status      the shared state's schema on PostgreSQL (state_backend = postgresql://...)\n"
+    "  db init|migrate|status|forward  the shared state on PostgreSQL (state_backend = postgresql://...)\n"
     "options: --help, --version\n";
 
 int Fail(int code, const std::string& msg) {

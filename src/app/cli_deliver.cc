@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "cli_internal.h"
+#include "mxsec/report/fleet_state.h"
 #include "mxsec/smtp/probe.h"
 #include "mxsec/smtp/deliver_message.h"
 #include "mxsec/smtp/delivery.h"
@@ -414,6 +415,8 @@ int RunDeliver(const GlobalOptions& g, const Config& cfg, const std::vector<std:
   std::vector<RecipientOutcome> outcomes = SortRecipients(parsed.recipients, &by_domain);
   DeliverToDomains(context, parsed.sender, message, message_tls, by_domain,
                    static_cast<size_t>(cfg.queue_run_concurrency), &outcomes);
+  attempts.reset();  // written: now forward them (a fleet's shared log)
+  ForwardAttemptsAfterDelivery(cfg, [&log](const std::string& line) { log.Warn(line); });
 
   const int code = ExitCodeFor(outcomes);
   PrintRecipientLines(outcomes);

@@ -41,6 +41,7 @@
 #include "cli_internal.h"
 #include "mxsec/base/domain_name.h"
 #include "mxsec/queue/dsn.h"
+#include "mxsec/report/fleet_state.h"
 #include "mxsec/queue/queue.h"
 #include "mxsec/queue/submission.h"
 #include "mxsec/smtp/deliver_message.h"
@@ -95,7 +96,12 @@ struct Logger {
 // What delivers queued messages: the policy engine and DeliverDomain, joined by ResolveAndDeliver.
 class Engine {
  public:
+  ~Engine() {
+    attempts_.reset();  // written: now forwarded (a fleet's shared log), the run's deliveries done
+    if (cfg_ && log_) ForwardAttemptsAfterDelivery(*cfg_, [log = log_](const std::string& l) { log->Warn(l); });
+  }
   Status Init(const Config& cfg, Logger* log) {
+    cfg_ = &cfg;
     Status s = BuildRuntime(cfg, &rt_);
     if (!s.ok()) return s;
     attempts_ = OpenAttemptLog(cfg, AttemptLogWrites::kBatched);  // written at the latest when the Engine goes
@@ -124,6 +130,7 @@ class Engine {
 
  private:
   Runtime rt_;
+  const Config* cfg_ = nullptr;
   Logger* log_ = nullptr;
   std::unique_ptr<AttemptLog> attempts_;
   DeliveryOptions dopt_;

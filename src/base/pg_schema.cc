@@ -84,8 +84,19 @@ Result<PgMigration> MigratePgSchema(PgConnection& c, PgMigrateMode mode, const s
     return Status::NotFound("the database has no mxsec schema: create it with `mxsec db init`");
   }
   for (int v = *version; v < kPgSchemaVersion; ++v) {
-    Status s = c.Run(kMigrations[v]);
-    if (!s.ok()) return s.Prefixed("migration to version " + std::to_string(v + 1) + ": ");
+    // One statement at a time: Run sends through the extended protocol
+    // (PQexecParams), which takes one command only. No migration has a ';'
+    // inside a literal.
+    std::string all = kMigrations[v];
+    for (size_t at = 0; at < all.size();) {
+      size_t end = all.find(';', at);
+      if (end == std::string::npos) end = all.size();
+      const std::string statement = all.substr(at, end - at);
+      at = end + 1;
+      if (statement.find_first_not_of(" \n") == std::string::npos) continue;
+      Status s = c.Run(statement);
+      if (!s.ok()) return s.Prefixed("migration to version " + std::to_string(v + 1) + ": ");
+    }
   }
   Status recorded = c.Run("INSERT INTO mxsec_schema (version, migrated_at, migrated_by) VALUES ($1, $2, $3)",
                           {PgInt(kPgSchemaVersion), PgInt(static_cast<int64_t>(time(nullptr))), host});

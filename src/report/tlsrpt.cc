@@ -8,6 +8,7 @@
 #include <cctype>
 #include <ctime>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "mxsec/base/domain_name.h"
@@ -238,12 +239,16 @@ std::string FormatUtcDateTime(int64_t time) {
 
 std::vector<TlsReport> AggregateReports(const std::vector<AttemptRecord>& records, const ReportMeta& meta) {
   using PolicyKey = std::tuple<std::string, std::vector<std::string>, std::vector<std::string>>;
-  using DetailKey = std::tuple<std::string, std::string, std::string>;  // result type, mx, ip
+  // result type, receiving mx, receiving ip, sending ip ("" unless the
+  // fleet's log knows it: RFC 8460 §4.4's sending-mta-ip, the one field
+  // that names the sending host)
+  using DetailKey = std::tuple<std::string, std::string, std::string, std::string>;
   struct PolicyCounts {
     int64_t ok = 0, failed = 0;
     std::map<DetailKey, int64_t> details;
   };
   std::map<std::string, std::map<PolicyKey, PolicyCounts>> by_domain;
+  std::map<std::string, std::set<std::string>> hosts_by_domain;  // the hosts whose sessions are counted
   const int64_t end = meta.day_start + 86400;
   for (const AttemptRecord& r : records) {
     if (r.time < meta.day_start || r.time >= end || r.policy_type.empty()) continue;
@@ -253,17 +258,20 @@ std::vector<TlsReport> AggregateReports(const std::vector<AttemptRecord>& record
     const bool ok = !failed && !r.tls_version.empty();
     if (!failed && !ok) continue;
     PolicyCounts& pc = by_domain[r.domain][PolicyKey{r.policy_type, r.policy_strings, r.mx_patterns}];
+    if (!r.host.empty()) hosts_by_domain[r.domain].insert(r.host);
     if (ok) {
       ++pc.ok;
     } else {
       ++pc.failed;
-      ++pc.details[DetailKey{r.failure_type, r.mx, r.address}];
+      ++pc.details[DetailKey{r.failure_type, r.mx, r.address, r.sending_ip}];
     }
   }
   std::vector<TlsReport> out;
   for (const auto& [domain, policies] : by_domain) {
     TlsReport rep;
     rep.domain = domain;
+    const std::set<std::string>& hosts = hosts_by_domain[domain];
+    rep.hosts.assign(hosts.begin(), hosts.end());
     rep.report_id = FormatUtcDay(meta.day_start) + "." + domain + "." + meta.id_suffix;
     nlohmann::json j;
     j["organization-name"] = meta.organization;
@@ -285,9 +293,10 @@ std::vector<TlsReport> AggregateReports(const std::vector<AttemptRecord>& record
                       {"total-failure-session-count", counts.failed}};
       nlohmann::json details = nlohmann::json::array();
       for (const auto& [dk, n] : counts.details) {
-        const auto& [result, host, ip] = dk;
+        const auto& [result, host, ip, sending_ip] = dk;
         nlohmann::json d;
         d["result-type"] = result;
+        if (!sending_ip.empty()) d["sending-mta-ip"] = sending_ip;
         if (!ip.empty()) d["receiving-ip"] = ip;
         if (!host.empty()) d["receiving-mx-hostname"] = host;
         d["failed-session-count"] = n;
@@ -355,6 +364,13 @@ std::string BuildReportMessage(const ReportMessage& m) {
   s += "Content-Transfer-Encoding: 7bit\r\n\r\n";
   s += "This is an aggregate TLS report (RFC 8460) from " + m.submitter + " for " + m.domain + ".\r\n";
   s += "Report-ID: <" + m.report_id + ">\r\n";
+  // The JSON has no field for a sending host's name (RFC 8460 §4.4 names
+  // a sending MTA by its IP only): the people reading the message get them here.
+  if (!m.hosts.empty()) {
+    std::string list;
+    for (const std::string& h : m.hosts) list += (list.empty() ? "" : ", ") + h;
+    s += "It counts the sessions of the sending hosts " + list + ".\r\n";
+  }
   s += "\r\n--" + boundary + "\r\n";
   s += "Content-Type: application/tlsrpt+gzip\r\n";
   s += "Content-Transfer-Encoding: base64\r\n";

@@ -127,9 +127,14 @@ Result<TlsRptDay> LoadDayReports(const std::string& log_path, const ReportMeta& 
                                  const std::set<std::string>& only) {
   auto records = ReadAttempts(log_path, meta.day_start, meta.day_start + kDaySeconds);
   if (!records.ok()) return records.status();
+  return DayReportsOf(records.value(), meta, only);
+}
+
+TlsRptDay DayReportsOf(const std::vector<AttemptRecord>& records, const ReportMeta& meta,
+                       const std::set<std::string>& only) {
   TlsRptDay day;
-  day.attempts = records->size();
-  day.reports = AggregateReports(records.value(), meta);
+  day.attempts = records.size();
+  day.reports = AggregateReports(records, meta);
   if (!only.empty()) {
     std::erase_if(day.reports, [&](const TlsReport& r) { return only.count(r.domain) == 0; });
   }
@@ -216,6 +221,8 @@ std::string DescribeTlsRptEvent(const TlsRptEvent& e) {
       return d + e.uri + ": " + e.detail;
     case TlsRptEventKind::kStoreFailed:
       return d + "cannot record the report-id in " + e.detail + "; try again later";
+    case TlsRptEventKind::kStoreUnavailable:
+      return d + "the sent-once store cannot be used (" + e.detail + "); not sent, try again later";
     case TlsRptEventKind::kTooManyUris:
       return d + "the record lists " + std::to_string(e.count) + " URIs; only the first " +
              std::to_string(kTlsRptMaxRuaPerDomain) + " get the report";
@@ -242,7 +249,7 @@ struct TlsRptSender::Delivery {
 };
 
 TlsRptSender::TlsRptSender(TlsRptSendSettings settings, Resolver* resolver, ReportPoster* poster,
-                           ReportQueue* queue, TlsRptSentLog* sent)
+                           ReportQueue* queue, TlsRptSentStore* sent)
     : settings_(std::move(settings)),
       day_(FormatUtcDay(settings_.day_start)),
       resolver_(resolver),
@@ -258,7 +265,31 @@ TlsRptSender::Summary TlsRptSender::Send(std::vector<TlsReport>& reports, const 
   return summary;
 }
 
+// Check, send and mark under the store's lock of (day, domain): with a
+// shared store, hosts running at once take turns, and each one after the
+// first finds the URIs marked. The crash windows: dying before a send
+// leaves the URI unmarked, sent by the next run; dying between the send
+// and the mark (or the store failing to mark) sends the same report, with
+// the same report-id, again next run: a duplicate the receiver can
+// recognise, never a report lost. The lock needs no lease: a shared
+// store's lock dies with its holder's connection (fleet_state.h).
 bool TlsRptSender::SendReport(TlsReport& report, Summary* summary, const EventSink& on_event) {
+  Status locked = sent_->Lock(day_, report.domain);
+  if (!locked.ok()) {
+    on_event(Event(TlsRptEventKind::kStoreUnavailable, report.domain, locked.message()));
+    summary->retry = true;
+    return true;
+  }
+  struct Unlocker {
+    TlsRptSentStore* store;
+    const std::string& day;
+    const std::string& domain;
+    ~Unlocker() { store->Unlock(day, domain); }
+  } unlocker{sent_, day_, report.domain};
+  return SendLockedReport(report, summary, on_event);
+}
+
+bool TlsRptSender::SendLockedReport(TlsReport& report, Summary* summary, const EventSink& on_event) {
   std::optional<std::vector<std::string>> uris = ReportUris(report, summary, on_event);
   if (!uris) return true;
   auto gz = Gzip(report.json.dump());
@@ -327,6 +358,12 @@ void TlsRptSender::SendToUri(const Delivery& d, const std::string& uri, Summary*
     e.report_id = **before;
     return on_event(e);
   }
+  // A shared store unread: another host may be sending it right now.
+  if (!before.ok() && sent_->shared()) {
+    on_event(Event(TlsRptEventKind::kStoreUnavailable, report.domain, before.error()));
+    summary->retry = true;
+    return;
+  }
   Status done;
   if (StartsWithIgnoreCase(uri, "mailto:")) {
     auto to = MailtoAddress(uri);
@@ -366,6 +403,7 @@ Status TlsRptSender::QueueMessage(const Delivery& d, const std::string& to, std:
   m.domain = d.report->domain;
   m.report_id = d.report->report_id;
   m.gzip = d.gzip;
+  m.hosts = d.report->hosts;
   const int64_t start = settings_.day_start;
   m.file_name = ReportFileName(m.submitter, m.domain, start, start + kDaySeconds - 1, RandomHexId(4));
   m.message_id = "<tlsrpt." + RandomHexId(8) + "@" + m.submitter + ">";

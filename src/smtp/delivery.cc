@@ -41,7 +41,22 @@ std::vector<std::string> SplitLines(const std::string& s) {
 // user_version once made: a file already at it needs no CREATE and no
 // column checks (three PRAGMA table_info each), which every `deliver`
 // process paid at start. A file of an older version (0) is migrated.
-constexpr int64_t kAttemptsSchema = 1;
+// Version 2 added the forwarding state (delivery.h ForwardAttempts).
+constexpr int64_t kAttemptsSchema = 2;
+
+// The file's log id: random, so that two hosts' files, or a file and the
+// one recreated in its place, never share one.
+std::string NewLogId() {
+  std::random_device rd;
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 16; ++i) {
+    unsigned v = rd() & 0xff;
+    out += kHex[v >> 4];
+    out += kHex[v & 15];
+  }
+  return out;
+}
 
 Result<int64_t> SchemaVersion(SqliteDb& db) {
   Result<SqliteStatement> st = db.Prepare("PRAGMA user_version");
@@ -51,7 +66,9 @@ Result<int64_t> SchemaVersion(SqliteDb& db) {
   return *row ? st->ColumnInt64(0) : int64_t{0};
 }
 
-// Creates the table, or adds the columns a table of an older version lacks.
+Status PrepareVersion1(SqliteDb& db, const std::string& path);
+
+// Creates the tables, or brings those of an older version to this one.
 //
 // synchronous=NORMAL (with WAL: a commit is not fsynced, a checkpoint is):
 // the attempt log is not the queue. It records what sessions saw, for
@@ -69,6 +86,22 @@ Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
   Result<int64_t> version = SchemaVersion(db);
   if (!version.ok()) return version.status().Prefixed(path + ": ");
   if (*version >= kAttemptsSchema) return Status::Ok();
+  if (*version < 1) {
+    Status v1 = PrepareVersion1(db, path);
+    if (!v1.ok()) return v1;
+  }
+  // One row, made once: the INSERT is one statement, so two processes
+  // upgrading the file at once still leave one log id.
+  Status forwarding = db.Exec(
+      "CREATE TABLE IF NOT EXISTS forward_state (log_id TEXT NOT NULL, forwarded_up_to INTEGER NOT NULL);"
+      "INSERT INTO forward_state (log_id, forwarded_up_to) SELECT '" + NewLogId() +
+      "', 0 WHERE NOT EXISTS (SELECT 1 FROM forward_state);");
+  if (!forwarding.ok()) return forwarding.Prefixed(path + ": ");
+  return db.Exec("PRAGMA user_version = " + std::to_string(kAttemptsSchema)).Prefixed(path + ": ");
+}
+
+// The tables of version 1, or the columns a table of an older version lacks.
+Status PrepareVersion1(SqliteDb& db, const std::string& path) {
   Status created = db.Exec(
       "CREATE TABLE IF NOT EXISTS attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT,"
       " port INTEGER, policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
@@ -81,7 +114,7 @@ Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
     Status added = db.AddColumn("attempts", column, "TEXT");
     if (!added.ok()) return added.Prefixed(path + ": adding column " + column + ": ");
   }
-  return db.Exec("PRAGMA user_version = " + std::to_string(kAttemptsSchema)).Prefixed(path + ": ");
+  return Status::Ok();
 }
 
 // The attempt log's file: the busy timeout lets parallel deliveries wait for
@@ -283,8 +316,8 @@ Result<std::vector<Record>> ReadRows(const std::string& path, const char* select
   return out;
 }
 
-AttemptRecord AttemptOfRow(SqliteStatement& st) {
-  int c = 0;
+// The columns of kAttemptColumns, from column `c` on.
+AttemptRecord AttemptOfColumns(SqliteStatement& st, int c) {
   auto text = [&]() { return st.ColumnText(c++); };
   AttemptRecord r;
   r.time = st.ColumnInt64(c++);
@@ -309,6 +342,13 @@ AttemptRecord AttemptOfRow(SqliteStatement& st) {
   return r;
 }
 
+AttemptRecord AttemptOfRow(SqliteStatement& st) { return AttemptOfColumns(st, 0); }
+
+#define MXSEC_ATTEMPT_COLUMNS                                                                         \
+  "time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"            \
+  " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"        \
+  " mx_patterns"
+
 MessageRecord MessageOfRow(SqliteStatement& st) {
   MessageRecord m;
   m.time = st.ColumnInt64(0);
@@ -325,9 +365,7 @@ MessageRecord MessageOfRow(SqliteStatement& st) {
 
 Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t from, int64_t to) {
   return ReadRows(path,
-                  "SELECT time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"
-                  " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
-                  " mx_patterns FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
+                  "SELECT " MXSEC_ATTEMPT_COLUMNS " FROM attempts WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
                   from, to, AttemptOfRow);
 }
 
@@ -336,6 +374,79 @@ Result<std::vector<MessageRecord>> ReadMessages(const std::string& path, int64_t
                   "SELECT time, domain, status, security, policy_failure, tls_status, recipients FROM messages"
                   " WHERE time >= ?1 AND time < ?2 ORDER BY time, rowid",
                   from, to, MessageOfRow);
+}
+
+namespace {
+
+Result<ForwardMark> ReadMark(SqliteDb& db, const std::string& path) {
+  Result<SqliteStatement> st = db.Prepare(
+      "SELECT log_id, forwarded_up_to, (SELECT coalesce(max(rowid), 0) FROM attempts) FROM forward_state");
+  if (!st.ok()) return st.status().Prefixed(path + ": ");
+  Result<bool> row = st->Step();
+  if (!row.ok()) return row.status().Prefixed(path + ": ");
+  if (!*row) return Status::Invalid(path + ": no forwarding state (forward_state is empty)");
+  ForwardMark m;
+  m.log_id = st->ColumnText(0);
+  m.forwarded_up_to = st->ColumnInt64(1);
+  m.last_id = st->ColumnInt64(2);
+  if (m.log_id.empty()) return Status::Invalid(path + ": forward_state has an empty log id");
+  return m;
+}
+
+// The next batch after `after`, oldest first.
+Result<std::vector<ForwardedAttempt>> RowsAfter(SqliteDb& db, const std::string& path, int64_t after) {
+  Result<SqliteStatement> st = db.Prepare("SELECT rowid, " MXSEC_ATTEMPT_COLUMNS
+                                          " FROM attempts WHERE rowid > ?1 ORDER BY rowid LIMIT ?2");
+  if (!st.ok()) return st.status().Prefixed(path + ": ");
+  st->BindInt64(1, after).BindInt64(2, static_cast<int64_t>(kForwardBatchRows));
+  std::vector<ForwardedAttempt> out;
+  for (;;) {
+    Result<bool> row = st->Step();
+    if (!row.ok()) return row.status().Prefixed(path + ": ");
+    if (!*row) break;
+    out.push_back(ForwardedAttempt{st->ColumnInt64(0), AttemptOfColumns(st.value(), 1)});
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<ForwardMark> ReadForwardMark(const std::string& path) {
+  struct stat sb;
+  if (stat(path.c_str(), &sb) != 0) return Status::NotFound(path + ": no attempt log");
+  Result<SqliteDb> db = OpenAttemptsDb(path, false);
+  if (!db.ok()) return db.status();
+  return ReadMark(db.value(), path);
+}
+
+Result<ForwardResult> ForwardAttempts(const std::string& path, SharedAttemptStore* store) {
+  ForwardResult result;
+  struct stat sb;
+  if (stat(path.c_str(), &sb) != 0) return result;  // nothing was ever recorded
+  Result<SqliteDb> db = OpenAttemptsDb(path, false);
+  if (!db.ok()) return db.status();
+  Result<ForwardMark> mark = ReadMark(db.value(), path);
+  if (!mark.ok()) return mark.status();
+  int64_t after = mark->forwarded_up_to;
+  for (size_t batch = 0; batch < kForwardMaxBatches; ++batch) {
+    Result<std::vector<ForwardedAttempt>> rows = RowsAfter(db.value(), path, after);
+    if (!rows.ok()) return rows.status();
+    if (rows->empty()) return result;
+    Status stored = store->InsertOnce(mark->log_id, rows.value());
+    if (!stored.ok()) return stored;
+    // Only now, the store having committed: a crash before this line
+    // re-sends the batch, which the store then ignores.
+    after = rows->back().local_id;
+    Result<SqliteStatement> st =
+        db->Prepare("UPDATE forward_state SET forwarded_up_to = max(forwarded_up_to, ?1)");
+    if (!st.ok()) return st.status().Prefixed(path + ": ");
+    Status marked = st->BindInt64(1, after).Run();
+    if (!marked.ok()) return marked.Prefixed(path + ": forwarded up to row " + std::to_string(after) + ": ");
+    result.rows += rows->size();
+    if (rows->size() < kForwardBatchRows) return result;
+  }
+  result.more = true;
+  return result;
 }
 
 void SetReportPolicy(AttemptRecord* r, const DomainPolicy& p, const MxPolicy& mx) {

@@ -18,7 +18,10 @@
 //     domain, then by policy (type, policy strings, mx patterns), and
 //     counts sessions: a session that negotiated TLS without an RFC 8460
 //     result type is successful; one with a result type is a failure, detailed
-//     per (result type, receiving MX host, receiving IP). Sessions that
+//     per (result type, receiving MX host, receiving IP, sending IP when
+//     known: sending-mta-ip). The hosts of a fleet's rows are listed in
+//     TlsReport::hosts, and named by the message's text part: §4.4 has no
+//     JSON field for a sending host's name. Sessions that
 //     carry neither (connection refused, a plaintext opportunistic
 //     delivery) are no TLS result and not counted; rows without a policy
 //     type (probes, older versions) are skipped. The JSON follows §4.
@@ -79,6 +82,9 @@ struct TlsReport {
   std::string report_id;
   nlohmann::json json;
   int64_t successes = 0, failures = 0;
+  // The hosts whose sessions it counts (AttemptRecord::host; rows of a
+  // local log name none), sorted.
+  std::vector<std::string> hosts;
 };
 
 // One report per recipient domain that had counted sessions that day
@@ -101,6 +107,7 @@ struct ReportMessage {
   std::string file_name;
   std::string message_id;      // "<...>"
   int64_t date = 0;            // Date:
+  std::vector<std::string> hosts;  // named in the text part (TlsReport::hosts)
 };
 
 std::string BuildReportMessage(const ReportMessage& m);

@@ -63,20 +63,49 @@ struct TlsRptDay {
 // unless it is empty) from the attempt log at `log_path`.
 Result<TlsRptDay> LoadDayReports(const std::string& log_path, const ReportMeta& meta,
                                  const std::set<std::string>& only);
+// The same from records already read (the fleet's shared log, fleet_state.h).
+TlsRptDay DayReportsOf(const std::vector<AttemptRecord>& records, const ReportMeta& meta,
+                       const std::set<std::string>& only);
 
-class TlsRptSentLog {
+// The sent-once store as the sender uses it: TlsRptSentLog on this host,
+// PgTlsRptSentLog (fleet_state.h) shared by a fleet.
+class TlsRptSentStore {
+ public:
+  virtual ~TlsRptSentStore() = default;
+  // Where the store is, for messages.
+  virtual const std::string& path() const = 0;
+  // The report-id already sent to `uri` for (day, domain) ("?" when the row
+  // has none), or nullopt.
+  virtual Result<std::optional<std::string>> Sent(const std::string& day, const std::string& domain,
+                                                  const std::string& uri) = 0;
+  virtual Status Mark(const std::string& day, const std::string& domain, const std::string& uri,
+                      const std::string& id, int64_t now) = 0;
+  // The report-id of (day, domain): `proposed` the first time, then always
+  // that one.
+  virtual Result<std::string> ReportId(const std::string& day, const std::string& domain,
+                                       const std::string& proposed) = 0;
+  // Held by the sender while it checks, sends and marks the report of
+  // (day, domain), so that of several hosts sharing the store one sends it
+  // and the others find it sent. Lock waits, as long as the store's own
+  // bound allows, for another holder; an error means "try later".
+  virtual Status Lock(const std::string& /*day*/, const std::string& /*domain*/) { return Status::Ok(); }
+  virtual void Unlock(const std::string& /*day*/, const std::string& /*domain*/) {}
+  // True when other hosts send from this store: one that cannot be read
+  // then means "try later", not "send" (another host may be sending it).
+  virtual bool shared() const { return false; }
+};
+
+class TlsRptSentLog : public TlsRptSentStore {
  public:
   // Opens or creates the store (tables created if missing). Errors name the path.
   static Result<TlsRptSentLog> Open(const std::string& path);
-  const std::string& path() const { return path_; }
-  // The report-id already sent to `uri` for (day, domain) ("?" when the row
-  // has none), or nullopt.
-  Result<std::optional<std::string>> Sent(const std::string& day, const std::string& domain, const std::string& uri);
+  const std::string& path() const override { return path_; }
+  Result<std::optional<std::string>> Sent(const std::string& day, const std::string& domain,
+                                          const std::string& uri) override;
   Status Mark(const std::string& day, const std::string& domain, const std::string& uri, const std::string& id,
-              int64_t now);
-  // The report-id of (day, domain): `proposed` the first time, then always
-  // that one.
-  Result<std::string> ReportId(const std::string& day, const std::string& domain, const std::string& proposed);
+              int64_t now) override;
+  Result<std::string> ReportId(const std::string& day, const std::string& domain,
+                               const std::string& proposed) override;
 
  private:
   TlsRptSentLog(std::string path, SqliteDb db) : path_(std::move(path)), db_(std::move(db)) {}
@@ -113,6 +142,7 @@ enum class TlsRptEventKind {
   kIgnoredHttpsUri,  // an https URI that cannot be used (detail)
   kIgnoredMailtoUri, // a mailto URI that is not one address (detail)
   kStoreFailed,      // the report-id could not be recorded (detail: the store's path); retried
+  kStoreUnavailable, // the shared sent-once store could not be locked or read (detail); retried
   kTooManyUris,      // the record lists `count` URIs; only the first kTlsRptMaxRuaPerDomain are used
   kAlreadySent,      // `uri` got report `report_id` before
   kNotSent,          // sending to `uri` failed (detail); retried
@@ -154,13 +184,14 @@ class TlsRptSender {
 
   // Nothing is owned; all must outlive the sender.
   TlsRptSender(TlsRptSendSettings settings, Resolver* resolver, ReportPoster* poster, ReportQueue* queue,
-               TlsRptSentLog* sent);
+               TlsRptSentStore* sent);
   // Sends `reports` (their report-ids may be replaced by the stored ones).
   Summary Send(std::vector<TlsReport>& reports, const EventSink& on_event);
 
  private:
   struct Delivery;  // one report on its way: its gzip'd JSON and the event template
   bool SendReport(TlsReport& report, Summary* summary, const EventSink& on_event);
+  bool SendLockedReport(TlsReport& report, Summary* summary, const EventSink& on_event);
   std::optional<std::vector<std::string>> ReportUris(TlsReport& report, Summary* summary,
                                                      const EventSink& on_event);
   void SendToUri(const Delivery& d, const std::string& uri, Summary* summary, const EventSink& on_event);
@@ -171,7 +202,7 @@ class TlsRptSender {
   Resolver* resolver_;
   ReportPoster* poster_;
   ReportQueue* queue_;
-  TlsRptSentLog* sent_;
+  TlsRptSentStore* sent_;
 };
 
 }  // namespace mxsec

@@ -67,6 +67,11 @@ struct AttemptRecord {
   std::string policy_type;
   std::vector<std::string> policy_strings;
   std::vector<std::string> mx_patterns;
+  // Who made the session, in the fleet's shared log (report/fleet_state.h):
+  // the host's StateHostName and the session's local address. Rows of the
+  // local log leave both "" (the host is implied; the SMTP client does not
+  // report its local address).
+  std::string host, sending_ip;
 };
 
 // Sets the report fields above for a session with `mx` of `policy`.
@@ -127,6 +132,67 @@ Result<std::vector<AttemptRecord>> ReadAttempts(const std::string& path, int64_t
 // oldest first. A missing file, or one written before the table existed,
 // is an empty log.
 Result<std::vector<MessageRecord>> ReadMessages(const std::string& path, int64_t from, int64_t to);
+
+// --- Forwarding the local log to the fleet's shared log ---
+//
+// Every host keeps its local log as above (the copy that survives the
+// shared store being down) and forwards its rows: each local file has a
+// random log id, made once with the file and stored in it (a recreated
+// file gets a new one, so its rowids never meet an old file's rows), and
+// each row its rowid; (log id, rowid) is the row's key in the shared store,
+// which ignores a key it already has. Rows are never deleted from the local
+// log and the table has no VACUUM run on it, so a rowid names one row for
+// the file's life, and SQLite's single writer makes rowids appear in order:
+// a reader that sees row N has seen every row below it.
+//
+// ForwardAttempts reads the rows after the file's "forwarded up to" mark, at
+// most kForwardBatchRows at a time, hands each batch to the store in one
+// transaction, and only after the store committed it raises the mark (to
+// the larger of its value and the batch's last rowid: two processes may
+// forward at once). A crash between the commit and the mark re-sends the
+// batch next time, and the store ignores it: no row lost, none counted
+// twice. The store failing leaves the mark as it was.
+
+// A forwarded row: its rowid in the local log and what it holds.
+struct ForwardedAttempt {
+  int64_t local_id = 0;
+  AttemptRecord record;
+};
+
+// The shared log, as the forwarder sees it (report/fleet_state.h has the
+// PostgreSQL one; tests a fake).
+class SharedAttemptStore {
+ public:
+  virtual ~SharedAttemptStore() = default;
+  // Stores `rows` of the local log `log_id` all or none, ignoring those
+  // whose (log_id, local_id) it already has; Ok only once committed.
+  virtual Status InsertOnce(const std::string& log_id, const std::vector<ForwardedAttempt>& rows) = 0;
+};
+
+// Rows per batch (one transaction of the store), and batches per call: a
+// call at the end of a delivery forwards that delivery's few rows; a log
+// that was cut off from the store for long catches up over several calls
+// rather than holding one for minutes.
+inline constexpr size_t kForwardBatchRows = 500;
+inline constexpr size_t kForwardMaxBatches = 20;
+
+struct ForwardResult {
+  size_t rows = 0;     // rows handed to the store (and committed) by this call
+  bool more = false;   // rows are left for a later call (kForwardMaxBatches reached)
+};
+
+// Forwards the rows of the log at `path` (see above). A missing file has
+// nothing to forward.
+Result<ForwardResult> ForwardAttempts(const std::string& path, SharedAttemptStore* store);
+
+// The log id of the log at `path` and its mark (for tests and `mxsec db
+// forward`'s report); a missing file is an error.
+struct ForwardMark {
+  std::string log_id;
+  int64_t forwarded_up_to = 0;
+  int64_t last_id = 0;  // the newest row's rowid, 0 when empty
+};
+Result<ForwardMark> ReadForwardMark(const std::string& path);
 
 struct RecipientOutcome {
   Mailbox recipient;
