@@ -84,8 +84,20 @@ Result<PgMigration> MigratePgSchema(PgConnection& c, PgMigrateMode mode, const s
     return Status::NotFound("the database has no mxsec schema: create it with `mxsec db init`");
   }
   for (int v = *version; v < kPgSchemaVersion; ++v) {
-    Status s = c.Run(kMigrations[v]);
-    if (!s.ok()) return s.Prefixed("migration to version " + std::to_string(v + 1) + ": ");
+    // One statement at a time: a statement with parameters (how Run sends
+    // every statement) may not hold several. No migration has a ';' inside
+    // a literal.
+    const std::string migration = kMigrations[v];
+    size_t start = 0;
+    while (start < migration.size()) {
+      size_t end = migration.find(';', start);
+      if (end == std::string::npos) end = migration.size();
+      const std::string statement = migration.substr(start, end - start);
+      start = end + 1;
+      if (statement.find_first_not_of(" \n") == std::string::npos) continue;
+      Status s = c.Run(statement);
+      if (!s.ok()) return s.Prefixed("migration to version " + std::to_string(v + 1) + ": ");
+    }
   }
   Status recorded = c.Run("INSERT INTO mxsec_schema (version, migrated_at, migrated_by) VALUES ($1, $2, $3)",
                           {PgInt(kPgSchemaVersion), PgInt(static_cast<int64_t>(time(nullptr))), host});

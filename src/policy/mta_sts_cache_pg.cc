@@ -114,7 +114,7 @@ class PgStsCache : public StsCache {
     // affected() == 0 means a later fetch is stored: nothing to do.
     Status s = conn_->Run(kPut, {e.domain, e.id, e.text, PgInt(e.fetched_at), PgInt(e.expires_at),
                                  PgInt(e.refresh_failures), PgInt(e.refresh_last), PgInt(e.refresh_next),
-                                 e.refresh_error, host_});
+                                 e.refresh_error, e.fetched_by.empty() ? host_ : e.fetched_by});
     return s.ok() ? s : FailedLocked("store policy for " + e.domain, s);
   }
 

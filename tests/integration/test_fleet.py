@@ -75,7 +75,10 @@ def policy_gets():
 
 def local_copy(host, domain):
     """The row of DOMAIN in HOST's local copy (its state_dir/mta-sts.sqlite), or None."""
-    db = sqlite3.connect(os.path.join(DIR, host, "state", "mta-sts.sqlite"))
+    path = os.path.join(DIR, host, "state", "mta-sts.sqlite")
+    if not os.path.exists(path):
+        return None
+    db = sqlite3.connect(path)
     try:
         row = db.execute("SELECT id, fetched_at FROM sts_policy WHERE domain = ?", (domain,)).fetchone()
     finally:
@@ -171,8 +174,12 @@ class Fleet(unittest.TestCase):
         self.assertEqual(policy_gets(), gets)
         # A password in the connection string is refused: it would be readable by everyone who can
         # read the configuration or see a command line.
-        r = mxsec("hosta", "policy", "enforce.sts.test",
-                  opts=["state_backend=postgresql://mxsec:s3cr3tpw@127.0.58.1:5432/mxsec"])
+        with open(conf("hosta")) as f:
+            text = f.read().replace(harness.pg_uri(), harness.pg_uri().replace("mxsec@", "mxsec:s3cr3tpw@", 1))
+        self.assertIn("s3cr3tpw", text)
+        with open(conf("hostpw"), "w") as f:
+            f.write(text)
+        r = mxsec("hostpw", "policy", "enforce.sts.test")
         self.assertEqual(r.returncode, 78, out(r))
         self.assertIn("password", out(r))
         self.assertNotIn("s3cr3tpw", out(r))
@@ -218,11 +225,14 @@ class Fleet(unittest.TestCase):
 
     def test_04_id_change_refetched_through_the_shared_store(self):
         # The shared row says the policy was fetched under another id than the one the TXT record
-        # publishes (enf1): host B must fetch it again (RFC 8461 §3.3), and its fetch replaces the
-        # row, now fetched by host B.
+        # publishes (enf1), and host B has no copy of its own: host B must fetch it again (RFC 8461
+        # §3.3), and its fetch replaces the row, now fetched by host B.
         policy_json("hosta", "enforce.sts.test")
-        harness.psql("UPDATE sts_policy SET id = 'old1', fetched_at = fetched_at - 60 "
-                     "WHERE domain = 'enforce.sts.test'")
+        harness.psql("UPDATE sts_policy SET id = 'old1' WHERE domain = 'enforce.sts.test'")
+        db = sqlite3.connect(os.path.join(DIR, "hostb", "state", "mta-sts.sqlite"))
+        db.execute("DELETE FROM sts_policy WHERE domain = 'enforce.sts.test'")
+        db.commit()
+        db.close()
         gets = policy_gets()
         p, _ = policy_json("hostb", "enforce.sts.test")
         self.assertEqual(p["policy"], "must-tls", p)

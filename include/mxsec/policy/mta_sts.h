@@ -140,7 +140,8 @@ struct CachedStsPolicy {
   int64_t refresh_next = 0;     // no refresh attempt before this time (back-off)
   std::string refresh_error;    // why the last attempt failed
   // The host that fetched it, as the shared store of a fleet records it
-  // (mta_sts_cache_pg.h; Put writes this host's name there); "" elsewhere.
+  // (mta_sts_cache_pg.h; Put writes this field there, or this host's name
+  // when it is empty); "" elsewhere.
   std::string fetched_by;
 };
 
