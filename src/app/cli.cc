@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "mxsec/base/config.h"
+#include "mxsec/base/pg.h"
+#include "mxsec/base/pg_schema.h"
 #include "mxsec/dns/dns.h"
 #include "mxsec/base/domain_name.h"
 #include "mxsec/policy/local_policy.h"
@@ -119,7 +121,7 @@ Status BuildResolver(const Config& cfg, const ResolverTrust& trust, Runtime* rt)
 
 // The MTA-STS cache in state_dir; one in memory (with a warning) when that
 // cannot be opened, so policies are still fetched and enforced.
-std::unique_ptr<StsCache> OpenStsCache(const Config& cfg) {
+std::unique_ptr<StsCache> OpenLocalStsCache(const Config& cfg) {
   std::string why;
   if (!MakeDirs(cfg.state_dir)) {
     why = cfg.state_dir + ": " + strerror(errno);
@@ -131,6 +133,33 @@ std::unique_ptr<StsCache> OpenStsCache(const Config& cfg) {
   std::cerr << "mxsec: warning: MTA-STS cache unavailable (" << why
             << "); policies are fetched but not remembered\n";
   return NewMemoryStsCache();
+}
+
+// The cache of the configuration: the local one, or with state_backend on
+// PostgreSQL the shared store over the local copy (mta_sts_cache_pg.h). A
+// server that cannot be reached is not an error (the local copy answers
+// until it can); a database without this mxsec's schema is.
+Status OpenStsCache(const Config& cfg, Runtime* rt) {
+  if (!IsPgBackend(cfg.state_backend)) {
+    rt->cache = OpenLocalStsCache(cfg);
+    return Status::Ok();
+  }
+  std::string down;
+  auto shared = OpenPgStsCache(cfg, StateHostName(cfg), true, &down);
+  if (!shared.ok()) return shared.status().Prefixed(cfg.source + ": state_backend: ");
+  StateStoreListener listener = rt->state_store_listener;
+  if (!listener) {
+    listener = [](bool up, const std::string& why) {
+      if (up) std::cerr << "mxsec: shared state store answers again\n";
+      else std::cerr << "mxsec: warning: shared state store unavailable (" << why
+                     << "): MTA-STS policies from the local copy\n";
+    };
+  }
+  if (!down.empty()) listener(false, down);
+  auto layered = NewLayeredStsCache(std::move(shared).value(), OpenLocalStsCache(cfg), listener, down);
+  rt->layered_cache = layered.get();
+  rt->cache = std::move(layered);
+  return Status::Ok();
 }
 
 StsFetcherFactory CurlFetchers(const Config& cfg) {
@@ -170,7 +199,10 @@ Status BuildRuntime(const Config& cfg, Runtime* rt) {
   if (!resolver.ok()) return resolver;
 
   // libcurl is loaded by the first policy fetch (https_client.h), if any.
-  if (cfg.mta_sts) rt->cache = OpenStsCache(cfg);
+  if (cfg.mta_sts) {
+    Status cache = OpenStsCache(cfg, rt);
+    if (!cache.ok()) return cache;
+  }
   PolicyOptions popt;
   popt.local_policy = local.value();
   popt.mta_sts = cfg.mta_sts;
@@ -212,6 +244,27 @@ int ParseDomainArguments(const std::string& command, const std::vector<std::stri
   return EX_OK;
 }
 
+namespace {
+
+// With a shared state store, where the MTA-STS policy in force came from:
+// the fleet's store (and which host fetched it) or this host's local copy
+// because the store does not answer. A note, so the contract's fields stay
+// as they are.
+void NoteStsSource(Runtime& rt, DomainPolicy* p) {
+  if (rt.layered_cache == nullptr || !p->mta_sts || p->mta_sts->source != "cache") return;
+  if (!rt.layered_cache->StateStoreUp()) {
+    p->notes.push_back("MTA-STS policy from this host's local copy: shared state store unavailable (" +
+                       rt.layered_cache->StateStoreError() + ")");
+    return;
+  }
+  std::optional<CachedStsPolicy> cached = rt.layered_cache->Get(p->domain);
+  if (cached && !cached->fetched_by.empty()) {
+    p->notes.push_back("MTA-STS policy cached in the shared state store, fetched by " + cached->fetched_by);
+  }
+}
+
+}  // namespace
+
 int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::string>& args) {
   DomainArguments parsed;
   if (int bad = ParseDomainArguments("policy", args, true, &parsed); bad != EX_OK) return bad;
@@ -221,6 +274,7 @@ int RunPolicy(const GlobalOptions& g, const Config& cfg, const std::vector<std::
   if (!built.ok()) return Fail(EX_CONFIG, built.message());
   CheckResolver(&rt, "policy: ", g.verbose > 0);
   std::vector<DomainPolicy> results = rt.engine->ResolveMany(parsed.domains);
+  for (DomainPolicy& p : results) NoteStsSource(rt, &p);
   for (const DomainPolicy& p : results) {
     if (parsed.json) std::cout << PolicyToJsonLine(p) << "\n";
     else std::cout << PolicyToText(p);

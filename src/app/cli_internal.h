@@ -11,6 +11,7 @@
 #include "mxsec/smtp/delivery.h"
 #include "mxsec/dns/dns.h"
 #include "mxsec/policy/mta_sts.h"
+#include "mxsec/policy/mta_sts_cache_pg.h"
 #include "mxsec/policy/policy.h"
 
 namespace mxsec {
@@ -30,6 +31,12 @@ struct Runtime {
   std::unique_ptr<Resolver> resolver;
   ResolverModeResolver* resolver_mode = nullptr;  // `resolver` in resolver mode, else null
   std::unique_ptr<StsCache> cache;
+  // `cache` when state_backend is PostgreSQL (shared store over the local
+  // copy), else null: whether the shared store answers.
+  LayeredStsCache* layered_cache = nullptr;
+  // Set by the caller before BuildRuntime to be told when the shared state
+  // store goes down and comes back (once each); unset: a warning on stderr.
+  StateStoreListener state_store_listener;
   std::unique_ptr<PolicyEngine> engine;
 };
 

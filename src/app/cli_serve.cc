@@ -1,7 +1,9 @@
 // cli_serve.cc - `mxsec serve --listen SPEC... [--metrics SPEC]`: the
 // socketmap policy server for Postfix's smtp_tls_policy_maps (the daemon is
 // SocketmapServer, serve/server.h), with its Prometheus metrics. This file parses the arguments, builds the policy
-// runtime from the configuration (again on SIGHUP) and logs to stderr.
+// runtime from the configuration (again on SIGHUP) and logs to stderr,
+// including when the shared state store (state_backend) goes down and
+// comes back.
 #include <sys/resource.h>
 #include <sysexits.h>
 
@@ -30,6 +32,10 @@ class RuntimePolicySource : public PolicySource {
   std::optional<ResolverCheck> CheckResolver(std::time_t now) override {
     return rt_->resolver_mode ? rt_->resolver_mode->RunSelfCheck(now) : std::nullopt;
   }
+  std::optional<bool> StateStoreUp() override {
+    if (rt_->layered_cache == nullptr) return std::nullopt;
+    return rt_->layered_cache->StateStoreUp();
+  }
 
  private:
   std::unique_ptr<Runtime> rt_;
@@ -39,6 +45,12 @@ class RuntimePolicySource : public PolicySource {
 // start and on every reload.
 Result<ServeGeneration> Generation(const GlobalOptions& g, const Config& cfg) {
   auto rt = std::make_unique<Runtime>();
+  // Logged once when the store goes down and once when it is back; the
+  // lookups meanwhile use the local copy (mta_sts_cache_pg.h).
+  rt->state_store_listener = [](bool up, const std::string& why) {
+    if (up) Log("shared state store answers again: MTA-STS policies from it");
+    else Log("warning: shared state store unavailable (" + why + "): MTA-STS policies from the local copy");
+  };
   Status built = BuildRuntime(cfg, rt.get());
   if (!built.ok()) return built;
   CheckResolver(rt.get(), "serve: ", g.verbose > 0);

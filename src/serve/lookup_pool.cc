@@ -29,6 +29,7 @@ LookupPool::LookupPool(std::shared_ptr<PolicySource> source, const ServeSettings
       answers_(settings.answer_ttls),
       last_check_(ServeNow()) {
   if (auto check = source_->LastResolverCheck()) metrics_->SetResolverCheck(*check);
+  metrics_->SetStateStoreUp(source_->StateStoreUp());
 }
 
 LookupPool::~LookupPool() { Stop(); }
@@ -107,6 +108,7 @@ void LookupPool::Work() {
     if (!p.override_warning.empty()) log_("warning: " + p.override_warning);
     const SocketmapAnswer answer = PostfixPolicyAnswer(p);
     metrics_->CountLookup(answer, p, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    metrics_->SetStateStoreUp(source->StateStoreUp());
     std::string reply = answer.Encode();
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -170,6 +172,7 @@ void LookupPool::RefreshSts() {
       source = source_;
     }
     StsRefreshReport report = source->RefreshStsCache();
+    metrics_->SetStateStoreUp(source->StateStoreUp());
     metrics_->CountStsRefresh(report);
     if (!report.error.empty()) log_("warning: MTA-STS refresh: " + report.error);
     for (const StsRefreshOutcome& d : report.domains) {

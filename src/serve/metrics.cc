@@ -168,6 +168,12 @@ std::string ServeMetrics::Exposition() const {
        {ResolverCheckStatus::kValidates, ResolverCheckStatus::kNotValidating, ResolverCheckStatus::kInconclusive})
     w.Sample(Labeled("mxsec_serve_resolver_status", "status", ResolverCheckStatusName(s)),
              static_cast<uint64_t>(resolver_status_ == s));
+  if (const int up = state_store_up_.load(); up >= 0) {
+    w.Metric("mxsec_serve_state_store_up", "gauge",
+             "1 when the shared state store (state_backend) answered last, 0 while MTA-STS policies come from the "
+             "local copy.",
+             static_cast<uint64_t>(up));
+  }
   return w.str();
 }
 

@@ -140,6 +140,10 @@ struct CachedStsPolicy {
   int64_t refresh_last = 0;     // unix seconds of the last failed attempt, 0: none
   int64_t refresh_next = 0;     // no refresh attempt before this time (back-off)
   std::string refresh_error;    // why the last attempt failed
+  // The host that fetched it, as the shared store of a fleet records it
+  // (mta_sts_cache_pg.h; Put writes this field there, or this host's name
+  // when it is empty); "" elsewhere.
+  std::string fetched_by;
 };
 
 // The cache entry for a policy fetched at `fetched_at` under the TXT id

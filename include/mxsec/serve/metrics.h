@@ -55,6 +55,9 @@ class ServeMetrics {
   void CountStsRefresh(const StsRefreshReport& report);
   void SetResolverCheck(const ResolverCheck& check);
   void SetCacheEntries(size_t n) { cache_entries_ = n; }
+  // Whether the shared state store answered last (nullopt: none configured,
+  // and the gauge is not written).
+  void SetStateStoreUp(std::optional<bool> up) { state_store_up_ = up ? (*up ? 1 : 0) : -1; }
   void CountAccepted() { accepted_++; open_++; }
   void CountClosed() { open_--; }
   void CountRejected() { rejected_++; }
@@ -69,6 +72,7 @@ class ServeMetrics {
   std::atomic<uint64_t> requests_{0}, cache_hits_{0}, cache_misses_{0}, lookup_timeouts_{0};
   std::atomic<uint64_t> cache_entries_{0}, accepted_{0}, open_{0}, rejected_{0}, malformed_{0};
   std::atomic<uint64_t> reloads_ok_{0}, reloads_failed_{0};
+  std::atomic<int> state_store_up_{-1};  // -1: no shared state store
   mutable std::mutex mu_;  // the rest
   std::array<uint64_t, kAnswerLabels> lookups_{};
   std::array<uint64_t, kLookupLatencyBuckets.size()> latency_buckets_{};  // not cumulative

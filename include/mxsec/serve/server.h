@@ -64,6 +64,9 @@ class PolicySource {
   // `now` (nullopt when the check does not apply or cannot run).
   virtual std::optional<ResolverCheck> LastResolverCheck() = 0;
   virtual std::optional<ResolverCheck> CheckResolver(std::time_t now) = 0;
+  // With a shared state store (state_backend on PostgreSQL): whether it
+  // answered the last time it was asked; nullopt without one.
+  virtual std::optional<bool> StateStoreUp() { return std::nullopt; }
 };
 
 // Worker threads (lookups in parallel; each may wait for DNS and HTTPS).

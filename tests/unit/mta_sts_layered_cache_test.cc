@@ -1,0 +1,229 @@
+// The layered MTA-STS cache of a fleet (policy/mta_sts_cache_pg.h): the
+// shared store over the local copy, with the shared store a fake that can
+// be taken down. The PostgreSQL store itself needs a server: see
+// tests/integration/test_fleet.py.
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mxsec/policy/mta_sts.h"
+#include "mxsec/policy/mta_sts_cache_pg.h"
+
+namespace mxsec {
+namespace {
+
+// A cache in memory that fails every call with kUnavailable while `down`.
+class DownableCache : public StsCache {
+ public:
+  bool down = false;
+  int puts = 0;
+
+  Result<std::optional<CachedStsPolicy>> Lookup(const std::string& domain) override {
+    if (down) return Status::Unavailable("server down");
+    return inner_->Lookup(domain);
+  }
+  Status Put(const CachedStsPolicy& entry) override {
+    if (down) return Status::Unavailable("server down");
+    ++puts;
+    return inner_->Put(entry);
+  }
+  Status Remove(const std::string& domain) override {
+    if (down) return Status::Unavailable("server down");
+    return inner_->Remove(domain);
+  }
+  Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t age, size_t limit) override {
+    if (down) return Status::Unavailable("server down");
+    return inner_->RefreshCandidates(now, age, limit);
+  }
+  Status RecordRefreshFailure(const CachedStsPolicy& state) override {
+    if (down) return Status::Unavailable("server down");
+    return inner_->RecordRefreshFailure(state);
+  }
+
+ private:
+  std::unique_ptr<StsCache> inner_ = NewMemoryStsCache();
+};
+
+// A local copy whose reads fail (a locked or damaged file).
+class UnreadableCache : public DownableCache {
+ public:
+  Result<std::optional<CachedStsPolicy>> Lookup(const std::string&) override {
+    return Status::Error("database is locked");
+  }
+};
+
+CachedStsPolicy Policy(const std::string& id, int64_t fetched_at, const std::string& mode = "enforce") {
+  const std::string text = "version: STSv1\nmode: " + mode + "\nmx: mx.example.com\nmax_age: 86400\n";
+  return NewCachedStsPolicy("example.com", id, text, ParseStsPolicy(text).value(), fetched_at);
+}
+
+struct Fixture {
+  DownableCache* shared = nullptr;
+  DownableCache* local = nullptr;
+  std::vector<std::pair<bool, std::string>> events;
+  std::unique_ptr<LayeredStsCache> cache;
+
+  explicit Fixture(const std::string& initially_down = "", std::unique_ptr<DownableCache> local_cache = nullptr) {
+    auto s = std::make_unique<DownableCache>();
+    auto l = local_cache ? std::move(local_cache) : std::make_unique<DownableCache>();
+    shared = s.get();
+    local = l.get();
+    cache = NewLayeredStsCache(
+        std::move(s), std::move(l), [this](bool up, const std::string& why) { events.emplace_back(up, why); },
+        initially_down);
+  }
+};
+
+TEST_CASE("layered sts cache: a policy another host stored is found and copied to the local copy") {
+  Fixture f;
+  REQUIRE(f.shared->Put(Policy("a1", 1000)).ok());
+  auto got = f.cache->Lookup("example.com");
+  REQUIRE(got.ok());
+  REQUIRE(got.value().has_value());
+  CHECK(got.value()->id == "a1");
+  auto copy = f.local->Get("example.com");
+  REQUIRE(copy.has_value());
+  CHECK(copy->fetched_at == 1000);
+  CHECK(f.cache->StateStoreUp());
+  CHECK(f.events.empty());
+}
+
+TEST_CASE("layered sts cache: shared store down: the local copy answers, never 'no policy', reported once") {
+  Fixture f;
+  REQUIRE(f.cache->Put(Policy("a1", 1000)).ok());
+  f.shared->down = true;
+  for (int i = 0; i < 3; ++i) {
+    auto got = f.cache->Lookup("EXAMPLE.com.");
+    REQUIRE(got.ok());
+    REQUIRE(got.value().has_value());
+    CHECK(got.value()->policy.mode == StsMode::kEnforce);
+  }
+  CHECK_FALSE(f.cache->StateStoreUp());
+  CHECK(f.cache->StateStoreError().find("server down") != std::string::npos);
+  REQUIRE(f.events.size() == 1);
+  CHECK_FALSE(f.events[0].first);
+
+  f.shared->down = false;
+  REQUIRE(f.cache->Lookup("example.com").ok());
+  CHECK(f.cache->StateStoreUp());
+  REQUIRE(f.events.size() == 2);
+  CHECK(f.events[1].first);
+}
+
+TEST_CASE("layered sts cache: shared store down and local copy unreadable is an error, not 'no policy'") {
+  Fixture f("", std::make_unique<UnreadableCache>());
+  f.shared->down = true;
+  auto got = f.cache->Lookup("example.com");
+  CHECK_FALSE(got.ok());
+}
+
+TEST_CASE("layered sts cache: local copy unreadable, shared store answers") {
+  Fixture f("", std::make_unique<UnreadableCache>());
+  REQUIRE(f.shared->Put(Policy("a1", 1000)).ok());
+  auto got = f.cache->Lookup("example.com");
+  REQUIRE(got.ok());
+  REQUIRE(got.value().has_value());
+  CHECK(got.value()->id == "a1");
+}
+
+TEST_CASE("layered sts cache: the later fetch wins in both directions") {
+  Fixture f;
+  // Fetched here while the store was down: later than the store's row.
+  REQUIRE(f.shared->Put(Policy("old", 1000, "testing")).ok());
+  REQUIRE(f.local->Put(Policy("new", 2000)).ok());
+  auto got = f.cache->Lookup("example.com");
+  REQUIRE(got.ok());
+  REQUIRE(got.value().has_value());
+  CHECK(got.value()->id == "new");
+  CHECK(got.value()->policy.mode == StsMode::kEnforce);
+  // ... and offered to the store.
+  auto stored = f.shared->Get("example.com");
+  REQUIRE(stored.has_value());
+  CHECK(stored->id == "new");
+
+  // Another host stored a later fetch: it replaces the local copy.
+  REQUIRE(f.shared->Put(Policy("newer", 3000)).ok());
+  got = f.cache->Lookup("example.com");
+  REQUIRE(got.ok());
+  CHECK(got.value()->id == "newer");
+  CHECK(f.local->Get("example.com")->id == "newer");
+}
+
+TEST_CASE("layered sts cache: the store's row removed elsewhere does not remove this host's copy") {
+  Fixture f;
+  REQUIRE(f.cache->Put(Policy("a1", 1000)).ok());
+  REQUIRE(f.shared->Remove("example.com").ok());
+  auto got = f.cache->Lookup("example.com");
+  REQUIRE(got.ok());
+  REQUIRE(got.value().has_value());
+  CHECK(got.value()->id == "a1");
+}
+
+TEST_CASE("layered sts cache: Put keeps the local copy while the store is down, fails only when the local copy "
+          "does") {
+  Fixture f;
+  f.shared->down = true;
+  CHECK(f.cache->Put(Policy("a1", 1000)).ok());
+  CHECK(f.local->Get("example.com").has_value());
+  CHECK_FALSE(f.cache->StateStoreUp());
+  CHECK(f.events.size() == 1);
+
+  f.local->down = true;
+  CHECK_FALSE(f.cache->Put(Policy("a2", 2000)).ok());
+}
+
+TEST_CASE("layered sts cache: refresh candidates from the store, from the local copy while it is down") {
+  Fixture f;
+  REQUIRE(f.shared->Put(Policy("shared", 1000)).ok());
+  REQUIRE(f.local->Put([] {
+                     CachedStsPolicy p = Policy("local", 1000);
+                     p.domain = "other.example";
+                     return p;
+                   }())
+              .ok());
+  const int64_t now = 1000 + 86000;
+  auto from_shared = f.cache->RefreshCandidates(now, 3600, 10);
+  REQUIRE(from_shared.ok());
+  REQUIRE(from_shared->size() == 1);
+  CHECK(from_shared->at(0).id == "shared");
+  f.shared->down = true;
+  auto from_local = f.cache->RefreshCandidates(now, 3600, 10);
+  REQUIRE(from_local.ok());
+  REQUIRE(from_local->size() == 1);
+  CHECK(from_local->at(0).id == "local");
+}
+
+TEST_CASE("layered sts cache: a refresh failure is recorded in both, only on the entry it was read as") {
+  Fixture f;
+  CachedStsPolicy p = Policy("a1", 1000);
+  REQUIRE(f.cache->Put(p).ok());
+  p.refresh_failures = 2;
+  p.refresh_error = "HTTP status 500";
+  REQUIRE(f.cache->RecordRefreshFailure(p).ok());
+  CHECK(f.shared->Get("example.com")->refresh_failures == 2);
+  CHECK(f.local->Get("example.com")->refresh_failures == 2);
+  CachedStsPolicy stale = p;
+  stale.fetched_at = 999;
+  stale.refresh_failures = 7;
+  REQUIRE(f.cache->RecordRefreshFailure(stale).ok());
+  CHECK(f.shared->Get("example.com")->refresh_failures == 2);
+}
+
+TEST_CASE("layered sts cache: started with the store down: not reported again, reported when it comes back") {
+  Fixture f("connection refused");
+  CHECK_FALSE(f.cache->StateStoreUp());
+  CHECK(f.cache->StateStoreError() == "connection refused");
+  f.shared->down = true;
+  (void)f.cache->Lookup("example.com");
+  CHECK(f.events.empty());
+  f.shared->down = false;
+  (void)f.cache->Lookup("example.com");
+  REQUIRE(f.events.size() == 1);
+  CHECK(f.events[0].first);
+}
+
+}  // namespace
+}  // namespace mxsec
