@@ -383,7 +383,10 @@ Status LoadConfig(const std::string& path, bool must_exist, const std::vector<st
   for (const std::string& o : overrides) {
     size_t eq = o.find('=');
     if (eq == std::string::npos) return Status::Error("-o " + o + ": expected key=value");
-    Status s = ApplyConfigSetting(Trim(o.substr(0, eq)), Trim(o.substr(eq + 1)), "-o " + o, out);
+    // The origin names the key, not the value: a value may be a secret
+    // given by mistake (a password in state_backend), and errors reach logs.
+    const std::string key = Trim(o.substr(0, eq));
+    Status s = ApplyConfigSetting(key, Trim(o.substr(eq + 1)), "-o " + key, out);
     if (!s.ok()) return s;
   }
   return Status::Ok();

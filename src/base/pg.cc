@@ -17,8 +17,15 @@
 #include <utility>
 #include <vector>
 
+#include "pq_api.h"
+
 namespace mxsec {
 namespace {
+
+// The loaded library. Only code that holds a connection or a result calls
+// it, and neither exists unless LoadPq succeeded first (Connect and
+// ParsePgConnectionString load it and fail without it).
+const PqApi& Pq() { return *LoadPq(nullptr); }
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
@@ -55,19 +62,21 @@ Result<std::string> ParsePgConnectionString(std::string_view text) {
   if (!IsPgBackend(text)) {
     return Status::Invalid("not a PostgreSQL connection string (postgresql://... or key=value pairs)");
   }
+  std::string load_error;
+  if (LoadPq(&load_error) == nullptr) return Status::Unavailable(load_error);
   std::string s(text);
   char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(s.c_str(), &error);
+  PQconninfoOption* options = Pq().conninfoParse(s.c_str(), &error);
   if (options == nullptr) {
     std::string why = error ? OneLine(error) : "out of memory";
-    PQfreemem(error);
+    if (error) Pq().freemem(error);
     return Status::Invalid("libpq cannot read it: " + why);
   }
   bool has_password = false;
   for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     if (std::string_view(o->keyword) == "password" && o->val != nullptr && *o->val != '\0') has_password = true;
   }
-  PQconninfoFree(options);
+  Pq().conninfoFree(options);
   if (has_password) {
     return Status::Invalid(
         "it holds a password: put the password in a passfile (state_backend_passfile, or PGPASSFILE) instead");
@@ -75,25 +84,27 @@ Result<std::string> ParsePgConnectionString(std::string_view text) {
   return s;
 }
 
-PgResult::~PgResult() { PQclear(r_); }
+PgResult::~PgResult() {
+  if (r_) Pq().clear(r_);
+}
 PgResult::PgResult(PgResult&& other) noexcept : r_(std::exchange(other.r_, nullptr)) {}
 PgResult& PgResult::operator=(PgResult&& other) noexcept {
   if (this != &other) {
-    PQclear(r_);
+    if (r_) Pq().clear(r_);
     r_ = std::exchange(other.r_, nullptr);
   }
   return *this;
 }
-int PgResult::rows() const { return r_ ? PQntuples(r_) : 0; }
-int PgResult::columns() const { return r_ ? PQnfields(r_) : 0; }
-bool PgResult::IsNull(int row, int column) const { return !r_ || PQgetisnull(r_, row, column) != 0; }
+int PgResult::rows() const { return r_ ? Pq().ntuples(r_) : 0; }
+int PgResult::columns() const { return r_ ? Pq().nfields(r_) : 0; }
+bool PgResult::IsNull(int row, int column) const { return !r_ || Pq().getisnull(r_, row, column) != 0; }
 std::string PgResult::Text(int row, int column) const {
   if (IsNull(row, column)) return "";
-  return std::string(PQgetvalue(r_, row, column), static_cast<size_t>(PQgetlength(r_, row, column)));
+  return std::string(Pq().getvalue(r_, row, column), static_cast<size_t>(Pq().getlength(r_, row, column)));
 }
 Result<int64_t> PgResult::Int64(int row, int column) const {
   std::string text = Text(row, column);
-  const char* name = r_ ? PQfname(r_, column) : nullptr;
+  const char* name = r_ ? Pq().fname(r_, column) : nullptr;
   char* end = nullptr;
   errno = 0;
   long long v = text.empty() ? 0 : strtoll(text.c_str(), &end, 10);
@@ -103,22 +114,24 @@ Result<int64_t> PgResult::Int64(int row, int column) const {
   return static_cast<int64_t>(v);
 }
 int64_t PgResult::affected() const {
-  const char* n = r_ ? PQcmdTuples(r_) : nullptr;
+  const char* n = r_ ? Pq().cmdTuples(r_) : nullptr;
   return (n && *n) ? strtoll(n, nullptr, 10) : 0;
 }
 
 PgConnection::PgConnection(pg_conn* c) : c_(c) {
-  const char* host = PQhost(c);
-  const char* port = PQport(c);
-  const char* db = PQdb(c);
+  const char* host = Pq().host(c);
+  const char* port = Pq().port(c);
+  const char* db = Pq().db(c);
   where_ = std::string(host ? host : "?") + ":" + (port ? port : "?") + "/" + (db ? db : "?");
 }
-PgConnection::~PgConnection() { PQfinish(c_); }
+PgConnection::~PgConnection() {
+  if (c_) Pq().finish(c_);
+}
 PgConnection::PgConnection(PgConnection&& other) noexcept
     : c_(std::exchange(other.c_, nullptr)), sqlstate_(std::move(other.sqlstate_)), where_(std::move(other.where_)) {}
 PgConnection& PgConnection::operator=(PgConnection&& other) noexcept {
   if (this != &other) {
-    PQfinish(c_);
+    if (c_) Pq().finish(c_);
     c_ = std::exchange(other.c_, nullptr);
     sqlstate_ = std::move(other.sqlstate_);
     where_ = std::move(other.where_);
@@ -127,6 +140,8 @@ PgConnection& PgConnection::operator=(PgConnection&& other) noexcept {
 }
 
 Result<PgConnection> PgConnection::Connect(const PgOptions& o) {
+  std::string load_error;
+  if (LoadPq(&load_error) == nullptr) return Status::Unavailable("PostgreSQL: " + load_error);
   std::string connect_timeout = std::to_string(o.connect_timeout_s < 2 ? 2 : o.connect_timeout_s);
   std::string session = "-c statement_timeout=" + std::to_string(o.statement_timeout_ms) +
                         " -c idle_in_transaction_session_timeout=" + std::to_string(o.idle_in_transaction_ms);
@@ -144,17 +159,17 @@ Result<PgConnection> PgConnection::Connect(const PgOptions& o) {
   }
   keys.push_back(nullptr);
   values.push_back(nullptr);
-  PGconn* c = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+  PGconn* c = Pq().connectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
   if (c == nullptr) return Status::Unavailable("PostgreSQL: out of memory");
-  if (PQstatus(c) != CONNECTION_OK) {
-    std::string why = OneLine(PQerrorMessage(c));
-    PQfinish(c);
+  if (Pq().status(c) != CONNECTION_OK) {
+    std::string why = OneLine(Pq().errorMessage(c));
+    Pq().finish(c);
     return Status::Unavailable("PostgreSQL: " + why);
   }
   return PgConnection(c);
 }
 
-bool PgConnection::usable() const { return c_ != nullptr && PQstatus(c_) == CONNECTION_OK; }
+bool PgConnection::usable() const { return c_ != nullptr && Pq().status(c_) == CONNECTION_OK; }
 
 Result<PgResult> PgConnection::Query(std::string_view sql, const std::vector<PgParam>& params) {
   sqlstate_.clear();
@@ -163,15 +178,15 @@ Result<PgResult> PgConnection::Query(std::string_view sql, const std::vector<PgP
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const PgParam& p : params) values.push_back(p ? p->c_str() : nullptr);
-  PgResult r(PQexecParams(c_, statement.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
+  PgResult r(Pq().execParams(c_, statement.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
                           nullptr, 0));
-  ExecStatusType st = r.r_ ? PQresultStatus(r.r_) : PGRES_FATAL_ERROR;
+  ExecStatusType st = r.r_ ? Pq().resultStatus(r.r_) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
-  const char* state = r.r_ ? PQresultErrorField(r.r_, PG_DIAG_SQLSTATE) : nullptr;
+  const char* state = r.r_ ? Pq().resultErrorField(r.r_, PG_DIAG_SQLSTATE) : nullptr;
   sqlstate_ = state ? state : "";
-  std::string why = OneLine(r.r_ ? PQresultErrorMessage(r.r_) : PQerrorMessage(c_));
-  if (why == "unknown libpq error") why = OneLine(PQerrorMessage(c_));
-  return Status::Error(CodeOfSqlstate(sqlstate_, PQstatus(c_) != CONNECTION_OK), "PostgreSQL " + where_ + ": " + why);
+  std::string why = OneLine(r.r_ ? Pq().resultErrorMessage(r.r_) : Pq().errorMessage(c_));
+  if (why == "unknown libpq error") why = OneLine(Pq().errorMessage(c_));
+  return Status::Error(CodeOfSqlstate(sqlstate_, Pq().status(c_) != CONNECTION_OK), "PostgreSQL " + where_ + ": " + why);
 }
 
 Status PgConnection::Run(std::string_view sql, const std::vector<PgParam>& params) {
@@ -196,7 +211,7 @@ Status PgTransaction::Commit() {
   // ROLLBACK and no error: that is a failure, never a silent success.
   Result<PgResult> r = c->Query("COMMIT");
   if (!r.ok()) return r.status();
-  const char* tag = r->r_ ? PQcmdStatus(r->r_) : nullptr;
+  const char* tag = r->r_ ? Pq().cmdStatus(r->r_) : nullptr;
   if (tag == nullptr || std::string_view(tag) != "COMMIT") {
     return Status::Error("PostgreSQL " + c->where() + ": the transaction was rolled back, not committed");
   }

@@ -63,7 +63,7 @@ TEST_CASE("config: file loading and -o overrides") {
   CHECK_FALSE(d.dane);
   CHECK(d.smtp_port == 2525);
   s = LoadConfig(path, true, {"bogus_key=1"}, &d);
-  CHECK(s.message().find("-o bogus_key=1") != std::string::npos);
+  CHECK(s.message().find("-o bogus_key") != std::string::npos);
   remove(path);
 }
 

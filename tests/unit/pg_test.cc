@@ -60,6 +60,12 @@ TEST_CASE("pg: configuration keys of the shared state") {
   CHECK(pw.message().find("state_backend") != std::string::npos);
   CHECK(pw.message().find("passfile") != std::string::npos);
   CHECK_FALSE(ParseConfigText("state_backend = mysql\n", "fleet.conf", &bad).ok());
+  // Nor does an override's error repeat the secret.
+  Config o_cfg;
+  Status o_pw = LoadConfig("/nonexistent/mxsec.conf", false, {"state_backend=postgresql://u:hunter2@h/db"}, &o_cfg);
+  REQUIRE_FALSE(o_pw.ok());
+  CHECK(o_pw.message().find("-o state_backend") != std::string::npos);
+  CHECK(o_pw.message().find("hunter2") == std::string::npos);
   CHECK_FALSE(ParseConfigText("state_backend_connect_timeout = 1\n", "fleet.conf", &bad).ok());
 
   Config helo;
