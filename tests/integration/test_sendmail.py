@@ -542,7 +542,7 @@ def most_sessions_at_once(run_log, mode="rcpt"):
     return most
 
 
-def most_transactions_at_once(run_log, mode="nostarttls"):
+def most_transactions_at_once(run_log, mode="rcpt"):
     """The most mail transactions the scripted server of `mode` had in progress at once: from the
     client's MAIL to the message recorded, RSET, QUIT or the session's end. A session parked between
     transactions (the queue runner's connection cache) holds no delivery thread and is not counted:
