@@ -1,6 +1,8 @@
 // text.cc - the safe spellings of text.h.
 #include "mxsec/base/text.h"
 
+#include <sstream>
+
 #include <cstdio>
 
 namespace mxsec {
@@ -70,6 +72,20 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && StartsWithIgnoreCase(a, b);
+}
+
+std::string JoinLines(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "\n" : "") + v[i];
+  return out;
+}
+
+std::vector<std::string> SplitLines(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string line;
+  while (std::getline(ss, line)) out.push_back(line);
+  return out;
 }
 
 }  // namespace mxsec

@@ -1,6 +1,7 @@
 // fleet_state.cc - the shared attempt log and sent-once log on PostgreSQL
 // (fleet_state.h).
 #include "mxsec/report/fleet_state.h"
+#include "mxsec/base/text.h"
 
 #include <atomic>
 #include <sstream>
@@ -14,20 +15,6 @@ namespace {
 // the day and domain): keeps them apart from other users' two-key locks.
 // The schema's migration lock is a one-key lock, a different key space.
 constexpr int kTlsRptLockClass = 0x74727074;  // "trpt"
-
-std::string JoinLines(const std::vector<std::string>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? "\n" : "") + v[i];
-  return out;
-}
-
-std::vector<std::string> SplitLines(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string line;
-  while (std::getline(ss, line)) out.push_back(line);
-  return out;
-}
 
 std::string LockKey(const std::string& day, const std::string& domain) { return day + " " + domain; }
 

@@ -1,6 +1,7 @@
 // delivery.cc - one message to the recipients of one domain, host by host
 // (see delivery.h for the promises), and the SQLite log of attempts.
 #include "mxsec/smtp/delivery.h"
+#include "mxsec/base/text.h"
 
 #include <sys/stat.h>
 
@@ -21,21 +22,6 @@ namespace mxsec {
 
 namespace {
 
-// Lists are stored one item per line: no item (a TLSA record in
-// presentation form, a policy line, a host name) contains a line break.
-std::string JoinLines(const std::vector<std::string>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? "\n" : "") + v[i];
-  return out;
-}
-
-std::vector<std::string> SplitLines(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string line;
-  while (std::getline(ss, line)) out.push_back(line);
-  return out;
-}
 
 // The tables' shape as this version writes it, stored as the file's
 // user_version once made: a file already at it needs no CREATE and no

@@ -41,3 +41,11 @@ TEST_CASE("text: WSP trimmed, ASCII case ignored (and nothing beyond ASCII folde
   CHECK_FALSE(StartsWithIgnoreCase("mail", "mailto:"));
   CHECK_FALSE(EqualsIgnoreCase("\xc3\x89", "\xc3\xa9"));
 }
+
+TEST_CASE("text: JoinLines and SplitLines round-trip a list stored one item per line") {
+  const std::vector<std::string> v = {"3 1 1 abcd", "", "mx.example.org"};
+  CHECK(JoinLines(v) == "3 1 1 abcd\n\nmx.example.org");
+  CHECK(SplitLines(JoinLines(v)) == v);
+  CHECK(SplitLines("").empty());
+  CHECK(JoinLines({}).empty());
+}

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mxsec {
 
@@ -30,6 +31,12 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix);
 // single dots, without a leading or trailing dot, at most `max_len` octets:
 // a name that can be put into a URL or a curl option without changing its
 // meaning. Label syntax beyond that is the DNS layer's business.
+// Lists stored one item per line (the attempt logs' TLSA records, policy
+// lines, host names: no item holds a line break). SplitLines(JoinLines(v))
+// == v for such items.
+std::string JoinLines(const std::vector<std::string>& v);
+std::vector<std::string> SplitLines(const std::string& s);
+
 bool IsLdhName(std::string_view name, size_t max_len);
 
 }  // namespace mxsec
