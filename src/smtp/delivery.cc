@@ -28,7 +28,7 @@ namespace {
 // column checks (three PRAGMA table_info each), which every `deliver`
 // process paid at start. A file of an older version (0) is migrated.
 // Version 2 added the forwarding state (delivery.h ForwardAttempts).
-constexpr int64_t kAttemptsSchema = 2;
+constexpr int64_t kAttemptsSchema = 3;
 
 // The file's log id: random, so that two hosts' files, or a file and the
 // one recreated in its place, never share one.
@@ -83,6 +83,9 @@ Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
       "INSERT INTO forward_state (log_id, forwarded_up_to) SELECT '" + NewLogId() +
       "', 0 WHERE NOT EXISTS (SELECT 1 FROM forward_state);");
   if (!forwarding.ok()) return forwarding.Prefixed(path + ": ");
+  // Version 3: our end of each session (RFC 8460 §4.4 sending-mta-ip).
+  Status sending_ip = db.AddColumn("attempts", "sending_ip", "TEXT NOT NULL DEFAULT ''");
+  if (!sending_ip.ok()) return sending_ip.Prefixed(path + ": adding column sending_ip: ");
   return db.Exec("PRAGMA user_version = " + std::to_string(kAttemptsSchema)).Prefixed(path + ": ");
 }
 
@@ -160,7 +163,7 @@ class SqliteAttemptLog : public AttemptLog {
     static const char* kSql =
         "INSERT INTO attempts (time, domain, mx, address, port, policy, mechanism, host_tls, tls_version,"
         " tls_cipher, verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"
-        " mx_patterns) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)";
+        " mx_patterns, sending_ip) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)";
     Result<SqliteStatement> st = db_.Prepare(kSql);
     if (!st.ok()) return st.status().Prefixed("attempt log: ");
     int i = 1;
@@ -185,6 +188,7 @@ class SqliteAttemptLog : public AttemptLog {
     text(r.policy_type);
     text(JoinLines(r.policy_strings));
     text(JoinLines(r.mx_patterns));
+    text(r.sending_ip);
     return st->Run().Prefixed("attempt log: ");
   }
 
@@ -325,6 +329,7 @@ AttemptRecord AttemptOfColumns(SqliteStatement& st, int c) {
   r.policy_type = text();
   r.policy_strings = SplitLines(text());
   r.mx_patterns = SplitLines(text());
+  r.sending_ip = text();
   return r;
 }
 
@@ -333,7 +338,7 @@ AttemptRecord AttemptOfRow(SqliteStatement& st) { return AttemptOfColumns(st, 0)
 #define MXSEC_ATTEMPT_COLUMNS                                                                         \
   "time, domain, mx, address, port, policy, mechanism, host_tls, tls_version, tls_cipher,"            \
   " verification, verified, outcome, code, detail, failure_type, policy_type, policy_strings,"        \
-  " mx_patterns"
+  " mx_patterns, sending_ip"
 
 MessageRecord MessageOfRow(SqliteStatement& st) {
   MessageRecord m;
@@ -701,6 +706,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
 
   SessionResult sr = options.session(address, options.port, so, &env, w.clock->Now());
   *rec = SessionRecord(w, mx, address);
+  rec->sending_ip = sr.local_address;
   SetAttemptTls(rec, sr.tls);
   if (sr.tls.resumed)
     w.Log(w.policy.domain + ": " + FormatRelay(mx.host, address, options.port) + ": TLS session resumed (" +
@@ -713,6 +719,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   so.no_tls = true;
   sr = options.session(address, options.port, so, &env, w.clock->Now());
   *rec = SessionRecord(w, mx, address);
+  rec->sending_ip = sr.local_address;
   SetAttemptTls(rec, sr.tls);
   return sr;
 }

@@ -110,6 +110,18 @@ class Connection {
     return Status::Ok();
   }
 
+  // Our address on the connection, as text; "" if the kernel cannot say.
+  std::string LocalAddress() const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (fd_ < 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+    char text[INET6_ADDRSTRLEN] = {0};
+    const void* a = ss.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr)
+                                              : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&ss)->sin_addr);
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return "";
+    return inet_ntop(ss.ss_family, a, text, sizeof text) ? text : "";
+  }
+
   // Reads one complete reply before the deadline.
   Result<SmtpReply> ReadReply(int timeout_ms) {
     auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
@@ -329,6 +341,7 @@ PhaseResult Open(Session& s, const std::string& address, uint16_t port) {
   Status c = s.conn.Connect(address, port, t.connect);
   if (!c.ok()) return PhaseResult::Fail(ConnectFailed(c));
   s.result.connected = true;
+  s.result.local_address = s.conn.LocalAddress();
   auto greet = s.conn.ReadReply(t.greeting);
   if (!greet.ok()) return PhaseResult::Fail(GreetingLost(greet.status()));
   s.result.greeting = greet->Summary();

@@ -2,6 +2,8 @@
 // DeliverDomain, with a fake SMTP session.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include <unistd.h>
 
 #include <cstdlib>
@@ -580,4 +582,33 @@ TEST_CASE("delivery: a batched attempt log holds rows until 64 are waiting, Flus
   CHECK(all->back().time == 100);
   for (const char* suffix : {"", "-wal", "-shm"}) unlink((path + suffix).c_str());
   rmdir(dir.c_str());
+}
+
+TEST_CASE("delivery: each session's record names our end of it (RFC 8460 sending-mta-ip), kept by the SQLite log") {
+  Run r;
+  r.policy.mx = {Host("mx1.example.org", 10, HostTls::kDane, {"192.0.2.1"})};
+  r.fake.by_address["192.0.2.1"] = [](const SessionOptions&, const Envelope* e) {
+    SessionResult s = AllDelivered(e);
+    s.local_address = "198.51.100.25";
+    s.tls.verification = "dane";
+    s.tls.verified = true;
+    return s;
+  };
+  r.Go({Box("a")});
+  REQUIRE(r.log.records.size() == 1);
+  CHECK(r.log.records[0].sending_ip == "198.51.100.25");
+
+  char tmpl[] = "/tmp/mxsec-sending-ip-test.XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  const std::string path = std::string(tmpl) + "/delivery.sqlite";
+  {
+    auto log = OpenSqliteAttemptLog(path);
+    REQUIRE(log.ok());
+    REQUIRE((*log)->Record(r.log.records[0]).ok());
+  }
+  auto rows = ReadAttempts(path, 0, 1LL << 40);
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == 1);
+  CHECK((*rows)[0].sending_ip == "198.51.100.25");
+  std::filesystem::remove_all(tmpl);
 }

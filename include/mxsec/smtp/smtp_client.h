@@ -122,6 +122,7 @@ struct TlsInfo {
 
 struct SessionResult {
   bool connected = false;
+  std::string local_address;      // our end of the connection, once connected (RFC 8460 sending-mta-ip)
   bool host_failed = false;       // nothing was (or could be) delivered here; recipients untouched
   bool retry_plaintext = false;   // may: handshake failed, a new plaintext connection is allowed
   std::string code;               // for host_failed: "4.4.1", "4.7.4", "4.7.5", or the server's
