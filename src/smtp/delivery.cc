@@ -465,6 +465,8 @@ void SetReportPolicy(AttemptRecord* r, const DomainPolicy& p, const MxPolicy& mx
 SessionOptions SessionOptionsFor(const DomainPolicy& policy, const MxPolicy& mx, const DeliveryOptions& options) {
   SessionOptions o;
   o.helo_name = options.helo_name;
+  o.bind_address4 = options.bind_address4;
+  o.bind_address6 = options.bind_address6;
   o.tls = mx.tls;
   o.timeouts = options.timeouts;
   o.ca_file = options.ca_file;

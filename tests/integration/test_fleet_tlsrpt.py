@@ -13,7 +13,9 @@ The tests are numbered steps of one day: deliveries on both hosts are forwarded 
 `tlsrpt` run on both hosts at once sends one report, counting both hosts' sessions; the database
 stopped while host B delivers (delivery unaffected, rows kept locally), `tlsrpt` then exiting 75
 without sending anything, and after a restart `db forward` forwarding each row once; the report
-sent again then counts every session once; a queue run forwards what it delivered.
+sent again then counts every session once; a queue run forwards what it delivered; failed sessions
+of both hosts (to wrongname.sts.test) are told apart in the report's failure-details by
+sending-mta-ip (RFC 8460 §4.4), each host connecting from its own smtp_bind_address.
 
 Usage: test_fleet_tlsrpt.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
@@ -39,11 +41,20 @@ DOMAIN = "enforce.sts.test"        # reports by POST to https://tlsrpt.sts.test/
 HTTPS_ADDR = "127.0.54.2"          # testbed.sh TLSRPT_HTTPS_ADDR (tlsrpt.sts.test)
 EX_OK, EX_TEMPFAIL = 0, 75
 HOSTS = ("hosta", "hostb")
+# Each host's smtp_bind_address: no server listens there (tools/testbed/README).
+SOURCE = {"hosta": "127.0.59.1", "hostb": "127.0.59.2"}
+FAILING = "wrongname.sts.test"     # MTA-STS enforce, certificate names another host: deferred
 
 POSTS = []          # (path, body) of every report POSTed to the receiver
 POSTS_LOCK = threading.Lock()
 TODAY = None
 CONF = {}           # host -> its configuration file
+# While set, the first POST is held until a second tlsrpt run is seen waiting for the (day, domain)
+# lock in PostgreSQL, or a second POST arrives (no lock: the test then sees two reports): the two
+# runs overlap for certain, not by the luck of timing. HOLD_LOG says how the hold ended.
+HOLD_FIRST = threading.Event()
+HOLD_LOG = []
+HOLD_LIMIT = 60     # seconds: a hold that sees neither ends, and the test fails on HOLD_LOG
 
 
 class ReportHandler(http.server.BaseHTTPRequestHandler):
@@ -52,9 +63,24 @@ class ReportHandler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(n)
         with POSTS_LOCK:
             POSTS.append((self.path, body))
+            hold = HOLD_FIRST.is_set() and len(POSTS) == 1
+        if hold:
+            HOLD_LOG.append(self.hold())
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def hold(self):
+        deadline = time.monotonic() + HOLD_LIMIT
+        while time.monotonic() < deadline:
+            with POSTS_LOCK:
+                if len(POSTS) > 1:
+                    return "second POST"
+            waiting = psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            if int(waiting[0][0]) > 0:
+                return "second run waiting for the lock"
+            time.sleep(0.05)
+        return "timeout"
 
     def log_message(self, *args):
         pass
@@ -107,7 +133,8 @@ def make_host(host):
     lines += ["state_dir = " + state_dir(host), "queue_dir = " + os.path.join(base, "queue"),
               "state_host_name = " + host, "state_backend = " + harness.pg_uri(),
               "state_backend_passfile = " + harness.pg_passfile(),
-              "state_backend_connect_timeout = 3", "state_backend_statement_timeout = 10"]
+              "state_backend_connect_timeout = 3", "state_backend_statement_timeout = 10",
+              "smtp_bind_address = " + SOURCE[host]]
     path = os.path.join(base, "mxsec.conf")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -142,9 +169,9 @@ def run_concurrently(args):
     return out
 
 
-def deliver(host):
+def deliver(host, domain=DOMAIN):
     tok = new_token("fleet")
-    rcpt = "user@" + DOMAIN
+    rcpt = "user@" + domain
     msg = ("From: <%s>\nTo: <%s>\nSubject: fleet session %s\nMessage-ID: <%s@client.test>\n\nbody %s\n"
            % (SENDER, rcpt, tok, tok, tok)).encode()
     return run_mxsec(host, ["deliver", "-f", SENDER, "--", rcpt], msg)
@@ -219,9 +246,14 @@ class FleetTlsrptTest(unittest.TestCase):
     def test_2_tlsrpt_on_both_hosts_at_once_sends_one_report(self):
         before = len(posts_for(DOMAIN))
         self.assertEqual(before, 0)
-        runs = run_concurrently(["tlsrpt", "--day", TODAY, DOMAIN])
+        HOLD_FIRST.set()
+        try:
+            runs = run_concurrently(["tlsrpt", "--day", TODAY, DOMAIN])
+        finally:
+            HOLD_FIRST.clear()
         for h, r in runs.items():
             self.assertEqual(r.returncode, EX_OK, r.diag)
+        self.assertEqual(HOLD_LOG, ["second run waiting for the lock"], [r.diag for r in runs.values()])
         reports = posts_for(DOMAIN)
         self.assertEqual(len(reports), 1, [r.diag for r in runs.values()])
         report = reports[0]
@@ -317,6 +349,25 @@ class FleetTlsrptTest(unittest.TestCase):
         self.assertEqual(local, before + 1, run.diag)
         self.assertEqual(up_to, last, "the end of the queue run forwards its rows")
         self.assertEqual(shared_attempts("hosta"), before + 1)
+
+    def test_6_failure_details_name_each_host_by_its_address(self):
+        for host, n in (("hosta", 2), ("hostb", 1)):
+            for _ in range(n):
+                r = deliver(host, FAILING)
+                self.assertEqual(r.returncode, EX_TEMPFAIL, r.diag)
+        r = run_mxsec("hostb", ["tlsrpt", "--day", TODAY, "--dry-run", FAILING])
+        self.assertEqual(r.returncode, EX_OK, r.diag)
+        reports = [json.loads(l) for l in r.out.splitlines() if l.strip()]
+        self.assertEqual(len(reports), 1, r.diag)
+        sts = [p for p in reports[0]["policies"] if p["policy"]["policy-type"] == "sts"]
+        self.assertEqual(len(sts), 1, reports[0])
+        self.assertEqual(sts[0]["summary"], {"total-successful-session-count": 0, "total-failure-session-count": 3})
+        details = sorted(sts[0]["failure-details"], key=lambda d: d["sending-mta-ip"])
+        self.assertEqual(details, [
+            {"result-type": "certificate-host-mismatch", "sending-mta-ip": SOURCE["hosta"],
+             "receiving-mx-hostname": "mx." + FAILING, "receiving-ip": "127.0.56.7", "failed-session-count": 2},
+            {"result-type": "certificate-host-mismatch", "sending-mta-ip": SOURCE["hostb"],
+             "receiving-mx-hostname": "mx." + FAILING, "receiving-ip": "127.0.56.7", "failed-session-count": 1}])
 
 
 if __name__ == "__main__":

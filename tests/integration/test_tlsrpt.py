@@ -282,7 +282,7 @@ class TlsrptTest(unittest.TestCase):
         columns = [r[1] for r in db.execute("PRAGMA table_info(attempts)")]
         rows = db.execute("SELECT count(*), count(policy_type) FROM attempts").fetchone()
         db.close()
-        self.assertEqual(columns[-3:], ["policy_type", "policy_strings", "mx_patterns"])
+        self.assertEqual(columns[-4:], ["policy_type", "policy_strings", "mx_patterns", "sending_ip"])
         # the old row (no policy type), one per delivery, two for notfound and syntax (fetch failure + session)
         self.assertEqual(rows, (10, 9))
 
@@ -334,7 +334,9 @@ class TlsrptTest(unittest.TestCase):
         self.assertEqual(wn["policy"]["mx-host"], ["mx.wrongname.sts.test"])
         self.assertIn("mode: enforce", wn["policy"]["policy-string"])
         self.assertIn("mx: mx.wrongname.sts.test", wn["policy"]["policy-string"])
+        # sending-mta-ip: the kernel's source address towards 127.0.56.7 (no smtp_bind_address).
         self.assertEqual(wn["failure-details"], [{"result-type": "certificate-host-mismatch",
+                                                  "sending-mta-ip": "127.0.0.1",
                                                   "receiving-mx-hostname": "mx.wrongname.sts.test",
                                                   "receiving-ip": "127.0.56.7", "failed-session-count": 1}])
         ex = policy_of(reports["expired.sts.test"], "sts")
