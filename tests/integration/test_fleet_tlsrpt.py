@@ -20,17 +20,16 @@ sending-mta-ip (RFC 8460 §4.4), each host connecting from its own smtp_bind_add
 Usage: test_fleet_tlsrpt.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
 import gzip
-import http.server
 import json
 import os
 import sqlite3
-import ssl
 import subprocess
 import threading
 import time
 import unittest
 
 import harness
+import https_receiver
 from harness import new_token, psql
 
 MXSEC = None
@@ -45,8 +44,6 @@ HOSTS = ("hosta", "hostb")
 SOURCE = {"hosta": "127.0.59.1", "hostb": "127.0.59.2"}
 FAILING = "wrongname.sts.test"     # MTA-STS enforce, certificate names another host: deferred
 
-POSTS = []          # (path, body) of every report POSTed to the receiver
-POSTS_LOCK = threading.Lock()
 TODAY = None
 CONF = {}           # host -> its configuration file
 # While set, the first POST is held until a second tlsrpt run is seen waiting for the (day, domain)
@@ -57,65 +54,25 @@ HOLD_LOG = []
 HOLD_LIMIT = 60     # seconds: a hold that sees neither ends, and the test fails on HOLD_LOG
 
 
-class ReportHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(n)
-        with POSTS_LOCK:
-            POSTS.append((self.path, body))
-            hold = HOLD_FIRST.is_set() and len(POSTS) == 1
-        if hold:
-            HOLD_LOG.append(self.hold())
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def hold(self):
-        deadline = time.monotonic() + HOLD_LIMIT
-        while time.monotonic() < deadline:
-            with POSTS_LOCK:
-                if len(POSTS) > 1:
-                    return "second POST"
-            waiting = psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-            if int(waiting[0][0]) > 0:
-                return "second run waiting for the lock"
-            time.sleep(0.05)
-        return "timeout"
-
-    def log_message(self, *args):
-        pass
+def hold_first_post(index):
+    """HttpsReceiver's on_post: while HOLD_FIRST is set, the first POST is held (see HOLD_FIRST)."""
+    if HOLD_FIRST.is_set() and index == 0:
+        HOLD_LOG.append(hold())
 
 
-class HttpsReceiver:
-    """The rua=https:// endpoint: a TLS HTTP server with a CA-signed certificate for tlsrpt.sts.test."""
-
-    def __init__(self):
-        d = os.path.join(TB, "fleet-tlsrpt-https")
-        os.makedirs(d, exist_ok=True)
-        self.cert, self.key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        csr, ext = os.path.join(d, "req.csr"), os.path.join(d, "ext.cnf")
-        with open(ext, "w") as f:
-            f.write("subjectAltName = DNS:tlsrpt.sts.test\n")
-        pki = os.path.join(TB, "pki")
-        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-keyout", self.key, "-subj", "/CN=tlsrpt.sts.test", "-out", csr],
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.pem"),
-                        "-CAkey", os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", "2",
-                        "-extfile", ext, "-out", self.cert], check=True, capture_output=True)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        self.server = http.server.ThreadingHTTPServer((HTTPS_ADDR, 443), ReportHandler)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+def hold():
+    deadline = time.monotonic() + HOLD_LIMIT
+    while time.monotonic() < deadline:
+        if len(RECEIVER.received()) > 1:
+            return "second POST"
+        waiting = psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        if int(waiting[0][0]) > 0:
+            return "second run waiting for the lock"
+        time.sleep(0.05)
+    return "timeout"
 
 
-RECEIVER = None
+RECEIVER = None     # https_receiver.HttpsReceiver for tlsrpt.sts.test
 
 
 def state_dir(host):
@@ -192,10 +149,8 @@ def shared_attempts(host):
 
 
 def posts_for(domain):
-    with POSTS_LOCK:
-        got = list(POSTS)
     out = []
-    for _, body in got:
+    for _, _, body in RECEIVER.received():
         j = json.loads(gzip.decompress(body))
         if j["policies"][0]["policy"]["policy-domain"] == domain:
             out.append(j)
@@ -209,7 +164,8 @@ def successes(report):
 def setUpModule():
     global RECEIVER, TODAY
     harness.start_testbed(TB, postgres=True)
-    RECEIVER = HttpsReceiver()
+    RECEIVER = https_receiver.HttpsReceiver(TB, HTTPS_ADDR, "tlsrpt.sts.test", "fleet-tlsrpt-https",
+                                            on_post=hold_first_post).start()
     left = 86400 - int(time.time()) % 86400
     if left < 180:   # every session of the suite on one UTC day
         time.sleep(left + 1)
@@ -289,14 +245,12 @@ class FleetTlsrptTest(unittest.TestCase):
             self.assertEqual(local, 2)
             self.assertLess(up_to, last, "rows wait in the local log")
             # tlsrpt with the database down: nothing from local data only, exit 75.
-            with POSTS_LOCK:
-                posts_before = len(POSTS)
+            posts_before = len(RECEIVER.received())
             t = run_mxsec("hostb", ["tlsrpt", "--day", TODAY, DOMAIN])
             self.assertEqual(t.returncode, EX_TEMPFAIL, t.diag)
             self.assertIn("the shared state cannot be used", t.err, t.diag)
             self.assertIn("no report sent", t.err, t.diag)
-            with POSTS_LOCK:
-                self.assertEqual(len(POSTS), posts_before)
+            self.assertEqual(len(RECEIVER.received()), posts_before)
             self.assertFalse(os.path.exists(os.path.join(state_dir("hostb"), "tlsrpt.sqlite")))
         finally:
             harness.pg_start()
@@ -323,8 +277,7 @@ class FleetTlsrptTest(unittest.TestCase):
         # The day's report sent again from scratch (its sent-once rows removed): every host's
         # sessions, the one made while the database was down included, each once.
         psql("DELETE FROM tlsrpt_sent WHERE day = '%s' AND domain = '%s'" % (TODAY, DOMAIN))
-        with POSTS_LOCK:
-            POSTS.clear()
+        RECEIVER.clear()
         runs = run_concurrently(["tlsrpt", "--day", TODAY, DOMAIN])
         for h, r in runs.items():
             self.assertEqual(r.returncode, EX_OK, r.diag)
