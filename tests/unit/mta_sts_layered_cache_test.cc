@@ -284,6 +284,21 @@ TEST_CASE("layered sts cache: Remove while the store is down is offered when it 
   CHECK_FALSE(f.local->Get("example.com").has_value());
 }
 
+TEST_CASE("layered sts cache: RecordRemoval goes to both, over earlier events only") {
+  Fixture f;
+  REQUIRE(f.cache->Put(Policy("a1", 1000)).ok());
+  REQUIRE(f.cache->RecordRemoval(Removal(999)).ok());
+  CHECK(f.shared->Get("example.com").has_value());
+  CHECK(f.local->Get("example.com").has_value());
+  REQUIRE(f.cache->RecordRemoval(Removal(1000)).ok());
+  CHECK(f.shared->Read("example.com")->removal.has_value());
+  CHECK(f.local->Read("example.com")->removal.has_value());
+  f.shared->down = true;
+  CHECK(f.cache->RecordRemoval(Removal(1001)).ok());  // the local copy took it
+  CHECK_FALSE(f.cache->StateStoreUp());
+  CHECK(f.local->Read("example.com")->removal->removed_at == 1001);
+}
+
 TEST_CASE("layered sts cache: a policy replaced in the store by a later mode none policy is not put back") {
   Fixture f;
   REQUIRE(f.cache->Put(Policy("enf1", 1000)).ok());
