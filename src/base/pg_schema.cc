@@ -37,6 +37,10 @@ const char* const kMigrations[] = {
     " time bigint NOT NULL, host text NOT NULL DEFAULT '', PRIMARY KEY (day, domain, uri));"
     "CREATE TABLE tlsrpt_report_ids (day text NOT NULL, domain text NOT NULL, report_id text NOT NULL,"
     " PRIMARY KEY (day, domain));",
+    // 1 -> 2: a removed MTA-STS policy leaves the mark of its removal
+    // (policy/mta_sts.h StsRemoval) in its row rather than no row.
+    "ALTER TABLE sts_policy ADD COLUMN removed_at bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE sts_policy ADD COLUMN removed_by text NOT NULL DEFAULT '';",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kPgSchemaVersion,
               "one migration per version: append one when raising kPgSchemaVersion");

@@ -22,6 +22,12 @@
 // as. Files written by a version without those columns get them added on
 // open.
 //
+// Remove leaves the mark of the removal in the removed policy's place (a
+// row with removed_at set, reading as no policy): a fleet's layered cache
+// (mta_sts_cache_pg.h) keeps its local copy here and must tell a policy
+// the fleet removed from one it never had. The mark takes no more room
+// than the policy it replaces, and the next Put of the domain replaces it.
+//
 // Both caches serialize their operations with a mutex and may be shared
 // between threads.
 #include "mxsec/policy/mta_sts.h"
@@ -29,6 +35,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,6 +72,8 @@ Result<CachedStsPolicy> Normalize(const CachedStsPolicy& entry) {
   return copy;
 }
 
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
 // The due test of RefreshCandidates; the SQLite query says the same in SQL.
 bool DueForRefresh(const CachedStsPolicy& e, int64_t now, int64_t refresh_age) {
   if (e.expires_at <= now || e.refresh_next > now) return false;
@@ -81,18 +90,54 @@ class MemoryStsCache : public StsCache {
     return std::optional<CachedStsPolicy>(it->second);
   }
 
+  Result<StsCacheSlot> Read(const std::string& domain) override {
+    const std::string key = NormalDomain(domain);
+    std::lock_guard<std::mutex> lock(mu_);
+    StsCacheSlot slot;
+    if (auto it = entries_.find(key); it != entries_.end()) slot.policy = it->second;
+    if (auto it = removals_.find(key); it != removals_.end()) slot.removal = it->second;
+    return slot;
+  }
+
   Status Put(const CachedStsPolicy& entry) override {
     Result<CachedStsPolicy> copy = Normalize(entry);
     if (!copy.ok()) return copy.status();
     std::lock_guard<std::mutex> lock(mu_);
     std::string key = copy->domain;
+    removals_.erase(key);
     entries_[key] = std::move(copy).value();
     return Status::Ok();
   }
 
   Status Remove(const std::string& domain) override {
+    StsRemoval removal;
+    removal.domain = NormalDomain(domain);
+    removal.removed_at = Now();
     std::lock_guard<std::mutex> lock(mu_);
-    entries_.erase(NormalDomain(domain));
+    if (auto it = entries_.find(removal.domain); it != entries_.end()) {
+      removal.removed_at = std::max(removal.removed_at, it->second.fetched_at);
+    }
+    if (auto it = removals_.find(removal.domain); it != removals_.end()) {
+      removal.removed_at = std::max(removal.removed_at, it->second.removed_at);
+    }
+    entries_.erase(removal.domain);
+    removals_[removal.domain] = removal;
+    return Status::Ok();
+  }
+
+  Status RecordRemoval(const StsRemoval& removal) override {
+    StsRemoval r = removal;
+    r.domain = NormalDomain(removal.domain);
+    if (r.domain.empty()) return Status::Error("sts cache: empty domain");
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = entries_.find(r.domain); it != entries_.end() && it->second.fetched_at > r.removed_at) {
+      return Status::Ok();
+    }
+    if (auto it = removals_.find(r.domain); it != removals_.end() && it->second.removed_at >= r.removed_at) {
+      return Status::Ok();
+    }
+    entries_.erase(r.domain);
+    removals_[r.domain] = r;
     return Status::Ok();
   }
 
@@ -121,34 +166,58 @@ class MemoryStsCache : public StsCache {
 
  private:
   std::mutex mu_;
+  // A domain is in one of the two maps at most.
   std::map<std::string, CachedStsPolicy> entries_;
+  std::map<std::string, StsRemoval> removals_;
 };
 
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS sts_policy ("
     "domain TEXT PRIMARY KEY, id TEXT, text TEXT, fetched_at INTEGER, expires_at INTEGER,"
     " refresh_failures INTEGER NOT NULL DEFAULT 0, refresh_last INTEGER NOT NULL DEFAULT 0,"
-    " refresh_next INTEGER NOT NULL DEFAULT 0, refresh_error TEXT NOT NULL DEFAULT '')";
+    " refresh_next INTEGER NOT NULL DEFAULT 0, refresh_error TEXT NOT NULL DEFAULT '',"
+    " fetched_by TEXT NOT NULL DEFAULT '', removed_at INTEGER NOT NULL DEFAULT 0,"
+    " removed_by TEXT NOT NULL DEFAULT '')";
 // Columns a file of an older version lacks, added on open: name, declaration.
 constexpr const char* kAddColumns[][2] = {
     {"refresh_failures", "INTEGER NOT NULL DEFAULT 0"},
     {"refresh_last", "INTEGER NOT NULL DEFAULT 0"},
     {"refresh_next", "INTEGER NOT NULL DEFAULT 0"},
     {"refresh_error", "TEXT NOT NULL DEFAULT ''"},
+    {"fetched_by", "TEXT NOT NULL DEFAULT ''"},
+    {"removed_at", "INTEGER NOT NULL DEFAULT 0"},
+    {"removed_by", "TEXT NOT NULL DEFAULT ''"},
 };
-#define MXSEC_STS_COLUMNS \
-  "domain, id, text, fetched_at, expires_at, refresh_failures, refresh_last, refresh_next, refresh_error"
+// A row is a policy when removed_at is 0, else the mark of its removal
+// (StsRemoval; id and text are then the removed policy's, for people).
+#define MXSEC_STS_COLUMNS                                                                                      \
+  "domain, id, text, fetched_at, expires_at, refresh_failures, refresh_last, refresh_next, refresh_error," \
+  " fetched_by, removed_at, removed_by"
 constexpr const char* kGet = "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE domain = ?1";
-constexpr const char* kPut =
-    "INSERT OR REPLACE INTO sts_policy (" MXSEC_STS_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
-constexpr const char* kRemove = "DELETE FROM sts_policy WHERE domain = ?1";
+constexpr const char* kPut = "INSERT OR REPLACE INTO sts_policy (" MXSEC_STS_COLUMNS
+                             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, '')";
+// ?1 domain, ?2 now, ?3 removed_by: the mark is dated now, or at the time
+// of what it replaces when that is later (StsCache::Remove).
+constexpr const char* kRemove =
+    "INSERT INTO sts_policy (domain, id, text, fetched_at, expires_at, removed_at, removed_by)"
+    " VALUES (?1, '', '', 0, 0, ?2, ?3) ON CONFLICT (domain) DO UPDATE SET"
+    " removed_at = MAX(excluded.removed_at, sts_policy.fetched_at, sts_policy.removed_at),"
+    " removed_by = excluded.removed_by";
+// ?1 domain, ?2 removed_at, ?3 removed_by: only over an earlier event
+// (StsCache::RecordRemoval).
+constexpr const char* kRecordRemoval =
+    "INSERT INTO sts_policy (domain, id, text, fetched_at, expires_at, removed_at, removed_by)"
+    " VALUES (?1, '', '', 0, 0, ?2, ?3) ON CONFLICT (domain) DO UPDATE SET"
+    " removed_at = excluded.removed_at, removed_by = excluded.removed_by"
+    " WHERE (sts_policy.removed_at = 0 AND sts_policy.fetched_at <= excluded.removed_at)"
+    " OR (sts_policy.removed_at <> 0 AND sts_policy.removed_at < excluded.removed_at)";
 // DueForRefresh in SQL: ?1 now, ?2 refresh_age, ?3 limit.
 constexpr const char* kCandidates =
-    "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE expires_at > ?1 AND refresh_next <= ?1"
+    "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE removed_at = 0 AND expires_at > ?1 AND refresh_next <= ?1"
     " AND fetched_at + MIN(?2, (expires_at - fetched_at) * 3 / 4) <= ?1 ORDER BY expires_at LIMIT ?3";
 constexpr const char* kRecordFailure =
     "UPDATE sts_policy SET refresh_failures = ?2, refresh_last = ?3, refresh_next = ?4, refresh_error = ?5"
-    " WHERE domain = ?1 AND fetched_at = ?6";
+    " WHERE domain = ?1 AND fetched_at = ?6 AND removed_at = 0";
 #undef MXSEC_STS_COLUMNS
 
 class SqliteStsCache : public StsCache {
@@ -169,8 +238,21 @@ class SqliteStsCache : public StsCache {
     // "no cached policy": the caller decides conservatively.
     Result<bool> row = get_.BindText(1, key).Step();
     if (!row.ok()) return Error("read policy for " + key, row.status());
-    if (!*row) return Found();
+    if (!*row || ReadRemoval(get_)) return Found();
     return ReadRow(get_);
+  }
+
+  Result<StsCacheSlot> Read(const std::string& domain) override {
+    const std::string key = NormalDomain(domain);
+    std::lock_guard<std::mutex> lock(mu_);
+    SqliteResetOnExit use(get_);
+    Result<bool> row = get_.BindText(1, key).Step();
+    if (!row.ok()) return Error("read policy for " + key, row.status());
+    StsCacheSlot slot;
+    if (!*row) return slot;
+    slot.removal = ReadRemoval(get_);
+    if (!slot.removal) slot.policy = ReadRow(get_);
+    return slot;
   }
 
   Status Put(const CachedStsPolicy& entry) override {
@@ -182,6 +264,7 @@ class SqliteStsCache : public StsCache {
     put_.BindText(1, e.domain).BindText(2, e.id).BindText(3, e.text);
     put_.BindInt64(4, e.fetched_at).BindInt64(5, e.expires_at).BindInt64(6, e.refresh_failures);
     put_.BindInt64(7, e.refresh_last).BindInt64(8, e.refresh_next).BindText(9, e.refresh_error);
+    put_.BindText(10, e.fetched_by);
     return Error("store policy for " + e.domain, put_.Run());
   }
 
@@ -212,9 +295,19 @@ class SqliteStsCache : public StsCache {
 
   Status Remove(const std::string& domain) override {
     const std::string key = NormalDomain(domain);
+    if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
     SqliteResetOnExit use(remove_);
-    return Error("remove policy for " + key, remove_.BindText(1, key).Run());
+    return Error("remove policy for " + key, remove_.BindText(1, key).BindInt64(2, Now()).BindText(3, "").Run());
+  }
+
+  Status RecordRemoval(const StsRemoval& removal) override {
+    const std::string key = NormalDomain(removal.domain);
+    if (key.empty()) return Status::Error("sts cache: empty domain");
+    std::lock_guard<std::mutex> lock(mu_);
+    SqliteResetOnExit use(record_removal_);
+    record_removal_.BindText(1, key).BindInt64(2, removal.removed_at).BindText(3, removal.removed_by);
+    return Error("record the removal of the policy for " + key, record_removal_.Run());
   }
 
  private:
@@ -237,6 +330,7 @@ class SqliteStsCache : public StsCache {
     entry.refresh_last = s.ColumnInt64(6);
     entry.refresh_next = s.ColumnInt64(7);
     entry.refresh_error = s.ColumnText(8);
+    entry.fetched_by = s.ColumnText(9);
     Result<StsPolicy> parsed = ParseStsPolicy(entry.text);
     if (!parsed.ok()) return std::nullopt;
     entry.policy = std::move(parsed).value();
@@ -244,6 +338,16 @@ class SqliteStsCache : public StsCache {
     // lifetime is the one of the text that is applied.
     entry.expires_at = entry.fetched_at + entry.policy.max_age;
     return entry;
+  }
+
+  // The mark of a removal when the current row (as ReadRow's) is one.
+  static std::optional<StsRemoval> ReadRemoval(const SqliteStatement& s) {
+    if (s.ColumnType(10) != SqliteStatement::Type::kInteger || s.ColumnInt64(10) == 0) return std::nullopt;
+    StsRemoval removal;
+    removal.domain = s.ColumnText(0);
+    removal.removed_at = s.ColumnInt64(10);
+    removal.removed_by = s.ColumnText(11);
+    return removal;
   }
 
   // `failed` (an error of the wrapper, in SQLite's words) with the file and
@@ -266,11 +370,11 @@ class SqliteStsCache : public StsCache {
     if (!s.ok()) return Error("create table", s);
     for (const auto& column : kAddColumns) {
       s = db_.AddColumn("sts_policy", column[0], column[1]);
-      if (!s.ok()) return Error("add refresh columns", s);
+      if (!s.ok()) return Error("add column " + std::string(column[0]), s);
     }
     const std::pair<const char*, SqliteStatement*> statements[] = {
-        {kGet, &get_}, {kPut, &put_}, {kRemove, &remove_}, {kCandidates, &candidates_},
-        {kRecordFailure, &record_failure_}};
+        {kGet, &get_}, {kPut, &put_}, {kRemove, &remove_}, {kRecordRemoval, &record_removal_},
+        {kCandidates, &candidates_}, {kRecordFailure, &record_failure_}};
     for (auto [sql, out] : statements) {
       Result<SqliteStatement> prepared = db_.Prepare(sql, SqliteDb::Reuse::kPersistent);
       if (!prepared.ok()) return Error("prepare statement", prepared.status());
@@ -285,6 +389,7 @@ class SqliteStsCache : public StsCache {
   SqliteStatement get_;
   SqliteStatement put_;
   SqliteStatement remove_;
+  SqliteStatement record_removal_;
   SqliteStatement candidates_;
   SqliteStatement record_failure_;
 };

@@ -10,15 +10,23 @@
 // once cannot interleave a read and a write), and the row says which host
 // fetched it.
 //
+// A removal (Remove) is a row too: the mark of the removal, so that a
+// host holding an older copy of the removed policy can tell "removed" from
+// "never stored" and does not store its copy again.
+//
 // The layered cache exists so that a database outage never weakens a
 // policy: every policy a host used is in its own SQLite file, and that copy
-// answers whenever the shared store does not.
+// answers whenever the shared store does not. While the store answers, the
+// store decides and the copy follows it; only an event of this host later
+// than the store's (made while it was down) goes the other way.
 #include "mxsec/policy/mta_sts_cache_pg.h"
 
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdint>
 #include <ctime>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -40,30 +48,51 @@ std::string NormalDomain(std::string d) {
   return d;
 }
 
-#define MXSEC_STS_COLUMNS \
-  "domain, id, text, fetched_at, expires_at, refresh_failures, refresh_last, refresh_next, refresh_error, fetched_by"
-constexpr const char* kGet = "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE domain = $1";
-// A row is replaced by a later fetch only; a fetch in the same second under
-// another id replaces it too (the policy changed within that second: either
-// is a policy the domain published, and the host that stored last saw the
-// newer TXT record).
+// A row is a policy when removed_at is 0, else the mark of its removal
+// (StsRemoval, schema version 2; id and text are then the removed
+// policy's, for people).
+#define MXSEC_STS_COLUMNS                                                                                     \
+  "domain, id, text, fetched_at, expires_at, refresh_failures, refresh_last, refresh_next, refresh_error," \
+  " fetched_by"
+constexpr const char* kGet =
+    "SELECT " MXSEC_STS_COLUMNS ", removed_at, removed_by FROM sts_policy WHERE domain = $1";
+// A policy is replaced by a later fetch only; a fetch in the same second
+// under another id replaces it too (the policy changed within that second:
+// either is a policy the domain published, and the host that stored last
+// saw the newer TXT record). A removal is replaced by a fetch after it
+// only: a fetch in the same second as the removal may be what it removed.
 constexpr const char* kPut =
     "INSERT INTO sts_policy (" MXSEC_STS_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     " ON CONFLICT (domain) DO UPDATE SET id = EXCLUDED.id, text = EXCLUDED.text,"
     " fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at,"
     " refresh_failures = EXCLUDED.refresh_failures, refresh_last = EXCLUDED.refresh_last,"
     " refresh_next = EXCLUDED.refresh_next, refresh_error = EXCLUDED.refresh_error,"
-    " fetched_by = EXCLUDED.fetched_by"
-    " WHERE sts_policy.fetched_at < EXCLUDED.fetched_at"
-    " OR (sts_policy.fetched_at = EXCLUDED.fetched_at AND sts_policy.id <> EXCLUDED.id)";
-constexpr const char* kRemove = "DELETE FROM sts_policy WHERE domain = $1";
+    " fetched_by = EXCLUDED.fetched_by, removed_at = 0, removed_by = ''"
+    " WHERE (sts_policy.removed_at = 0 AND (sts_policy.fetched_at < EXCLUDED.fetched_at"
+    " OR (sts_policy.fetched_at = EXCLUDED.fetched_at AND sts_policy.id <> EXCLUDED.id)))"
+    " OR (sts_policy.removed_at <> 0 AND sts_policy.removed_at < EXCLUDED.fetched_at)";
+// $1 domain, $2 now, $3 removed_by: the mark is dated now, or at the time
+// of what it replaces when that is later (StsCache::Remove).
+constexpr const char* kRemove =
+    "INSERT INTO sts_policy (domain, id, text, fetched_at, expires_at, removed_at, removed_by)"
+    " VALUES ($1, '', '', 0, 0, $2, $3) ON CONFLICT (domain) DO UPDATE SET"
+    " removed_at = GREATEST(EXCLUDED.removed_at, sts_policy.fetched_at, sts_policy.removed_at),"
+    " removed_by = EXCLUDED.removed_by";
+// $1 domain, $2 removed_at, $3 removed_by: only over an earlier event
+// (StsCache::RecordRemoval).
+constexpr const char* kRecordRemoval =
+    "INSERT INTO sts_policy (domain, id, text, fetched_at, expires_at, removed_at, removed_by)"
+    " VALUES ($1, '', '', 0, 0, $2, $3) ON CONFLICT (domain) DO UPDATE SET"
+    " removed_at = EXCLUDED.removed_at, removed_by = EXCLUDED.removed_by"
+    " WHERE (sts_policy.removed_at = 0 AND sts_policy.fetched_at <= EXCLUDED.removed_at)"
+    " OR (sts_policy.removed_at <> 0 AND sts_policy.removed_at < EXCLUDED.removed_at)";
 // DueForRefresh (mta_sts_cache.cc) in SQL: $1 now, $2 refresh_age, $3 limit.
 constexpr const char* kCandidates =
-    "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE expires_at > $1 AND refresh_next <= $1"
+    "SELECT " MXSEC_STS_COLUMNS " FROM sts_policy WHERE removed_at = 0 AND expires_at > $1 AND refresh_next <= $1"
     " AND fetched_at + LEAST($2::bigint, (expires_at - fetched_at) * 3 / 4) <= $1 ORDER BY expires_at LIMIT $3";
 constexpr const char* kRecordFailure =
     "UPDATE sts_policy SET refresh_failures = $2, refresh_last = $3, refresh_next = $4, refresh_error = $5"
-    " WHERE domain = $1 AND fetched_at = $6";
+    " WHERE domain = $1 AND fetched_at = $6 AND removed_at = 0";
 #undef MXSEC_STS_COLUMNS
 
 // At most this many rows from one RefreshCandidates query, whatever the
@@ -71,6 +100,35 @@ constexpr const char* kRecordFailure =
 constexpr size_t kMaxCandidateRows = 100000;
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// When a domain's last event happened, in the order both stores keep
+// (kPut, kRecordRemoval; the SQLite cache's RecordRemoval): by time, and in
+// the same second a removal after a fetch. Neither: before everything.
+struct EventTime {
+  int64_t at = std::numeric_limits<int64_t>::min();
+  int rank = 0;  // 0 nothing, 1 fetch, 2 removal
+};
+
+EventTime TimeOf(const StsCacheSlot& slot) {
+  if (slot.removal) return {slot.removal->removed_at, 2};
+  if (slot.policy) return {slot.policy->fetched_at, 1};
+  return {};
+}
+
+bool Later(const EventTime& a, const EventTime& b) { return a.at > b.at || (a.at == b.at && a.rank > b.rank); }
+
+// The local copy holds what the store holds: the same fetch (by the same
+// host: the copy keeps fetched_by), the same removal, or both nothing. The
+// refresh state is not compared: the store's is the fleet's and the one
+// answered with; the copy's is used only while the store is down.
+bool SameEvent(const StsCacheSlot& s, const StsCacheSlot& l) {
+  if (s.policy && l.policy) {
+    return s.policy->fetched_at == l.policy->fetched_at && s.policy->id == l.policy->id &&
+           s.policy->fetched_by == l.policy->fetched_by;
+  }
+  if (s.removal && l.removal) return s.removal->removed_at == l.removal->removed_at;
+  return !s.policy && !s.removal && !l.policy && !l.removal;
+}
 
 class PgStsCache : public StsCache {
  public:
@@ -91,14 +149,30 @@ class PgStsCache : public StsCache {
   }
 
   Result<std::optional<CachedStsPolicy>> Lookup(const std::string& domain) override {
+    Result<StsCacheSlot> slot = Read(domain);
+    if (!slot.ok()) return slot.status();
+    return std::move(slot->policy);
+  }
+
+  Result<StsCacheSlot> Read(const std::string& domain) override {
     const std::string key = NormalDomain(domain);
     std::lock_guard<std::mutex> lock(mu_);
     Status ready = ReadyLocked();
     if (!ready.ok()) return ready;
     Result<PgResult> r = conn_->Query(kGet, {key});
     if (!r.ok()) return FailedLocked("read policy for " + key, r.status());
-    if (r->rows() == 0) return std::optional<CachedStsPolicy>();
-    return ReadRow(*r, 0);
+    StsCacheSlot slot;
+    if (r->rows() == 0) return slot;
+    Result<int64_t> removed_at = r->Int64(0, 10);
+    // A mark whose time cannot be read is damage: read as no policy, as a
+    // policy whose text no longer parses is.
+    if (!removed_at.ok()) return slot;
+    if (*removed_at != 0) {
+      slot.removal = StsRemoval{key, *removed_at, r->Text(0, 11)};
+      return slot;
+    }
+    slot.policy = ReadRow(*r, 0);
+    return slot;
   }
 
   Status Put(const CachedStsPolicy& entry) override {
@@ -120,11 +194,24 @@ class PgStsCache : public StsCache {
 
   Status Remove(const std::string& domain) override {
     const std::string key = NormalDomain(domain);
+    if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
     Status ready = ReadyLocked();
     if (!ready.ok()) return ready;
-    Status s = conn_->Run(kRemove, {key});
+    Status s = conn_->Run(kRemove, {key, PgInt(Now()), host_});
     return s.ok() ? s : FailedLocked("remove policy for " + key, s);
+  }
+
+  Status RecordRemoval(const StsRemoval& removal) override {
+    const std::string key = NormalDomain(removal.domain);
+    if (key.empty()) return Status::Error("sts cache: empty domain");
+    std::lock_guard<std::mutex> lock(mu_);
+    Status ready = ReadyLocked();
+    if (!ready.ok()) return ready;
+    // affected() == 0 means a later event is stored: nothing to do.
+    Status s = conn_->Run(kRecordRemoval, {key, PgInt(removal.removed_at),
+                                           removal.removed_by.empty() ? host_ : removal.removed_by});
+    return s.ok() ? s : FailedLocked("record the removal of the policy for " + key, s);
   }
 
   Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t refresh_age, size_t limit) override {
@@ -221,34 +308,41 @@ class Layered : public LayeredStsCache {
   }
 
   Result<std::optional<CachedStsPolicy>> Lookup(const std::string& domain) override {
-    Result<std::optional<CachedStsPolicy>> local = local_->Lookup(domain);
-    Result<std::optional<CachedStsPolicy>> shared = shared_->Lookup(domain);
+    Result<StsCacheSlot> shared = shared_->Read(domain);
     if (!shared.ok()) {
       NoteDown(shared.status());
       // Never "no policy" because the store is down: the local copy decides,
       // and a local copy that cannot be read is the caller's error to act on.
+      Result<std::optional<CachedStsPolicy>> local = local_->Lookup(domain);
       if (!local.ok()) return local.status().Prefixed("(shared state store down too) ");
       return local;
     }
     NoteUp();
-    if (!local.ok()) return shared;
-    const std::optional<CachedStsPolicy>& s = shared.value();
-    const std::optional<CachedStsPolicy>& l = local.value();
-    if (l && (!s || l->fetched_at > s->fetched_at)) {
-      // Fetched here while the store was down (or the row was removed
-      // there): offered to the fleet, whose upsert keeps the later fetch.
-      Status offered = shared_->Put(*l);
+    // Read although the store answered: it finds what this host fetched or
+    // removed while the store was down (in any of its processes), and it
+    // spares a write when the copy is current (header: why not skipped).
+    Result<StsCacheSlot> local = local_->Read(domain);
+    if (!local.ok()) return std::move(shared->policy);
+    const StsCacheSlot& s = shared.value();
+    const StsCacheSlot& l = local.value();
+    if (Later(TimeOf(l), TimeOf(s))) {
+      // Fetched or removed here after the store's last word on the domain,
+      // so while the store was down: offered to the fleet, whose
+      // conditional write keeps the later event.
+      Status offered = l.policy ? shared_->Put(*l.policy) : shared_->RecordRemoval(*l.removal);
       if (!offered.ok()) NoteDown(offered);
-      return local;
+      return l.policy;
     }
-    if (s && (!l || s->fetched_at > l->fetched_at || s->id != l->id)) {
-      // The copy that answers when the store is down. Failing to write it
+    if (!SameEvent(s, l)) {
+      // The store's word, copied: the copy that answers when the store is
+      // down follows its fetches and its removals. Failing to write it
       // changes nothing now (the shared answer is used) and the next
       // lookup tries again; a local file that cannot be written also makes
       // this host's own fetches fail to store, which the decision notes.
-      (void)local_->Put(*s);
+      if (s.policy) (void)local_->Put(*s.policy);
+      if (s.removal) (void)local_->RecordRemoval(*s.removal);
     }
-    return shared;  // same fetch: the shared row carries the fleet's refresh state
+    return s.policy;  // same fetch: the shared row carries the fleet's refresh state
   }
 
   Status Put(const CachedStsPolicy& entry) override {
@@ -264,6 +358,15 @@ class Layered : public LayeredStsCache {
     Status s = local_->Remove(domain);
     if (!s.ok()) return s;
     Status shared = shared_->Remove(domain);
+    if (!shared.ok()) NoteDown(shared);
+    else NoteUp();
+    return Status::Ok();
+  }
+
+  Status RecordRemoval(const StsRemoval& removal) override {
+    Status s = local_->RecordRemoval(removal);
+    if (!s.ok()) return s;
+    Status shared = shared_->RecordRemoval(removal);
     if (!shared.ok()) NoteDown(shared);
     else NoteUp();
     return Status::Ok();

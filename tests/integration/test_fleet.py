@@ -73,21 +73,26 @@ def policy_gets():
         return sum(1 for line in f if "GET /.well-known/mta-sts.txt" in line)
 
 
-def local_copy(host, domain):
-    """The row of DOMAIN in HOST's local copy (its state_dir/mta-sts.sqlite), or None."""
+def local_copy(host, domain, what="id, fetched_at"):
+    """The policy of DOMAIN in HOST's local copy (its state_dir/mta-sts.sqlite): the columns WHAT of its
+    row, or None when there is none or the row is the mark of its removal."""
     path = os.path.join(DIR, host, "state", "mta-sts.sqlite")
     if not os.path.exists(path):
         return None
     db = sqlite3.connect(path)
     try:
-        row = db.execute("SELECT id, fetched_at FROM sts_policy WHERE domain = ?", (domain,)).fetchone()
+        row = db.execute("SELECT %s FROM sts_policy WHERE domain = ? AND removed_at = 0" % what,
+                         (domain,)).fetchone()
     finally:
         db.close()
     return row
 
 
 def shared_row(domain):
-    rows = harness.psql("SELECT id, fetched_at, fetched_by FROM sts_policy WHERE domain = '%s'" % domain)
+    """The policy of DOMAIN in the shared store: id, fetched_at, fetched_by; None when there is none or
+    the row is the mark of its removal."""
+    rows = harness.psql("SELECT id, fetched_at, fetched_by FROM sts_policy WHERE domain = '%s' AND removed_at = 0"
+                        % domain)
     return rows[0] if rows else None
 
 
@@ -187,13 +192,39 @@ class Fleet(unittest.TestCase):
     def test_02_db_init(self):
         r = mxsec("hosta", "db", "init")
         self.assertEqual(r.returncode, 0, out(r))
-        self.assertIn("schema version 0 -> 1", out(r))
+        self.assertIn("schema version 0 -> 2", out(r))
         r = mxsec("hostb", "db", "init")
         self.assertEqual(r.returncode, 0, out(r))
-        self.assertIn("already at version 1", out(r))
+        self.assertIn("already at version 2", out(r))
         r = mxsec("hostb", "db", "status")
         self.assertEqual(r.returncode, 0, out(r))
+        self.assertIn("schema: 2", out(r))
+
+    def test_02b_db_migrate_from_1(self):
+        # The schema made version 1 again by undoing migration 1 -> 2 (the removal marks of
+        # sts_policy): commands refuse it and name `db migrate`, which brings it to 2.
+        harness.psql("ALTER TABLE sts_policy DROP COLUMN removed_at; ALTER TABLE sts_policy DROP COLUMN removed_by;"
+                     " UPDATE mxsec_schema SET version = 1")
+        r = mxsec("hostb", "db", "status")
+        self.assertEqual(r.returncode, 78, out(r))
         self.assertIn("schema: 1", out(r))
+        self.assertIn("db migrate", out(r))
+        r = mxsec("hosta", "policy", "enforce.sts.test")
+        self.assertEqual(r.returncode, 78, out(r))
+        self.assertIn("db migrate", out(r))
+        r = mxsec("hosta", "db", "init")
+        self.assertEqual(r.returncode, 78, out(r))
+        r = mxsec("hosta", "db", "migrate")
+        self.assertEqual(r.returncode, 0, out(r))
+        self.assertIn("schema version 1 -> 2", out(r))
+        r = mxsec("hostb", "db", "migrate")
+        self.assertEqual(r.returncode, 0, out(r))
+        self.assertIn("already at version 2", out(r))
+        r = mxsec("hostb", "db", "status")
+        self.assertEqual(r.returncode, 0, out(r))
+        self.assertIn("schema: 2", out(r))
+        self.assertEqual(harness.psql("SELECT count(*) FROM sts_policy WHERE removed_at <> 0 OR removed_by <> ''"),
+                         [["0"]])
 
     def test_03_host_a_fetches_host_b_uses_it(self):
         gets = policy_gets()
@@ -322,6 +353,42 @@ class Fleet(unittest.TestCase):
         self.assertEqual(read(log).count("shared state store answers again"), 1, read(log))
         self.assertEqual(read(log).count("shared state store unavailable"), 1, read(log))
         stop(p)
+
+    def test_08_removed_policy_not_put_back(self):
+        # Host A fetched enforce.sts.test and host B holds a copy (tests 3-5). Another host removes it
+        # from the shared store as StsCache::Remove does (the row becomes the mark of its removal,
+        # dated after the fetch). Host B's older copy must not be put back nor used: host B finds no
+        # policy in force and fetches it afresh, a new row fetched by host B after the removal.
+        policy_json("hostb", "enforce.sts.test")
+        row = shared_row("enforce.sts.test")
+        self.assertIsNotNone(row)
+        self.assertEqual(local_copy("hostb", "enforce.sts.test"), (row[0], int(row[1])))
+        self.assertEqual(local_copy("hostb", "enforce.sts.test", "fetched_by"), (row[2],),
+                         "the local copy keeps which host fetched the policy")
+        removed_at = int(row[1]) + 1
+        harness.psql("UPDATE sts_policy SET removed_at = %d, removed_by = 'hostc' WHERE domain = 'enforce.sts.test'"
+                     % removed_at)
+        self.assertIsNone(shared_row("enforce.sts.test"))
+        while time.time() < removed_at + 1.2:   # host B's fetch in a later second than the removal
+            time.sleep(0.1)
+        gets = policy_gets()
+        p, _ = policy_json("hostb", "enforce.sts.test")
+        self.assertEqual(p["policy"], "must-tls", p)
+        self.assertEqual(p["mta_sts"]["source"], "fetched", p)
+        self.assertEqual(policy_gets(), gets + 1)
+        new = shared_row("enforce.sts.test")
+        self.assertIsNotNone(new)
+        self.assertEqual(new[2], "hostb", "host B's older copy was put back")
+        self.assertGreater(int(new[1]), removed_at)
+        self.assertEqual(local_copy("hostb", "enforce.sts.test"), (new[0], int(new[1])))
+        # Host A's copy is older than the removal too: it takes host B's fetch, no fetch of its own.
+        p, _ = policy_json("hosta", "enforce.sts.test")
+        self.assertEqual(p["mta_sts"]["source"], "cache", p)
+        self.assertIn("MTA-STS policy cached in the shared state store, fetched by hostb", p.get("notes", []))
+        self.assertEqual(policy_gets(), gets + 1)
+        self.assertEqual(shared_row("enforce.sts.test"), new)
+        self.assertEqual(local_copy("hosta", "enforce.sts.test", "id, fetched_at, fetched_by"),
+                         (new[0], int(new[1]), "hostb"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -577,11 +578,106 @@ void CacheRoundTrip(StsCache& cache) {
   CHECK(cache.Get("other.example").has_value());
 }
 
+// Remove leaves a mark that reads as no policy and is no policy to
+// refresh; Put replaces it; RecordRemoval stores one only over an earlier
+// event, a fetch in the same second included; fetched_by is kept.
+void CacheRemovalMarks(StsCache& cache) {
+  REQUIRE(cache.Put(Entry("gone.example", "g1", kGood, 1000)).ok());
+  REQUIRE(cache.Put(Entry("due.example", "d1", kGood, 1000)).ok());
+  const auto before = static_cast<int64_t>(time(nullptr));
+  REQUIRE(cache.Remove("Gone.Example.").ok());
+  CHECK_FALSE(cache.Get("gone.example").has_value());
+  Result<StsCacheSlot> slot = cache.Read("gone.example");
+  REQUIRE(slot.ok());
+  CHECK_FALSE(slot->policy.has_value());
+  REQUIRE(slot->removal.has_value());
+  CHECK(slot->removal->domain == "gone.example");
+  CHECK(slot->removal->removed_at >= before);
+  auto due = cache.RefreshCandidates(1000 + 86000, 3600, 10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 1);
+  CHECK(due->at(0).domain == "due.example");
+  // A refresh failure read before the removal does not touch the mark.
+  CachedStsPolicy stale = Entry("gone.example", "g1", kGood, 1000);
+  stale.refresh_failures = 3;
+  REQUIRE(cache.RecordRefreshFailure(stale).ok());
+  CHECK_FALSE(cache.Get("gone.example").has_value());
+
+  // Removing a policy fetched later than this clock's now dates the mark at
+  // the fetch: the removal stays the latest event. Removing nothing marks too.
+  REQUIRE(cache.Put(Entry("ahead.example", "a1", kGood, before + 5000)).ok());
+  REQUIRE(cache.Remove("ahead.example").ok());
+  CHECK(cache.Read("ahead.example")->removal->removed_at == before + 5000);
+  REQUIRE(cache.Remove("never.example").ok());
+  CHECK(cache.Read("never.example")->removal.has_value());
+
+  // Put replaces a mark (this host's own fetch: whatever its time).
+  CachedStsPolicy by = Entry("gone.example", "g2", kGood, 3000);
+  by.fetched_by = "hosta";
+  REQUIRE(cache.Put(by).ok());
+  REQUIRE(cache.Get("gone.example").has_value());
+  CHECK(cache.Get("gone.example")->id == "g2");
+  CHECK(cache.Get("gone.example")->fetched_by == "hosta");
+  CHECK_FALSE(cache.Read("gone.example")->removal.has_value());
+
+  // RecordRemoval: not over a later fetch, over one of the same second.
+  REQUIRE(cache.RecordRemoval(StsRemoval{"gone.example", 2999, "hostc"}).ok());
+  CHECK(cache.Get("gone.example").has_value());
+  REQUIRE(cache.RecordRemoval(StsRemoval{"GONE.example", 3000, "hostc"}).ok());
+  CHECK_FALSE(cache.Get("gone.example").has_value());
+  CHECK(cache.Read("gone.example")->removal->removed_at == 3000);
+  CHECK(cache.Read("gone.example")->removal->removed_by == "hostc");
+  // ... and over an earlier removal only.
+  REQUIRE(cache.RecordRemoval(StsRemoval{"gone.example", 2000, "hostd"}).ok());
+  CHECK(cache.Read("gone.example")->removal->removed_by == "hostc");
+  REQUIRE(cache.RecordRemoval(StsRemoval{"gone.example", 4000, "hostd"}).ok());
+  CHECK(cache.Read("gone.example")->removal->removed_at == 4000);
+  CHECK(cache.Read("gone.example")->removal->removed_by == "hostd");
+  REQUIRE(cache.RecordRemoval(StsRemoval{"unseen.example", 10, ""}).ok());
+  CHECK(cache.Read("unseen.example")->removal.has_value());
+  CHECK_FALSE(cache.RecordRemoval(StsRemoval{"", 10, ""}).ok());
+}
+
 }  // namespace
 
 TEST_CASE("mta_sts: memory cache round trip") {
   std::unique_ptr<StsCache> cache = NewMemoryStsCache();
   CacheRoundTrip(*cache);
+}
+
+TEST_CASE("mta_sts: memory cache removal marks") {
+  std::unique_ptr<StsCache> cache = NewMemoryStsCache();
+  CacheRemovalMarks(*cache);
+}
+
+TEST_CASE("mta_sts: sqlite cache removal marks, kept on reopening, and the columns added to an older file") {
+  TempDir dir;
+  const std::string path = dir.path() + "/sts.db";
+  {
+    // The table as the version before removal marks created it.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const std::string sql =
+        "CREATE TABLE sts_policy (domain TEXT PRIMARY KEY, id TEXT, text TEXT, fetched_at INTEGER,"
+        " expires_at INTEGER, refresh_failures INTEGER NOT NULL DEFAULT 0, refresh_last INTEGER NOT NULL"
+        " DEFAULT 0, refresh_next INTEGER NOT NULL DEFAULT 0, refresh_error TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO sts_policy (domain, id, text, fetched_at, expires_at) VALUES ('old.example', 'o1', '" +
+        std::string(kGood) + "', 100000, 186400);";
+    REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  Result<std::unique_ptr<StsCache>> cache = OpenSqliteStsCache(path);
+  REQUIRE_MESSAGE(cache.ok(), cache.error());
+  REQUIRE(cache.value()->Get("old.example").has_value());
+  CHECK(cache.value()->Get("old.example")->fetched_by.empty());
+  CacheRemovalMarks(*cache.value());
+  cache = Status::Error("closed");
+  Result<std::unique_ptr<StsCache>> reopened = OpenSqliteStsCache(path);
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error());
+  CHECK_FALSE(reopened.value()->Get("gone.example").has_value());
+  CHECK(reopened.value()->Read("gone.example")->removal->removed_by == "hostd");
+  CHECK(reopened.value()->Read("never.example")->removal.has_value());
+  CHECK(reopened.value()->Get("old.example").has_value());
 }
 
 TEST_CASE("mta_sts: sqlite cache round trip and sharing") {

@@ -3,12 +3,15 @@
 // migrated by mxsec itself (`mxsec db init`, `mxsec db migrate`), and the
 // one way every command connects to it.
 //
-// Tables (version 1):
-//   mxsec_schema       one row: the version, when and by which host it was
-//                      made so
+// Tables (version 2):
+//   mxsec_schema       one row per `db init` or `migrate` that changed the
+//                      schema: the version, when and by which host it was
+//                      made so (the largest is the schema's version)
 //   sts_policy         the MTA-STS policy cache (policy/mta_sts.h StsCache),
 //                      one row per policy domain, with the host that fetched
-//                      it
+//                      it; since version 2, a row with removed_at set is
+//                      the mark of the policy's removal (StsRemoval), by
+//                      removed_by
 //   attempts           the attempt log TLS reports aggregate (smtp/
 //                      delivery.h AttemptRecord), forwarded by every host
 //                      from its local log: the key (log_id, local_id) is the
@@ -36,7 +39,7 @@
 
 namespace mxsec {
 
-inline constexpr int kPgSchemaVersion = 1;
+inline constexpr int kPgSchemaVersion = 2;
 
 // The schema's version in the database; 0 when it has no mxsec schema.
 Result<int> PgSchemaVersion(PgConnection& c);

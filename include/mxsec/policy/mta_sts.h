@@ -142,8 +142,29 @@ struct CachedStsPolicy {
   std::string refresh_error;    // why the last attempt failed
   // The host that fetched it, as the shared store of a fleet records it
   // (mta_sts_cache_pg.h; Put writes this field there, or this host's name
-  // when it is empty); "" elsewhere.
+  // when it is empty); the other caches keep what Put was given (a host's
+  // local copy: the name the shared store gave it), "" when none.
   std::string fetched_by;
+};
+
+// The mark a removal (StsCache::Remove) leaves in a cache: the policy of
+// `domain` was removed at `removed_at` (unix seconds) by `removed_by` (a
+// host of a fleet; "" when removed by a cache of this host alone). It
+// reads as no policy. It is kept, in the place of the removed policy, so
+// that a fleet's layered cache (mta_sts_cache_pg.h) tells a policy removed
+// from one never stored, and does not put back a copy older than the
+// removal.
+struct StsRemoval {
+  std::string domain;
+  int64_t removed_at = 0;
+  std::string removed_by;
+};
+
+// What a cache holds for a domain: a policy, the mark of its removal, or
+// neither (never both).
+struct StsCacheSlot {
+  std::optional<CachedStsPolicy> policy;
+  std::optional<StsRemoval> removal;
 };
 
 // The cache entry for a policy fetched at `fetched_at` under the TXT id
@@ -166,10 +187,31 @@ class StsCache {
     auto r = Lookup(domain);
     return r.ok() ? r.value() : std::nullopt;
   }
-  // Inserts or replaces the policy of entry.domain.
+  // Lookup, with the mark of a removal where there is no policy because it
+  // was removed. A cache that keeps no such marks answers as Lookup does.
+  virtual Result<StsCacheSlot> Read(const std::string& domain) {
+    Result<std::optional<CachedStsPolicy>> found = Lookup(domain);
+    if (!found.ok()) return found.status();
+    StsCacheSlot slot;
+    slot.policy = std::move(found).value();
+    return slot;
+  }
+  // Inserts or replaces the policy of entry.domain, or the mark of its
+  // removal (the shared store of a fleet: only with a later fetch).
   virtual Status Put(const CachedStsPolicy& entry) = 0;
-  // Removes the entry (used when a domain's policy is withdrawn). Absent is ok.
+  // Removes the entry (used when a domain's policy is withdrawn) and leaves
+  // the mark of the removal (StsRemoval), dated now, or at the time of what
+  // it removes when that is later (a clock behind the fetching host's): a
+  // removal is the latest event of its domain, whatever the clocks say.
+  // Absent is ok (the mark is left all the same).
   virtual Status Remove(const std::string& domain) = 0;
+  // Stores `removal` as it is dated, unless the cache holds a later event
+  // of its domain: a policy fetched after removed_at, or a removal after
+  // it. A removal and a fetch in the same second: the removal wins, as
+  // Remove's would. (A cache that keeps no such marks says so.)
+  virtual Status RecordRemoval(const StsRemoval& /*removal*/) {
+    return Status::Error("this MTA-STS cache cannot record removals");
+  }
   // At most `limit` unexpired entries (expires_at > now) that are due for a
   // proactive refresh: fetched at least min(refresh_age, 3/4 of their
   // max_age) ago and not backing off (refresh_next <= now); the soonest to

@@ -15,6 +15,11 @@
 //     refreshing at once leave the later fetch (the condition is in the
 //     upsert itself, so no read-then-write race); the row records which
 //     host fetched it (fetched_by);
+//   - Remove leaves the mark of the removal (mta_sts.h StsRemoval, with
+//     the removing host) in the policy's row: it reads as no policy, and
+//     only a fetch after it replaces it (Put of a fetch in the removal's
+//     second, or earlier, changes nothing); RecordRemoval likewise stores a
+//     removal over an earlier event only;
 //   - one connection, guarded by a mutex: safe to share between threads;
 //   - a broken connection is reopened, at most once per
 //     kPgStsReconnectInterval seconds: while the server is down every call
@@ -22,17 +27,31 @@
 //     timeout on every lookup.
 //
 // Promises of the layered cache (NewLayeredStsCache):
-//   - Lookup asks the shared store and the local copy and answers with the
-//     later fetch of the two; a shared answer later than the local copy is
-//     copied to it, a local entry later than the shared one (fetched while
-//     the store was down) is offered to the store (whose upsert keeps the
-//     later one);
+//   - when the shared store answers, its word decides: its policy, or no
+//     policy when it holds the mark of a removal, is the answer and is
+//     copied to the local copy (which therefore follows the fleet's fetches
+//     and removals, and enforces what the store last said while the store
+//     is down). A local copy older than the store's removal is never put
+//     back. The one exception is a later event of this host that the store
+//     has not seen: a fetch or a Remove made here while the store was down.
+//     Events compare by time (fetched_at, removed_at), a removal after a
+//     fetch of the same second; a local event later than the store's is
+//     the answer and is offered to the store, whose conditional write
+//     keeps the later one. A store with nothing for the domain (no row, no
+//     mark: a new database, a row deleted by hand) has said nothing, and
+//     gets this host's copy;
+//   - the local copy is read on every lookup although the store answers:
+//     that read is how a fetch or removal made while the store was down,
+//     by any process of this host, reaches the store when it is back, and
+//     it spares a write to the local copy when it is current (one indexed
+//     SQLite read, no lock taken, against a write per lookup or a second
+//     record of what is pending);
 //   - a failure of the shared store is never "no policy": the local copy
 //     answers, and the failure is reported (StateStoreUp() false, the
 //     listener called once when the store goes down and once when it comes
 //     back, never per lookup);
-//   - Put, Remove and RecordRefreshFailure change the local copy always and
-//     the shared store when it answers; they fail only when the local copy
+//   - Put, Remove, RecordRemoval and RecordRefreshFailure change the local
+//     copy always and the shared store when it answers; they fail only when the local copy
 //     cannot be changed (a shared store that fails is reported as down, as
 //     above: whatever its error, it is not answering);
 //   - RefreshCandidates come from the shared store (the fleet refreshes
