@@ -463,7 +463,7 @@ void WorkerBudget::Join(std::thread* t) {
 namespace {
 
 constexpr char kSlotPrefix[] = ".slot-";
-constexpr size_t kSlotHashHex = 32;  // 128 bits of SHA-256: no two destinations of a queue share slots
+constexpr size_t kSlotHashHex = 32;  // 128 bits of SHA-256: destinations share slots only by a collision
 // Tries of one slot whose name Queue::Clean removed between our open and our lock (each try
 // finds the name gone, or another file under it): rare, so two more tries are plenty.
 constexpr int kSlotNameTries = 3;
@@ -516,7 +516,7 @@ Status DestinationSlotFiles::TryTake(const std::string& key, std::unique_ptr<Fil
       if (s.IsNotFound()) {
         // Not durable and need not be: a slot file lost in a power loss is made again, and the
         // locks died with the processes anyway. Another process may make it first (EEXIST).
-        Status made = env_->WriteNewFile(path, {}, 0640);
+        Status made = env_->WriteNewFile(path, {}, kFileMode);
         if (!made.ok() && !env_->FileExists(path)) return made;
         continue;
       }
