@@ -76,6 +76,8 @@ SmtpTimeouts TimeoutsFrom(const Config& c) {
 DeliveryOptions DeliveryOptionsFrom(const Config& cfg) {
   DeliveryOptions o;
   o.helo_name = cfg.helo_name.empty() ? DefaultHeloName() : cfg.helo_name;
+  o.bind_address4 = cfg.smtp_bind_address;
+  o.bind_address6 = cfg.smtp_bind_address6;
   o.port = static_cast<uint16_t>(cfg.smtp_port);
   o.timeouts = TimeoutsFrom(cfg);
   o.ca_file = cfg.ca_file;

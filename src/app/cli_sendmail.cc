@@ -126,6 +126,7 @@ class Engine {
     context.options = &dopt_;
     context.attempts = attempts_.get();
     context.clock = SystemClock();
+    context.recent = &recent_;
     context.warn = [log = log_](const std::string& line) { log->Warn(line); };
     return [context](const std::string& domain, const Mailbox& sender, const std::vector<Mailbox>& rcpts,
                      const PreparedMessage& msg, const DsnRequest& dsn, MessageTls message_tls) {
@@ -140,6 +141,13 @@ class Engine {
   std::unique_ptr<AttemptLog> attempts_;
   DeliveryOptions dopt_;
   SessionCache sessions_;  // closes its sessions (QUIT) when the Engine goes, after the run
+  // A run's messages to one domain share its decided policy for this long (seconds): short
+  // against any TTL a domain sets for TLSA or MTA-STS records, long enough that a burst to one
+  // destination costs one set of lookups, not one per message. Domains: a bound on memory (a
+  // policy is a few KB); beyond it, lookups per message as without.
+  static constexpr int64_t kRecentPolicySeconds = 30;
+  static constexpr size_t kRecentPolicyDomains = 1000;
+  RecentPolicies recent_{kRecentPolicySeconds, kRecentPolicyDomains};
 };
 
 // How long the delivery of a submission (-odb, -odi) waits for a slot of a destination whose

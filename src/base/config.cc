@@ -129,6 +129,19 @@ Setter Int(int Config::*field, int lo, int hi) {
     return true;
   };
 }
+// A numeric address of one family, as inet_pton(3) reads it (no names: the
+// source address is not looked up in DNS); empty clears it.
+Setter NumericAddress(std::string Config::*field, int family) {
+  return [field, family](const std::string& v, Config* c, std::string* why) {
+    unsigned char buf[sizeof(in6_addr)];
+    if (!v.empty() && inet_pton(family, v.c_str(), buf) != 1) {
+      *why = "\"" + v + "\" is not a numeric " + (family == AF_INET ? "IPv4" : "IPv6") + " address";
+      return false;
+    }
+    c->*field = v;
+    return true;
+  };
+}
 Setter Timeout(int Config::*field) { return Int(field, 1, 86400); }
 // A duration: seconds, or a number with a unit s, m, h, d or w (Postfix style: "5d").
 Setter Duration(int Config::*field, int lo, int hi) {
@@ -208,6 +221,8 @@ const std::map<std::string, Setter>& Setters() {
       {"trust_anchor_file", Str(&Config::trust_anchor_file, false)},
       {"ca_file", Str(&Config::ca_file)},
       {"smtp_port", Int(&Config::smtp_port, 1, 65535)},
+      {"smtp_bind_address", NumericAddress(&Config::smtp_bind_address, AF_INET)},
+      {"smtp_bind_address6", NumericAddress(&Config::smtp_bind_address6, AF_INET6)},
       {"helo_name",
        [](const std::string& v, Config* c, std::string* why) {
          if (v.empty()) { c->helo_name.clear(); return true; }

@@ -79,7 +79,11 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  Status Connect(const std::string& address, uint16_t port, int timeout_ms) {
+  // Connects from `bind_address` of the server address's family when it is
+  // not empty; a failure to bind fails the connection (the administrator
+  // chose that source: another would be refused or unrouted elsewhere).
+  Status Connect(const std::string& address, uint16_t port, const std::string& bind4,
+                 const std::string& bind6, int timeout_ms) {
     sockaddr_storage ss{};
     socklen_t len = 0;
     auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
@@ -97,6 +101,25 @@ class Connection {
     }
     fd_ = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd_ < 0) return Status::Error(std::string("socket: ") + strerror(errno));
+    const std::string& bind_to = ss.ss_family == AF_INET ? bind4 : bind6;
+    if (!bind_to.empty()) {
+      sockaddr_storage local{};
+      socklen_t local_len = 0;
+      auto* l4 = reinterpret_cast<sockaddr_in*>(&local);
+      auto* l6 = reinterpret_cast<sockaddr_in6*>(&local);
+      if (ss.ss_family == AF_INET && inet_pton(AF_INET, bind_to.c_str(), &l4->sin_addr) == 1) {
+        l4->sin_family = AF_INET;
+        local_len = sizeof *l4;
+      } else if (ss.ss_family == AF_INET6 && inet_pton(AF_INET6, bind_to.c_str(), &l6->sin6_addr) == 1) {
+        l6->sin6_family = AF_INET6;
+        local_len = sizeof *l6;
+      } else {
+        return Status::Error("invalid bind address " + bind_to);
+      }
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&local), local_len) != 0)
+        return Status::Error("bind to " + bind_to + " (" + (ss.ss_family == AF_INET ? "smtp_bind_address" :
+                             "smtp_bind_address6") + "): " + strerror(errno));
+    }
     if (connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)
       return Status::Error(std::string("connect: ") + strerror(errno));
     pollfd p{fd_, POLLOUT, 0};
@@ -338,7 +361,7 @@ SessionResult& HostFailed(SessionResult& r, const HostFailure& f) {
 // Phase: connect and read the greeting.
 PhaseResult Open(Session& s, const std::string& address, uint16_t port) {
   const SmtpTimeouts& t = s.options.timeouts;
-  Status c = s.conn.Connect(address, port, t.connect);
+  Status c = s.conn.Connect(address, port, s.options.bind_address4, s.options.bind_address6, t.connect);
   if (!c.ok()) return PhaseResult::Fail(ConnectFailed(c));
   s.result.connected = true;
   s.result.local_address = s.conn.LocalAddress();
@@ -727,7 +750,8 @@ void AppendKeyField(std::string* key, const std::string& field) {
 
 std::string SessionCacheKey(const std::string& address, uint16_t port, const SessionOptions& o) {
   std::string key;
-  for (const std::string& f : {address, std::to_string(port), o.helo_name, std::string(HostTlsName(o.tls)),
+  for (const std::string& f : {address, std::to_string(port), o.helo_name, o.bind_address4, o.bind_address6,
+                               std::string(HostTlsName(o.tls)),
                                std::string(o.no_tls ? "plain" : "tls"), std::string(o.requiretls ? "rt" : "-"),
                                o.sni, o.pkix_host, o.ca_file, o.required_by})
     AppendKeyField(&key, f);

@@ -13,22 +13,23 @@ The tests are numbered steps of one day: deliveries on both hosts are forwarded 
 `tlsrpt` run on both hosts at once sends one report, counting both hosts' sessions; the database
 stopped while host B delivers (delivery unaffected, rows kept locally), `tlsrpt` then exiting 75
 without sending anything, and after a restart `db forward` forwarding each row once; the report
-sent again then counts every session once; a queue run forwards what it delivered.
+sent again then counts every session once; a queue run forwards what it delivered; failed sessions
+of both hosts (to wrongname.sts.test) are told apart in the report's failure-details by
+sending-mta-ip (RFC 8460 §4.4), each host connecting from its own smtp_bind_address.
 
 Usage: test_fleet_tlsrpt.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
 import gzip
-import http.server
 import json
 import os
 import sqlite3
-import ssl
 import subprocess
 import threading
 import time
 import unittest
 
 import harness
+import https_receiver
 from harness import new_token, psql
 
 MXSEC = None
@@ -39,57 +40,39 @@ DOMAIN = "enforce.sts.test"        # reports by POST to https://tlsrpt.sts.test/
 HTTPS_ADDR = "127.0.54.2"          # testbed.sh TLSRPT_HTTPS_ADDR (tlsrpt.sts.test)
 EX_OK, EX_TEMPFAIL = 0, 75
 HOSTS = ("hosta", "hostb")
+# Each host's smtp_bind_address: no server listens there (tools/testbed/README).
+SOURCE = {"hosta": "127.0.59.1", "hostb": "127.0.59.2"}
+FAILING = "wrongname.sts.test"     # MTA-STS enforce, certificate names another host: deferred
 
-POSTS = []          # (path, body) of every report POSTed to the receiver
-POSTS_LOCK = threading.Lock()
 TODAY = None
 CONF = {}           # host -> its configuration file
+# While set, the first POST is held until a second tlsrpt run is seen waiting for the (day, domain)
+# lock in PostgreSQL, or a second POST arrives (no lock: the test then sees two reports): the two
+# runs overlap for certain, not by the luck of timing. HOLD_LOG says how the hold ended.
+HOLD_FIRST = threading.Event()
+HOLD_LOG = []
+HOLD_LIMIT = 60     # seconds: a hold that sees neither ends, and the test fails on HOLD_LOG
 
 
-class ReportHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(n)
-        with POSTS_LOCK:
-            POSTS.append((self.path, body))
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+def hold_first_post(index):
+    """HttpsReceiver's on_post: while HOLD_FIRST is set, the first POST is held (see HOLD_FIRST)."""
+    if HOLD_FIRST.is_set() and index == 0:
+        HOLD_LOG.append(hold())
 
 
-class HttpsReceiver:
-    """The rua=https:// endpoint: a TLS HTTP server with a CA-signed certificate for tlsrpt.sts.test."""
-
-    def __init__(self):
-        d = os.path.join(TB, "fleet-tlsrpt-https")
-        os.makedirs(d, exist_ok=True)
-        self.cert, self.key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        csr, ext = os.path.join(d, "req.csr"), os.path.join(d, "ext.cnf")
-        with open(ext, "w") as f:
-            f.write("subjectAltName = DNS:tlsrpt.sts.test\n")
-        pki = os.path.join(TB, "pki")
-        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-keyout", self.key, "-subj", "/CN=tlsrpt.sts.test", "-out", csr],
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.pem"),
-                        "-CAkey", os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", "2",
-                        "-extfile", ext, "-out", self.cert], check=True, capture_output=True)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        self.server = http.server.ThreadingHTTPServer((HTTPS_ADDR, 443), ReportHandler)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+def hold():
+    deadline = time.monotonic() + HOLD_LIMIT
+    while time.monotonic() < deadline:
+        if len(RECEIVER.received()) > 1:
+            return "second POST"
+        waiting = psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        if int(waiting[0][0]) > 0:
+            return "second run waiting for the lock"
+        time.sleep(0.05)
+    return "timeout"
 
 
-RECEIVER = None
+RECEIVER = None     # https_receiver.HttpsReceiver for tlsrpt.sts.test
 
 
 def state_dir(host):
@@ -107,7 +90,8 @@ def make_host(host):
     lines += ["state_dir = " + state_dir(host), "queue_dir = " + os.path.join(base, "queue"),
               "state_host_name = " + host, "state_backend = " + harness.pg_uri(),
               "state_backend_passfile = " + harness.pg_passfile(),
-              "state_backend_connect_timeout = 3", "state_backend_statement_timeout = 10"]
+              "state_backend_connect_timeout = 3", "state_backend_statement_timeout = 10",
+              "smtp_bind_address = " + SOURCE[host]]
     path = os.path.join(base, "mxsec.conf")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -142,9 +126,9 @@ def run_concurrently(args):
     return out
 
 
-def deliver(host):
+def deliver(host, domain=DOMAIN):
     tok = new_token("fleet")
-    rcpt = "user@" + DOMAIN
+    rcpt = "user@" + domain
     msg = ("From: <%s>\nTo: <%s>\nSubject: fleet session %s\nMessage-ID: <%s@client.test>\n\nbody %s\n"
            % (SENDER, rcpt, tok, tok, tok)).encode()
     return run_mxsec(host, ["deliver", "-f", SENDER, "--", rcpt], msg)
@@ -165,10 +149,8 @@ def shared_attempts(host):
 
 
 def posts_for(domain):
-    with POSTS_LOCK:
-        got = list(POSTS)
     out = []
-    for _, body in got:
+    for _, _, body in RECEIVER.received():
         j = json.loads(gzip.decompress(body))
         if j["policies"][0]["policy"]["policy-domain"] == domain:
             out.append(j)
@@ -182,7 +164,8 @@ def successes(report):
 def setUpModule():
     global RECEIVER, TODAY
     harness.start_testbed(TB, postgres=True)
-    RECEIVER = HttpsReceiver()
+    RECEIVER = https_receiver.HttpsReceiver(TB, HTTPS_ADDR, "tlsrpt.sts.test", "fleet-tlsrpt-https",
+                                            on_post=hold_first_post).start()
     left = 86400 - int(time.time()) % 86400
     if left < 180:   # every session of the suite on one UTC day
         time.sleep(left + 1)
@@ -219,9 +202,14 @@ class FleetTlsrptTest(unittest.TestCase):
     def test_2_tlsrpt_on_both_hosts_at_once_sends_one_report(self):
         before = len(posts_for(DOMAIN))
         self.assertEqual(before, 0)
-        runs = run_concurrently(["tlsrpt", "--day", TODAY, DOMAIN])
+        HOLD_FIRST.set()
+        try:
+            runs = run_concurrently(["tlsrpt", "--day", TODAY, DOMAIN])
+        finally:
+            HOLD_FIRST.clear()
         for h, r in runs.items():
             self.assertEqual(r.returncode, EX_OK, r.diag)
+        self.assertEqual(HOLD_LOG, ["second run waiting for the lock"], [r.diag for r in runs.values()])
         reports = posts_for(DOMAIN)
         self.assertEqual(len(reports), 1, [r.diag for r in runs.values()])
         report = reports[0]
@@ -257,14 +245,12 @@ class FleetTlsrptTest(unittest.TestCase):
             self.assertEqual(local, 2)
             self.assertLess(up_to, last, "rows wait in the local log")
             # tlsrpt with the database down: nothing from local data only, exit 75.
-            with POSTS_LOCK:
-                posts_before = len(POSTS)
+            posts_before = len(RECEIVER.received())
             t = run_mxsec("hostb", ["tlsrpt", "--day", TODAY, DOMAIN])
             self.assertEqual(t.returncode, EX_TEMPFAIL, t.diag)
             self.assertIn("the shared state cannot be used", t.err, t.diag)
             self.assertIn("no report sent", t.err, t.diag)
-            with POSTS_LOCK:
-                self.assertEqual(len(POSTS), posts_before)
+            self.assertEqual(len(RECEIVER.received()), posts_before)
             self.assertFalse(os.path.exists(os.path.join(state_dir("hostb"), "tlsrpt.sqlite")))
         finally:
             harness.pg_start()
@@ -291,8 +277,7 @@ class FleetTlsrptTest(unittest.TestCase):
         # The day's report sent again from scratch (its sent-once rows removed): every host's
         # sessions, the one made while the database was down included, each once.
         psql("DELETE FROM tlsrpt_sent WHERE day = '%s' AND domain = '%s'" % (TODAY, DOMAIN))
-        with POSTS_LOCK:
-            POSTS.clear()
+        RECEIVER.clear()
         runs = run_concurrently(["tlsrpt", "--day", TODAY, DOMAIN])
         for h, r in runs.items():
             self.assertEqual(r.returncode, EX_OK, r.diag)
@@ -317,6 +302,25 @@ class FleetTlsrptTest(unittest.TestCase):
         self.assertEqual(local, before + 1, run.diag)
         self.assertEqual(up_to, last, "the end of the queue run forwards its rows")
         self.assertEqual(shared_attempts("hosta"), before + 1)
+
+    def test_6_failure_details_name_each_host_by_its_address(self):
+        for host, n in (("hosta", 2), ("hostb", 1)):
+            for _ in range(n):
+                r = deliver(host, FAILING)
+                self.assertEqual(r.returncode, EX_TEMPFAIL, r.diag)
+        r = run_mxsec("hostb", ["tlsrpt", "--day", TODAY, "--dry-run", FAILING])
+        self.assertEqual(r.returncode, EX_OK, r.diag)
+        reports = [json.loads(l) for l in r.out.splitlines() if l.strip()]
+        self.assertEqual(len(reports), 1, r.diag)
+        sts = [p for p in reports[0]["policies"] if p["policy"]["policy-type"] == "sts"]
+        self.assertEqual(len(sts), 1, reports[0])
+        self.assertEqual(sts[0]["summary"], {"total-successful-session-count": 0, "total-failure-session-count": 3})
+        details = sorted(sts[0]["failure-details"], key=lambda d: d["sending-mta-ip"])
+        self.assertEqual(details, [
+            {"result-type": "certificate-host-mismatch", "sending-mta-ip": SOURCE["hosta"],
+             "receiving-mx-hostname": "mx." + FAILING, "receiving-ip": "127.0.56.7", "failed-session-count": 2},
+            {"result-type": "certificate-host-mismatch", "sending-mta-ip": SOURCE["hostb"],
+             "receiving-mx-hostname": "mx." + FAILING, "receiving-ip": "127.0.56.7", "failed-session-count": 1}])
 
 
 if __name__ == "__main__":

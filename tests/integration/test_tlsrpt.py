@@ -22,7 +22,6 @@ Usage: test_tlsrpt.py --mxsec build/mxsec [--testbed DIR] [unittest args]
 """
 import email
 import gzip
-import http.server
 import json
 import os
 import re
@@ -37,6 +36,7 @@ import time
 import unittest
 
 import harness
+import https_receiver
 from harness import new_token, maildir_messages, postfix_settle
 
 MXSEC = None
@@ -49,78 +49,17 @@ MANY_ADDRS = ["127.0.54.%d" % i for i in range(10, 30)]    # testbed.sh TLSRPT_M
 MAX_ADDRESSES = 8           # kHttpsMaxAddresses (include/mxsec/policy/https_client.h)
 EX_OK, EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 75, 78
 
-POSTS = []          # (path, headers, body) of every report POSTed to the HTTPS receiver
 DELIVERIES = {}     # domain -> exit status of its `mxsec deliver`
 FIRST_IDS = {}      # domain -> report-id named by the run whose https POST failed (test 3)
 TODAY = None       # the UTC day of the sessions (setUpModule)
 
 
-class ReportHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(n)
-        POSTS.append((self.path, dict(self.headers), body))
-        self.send_response(201)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-class HttpsReceiver:
-    """The rua=https:// endpoint: a TLS HTTP server with a CA-signed certificate for tlsrpt.sts.test."""
-
-    def __init__(self):
-        self.server = None
-        self.thread = None
-        d = os.path.join(TB, "tlsrpt-https")
-        os.makedirs(d, exist_ok=True)
-        self.cert, self.key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-        csr, ext = os.path.join(d, "req.csr"), os.path.join(d, "ext.cnf")
-        with open(ext, "w") as f:
-            f.write("subjectAltName = DNS:tlsrpt.sts.test\n")
-        pki = os.path.join(TB, "pki")
-        subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-keyout", self.key, "-subj", "/CN=tlsrpt.sts.test", "-out", csr],
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.pem"),
-                        "-CAkey", os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", "2",
-                        "-extfile", ext, "-out", self.cert], check=True, capture_output=True)
-
-    def start(self):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        self.server = http.server.ThreadingHTTPServer((HTTPS_ADDR, 443), ReportHandler)
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
-RECEIVER = None
+RECEIVER = None     # https_receiver.HttpsReceiver for tlsrpt.sts.test (started in test 3)
 
 
 def make_cert(name):
     """A certificate for NAME from the test bed's CA: (cert, key) paths."""
-    d = os.path.join(TB, "tlsrpt-https", name)
-    os.makedirs(d, exist_ok=True)
-    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    csr, ext = os.path.join(d, "req.csr"), os.path.join(d, "ext.cnf")
-    with open(ext, "w") as f:
-        f.write("subjectAltName = DNS:%s\n" % name)
-    pki = os.path.join(TB, "pki")
-    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", key, "-subj", "/CN=" + name, "-out", csr], check=True, capture_output=True)
-    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.pem"),
-                    "-CAkey", os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", "2",
-                    "-extfile", ext, "-out", cert], check=True, capture_output=True)
-    return cert, key
+    return https_receiver.make_cert(TB, name, "tlsrpt-https")
 
 
 class SilentEndpoint:
@@ -223,7 +162,7 @@ def deliver(rcpt):
 def setUpModule():
     global RECEIVER, TODAY
     harness.start_testbed(TB)
-    RECEIVER = HttpsReceiver()
+    RECEIVER = https_receiver.HttpsReceiver(TB, HTTPS_ADDR, "tlsrpt.sts.test", "tlsrpt-https")
     # All sessions of this suite must fall on one UTC day: not in the last two minutes before midnight.
     left = 86400 - int(time.time()) % 86400
     if left < 120:
@@ -282,7 +221,7 @@ class TlsrptTest(unittest.TestCase):
         columns = [r[1] for r in db.execute("PRAGMA table_info(attempts)")]
         rows = db.execute("SELECT count(*), count(policy_type) FROM attempts").fetchone()
         db.close()
-        self.assertEqual(columns[-3:], ["policy_type", "policy_strings", "mx_patterns"])
+        self.assertEqual(columns[-4:], ["policy_type", "policy_strings", "mx_patterns", "sending_ip"])
         # the old row (no policy type), one per delivery, two for notfound and syntax (fetch failure + session)
         self.assertEqual(rows, (10, 9))
 
@@ -334,7 +273,9 @@ class TlsrptTest(unittest.TestCase):
         self.assertEqual(wn["policy"]["mx-host"], ["mx.wrongname.sts.test"])
         self.assertIn("mode: enforce", wn["policy"]["policy-string"])
         self.assertIn("mx: mx.wrongname.sts.test", wn["policy"]["policy-string"])
+        # sending-mta-ip: the kernel's source address towards 127.0.56.7 (no smtp_bind_address).
         self.assertEqual(wn["failure-details"], [{"result-type": "certificate-host-mismatch",
+                                                  "sending-mta-ip": "127.0.0.1",
                                                   "receiving-mx-hostname": "mx.wrongname.sts.test",
                                                   "receiving-ip": "127.0.56.7", "failed-session-count": 1}])
         ex = policy_of(reports["expired.sts.test"], "sts")
@@ -369,7 +310,7 @@ class TlsrptTest(unittest.TestCase):
         r = run_mxsec(["tlsrpt", "--dry-run"])
         self.assertEqual((r.returncode, r.out), (EX_OK, ""), r.diag)
         self.assertEqual(queued_ids(), before)
-        self.assertEqual(POSTS, [])
+        self.assertEqual(RECEIVER.received(), [])
         self.assertFalse(os.path.exists(os.path.join(TB, "state", "tlsrpt.sqlite")))
 
     def test_3_send_with_https_receiver_down(self):
@@ -398,8 +339,8 @@ class TlsrptTest(unittest.TestCase):
                                 r"\(1 successful, 0 failed sessions\) posted$")
         self.assertRegex(r.out, r"(?m)^ee\.dane\.test: mailto:tlsrpt@ee\.dane\.test: already sent")
         self.assertEqual(queued_ids(), before)
-        self.assertEqual(len(POSTS), 1)
-        path, headers, body = POSTS[0]
+        self.assertEqual(len(RECEIVER.received()), 1)
+        path, headers, body = RECEIVER.received()[0]
         self.assertEqual(path, "/v1/report")
         self.assertEqual(headers.get("Content-Type"), "application/tlsrpt+gzip")
         report = json.loads(gzip.decompress(body))
@@ -413,7 +354,7 @@ class TlsrptTest(unittest.TestCase):
         r = run_mxsec(["tlsrpt", "--day", TODAY])
         self.assertEqual(r.returncode, EX_OK, r.diag)
         self.assertEqual(len(re.findall(r"already sent", r.out)), 3, r.diag)
-        self.assertEqual(len(POSTS), 1)
+        self.assertEqual(len(RECEIVER.received()), 1)
         self.assertEqual(queued_ids(), before)
         db = sqlite3.connect(os.path.join(TB, "state", "tlsrpt.sqlite"))
         rows = sorted(db.execute("SELECT domain, uri FROM sent WHERE day = ?", (TODAY,)))

@@ -38,7 +38,8 @@ TEST_CASE("config: errors name file, line and key") {
                           "dnssec_validation = maybe", "no equals sign", "= value", " indented = first",
                           "helo_name = bad_name", "state_dir =", "dns_resolver = 1.2.3.4:99999",
                           "smtp_mx_address_limit = 0", "smtp_mx_session_limit = 0", "smtp_min_data_rate = 0",
-                          "smtp_mx_address_limit = 1001"}) {
+                          "smtp_mx_address_limit = 1001", "smtp_bind_address = mail.example.org",
+                          "smtp_bind_address = ::1", "smtp_bind_address6 = 127.0.0.1", "smtp_bind_address = 1.2.3"}) {
     Config d;
     Status e = ParseConfigText(std::string(bad) + "\n", "f.conf", &d);
     CHECK_MESSAGE(!e.ok(), bad);
@@ -123,4 +124,15 @@ TEST_CASE("config: MX address and session limits, minimum data rate") {
   CHECK(c.smtp_mx_address_limit == 12);
   CHECK(c.smtp_mx_session_limit == 1);
   CHECK(c.smtp_min_data_rate == 2000);
+}
+
+TEST_CASE("config: smtp_bind_address and smtp_bind_address6 take numeric addresses of their family") {
+  Config c;
+  REQUIRE(ParseConfigText("smtp_bind_address = 192.0.2.7\nsmtp_bind_address6 = 2001:db8::7\n", "f.conf", &c).ok());
+  CHECK(c.smtp_bind_address == "192.0.2.7");
+  CHECK(c.smtp_bind_address6 == "2001:db8::7");
+  Config d;
+  Status e = ParseConfigText("smtp_bind_address = mail.example.org\n", "f.conf", &d);
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.message().find("not a numeric IPv4 address") != std::string::npos);
 }

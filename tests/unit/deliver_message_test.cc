@@ -32,6 +32,7 @@ struct Bed {
   std::vector<Session> sessions;
   std::vector<std::string> warnings;
   PreparedMessage message;
+  RecentPolicies* recent = nullptr;
 
   // example.org: one MX host with a DANE-EE TLSA record, all secure.
   void DaneDomain() {
@@ -67,6 +68,7 @@ struct Bed {
     context.engine = &engine;
     context.options = &options;
     context.clock = &clock;
+    context.recent = recent;
     context.warn = [this](const std::string& w) { warnings.push_back(w); };
     const Mailbox sender{.local = "sender", .domain = "sender.example"};
     return ResolveAndDeliver(context, domain, sender, rcpts, message, dsn);
@@ -148,4 +150,54 @@ TEST_CASE("deliver message: the sender's DSN request reaches the session") {
   b.Deliver("example.org", {"a"}, &dsn);
   REQUIRE(b.sessions.size() == 1);
   CHECK(b.sessions[0].dsn_notify == "SUCCESS,FAILURE");
+}
+
+TEST_CASE("deliver message: RecentPolicies: a decided policy serves the next messages for max_age, a deferral none") {
+  Bed b;
+  b.DaneDomain();
+  b.LocalPolicy("example.org may\n");   // an override: still reported for every message
+  RecentPolicies recent(30, 1000);
+  b.recent = &recent;
+  b.Deliver("example.org", {"a"});
+  const int first = b.dns.batches;
+  CHECK(first > 0);
+  b.clock.Advance(29);
+  std::vector<RecipientOutcome> out = b.Deliver("example.org", {"b"});
+  CHECK(b.dns.batches == first);   // no lookup
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].status == RcptStatus::kDelivered);
+  REQUIRE(b.sessions.size() == 2);
+  CHECK(b.sessions[1].tls == HostTls::kMay);
+  CHECK(b.warnings.size() == 2);   // the override, once per message
+  b.clock.Advance(1);              // 30 s old: decided again
+  b.Deliver("example.org", {"c"});
+  CHECK(b.dns.batches > first);
+
+  // A temporary failure (MX lookup SERVFAIL): asked again for the next message.
+  b.dns.Fail("broken.example", RrType::kMX, S);
+  b.Deliver("broken.example", {"a"});
+  const int after_first = b.dns.batches;
+  b.Deliver("broken.example", {"a"});
+  CHECK(b.dns.batches > after_first);
+}
+
+TEST_CASE("deliver message: RecentPolicies is bounded: beyond max_domains, expired entries go, then none is kept") {
+  RecentPolicies recent(30, 2);
+  DomainPolicy p;
+  p.verdict = Verdict::kMustTls;
+  recent.Put("a.example", p, 100);
+  recent.Put("b.example", p, 110);
+  recent.Put("c.example", p, 115);   // full, none expired: not kept
+  CHECK(recent.Get("a.example", 115).has_value());
+  CHECK_FALSE(recent.Get("c.example", 115).has_value());
+  recent.Put("c.example", p, 131);   // a.example expired (31 s): dropped, c.example kept
+  CHECK(recent.Get("c.example", 131).has_value());
+  CHECK(recent.Get("b.example", 131).has_value());
+  CHECK_FALSE(recent.Get("a.example", 131).has_value());
+  CHECK_FALSE(recent.Get("b.example", 105).has_value());   // a clock set back: not trusted
+  DomainPolicy d;
+  d.verdict = Verdict::kDefer;
+  RecentPolicies fresh(30, 10);
+  fresh.Put("d.example", d, 100);
+  CHECK_FALSE(fresh.Get("d.example", 100).has_value());
 }

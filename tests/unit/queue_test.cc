@@ -807,6 +807,47 @@ TEST_CASE("queue: a power loss while a message is removed never leaves an envelo
   CHECK(mxsec_test::FilesIn(*disk, t.path).empty());
 }
 
+TEST_CASE("queue: a one-domain message delivered is removed with no envelope write; a power loss at any "
+          "instant sends it again at most once") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test", "ok2@one.test"}), &clock, nullptr);
+  REQUIRE(id.ok());
+  FakeDeliverer fake;
+  ProcessReport r;
+  std::vector<LostPower> losses = PowerLossesDuring(t.env, [&] {
+    r = ProcessQueuedMessage(q.value(), id.value(), QueueLock(), true, fake.Fn(), &clock, Settings(), nullptr);
+  });
+  CHECK(r.removed);
+  CHECK(fake.calls == 1);
+  // The removal only (envelope, message, directory sync): the delivery's own record is the removal.
+  REQUIRE(losses.size() == 6);
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(t.path, false, loss.disk.get());
+    REQUIRE(after.ok());
+    FakeDeliverer again;
+    for (const std::string& left : after->Ids())
+      ProcessQueuedMessage(after.value(), left, QueueLock(), true, again.Fn(), &clock, Settings(), nullptr);
+    // Still queued: the one transaction in flight is made again, once; else nothing is.
+    CHECK(again.calls <= 1);
+    CHECK(after->Ids().empty());
+  }
+
+  // Two domains: each delivery is recorded before the next domain starts (a crash between them
+  // must not send the first domain's copy again).
+  auto two = q->Submit(kMsg, MakeEnvelope("a@client.test", {"ok@one.test", "ok@two.test"}), &clock, nullptr);
+  REQUIRE(two.ok());
+  FakeDeliverer fake2;
+  std::vector<LostPower> losses2 = PowerLossesDuring(t.env, [&] {
+    r = ProcessQueuedMessage(q.value(), two.value(), QueueLock(), true, fake2.Fn(), &clock, Settings(), nullptr);
+  });
+  CHECK(r.removed);
+  CHECK(losses2.size() > 6);  // an envelope write after a domain, then the removal
+}
+
 TEST_CASE("queue: a REQUIRETLS message is delivered with it every time, bounces 5.7.30, and no DSN returns it") {
   TempDir t;
   FakeClock clock(1700000000);

@@ -358,3 +358,54 @@ TEST_CASE("smtp_client: SessionCacheKey: the same policy shares a key; another d
   no_reuse.resume_tls = false;
   CHECK(SessionCacheKey("192.0.2.1", 25, a) == SessionCacheKey("192.0.2.1", 25, no_reuse));
 }
+
+TEST_CASE("smtp_client: the session reports its local address; smtp_bind_address chooses it, a failed bind fails") {
+  const std::vector<std::string> replies = {kEhloPlain, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
+                                            "250 2.0.0 queued as X\r\n", "221 bye\r\n"};
+  {
+    ScriptedServer server(kGreeting, replies);
+    Mail mail({"a"});
+    SessionResult r = Run(server, Options(HostTls::kMay), &mail.envelope);
+    CHECK_FALSE(r.host_failed);
+    CHECK(r.local_address == "127.0.0.1");
+  }
+  {
+    ScriptedServer server(kGreeting, replies);
+    Mail mail({"a"});
+    SessionOptions o = Options(HostTls::kMay);
+    o.bind_address4 = "127.0.0.2";
+    o.bind_address6 = "::1";  // another family: not used for an IPv4 server
+    SessionResult r = Run(server, o, &mail.envelope);
+    CHECK_FALSE(r.host_failed);
+    CHECK(r.local_address == "127.0.0.2");
+    REQUIRE(r.recipients.size() == 1);
+    CHECK(r.recipients[0].status == RcptStatus::kDelivered);
+  }
+  {
+    // Not an address of this host (TEST-NET-1): no connection from any other.
+    ScriptedServer server(kGreeting, replies);
+    Mail mail({"a"});
+    SessionOptions o = Options(HostTls::kMay);
+    o.bind_address4 = "192.0.2.1";
+    SessionResult r = Run(server, o, &mail.envelope);
+    CHECK(r.host_failed);
+    CHECK_FALSE(r.connected);
+    CHECK(r.error.find("smtp_bind_address") != std::string::npos);
+    CHECK(r.error.find("192.0.2.1") != std::string::npos);
+    // Let the server's accept() end: connect once ourselves and close.
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(server.port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)!connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    close(fd);
+    CHECK(server.Received().empty());
+  }
+}
+
+TEST_CASE("smtp_client: SessionCacheKey: another source address is another key") {
+  SessionOptions a = Options(HostTls::kMay), b = Options(HostTls::kMay);
+  b.bind_address4 = "127.0.0.2";
+  CHECK(SessionCacheKey("127.0.0.1", 25, a) != SessionCacheKey("127.0.0.1", 25, b));
+}

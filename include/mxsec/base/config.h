@@ -30,6 +30,10 @@ struct Config {
   std::string trust_anchor_file = "/usr/share/dns/root.key";
   std::string ca_file;  // empty: system trust store
   int smtp_port = 25;
+  // The local address SMTP connections are made from, as Postfix's keys of
+  // these names: numeric, one per family; empty: the kernel chooses.
+  std::string smtp_bind_address;   // IPv4
+  std::string smtp_bind_address6;  // IPv6
   std::string helo_name;  // empty: the host's FQDN
   std::string state_dir = "/var/lib/mxsec";
   std::string queue_dir = "/var/spool/mxsec";

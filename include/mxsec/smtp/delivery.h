@@ -214,6 +214,7 @@ using SessionRunner = std::function<SessionResult(const std::string& address, ui
 
 struct DeliveryOptions {
   std::string helo_name;
+  std::string bind_address4, bind_address6;  // SessionOptions'
   uint16_t port = 25;
   SmtpTimeouts timeouts;
   std::string ca_file;

@@ -56,6 +56,10 @@ struct SmtpTimeouts {
 
 struct SessionOptions {
   std::string helo_name;
+  // Our end of connections (config smtp_bind_address, smtp_bind_address6):
+  // numeric; empty, the kernel chooses. Only the one of the server's family
+  // applies.
+  std::string bind_address4, bind_address6;
   HostTls tls = HostTls::kMay;             // never kSkip
   bool no_tls = false;                     // `may` only: do not even try STARTTLS (plaintext retry)
   std::vector<TlsaRecord> tlsa;            // for dane

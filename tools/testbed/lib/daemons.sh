@@ -43,18 +43,23 @@ running_pid() {
     echo "$pid"
 }
 
+# exited PID TENTHS: true once PID is gone (or a zombie), waiting at most TENTHS tenths of a second
+exited() {
+    local pid=$1 i st
+    for ((i = 0; i <= $2; i++)); do
+        st=$(proc_state "$pid")
+        { [ -z "$st" ] || [ "$st" = Z ]; } && return 0
+        [ "$i" -lt "$2" ] && sleep 0.1
+    done
+    return 1
+}
+
 stop_daemon() {
-    local d=$1 name=$2 pid pidf i st
+    local d=$1 name=$2 pid pidf
     pidf=$(daemon_info "$d" "$name"); pidf=${pidf%% *}
     if pid=$(running_pid "$d" "$name"); then
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            st=$(proc_state "$pid")
-            { [ -z "$st" ] || [ "$st" = Z ]; } && break
-            sleep 0.1
-        done
-        st=$(proc_state "$pid")
-        if [ -n "$st" ] && [ "$st" != Z ]; then
+        if ! exited "$pid" 100; then
             msg "$name (pid $pid) did not exit after SIGTERM, sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
             sleep 0.2

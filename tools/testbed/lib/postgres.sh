@@ -175,16 +175,10 @@ pg_start_server() {
 # is kept), sent by pid so that it also works when pg_ctl could not (stale pid file); then no process of the
 # cluster is left
 pg_stop_server() {
-    local d=$1 pid st i pids
+    local d=$1 pid i pids
     if pid=$(pg_running_pid "$d"); then
         kill -INT "$pid" 2>/dev/null || true
-        for ((i = 0; i < PG_WAIT * 10; i++)); do
-            st=$(proc_state "$pid")
-            { [ -z "$st" ] || [ "$st" = Z ]; } && break
-            sleep 0.1
-        done
-        st=$(proc_state "$pid")
-        if [ -n "$st" ] && [ "$st" != Z ]; then
+        if ! exited "$pid" $((PG_WAIT * 10)); then
             msg "postgres (pid $pid) did not exit within $PG_WAIT s after SIGINT (fast shutdown), sending SIGQUIT"
             kill -QUIT "$pid" 2>/dev/null || true
             sleep 2
