@@ -16,8 +16,12 @@
 // delivery of sendmail, has at most queue_run_concurrency delivery threads
 // (queue.h WorkerBudget; never one per domain) and makes at most
 // default_destination_concurrency_limit deliveries to one domain at once
-// (queue.h DestinationLimiter); a thread that cannot be started never ends
-// it. A queued message starts with a Received: field naming helo_name, the
+// (queue.h DestinationLimiter), together with every other delivering
+// process of the queue directory (its slot files, DestinationSlotFiles): a
+// sendmail delivery waits for a slot at most kSubmissionSlotWait and then
+// leaves the message queued, due, for the next run; a run never waits for
+// another process's slot, it leaves that destination's messages for the
+// next run. A thread that cannot be started never ends it. A queued message starts with a Received: field naming helo_name, the
 // submitting user ID and the queue ID (as Postfix's pickup adds).
 #include <fcntl.h>
 #include <pwd.h>
@@ -30,6 +34,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -145,12 +150,39 @@ class Engine {
   RecentPolicies recent_{kRecentPolicySeconds, kRecentPolicyDomains};
 };
 
+// How long the delivery of a submission (-odb, -odi) waits for a slot of a destination whose
+// default_destination_concurrency_limit deliveries are all in progress in other processes
+// (queue.h DestinationSlotFiles), before it leaves the message queued for the next queue run.
+// A delivery holds its slot for one SMTP transaction, about a second, so a burst of submissions
+// to one domain (cron jobs that all mail at the full hour: 200 to a limit of 20 is ten rounds)
+// goes out within this wait with room to spare; a destination whose slots stay taken longer is
+// slow or being flushed by a queue run, and the queue run (every 5 minutes,
+// policy/systemd/mxsec-queue.timer) carries its messages over few sessions better than waiting
+// processes do. It also bounds how long such a burst keeps one process per message alive.
+constexpr std::chrono::seconds kSubmissionSlotWait{60};
+
+bool MayRunQueue(const Config& cfg);
+
+// The limit of deliveries to one domain at once, within this process and with the other
+// processes of the queue directory (slot files there); a delivery waits at most `wait` for the
+// other processes' slots.
+struct DestinationLimits {
+  DestinationLimits(const Config& cfg, std::chrono::milliseconds wait)
+      : files(Env::Default(), cfg.queue_dir, static_cast<size_t>(cfg.default_destination_concurrency_limit),
+              MayRunQueue(cfg) ? DestinationSlotFiles::Share::kAll : DestinationSlotFiles::Share::kSubmitter),
+        limiter(static_cast<size_t>(cfg.default_destination_concurrency_limit), &files, wait) {}
+  DestinationSlotFiles files;
+  DestinationLimiter limiter;
+};
+
 // Delivers `id` (locked by `lock`, or not), then any DSN it produced, with at most
 // queue_run_concurrency threads, the calling one included, and at most
-// default_destination_concurrency_limit deliveries to one domain at once.
+// default_destination_concurrency_limit deliveries to one domain at once, this process's and
+// others' together; a domain whose slots stay taken for kSubmissionSlotWait is left queued.
 void DeliverNow(Queue& q, const std::string& id, QueueLock lock, Engine& engine, const Config& cfg, Logger& log) {
   WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency) - 1);
-  DestinationLimiter destinations(static_cast<size_t>(cfg.default_destination_concurrency_limit));
+  DestinationLimits limits(cfg, kSubmissionSlotWait);
+  DestinationLimiter& destinations = limits.limiter;
   QueueSettings settings = SettingsFrom(cfg);
   settings.workers = &budget;
   settings.destinations = &destinations;
@@ -304,7 +336,10 @@ int RunQueueOnce(const GlobalOptions& g, const Config& cfg, bool force) {
   // Every delivery thread of this run, message workers and their domain helpers, comes from here;
   // deliveries to one domain take a slot of `destinations` (queue.h RunQueuePass).
   WorkerBudget budget(static_cast<size_t>(cfg.queue_run_concurrency));
-  DestinationLimiter destinations(static_cast<size_t>(cfg.default_destination_concurrency_limit));
+  // No wait for other processes' slots: a busy destination's messages are left for the next run
+  // and the threads go on with the other destinations (queue.h RunQueuePass).
+  DestinationLimits limits(cfg, std::chrono::milliseconds(0));
+  DestinationLimiter& destinations = limits.limiter;
   QueueSettings settings = SettingsFrom(cfg);
   settings.workers = &budget;
   settings.destinations = &destinations;

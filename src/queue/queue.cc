@@ -8,6 +8,8 @@
 // tests can take a power loss between any two of these steps (MemEnv).
 #include "mxsec/queue/queue.h"
 
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <sys/random.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -399,6 +401,14 @@ void Queue::Clean(Clock* clock, int64_t min_age) {
     if (clock->Now() - info->mtime < min_age) continue;
     if (n.rfind(".tmp-", 0) == 0) {
       (void)env_->RemoveFile(path);
+    } else if (DestinationSlotFiles::IsSlotFileName(n)) {
+      // Removed under its lock, so that a process that opened it meanwhile sees it gone (nlink 0)
+      // and takes the name again (DestinationSlotFiles::TryTake); one in use is left alone.
+      std::unique_ptr<FileLock> held;
+      if (env_->LockFile(path, &held).ok()) {
+        auto locked = held->Stat();
+        if (locked.ok() && locked->nlink > 0) (void)env_->RemoveFile(path);
+      }
     } else if (n.size() == 21 && n.compare(17, 4, ".msg") == 0) {
       RemoveIfDebris(n.substr(0, 17));
     }
@@ -450,31 +460,127 @@ void WorkerBudget::Join(std::thread* t) {
   --in_use_;
 }
 
+namespace {
+
+constexpr char kSlotPrefix[] = ".slot-";
+constexpr size_t kSlotHashHex = 32;  // 128 bits of SHA-256: destinations share slots only by a collision
+// Tries of one slot whose name Queue::Clean removed between our open and our lock (each try
+// finds the name gone, or another file under it): rare, so two more tries are plenty.
+constexpr int kSlotNameTries = 3;
+// The pauses of DestinationLimiter::Acquire between tries of the slot files: short at first (a
+// delivery often ends within a second), then at most a second, so that the waiting processes of
+// a burst (one per message) try each slot file at most once a second each.
+constexpr std::chrono::milliseconds kFirstSlotPause{50};
+constexpr std::chrono::milliseconds kMaxSlotPause{1000};
+
+}  // namespace
+
+DestinationSlotFiles::DestinationSlotFiles(Env* env, std::string dir, size_t limit, Share share)
+    : env_(env), dir_(std::move(dir)), limit_(limit == 0 ? 1 : limit), share_(share) {}
+
+std::string DestinationSlotFiles::FileName(const std::string& key, size_t k) {
+  unsigned char digest[32];
+  static const char* const hex = "0123456789abcdef";
+  std::string name = kSlotPrefix;
+  if (gnutls_hash_fast(GNUTLS_DIG_SHA256, key.data(), key.size(), digest) < 0) return "";
+  for (size_t i = 0; i < kSlotHashHex / 2; ++i) {
+    name += hex[digest[i] >> 4];
+    name += hex[digest[i] & 15];
+  }
+  return name + "-" + std::to_string(k);
+}
+
+bool DestinationSlotFiles::IsSlotFileName(std::string_view name) {
+  const size_t prefix = sizeof kSlotPrefix - 1;
+  if (name.size() < prefix + kSlotHashHex + 2 || name.size() > prefix + kSlotHashHex + 4) return false;
+  if (name.substr(0, prefix) != kSlotPrefix || name[prefix + kSlotHashHex] != '-') return false;
+  auto hexdigit = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  const std::string_view hash = name.substr(prefix, kSlotHashHex), k = name.substr(prefix + kSlotHashHex + 1);
+  return std::all_of(hash.begin(), hash.end(), hexdigit) && std::all_of(k.begin(), k.end(), digit);
+}
+
+Status DestinationSlotFiles::TryTake(const std::string& key, std::unique_ptr<FileLock>* out) const {
+  const size_t n = takeable();
+  if (n == 0)
+    return Status::Unavailable("its only delivery slot is kept for the queue runner (a submitter's own delivery takes "
+                               "at most half of default_destination_concurrency_limit)");
+  if (FileName(key, 0).empty()) return Status::Error("cannot name the delivery slots of " + key + ": SHA-256 failed");
+  for (size_t i = 0; i < n; ++i) {
+    // Root's and the owner's processes from the top, submitters' from the bottom (queue.h).
+    const size_t k = share_ == Share::kAll ? limit_ - 1 - i : i;
+    const std::string path = dir_ + "/" + FileName(key, k);
+    for (int tries = 0; tries < kSlotNameTries; ++tries) {
+      std::unique_ptr<FileLock> held;
+      Status s = env_->LockFile(path, &held);
+      if (s.IsNotFound()) {
+        // Not durable and need not be: a slot file lost in a power loss is made again, and the
+        // locks died with the processes anyway. Another process may make it first (EEXIST).
+        Status made = env_->WriteNewFile(path, {}, kFileMode);
+        if (!made.ok() && !env_->FileExists(path)) return made;
+        continue;
+      }
+      if (s.IsUnavailable()) break;  // held: the next slot
+      if (!s.ok()) return s;
+      auto info = held->Stat();
+      if (!info.ok()) return info.status().Prefixed(path + ": ");
+      if (info->nlink == 0) continue;  // removed by Queue::Clean after we opened it: the name again
+      *out = std::move(held);
+      return Status::Ok();
+    }
+  }
+  return Status::Unavailable("all " + std::to_string(n) + " of its delivery slots" +
+                             (n < limit_ ? " a submitter may take" : "") + " are taken by deliveries in progress");
+}
+
 DestinationLimiter::Slot& DestinationLimiter::Slot::operator=(Slot&& o) noexcept {
   if (this != &o) {
     Release();
     owner_ = o.owner_;
     key_ = std::move(o.key_);
+    file_ = std::move(o.file_);
     o.owner_ = nullptr;
   }
   return *this;
 }
 
 void DestinationLimiter::Slot::Release() {
+  file_.reset();  // the other processes' slot first: this process's waiters then find it free
   if (owner_ == nullptr) return;
   owner_->Give(key_);
   owner_ = nullptr;
 }
 
-DestinationLimiter::Slot DestinationLimiter::Acquire(const std::string& domain) {
+Result<DestinationLimiter::Slot> DestinationLimiter::Acquire(const std::string& domain) {
   std::string key = AsciiLower(domain);
-  std::unique_lock<std::mutex> l(mu_);
-  freed_.wait(l, [&] {
-    auto it = in_use_.find(key);
-    return it == in_use_.end() || it->second < limit_;
-  });
-  ++in_use_[key];
-  return Slot(this, std::move(key));
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    freed_.wait(l, [&] {
+      auto it = in_use_.find(key);
+      return it == in_use_.end() || it->second < limit_;
+    });
+    ++in_use_[key];
+  }
+  Slot slot(this, key);
+  if (files_ == nullptr) return slot;
+  const auto deadline = std::chrono::steady_clock::now() + wait_;
+  std::chrono::milliseconds pause = kFirstSlotPause;
+  for (;;) {
+    Status s = files_->TryTake(key, &slot.file_);
+    if (s.ok()) return slot;
+    // An error is never a reason to deliver without the slot: the limit would not hold.
+    if (!s.IsUnavailable()) return s.Prefixed("delivery slot of " + key + ": ");
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline || files_->takeable() == 0) {
+      const long waited = static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(wait_).count());
+      return Status::Unavailable(key + ": " + s.message() +
+                                 (waited > 0 && files_->takeable() > 0 ? " (waited " + std::to_string(waited) + " s)"
+                                                                        : "") +
+                                 " (default_destination_concurrency_limit " + std::to_string(files_->limit()) + ")");
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+    pause = std::min(pause * 2, kMaxSlotPause);
+  }
 }
 
 void DestinationLimiter::Give(const std::string& key) {
@@ -535,6 +641,13 @@ class QueueAttempt {
   ProcessReport Run(bool force) {
     if (!Load(force)) return rep_;
     DeliverOrBounceAll();
+    if (tried_domains_ == 0 && waiting_domains_ > 0 && newly_bounced_.empty() &&
+        now_ - env_.queued_at < settings_.lifetime) {
+      // Nothing was tried: the envelope stays as it is, due, no attempt counted.
+      rep_.skipped = true;
+      rep_.skip_reason = "no delivery slot free for its domains";
+      return rep_;
+    }
     env_.attempts += 1;
     ExpireIfPastLifetime();
     ReportFailures();
@@ -685,7 +798,15 @@ class QueueAttempt {
         std::vector<Mailbox> rcpts;
         for (size_t i : work[k].idx) rcpts.push_back(boxes[i]);
         DestinationLimiter::Slot slot;
-        if (settings_.destinations) slot = settings_.destinations->Acquire(work[k].domain);
+        if (settings_.destinations) {
+          Result<DestinationLimiter::Slot> got = settings_.destinations->Acquire(work[k].domain);
+          if (!got.ok()) {
+            LeaveWaiting(work[k], got.status());
+            continue;
+          }
+          slot = std::move(got).value();
+        }
+        ++tried_domains_;
         std::vector<RecipientOutcome> got =
             deliver_(work[k].domain, sender, rcpts, prepared, dsn_request, env_.message_tls);
         slot.Release();  // the sessions are over (or parked for the next delivery to the destination)
@@ -707,6 +828,17 @@ class QueueAttempt {
     }
     run();
     for (std::thread& t : helpers) settings_.workers->Join(&t);
+  }
+
+  // A domain without a delivery slot: its recipients stay as they are (their last result and
+  // time too, so that they come first next time), due again at once (Finish). Not a failure of
+  // theirs; a slot file that cannot be used is a local error.
+  void LeaveWaiting(const DomainWork& w, const Status& why) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++waiting_domains_;
+    rep_.waiting += w.idx.size();
+    if (!why.IsUnavailable()) rep_.error = why.message();
+    Say(w.domain + ": not delivered now, left in the queue for the next run: " + why.message());
   }
 
   // Applies one domain's outcomes (under mu_); true when any recipient was
@@ -928,8 +1060,10 @@ class QueueAttempt {
       return;
     }
     // Domains never tried for the bound of one attempt are not a failure: due at the next run. Once
-    // each had its turn, the backoff applies as to any message.
-    env_.next_retry = never_tried_domains_ > 0 ? now_ : now_ + RetryDelay(env_.attempts, settings_);
+    // each had its turn, the backoff applies as to any message. Domains left waiting for a delivery
+    // slot likewise: they did not fail.
+    const bool untried = never_tried_domains_ > 0 || waiting_domains_ > 0;
+    env_.next_retry = untried ? now_ : now_ + RetryDelay(env_.attempts, settings_);
     Status s = queue_.WriteEnvelope(env_);
     if (!s.ok()) {
       rep_.error = s.message();
@@ -954,6 +1088,8 @@ class QueueAttempt {
   std::vector<size_t> newly_bounced_;
   std::vector<size_t> newly_relayed_;  // delivered to a hop that did not take NOTIFY=, success asked
   size_t never_tried_domains_ = 0;     // beyond max_domains_per_attempt and never tried: due again at once
+  size_t waiting_domains_ = 0;         // no delivery slot (LeaveWaiting): due again at once
+  std::atomic<size_t> tried_domains_{0};  // handed to the deliverer
   size_t domains_in_attempt_ = 0;      // the work list's length (PlanDomains)
 
   // While domains are delivered concurrently (DeliverDomains, Settle).

@@ -85,7 +85,11 @@ class Queue:
         return [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
 
     def files(self):
-        return sorted(os.listdir(self.dir)) if os.path.isdir(self.dir) else []
+        """The names in the queue directory but its slot files (.slot-*: the empty lock files of
+        default_destination_concurrency_limit across processes, kept for the next delivery to their
+        destination; the test of that limit looks at them)."""
+        names = os.listdir(self.dir) if os.path.isdir(self.dir) else []
+        return sorted(n for n in names if not n.startswith(".slot-"))
 
 
 def message(tok, to="someone@insecure.test", extra="", body=None, date=True):
@@ -455,13 +459,21 @@ class QueueTest(unittest.TestCase):
         out_a, err_a = a.communicate(timeout=300)
         out_b, err_b = b.communicate(timeout=300)
         self.assertEqual((a.returncode, b.returncode), (0, 0), (err_a + err_b).decode())
+        # The two runs share the 20 delivery slots of insecure.test (default_destination_concurrency_limit
+        # across processes): a message one run found locked by the other and the other found without a
+        # free slot is left as it was, untried, for the next run.
+        for e in q.listing():
+            self.assertEqual((e["attempts"], e["recipients"][0]["state"]), (0, "pending"), e)
+        c = subprocess.run(cmd, env=q.env, capture_output=True, timeout=300)
+        self.assertEqual(c.returncode, 0, c.stderr.decode())
         got = postfix_exactly(tok, n)
         self.assertEqual(len(got), n)
         for i in range(n):
             self.assertEqual(len([m for m in got if ("%s-m%d-" % (tok, i)).encode() in m.raw]), 1, "message %d" % i)
-        # Both runners did part of the work or one did all; each message was delivered by exactly one.
-        delivered = (err_a + err_b).decode().count("status=delivered")
-        self.assertEqual(delivered, n, (err_a + err_b).decode())
+        # Both runners did part of the work or one did all (and the third what was left); each message
+        # was delivered by exactly one.
+        delivered = (err_a + err_b + c.stderr).decode().count("status=delivered")
+        self.assertEqual(delivered, n, (err_a + err_b + c.stderr).decode())
         self.assertEqual(q.listing(), [])
 
     def test_delete_and_mailq(self):
@@ -598,6 +610,107 @@ class ConcurrencyLimitTest(unittest.TestCase):
         most = self.run_and_count(q, rcpts, tok, count=most_transactions_at_once)
         self.assertLessEqual(most, 3)
         self.assertGreaterEqual(most, 2)
+
+
+class CrossProcessLimitTest(unittest.TestCase):
+    """default_destination_concurrency_limit holds for the deliveries of separate processes together
+    (slot files in queue_dir, queue.h DestinationSlotFiles): concurrent `sendmail` submissions, each
+    delivered by its own background process, and a queue run beside them. The scripted rcpt server's
+    "stall*" recipients hold each transaction open after the final dot until the client gives up
+    (smtp_data_done_timeout), so that every delivery that may run at once does: without the limit
+    across processes all of them would be in progress together."""
+
+    def log_mark(self):
+        with open(os.path.join(TB, "smtp", "server.log"), errors="replace") as f:
+            return len(f.read())
+
+    def log_since(self, mark):
+        with open(os.path.join(TB, "smtp", "server.log"), errors="replace") as f:
+            return f.read()[mark:]
+
+    def submit_concurrently(self, q, rcpts, tok, mode="-odb"):
+        procs = [subprocess.Popen([MXSEC, "sendmail", mode, "-f", SENDER, rcpt], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=q.env) for rcpt in rcpts]
+        for proc, rcpt in zip(procs, rcpts):
+            out, err = proc.communicate(message(tok, to=rcpt), timeout=60)
+            self.assertEqual(proc.returncode, EX_OK, err.decode())
+
+    def wait_background_done(self, q, n, timeout=120):
+        """The queue once every background delivery has made its attempt (none active, all tried)."""
+        def done():
+            entries = q.listing()
+            return entries if len(entries) == n and all(not e["active"] and e["attempts"] >= 1
+                                                        for e in entries) else []
+        return wait_for(done, n, timeout)
+
+    def test_background_deliveries_of_concurrent_submissions_share_the_limit(self):
+        q = Queue(["default_destination_concurrency_limit = 2", "smtp_data_done_timeout = 3"])
+        tok = new_token("odblim")
+        rcpts = ["stall-%s-%d@rcpt.insecure.test" % (tok, i) for i in range(6)]
+        mark = self.log_mark()
+        self.submit_concurrently(q, rcpts, tok)
+        entries = self.wait_background_done(q, len(rcpts))
+        self.assertEqual(len(entries), len(rcpts), q.listing())
+        # Each background delivery got a slot within its wait (three rounds of one stall each) and
+        # was deferred by the stall; none was delivered, none lost.
+        for e in entries:
+            self.assertEqual([r["state"] for r in e["recipients"]], ["pending"], e)
+            self.assertEqual(e["attempts"], 1, e)
+        self.assertEqual(records(tok), [])
+        background = self.log_since(mark)
+        self.assertEqual(background.count("stalling after the final dot"), len(rcpts), background)
+        self.assertEqual(most_transactions_at_once(background), 2, background)
+        r = q.run(["queue", "flush"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        recs = records_wait(tok, len(rcpts))
+        self.assertEqual(sorted(a for rec in recs for a in rec["rcpt_to"]), sorted(rcpts))
+        self.assertEqual(q.listing(), [])
+        self.assertLessEqual(most_transactions_at_once(self.log_since(mark)), 2)
+        time.sleep(0.5)
+        self.assertEqual(len(records(tok)), len(rcpts))   # each exactly once
+        # At most `limit` slot files for the destination (only the one here), nobody holding them.
+        slots = [f for f in os.listdir(q.dir) if f.startswith(".slot-")]
+        self.assertTrue(1 <= len(slots) <= 2, slots)
+
+    def test_queue_run_leaves_a_destination_busy_elsewhere_for_the_next_run(self):
+        q = Queue(["default_destination_concurrency_limit = 2", "smtp_data_done_timeout = 10"])
+        tok = new_token("runlim")
+        stalls = ["stall-%s-%d@rcpt.insecure.test" % (tok, i) for i in range(2)]
+        oks = ["ok-%s-%d@rcpt.insecure.test" % (tok, i) for i in range(3)]
+        mark = self.log_mark()
+        self.submit_concurrently(q, stalls, tok)
+        both = wait_for(lambda: [1] * self.log_since(mark).count("stalling after the final dot"), 2, 30)
+        self.assertEqual(len(both), 2, self.log_since(mark))
+        for rcpt in oks:
+            p = q.sendmail(["-odq", "-f", SENDER, rcpt], message(tok, to=rcpt))
+            self.assertEqual(p.returncode, EX_OK, diag(p))
+        # Both slots are held by the stalled background deliveries: the run neither waits for them
+        # nor opens a third transaction; it leaves the three messages queued as they were, due.
+        start = time.monotonic()
+        r = q.run(["queue", "run"])
+        took = time.monotonic() - start
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertLess(took, 8, diag(r))
+        self.assertEqual(r.stderr.decode().count("not delivered now, left in the queue for the next run"), 3, diag(r))
+        waiting = [e for e in q.listing() if e["recipients"][0]["address"] in oks]
+        self.assertEqual(len(waiting), 3, q.listing())
+        for e in waiting:
+            self.assertEqual((e["attempts"], e["next_retry"], e["recipients"][0]["state"]), (0, 0, "pending"), e)
+        self.assertEqual(records(tok), [])
+        # Once the stalls are over (deferred), the next run delivers the three, a flush the other two.
+        def stalls_tried():
+            entries = [e for e in q.listing() if e["recipients"][0]["address"] in stalls]
+            return entries if all(not e["active"] and e["attempts"] >= 1 for e in entries) else []
+        self.assertEqual(len(wait_for(stalls_tried, 2, 60)), 2, q.listing())
+        r = q.run(["queue", "run"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        self.assertEqual(sorted(a for rec in records_wait(tok, 3) for a in rec["rcpt_to"]), sorted(oks))
+        r = q.run(["queue", "flush"])
+        self.assertEqual(r.returncode, EX_OK, diag(r))
+        recs = records_wait(tok, 5)
+        self.assertEqual(sorted(a for rec in recs for a in rec["rcpt_to"]), sorted(oks + stalls))
+        self.assertEqual(q.listing(), [])
+        self.assertLessEqual(most_transactions_at_once(self.log_since(mark)), 2)
 
 
 class UnprivilegedTest(unittest.TestCase):

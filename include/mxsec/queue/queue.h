@@ -31,8 +31,13 @@
 //     recently first); the rest stay pending, and while some of them were
 //     never tried the message is due again at once (then the backoff).
 //     Each domain's delivery holds a slot of QueueSettings::destinations
-//     (DestinationLimiter) while it runs. A thread that cannot be started is logged and the work goes on with
-//     the threads there are, never ends the process;
+//     (DestinationLimiter) while it runs. A domain for which no slot can be
+//     had (other processes hold them all: DestinationSlotFiles) is left as
+//     it is, not tried, not counted as a failure: the message stays due at
+//     once, and an attempt in which no domain was tried (and none bounced
+//     or expired) leaves the envelope untouched, as if it had not been
+//     made. A thread that cannot be started is logged and the work goes on
+//     with the threads there are, never ends the process;
 //   - an envelope is used only under the ID it names, and its message
 //     file only when it is the size the envelope records (the file is
 //     never rewritten, so another size means it was cut short or changed
@@ -56,6 +61,7 @@
 //     that ends with recipients pending that long after arrival.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -173,7 +179,10 @@ class Queue {
   // Removes the message (the caller holds the lock): envelope first.
   Status Remove(const std::string& id);
   // Removes debris: temporary files and message files without an envelope
-  // that nobody holds locked, older than `min_age` seconds.
+  // that nobody holds locked, older than `min_age` seconds; also the slot
+  // files (DestinationSlotFiles) nobody holds, made that long ago, so that
+  // they are at most the slots of the destinations of the last `min_age`
+  // seconds (the next delivery to one makes its file again).
   void Clean(Clock* clock, int64_t min_age);
 
  private:
@@ -231,20 +240,84 @@ class WorkerBudget {
   ThreadStarter* const starter_;
 };
 
+// The per-destination limit across processes: the sendmail deliveries
+// (-odb, -odi) and queue runs that share one queue directory each take one
+// of a destination's `limit` slot files there while they deliver to it, so
+// that together they never make more than `limit` deliveries to it at once
+// (as Postfix's queue manager alone decides for all its smtp(8) processes).
+// Slot k of destination D is the file .slot-H-k in the queue directory, H
+// the first 128 bits of SHA-256 of D (lowercase ASCII, the key of
+// DestinationLimiter) in hex: a name of bounded length that no domain
+// name can steer, k < `limit`, so at most `limit` files per destination.
+// A slot is held with an exclusive FileLock (flock(2)) on its file for the
+// time of the delivery and released by the kernel when its holder dies: no
+// state outlives a crash. The files themselves stay, empty (made once, not
+// at each delivery, as a new file costs an fsync) until Queue::Clean
+// removes those nobody holds. Promises:
+//   - two holders never hold one slot: a file is removed only by a process
+//     that holds its lock, and a lock taken on a file whose name is gone
+//     (nlink 0) is dropped and the name tried again, so a lock held on a
+//     file that still has its name is the slot;
+//   - a process of a submitter (Share::kSubmitter: neither root nor the
+//     queue's owner, who may stop its own process with SIGSTOP and so keep
+//     its locks) takes only the lower half of the slots (limit / 2: none
+//     when the limit is 1); root's and the owner's take any, from the top,
+//     so a stopped submitter slows a destination and never stops it;
+//   - processes with different limits share the slots their limits have in
+//     common: together they stay within the largest.
+class DestinationSlotFiles {
+ public:
+  enum class Share { kAll, kSubmitter };
+  // Slot files in the queue directory `dir` on `env` (both outlive this).
+  DestinationSlotFiles(Env* env, std::string dir, size_t limit, Share share);
+  DestinationSlotFiles(const DestinationSlotFiles&) = delete;
+  DestinationSlotFiles& operator=(const DestinationSlotFiles&) = delete;
+
+  // Takes a free slot of `key` (a lowercase domain) without waiting, making
+  // its file when there is none. kUnavailable when every slot this process
+  // may take is held (by any process, this one included); another code
+  // when a slot file cannot be made or locked (the reason, with its path).
+  Status TryTake(const std::string& key, std::unique_ptr<FileLock>* out) const;
+  size_t limit() const { return limit_; }
+  // How many of a destination's slots this process may take (Share).
+  size_t takeable() const { return share_ == Share::kAll ? limit_ : limit_ / 2; }
+  // ".slot-" + 32 hex digits + "-" + k, for slot k of `key`.
+  static std::string FileName(const std::string& key, size_t k);
+  // Whether a name in the queue directory is a slot file (Queue::Clean).
+  static bool IsSlotFileName(std::string_view name);
+
+ private:
+  Env* const env_;
+  const std::string dir_;
+  const size_t limit_;
+  const Share share_;
+};
+
 // At most `limit` deliveries at once to one destination domain
 // (default_destination_concurrency_limit, Postfix's per-destination
 // concurrency), shared by every delivery thread of the process: messages of
-// a run and the domains of each message. A delivery holds its Slot while it
-// runs its SMTP sessions (one at a time) and gives it back when it returns;
-// sessions parked between transactions (mxsec/smtp/session_cache.h) are
-// taken by the next delivery to the same destination, which then holds the
-// slot. Acquire waits until a slot is free: a holder never waits for
+// a run and the domains of each message; with DestinationSlotFiles, by
+// every process of the queue directory too. A delivery holds its Slot while
+// it runs its SMTP sessions (one at a time) and gives it back when it
+// returns; sessions parked between transactions
+// (mxsec/smtp/session_cache.h) are taken by the next delivery to the same
+// destination of the process, which then holds the slot. Within the
+// process, Acquire waits until a slot is free: a holder never waits for
 // another slot, so waiting ends when a delivery ends (its own timeouts
-// bound that). Only domains with a delivery in progress are remembered, so
-// the state is bounded by the threads. Domains compare case-insensitively.
+// bound that). For a slot file (another process's deliveries, whose end
+// this process cannot see coming) it waits at most `wait`, trying again
+// after pauses that grow from 50 ms to 1 s, and then gives up: the caller
+// leaves the domain for later. Only domains with a delivery in progress
+// are remembered, so the state is bounded by the threads. Domains compare
+// case-insensitively.
 class DestinationLimiter {
  public:
   explicit DestinationLimiter(size_t limit) : limit_(limit == 0 ? 1 : limit) {}
+  // Across processes: each slot also holds a slot file of `files` (which
+  // outlives the limiter), waited for at most `wait` (zero: only one free
+  // at once is taken).
+  DestinationLimiter(size_t limit, const DestinationSlotFiles* files, std::chrono::milliseconds wait)
+      : limit_(limit == 0 ? 1 : limit), files_(files), wait_(wait) {}
   DestinationLimiter(const DestinationLimiter&) = delete;
   DestinationLimiter& operator=(const DestinationLimiter&) = delete;
 
@@ -252,7 +325,9 @@ class DestinationLimiter {
   class Slot {
    public:
     Slot() = default;
-    Slot(Slot&& o) noexcept : owner_(o.owner_), key_(std::move(o.key_)) { o.owner_ = nullptr; }
+    Slot(Slot&& o) noexcept : owner_(o.owner_), key_(std::move(o.key_)), file_(std::move(o.file_)) {
+      o.owner_ = nullptr;
+    }
     Slot& operator=(Slot&& o) noexcept;
     Slot(const Slot&) = delete;
     Slot& operator=(const Slot&) = delete;
@@ -264,17 +339,24 @@ class DestinationLimiter {
     Slot(DestinationLimiter* owner, std::string key) : owner_(owner), key_(std::move(key)) {}
     DestinationLimiter* owner_ = nullptr;
     std::string key_;
+    std::unique_ptr<FileLock> file_;  // the slot file, with DestinationSlotFiles
   };
 
-  // Waits for a free slot of `domain` and takes it.
-  Slot Acquire(const std::string& domain);
+  // Waits for a free slot of `domain` and takes it. Without slot files it
+  // always succeeds; with them, kUnavailable says that other processes held
+  // every slot this one may take for the whole wait, another code that a
+  // slot file could not be used (neither delivers: the caller leaves the
+  // domain pending, the reason in the log).
+  Result<Slot> Acquire(const std::string& domain);
   size_t limit() const { return limit_; }
-  // Deliveries to `domain` in progress now (for tests and logs).
+  // Deliveries to `domain` in progress in this process now (for tests and logs).
   size_t InUse(const std::string& domain) const;
 
  private:
   void Give(const std::string& key);
   const size_t limit_;
+  const DestinationSlotFiles* const files_ = nullptr;
+  const std::chrono::milliseconds wait_{0};
   mutable std::mutex mu_;
   std::condition_variable freed_;
   std::map<std::string, size_t> in_use_;  // only domains with a delivery in progress
@@ -334,6 +416,8 @@ struct ProcessReport {
   std::string dsn_id;         // the failure DSN queued by this attempt, or ""
   std::vector<std::string> dsn_ids;  // every DSN queued by this attempt (failure, relayed, delayed)
   std::string error;          // a local problem (the message stays queued)
+  // Recipients left pending untried: no delivery slot of their domain could be had (DestinationLimiter).
+  size_t waiting = 0;
 };
 
 // One delivery attempt of queued message `id`. `lock` is the caller's lock
@@ -362,7 +446,13 @@ struct QueueRunHooks {
 // one domain never exceed settings.destinations' limit. Without a budget,
 // or when no thread can be started, the calling thread does the work; a
 // thread that cannot be started is reported to `warn` and the pass goes on
-// with the threads it has.
+// with the threads it has. A queue run gives settings.destinations slot
+// files and no wait: a thread that finds a destination's slots held by
+// other processes (sendmail deliveries, another run) leaves that message's
+// domain for the next run and goes on with its next message at once, so
+// other destinations are never held up behind a busy one; the later
+// messages of the destination in the pass try again, as a slot may have
+// come free meanwhile.
 void RunQueuePass(Queue& queue, const std::vector<std::string>& ids, bool force, const DomainDeliverer& deliver,
                   Clock* clock, const QueueSettings& settings, const QueueRunHooks& hooks);
 
