@@ -372,7 +372,31 @@ Result<std::string> Queue::ReadMessage(const std::string& id) const {
 
 Status Queue::WriteEnvelope(const QueuedEnvelope& env) {
   if (Status s = InstallEnvelope(env); !s.ok()) return s;
-  return env_->SyncDir(dir_);
+  return SyncDirShared();
+}
+
+Status Queue::SyncDirShared() {
+  DirSync& g = *dir_sync_;
+  std::unique_lock<std::mutex> l(g.mu);
+  const uint64_t mine = ++g.requested;  // the caller's change is made: any sync begun from now covers it
+  for (;;) {
+    // The latest sync covered this change; its status, failed or not, is
+    // the answer (a success after the change made it durable; a failure is
+    // reported even if an earlier sync might have been enough).
+    if (g.covered >= mine) return g.last;
+    if (!g.running) break;
+    g.done.wait(l);
+  }
+  g.running = true;
+  const uint64_t covers = g.requested;
+  l.unlock();
+  Status s = env_->SyncDir(dir_);
+  l.lock();
+  g.running = false;
+  g.covered = covers;
+  g.last = s;
+  g.done.notify_all();
+  return s;
 }
 
 Status Queue::Remove(const std::string& id) {
@@ -380,7 +404,7 @@ Status Queue::Remove(const std::string& id) {
     Status s = env_->RemoveFile(PathOf(id, suffix));
     if (!s.ok() && !s.IsNotFound()) return s;
   }
-  return env_->SyncDir(dir_);
+  return SyncDirShared();
 }
 
 void Queue::RemoveIfDebris(const std::string& id) {

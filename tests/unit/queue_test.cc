@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "temp_queue_dir.h"
@@ -846,6 +849,62 @@ TEST_CASE("queue: a one-domain message delivered is removed with no envelope wri
   });
   CHECK(r.removed);
   CHECK(losses2.size() > 6);  // an envelope write after a domain, then the removal
+}
+
+TEST_CASE("queue: threads removing at once share directory fsyncs; a failed fsync fails every change it covered") {
+  TempDir t;
+  FakeClock clock;
+  auto q = t.Open();
+  REQUIRE(q.ok());
+  std::vector<std::string> ids;
+  for (const char* r : {"ok@one.test", "ok@two.test", "ok@three.test"}) {
+    auto id = q->Submit(kMsg, MakeEnvelope("a@client.test", {r}), &clock, nullptr);
+    REQUIRE(id.ok());
+    ids.push_back(id.value());
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int syncs = 0;
+  bool release = false;
+  // The first directory sync is held until released; the second fails (a disk that went away).
+  t.env.SetChangeHook([&](std::string_view op, const std::string&) -> Status {
+    if (op != "sync") return Status::Ok();
+    std::unique_lock<std::mutex> l(mu);
+    const int n = ++syncs;
+    cv.notify_all();
+    if (n == 1) {
+      cv.wait(l, [&] { return release; });
+      return Status::Ok();
+    }
+    return Status::Error("sync: Input/output error");
+  });
+  Status r0, r1, r2;
+  std::thread first([&] { r0 = q->Remove(ids[0]); });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return syncs == 1; });
+  }
+  std::thread second([&] { r1 = q->Remove(ids[1]); });
+  std::thread third([&] { r2 = q->Remove(ids[2]); });
+  // Both have unlinked (their ids are gone) and then wait for the sync under way, which began before
+  // their changes and so covers neither: give them the moment from their unlink to their turn.
+  for (int i = 0; i < 500 && !q->Ids().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    CHECK(syncs == 1);
+    release = true;
+  }
+  cv.notify_all();
+  first.join();
+  second.join();
+  third.join();
+  t.env.SetChangeHook(nullptr);
+  CHECK(r0.ok());
+  CHECK(syncs == 2);  // one sync for the two changes that waited
+  CHECK_FALSE(r1.ok());
+  CHECK_FALSE(r2.ok());
+  CHECK(r1.message().find("Input/output error") != std::string::npos);
 }
 
 TEST_CASE("queue: a REQUIRETLS message is delivered with it every time, bounces 5.7.30, and no DSN returns it") {

@@ -178,6 +178,9 @@ class Queue {
   Status WriteEnvelope(const QueuedEnvelope& env);
   // Removes the message (the caller holds the lock): envelope first.
   Status Remove(const std::string& id);
+  // WriteEnvelope and Remove return once their change is durable: a
+  // directory fsync begun after it succeeded. Threads of one process that
+  // change the queue at the same time share those fsyncs (group commit).
   // Removes debris: temporary files and message files without an envelope
   // that nobody holds locked, older than `min_age` seconds; also the slot
   // files (DestinationSlotFiles) nobody holds, made that long ago, so that
@@ -186,7 +189,7 @@ class Queue {
   void Clean(Clock* clock, int64_t min_age);
 
  private:
-  Queue(std::string dir, Env* env) : dir_(std::move(dir)), env_(env) {}
+  Queue(std::string dir, Env* env) : dir_(std::move(dir)), env_(env), dir_sync_(std::make_unique<DirSync>()) {}
   std::string PathOf(const std::string& id, const char* suffix) const;  // dir/ID.msg, dir/ID.env
   // Writes head + message to the new file `tmp` (fsynced) and locks it.
   Status WriteLockedTemp(const std::string& tmp, std::string_view head, std::string_view message, QueueLock* lock);
@@ -199,9 +202,23 @@ class Queue {
   Status InstallEnvelope(const QueuedEnvelope& env);
   // Removes ID.msg when it has no envelope and nobody holds it (Clean).
   void RemoveIfDebris(const std::string& id);
+  // Makes every change of the directory made before the call durable, in a
+  // directory fsync of its own or one another thread began after the call.
+  Status SyncDirShared();
+
+  // The group commit of SyncDirShared: `requested` counts callers, a sync
+  // covers all those counted before it began; one runs at a time.
+  struct DirSync {
+    std::mutex mu;
+    std::condition_variable done;
+    uint64_t requested = 0, covered = 0;
+    bool running = false;
+    Status last;  // of the latest completed sync
+  };
 
   std::string dir_;
   Env* env_;
+  std::unique_ptr<DirSync> dir_sync_;  // a pointer: the Queue stays movable
 };
 
 // Makes threads for the queue (a fake in tests fails on demand; LevelDB's
