@@ -11,6 +11,8 @@ packages=(
   build-essential meson ninja-build pkg-config cmake
   libldns-dev libgnutls28-dev libcurl4-gnutls-dev nlohmann-json3-dev doctest-dev libsqlite3-dev libpq-dev
   zlib1g-dev
+  # the linker that lays out mxsec's code by tools/link_order.txt (meson.build; without it, GNU ld)
+  lld
   # fuzzing (tools/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   # test bed: DNS, DNSSEC tools, HTTPS, certificates

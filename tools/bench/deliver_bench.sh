@@ -32,47 +32,16 @@ make_msg() {  # token
 for ((i = 1; i <= M; i++)); do make_msg "mx$i" > "$WORK/mx$i.eml"; make_msg "ms$i" > "$WORK/ms$i.eml"; done
 bench_msmtprc "$WORK/msmtprc"
 
-# CPU time of a run: the processes run in a cgroup of their own (cgroup v2 cpu.stat usage_usec, or
-# v1 cpuacct.usage: exact, where rusage of a short process is counted in whole ticks). Includes the
-# per-message sh and /usr/bin/time wrappers, the same for both commands.
-CG=""
-for base in /sys/fs/cgroup /sys/fs/cgroup/cpuacct; do
-  [ -f "$base/cgroup.controllers" ] || [ -f "$base/cpuacct.usage" ] || continue
-  CG=$base/mxsec-deliver-bench-$$
-  mkdir "$CG" 2>/dev/null && break
-  CG=""
-done
-leave_cgroup() { [ -n "$CG" ] && [ -d "$CG" ] && rmdir "$CG" 2>/dev/null; return 0; }
-bench_on_exit leave_cgroup
-cg_usec() {
-  if [ -z "$CG" ]; then echo 0
-  elif [ -f "$CG/cpuacct.usage" ]; then echo $(( $(cat "$CG/cpuacct.usage") / 1000 ))
-  else awk '$1 == "usage_usec" { print $2 }' "$CG/cpu.stat"
-  fi
-}
+bench_cgroup mxsec-deliver-bench
 
 run() {  # label prefix command...   (message file as stdin, 4 in parallel)
   local label=$1 prefix=$2; shift 2
-  local t0 t1 u0 u1
-  t0=$(date +%s.%N)
-  u0=$(cg_usec)
-  (
-    [ -n "$CG" ] && echo "$BASHPID" > "$CG/cgroup.procs"
-    seq 1 "$M" | xargs -P 4 -I{} sh -c \
-      'w=$0; p=$1; i=$2; shift 2; /usr/bin/time -f %M -o "$w/rss.$p.$i" "$@" < "$w/$p$i.eml" > /dev/null 2>&1' \
-      "$WORK" "$prefix" {} "$@"
-  )
-  u1=$(cg_usec)
-  t1=$(date +%s.%N)
-  local el rss cpu
-  el=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  rss=$(cat "$WORK"/rss."$prefix".* | sort -n | tail -1)
-  cpu=$(awk -v a="$u0" -v b="$u1" -v n="$M" 'BEGIN { if (b > a) printf "%.2f", (b - a) / 1000 / n; else print "n/a" }')
-  printf '%-34s %8s s %8.1f msg/s %8s KiB peak RSS %6s ms CPU per process\n' "$label" "$el" \
-    "$(awk -v n="$M" -v t="$el" 'BEGIN { print n / t }')" "$rss" "$cpu"
-  echo "$el" > "$WORK/time.$prefix"
-  echo "$cpu" > "$WORK/cpu.$prefix"
-  echo "$rss" > "$WORK/peak.$prefix"
+  bench_per_process "$M" "$prefix" "$@"
+  printf '%-34s %8s s %8.1f msg/s %8s KiB peak RSS %6s ms CPU per process\n' "$label" "$BENCH_ELAPSED" \
+    "$(awk -v n="$M" -v t="$BENCH_ELAPSED" 'BEGIN { print n / t }')" "$BENCH_PEAK_RSS" "$BENCH_CPU"
+  echo "$BENCH_ELAPSED" > "$WORK/time.$prefix"
+  echo "$BENCH_CPU" > "$WORK/cpu.$prefix"
+  echo "$BENCH_PEAK_RSS" > "$WORK/peak.$prefix"
 }
 
 echo "deliver benchmark: $M messages of 2 KB to Postfix smtpd over verified TLS, 4 processes at a time, $(nproc) CPUs"

@@ -85,36 +85,13 @@ for p in ds dp; do
     printf 'From: bench@client.test\nTo: user@ee.dane.test\nSubject: fleet %s%s\n\n%s\n' "$p" "$i" "$body" > "$WORK/$p$i.eml"
   done
 done
-CG=""
-for base in /sys/fs/cgroup /sys/fs/cgroup/cpuacct; do
-  [ -f "$base/cgroup.controllers" ] || [ -f "$base/cpuacct.usage" ] || continue
-  CG=$base/mxsec-fleet-bench-$$
-  mkdir "$CG" 2>/dev/null && break
-  CG=""
-done
-leave_cgroup() { [ -n "$CG" ] && [ -d "$CG" ] && rmdir "$CG" 2>/dev/null; return 0; }
-bench_on_exit leave_cgroup
-cg_usec() {
-  if [ -z "$CG" ]; then echo 0
-  elif [ -f "$CG/cpuacct.usage" ]; then echo $(( $(cat "$CG/cpuacct.usage") / 1000 ))
-  else awk '$1 == "usage_usec" { print $2 }' "$CG/cpu.stat"
-  fi
-}
+bench_cgroup mxsec-fleet-bench
 deliver_run() {  # prefix options...
   local prefix=$1; shift
-  local t0 t1 u0 u1
-  t0=$(date +%s.%N); u0=$(cg_usec)
-  (
-    [ -n "$CG" ] && echo "$BASHPID" > "$CG/cgroup.procs"
-    seq 1 "$M" | xargs -P 4 -I{} sh -c \
-      'w=$0; p=$1; i=$2; shift 2; /usr/bin/time -f %M -o "$w/rss.$p.$i" "$@" < "$w/$p$i.eml" > /dev/null 2>&1' \
-      "$WORK" "$prefix" {} "$MXSEC" --config "$TB_CONF" "$@" deliver -f bench@client.test -- user@ee.dane.test
-  )
-  u1=$(cg_usec); t1=$(date +%s.%N)
-  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }' > "$WORK/dtime.$prefix"
-  awk -v a="$u0" -v b="$u1" -v n="$M" 'BEGIN { if (b > a) printf "%.2f", (b - a) / 1000 / n; else print "n/a" }' \
-    > "$WORK/dcpu.$prefix"
-  cat "$WORK"/rss."$prefix".* | sort -n | tail -1 > "$WORK/drss.$prefix"
+  bench_per_process "$M" "$prefix" "$MXSEC" --config "$TB_CONF" "$@" deliver -f bench@client.test -- user@ee.dane.test
+  echo "$BENCH_ELAPSED" > "$WORK/dtime.$prefix"
+  echo "$BENCH_CPU" > "$WORK/dcpu.$prefix"
+  echo "$BENCH_PEAK_RSS" > "$WORK/drss.$prefix"
 }
 deliver_run ds -o "state_dir=$WORK/d-sqlite"
 deliver_run dp -o "state_dir=$WORK/d-pg" -o state_host_name=hostd "${PG[@]}"
