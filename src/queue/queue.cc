@@ -502,7 +502,11 @@ constexpr std::chrono::milliseconds kMaxSlotPause{1000};
 DestinationSlotFiles::DestinationSlotFiles(Env* env, std::string dir, size_t limit, Share share)
     : env_(env), dir_(std::move(dir)), limit_(limit == 0 ? 1 : limit), share_(share) {}
 
-std::string DestinationSlotFiles::FileName(const std::string& key, size_t k) {
+namespace {
+
+// The name shared by a destination's slot files, "" if SHA-256 fails: computed once per TryTake,
+// which runs for every message of a queue run.
+std::string SlotFileStem(const std::string& key) {
   unsigned char digest[32];
   static const char* const hex = "0123456789abcdef";
   std::string name = kSlotPrefix;
@@ -511,7 +515,14 @@ std::string DestinationSlotFiles::FileName(const std::string& key, size_t k) {
     name += hex[digest[i] >> 4];
     name += hex[digest[i] & 15];
   }
-  return name + "-" + std::to_string(k);
+  return name + "-";
+}
+
+}  // namespace
+
+std::string DestinationSlotFiles::FileName(const std::string& key, size_t k) {
+  std::string stem = SlotFileStem(key);
+  return stem.empty() ? stem : stem + std::to_string(k);
 }
 
 bool DestinationSlotFiles::IsSlotFileName(std::string_view name) {
@@ -529,11 +540,12 @@ Status DestinationSlotFiles::TryTake(const std::string& key, std::unique_ptr<Fil
   if (n == 0)
     return Status::Unavailable("its only delivery slot is kept for the queue runner (a submitter's own delivery takes "
                                "at most half of default_destination_concurrency_limit)");
-  if (FileName(key, 0).empty()) return Status::Error("cannot name the delivery slots of " + key + ": SHA-256 failed");
+  const std::string stem = SlotFileStem(key);
+  if (stem.empty()) return Status::Error("cannot name the delivery slots of " + key + ": SHA-256 failed");
   for (size_t i = 0; i < n; ++i) {
     // Root's and the owner's processes from the top, submitters' from the bottom (queue.h).
     const size_t k = share_ == Share::kAll ? limit_ - 1 - i : i;
-    const std::string path = dir_ + "/" + FileName(key, k);
+    const std::string path = dir_ + "/" + stem + std::to_string(k);
     for (int tries = 0; tries < kSlotNameTries; ++tries) {
       std::unique_ptr<FileLock> held;
       Status s = env_->LockFile(path, &held);

@@ -686,8 +686,10 @@ bool LimitReached(Walk& w, const std::vector<const MxPolicy*>& hosts, size_t hi,
 
 // The record of a session of the walk. A session whose policy the sender
 // set aside (TLS-Required: No) says so, and is not one a TLS report counts.
-AttemptRecord SessionRecord(const Walk& w, const MxPolicy& mx, const std::string& address) {
+// The source address the session used is its sending-mta-ip (RFC 8460).
+AttemptRecord SessionRecord(const Walk& w, const MxPolicy& mx, const std::string& address, const SessionResult& sr) {
   AttemptRecord r = SessionAttemptRecord(w.policy, mx, address, w.options.port, w.clock->Now());
+  r.sending_ip = sr.local_address;
   if (w.message_tls == MessageTls::kTlsOptional) {
     r.mechanism = MessageTlsName(MessageTls::kTlsOptional);
     ClearReportPolicy(&r);
@@ -709,8 +711,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   for (size_t i : w.pending) env.recipients.push_back(w.recipients[i]);
 
   SessionResult sr = options.session(address, options.port, so, &env, w.clock->Now());
-  *rec = SessionRecord(w, mx, address);
-  rec->sending_ip = sr.local_address;
+  *rec = SessionRecord(w, mx, address, sr);
   SetAttemptTls(rec, sr.tls);
   if (sr.tls.resumed)
     w.Log(w.policy.domain + ": " + FormatRelay(mx.host, address, options.port) + ": TLS session resumed (" +
@@ -722,8 +723,7 @@ SessionResult RunAttempt(const Walk& w, const MxPolicy& mx, const std::string& a
   w.Log(FormatRelay(mx.host, address, options.port) + ": " + sr.error + "; opportunistic TLS: retrying without TLS");
   so.no_tls = true;
   sr = options.session(address, options.port, so, &env, w.clock->Now());
-  *rec = SessionRecord(w, mx, address);
-  rec->sending_ip = sr.local_address;
+  *rec = SessionRecord(w, mx, address, sr);
   SetAttemptTls(rec, sr.tls);
   return sr;
 }
