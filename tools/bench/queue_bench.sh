@@ -6,6 +6,8 @@
 #   MXSEC=build-h4/mxsec tools/bench/queue_bench.sh   (an existing build; default build-release)
 #   PF_TLS_REUSE=no tools/bench/queue_bench.sh        (Postfix without smtp_tls_connection_reuse)
 #   ROUNDS=3 tools/bench/queue_bench.sh               (rounds of both senders; the median ratio too)
+#   QB_PERF=/tmp/prof tools/bench/queue_bench.sh      (perf record of each queue run: DIR/perf.one.data ...;
+#                                                      the profile's cost shows in that run's rate)
 #
 # Two workloads, N one-recipient 2 KB messages each: all to ee.dane.test, and
 # spread round-robin over the 50 benchmark domains b1..b50.dane.test (DANE-EE,
@@ -34,6 +36,7 @@ cd "$(dirname "$0")/../.."
 . tools/bench/lib.sh
 N=${1:-1000}
 ROUNDS=${ROUNDS:-1}
+[ -z "${QB_PERF:-}" ] || mkdir -p "$QB_PERF"
 DOMAINS=50
 bench_build_mxsec
 bench_lock_and_dirs
@@ -142,7 +145,7 @@ run_mxsec() {  # workload
   done
   base=$(in_maildir)
   t0=$(secs) c0=$(cpu_busy)
-  /usr/bin/time -f '%U %S' -o "$WORK/run.$1.cpu" "$MXSEC" --config "$CONF" queue run 2> "$WORK/run.$1.err" ||
+  /usr/bin/time -f '%U %S' -o "$WORK/run.$1.cpu" ${QB_PERF:+perf record -q -g -o "$QB_PERF/perf.$1.data" --} "$MXSEC" --config "$CONF" queue run 2> "$WORK/run.$1.err" ||
     { tail -5 "$WORK/run.$1.err" >&2; exit 1; }
   t_run=$(secs)
   wait_maildir $((base + N))
