@@ -6,6 +6,7 @@
 #   MXSEC=build-h4/mxsec tools/bench/queue_bench.sh   (an existing build; default build-release)
 #   PF_TLS_REUSE=no tools/bench/queue_bench.sh        (Postfix without smtp_tls_connection_reuse)
 #   ROUNDS=3 tools/bench/queue_bench.sh               (rounds of both senders; the median ratio too)
+#   SINK=discard tools/bench/queue_bench.sh          (the sink discards: see below)
 #   QB_PERF=/tmp/prof tools/bench/queue_bench.sh      (perf record of each queue run: DIR/perf.one.data ...;
 #                                                      the profile's cost shows in that run's rate)
 #
@@ -24,7 +25,11 @@
 #   mxsec    `mxsec sendmail -odq` N times (the test bed's mxsec.conf, a queue
 #            dir of its own), then `mxsec queue run`.
 # Every message carries a token in its Subject; the run fails unless each
-# token arrived exactly once. The unbound cache is warmed (one `mxsec policy`
+# token arrived exactly once. With SINK=discard the recipients are qbench-discard@ those domains,
+# which the sink's transport_maps sends to the discard transport after its cleanup logged the
+# Subject (header_checks WARN; tools/testbed/lib/postfix.sh): the time is then until the sink
+# accepted all N, the tokens are counted in its log, and the sink does much less per message
+# (no Maildir write and fsync). The unbound cache is warmed (one `mxsec policy`
 # over the domains) before anything is timed, so neither sender pays for the
 # other's cold lookups. Prints both rates and the ratio mxsec / Postfix, for each round and, with
 # several rounds, the median ratio per workload: on a shared 2-CPU machine one round's ratio moves
@@ -36,6 +41,12 @@ cd "$(dirname "$0")/../.."
 . tools/bench/lib.sh
 N=${1:-1000}
 ROUNDS=${ROUNDS:-1}
+SINK=${SINK:-maildir}
+case $SINK in
+  maildir) LOCAL=user TAG=qbench ;;
+  discard) LOCAL=qbench-discard TAG=qbench-discard ;;
+  *) echo "SINK is maildir or discard, not $SINK" >&2; exit 64 ;;
+esac
 [ -z "${QB_PERF:-}" ] || mkdir -p "$QB_PERF"
 DOMAINS=50
 bench_build_mxsec
@@ -91,11 +102,11 @@ write_sending_postfix
 
 body=$(head -c 1900 /dev/zero | tr '\0' 'x' | fold -w 76)
 make_msg() {  # token recipient
-  printf 'From: bench@client.test\nTo: %s\nSubject: qbench %s\nMessage-ID: <%s@client.test>\n\n%s\n' \
-    "$2" "$1" "$1" "$body"
+  printf 'From: bench@client.test\nTo: %s\nSubject: %s %s\nMessage-ID: <%s@client.test>\n\n%s\n' \
+    "$2" "$TAG" "$1" "$1" "$body"
 }
 rcpt_for() {  # workload index
-  if [ "$1" = one ]; then echo user@ee.dane.test; else echo "user@b$(( ($2 - 1) % DOMAINS + 1 )).dane.test"; fi
+  if [ "$1" = one ]; then echo "$LOCAL@ee.dane.test"; else echo "$LOCAL@b$(( ($2 - 1) % DOMAINS + 1 )).dane.test"; fi
 }
 
 shopt -s nullglob
@@ -105,13 +116,18 @@ secs() { date +%s.%N; }
 # both senders share the 2 CPUs with the sink, so what the whole machine spends per message says
 # how much room a sender leaves the sink.
 cpu_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
-wait_maildir() {  # target count -> waits (at most 600 s) until the Maildir holds that many
+arrivals() {  # key -> messages in the Maildir (all keys), or the sink's log lines of KEY's tokens
+  if [ "$SINK" = maildir ]; then in_maildir; else grep -c "warning: header Subject: $TAG $1-" "$TB_MAILLOG" || true; fi
+}
+wait_arrivals() {  # key target -> waits (at most 600 s) until arrivals KEY reach TARGET
   local t_end=$((SECONDS + 600))
-  while [ "$(in_maildir)" -lt "$1" ] && [ $SECONDS -lt $t_end ]; do sleep 0.05; done
+  while [ "$(arrivals "$1")" -lt "$2" ] && [ $SECONDS -lt $t_end ]; do sleep 0.05; done
 }
 check_tokens() {  # prefix -> fails unless qbench PREFIX1..N each arrived exactly once
   local bad
-  grep -h "^Subject: qbench $1-" "$MAILDIR"/new/* "$MAILDIR"/cur/* | sort | uniq -c > "$WORK/tokens.$1"
+  if [ "$SINK" = maildir ]; then grep -h "^Subject: $TAG $1-" "$MAILDIR"/new/* "$MAILDIR"/cur/*
+  else grep -o "warning: header Subject: $TAG $1-[0-9]* " "$TB_MAILLOG"
+  fi | sort | uniq -c > "$WORK/tokens.$1"
   bad=$(awk -v n="$N" '$1 != 1 { b++ } END { print (NR != n) + b }' "$WORK/tokens.$1")
   [ "$bad" = 0 ] || { echo "$1: $(wc -l < "$WORK/tokens.$1") distinct of $N tokens, some not exactly once" >&2; exit 1; }
 }
@@ -128,11 +144,11 @@ run_postfix() {  # workload
     sleep 0.2
   done
   [ "$held" -ge "$N" ] || { echo "postfix: only $held of $N messages on hold" >&2; exit 1; }
-  base=$(in_maildir)
+  base=$(arrivals "$key")
   t0=$(secs) c0=$(cpu_busy)
   postsuper -c "$PF/etc" -H ALL 2>/dev/null   # to the deferred queue ...
   postqueue -c "$PF/etc" -f                    # ... and from there to delivery at once
-  wait_maildir $((base + N))
+  wait_arrivals "$key" $((base + N))
   t1=$(secs)
   record "$key" "$t0" "$t1" "$c0"
 }
@@ -143,12 +159,12 @@ run_mxsec() {  # workload
     make_msg "$key-$i" "$(rcpt_for "$1" "$i")" |
       "$MXSEC" --config "$CONF" sendmail -odq -f bench@client.test "$(rcpt_for "$1" "$i")"
   done
-  base=$(in_maildir)
+  base=$(arrivals "$key")
   t0=$(secs) c0=$(cpu_busy)
   /usr/bin/time -f '%U %S' -o "$WORK/run.$1.cpu" ${QB_PERF:+perf record -q -g -o "$QB_PERF/perf.$1.data" --} "$MXSEC" --config "$CONF" queue run 2> "$WORK/run.$1.err" ||
     { tail -5 "$WORK/run.$1.err" >&2; exit 1; }
   t_run=$(secs)
-  wait_maildir $((base + N))
+  wait_arrivals "$key" $((base + N))
   t1=$(secs)
   record "$key" "$t0" "$t1" "$c0"
   # The sink's share: every message was accepted (250 after DATA) when the run returned; the rest
@@ -170,7 +186,7 @@ record() {  # key t0 t1 cpu_busy_at_t0
     "$1" "${TIME[$1]}" "${RATE[$1]}" "$busy"
 }
 
-echo "queue benchmark: $N messages of 2 KB, released at once, to Postfix smtpd over DANE; $(nproc) CPUs, $(date -u +%F)"
+echo "queue benchmark: $N messages of 2 KB, released at once, to Postfix smtpd over DANE (sink: $SINK); $(nproc) CPUs, $(date -u +%F)"
 echo "Postfix $(postconf -h -d mail_version) (smtp_tls_connection_reuse = ${PF_TLS_REUSE:-yes}); mxsec $MXSEC"
 { echo ee.dane.test; for ((d = 1; d <= DOMAINS; d++)); do echo "b$d.dane.test"; done; } |
   xargs "$MXSEC" --config "$CONF" policy > /dev/null   # warms the resolver cache for both

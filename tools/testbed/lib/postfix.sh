@@ -28,6 +28,10 @@ write_postfix_conf() {
             sed -n "s|^ *DNS:\(.*\)|\1 $B/etc/mx-sts-bulk$c.pem|p" >> "$B/etc/sts-sni"
     done
     chmod 0644 "$B"/etc/*.pem   # test keys, like pki/*.key
+    # tools/bench/queue_bench.sh SINK=discard: mail to qbench-discard@ any domain is logged by its
+    # Subject and discarded (main.cf transport_maps, header_checks); no test sends to that name.
+    echo '/^qbench-discard@/ discard:' > "$B/etc/transport"
+    echo '/^Subject: qbench-discard / WARN' > "$B/etc/header_checks"
     run postconf -c "$B/etc" -F '*/*/chroot = n'
     run postconf -c "$B/etc" -MX smtp/inet
     subst conf/postfix-master.cf TB SMTP_DANE_ADDR SMTP_INSECURE_ADDR SMTP_STS_ADDR SMTP_PORT PF_NAME_DANE \
