@@ -769,7 +769,6 @@ class QueueAttempt {
     }
     std::vector<Mailbox> boxes(env_.recipients.size());
     std::vector<DomainWork> work = PlanDomains(&boxes);
-    domains_in_attempt_ = work.size();
     DeliverDomains(work, boxes, sender.value(), prepared.value());
   }
 
@@ -920,12 +919,12 @@ class QueueAttempt {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (!ApplyOutcomes(w, got)) return;
-      // The attempt's only domain, nothing pending, no notification to queue: Finish removes the
-      // message next and its directory fsync is the record. A crash before it sends this one
-      // transaction again, exactly as a crash before this write would: the write adds nothing
-      // (an fsynced file, a rename and a directory fsync per message).
-      if (domains_in_attempt_ == 1 && env_.pending() == 0 && newly_bounced_.empty() && newly_relayed_.empty())
-        return;
+      // The last recipients settled, no notification to queue: Finish removes the message once the
+      // workers are done, and its directory fsync is the record. A crash before it sends this one
+      // transaction again, exactly as a crash before this write would: the write adds nothing (an
+      // fsynced file, a rename and a directory fsync per message). Every earlier Settle of the
+      // attempt left something pending and so wrote.
+      if (env_.pending() == 0 && newly_bounced_.empty() && newly_relayed_.empty()) return;
       mine = ++applied_;
     }
     // Durable before this thread starts another domain: a crash from here on does not send
@@ -1126,7 +1125,6 @@ class QueueAttempt {
   size_t never_tried_domains_ = 0;     // beyond max_domains_per_attempt and never tried: due again at once
   size_t waiting_domains_ = 0;         // no delivery slot (LeaveWaiting): due again at once
   std::atomic<size_t> tried_domains_{0};  // handed to the deliverer
-  size_t domains_in_attempt_ = 0;      // the work list's length (PlanDomains)
 
   // While domains are delivered concurrently (DeliverDomains, Settle).
   std::mutex mu_, write_mu_;
