@@ -346,6 +346,9 @@ struct Session {
   SessionResult result;
   std::string resume_data;          // a TLS session to offer to resume ("": none)
   bool resumed_without_chain = false;  // resumed, but no chain to verify: the session failed
+  // A reused session's RSET goes first in the next transaction's pipelined
+  // group (ParkedSmtpSession::Reset), not in a round trip of its own.
+  bool reset_pending = false;
 };
 
 // Ends the session with the host failed.
@@ -516,7 +519,14 @@ void Quit(Session& s) {
 // Whether the session says QUIT after the transaction: not after the
 // connection failed, nor after a refused pipelined MAIL (the pipelined
 // RCPTs and DATA are still being answered).
-enum class AfterTransaction { kQuit, kHangUp };
+enum class AfterTransaction {
+  kQuit,    // in step with the server: QUIT, or park the session for another transaction
+  kHangUp,  // out of step or the connection failed: close it without a word
+  // The pipelined RSET of a reused session failed: the server had given the
+  // session up. No recipient was settled and no message content was sent,
+  // so the transaction is owed to a new session.
+  kStale,
+};
 
 // Where a recipient stands in the transaction; it is settled exactly once.
 enum class RcptStage {
@@ -586,19 +596,33 @@ std::string MailCommandFor(const EhloCapabilities& caps, const Envelope& env, bo
   return mail;
 }
 
+// A server that does not answer RSET at once is not worth waiting for: a new session is.
+constexpr int kResetTimeoutMs = 10000;
+
 // MAIL FROM, with every RCPT and DATA in the same write under PIPELINING
-// (RFC 2920; replies are read in order), and its reply.
+// (RFC 2920; replies are read in order), and its reply. A reused session's
+// RSET leads the group.
 std::optional<AfterTransaction> SendMail(Session& s, Transaction& tx) {
   const SmtpTimeouts& t = s.options.timeouts;
-  std::string batch = MailCommandFor(s.caps, tx.env, s.options.requiretls) + "\r\n";
+  // RFC 2920 §3.1: RSET may stand anywhere in a pipelined group. Only set under PIPELINING.
+  const bool reset = std::exchange(s.reset_pending, false) && tx.pipelining;
+  std::string batch = reset ? "RSET\r\n" : "";
+  batch += MailCommandFor(s.caps, tx.env, s.options.requiretls) + "\r\n";
   if (tx.pipelining) {
     for (size_t i : tx.sent) batch += RcptToCommand(tx.env.recipients[i], s.caps, tx.env.dsn) + "\r\n";
     batch += "DATA\r\n";
   }
   Status w = s.conn.Write(batch, t.mail);
   if (!w.ok()) {
+    if (reset) return AfterTransaction::kStale;
     tx.SettleAll(StreamFailed(tx.pipelining ? TransactionStage::kSendPipelined : TransactionStage::kSendMail, w));
     return AfterTransaction::kHangUp;
+  }
+  if (reset) {
+    // Anything but 250 (a 421, the connection closed, silence): whatever the server makes of the
+    // MAIL, RCPT and DATA behind it, the content is never sent on this connection.
+    auto rset = s.conn.ReadReply(std::min(t.mail, kResetTimeoutMs));
+    if (!rset.ok() || rset->code != 250) return AfterTransaction::kStale;
   }
   auto rep = s.conn.ReadReply(t.mail);
   if (!rep.ok()) {
@@ -691,6 +715,12 @@ class ParkedSmtpSession : public ReusableSession {
     // Anything the server sent unasked while parked (a 421 before it
     // closes, a TLS alert) means it is not waiting for us.
     if (session_.conn.PendingPlaintext() > 0) return false;
+    if (session_.caps.pipelining) {
+      // Sent with the next MAIL instead (SendMail): one round trip fewer per reused message; a
+      // failure there leaves the message to a new session (RunSmtpSessionCached).
+      session_.reset_pending = true;
+      return true;
+    }
     const int timeout = std::min(options_.timeouts.mail, kResetTimeoutMs);
     if (!session_.conn.Write("RSET\r\n", timeout).ok()) return false;
     auto rep = session_.conn.ReadReply(timeout);
@@ -699,8 +729,6 @@ class ParkedSmtpSession : public ReusableSession {
   void Close() override { Quit(session_); }
 
  private:
-  // A server that does not answer RSET at once is not worth waiting for: a new session is.
-  static constexpr int kResetTimeoutMs = 10000;
   const SessionOptions options_;
   Session session_;
 };
@@ -782,22 +810,30 @@ SessionResult RunSmtpSessionCached(SessionCache* cache, const std::string& addre
     if (parked) (void)taken.release();
     // else: not ours (cannot happen under an SMTP key): closed as `taken` goes
   }
-  if (!parked) {
-    SessionResult failed;
-    parked = NewParkedSession(address, port, options, now, options.resume_tls ? &cache->tls_sessions() : nullptr,
-                              key, &failed);
-    if (!parked) return failed;
-    opened_ms = cache->NowMs();
-    uses = 0;
+  // At most two passes: a new session never has an RSET pending, so never comes back kStale.
+  for (;;) {
+    if (!parked) {
+      SessionResult failed;
+      parked = NewParkedSession(address, port, options, now, options.resume_tls ? &cache->tls_sessions() : nullptr,
+                                key, &failed);
+      if (!parked) return failed;
+      opened_ms = cache->NowMs();
+      uses = 0;
+    }
+    Session& s = parked->session();
+    s.result.dsn_passed = false;
+    const AfterTransaction end = RunTransaction(s, *envelope);
+    if (end == AfterTransaction::kStale) {
+      parked.reset();  // dropped without QUIT: the server is not listening
+      continue;
+    }
+    // Out of step with the server (the connection failed, a refused pipelined MAIL): never parked.
+    if (end != AfterTransaction::kQuit) return s.result;
+    SessionResult result = s.result;
+    if (options.reuse_connection) cache->Put(key, std::move(parked), uses + 1, opened_ms);
+    else parked->Close();
+    return result;
   }
-  Session& s = parked->session();
-  s.result.dsn_passed = false;
-  // Out of step with the server (the connection failed, a refused pipelined MAIL): never parked.
-  if (RunTransaction(s, *envelope) != AfterTransaction::kQuit) return s.result;
-  SessionResult result = s.result;
-  if (options.reuse_connection) cache->Put(key, std::move(parked), uses + 1, opened_ms);
-  else parked->Close();
-  return result;
 }
 
 SessionResult RunSmtpSession(const std::string& address, uint16_t port, const SessionOptions& options,

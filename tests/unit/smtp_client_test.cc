@@ -25,11 +25,18 @@ constexpr std::string_view kClose = "<close>";
 
 // Accepts one connection, sends `greeting`, then answers each command line
 // with the next of `replies`; the message after a 354 counts as one line.
-// Records what it received in `received` ("<message>" for the data).
+// Records what it received in `received` ("<message>" for the data). With
+// a script per connection, accepts that many in turn and records
+// "<connection>" where each after the first begins.
+struct PerConnection {
+  std::vector<std::vector<std::string>> scripts;
+};
 class ScriptedServer {
  public:
   ScriptedServer(std::string greeting, std::vector<std::string> replies)
-      : greeting_(std::move(greeting)), replies_(std::move(replies)) {
+      : ScriptedServer(std::move(greeting), PerConnection{{std::move(replies)}}) {}
+  ScriptedServer(std::string greeting, PerConnection connections)
+      : greeting_(std::move(greeting)), scripts_(std::move(connections.scripts)) {
     listener_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -39,6 +46,8 @@ class ScriptedServer {
     getsockname(listener_, reinterpret_cast<sockaddr*>(&sa), &len);
     port = ntohs(sa.sin_port);
     REQUIRE(listen(listener_, 1) == 0);
+    timeval tv{5, 0};  // accept gives up too: a client that never connects fails the test, not hangs it
+    setsockopt(listener_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     thread_ = std::thread([this] { Serve(); });
   }
   ~ScriptedServer() {
@@ -55,8 +64,15 @@ class ScriptedServer {
 
  private:
   void Serve() {
+    for (size_t c = 0; c < scripts_.size(); ++c) {
+      if (c > 0) received_.push_back("<connection>");
+      buf_.clear();
+      if (!ServeOne(scripts_[c])) return;
+    }
+  }
+  bool ServeOne(const std::vector<std::string>& replies_) {
     int fd = accept(listener_, nullptr, nullptr);
-    if (fd < 0) return;
+    if (fd < 0) return false;
     timeval tv{5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     Send(fd, greeting_);
@@ -73,6 +89,7 @@ class ScriptedServer {
       data = reply.rfind("354", 0) == 0;
     }
     close(fd);
+    return true;
   }
   void Send(int fd, const std::string& s) { (void)!send(fd, s.data(), s.size(), MSG_NOSIGNAL); }
   std::string ReadUntil(int fd, const std::string& end) {
@@ -90,7 +107,7 @@ class ScriptedServer {
 
   int listener_ = -1;
   std::string greeting_;
-  std::vector<std::string> replies_;
+  std::vector<std::vector<std::string>> scripts_;
   std::vector<std::string> received_;
   std::string buf_;
   std::thread thread_;
@@ -133,6 +150,7 @@ SessionResult Run(ScriptedServer& server, const SessionOptions& o, const Envelop
 const char* kGreeting = "220 mx.example.org ESMTP\r\n";
 const char* kEhloPlain = "250-mx.example.org\r\n250 8BITMIME\r\n";
 const char* kEhloStarttls = "250-mx.example.org\r\n250 STARTTLS\r\n";
+const char* kEhloPipelining = "250-mx.example.org\r\n250 PIPELINING\r\n";
 
 }  // namespace
 
@@ -207,7 +225,7 @@ TEST_CASE("smtp_client: a failed handshake allows a plaintext retry for may only
 }
 
 TEST_CASE("smtp_client: a refused greeting fails the host with the server's code") {
-  ScriptedServer server("554 5.7.1 no thanks\r\n", {});
+  ScriptedServer server("554 5.7.1 no thanks\r\n", std::vector<std::string>{});
   SessionResult r = Run(server, Options(HostTls::kMay), nullptr);
   CHECK(r.host_failed);
   CHECK(r.code == "5.7.1");
@@ -309,6 +327,72 @@ TEST_CASE("smtp_client: RunSmtpSessionCached: two messages on one session, RSET 
                                                        "RCPT TO:<a@example.org>", "DATA", "<message>", "RSET",
                                                        "MAIL FROM:<sender@example.org>", "RCPT TO:<b@example.org>",
                                                        "DATA", "<message>", "QUIT"});
+}
+
+TEST_CASE("smtp_client: under PIPELINING a reused session's RSET leads the next MAIL, with no round trip of its own") {
+  // The server answers RSET only once the MAIL behind it has arrived: a client that waited for
+  // the RSET's reply first would time out here.
+  ScriptedServer server(kGreeting, {kEhloPipelining, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
+                                    "250 2.0.0 queued as X\r\n", "", "250 2.0.0 reset\r\n250 2.1.0 ok\r\n",
+                                    "250 2.1.5 ok\r\n", "354 go\r\n", "250 2.0.0 queued as Y\r\n", "221 bye\r\n"});
+  Mail first({"a"}), second({"b"});
+  const SessionOptions o = Options(HostTls::kMay);
+  {
+    SessionCache cache;
+    SessionResult r1 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &first.envelope, 0);
+    SessionResult r2 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &second.envelope, 0);
+    REQUIRE(r2.recipients.size() == 1);
+    CHECK(r2.recipients[0].status == RcptStatus::kDelivered);
+    CHECK(r2.recipients[0].reply.find("queued as Y") != std::string::npos);
+  }
+  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
+                                                       "RCPT TO:<a@example.org>", "DATA", "<message>", "RSET",
+                                                       "MAIL FROM:<sender@example.org>", "RCPT TO:<b@example.org>",
+                                                       "DATA", "<message>", "QUIT"});
+}
+
+TEST_CASE("smtp_client: a reused session whose pipelined RSET fails sends nothing more; a new session takes the message") {
+  const std::vector<std::string> first_transaction = {kEhloPipelining, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n",
+                                                      "354 go\r\n", "250 2.0.0 queued as X\r\n"};
+  const std::vector<std::string> fresh = {kEhloPipelining, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
+                                          "250 2.0.0 queued as Y\r\n", "221 bye\r\n"};
+  const std::vector<std::string> before = {"EHLO client.example", "MAIL FROM:<sender@example.org>",
+                                           "RCPT TO:<a@example.org>", "DATA", "<message>", "RSET"};
+  const std::vector<std::string> after = {"<connection>", "EHLO client.example", "MAIL FROM:<sender@example.org>",
+                                          "RCPT TO:<b@example.org>", "DATA", "<message>", "QUIT"};
+  struct Case {
+    const char* name;
+    std::vector<std::string> replies_to_rset_on;  // the old session's replies from RSET on
+    std::vector<std::string> seen_after_rset;     // what it received after RSET
+  };
+  const Case cases[] = {
+      // Refused, but the server reads on: it takes MAIL, RCPT, DATA and gets no message.
+      {"421 and reading on", {"421 4.4.2 idle too long\r\n", "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n"},
+       {"MAIL FROM:<sender@example.org>", "RCPT TO:<b@example.org>", "DATA"}},
+      {"closed without a reply", {std::string(kClose)}, {}},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    std::vector<std::string> old_session = first_transaction;
+    old_session.insert(old_session.end(), c.replies_to_rset_on.begin(), c.replies_to_rset_on.end());
+    ScriptedServer server(kGreeting, PerConnection{{old_session, fresh}});
+    Mail first({"a"}), second({"b"});
+    const SessionOptions o = Options(HostTls::kMay);
+    {
+      SessionCache cache;
+      (void)RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &first.envelope, 0);
+      SessionResult r = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &second.envelope, 0);
+      CHECK_FALSE(r.host_failed);
+      REQUIRE(r.recipients.size() == 1);
+      CHECK(r.recipients[0].status == RcptStatus::kDelivered);
+      CHECK(r.recipients[0].reply.find("queued as Y") != std::string::npos);
+      CHECK(cache.parked() == 1);
+    }
+    std::vector<std::string> expected = before;
+    expected.insert(expected.end(), c.seen_after_rset.begin(), c.seen_after_rset.end());
+    expected.insert(expected.end(), after.begin(), after.end());
+    CHECK(server.Received() == expected);
+  }
 }
 
 TEST_CASE("smtp_client: a session that failed its transaction in mid-stream is not parked") {

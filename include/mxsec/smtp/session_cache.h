@@ -11,9 +11,11 @@
 // by a delivery whose policy would have accepted it exactly as it was, and
 // never across domains (the DANE names hold the domain).
 // Promises:
-//   - Take hands a parked session to one caller only, after Reset (RSET)
+//   - Take hands a parked session to one caller only, after Reset
 //     succeeded; a session that fails Reset, has been idle longer than
-//     max_idle_ms or open longer than max_age_ms is never handed out;
+//     max_idle_ms or open longer than max_age_ms is never handed out
+//     (a session may defer its RSET into the caller's next write, and the
+//     caller then deals with its failure: RunSmtpSessionCached);
 //   - a session that has had max_uses transactions is closed, not parked;
 //     at most max_sessions are parked at once (the oldest is closed first);
 //   - every parked session is closed (QUIT) when the cache is destroyed.
@@ -41,8 +43,10 @@ class ReusableSession {
  public:
   virtual ~ReusableSession() = default;
   // Makes the session ready for a new transaction (RSET, RFC 5321 §4.1.1.5,
-  // and its 250). False: the session is unusable (closed by the server,
-  // out of step); the cache drops it without a word to the server.
+  // and its 250), or, under PIPELINING, arranges for the RSET to lead the
+  // next transaction's first write. False: the session is unusable (closed
+  // by the server, out of step); the cache drops it without a word to the
+  // server.
   virtual bool Reset() = 0;
   // Ends the session politely (QUIT).
   virtual void Close() = 0;
