@@ -48,6 +48,25 @@ Status WriteAll(int fd, std::string_view data, const std::string& path) {
   return Status::Ok();
 }
 
+// Opens `path` for reading if it is a regular file (env.h): O_NOFOLLOW
+// refuses a symbolic link as the last component (ELOOP), O_NONBLOCK makes the open
+// of a FIFO return at once (it changes nothing for a regular file), and the
+// fstat then refuses anything but a regular file. -1 with `error` set.
+int OpenRegularFile(const std::string& path, Status* error) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    // ELOOP: the name is a symbolic link (or one on the way loops).
+    *error = errno == ELOOP ? Status::Error(path + ": not a regular file (a symbolic link)") : Errno(path);
+    return -1;
+  }
+  struct stat st{};
+  if (fstat(fd, &st) != 0) *error = Errno(path + ": fstat");
+  else if (!S_ISREG(st.st_mode)) *error = Status::Error(path + ": not a regular file");
+  else return fd;
+  close(fd);
+  return -1;
+}
+
 // The descriptor holding a flock(2); closing it releases the lock (unless a
 // forked child still has the open file).
 class PosixFileLock : public FileLock {
@@ -118,8 +137,9 @@ class PosixEnv : public Env {
   }
 
   Status LockFile(const std::string& path, std::unique_ptr<FileLock>* out) const override {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Errno(path);
+    Status opened;
+    int fd = OpenRegularFile(path, &opened);
+    if (fd < 0) return opened;
     auto lock = std::make_unique<PosixFileLock>(fd);  // closes fd on every return below
     // EWOULDBLOCK: another holder; ENOLCK: no memory for locks now. Both may succeed later.
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) return Status::Unavailable(path + ": flock: " + strerror(errno));
@@ -128,8 +148,9 @@ class PosixEnv : public Env {
   }
 
   Result<std::string> ReadFile(const std::string& path, size_t max_bytes) const override {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Errno(path);
+    Status opened;
+    int fd = OpenRegularFile(path, &opened);
+    if (fd < 0) return opened;
     std::string out;
     Status s;
     char buf[65536];

@@ -3,10 +3,16 @@
 // what only MemEnv does: power losses in both readings and a failing disk.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "temp_queue_dir.h"
@@ -93,6 +99,41 @@ void CheckContract(Env* env, const std::string& dir) {
 TEST_CASE("env: the contract on the real file system (PosixEnv)") {
   mxsec_test::TempQueueDir t("mxsec-env-test");
   CheckContract(Env::Default(), t.path);
+}
+
+TEST_CASE("env: PosixEnv reads and locks only regular files: not through a symbolic link, never waiting on a FIFO") {
+  mxsec_test::TempQueueDir t("mxsec-env-test");
+  Env* env = Env::Default();
+  REQUIRE(env->CreateDir(t.path, 0750).ok());
+  const std::string secret = t.path + "/secret", link = t.path + "/link", fifo = t.path + "/fifo";
+  REQUIRE(env->WriteNewFile(secret, {"not for the queue"}, 0600).ok());
+  REQUIRE(symlink(secret.c_str(), link.c_str()) == 0);
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  // Should an open wait for a writer, writers come after 5 s: the checks then fail, not hang.
+  std::jthread unblock([&](std::stop_token stop) {  // stopped and joined however the test case ends
+    for (int waited_ms = 0; !stop.stop_requested(); waited_ms += 100) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (waited_ms < 5000) continue;
+      int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) close(fd);
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto via_link = env->ReadFile(link, 1000);
+  REQUIRE_FALSE(via_link.ok());
+  CHECK(via_link.error() == link + ": not a regular file (a symbolic link)");
+  std::unique_ptr<FileLock> lock;
+  CHECK(env->LockFile(link, &lock).message() == link + ": not a regular file (a symbolic link)");
+  auto from_fifo = env->ReadFile(fifo, 1000);
+  REQUIRE_FALSE(from_fifo.ok());
+  CHECK(from_fifo.error() == fifo + ": not a regular file");
+  Status lock_fifo = env->LockFile(fifo, &lock);
+  CHECK(lock_fifo.message() == fifo + ": not a regular file");
+  CHECK(lock == nullptr);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(4));
+  // The file itself, by its own name, as always.
+  CHECK(env->ReadFile(secret, 1000).value() == "not for the queue");
+  CHECK(env->LockFile(secret, &lock).ok());
 }
 
 TEST_CASE("env: the contract in memory (MemEnv)") {

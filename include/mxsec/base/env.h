@@ -96,6 +96,12 @@ class Env {
   // The names in directory `dir` ("." and ".." left out), in no order.
   virtual Result<std::vector<std::string>> ListDir(const std::string& dir) const = 0;
 
+  // LockFile and ReadFile open only a regular file, never through a
+  // symbolic link and never waiting on a FIFO (kGeneric "PATH: not a
+  // regular file", "... (a symbolic link)"): what they open is the storage's own file,
+  // not something another user of a group-writable directory put in its
+  // place to make a privileged reader block or read elsewhere.
+
   // Takes the exclusive lock on the existing file `path` without waiting:
   // kNotFound when there is no such file, kUnavailable when another holder
   // (another process, or another FileLock of this one) has it.
