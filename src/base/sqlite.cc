@@ -190,6 +190,14 @@ Status SqliteDb::AddColumn(const std::string& table, const std::string& column, 
   return added;
 }
 
+Result<int64_t> SqliteDb::UserVersion() {
+  Result<SqliteStatement> st = Prepare("PRAGMA user_version");
+  if (!st.ok()) return st.status();
+  Result<bool> row = st->Step();
+  if (!row.ok()) return row.status();
+  return *row ? st->ColumnInt64(0) : int64_t{0};
+}
+
 // --- SqliteTransaction ---
 
 Result<SqliteTransaction> SqliteTransaction::Begin(SqliteDb& db) {

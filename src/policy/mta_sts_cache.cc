@@ -178,6 +178,9 @@ constexpr const char* kSchema =
     " refresh_next INTEGER NOT NULL DEFAULT 0, refresh_error TEXT NOT NULL DEFAULT '',"
     " fetched_by TEXT NOT NULL DEFAULT '', removed_at INTEGER NOT NULL DEFAULT 0,"
     " removed_by TEXT NOT NULL DEFAULT '')";
+// The table's shape as this version makes it (kSchema with kAddColumns),
+// stored as the file's user_version once made (SqliteDb::UserVersion).
+constexpr int64_t kStsSchema = 1;
 // Columns a file of an older version lacks, added on open: name, declaration.
 constexpr const char* kAddColumns[][2] = {
     {"refresh_failures", "INTEGER NOT NULL DEFAULT 0"},
@@ -233,6 +236,8 @@ class SqliteStsCache : public StsCache {
     using Found = std::optional<CachedStsPolicy>;
     const std::string key = NormalDomain(domain);
     std::lock_guard<std::mutex> lock(mu_);
+    Status unprepared;
+    if (!Ready(&get_, kGet, &unprepared)) return unprepared;
     SqliteResetOnExit use(get_);
     // A lock held past the busy timeout or a damaged file is an error, not
     // "no cached policy": the caller decides conservatively.
@@ -245,6 +250,8 @@ class SqliteStsCache : public StsCache {
   Result<StsCacheSlot> Read(const std::string& domain) override {
     const std::string key = NormalDomain(domain);
     std::lock_guard<std::mutex> lock(mu_);
+    Status unprepared;
+    if (!Ready(&get_, kGet, &unprepared)) return unprepared;
     SqliteResetOnExit use(get_);
     Result<bool> row = get_.BindText(1, key).Step();
     if (!row.ok()) return Error("read policy for " + key, row.status());
@@ -260,6 +267,8 @@ class SqliteStsCache : public StsCache {
     if (!norm.ok()) return norm.status();
     const CachedStsPolicy& e = *norm;
     std::lock_guard<std::mutex> lock(mu_);
+    Status unprepared;
+    if (!Ready(&put_, kPut, &unprepared)) return unprepared;
     SqliteResetOnExit use(put_);
     put_.BindText(1, e.domain).BindText(2, e.id).BindText(3, e.text);
     put_.BindInt64(4, e.fetched_at).BindInt64(5, e.expires_at).BindInt64(6, e.refresh_failures);
@@ -270,6 +279,8 @@ class SqliteStsCache : public StsCache {
 
   Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t refresh_age, size_t limit) override {
     std::lock_guard<std::mutex> lock(mu_);
+    Status unprepared;
+    if (!Ready(&candidates_, kCandidates, &unprepared)) return unprepared;
     SqliteResetOnExit use(candidates_);
     const auto max_rows = static_cast<int64_t>(std::min<size_t>(limit, INT32_MAX));
     candidates_.BindInt64(1, now).BindInt64(2, refresh_age).BindInt64(3, max_rows);
@@ -287,6 +298,8 @@ class SqliteStsCache : public StsCache {
   Status RecordRefreshFailure(const CachedStsPolicy& state) override {
     const std::string key = NormalDomain(state.domain);
     std::lock_guard<std::mutex> lock(mu_);
+    Status unprepared;
+    if (!Ready(&record_failure_, kRecordFailure, &unprepared)) return unprepared;
     SqliteResetOnExit use(record_failure_);
     record_failure_.BindText(1, key).BindInt64(2, state.refresh_failures).BindInt64(3, state.refresh_last);
     record_failure_.BindInt64(4, state.refresh_next).BindText(5, state.refresh_error).BindInt64(6, state.fetched_at);
@@ -297,6 +310,8 @@ class SqliteStsCache : public StsCache {
     const std::string key = NormalDomain(domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
+    Status unprepared;
+    if (!Ready(&remove_, kRemove, &unprepared)) return unprepared;
     SqliteResetOnExit use(remove_);
     return Error("remove policy for " + key, remove_.BindText(1, key).BindInt64(2, Now()).BindText(3, "").Run());
   }
@@ -305,6 +320,8 @@ class SqliteStsCache : public StsCache {
     const std::string key = NormalDomain(removal.domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
+    Status unprepared;
+    if (!Ready(&record_removal_, kRecordRemoval, &unprepared)) return unprepared;
     SqliteResetOnExit use(record_removal_);
     record_removal_.BindText(1, key).BindInt64(2, removal.removed_at).BindText(3, removal.removed_by);
     return Error("record the removal of the policy for " + key, record_removal_.Run());
@@ -366,21 +383,35 @@ class SqliteStsCache : public StsCache {
     db_ = std::move(db).value();
     Status s = db_.Exec("PRAGMA journal_mode=WAL");
     if (!s.ok()) return Error("set WAL mode", s);
-    s = db_.Exec(kSchema);
-    if (!s.ok()) return Error("create table", s);
-    for (const auto& column : kAddColumns) {
-      s = db_.AddColumn("sts_policy", column[0], column[1]);
-      if (!s.ok()) return Error("add column " + std::string(column[0]), s);
+    Result<int64_t> version = db_.UserVersion();
+    if (!version.ok()) return Error("read schema version", version.status());
+    if (*version < kStsSchema) {
+      s = db_.Exec(kSchema);
+      if (!s.ok()) return Error("create table", s);
+      for (const auto& column : kAddColumns) {
+        s = db_.AddColumn("sts_policy", column[0], column[1]);
+        if (!s.ok()) return Error("add column " + std::string(column[0]), s);
+      }
+      s = db_.Exec("PRAGMA user_version = " + std::to_string(kStsSchema));
+      if (!s.ok()) return Error("write schema version", s);
     }
-    const std::pair<const char*, SqliteStatement*> statements[] = {
-        {kGet, &get_}, {kPut, &put_}, {kRemove, &remove_}, {kRecordRemoval, &record_removal_},
-        {kCandidates, &candidates_}, {kRecordFailure, &record_failure_}};
-    for (auto [sql, out] : statements) {
-      Result<SqliteStatement> prepared = db_.Prepare(sql, SqliteDb::Reuse::kPersistent);
-      if (!prepared.ok()) return Error("prepare statement", prepared.status());
-      *out = std::move(prepared).value();
+    // The read names every column: a file whose table lacks one fails here, at open, as before
+    // any statement was prepared lazily.
+    Status unprepared;
+    return Ready(&get_, kGet, &unprepared) ? Status::Ok() : unprepared;
+  }
+
+  // `*slot`, prepared from `sql` at its first use (a `deliver` process reads one row and needs
+  // no other statement); false with `*error` set when SQLite cannot prepare it.
+  bool Ready(SqliteStatement* slot, const char* sql, Status* error) {
+    if (slot->prepared()) return true;
+    Result<SqliteStatement> prepared = db_.Prepare(sql, SqliteDb::Reuse::kPersistent);
+    if (!prepared.ok()) {
+      *error = Error("prepare statement", prepared.status());
+      return false;
     }
-    return Status::Ok();
+    *slot = std::move(prepared).value();
+    return true;
   }
 
   std::string path_;

@@ -45,14 +45,6 @@ std::string NewLogId() {
   return out;
 }
 
-Result<int64_t> SchemaVersion(SqliteDb& db) {
-  Result<SqliteStatement> st = db.Prepare("PRAGMA user_version");
-  if (!st.ok()) return st.status();
-  Result<bool> row = st->Step();
-  if (!row.ok()) return row.status();
-  return *row ? st->ColumnInt64(0) : int64_t{0};
-}
-
 Status PrepareVersion1(SqliteDb& db, const std::string& path);
 
 // Creates the tables, or brings those of an older version to this one.
@@ -70,7 +62,7 @@ Status PrepareVersion1(SqliteDb& db, const std::string& path);
 Status PrepareAttemptsTable(SqliteDb& db, const std::string& path) {
   Status pragmas = db.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
   if (!pragmas.ok()) return pragmas.Prefixed(path + ": ");
-  Result<int64_t> version = SchemaVersion(db);
+  Result<int64_t> version = db.UserVersion();
   if (!version.ok()) return version.status().Prefixed(path + ": ");
   if (*version >= kAttemptsSchema) return Status::Ok();
   if (*version < 1) {

@@ -680,6 +680,49 @@ TEST_CASE("mta_sts: sqlite cache removal marks, kept on reopening, and the colum
   CHECK(reopened.value()->Get("old.example").has_value());
 }
 
+namespace {
+
+int64_t UserVersionOf(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  const int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("mta_sts: sqlite cache: a file made or migrated is marked with its schema version, and one so marked "
+          "is not checked again but must still have every column") {
+  TempDir dir;
+  const std::string made = dir.path() + "/made.db", older = dir.path() + "/older.db", marked = dir.path() + "/x.db";
+  REQUIRE(OpenSqliteStsCache(made).ok());
+  CHECK(UserVersionOf(made) == 1);
+  // The version before refresh state: migrated once, then marked.
+  for (const std::string& path : {older, marked}) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const std::string sql = "CREATE TABLE sts_policy (domain TEXT PRIMARY KEY, id TEXT, text TEXT,"
+                            " fetched_at INTEGER, expires_at INTEGER);" +
+                            std::string(path == marked ? "PRAGMA user_version = 1;" : "");
+    REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  Result<std::unique_ptr<StsCache>> migrated = OpenSqliteStsCache(older);
+  REQUIRE_MESSAGE(migrated.ok(), migrated.error());
+  CHECK(migrated.value()->Put(Entry("a.example", "a1", kGood, 5)).ok());
+  CHECK(UserVersionOf(older) == 1);
+  // Marked as made by this version but lacking its columns: refused at open, not at the first read.
+  Result<std::unique_ptr<StsCache>> refused = OpenSqliteStsCache(marked);
+  REQUIRE_FALSE(refused.ok());
+  CHECK_MESSAGE(refused.error().find("sts cache " + marked + ": prepare statement: no such column") == 0,
+                refused.error());
+}
+
 TEST_CASE("mta_sts: sqlite cache round trip and sharing") {
   TempDir dir;
   const std::string path = dir.path() + "/sts.db";

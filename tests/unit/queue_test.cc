@@ -695,6 +695,24 @@ std::vector<LostPower> PowerLossesDuring(MemEnv& env, const std::function<void()
   return losses;
 }
 
+// Runs `check` on the queue in `dir` of each disk in `losses`, opened as the next process would, with
+// the instant named in the output of any assertion that fails.
+void ForEachLoss(std::vector<LostPower>& losses, const std::string& dir,
+                 const std::function<void(const LostPower&, Queue&)>& check) {
+  for (LostPower& loss : losses) {
+    INFO("power loss " << loss.when);
+    auto after = Queue::Open(dir, false, loss.disk.get());
+    REQUIRE(after.ok());
+    check(loss, after.value());
+  }
+}
+
+// A queue run after the power loss: every message still queued, once, to `again`.
+void RunAgain(Queue& q, FakeClock* clock, FakeDeliverer* again) {
+  for (const std::string& left : q.Ids())
+    ProcessQueuedMessage(q, left, QueueLock(), true, again->Fn(), clock, Settings(), nullptr);
+}
+
 }  // namespace
 
 TEST_CASE("queue: a power loss during Submit leaves the whole message or, after the next Clean, nothing") {
@@ -712,28 +730,25 @@ TEST_CASE("queue: a power loss during Submit leaves the whole message or, after 
   REQUIRE(losses.size() == 12);
   FakeClock later(time(nullptr) + 7200);
   size_t debris_removed = 0, queued = 0;
-  for (LostPower& loss : losses) {
-    INFO("power loss " << loss.when);
-    auto after = Queue::Open(t.path, false, loss.disk.get());
-    REQUIRE(after.ok());
-    if (after->Ids().empty()) {
+  ForEachLoss(losses, t.path, [&](const LostPower& loss, Queue& after) {
+    if (after.Ids().empty()) {
       // The submitter never got an answer; a message file without its envelope is debris.
       for (const std::string& name : mxsec_test::FilesIn(*loss.disk, t.path))
         debris_removed += name == id.value() + ".msg";
-      after->Clean(&later, 3600);
+      after.Clean(&later, 3600);
       CHECK(mxsec_test::FilesIn(*loss.disk, t.path).empty());
     } else {
       // The envelope was renamed into place (kept by the file system): the whole message is there.
       ++queued;
-      CHECK(after->Ids() == std::vector<std::string>{id.value()});
-      auto message = after->ReadMessage(id.value());
-      auto env = after->ReadEnvelope(id.value());
+      CHECK(after.Ids() == std::vector<std::string>{id.value()});
+      auto message = after.ReadMessage(id.value());
+      auto env = after.ReadEnvelope(id.value());
       REQUIRE(message.ok());
       REQUIRE(env.ok());
       CHECK(message.value() == kMsg);
       CHECK(env->size == strlen(kMsg));
     }
-  }
+  });
   CHECK(debris_removed > 0);  // a message file linked before its envelope, removed by Clean
   CHECK(queued == 1);         // renamed, not yet synced, kept
   // Once Submit returned, the message survives any power loss.
@@ -761,17 +776,14 @@ TEST_CASE("queue: a power loss while an envelope is replaced leaves the old one 
   REQUIRE(written.ok());
   REQUIRE(losses.size() == 6);  // temporary file, rename, directory sync
   std::set<int> seen;
-  for (LostPower& loss : losses) {
-    INFO("power loss " << loss.when);
-    auto after = Queue::Open(t.path, false, loss.disk.get());
-    REQUIRE(after.ok());
-    auto env = after->ReadEnvelope(id.value());
+  ForEachLoss(losses, t.path, [&](const LostPower&, Queue& after) {
+    auto env = after.ReadEnvelope(id.value());
     REQUIRE_MESSAGE(env.ok(), env.error());
     const bool is_new = env->attempts == 1 && env->recipients[0].state == RecipientState::kDelivered;
     const bool is_old = env->attempts == 0 && env->recipients[0].state == RecipientState::kPending;
     CHECK((is_old || is_new));
     seen.insert(env->attempts);
-  }
+  });
   CHECK(seen == std::set<int>{0, 1});
   std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
   auto after = Queue::Open(t.path, false, disk.get());
@@ -793,19 +805,16 @@ TEST_CASE("queue: a power loss while a message is removed never leaves an envelo
   REQUIRE(removed.ok());
   REQUIRE(losses.size() == 6);  // envelope, message, directory sync
   FakeClock later(time(nullptr) + 7200);
-  for (LostPower& loss : losses) {
-    INFO("power loss " << loss.when);
-    auto after = Queue::Open(t.path, false, loss.disk.get());
-    REQUIRE(after.ok());
-    if (!after->Ids().empty()) {
-      auto message = after->ReadMessage(id.value());  // still queued, whole
+  ForEachLoss(losses, t.path, [&](const LostPower& loss, Queue& after) {
+    if (!after.Ids().empty()) {
+      auto message = after.ReadMessage(id.value());  // still queued, whole
       REQUIRE_MESSAGE(message.ok(), message.error());
       CHECK(message.value() == kMsg);
-      continue;
+      return;
     }
-    after->Clean(&later, 3600);  // a message file left without its envelope is debris
+    after.Clean(&later, 3600);  // a message file left without its envelope is debris
     CHECK(mxsec_test::FilesIn(*loss.disk, t.path).empty());
-  }
+  });
   std::unique_ptr<MemEnv> disk = t.env.AfterPowerLoss();
   CHECK(mxsec_test::FilesIn(*disk, t.path).empty());
 }
@@ -827,17 +836,13 @@ TEST_CASE("queue: a message whose last recipients are delivered is removed with 
   CHECK(fake.calls == 1);
   // The removal only (envelope, message, directory sync): the delivery's own record is the removal.
   REQUIRE(losses.size() == 6);
-  for (LostPower& loss : losses) {
-    INFO("power loss " << loss.when);
-    auto after = Queue::Open(t.path, false, loss.disk.get());
-    REQUIRE(after.ok());
-    FakeDeliverer again;
-    for (const std::string& left : after->Ids())
-      ProcessQueuedMessage(after.value(), left, QueueLock(), true, again.Fn(), &clock, Settings(), nullptr);
+  ForEachLoss(losses, t.path, [&](const LostPower&, Queue& after) {
     // Still queued: the one transaction in flight is made again, once; else nothing is.
+    FakeDeliverer again;
+    RunAgain(after, &clock, &again);
     CHECK(again.calls <= 1);
-    CHECK(after->Ids().empty());
-  }
+    CHECK(after.Ids().empty());
+  });
 
   // Two domains: each delivery is recorded before the next domain starts (a crash between them
   // must not send the first domain's copy again).
@@ -854,22 +859,18 @@ TEST_CASE("queue: a message whose last recipients are delivered is removed with 
   // first domain's write is durable sends that one again (and the second for the first time); from
   // the removal's changes on, only the second domain's, the one in flight, is sent again.
   bool first_recorded = false;
-  for (LostPower& loss : losses2) {
-    INFO("power loss " << loss.when);
+  ForEachLoss(losses2, t.path, [&](const LostPower& loss, Queue& after) {
     if (loss.when.rfind("before remove", 0) == 0) first_recorded = true;
-    auto after = Queue::Open(t.path, false, loss.disk.get());
-    REQUIRE(after.ok());
     FakeDeliverer again;
-    for (const std::string& left : after->Ids())
-      ProcessQueuedMessage(after.value(), left, QueueLock(), true, again.Fn(), &clock, Settings(), nullptr);
+    RunAgain(after, &clock, &again);
     CHECK(again.calls <= 2);
     for (const auto& [rcpt, n] : again.per_rcpt) CHECK(n == 1);
     if (first_recorded) {
       CHECK(again.calls <= 1);
       CHECK(again.per_rcpt.count("ok@one.test") == 0);
     }
-    CHECK(after->Ids().empty());
-  }
+    CHECK(after.Ids().empty());
+  });
   CHECK(first_recorded);
 }
 

@@ -166,6 +166,15 @@ TEST_CASE("sqlite: a transaction commits, or rolls back when dropped") {
   CHECK(CountRows(db, "t") == 1);
 }
 
+TEST_CASE("sqlite: UserVersion is 0 for a new file and what was stored after") {
+  TempQueueDir dir("mxsec-sqlite-test");
+  const std::string path = dir.path + ".db";
+  SqliteDb db = MustOpen(path);
+  CHECK(db.UserVersion().value() == 0);
+  REQUIRE(db.Exec("PRAGMA user_version = 7").ok());
+  CHECK(MustOpen(path).UserVersion().value() == 7);
+}
+
 TEST_CASE("sqlite: AddColumn migrates once and tolerates a column already there") {
   TempQueueDir dir("mxsec-sqlite-test");
   const std::string path = dir.path + ".db";

@@ -45,6 +45,8 @@ class SqliteStatement {
   SqliteStatement(const SqliteStatement&) = delete;
   SqliteStatement& operator=(const SqliteStatement&) = delete;
 
+  // False for a default-constructed (or moved-from) statement.
+  bool prepared() const { return stmt_ != nullptr; }
   // Parameters are numbered from 1 (?1, ?2, ...).
   SqliteStatement& BindText(int index, std::string_view text);
   SqliteStatement& BindInt64(int index, int64_t value);
@@ -119,6 +121,11 @@ class SqliteDb {
   // processes may migrate at once; a column the other one just added is
   // not an error.
   Status AddColumn(const std::string& table, const std::string& column, const std::string& declaration);
+  // PRAGMA user_version: 0 for a new file. A store writes its schema's
+  // version there once the file has that shape, so that later opens skip
+  // the CREATE statements and column checks (each a statement SQLite
+  // parses, paid by every short-lived process).
+  Result<int64_t> UserVersion();
 
  private:
   explicit SqliteDb(sqlite3* db) : db_(db) {}
