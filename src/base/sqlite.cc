@@ -150,6 +150,17 @@ Result<SqliteDb> SqliteDb::Open(const std::string& path, const SqliteOpenOptions
     const int set = sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     if (set != SQLITE_OK) return ErrorOf(raw, set);
   }
+  if (options.truncate_wal_at_frames > 0) {
+    // Called after each commit, its write lock released (sqlite3_wal_hook); replaces the
+    // automatic checkpoint. A checkpoint that fails (readers stayed past the busy timeout, an I/O
+    // error) leaves the WAL to the next commit: the commit itself is done.
+    auto truncate = [](void* at_frames, sqlite3* handle, const char* db_name, int frames) -> int {
+      if (frames >= static_cast<int>(reinterpret_cast<intptr_t>(at_frames)))
+        (void)sqlite3_wal_checkpoint_v2(handle, db_name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+      return SQLITE_OK;
+    };
+    sqlite3_wal_hook(raw, truncate, reinterpret_cast<void*>(static_cast<intptr_t>(options.truncate_wal_at_frames)));
+  }
   return Result<SqliteDb>(std::move(db));
 }
 

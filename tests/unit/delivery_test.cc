@@ -1,6 +1,7 @@
 // delivery_test.cc - MX iteration and per-recipient outcomes of
 // DeliverDomain, with a fake SMTP session.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 
@@ -582,6 +583,32 @@ TEST_CASE("delivery: a batched attempt log holds rows until 64 are waiting, Flus
   CHECK(all->back().time == 100);
   for (const char* suffix : {"", "-wal", "-shm"}) unlink((path + suffix).c_str());
   rmdir(dir.c_str());
+}
+
+TEST_CASE("delivery: the attempt log's WAL is checkpointed every few dozen pages, however many processes append") {
+  char tmpl[] = "/tmp/mxsec-attempts-wal-test.XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  const std::string path = std::string(tmpl) + "/delivery.sqlite";
+  AttemptRecord r;
+  r.domain = "example.org";
+  r.outcome = "delivered";
+  r.detail = std::string(3000, 'x');  // a page of the WAL per commit at least
+  // Every `deliver` opens the log, writes its rows and closes it without a checkpoint.
+  for (int process = 0; process < 300; ++process) {
+    auto log = OpenSqliteAttemptLog(path);
+    REQUIRE(log.ok());
+    r.time = process;
+    REQUIRE((*log)->Record(r).ok());
+  }
+  // 300 commits of a page or more; the WAL (never truncated, its size the most it held) stayed near
+  // the 64 pages of its bound, which each opening process reads through.
+  struct stat wal{};
+  REQUIRE(stat((path + "-wal").c_str(), &wal) == 0);
+  CHECK(wal.st_size <= 80 * (4096 + 24) + 32);
+  auto rows = ReadAttempts(path, 0, 1LL << 40);
+  REQUIRE(rows.ok());
+  CHECK(rows->size() == 300);
+  std::filesystem::remove_all(tmpl);
 }
 
 TEST_CASE("delivery: each session's record names our end of it (RFC 8460 sending-mta-ip), kept by the SQLite log") {

@@ -93,6 +93,14 @@ struct SqliteOpenOptions {
   // past wal_autocheckpoint pages) instead of checkpointing, fsyncing and deleting it
   // (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): for a log that many short processes append to.
   bool checkpoint_on_close = true;
+  // With checkpoint_on_close false: once a commit leaves the WAL at this many frames or more, the
+  // committing connection checkpoints it and truncates it to nothing (waiting for readers up to
+  // the busy timeout; if they stay, the next commit tries again). 0: SQLite's own automatic
+  // checkpoint. Why not that: a process that opens the file with no other process holding it
+  // rebuilds the WAL's index from every frame, and forgets that an earlier process's automatic
+  // checkpoint already copied them, so the WAL is never restarted and grows by every process's
+  // commits, each paying for the reading and for a checkpoint of the whole WAL.
+  int truncate_wal_at_frames = 0;
 };
 
 class SqliteDb {
