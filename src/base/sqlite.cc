@@ -152,14 +152,23 @@ Result<SqliteDb> SqliteDb::Open(const std::string& path, const SqliteOpenOptions
   }
   if (options.truncate_wal_at_frames > 0) {
     // Called after each commit, its write lock released (sqlite3_wal_hook); replaces the
-    // automatic checkpoint. A checkpoint that fails (readers stayed past the busy timeout, an I/O
-    // error) leaves the WAL to the next commit: the commit itself is done.
-    auto truncate = [](void* at_frames, sqlite3* handle, const char* db_name, int frames) -> int {
-      if (frames >= static_cast<int>(reinterpret_cast<intptr_t>(at_frames)))
-        (void)sqlite3_wal_checkpoint_v2(handle, db_name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    // automatic checkpoint. The checkpoint does not wait for other processes (a TRUNCATE waits
+    // for every reader with the busy handler, which would hold up a delivery behind a long
+    // `stats` read): busy, or failed for any other reason, it leaves the WAL to the next commit,
+    // the commit itself being done. Both numbers travel in the hook's argument, which has no
+    // lifetime of its own to outlive: frames in the low 32 bits, the busy timeout in the high.
+    static_assert(sizeof(uintptr_t) >= 8, "the hook's argument holds two 32-bit numbers");
+    auto truncate = [](void* arg, sqlite3* handle, const char* db_name, int frames) -> int {
+      const auto packed = reinterpret_cast<uintptr_t>(arg);
+      if (frames < static_cast<int>(packed & 0xffffffffu)) return SQLITE_OK;
+      sqlite3_busy_timeout(handle, 0);
+      (void)sqlite3_wal_checkpoint_v2(handle, db_name, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+      sqlite3_busy_timeout(handle, static_cast<int>(packed >> 32));
       return SQLITE_OK;
     };
-    sqlite3_wal_hook(raw, truncate, reinterpret_cast<void*>(static_cast<intptr_t>(options.truncate_wal_at_frames)));
+    const uintptr_t packed = (static_cast<uintptr_t>(static_cast<uint32_t>(options.busy_timeout_ms)) << 32) |
+                             static_cast<uint32_t>(options.truncate_wal_at_frames);
+    sqlite3_wal_hook(raw, truncate, reinterpret_cast<void*>(packed));
   }
   return Result<SqliteDb>(std::move(db));
 }

@@ -94,8 +94,8 @@ struct SqliteOpenOptions {
   // (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): for a log that many short processes append to.
   bool checkpoint_on_close = true;
   // With checkpoint_on_close false: once a commit leaves the WAL at this many frames or more, the
-  // committing connection checkpoints it and truncates it to nothing (waiting for readers up to
-  // the busy timeout; if they stay, the next commit tries again). 0: SQLite's own automatic
+  // committing connection checkpoints it and truncates it to nothing, without waiting (with
+  // another process reading or writing, the next commit tries again). 0: SQLite's own automatic
   // checkpoint. Why not that: a process that opens the file with no other process holding it
   // rebuilds the WAL's index from every frame, and forgets that an earlier process's automatic
   // checkpoint already copied them, so the WAL is never restarted and grows by every process's
