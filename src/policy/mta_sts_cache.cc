@@ -236,8 +236,7 @@ class SqliteStsCache : public StsCache {
     using Found = std::optional<CachedStsPolicy>;
     const std::string key = NormalDomain(domain);
     std::lock_guard<std::mutex> lock(mu_);
-    Status unprepared;
-    if (!Ready(&get_, kGet, &unprepared)) return unprepared;
+    if (Status unprepared = Ready(&get_, kGet); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(get_);
     // A lock held past the busy timeout or a damaged file is an error, not
     // "no cached policy": the caller decides conservatively.
@@ -250,8 +249,7 @@ class SqliteStsCache : public StsCache {
   Result<StsCacheSlot> Read(const std::string& domain) override {
     const std::string key = NormalDomain(domain);
     std::lock_guard<std::mutex> lock(mu_);
-    Status unprepared;
-    if (!Ready(&get_, kGet, &unprepared)) return unprepared;
+    if (Status unprepared = Ready(&get_, kGet); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(get_);
     Result<bool> row = get_.BindText(1, key).Step();
     if (!row.ok()) return Error("read policy for " + key, row.status());
@@ -267,8 +265,7 @@ class SqliteStsCache : public StsCache {
     if (!norm.ok()) return norm.status();
     const CachedStsPolicy& e = *norm;
     std::lock_guard<std::mutex> lock(mu_);
-    Status unprepared;
-    if (!Ready(&put_, kPut, &unprepared)) return unprepared;
+    if (Status unprepared = Ready(&put_, kPut); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(put_);
     put_.BindText(1, e.domain).BindText(2, e.id).BindText(3, e.text);
     put_.BindInt64(4, e.fetched_at).BindInt64(5, e.expires_at).BindInt64(6, e.refresh_failures);
@@ -279,8 +276,7 @@ class SqliteStsCache : public StsCache {
 
   Result<std::vector<CachedStsPolicy>> RefreshCandidates(int64_t now, int64_t refresh_age, size_t limit) override {
     std::lock_guard<std::mutex> lock(mu_);
-    Status unprepared;
-    if (!Ready(&candidates_, kCandidates, &unprepared)) return unprepared;
+    if (Status unprepared = Ready(&candidates_, kCandidates); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(candidates_);
     const auto max_rows = static_cast<int64_t>(std::min<size_t>(limit, INT32_MAX));
     candidates_.BindInt64(1, now).BindInt64(2, refresh_age).BindInt64(3, max_rows);
@@ -298,8 +294,7 @@ class SqliteStsCache : public StsCache {
   Status RecordRefreshFailure(const CachedStsPolicy& state) override {
     const std::string key = NormalDomain(state.domain);
     std::lock_guard<std::mutex> lock(mu_);
-    Status unprepared;
-    if (!Ready(&record_failure_, kRecordFailure, &unprepared)) return unprepared;
+    if (Status unprepared = Ready(&record_failure_, kRecordFailure); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(record_failure_);
     record_failure_.BindText(1, key).BindInt64(2, state.refresh_failures).BindInt64(3, state.refresh_last);
     record_failure_.BindInt64(4, state.refresh_next).BindText(5, state.refresh_error).BindInt64(6, state.fetched_at);
@@ -310,8 +305,7 @@ class SqliteStsCache : public StsCache {
     const std::string key = NormalDomain(domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
-    Status unprepared;
-    if (!Ready(&remove_, kRemove, &unprepared)) return unprepared;
+    if (Status unprepared = Ready(&remove_, kRemove); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(remove_);
     return Error("remove policy for " + key, remove_.BindText(1, key).BindInt64(2, Now()).BindText(3, "").Run());
   }
@@ -320,8 +314,7 @@ class SqliteStsCache : public StsCache {
     const std::string key = NormalDomain(removal.domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
-    Status unprepared;
-    if (!Ready(&record_removal_, kRecordRemoval, &unprepared)) return unprepared;
+    if (Status unprepared = Ready(&record_removal_, kRecordRemoval); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(record_removal_);
     record_removal_.BindText(1, key).BindInt64(2, removal.removed_at).BindText(3, removal.removed_by);
     return Error("record the removal of the policy for " + key, record_removal_.Run());
@@ -397,21 +390,17 @@ class SqliteStsCache : public StsCache {
     }
     // The read names every column: a file whose table lacks one fails here, at open, as before
     // any statement was prepared lazily.
-    Status unprepared;
-    return Ready(&get_, kGet, &unprepared) ? Status::Ok() : unprepared;
+    return Ready(&get_, kGet);
   }
 
-  // `*slot`, prepared from `sql` at its first use (a `deliver` process reads one row and needs
-  // no other statement); false with `*error` set when SQLite cannot prepare it.
-  bool Ready(SqliteStatement* slot, const char* sql, Status* error) {
-    if (slot->prepared()) return true;
+  // Prepares `*slot` from `sql` at its first use (a `deliver` process reads one row and needs no
+  // other statement); an error when SQLite cannot.
+  Status Ready(SqliteStatement* slot, const char* sql) {
+    if (slot->prepared()) return Status::Ok();
     Result<SqliteStatement> prepared = db_.Prepare(sql, SqliteDb::Reuse::kPersistent);
-    if (!prepared.ok()) {
-      *error = Error("prepare statement", prepared.status());
-      return false;
-    }
+    if (!prepared.ok()) return Error("prepare statement", prepared.status());
     *slot = std::move(prepared).value();
-    return true;
+    return Status::Ok();
   }
 
   std::string path_;

@@ -305,50 +305,44 @@ TEST_CASE("smtp_client: report_verification probes measure STARTTLS and send not
   CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "STARTTLS", "QUIT"});
 }
 
-TEST_CASE("smtp_client: RunSmtpSessionCached: two messages on one session, RSET between, QUIT when the cache goes") {
-  ScriptedServer server(kGreeting, {kEhloPlain, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
-                                    "250 2.0.0 queued as X\r\n", "250 2.0.0 reset\r\n", "250 2.1.0 ok\r\n",
-                                    "250 2.1.5 ok\r\n", "354 go\r\n", "250 2.0.0 queued as Y\r\n", "221 bye\r\n"});
-  Mail first({"a"}), second({"b"});
-  const SessionOptions o = Options(HostTls::kMay);
-  {
-    SessionCache cache;
-    SessionResult r1 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &first.envelope, 0);
-    CHECK(cache.parked() == 1);
-    SessionResult r2 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &second.envelope, 0);
-    REQUIRE(r1.recipients.size() == 1);
-    REQUIRE(r2.recipients.size() == 1);
-    CHECK(r1.recipients[0].reply.find("queued as X") != std::string::npos);
-    CHECK(r2.recipients[0].reply.find("queued as Y") != std::string::npos);
-    CHECK(r2.greeting == r1.greeting);  // the session's facts travel with it
-    CHECK(cache.parked() == 1);
+TEST_CASE("smtp_client: RunSmtpSessionCached: two messages on one session, RSET between (under PIPELINING in the "
+          "MAIL's write, with no round trip of its own), QUIT when the cache goes") {
+  struct Case {
+    const char* ehlo;
+    const char* rset_reply;  // the reply to the RSET line
+    const char* mail_reply;  // and to the MAIL line after it
+  };
+  const Case cases[] = {
+      {kEhloPlain, "250 2.0.0 reset\r\n", "250 2.1.0 ok\r\n"},
+      // The server answers RSET only once the MAIL behind it has arrived: a client that waited
+      // for the RSET's reply first would time out here.
+      {kEhloPipelining, "", "250 2.0.0 reset\r\n250 2.1.0 ok\r\n"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.ehlo);
+    ScriptedServer server(kGreeting, {c.ehlo, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
+                                      "250 2.0.0 queued as X\r\n", c.rset_reply, c.mail_reply, "250 2.1.5 ok\r\n",
+                                      "354 go\r\n", "250 2.0.0 queued as Y\r\n", "221 bye\r\n"});
+    Mail first({"a"}), second({"b"});
+    const SessionOptions o = Options(HostTls::kMay);
+    {
+      SessionCache cache;
+      SessionResult r1 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &first.envelope, 0);
+      CHECK(cache.parked() == 1);
+      SessionResult r2 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &second.envelope, 0);
+      REQUIRE(r1.recipients.size() == 1);
+      REQUIRE(r2.recipients.size() == 1);
+      CHECK(r1.recipients[0].reply.find("queued as X") != std::string::npos);
+      CHECK(r2.recipients[0].status == RcptStatus::kDelivered);
+      CHECK(r2.recipients[0].reply.find("queued as Y") != std::string::npos);
+      CHECK(r2.greeting == r1.greeting);  // the session's facts travel with it
+      CHECK(cache.parked() == 1);
+    }
+    CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
+                                                         "RCPT TO:<a@example.org>", "DATA", "<message>", "RSET",
+                                                         "MAIL FROM:<sender@example.org>", "RCPT TO:<b@example.org>",
+                                                         "DATA", "<message>", "QUIT"});
   }
-  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
-                                                       "RCPT TO:<a@example.org>", "DATA", "<message>", "RSET",
-                                                       "MAIL FROM:<sender@example.org>", "RCPT TO:<b@example.org>",
-                                                       "DATA", "<message>", "QUIT"});
-}
-
-TEST_CASE("smtp_client: under PIPELINING a reused session's RSET leads the next MAIL, with no round trip of its own") {
-  // The server answers RSET only once the MAIL behind it has arrived: a client that waited for
-  // the RSET's reply first would time out here.
-  ScriptedServer server(kGreeting, {kEhloPipelining, "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "354 go\r\n",
-                                    "250 2.0.0 queued as X\r\n", "", "250 2.0.0 reset\r\n250 2.1.0 ok\r\n",
-                                    "250 2.1.5 ok\r\n", "354 go\r\n", "250 2.0.0 queued as Y\r\n", "221 bye\r\n"});
-  Mail first({"a"}), second({"b"});
-  const SessionOptions o = Options(HostTls::kMay);
-  {
-    SessionCache cache;
-    SessionResult r1 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &first.envelope, 0);
-    SessionResult r2 = RunSmtpSessionCached(&cache, "127.0.0.1", server.port, o, &second.envelope, 0);
-    REQUIRE(r2.recipients.size() == 1);
-    CHECK(r2.recipients[0].status == RcptStatus::kDelivered);
-    CHECK(r2.recipients[0].reply.find("queued as Y") != std::string::npos);
-  }
-  CHECK(server.Received() == std::vector<std::string>{"EHLO client.example", "MAIL FROM:<sender@example.org>",
-                                                       "RCPT TO:<a@example.org>", "DATA", "<message>", "RSET",
-                                                       "MAIL FROM:<sender@example.org>", "RCPT TO:<b@example.org>",
-                                                       "DATA", "<message>", "QUIT"});
 }
 
 TEST_CASE("smtp_client: a reused session whose pipelined RSET fails sends nothing more; a new session takes the message") {

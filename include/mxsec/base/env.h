@@ -98,9 +98,10 @@ class Env {
 
   // LockFile and ReadFile open only a regular file, never through a
   // symbolic link and never waiting on a FIFO (kGeneric "PATH: not a
-  // regular file", "... (a symbolic link)"): what they open is the storage's own file,
-  // not something another user of a group-writable directory put in its
-  // place to make a privileged reader block or read elsewhere.
+  // regular file", "... (a symbolic link)"): what they open is the
+  // storage's own file, not something another user of a group-writable
+  // directory put in its place to make a privileged reader block or read
+  // elsewhere.
 
   // Takes the exclusive lock on the existing file `path` without waiting:
   // kNotFound when there is no such file, kUnavailable when another holder

@@ -89,8 +89,8 @@ struct SqliteOpenOptions {
   bool create = true;             // false: the file must exist
   bool full_mutex = false;        // SQLITE_OPEN_FULLMUTEX: the handle may be used from several threads
   int busy_timeout_ms = 5000;     // how long a statement waits for another process's lock
-  // false: the last connection to close leaves the WAL to the next automatic checkpoint (a commit
-  // past wal_autocheckpoint pages) instead of checkpointing, fsyncing and deleting it
+  // false: the last connection to close leaves the WAL to a later checkpoint (give it a bound:
+  // truncate_wal_at_frames) instead of checkpointing, fsyncing and deleting it
   // (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): for a log that many short processes append to.
   bool checkpoint_on_close = true;
   // With checkpoint_on_close false: once a commit leaves the WAL at this many frames or more, the
