@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "mxsec/base/sqlite.h"
 #include "mxsec/dns/dns.h"
 #include "mxsec/policy/mta_sts.h"
 
@@ -683,15 +684,11 @@ TEST_CASE("mta_sts: sqlite cache removal marks, kept on reopening, and the colum
 namespace {
 
 int64_t UserVersionOf(const std::string& path) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  const int64_t v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
+  Result<SqliteDb> db = SqliteDb::Open(path, SqliteOpenOptions());
+  REQUIRE(db.ok());
+  Result<int64_t> version = db->UserVersion();
+  REQUIRE(version.ok());
+  return *version;
 }
 
 }  // namespace
