@@ -13,6 +13,7 @@ std::vector<ProbedAddress> ProbeMxHosts(const DomainPolicy& policy, const Delive
     for (const std::string& address : mx.addresses) {
       SessionOptions so = SessionOptionsFor(policy, mx, options);
       so.probe_only = true;
+      so.describe_chain = true;
       ProbedAddress p{&mx, address, options.port, options.session(address, options.port, so, nullptr, clock->Now())};
       if (attempts) {
         AttemptRecord rec = SessionAttemptRecord(policy, mx, address, options.port, clock->Now());

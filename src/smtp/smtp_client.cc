@@ -58,6 +58,31 @@ void GnutlsGlobalInit() {
   std::call_once(once, [] { gnutls_global_init(); });
 }
 
+// What every session offers: GnuTLS's defaults without the protocols
+// before TLS 1.2, and X25519 first among the key exchange groups. With
+// GNUTLS_KEY_SHARE_TOP (StartTls) a TLS 1.3 ClientHello then carries a
+// single key share, X25519, as OpenSSL's client sends by default: one key
+// generated instead of two (X25519 and P-256), and a cheaper shared secret
+// than P-256 when the server takes it. A server without X25519 asks for
+// another group it supports (HelloRetryRequest, RFC 8446 §4.1.4): one more
+// round trip, the same security. The other groups keep GnuTLS's order.
+constexpr char kTlsPriority[] =
+    "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-SSL3.0:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
+    "+GROUP-SECP521R1:+GROUP-X448:+GROUP-FFDHE2048:+GROUP-FFDHE3072:+GROUP-FFDHE4096:+GROUP-FFDHE6144:"
+    "+GROUP-FFDHE8192";
+
+// kTlsPriority parsed once per process (a priority cache is read-only and
+// may be shared by any number of sessions); null when GnuTLS refused it.
+gnutls_priority_t TlsPriority() {
+  static gnutls_priority_t priority = [] {
+    GnutlsGlobalInit();
+    gnutls_priority_t p = nullptr;
+    if (gnutls_priority_init2(&p, kTlsPriority, nullptr, 0) < 0) return static_cast<gnutls_priority_t>(nullptr);
+    return p;
+  }();
+  return priority;
+}
+
 struct CredFree {
   void operator()(gnutls_certificate_credentials_t c) const { gnutls_certificate_free_credentials(c); }
 };
@@ -224,12 +249,11 @@ class Connection {
     if (gnutls_certificate_allocate_credentials(&cred) < 0) return Status::Error("TLS: cannot allocate credentials");
     cred_.reset(cred);
     gnutls_session_t s = nullptr;
-    if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
+    if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL | GNUTLS_KEY_SHARE_TOP) < 0)
       return Status::Error("TLS: cannot create a session");
     tls_.reset(s);
-    const char* err_pos = nullptr;
-    if (gnutls_priority_set_direct(s, "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1:-VERS-SSL3.0", &err_pos) < 0)
-      return Status::Error("TLS: priority string rejected");
+    gnutls_priority_t priority = TlsPriority();
+    if (!priority || gnutls_priority_set(s, priority) < 0) return Status::Error("TLS: priority string rejected");
     if (!sni.empty()) gnutls_server_name_set(s, GNUTLS_NAME_DNS, sni.data(), sni.size());
     gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred_.get());
     // Data GnuTLS cannot use is not an error: the handshake is then a full one.
@@ -417,7 +441,7 @@ std::vector<DerCertificate> DescribeTls(Session& s) {
     gnutls_free(d);
   }
   std::vector<DerCertificate> chain = PeerChain(ts);
-  tls.chain = DescribeChain(chain);
+  if (s.options.describe_chain) tls.chain = DescribeChain(chain);
   return chain;
 }
 

@@ -9,7 +9,7 @@ of its own). What is checked, from both ends:
     resumed session (the queue run's log on stderr);
   - Postfix: its Received: header (and its "TLS connection established" log line, at
     smtpd_tls_loglevel 1) describes the handshake, "(using TLSv1.3 with cipher ... key-exchange
-    ECDHE (prime256v1) server-signature ECDSA (prime256v1) server-digest SHA256)"; in a resumed
+    X25519 server-signature ECDSA (prime256v1) server-digest SHA256)"; in a resumed
     session the server signs nothing (PSK with (EC)DHE, RFC 8446 §2.2) and Postfix has no digest to
     name: the header lacks "server-digest" (found against Postfix 3.7 with OpenSSL 3; the key type
     is still named, from the certificate). Postfix logs "Reusing old session" only at
@@ -116,6 +116,8 @@ class ResumeTest(unittest.TestCase):
         self.assertEqual(sorted(headers), sorted(r.lower() for r in rcpts), headers)
         for rcpt, h in headers.items():
             self.assertIn("(using TLSv1.3 with cipher", h, rcpt)   # every message over TLS 1.3
+            # The client's one key share (smtp_client.cc), resumed or not (PSK with (EC)DHE).
+            self.assertIn(" key-exchange X25519 ", h, rcpt)
         return r, headers
 
     def test_later_sessions_resume_under_dane_and_pkix_never_may(self):

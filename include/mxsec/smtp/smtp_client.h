@@ -71,6 +71,10 @@ struct SessionOptions {
   std::string required_by;                 // who demands TLS, for messages ("" : DANE/MTA-STS by `tls`)
   SmtpTimeouts timeouts;
   bool probe_only = false;                 // QUIT after TLS and EHLO, before MAIL FROM
+  // Fill TlsInfo::chain, for mxsec probe to print. Off by default: it
+  // parses every certificate of the chain once more, and deliveries never
+  // show it.
+  bool describe_chain = false;
   // REQUIRETLS (RFC 8689 §4.2.1): no transaction unless TLS is in use, the
   // server was authenticated (dane or pkix) and announces REQUIRETLS after
   // STARTTLS; then MAIL FROM carries REQUIRETLS.
@@ -117,7 +121,7 @@ struct TlsInfo {
   bool verified = false;
   std::string detail;        // what matched, or why not
   std::optional<TlsaRecord> matched;
-  std::vector<CertificateInfo> chain;
+  std::vector<CertificateInfo> chain;  // only with SessionOptions::describe_chain
   // SessionOptions::report_verification: what each check found (dane only
   // when TLSA records were given). Informational, never enforced.
   std::optional<VerifyResult> survey_pkix;
