@@ -181,6 +181,17 @@ constexpr const char* kSchema =
 // The table's shape as this version makes it (kSchema with kAddColumns),
 // stored as the file's user_version once made (SqliteDb::UserVersion).
 constexpr int64_t kStsSchema = 1;
+
+// How far the cache's WAL may grow before a commit checkpoints and
+// truncates it (SqliteOpenOptions::truncate_wal_at_frames). The WAL is not
+// checkpointed and deleted when a process closes the file: every `deliver`
+// reads the cache, and making and deleting the -wal and -shm files was a
+// cost of each. Nothing is less durable for it: the cache keeps SQLite's
+// default synchronous=FULL, so a commit is fsynced in the WAL before Put
+// returns, checkpointed or not. The bound is also a cost per process: a
+// process that opens the file with no other holding it reads the whole
+// WAL (delivery.cc kAttemptLogWalPages has the story).
+constexpr int kStsCacheWalPages = 64;
 // Columns a file of an older version lacks, added on open: name, declaration.
 constexpr const char* kAddColumns[][2] = {
     {"refresh_failures", "INTEGER NOT NULL DEFAULT 0"},
@@ -371,6 +382,8 @@ class SqliteStsCache : public StsCache {
     options.create = true;
     options.full_mutex = true;
     options.busy_timeout_ms = 5000;
+    options.checkpoint_on_close = false;
+    options.truncate_wal_at_frames = kStsCacheWalPages;
     Result<SqliteDb> db = SqliteDb::Open(path_, options);
     if (!db.ok()) return Error("open", db.status());
     db_ = std::move(db).value();

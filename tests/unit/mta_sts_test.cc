@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <doctest/doctest.h>
@@ -747,6 +748,31 @@ TEST_CASE("mta_sts: sqlite cache round trip and sharing") {
   Result<std::unique_ptr<StsCache>> c = OpenSqliteStsCache(path);
   REQUIRE_MESSAGE(c.ok(), c.error());
   CHECK(c.value()->Get("other.example").has_value());
+}
+
+TEST_CASE("mta_sts: sqlite cache: a process's close leaves the WAL, which commits keep within its bound") {
+  TempDir dir;
+  const std::string path = dir.path() + "/sts.db";
+  // A policy of a page or more, so that every Put adds at least a page to the WAL.
+  std::string big = "version: STSv1\nmode: enforce\nmax_age: 86400\n";
+  for (int i = 0; i < 80; ++i) big += "mx: mx" + std::to_string(i) + ".a-rather-long-name-for-a-mail-host.example.org\n";
+  REQUIRE(big.size() > 4096);
+  struct stat wal{};
+  // Every `deliver` (here: each open) reads, some store a policy; each closes without a checkpoint.
+  for (int process = 0; process < 300; ++process) {
+    Result<std::unique_ptr<StsCache>> cache = OpenSqliteStsCache(path);
+    REQUIRE_MESSAGE(cache.ok(), cache.error());
+    if (process > 0) CHECK(cache.value()->Get("d" + std::to_string(process - 1) + ".example").has_value());
+    REQUIRE(cache.value()->Put(Entry("d" + std::to_string(process) + ".example", "i", big, process)).ok());
+    cache = Status::Error("closed");
+    REQUIRE(stat((path + "-wal").c_str(), &wal) == 0);  // not deleted at close
+  }
+  // 300 commits of two pages or more; the WAL (its size the most it held) stayed near its bound of
+  // 64 pages.
+  CHECK(wal.st_size <= 80 * (4096 + 24) + 32);
+  Result<std::unique_ptr<StsCache>> last = OpenSqliteStsCache(path);
+  REQUIRE_MESSAGE(last.ok(), last.error());
+  for (int process = 0; process < 300; ++process) CHECK(last.value()->Get("d" + std::to_string(process) + ".example"));
 }
 
 TEST_CASE("mta_sts: sqlite cache treats unreadable rows as absent") {

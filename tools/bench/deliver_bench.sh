@@ -5,6 +5,7 @@
 #
 #   tools/bench/deliver_bench.sh [M]      (default 1000; run as root)
 #   MXSEC=build-h4/mxsec tools/bench/deliver_bench.sh   (an existing build; default build-release)
+#   BLOCKS=1 tools/bench/deliver_bench.sh  (all of mxsec, then all of msmtp; default 10 blocks in turn)
 #
 # mxsec does its whole job per message: MX, address, TLSA and MTA-STS
 # lookups, DANE-EE verification (ee.dane.test), then SMTP. msmtp is given
@@ -34,20 +35,47 @@ bench_msmtprc "$WORK/msmtprc"
 
 bench_cgroup mxsec-deliver-bench
 
-run() {  # label prefix command...   (message file as stdin, 4 in parallel)
-  local label=$1 prefix=$2; shift 2
-  bench_per_process "$M" "$prefix" "$@"
-  printf '%-34s %8s s %8.1f msg/s %8s KiB peak RSS %6s ms CPU per process\n' "$label" "$BENCH_ELAPSED" \
-    "$(awk -v n="$M" -v t="$BENCH_ELAPSED" 'BEGIN { print n / t }')" "$BENCH_PEAK_RSS" "$BENCH_CPU"
-  echo "$BENCH_ELAPSED" > "$WORK/time.$prefix"
-  echo "$BENCH_CPU" > "$WORK/cpu.$prefix"
-  echo "$BENCH_PEAK_RSS" > "$WORK/peak.$prefix"
+# The two commands take turns in BLOCKS blocks of about M/BLOCKS messages
+# each, in the order mxsec, msmtp, msmtp, mxsec, mxsec, msmtp, ... (ABBA),
+# so that a change in the shared machine's load during the run falls on
+# both alike instead of on whichever ran second.
+BLOCKS=${BLOCKS:-10}
+command_of() {  # prefix: the command line for it, in CMD
+  case $1 in
+    mx) CMD=("$MXSEC" --config "$TB_CONF" -o "state_dir=$WORK/state" deliver -f bench@client.test -- user@ee.dane.test) ;;
+    ms) CMD=(msmtp -C "$WORK/msmtprc" user@ee.dane.test) ;;
+  esac
+}
+declare -A ELAPSED=([mx]=0 [ms]=0) CPU_USEC=([mx]=0 [ms]=0)
+for ((b = 0; b < BLOCKS; b++)); do
+  from=$((b * M / BLOCKS + 1)); n=$(((b + 1) * M / BLOCKS - b * M / BLOCKS))
+  [ "$n" -gt 0 ] || continue
+  if ((b % 4 == 0 || b % 4 == 3)); then order=(mx ms); else order=(ms mx); fi
+  for p in "${order[@]}"; do
+    command_of "$p"
+    BENCH_FROM=$from bench_per_process "$n" "$p" "${CMD[@]}"
+    ELAPSED[$p]=$(awk -v a="${ELAPSED[$p]}" -v b="$BENCH_ELAPSED" 'BEGIN { printf "%.2f", a + b }')
+    if [ -n "$BENCH_CPU_USEC" ] && [ "${CPU_USEC[$p]}" != n/a ]; then
+      CPU_USEC[$p]=$((CPU_USEC[$p] + BENCH_CPU_USEC))
+    else
+      CPU_USEC[$p]=n/a
+    fi
+  done
+done
+report() {  # label prefix
+  local label=$1 p=$2 cpu peak
+  cpu=$(awk -v u="${CPU_USEC[$p]}" -v n="$M" 'BEGIN { if (u == "n/a") print "n/a"; else printf "%.2f", u / 1000 / n }')
+  peak=$(cat "$WORK"/rss."$p".* | sort -n | tail -1)
+  printf '%-34s %8s s %8.1f msg/s %8s KiB peak RSS %6s ms CPU per process\n' "$label" "${ELAPSED[$p]}" \
+    "$(awk -v n="$M" -v t="${ELAPSED[$p]}" 'BEGIN { print n / t }')" "$peak" "$cpu"
+  echo "${ELAPSED[$p]}" > "$WORK/time.$p"
+  echo "$cpu" > "$WORK/cpu.$p"
+  echo "$peak" > "$WORK/peak.$p"
 }
 
-echo "deliver benchmark: $M messages of 2 KB to Postfix smtpd over verified TLS, 4 processes at a time, $(nproc) CPUs"
-run "mxsec deliver (DANE-EE)" mx "$MXSEC" --config "$TB_CONF" -o "state_dir=$WORK/state" deliver \
-  -f bench@client.test -- user@ee.dane.test
-run "msmtp (PKIX, fixed host)" ms msmtp -C "$WORK/msmtprc" user@ee.dane.test
+echo "deliver benchmark: $M messages of 2 KB to Postfix smtpd over verified TLS, 4 processes at a time, $(nproc) CPUs, $BLOCKS blocks taking turns"
+report "mxsec deliver (DANE-EE)" mx
+report "msmtp (PKIX, fixed host)" ms
 
 # Everything must have arrived (Postfix delivers to the Maildir asynchronously).
 for ((w = 0; w < 60; w++)); do

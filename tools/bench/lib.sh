@@ -21,11 +21,13 @@
 #                                    when neither can be made (CPU is then reported as n/a)
 #   bench_per_process M PREFIX COMMAND...
 #                                    runs COMMAND M times, one process per message as pipe(8) runs it, 4 at
-#                                    a time, message i on stdin (WORK/PREFIXi.eml), output discarded; in CG
-#                                    when there is one. Sets BENCH_ELAPSED (wall seconds, 2 decimals),
-#                                    BENCH_CPU (user + system ms per process, 2 decimals, or n/a: includes
-#                                    the per-message sh and /usr/bin/time wrappers, the same for every
-#                                    command) and BENCH_PEAK_RSS (KiB, the largest of the M processes)
+#                                    a time, message i on stdin (WORK/PREFIXi.eml) for i from BENCH_FROM
+#                                    (default 1), output discarded; in CG when there is one. Sets
+#                                    BENCH_ELAPSED (wall seconds, 2 decimals), BENCH_CPU_USEC (user +
+#                                    system of the M, microseconds, or empty), BENCH_CPU (the same in ms per
+#                                    process, 2 decimals, or n/a: includes the per-message sh and
+#                                    /usr/bin/time wrappers, the same for every command) and BENCH_PEAK_RSS
+#                                    (KiB, the largest of every PREFIX process run so far)
 
 bench_build_mxsec() {
   if [ -z "${MXSEC:-}" ]; then
@@ -108,18 +110,19 @@ bench_cg_usec() {
 
 bench_per_process() {  # M PREFIX COMMAND...
   local m=$1 prefix=$2; shift 2
-  local t0 t1 u0 u1
+  local t0 t1 u0 u1 from=${BENCH_FROM:-1}
   t0=$(date +%s.%N)
   u0=$(bench_cg_usec)
   (
     [ -n "$CG" ] && echo "$BASHPID" > "$CG/cgroup.procs"
-    seq 1 "$m" | xargs -P 4 -I{} sh -c \
+    seq "$from" $((from + m - 1)) | xargs -P 4 -I{} sh -c \
       'w=$0; p=$1; i=$2; shift 2; /usr/bin/time -f %M -o "$w/rss.$p.$i" "$@" < "$w/$p$i.eml" > /dev/null 2>&1' \
       "$WORK" "$prefix" {} "$@"
   )
   u1=$(bench_cg_usec)
   t1=$(date +%s.%N)
   BENCH_ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  BENCH_CPU_USEC=$((u1 > u0 ? u1 - u0 : 0)); [ "$BENCH_CPU_USEC" -gt 0 ] || BENCH_CPU_USEC=""
   BENCH_CPU=$(awk -v a="$u0" -v b="$u1" -v n="$m" 'BEGIN { if (b > a) printf "%.2f", (b - a) / 1000 / n; else print "n/a" }')
   BENCH_PEAK_RSS=$(cat "$WORK"/rss."$prefix".* | sort -n | tail -1)
 }
