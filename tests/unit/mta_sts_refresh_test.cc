@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <string>
 
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include "fakes.h"
+#include "mxsec/base/sqlite.h"
 #include "mxsec/policy/mta_sts_refresh.h"
 #include "mxsec/policy/policy.h"
 
@@ -214,15 +214,14 @@ TEST_CASE("sts refresh: the SQLite cache keeps the refresh state and adds its co
   const std::string dir = tmpl, path = dir + "/mta-sts.sqlite";
   {
     // The table as an earlier version created it, with one policy.
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    Result<SqliteDb> db = SqliteDb::Open(path, SqliteOpenOptions());
+    REQUIRE(db.ok());
     const std::string body = Body("enforce", kWeek);
     const std::string sql =
         "CREATE TABLE sts_policy (domain TEXT PRIMARY KEY, id TEXT, text TEXT, fetched_at INTEGER,"
         " expires_at INTEGER); INSERT INTO sts_policy VALUES ('example.org', 'v1', '" + body + "', " +
         std::to_string(1700000000 - 2 * 86400) + ", " + std::to_string(1700000000 - 2 * 86400 + kWeek) + ");";
-    REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
+    REQUIRE(db->Exec(sql).ok());
   }
   {
     auto opened = OpenSqliteStsCache(path);

@@ -4,7 +4,6 @@
 // tests).
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -657,16 +656,15 @@ TEST_CASE("mta_sts: sqlite cache removal marks, kept on reopening, and the colum
   const std::string path = dir.path() + "/sts.db";
   {
     // The table as the version before removal marks created it.
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    Result<SqliteDb> db = SqliteDb::Open(path, SqliteOpenOptions());
+    REQUIRE(db.ok());
     const std::string sql =
         "CREATE TABLE sts_policy (domain TEXT PRIMARY KEY, id TEXT, text TEXT, fetched_at INTEGER,"
         " expires_at INTEGER, refresh_failures INTEGER NOT NULL DEFAULT 0, refresh_last INTEGER NOT NULL"
         " DEFAULT 0, refresh_next INTEGER NOT NULL DEFAULT 0, refresh_error TEXT NOT NULL DEFAULT '');"
         "INSERT INTO sts_policy (domain, id, text, fetched_at, expires_at) VALUES ('old.example', 'o1', '" +
         std::string(kGood) + "', 100000, 186400);";
-    REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
+    REQUIRE(db->Exec(sql).ok());
   }
   Result<std::unique_ptr<StsCache>> cache = OpenSqliteStsCache(path);
   REQUIRE_MESSAGE(cache.ok(), cache.error());
@@ -702,13 +700,12 @@ TEST_CASE("mta_sts: sqlite cache: a file made or migrated is marked with its sch
   CHECK(UserVersionOf(made) == 1);
   // The version before refresh state: migrated once, then marked.
   for (const std::string& path : {older, marked}) {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    Result<SqliteDb> db = SqliteDb::Open(path, SqliteOpenOptions());
+    REQUIRE(db.ok());
     const std::string sql = "CREATE TABLE sts_policy (domain TEXT PRIMARY KEY, id TEXT, text TEXT,"
                             " fetched_at INTEGER, expires_at INTEGER);" +
                             std::string(path == marked ? "PRAGMA user_version = 1;" : "");
-    REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
+    REQUIRE(db->Exec(sql).ok());
   }
   Result<std::unique_ptr<StsCache>> migrated = OpenSqliteStsCache(older);
   REQUIRE_MESSAGE(migrated.ok(), migrated.error());
@@ -784,15 +781,12 @@ TEST_CASE("mta_sts: sqlite cache treats unreadable rows as absent") {
   REQUIRE(cache.value()->Put(Entry("null.example", "n1", kGood, 1)).ok());
   REQUIRE(cache.value()->Put(Entry("fine.example", "f1", kGood, 1)).ok());
 
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);
-  CHECK(sqlite3_exec(db,
-                     "UPDATE sts_policy SET text = 'version: STSv1\nmode: sometimes\nmax_age: 5\n' "
-                     "WHERE domain = 'corrupt.example';"
-                     "UPDATE sts_policy SET text = NULL WHERE domain = 'null.example';",
-                     nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(db);
+  Result<SqliteDb> db = SqliteDb::Open(path, SqliteOpenOptions());
+  REQUIRE(db.ok());
+  CHECK(db->Exec("UPDATE sts_policy SET text = 'version: STSv1\nmode: sometimes\nmax_age: 5\n' "
+                 "WHERE domain = 'corrupt.example';"
+                 "UPDATE sts_policy SET text = NULL WHERE domain = 'null.example';")
+            .ok());
 
   CHECK_FALSE(cache.value()->Get("corrupt.example").has_value());
   CHECK_FALSE(cache.value()->Get("null.example").has_value());
@@ -800,14 +794,10 @@ TEST_CASE("mta_sts: sqlite cache treats unreadable rows as absent") {
 
   // The expires_at column is not a second opinion on the policy's
   // lifetime: the expiry is read from the text that is applied.
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);
-  CHECK(sqlite3_exec(db,
-                     "UPDATE sts_policy SET expires_at = 99999999999 WHERE domain = 'fine.example';"
-                     "UPDATE sts_policy SET text = 'version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 5\n' "
-                     "WHERE domain = 'null.example';",
-                     nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(db);
+  CHECK(db->Exec("UPDATE sts_policy SET expires_at = 99999999999 WHERE domain = 'fine.example';"
+                 "UPDATE sts_policy SET text = 'version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 5\n' "
+                 "WHERE domain = 'null.example';")
+            .ok());
   CHECK(cache.value()->Get("fine.example")->expires_at == 1 + 86400);
   REQUIRE(cache.value()->Get("null.example").has_value());
   CHECK(cache.value()->Get("null.example")->expires_at == 1 + 5);

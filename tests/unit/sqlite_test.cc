@@ -3,6 +3,8 @@
 // opened, a damaged file, a lock held past the busy timeout, a failed bind).
 #include <doctest/doctest.h>
 
+#include <sqlite3.h>
+
 #include <fstream>
 #include <string>
 
@@ -173,6 +175,18 @@ TEST_CASE("sqlite: UserVersion is 0 for a new file and what was stored after") {
   CHECK(db.UserVersion().value() == 0);
   REQUIRE(db.Exec("PRAGMA user_version = 7").ok());
   CHECK(MustOpen(path).UserVersion().value() == 7);
+}
+
+TEST_CASE("sqlite: a connection allocates its page cache as it reads pages, not 20 pages up front") {
+  TempQueueDir dir("mxsec-sqlite-test");
+  const std::string path = dir.path + ".db";
+  SqliteDb db = MustOpen(path);
+  REQUIRE(db.Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)").ok());
+  const sqlite3_int64 before = sqlite3_memory_used();
+  SqliteDb again = MustOpen(path);
+  REQUIRE(again.UserVersion().ok());  // reads the schema: a page or two
+  // SQLite's default bulk allocation adds about 87 KB here (20 pages of 4 KB and their headers).
+  CHECK(sqlite3_memory_used() - before < 40000);
 }
 
 TEST_CASE("sqlite: AddColumn migrates once and tolerates a column already there") {

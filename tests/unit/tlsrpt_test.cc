@@ -4,13 +4,13 @@
 // older table included).
 #include <doctest/doctest.h>
 
-#include <sqlite3.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cstdlib>
 #include <string>
 
+#include "mxsec/base/sqlite.h"
 #include "mxsec/smtp/delivery.h"
 #include "mxsec/policy/requiretls.h"
 #include "mxsec/report/tlsrpt.h"
@@ -283,15 +283,15 @@ TEST_CASE("tlsrpt: attempt log stores report columns and migrates an old table")
   REQUIRE(mkdtemp(tmpl));
   const std::string path = std::string(tmpl) + "/delivery.sqlite";
   // A table as written by a version without the report columns, with one row.
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  CHECK(sqlite3_exec(db,
-                     "CREATE TABLE attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT, port INTEGER,"
-                     " policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
-                     " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT, failure_type TEXT);"
-                     "INSERT INTO attempts (time, domain, outcome) VALUES (1763859600, 'old.example', 'delivered');",
-                     nullptr, nullptr, nullptr) == SQLITE_OK);
-  sqlite3_close(db);
+  {
+    Result<SqliteDb> db = SqliteDb::Open(path, SqliteOpenOptions());
+    REQUIRE(db.ok());
+    CHECK(db->Exec("CREATE TABLE attempts (time INTEGER, domain TEXT, mx TEXT, address TEXT, port INTEGER,"
+                   " policy TEXT, mechanism TEXT, host_tls TEXT, tls_version TEXT, tls_cipher TEXT,"
+                   " verification TEXT, verified INTEGER, outcome TEXT, code TEXT, detail TEXT, failure_type TEXT);"
+                   "INSERT INTO attempts (time, domain, outcome) VALUES (1763859600, 'old.example', 'delivered');")
+              .ok());
+  }
 
   auto log = OpenSqliteAttemptLog(path);
   REQUIRE(log.ok());

@@ -118,6 +118,9 @@ class SqliteDb {
 
   // Opens read-write; the busy timeout is set before anything else runs,
   // since the first statement may already meet another process's lock.
+  // The first Open of a process also configures SQLite before it
+  // initializes (no bulk page-cache allocation, sqlite.cc): every SQLite
+  // file of the program, tests included, is opened here.
   static Result<SqliteDb> Open(const std::string& path, const SqliteOpenOptions& options);
 
   // Runs one or more statements that return nothing of interest (schema,
