@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fakes.h"
+#include "loopback.h"
 #include "mxsec/dns/dns.h"
 
 #include <arpa/inet.h>
@@ -363,15 +364,9 @@ TEST_CASE("dns: a silent server times out, a dead one fails fast, the next serve
 
 TEST_CASE("dns: a port where nothing listens fails at once for every question of the batch") {
   // Bind and close to find a free port.
-  int s = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  socklen_t l = sizeof sa;
-  getsockname(s, reinterpret_cast<sockaddr*>(&sa), &l);
-  close(s);
-  auto t = NewLdnsTransport({{{"127.0.0.1", ntohs(sa.sin_port)}}, 3000, 2});
+  uint16_t port = 0;
+  close(mxsec_test::BindLoopback(SOCK_DGRAM, &port));
+  auto t = NewLdnsTransport({{{"127.0.0.1", port}}, 3000, 2});
   auto start = std::chrono::steady_clock::now();
   auto rs = t->QueryMany({{"a.example", RrType::kMX}, {"b.example", RrType::kTXT}, {"c.example", RrType::kA}}, false);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();

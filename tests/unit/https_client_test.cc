@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.h"
 #include "mxsec/policy/https_client.h"
 #include "mxsec/policy/mta_sts.h"
 
@@ -37,16 +38,8 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
 class SilentServer {
  public:
   SilentServer() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd_ >= 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    fd_ = mxsec_test::BindLoopback(SOCK_STREAM, &port_);
     REQUIRE(listen(fd_, 64) == 0);
-    socklen_t len = sizeof sa;
-    REQUIRE(getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
-    port_ = ntohs(sa.sin_port);
     thread_ = std::thread([this] {
       while (!stop_) {
         pollfd p{fd_, POLLIN, 0};

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.h"
 #include "mxsec/base/sqlite.h"
 #include "mxsec/dns/dns.h"
 #include "mxsec/policy/mta_sts.h"
@@ -101,17 +102,8 @@ CachedStsPolicy Entry(const std::string& domain, const std::string& id, const st
 class Listener {
  public:
   Listener() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd_ >= 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = 0;
-    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    fd_ = mxsec_test::BindLoopback(SOCK_STREAM, &port_);
     REQUIRE(listen(fd_, 16) == 0);
-    socklen_t len = sizeof sa;
-    REQUIRE(getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
-    port_ = ntohs(sa.sin_port);
   }
   ~Listener() {
     stop_ = true;
@@ -142,16 +134,9 @@ class Listener {
 // A port on 127.0.0.1 where nothing listens: bound once by the kernel's
 // choice, then released.
 uint16_t UnusedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-  socklen_t len = sizeof sa;
-  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0);
-  close(fd);
-  return ntohs(sa.sin_port);
+  uint16_t port = 0;
+  close(mxsec_test::BindLoopback(SOCK_STREAM, &port));
+  return port;
 }
 
 double SecondsSince(std::chrono::steady_clock::time_point t0) {

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <thread>
 
+#include "loopback.h"
 #include "mxsec/smtp/session_cache.h"
 #include "mxsec/smtp/smtp_client.h"
 
@@ -37,14 +38,7 @@ class ScriptedServer {
       : ScriptedServer(std::move(greeting), PerConnection{{std::move(replies)}}) {}
   ScriptedServer(std::string greeting, PerConnection connections)
       : greeting_(std::move(greeting)), scripts_(std::move(connections.scripts)) {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(listener_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    socklen_t len = sizeof sa;
-    getsockname(listener_, reinterpret_cast<sockaddr*>(&sa), &len);
-    port = ntohs(sa.sin_port);
+    listener_ = mxsec_test::BindLoopback(SOCK_STREAM, &port);
     REQUIRE(listen(listener_, 1) == 0);
     timeval tv{5, 0};  // accept gives up too: a client that never connects fails the test, not hangs it
     setsockopt(listener_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);

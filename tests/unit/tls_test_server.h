@@ -25,6 +25,7 @@
 #include "mxsec/smtp/session_cache.h"
 #include "mxsec/smtp/smtp_client.h"
 #include "mxsec/smtp/tls_verify.h"
+#include "loopback.h"
 
 namespace mxsec_test {
 
@@ -103,14 +104,7 @@ class TlsServer {
     REQUIRE(gnutls_certificate_allocate_credentials(&cred_) == 0);
     REQUIRE(gnutls_certificate_set_x509_key(cred_, const_cast<gnutls_x509_crt_t*>(&cert.crt), 1, cert.key) == 0);
     REQUIRE(gnutls_session_ticket_key_generate(&ticket_key_) == 0);
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(listener_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    socklen_t len = sizeof sa;
-    getsockname(listener_, reinterpret_cast<sockaddr*>(&sa), &len);
-    port = ntohs(sa.sin_port);
+    listener_ = BindLoopback(SOCK_STREAM, &port);
     REQUIRE(listen(listener_, 4) == 0);
     thread_ = std::thread([this] {
       for (int i = 0; i < connections_; ++i) ServeOne(i == broken_);
