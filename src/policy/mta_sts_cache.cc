@@ -378,13 +378,7 @@ class SqliteStsCache : public StsCache {
   }
 
   Status Init() {
-    SqliteOpenOptions options;
-    options.create = true;
-    options.full_mutex = true;
-    options.busy_timeout_ms = 5000;
-    options.checkpoint_on_close = false;
-    options.truncate_wal_at_frames = kStsCacheWalPages;
-    Result<SqliteDb> db = SqliteDb::Open(path_, options);
+    Result<SqliteDb> db = SqliteDb::Open(path_, SqliteOpenOptions::SharedByProcesses(kStsCacheWalPages));
     if (!db.ok()) return Error("open", db.status());
     db_ = std::move(db).value();
     Status s = db_.Exec("PRAGMA journal_mode=WAL");

@@ -119,12 +119,8 @@ Status PrepareVersion1(SqliteDb& db, const std::string& path) {
 // checkpoint (see PrepareAttemptsTable: a report undercounts; nothing is
 // delivered twice or lost, that is the queue's business).
 Result<SqliteDb> OpenAttemptsDb(const std::string& path, bool create) {
-  SqliteOpenOptions options;
+  SqliteOpenOptions options = SqliteOpenOptions::SharedByProcesses(kAttemptLogWalPages);
   options.create = create;
-  options.full_mutex = true;
-  options.busy_timeout_ms = 5000;
-  options.checkpoint_on_close = false;
-  options.truncate_wal_at_frames = kAttemptLogWalPages;
   Result<SqliteDb> db = SqliteDb::Open(path, options);
   if (!db.ok()) return db.status().Prefixed(path + ": ");
   Status prepared = PrepareAttemptsTable(db.value(), path);

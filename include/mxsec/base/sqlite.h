@@ -101,6 +101,17 @@ struct SqliteOpenOptions {
   // checkpoint already copied them, so the WAL is never restarted and grows by every process's
   // commits, each paying for the reading and for a checkpoint of the whole WAL.
   int truncate_wal_at_frames = 0;
+
+  // For a file that many short processes open in turn (the attempt log, the MTA-STS cache): the
+  // handle may be shared by threads, the WAL is left for the next process and truncated once a
+  // commit leaves it at `wal_frames` frames.
+  static SqliteOpenOptions SharedByProcesses(int wal_frames) {
+    SqliteOpenOptions o;
+    o.full_mutex = true;
+    o.checkpoint_on_close = false;
+    o.truncate_wal_at_frames = wal_frames;
+    return o;
+  }
 };
 
 class SqliteDb {
