@@ -47,21 +47,22 @@
 #include "mxsec/base/sqlite.h"
 
 namespace mxsec {
-namespace {
 
-std::string NormalDomain(std::string d) {
-  if (!d.empty() && d.back() == '.') d.pop_back();
-  for (char& c : d) {
+std::string StsCacheKey(std::string domain) {
+  if (!domain.empty() && domain.back() == '.') domain.pop_back();
+  for (char& c : domain) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
-  return d;
+  return domain;
 }
+
+namespace {
 
 // The stored copy always carries the parsed form of its own text, never a
 // caller's possibly inconsistent one.
 Result<CachedStsPolicy> Normalize(const CachedStsPolicy& entry) {
   CachedStsPolicy copy = entry;
-  copy.domain = NormalDomain(entry.domain);
+  copy.domain = StsCacheKey(entry.domain);
   if (copy.domain.empty()) return Status::Error("sts cache: empty domain");
   Result<StsPolicy> parsed = ParseStsPolicy(copy.text);
   if (!parsed.ok()) {
@@ -85,13 +86,13 @@ class MemoryStsCache : public StsCache {
  public:
   Result<std::optional<CachedStsPolicy>> Lookup(const std::string& domain) override {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = entries_.find(NormalDomain(domain));
+    auto it = entries_.find(StsCacheKey(domain));
     if (it == entries_.end()) return std::optional<CachedStsPolicy>();
     return std::optional<CachedStsPolicy>(it->second);
   }
 
   Result<StsCacheSlot> Read(const std::string& domain) override {
-    const std::string key = NormalDomain(domain);
+    const std::string key = StsCacheKey(domain);
     std::lock_guard<std::mutex> lock(mu_);
     StsCacheSlot slot;
     if (auto it = entries_.find(key); it != entries_.end()) slot.policy = it->second;
@@ -111,7 +112,7 @@ class MemoryStsCache : public StsCache {
 
   Status Remove(const std::string& domain) override {
     StsRemoval removal;
-    removal.domain = NormalDomain(domain);
+    removal.domain = StsCacheKey(domain);
     removal.removed_at = Now();
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = entries_.find(removal.domain); it != entries_.end()) {
@@ -127,7 +128,7 @@ class MemoryStsCache : public StsCache {
 
   Status RecordRemoval(const StsRemoval& removal) override {
     StsRemoval r = removal;
-    r.domain = NormalDomain(removal.domain);
+    r.domain = StsCacheKey(removal.domain);
     if (r.domain.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = entries_.find(r.domain); it != entries_.end() && it->second.fetched_at > r.removed_at) {
@@ -155,7 +156,7 @@ class MemoryStsCache : public StsCache {
 
   Status RecordRefreshFailure(const CachedStsPolicy& state) override {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = entries_.find(NormalDomain(state.domain));
+    auto it = entries_.find(StsCacheKey(state.domain));
     if (it == entries_.end() || it->second.fetched_at != state.fetched_at) return Status::Ok();
     it->second.refresh_failures = state.refresh_failures;
     it->second.refresh_last = state.refresh_last;
@@ -245,7 +246,7 @@ class SqliteStsCache : public StsCache {
 
   Result<std::optional<CachedStsPolicy>> Lookup(const std::string& domain) override {
     using Found = std::optional<CachedStsPolicy>;
-    const std::string key = NormalDomain(domain);
+    const std::string key = StsCacheKey(domain);
     std::lock_guard<std::mutex> lock(mu_);
     if (Status unprepared = Ready(&get_, kGet); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(get_);
@@ -258,7 +259,7 @@ class SqliteStsCache : public StsCache {
   }
 
   Result<StsCacheSlot> Read(const std::string& domain) override {
-    const std::string key = NormalDomain(domain);
+    const std::string key = StsCacheKey(domain);
     std::lock_guard<std::mutex> lock(mu_);
     if (Status unprepared = Ready(&get_, kGet); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(get_);
@@ -303,7 +304,7 @@ class SqliteStsCache : public StsCache {
   }
 
   Status RecordRefreshFailure(const CachedStsPolicy& state) override {
-    const std::string key = NormalDomain(state.domain);
+    const std::string key = StsCacheKey(state.domain);
     std::lock_guard<std::mutex> lock(mu_);
     if (Status unprepared = Ready(&record_failure_, kRecordFailure); !unprepared.ok()) return unprepared;
     SqliteResetOnExit use(record_failure_);
@@ -313,7 +314,7 @@ class SqliteStsCache : public StsCache {
   }
 
   Status Remove(const std::string& domain) override {
-    const std::string key = NormalDomain(domain);
+    const std::string key = StsCacheKey(domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
     if (Status unprepared = Ready(&remove_, kRemove); !unprepared.ok()) return unprepared;
@@ -322,7 +323,7 @@ class SqliteStsCache : public StsCache {
   }
 
   Status RecordRemoval(const StsRemoval& removal) override {
-    const std::string key = NormalDomain(removal.domain);
+    const std::string key = StsCacheKey(removal.domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
     if (Status unprepared = Ready(&record_removal_, kRecordRemoval); !unprepared.ok()) return unprepared;

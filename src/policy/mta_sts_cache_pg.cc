@@ -39,15 +39,6 @@
 namespace mxsec {
 namespace {
 
-// As the SQLite cache keys its rows (mta_sts_cache.cc).
-std::string NormalDomain(std::string d) {
-  if (!d.empty() && d.back() == '.') d.pop_back();
-  for (char& c : d) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return d;
-}
-
 // A row is a policy when removed_at is 0, else the mark of its removal
 // (StsRemoval, schema version 2; id and text are then the removed
 // policy's, for people).
@@ -155,7 +146,7 @@ class PgStsCache : public StsCache {
   }
 
   Result<StsCacheSlot> Read(const std::string& domain) override {
-    const std::string key = NormalDomain(domain);
+    const std::string key = StsCacheKey(domain);
     std::lock_guard<std::mutex> lock(mu_);
     Status ready = ReadyLocked();
     if (!ready.ok()) return ready;
@@ -177,7 +168,7 @@ class PgStsCache : public StsCache {
 
   Status Put(const CachedStsPolicy& entry) override {
     CachedStsPolicy e = entry;
-    e.domain = NormalDomain(entry.domain);
+    e.domain = StsCacheKey(entry.domain);
     if (e.domain.empty()) return Status::Error("sts cache: empty domain");
     Result<StsPolicy> parsed = ParseStsPolicy(e.text);
     if (!parsed.ok()) return Status::Error("sts cache: policy for " + e.domain + " does not parse: " + parsed.error());
@@ -193,7 +184,7 @@ class PgStsCache : public StsCache {
   }
 
   Status Remove(const std::string& domain) override {
-    const std::string key = NormalDomain(domain);
+    const std::string key = StsCacheKey(domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
     Status ready = ReadyLocked();
@@ -203,7 +194,7 @@ class PgStsCache : public StsCache {
   }
 
   Status RecordRemoval(const StsRemoval& removal) override {
-    const std::string key = NormalDomain(removal.domain);
+    const std::string key = StsCacheKey(removal.domain);
     if (key.empty()) return Status::Error("sts cache: empty domain");
     std::lock_guard<std::mutex> lock(mu_);
     Status ready = ReadyLocked();
@@ -230,7 +221,7 @@ class PgStsCache : public StsCache {
   }
 
   Status RecordRefreshFailure(const CachedStsPolicy& state) override {
-    const std::string key = NormalDomain(state.domain);
+    const std::string key = StsCacheKey(state.domain);
     std::lock_guard<std::mutex> lock(mu_);
     Status ready = ReadyLocked();
     if (!ready.ok()) return ready;

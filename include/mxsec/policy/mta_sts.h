@@ -172,6 +172,10 @@ struct StsCacheSlot {
 CachedStsPolicy NewCachedStsPolicy(const std::string& domain, const std::string& id, const std::string& text,
                                    const StsPolicy& policy, int64_t fetched_at);
 
+// The key every cache files `domain` under (memory, SQLite, PostgreSQL, so
+// that a layered cache's two stores agree): lowercase ASCII, no trailing dot.
+std::string StsCacheKey(std::string domain);
+
 class StsCache {
  public:
   virtual ~StsCache() = default;
