@@ -193,6 +193,7 @@ constexpr int64_t kStsSchema = 1;
 // process that opens the file with no other holding it reads the whole
 // WAL (delivery.cc kAttemptLogWalPages has the story).
 constexpr int kStsCacheWalPages = 64;
+
 // Columns a file of an older version lacks, added on open: name, declaration.
 constexpr const char* kAddColumns[][2] = {
     {"refresh_failures", "INTEGER NOT NULL DEFAULT 0"},
